@@ -271,3 +271,21 @@ Deno.test("logtapeAuditSink logs every record with its fields as properties", as
   assert.throws(() => logtapeAuditSink([]), TypeError);
   assert.throws(() => logtapeAuditSink([""]), TypeError);
 });
+
+Deno.test({
+  name: "a file sink that cannot write reports every record to onError",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const failed: string[] = [];
+    {
+      // Writing to /dev/full fails with ENOSPC.
+      await using log = new AuditLog([fileAuditSink("/dev/full")], {
+        onError: (error, record) => failed.push(`${(error as Error).name}:${record.action}`),
+      });
+      log.write({ daemon: "d", action: "exec", ok: true });
+      log.write({ daemon: "d", action: "spawn", ok: true });
+    }
+    assert.equal(failed.length, 2);
+    assert.deepEqual(failed.map((f) => f.split(":")[1]), ["exec", "spawn"]);
+  },
+});
