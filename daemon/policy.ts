@@ -320,7 +320,10 @@ export class Policy {
    *
    * Deny lists are a best-effort guard against accidents; they cannot catch every way a program can run
    * another (an interpreter such as `python -c`, a script file). The allow list is the security boundary:
-   * keep shells, interpreters and wrapper programs out of it.
+   * keep shells, interpreters and wrapper programs out of it. Because a pattern without `/` also matches the
+   * basename of a path, `allow: ["ls"]` allows any program file named `ls`, including one the controller
+   * uploaded or reached through a `PATH` it set; to pin binaries, use full-path patterns (`/usr/bin/ls`),
+   * force `PATH` with `envSet`, and confine files with `root` or `noFiles`.
    *
    * @example Allow list and deny list
    * ```ts
@@ -664,8 +667,13 @@ export class Policy {
     }
   }
 
-  #checkDeny(commands: { words: Word[]; heads: Head[] }[], shown: string): void {
+  #checkDeny(commands: { words: Word[]; heads: Head[] }[], shown: string, depth = 0): void {
     if (this.#deny.length === 0) return;
+    if (depth > MAX_NESTING) {
+      throw new PolicyError(`Command nests shells too deeply to be checked: ${shown}`, {
+        rule: "shellMeta",
+      });
+    }
     for (const { words, heads } of commands) {
       for (const head of heads) {
         const word = words[head.index];
@@ -699,6 +707,7 @@ export class Policy {
               heads: commandHeads(nestedWords, 0),
             })),
             shown,
+            depth + 1,
           );
         }
       }
@@ -1325,6 +1334,10 @@ function commandHeads(words: Word[], start: number): Head[] {
     }
   };
   visit(start, true);
+  // `function f { rm; }`: a brace group can open in the middle of a simple command's words.
+  for (let j = start + 1; j < words.length; j++) {
+    if (words[j]!.literal && words[j]!.text === "{") visit(j + 1, false);
+  }
   return heads;
 }
 

