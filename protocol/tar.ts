@@ -81,13 +81,14 @@ export interface ReadTarOptions {
  *
  * @example Catch a format error
  * ```ts
+ * import { strict as assert } from "node:assert";
  * import { readTar, TarFormatError } from "./tar.ts";
  * const garbage = ReadableStream.from([new Uint8Array(512).fill(7)]);
  * try {
  *   for await (const entry of readTar(garbage)) await entry.body.cancel();
- *   console.assert(false, "not reached");
+ *   assert(false, "not reached");
  * } catch (error) {
- *   console.assert(error instanceof TarFormatError && error.code === "TAR_FORMAT");
+ *   assert(error instanceof TarFormatError && error.code === "TAR_FORMAT");
  * }
  * ```
  */
@@ -313,6 +314,7 @@ function ustarBlock(
  *
  * @example Write an archive with a directory and a file
  * ```ts
+ * import { strict as assert } from "node:assert";
  * import { TarWriter } from "./tar.ts";
  * const writer = new TarWriter();
  * const archive = new Response(writer.readable).bytes(); // start consuming first
@@ -320,7 +322,7 @@ function ustarBlock(
  * const text = new TextEncoder().encode("hello\n");
  * await writer.addEntry({ path: "docs/a.txt", type: "file", size: text.length, mode: 0o644, mtime: 0 }, text);
  * await writer.close();
- * console.assert((await archive).length === 4 * 512);
+ * assert((await archive).length === 5 * 512);
  * ```
  */
 export class TarWriter {
@@ -355,13 +357,14 @@ export class TarWriter {
    *
    * @example Stream a file body
    * ```ts
+   * import { strict as assert } from "node:assert";
    * import { TarWriter } from "./tar.ts";
    * const writer = new TarWriter();
    * const archive = new Response(writer.readable).bytes();
    * const body = ReadableStream.from([new Uint8Array(300), new Uint8Array(300)]);
    * await writer.addEntry({ path: "zeros", type: "file", size: 600, mode: 0o600, mtime: 0 }, body);
    * await writer.close();
-   * console.assert((await archive).length === 512 + 1024 + 1024);
+   * assert((await archive).length === 512 + 1024 + 1024);
    * ```
    */
   addEntry(header: TarEntryHeader, body?: ReadableStream<Uint8Array> | Uint8Array): Promise<void> {
@@ -408,11 +411,12 @@ export class TarWriter {
    *
    * @example Close an empty archive
    * ```ts
+   * import { strict as assert } from "node:assert";
    * import { TarWriter } from "./tar.ts";
    * const writer = new TarWriter();
    * const archive = new Response(writer.readable).bytes();
    * await writer.close();
-   * console.assert((await archive).length === 1024);
+   * assert((await archive).length === 1024);
    * ```
    */
   close(): Promise<void> {
@@ -436,11 +440,12 @@ export class TarWriter {
    *
    * @example Abort an archive
    * ```ts
+   * import { strict as assert } from "node:assert";
    * import { TarWriter } from "./tar.ts";
    * const writer = new TarWriter();
    * const reading = new Response(writer.readable).bytes();
    * await writer.abort(new Error("source went away"));
-   * await reading.then(() => console.assert(false), (error) => console.assert(error.message === "source went away"));
+   * await reading.then(() => assert(false), (error) => assert(error.message === "source went away"));
    * ```
    */
   async abort(reason?: unknown): Promise<void> {
@@ -639,7 +644,17 @@ function parseNumber(block: Uint8Array, start: number, width: number, field: str
 }
 
 function verifyChecksum(block: Uint8Array, offset: number): void {
-  const stored = parseNumber(block, 148, 8, "chksum");
+  let stored: number;
+  try {
+    stored = parseNumber(block, 148, 8, "chksum");
+  } catch (cause) {
+    throw new TarFormatError(
+      `Tar header checksum field at byte ${offset} is not a number (not a tar header?)`,
+      {
+        cause,
+      },
+    );
+  }
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < BLOCK; i++) {
@@ -755,6 +770,7 @@ const UNSUPPORTED: Record<string, string> = {
  *
  * @example Read back what a TarWriter wrote
  * ```ts
+ * import { strict as assert } from "node:assert";
  * import { readTar, TarWriter } from "./tar.ts";
  * const writer = new TarWriter();
  * const entries = (async () => {
@@ -767,7 +783,7 @@ const UNSUPPORTED: Record<string, string> = {
  * const body = new TextEncoder().encode("hi");
  * await writer.addEntry({ path: "a.txt", type: "file", size: 2, mode: 0o644, mtime: 0 }, body);
  * await writer.close();
- * console.assert((await entries)[0] === "a.txt: hi");
+ * assert((await entries)[0] === "a.txt: hi");
  * ```
  */
 export function readTar(

@@ -69,9 +69,10 @@ export interface UnpackResult {
  *
  * @example Catch an escaping entry
  * ```ts
+ * import { strict as assert } from "node:assert";
  * import { TarPathError } from "./tar_fs.ts";
  * const error = new TarPathError("TAR_PATH_ESCAPE", 'Tar entry "../x" has a ".." component');
- * console.assert(error.code === "TAR_PATH_ESCAPE");
+ * assert(error.code === "TAR_PATH_ESCAPE");
  * ```
  */
 export class TarPathError extends Error {
@@ -101,9 +102,10 @@ export class TarPathError extends Error {
  *
  * @example Catch a pack error
  * ```ts
+ * import { strict as assert } from "node:assert";
  * import { TarPackError } from "./tar_fs.ts";
  * const error = new TarPackError('File "log.txt" shrank while it was packed');
- * console.assert(error.code === "TAR_PACK");
+ * assert(error.code === "TAR_PACK");
  * ```
  */
 export class TarPackError extends Error {
@@ -173,6 +175,7 @@ function mtimeOf(info: Deno.FileInfo): number {
  *
  * @example Pack a directory and list it
  * ```ts
+ * import { strict as assert } from "node:assert";
  * import { packDirectory } from "./tar_fs.ts";
  * import { readTar } from "./tar.ts";
  * const dir = await Deno.makeTempDir();
@@ -182,7 +185,7 @@ function mtimeOf(info: Deno.FileInfo): number {
  *   names.push(entry.header.path);
  *   await entry.body.cancel();
  * }
- * console.assert(names.join() === "hello.txt");
+ * assert(names.join() === "hello.txt");
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -408,14 +411,15 @@ async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
  *
  * @example Copy a directory through a tar stream
  * ```ts
+ * import { strict as assert } from "node:assert";
  * import { packDirectory, unpackTar } from "./tar_fs.ts";
  * const from = await Deno.makeTempDir();
  * const to = await Deno.makeTempDir();
  * await Deno.mkdir(`${from}/sub`);
  * await Deno.writeTextFile(`${from}/sub/a.txt`, "hello");
  * const result = await unpackTar(packDirectory(from), to);
- * console.assert(result.files === 1 && result.directories === 1 && result.bytes === 5);
- * console.assert(await Deno.readTextFile(`${to}/sub/a.txt`) === "hello");
+ * assert(result.files === 1 && result.directories === 1 && result.bytes === 5);
+ * assert(await Deno.readTextFile(`${to}/sub/a.txt`) === "hello");
  * await Deno.remove(from, { recursive: true });
  * await Deno.remove(to, { recursive: true });
  * ```
