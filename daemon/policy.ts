@@ -449,7 +449,9 @@ export class Policy {
    *   back to running children as itself.
    *
    * Limits wrap the user switch (`prlimit ... -- setpriv ... -- argv`), so root sets the hard limits and the
-   * child cannot raise them. The wrapped program is found through the child's `PATH` (`execvp`).
+   * child cannot raise them. The wrapped program is found through the child's `PATH` (`execvp`). Every wrapper
+   * replaces itself with the next (`exec`), so the spawned pid is the command's own pid and signals reach it
+   * directly; a missing program exits with code 127 and the wrapper's message on stderr.
    *
    * @example No limits, no wrapping
    * ```ts

@@ -416,6 +416,13 @@ Deno.test("wrapArgv applies cpu and memory limits (prlimit)", async () => {
   const { code, out } = await run(wrapped);
   equal(code, 0);
   deepEqual(out.trim().split("\n"), ["7", String(512 * 1024)]);
+  const missing = await run(policy.wrapArgv(["sandd-no-such-program"]));
+  equal(missing.code, 127);
+  // The wrapper execs the command: the spawned pid is the command itself.
+  const [program, ...args] = policy.wrapArgv(["sh", "-c", "echo $$"]);
+  const child = new Deno.Command(program!, { args, stdin: "null", stdout: "piped" }).spawn();
+  const output = await child.output();
+  equal(new TextDecoder().decode(output.stdout).trim(), String(child.pid));
 });
 
 Deno.test("wrapArgv falls back to a sh ulimit wrapper without prlimit", async () => {
