@@ -1,0 +1,107 @@
+// Start a pipe-based child with Deno.Command, in its own session and process group so signals reach its tree.
+import type { SpawnArgs } from "../protocol/messages.ts";
+import type { ChildHandle, ExitStatus } from "./process_table.ts";
+
+const SHELL: string[] = Deno.build.os === "windows" ? ["cmd.exe", "/C"] : ["/bin/sh", "-c"];
+
+/** The argv a command runs as: strings through the shell, arrays directly. */
+export function commandArgv(command: string | string[]): string[] {
+  return typeof command === "string" ? [...SHELL, command] : command;
+}
+
+function killGroup(pid: number, signal: Deno.Signal): void {
+  try {
+    if (Deno.build.os === "windows") Deno.kill(pid, signal);
+    else Deno.kill(-pid, signal);
+  } catch {
+    // the group is gone already
+  }
+}
+
+function streamReader(stream: ReadableStream<Uint8Array>): () => Promise<Uint8Array | null> {
+  const reader = stream.getReader();
+  return async () => {
+    const { value, done } = await reader.read();
+    if (done) {
+      reader.releaseLock();
+      return null;
+    }
+    return value;
+  };
+}
+
+/** A child that never ran: exits with `code` and `message` on stderr, as a shell would. */
+function failedChild(code: number, message: string): ChildHandle {
+  let stdoutDone = false;
+  let stderrDone = false;
+  return {
+    pid: 0,
+    outputs: [
+      () => Promise.resolve(stdoutDone ? null : (stdoutDone = true, null)),
+      () =>
+        Promise.resolve(stderrDone ? null : (stderrDone = true, new TextEncoder().encode(message))),
+    ],
+    kill: () => {},
+    status: Promise.resolve({ exitCode: code, signal: null }),
+  };
+}
+
+/** Options for {@linkcode spawnCommandChild}. */
+export interface CommandChildOptions {
+  /** Final environment transform (policy). */
+  env?: (requested: Record<string, string>) => Record<string, string>;
+  /** Final argv transform (policy wrappers). */
+  argv?: (argv: string[]) => string[];
+}
+
+/** Start a pipe-based child for a `spawn` request. */
+export function spawnCommandChild(args: SpawnArgs, options: CommandChildOptions = {}): ChildHandle {
+  let argv = commandArgv(args.command);
+  if (options.argv) argv = options.argv(argv);
+  const env = options.env ? options.env(args.env ?? {}) : args.env;
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
+      ...(env ? { env } : {}),
+      ...(args.cwd !== undefined ? { cwd: args.cwd } : {}),
+      stdin: args.stdin !== undefined ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+    }).spawn();
+  } catch (error) {
+    const program = argv[0]!;
+    if (error instanceof Deno.errors.NotFound) {
+      if (args.cwd !== undefined) {
+        try {
+          Deno.statSync(args.cwd);
+        } catch {
+          return failedChild(127, `sandd: cd: ${args.cwd}: No such file or directory\n`);
+        }
+      }
+      return failedChild(127, `sandd: ${program}: command not found\n`);
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      return failedChild(126, `sandd: ${program}: Permission denied\n`);
+    }
+    return failedChild(126, `sandd: ${program}: ${(error as Error).message}\n`);
+  }
+  const writer = args.stdin !== undefined ? child.stdin.getWriter() : undefined;
+  const status: Promise<ExitStatus> = child.status.then((s) => ({
+    exitCode: s.code,
+    signal: s.signal,
+  }));
+  return {
+    pid: child.pid,
+    outputs: [streamReader(child.stdout), streamReader(child.stderr)],
+    ...(writer
+      ? {
+        write: (bytes: Uint8Array) => writer.write(bytes),
+        closeInput: () => writer.close(),
+      }
+      : {}),
+    kill: (signal) => killGroup(child.pid, signal),
+    status,
+  };
+}

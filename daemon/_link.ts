@@ -1,0 +1,66 @@
+// The daemon's view of one WebSocket connection to the controller, and the routing of stream ids on it.
+import type { DaemonMessage } from "../protocol/messages.ts";
+
+/** Receives what the controller sends on one stream id. */
+export interface StreamRoute {
+  onData?(offset: number, payload: Uint8Array): void;
+  onAck?(offset: number): void;
+  onEof?(offset: number, sha256: string | undefined): void;
+  onReset?(reason: string): void;
+  /** The link closed; the route is gone. */
+  onClose?(): void;
+}
+
+export class Link {
+  readonly #socket: WebSocket;
+  readonly routes: Map<number, StreamRoute> = new Map();
+  #closed = false;
+
+  constructor(socket: WebSocket) {
+    this.#socket = socket;
+  }
+
+  get open(): boolean {
+    return !this.#closed && this.#socket.readyState === WebSocket.OPEN;
+  }
+
+  /** Bytes queued in the socket and not yet sent. */
+  get bufferedAmount(): number {
+    return this.#socket.bufferedAmount;
+  }
+
+  send(message: DaemonMessage): void {
+    if (this.open) this.#socket.send(JSON.stringify(message));
+  }
+
+  sendBinary(frame: Uint8Array<ArrayBuffer>): void {
+    if (this.open) this.#socket.send(frame);
+  }
+
+  /** Bind `sid` to `route`, replacing any earlier binding. */
+  bind(sid: number, route: StreamRoute): void {
+    this.routes.set(sid, route);
+  }
+
+  unbind(sid: number, route?: StreamRoute): void {
+    if (!route || this.routes.get(sid) === route) this.routes.delete(sid);
+  }
+
+  /** Mark closed and tell every route. */
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const routes = [...this.routes.values()];
+    this.routes.clear();
+    for (const route of routes) route.onClose?.();
+  }
+
+  close(code: number, reason: string): void {
+    try {
+      this.#socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+    this.closed();
+  }
+}

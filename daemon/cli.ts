@@ -1,0 +1,196 @@
+/**
+ * Command-line parsing of the `sandd` daemon.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { VERSION } from "../protocol/version.ts";
+
+/** Usage text printed by `--help`. */
+export const USAGE: string =
+  `sandd ${VERSION} — the SandD worker daemon. Dials out to a controller over WebSocket.
+
+Usage: sandd --server-url ws://HOST:PORT/ws [options]
+
+Connection:
+  --server-url URL        controller URL, ws:// or wss:// (env SANDD_SERVER_URL)
+  --daemon-id ID          this worker's id (env SANDD_DAEMON_ID; default: the host name)
+  --label KEY=VALUE       a label; repeat for more
+  --token TOKEN           bearer token (env SANDD_TOKEN)
+  --token-file FILE       read the bearer token from FILE
+  --ca-cert FILE          trust this PEM CA for wss, besides the system roots
+
+Processes:
+  --retain-bytes N        output kept per stream for resume (default 4194304)
+  --orphan-timeout SEC    kill a process nobody is attached to after SEC seconds; 0 = never (default 3600)
+  --exit-retention SEC    keep the exit status of ended processes (default 600)
+  --kill-grace SEC        SIGTERM escalates to SIGKILL after SEC seconds (default 5)
+
+Logging:
+  --log-level LEVEL       debug | info | warning | error (default info)
+  --log-format FORMAT     text | json (default text)
+
+  --help                  print this and exit
+  --version               print the version and exit
+
+Exit codes: 0 after SIGINT/SIGTERM, 2 for bad flags.`;
+
+/** A flag was wrong: print the message and exit 2. */
+export class UsageError extends Error {
+  /** Stable code. */
+  readonly code: "USAGE" = "USAGE";
+  /**
+   * @param message What was wrong.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Parsed daemon configuration. */
+export interface DaemonConfig {
+  /** `--help` was given. */
+  help: boolean;
+  /** `--version` was given. */
+  version: boolean;
+  /** Controller URL. */
+  serverUrl: string;
+  /** Daemon id. */
+  id: string;
+  /** Labels. */
+  labels: Record<string, string>;
+  /** Bearer token. */
+  token?: string;
+  /** CA certificate files' contents. */
+  caCerts: string[];
+  /** Bytes retained per stream. */
+  retainBytes: number;
+  /** Orphan timeout in ms. */
+  orphanTimeoutMs: number;
+  /** Exit retention in ms. */
+  exitRetentionMs: number;
+  /** Kill grace in ms. */
+  killGraceMs: number;
+  /** Log level. */
+  logLevel: "debug" | "info" | "warning" | "error";
+  /** Log format. */
+  logFormat: "text" | "json";
+}
+
+function number(name: string, value: string | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || value.trim() === "") {
+    throw new UsageError(`--${name} must be a number >= ${min}, got '${value}'`);
+  }
+  return n;
+}
+
+/**
+ * Parse daemon flags and environment.
+ *
+ * @example Parse flags
+ * ```ts
+ * import { parseDaemonArgs } from "./cli.ts";
+ * const config = parseDaemonArgs(["--server-url", "ws://127.0.0.1:8765/ws", "--label", "role=gpu"], {});
+ * console.assert(config.labels.role === "gpu");
+ * ```
+ *
+ * @param args Command-line arguments.
+ * @param env Environment variables (`SANDD_SERVER_URL`, `SANDD_DAEMON_ID`, `SANDD_TOKEN`).
+ * @returns The configuration.
+ * @throws {UsageError} For an unknown flag, a missing URL or a bad value.
+ */
+export function parseDaemonArgs(
+  args: string[],
+  env: Record<string, string | undefined>,
+): DaemonConfig {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        "server-url": { type: "string" },
+        "daemon-id": { type: "string" },
+        label: { type: "string", multiple: true },
+        token: { type: "string" },
+        "token-file": { type: "string" },
+        "ca-cert": { type: "string", multiple: true },
+        "retain-bytes": { type: "string" },
+        "orphan-timeout": { type: "string" },
+        "exit-retention": { type: "string" },
+        "kill-grace": { type: "string" },
+        "log-level": { type: "string" },
+        "log-format": { type: "string" },
+        help: { type: "boolean" },
+        version: { type: "boolean" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const base = {
+    help: values.help ?? false,
+    version: values.version ?? false,
+  };
+  const serverUrl = values["server-url"] ?? env.SANDD_SERVER_URL ?? "";
+  if (!base.help && !base.version) {
+    if (!serverUrl) throw new UsageError("--server-url is required (or set SANDD_SERVER_URL)");
+    if (!/^wss?:\/\/./.test(serverUrl)) {
+      throw new UsageError(`--server-url must start with ws:// or wss://, got '${serverUrl}'`);
+    }
+  }
+  const labels: Record<string, string> = {};
+  for (const label of values.label ?? []) {
+    const eq = label.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--label must be KEY=VALUE, got '${label}'`);
+    labels[label.slice(0, eq)] = label.slice(eq + 1);
+  }
+  const id = values["daemon-id"] ?? env.SANDD_DAEMON_ID ?? Deno.hostname();
+  if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(id)) {
+    throw new UsageError(`--daemon-id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got '${id}'`);
+  }
+  let token = values.token ?? env.SANDD_TOKEN;
+  if (values["token-file"] !== undefined) {
+    try {
+      token = Deno.readTextFileSync(values["token-file"]).trim();
+    } catch (error) {
+      throw new UsageError(
+        `Cannot read --token-file '${values["token-file"]}': ${(error as Error).message}`,
+      );
+    }
+  }
+  const caCerts = (values["ca-cert"] ?? []).map((file) => {
+    try {
+      return Deno.readTextFileSync(file);
+    } catch (error) {
+      throw new UsageError(`Cannot read --ca-cert '${file}': ${(error as Error).message}`);
+    }
+  });
+  const logLevel = values["log-level"] ?? "info";
+  if (!["debug", "info", "warning", "error"].includes(logLevel)) {
+    throw new UsageError(`--log-level must be debug, info, warning or error, got '${logLevel}'`);
+  }
+  const logFormat = values["log-format"] ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw new UsageError(`--log-format must be text or json, got '${logFormat}'`);
+  }
+  return {
+    ...base,
+    serverUrl,
+    id,
+    labels,
+    ...(token ? { token } : {}),
+    caCerts,
+    retainBytes: number("retain-bytes", values["retain-bytes"], 4 * 1024 * 1024, 65536),
+    orphanTimeoutMs: number("orphan-timeout", values["orphan-timeout"], 3600, 0) * 1000,
+    exitRetentionMs: number("exit-retention", values["exit-retention"], 600, 0) * 1000,
+    killGraceMs: number("kill-grace", values["kill-grace"], 5, 0) * 1000,
+    logLevel: logLevel as DaemonConfig["logLevel"],
+    logFormat,
+  };
+}

@@ -1,0 +1,394 @@
+/**
+ * The worker: dials out to the controller, keeps reconnecting with backoff, answers requests, and holds processes
+ * whose life does not depend on the link.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { decodeDataFrame } from "../protocol/frame.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import {
+  type ControllerMessage,
+  type Operation,
+  parseControllerMessage,
+  type RequestArgs,
+  type RequestMessage,
+} from "../protocol/messages.ts";
+import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+import { backoffDelay } from "./backoff.ts";
+import { Link } from "./_link.ts";
+import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_table.ts";
+import { spawnCommandChild } from "./_command_child.ts";
+
+const log = getLogger(["sandd", "daemon"]);
+
+/** Handles one request operation; returns the response data. */
+export type RequestHandler<Op extends Operation = Operation> = (
+  args: RequestArgs<Op>,
+  link: Link,
+) => Record<string, unknown> | Promise<Record<string, unknown>>;
+
+/** Options of {@linkcode Daemon}. */
+export interface DaemonOptions {
+  /** Controller WebSocket URL, `ws://host:port/ws` or `wss://...`. */
+  serverUrl: string;
+  /** Daemon id. @default the host name */
+  id?: string;
+  /** Labels reported to the controller. @default {} */
+  labels?: Record<string, string>;
+  /** Bearer token sent on the upgrade. */
+  token?: string;
+  /** PEM CA certificate(s) to trust for wss, besides the system roots. */
+  caCerts?: string[];
+  /** Output bytes kept per stream for resume. @default 4 MiB */
+  retainBytes?: number;
+  /** Kill a process nobody is attached to after this long; 0 disables. @default 3_600_000 */
+  orphanTimeoutMs?: number;
+  /** Keep exit status this long. @default 600_000 */
+  exitRetentionMs?: number;
+  /** Grace before SIGTERM escalates to SIGKILL. @default 5_000 */
+  killGraceMs?: number;
+  /** Upper bound of the first reconnect delay. @default 1_000 */
+  reconnectInitialMs?: number;
+  /** Cap of the reconnect delay. @default 30_000 */
+  reconnectMaxMs?: number;
+  /** How long to wait for the controller's welcome. @default 10_000 */
+  handshakeTimeoutMs?: number;
+  /** How children are started. @default pipe-based `Deno.Command` children */
+  childFactory?: ChildFactory;
+  /** Extra request handlers (file transfer, terminals) keyed by operation. */
+  handlers?: Partial<{ [Op in Operation]: RequestHandler<Op> }>;
+}
+
+/**
+ * A SandD worker. `run()` connects and reconnects until `close()`.
+ *
+ * @example Run a daemon until interrupted
+ * ```ts ignore
+ * import { Daemon } from "./daemon.ts";
+ * await using daemon = new Daemon({ serverUrl: "ws://127.0.0.1:8765/ws", id: "worker-1" });
+ * await daemon.run();
+ * ```
+ */
+export class Daemon implements AsyncDisposable {
+  /** The daemon id. */
+  readonly id: string;
+  readonly #options: DaemonOptions;
+  readonly #table: ProcessTable;
+  readonly #handlers: Map<string, RequestHandler>;
+  readonly #abort = new AbortController();
+  #link: Link | null = null;
+  #client: Deno.HttpClient | undefined;
+  #running: Promise<void> | null = null;
+  #sleepTimer: ReturnType<typeof setTimeout> | undefined;
+  #wake: (() => void) | undefined;
+
+  /**
+   * @param options Connection and process options.
+   */
+  constructor(options: DaemonOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.serverUrl);
+    } catch {
+      throw new TypeError(`Invalid server URL '${options.serverUrl}'`);
+    }
+    if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+      throw new TypeError(`Server URL must start with ws:// or wss://, got '${options.serverUrl}'`);
+    }
+    this.id = options.id ?? Deno.hostname();
+    if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(this.id)) {
+      throw new TypeError(`Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got '${this.id}'`);
+    }
+    this.#options = options;
+    const factory = options.childFactory ?? ((args) => spawnCommandChild(args));
+    this.#table = new ProcessTable(factory, {
+      ...(options.retainBytes !== undefined ? { retainBytes: options.retainBytes } : {}),
+      ...(options.orphanTimeoutMs !== undefined
+        ? { orphanTimeoutMs: options.orphanTimeoutMs }
+        : {}),
+      ...(options.exitRetentionMs !== undefined
+        ? { exitRetentionMs: options.exitRetentionMs }
+        : {}),
+      ...(options.killGraceMs !== undefined ? { killGraceMs: options.killGraceMs } : {}),
+    });
+    this.#handlers = new Map(Object.entries(this.#coreHandlers()));
+    for (const [op, handler] of Object.entries(options.handlers ?? {})) {
+      this.#handlers.set(op, handler as RequestHandler);
+    }
+  }
+
+  /** The process table (for handlers that add process kinds). */
+  get processes(): ProcessTable {
+    return this.#table;
+  }
+
+  #coreHandlers(): Record<string, RequestHandler> {
+    const table = this.#table;
+    return {
+      spawn: (args, link) => {
+        const p = table.spawn(link, args as RequestArgs<"spawn">);
+        return { proc: p.id, pid: p.pid };
+      },
+      attach: (args, link) => {
+        const a = args as RequestArgs<"attach">;
+        const p = table.attach(link, a);
+        return {
+          ...p.info(),
+          timedOut: p.timedOut,
+          stdinOffset: p.stdinReceived,
+          outputs: p.outputs.length,
+        };
+      },
+      detach: (args, link) => {
+        table.get((args as RequestArgs<"detach">).proc).detach(link);
+        return {};
+      },
+      signal: (args) => {
+        const a = args as RequestArgs<"signal">;
+        table.get(a.proc).signal(a.signal, table.killGraceMs);
+        return {};
+      },
+      resize: (args) => {
+        const a = args as RequestArgs<"resize">;
+        table.get(a.proc).resize(a.cols, a.rows);
+        return {};
+      },
+      processes: () => ({ processes: table.list() }),
+    };
+  }
+
+  /** Connect and keep reconnecting until {@linkcode Daemon.close}. */
+  run(): Promise<void> {
+    this.#running ??= this.#loop();
+    return this.#running;
+  }
+
+  async #loop(): Promise<void> {
+    if (this.#options.caCerts?.length) {
+      this.#client = Deno.createHttpClient({ caCerts: this.#options.caCerts });
+    }
+    let attempt = 0;
+    while (!this.#abort.signal.aborted) {
+      const welcomed = await this.#connectOnce();
+      if (this.#abort.signal.aborted) break;
+      if (welcomed) attempt = 0;
+      const delay = backoffDelay(attempt++, {
+        initialMs: this.#options.reconnectInitialMs ?? 1_000,
+        maxMs: this.#options.reconnectMaxMs ?? 30_000,
+      });
+      log.debug("Reconnecting in {delay} ms", { delay });
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        this.#sleepTimer = setTimeout(resolve, delay);
+      });
+    }
+    this.#client?.close();
+  }
+
+  #connectOnce(): Promise<boolean> {
+    const options = this.#options;
+    const headers: Record<string, string> = {};
+    if (options.token) headers["authorization"] = `Bearer ${options.token}`;
+    let socket: WebSocket;
+    try {
+      socket = new WebSocket(options.serverUrl, {
+        protocols: [SUBPROTOCOL],
+        headers,
+        ...(this.#client ? { client: this.#client } : {}),
+      });
+    } catch (error) {
+      log.error("Cannot connect to {url}: {error}", {
+        url: options.serverUrl,
+        error: String(error),
+      });
+      return Promise.resolve(false);
+    }
+    socket.binaryType = "arraybuffer";
+    const link = new Link(socket);
+    return new Promise<boolean>((resolve) => {
+      let welcomed = false;
+      let lastSeen = Date.now();
+      let heartbeat: ReturnType<typeof setInterval> | undefined;
+      const handshake = setTimeout(() => {
+        log.warn("No welcome from the controller within the handshake timeout");
+        finish(4008, "handshake timeout");
+      }, options.handshakeTimeoutMs ?? 10_000);
+      const finish = (code?: number, reason?: string) => {
+        clearTimeout(handshake);
+        clearInterval(heartbeat);
+        if (code !== undefined) link.close(code, reason ?? "");
+        link.closed();
+        this.#table.linkClosed(link);
+        if (this.#link === link) this.#link = null;
+        resolve(welcomed);
+      };
+      socket.onopen = () => {
+        link.send({
+          t: "hello",
+          id: this.id,
+          labels: options.labels ?? {},
+          hostname: Deno.hostname(),
+          platform: Deno.build.os,
+          arch: Deno.build.arch,
+          version: VERSION,
+          pid: Deno.pid,
+          processes: this.#table.size,
+        });
+      };
+      socket.onmessage = (event) => {
+        lastSeen = Date.now();
+        if (typeof event.data === "string") {
+          let message: ControllerMessage;
+          try {
+            message = parseControllerMessage(event.data);
+          } catch (error) {
+            this.#refuse(link, event.data, error as Error);
+            return;
+          }
+          if (!welcomed) {
+            if (message.t !== "welcome") {
+              finish(4000, "expected welcome");
+              return;
+            }
+            welcomed = true;
+            clearTimeout(handshake);
+            this.#link = link;
+            log.info("Connected to {url} as {id}", { url: options.serverUrl, id: this.id });
+            const interval = message.heartbeatMs;
+            heartbeat = setInterval(() => {
+              if (Date.now() - lastSeen > interval * 3) {
+                log.warn("Controller silent for {ms} ms; dropping the link", {
+                  ms: Date.now() - lastSeen,
+                });
+                finish(4008, "heartbeat timeout");
+              } else {
+                link.send({ t: "ping" });
+              }
+            }, interval);
+            return;
+          }
+          this.#onMessage(link, message);
+        } else if (welcomed) {
+          this.#onBinary(link, new Uint8Array(event.data as ArrayBuffer));
+        }
+      };
+      socket.onerror = (event) => {
+        const message = (event as ErrorEvent).message ?? "connection error";
+        log.warn("Link error: {message}", { message });
+      };
+      socket.onclose = (event) => {
+        if (event.code >= 4000) {
+          log.warn("Controller closed the link: {code} {reason}", {
+            code: event.code,
+            reason: event.reason,
+          });
+        }
+        finish();
+      };
+    });
+  }
+
+  #refuse(link: Link, text: string, error: Error): void {
+    log.warn("Refused a message: {message}", { message: error.message });
+    let rid: unknown;
+    try {
+      rid = (JSON.parse(text) as { rid?: unknown }).rid;
+    } catch {
+      // not JSON at all
+    }
+    if (typeof rid === "number" && Number.isSafeInteger(rid) && rid >= 0) {
+      link.send({ t: "res", rid, ok: false, error: { code: "PROTOCOL", message: error.message } });
+    } else {
+      link.send({ t: "error", code: "PROTOCOL", message: error.message });
+    }
+  }
+
+  #onMessage(link: Link, message: ControllerMessage): void {
+    switch (message.t) {
+      case "ping":
+        link.send({ t: "pong" });
+        return;
+      case "pong":
+      case "welcome":
+        return;
+      case "error":
+        log.warn("Controller reported: {code} {message}", {
+          code: message.code,
+          message: message.message,
+        });
+        return;
+      case "ack":
+        link.routes.get(message.sid)?.onAck?.(message.offset);
+        return;
+      case "eof":
+        link.routes.get(message.sid)?.onEof?.(message.offset, message.sha256);
+        return;
+      case "reset":
+        link.routes.get(message.sid)?.onReset?.(message.reason);
+        return;
+      case "req":
+        this.#onRequest(link, message);
+        return;
+    }
+  }
+
+  #onBinary(link: Link, bytes: Uint8Array): void {
+    try {
+      const frame = decodeDataFrame(bytes);
+      const route = link.routes.get(frame.sid);
+      if (!route?.onData) {
+        link.send({ t: "reset", sid: frame.sid, reason: `No open inbound stream ${frame.sid}` });
+        return;
+      }
+      route.onData(frame.offset, frame.payload);
+    } catch (error) {
+      if (error instanceof ProtocolError) {
+        link.send({ t: "error", code: "PROTOCOL", message: error.message });
+      } else {
+        log.error("Failed handling a data frame: {error}", { error: String(error) });
+      }
+    }
+  }
+
+  async #onRequest(link: Link, request: RequestMessage): Promise<void> {
+    const handler = this.#handlers.get(request.op);
+    try {
+      if (!handler) {
+        throw new DaemonRequestError("UNSUPPORTED", `This daemon does not support '${request.op}'`);
+      }
+      // Answer synchronous handlers without yielding, so the response precedes any event the operation causes.
+      let data = handler(request.args, link);
+      if (data instanceof Promise) data = await data;
+      link.send({ t: "res", rid: request.rid, ok: true, data });
+    } catch (error) {
+      const e = error instanceof DaemonRequestError
+        ? { code: error.code, message: error.message, ...error.extra }
+        : {
+          code: (error as { code?: string }).code ?? "INTERNAL",
+          message: String((error as Error)?.message ?? error),
+        };
+      if (!(error instanceof DaemonRequestError)) {
+        log.error("Request {op} failed: {error}", { op: request.op, error: String(error) });
+      }
+      link.send({ t: "res", rid: request.rid, ok: false, error: e });
+    }
+  }
+
+  /** Close the link, terminate every child and stop reconnecting. */
+  async close(): Promise<void> {
+    if (this.#abort.signal.aborted) return;
+    this.#abort.abort();
+    clearTimeout(this.#sleepTimer);
+    this.#wake?.();
+    this.#link?.close(1000, "daemon shutting down");
+    await this.#table.shutdown();
+    await this.#running;
+  }
+
+  /** Same as {@linkcode Daemon.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The `sandd` daemon entry point.
+ *
+ * ```sh
+ * deno run -A daemon/main.ts --server-url ws://host:8765/ws --daemon-id worker-1 --label role=gpu
+ * ```
+ *
+ * @module
+ */
+
+import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
+import { VERSION } from "../protocol/version.ts";
+import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts";
+import { Daemon } from "./daemon.ts";
+
+async function main(): Promise<number> {
+  let config: DaemonConfig;
+  try {
+    config = parseDaemonArgs(Deno.args, Deno.env.toObject());
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`sandd: ${error.message}\nRun 'sandd --help' for usage.`);
+      return 2;
+    }
+    throw error;
+  }
+  if (config.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (config.version) {
+    console.log(`sandd ${VERSION}`);
+    return 0;
+  }
+  const encoder = new TextEncoder();
+  const formatter = config.logFormat === "json" ? getJsonLinesFormatter() : getTextFormatter();
+  await configure({
+    sinks: {
+      stderr: (record) => {
+        Deno.stderr.writeSync(encoder.encode(formatter(record)));
+      },
+    },
+    loggers: [
+      { category: ["sandd"], lowestLevel: config.logLevel, sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+  const daemon = new Daemon({
+    serverUrl: config.serverUrl,
+    id: config.id,
+    labels: config.labels,
+    ...(config.token ? { token: config.token } : {}),
+    caCerts: config.caCerts,
+    retainBytes: config.retainBytes,
+    orphanTimeoutMs: config.orphanTimeoutMs,
+    exitRetentionMs: config.exitRetentionMs,
+    killGraceMs: config.killGraceMs,
+  });
+  const stop = () => {
+    daemon.close();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await daemon.run();
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main());
+}

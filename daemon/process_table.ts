@@ -1,0 +1,573 @@
+/**
+ * The daemon's table of processes: spawning, output retention with byte offsets, per-stream credit, attachment
+ * from any number of controller connections, signals, timeouts, orphan and exit-status retention.
+ *
+ * A process's life does not depend on any link: output is read into a bounded {@linkcode OutputBuffer}; while at
+ * least one controller is attached, reading stops when the slowest attachment has not acknowledged `retainBytes`
+ * (backpressure reaches the child); while nobody is attached, reading goes on and the oldest bytes are dropped,
+ * which a later attach learns as an explicit gap.
+ *
+ * @module
+ */
+
+import { encodeDataFrame, FRAME_HEADER_BYTES } from "../protocol/frame.ts";
+import type { AttachArgs, SpawnArgs, StreamResume } from "../protocol/messages.ts";
+import type { Link, StreamRoute } from "./_link.ts";
+import { OutputBuffer } from "./_output_buffer.ts";
+
+/** Largest payload of one data frame. */
+const MAX_FRAME_PAYLOAD = 256 * 1024;
+
+/** An error answered to the controller with a stable code. */
+export class DaemonRequestError extends Error {
+  /** Stable code sent on the wire. */
+  readonly code: string;
+  /** Extra wire fields. */
+  readonly extra: { path?: string; rule?: string };
+  /**
+   * @param code Stable code.
+   * @param message Message.
+   * @param extra Path or rule.
+   */
+  constructor(code: string, message: string, extra: { path?: string; rule?: string } = {}) {
+    super(message);
+    this.name = "DaemonRequestError";
+    this.code = code;
+    this.extra = extra;
+  }
+}
+
+/** How a process ended. */
+export interface ExitStatus {
+  /** Exit code; 128 + signal number when a signal ended it. */
+  exitCode: number;
+  /** The signal, if one ended it. */
+  signal: Deno.Signal | null;
+}
+
+/** The I/O of a running child, whatever started it (a pipe-based command or a PTY). */
+export interface ChildHandle {
+  readonly pid: number;
+  /** One reader per output stream: stdout and stderr, or the single PTY stream. `null` at end. */
+  readonly outputs: (() => Promise<Uint8Array | null>)[];
+  /** Write to stdin; undefined when stdin is not open. */
+  readonly write?: (bytes: Uint8Array) => Promise<void>;
+  /** Close stdin (EOF for the child). */
+  readonly closeInput?: () => Promise<void>;
+  readonly kill: (signal: Deno.Signal) => void;
+  readonly status: Promise<ExitStatus>;
+  readonly resize?: (cols: number, rows: number) => void;
+  /** Release everything once the child has exited and outputs ended. */
+  readonly dispose?: () => Promise<void>;
+}
+
+/** Starts a child; the table calls it for `spawn` requests. */
+export type ChildFactory = (args: SpawnArgs) => ChildHandle;
+
+/** One controller stream reading one output. */
+interface Attachment {
+  link: Link;
+  sid: number;
+  sent: number;
+  acked: number;
+  window: number;
+  eofSent: boolean;
+  route: StreamRoute;
+}
+
+class OutputState {
+  readonly buffer: OutputBuffer;
+  readonly attachments: Set<Attachment> = new Set();
+  readonly #read: () => Promise<Uint8Array | null>;
+  readonly #onEnd: () => void;
+  #reading = false;
+  ended = false;
+
+  constructor(read: () => Promise<Uint8Array | null>, retain: number, onEnd: () => void) {
+    this.#read = read;
+    this.buffer = new OutputBuffer(retain);
+    this.#onEnd = onEnd;
+  }
+
+  /** Read more from the child when the slowest attachment leaves room in the window. */
+  pull(): void {
+    if (this.#reading || this.ended) return;
+    let minAcked = Infinity;
+    for (const a of this.attachments) minAcked = Math.min(minAcked, a.acked);
+    if (minAcked !== Infinity && this.buffer.end - minAcked >= this.buffer.capacity) return;
+    this.#reading = true;
+    this.#read().then(
+      (chunk) => this.#onChunk(chunk),
+      () => this.#onChunk(null),
+    );
+  }
+
+  #onChunk(chunk: Uint8Array | null): void {
+    this.#reading = false;
+    if (chunk === null) {
+      this.ended = true;
+      this.#onEnd();
+    } else {
+      this.buffer.append(chunk);
+    }
+    this.pump();
+    this.pull();
+  }
+
+  /** Send what each attachment has credit for. */
+  pump(): void {
+    for (const a of this.attachments) {
+      if (!a.link.open) continue;
+      while (a.sent < this.buffer.end && a.sent < a.acked + a.window) {
+        if (a.sent < this.buffer.start) {
+          a.link.send({ t: "gap", sid: a.sid, from: a.sent, to: this.buffer.start });
+          a.sent = this.buffer.start;
+          a.acked = Math.max(a.acked, a.sent);
+          continue;
+        }
+        const limit = Math.min(MAX_FRAME_PAYLOAD, a.acked + a.window - a.sent);
+        const parts = this.buffer.read(a.sent, limit);
+        let length = 0;
+        for (const part of parts) length += part.length;
+        if (length === 0) break;
+        const frame = new Uint8Array(FRAME_HEADER_BYTES + length);
+        let at = FRAME_HEADER_BYTES;
+        for (const part of parts) {
+          frame.set(part, at);
+          at += part.length;
+        }
+        a.link.sendBinary(writeHeader(frame, a.sid, a.sent));
+        a.sent += length;
+      }
+      if (this.ended && !a.eofSent && a.sent >= this.buffer.end) {
+        a.eofSent = true;
+        a.link.send({ t: "eof", sid: a.sid, offset: this.buffer.end });
+      }
+    }
+  }
+
+  attach(link: Link, resume: StreamResume, window: number): void {
+    const from = resume.from === null ? this.buffer.start : resume.from;
+    if (from > this.buffer.end) {
+      throw new DaemonRequestError(
+        "BAD_OFFSET",
+        `Cannot resume from offset ${from}: only ${this.buffer.end} bytes were produced`,
+      );
+    }
+    const attachment: Attachment = {
+      link,
+      sid: resume.sid,
+      sent: from,
+      acked: from,
+      window: Math.min(window, this.buffer.capacity),
+      eofSent: false,
+      route: {
+        onAck: (offset) => {
+          if (offset > attachment.acked && offset <= attachment.sent) attachment.acked = offset;
+          this.pump();
+          this.pull();
+        },
+        onReset: () => this.detach(attachment),
+        onClose: () => this.detach(attachment),
+      },
+    };
+    link.bind(resume.sid, attachment.route);
+    this.attachments.add(attachment);
+  }
+
+  detach(attachment: Attachment): void {
+    if (!this.attachments.delete(attachment)) return;
+    attachment.link.unbind(attachment.sid, attachment.route);
+    this.pull();
+  }
+
+  detachLink(link: Link): void {
+    for (const a of [...this.attachments]) if (a.link === link) this.detach(a);
+  }
+}
+
+function writeHeader(
+  frame: Uint8Array<ArrayBuffer>,
+  sid: number,
+  offset: number,
+): Uint8Array<ArrayBuffer> {
+  // Same layout as encodeDataFrame, written in place to avoid a second copy of the payload.
+  const header = encodeDataFrame(sid, offset, new Uint8Array(0));
+  frame.set(header, 0);
+  return frame;
+}
+
+/** What `processes` reports for one process. */
+export interface ProcessInfo {
+  id: string;
+  pid: number;
+  command: string | string[];
+  startedAt: string;
+  state: "running" | "exited";
+  exitCode: number | null;
+  signal: string | null;
+  pty: boolean;
+  attached: number;
+}
+
+/** Options of {@linkcode ProcessTable}. */
+export interface ProcessTableOptions {
+  /** Bytes of output kept per stream for resume. @default 4 MiB */
+  retainBytes?: number;
+  /** Kill a process nobody is attached to after this long; 0 disables. @default 3_600_000 */
+  orphanTimeoutMs?: number;
+  /** Keep the exit status of an ended process this long. @default 600_000 */
+  exitRetentionMs?: number;
+  /** Grace before SIGTERM escalates to SIGKILL. @default 5_000 */
+  killGraceMs?: number;
+}
+
+/** One process held by the daemon. */
+export class ManagedProcess {
+  readonly id: string;
+  readonly command: string | string[];
+  readonly startedAt: Date = new Date();
+  readonly pty: boolean;
+  readonly child: ChildHandle;
+  readonly outputs: OutputState[];
+  exit: ExitStatus | null = null;
+  timedOut = false;
+  readonly #table: ProcessTable;
+  readonly #exitLinks: Set<Link> = new Set();
+  #stdinOffset = 0;
+  #stdinClosed = false;
+  #stdinRoute: { link: Link; sid: number; route: StreamRoute } | null = null;
+  #stdinQueue: Promise<void> = Promise.resolve();
+  #timers: ReturnType<typeof setTimeout>[] = [];
+  #orphanTimer: ReturnType<typeof setTimeout> | undefined;
+  #endedOutputs = 0;
+  #disposed = false;
+
+  constructor(
+    table: ProcessTable,
+    id: string,
+    args: SpawnArgs,
+    child: ChildHandle,
+    retain: number,
+  ) {
+    this.#table = table;
+    this.id = id;
+    this.command = args.command;
+    this.pty = args.pty !== undefined;
+    this.child = child;
+    this.outputs = child.outputs.map((read) =>
+      new OutputState(read, retain, () => this.#outputEnded())
+    );
+    if (!child.write) this.#stdinClosed = true;
+    if (args.timeoutMs !== undefined) {
+      this.#timers.push(setTimeout(() => {
+        if (this.exit) return;
+        this.timedOut = true;
+        this.child.kill("SIGKILL");
+      }, args.timeoutMs));
+    }
+    child.status.then((status) => this.#exited(status));
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  /** Stdin bytes received so far (written or queued for writing): where a resumed writer continues. */
+  get stdinReceived(): number {
+    return this.#stdinQueuedEnd;
+  }
+
+  info(): ProcessInfo {
+    return {
+      id: this.id,
+      pid: this.pid,
+      command: this.command,
+      startedAt: this.startedAt.toISOString(),
+      state: this.exit ? "exited" : "running",
+      exitCode: this.exit?.exitCode ?? null,
+      signal: this.exit?.signal ?? null,
+      pty: this.pty,
+      attached: this.#exitLinks.size,
+    };
+  }
+
+  /** Attach `link` to the outputs and optionally stdin. */
+  attach(
+    link: Link,
+    resumes: (StreamResume | undefined)[],
+    window: number,
+    stdinSid: number | undefined,
+  ): number {
+    if (resumes.length > this.outputs.length && resumes[this.outputs.length] !== undefined) {
+      throw new DaemonRequestError(
+        "BAD_REQUEST",
+        `Process ${this.id} has ${this.outputs.length} output stream(s), ${resumes.length} requested`,
+      );
+    }
+    for (const resume of resumes) {
+      if (
+        resume && resume.from !== null &&
+        resume.from > this.outputs[resumes.indexOf(resume)]!.buffer.end
+      ) {
+        throw new DaemonRequestError(
+          "BAD_OFFSET",
+          `Cannot resume from offset ${resume.from}: not produced yet`,
+        );
+      }
+    }
+    resumes.forEach((resume, i) => {
+      if (resume) this.outputs[i]!.attach(link, resume, window);
+    });
+    if (stdinSid !== undefined) this.#bindStdin(link, stdinSid);
+    this.#exitLinks.add(link);
+    clearTimeout(this.#orphanTimer);
+    this.#orphanTimer = undefined;
+    for (const output of this.outputs) output.pump();
+    if (this.exit) this.#sendExit(link);
+    return this.#stdinOffset;
+  }
+
+  detach(link: Link): void {
+    for (const output of this.outputs) output.detachLink(link);
+    if (this.#stdinRoute?.link === link) {
+      link.unbind(this.#stdinRoute.sid, this.#stdinRoute.route);
+      this.#stdinRoute = null;
+    }
+    this.#exitLinks.delete(link);
+    this.#maybeOrphaned();
+  }
+
+  #bindStdin(link: Link, sid: number): void {
+    if (this.#stdinRoute) {
+      this.#stdinRoute.link.unbind(this.#stdinRoute.sid, this.#stdinRoute.route);
+    }
+    const route: StreamRoute = {
+      onData: (offset, payload) => this.#stdinData(link, sid, offset, payload),
+      onEof: (offset) => this.#stdinEof(link, sid, offset),
+      onReset: () => this.#stdinEof(link, sid, null),
+      onClose: () => {
+        if (this.#stdinRoute?.route === route) this.#stdinRoute = null;
+      },
+    };
+    this.#stdinRoute = { link, sid, route };
+    link.bind(sid, route);
+  }
+
+  #stdinData(link: Link, sid: number, offset: number, payload: Uint8Array): void {
+    // Offsets are checked against what was queued; a resend after reconnect may overlap what we already have.
+    const queuedEnd = this.#stdinQueuedEnd;
+    if (offset > queuedEnd) {
+      link.send({
+        t: "reset",
+        sid,
+        reason: `stdin frame at offset ${offset}, expected ${queuedEnd}`,
+      });
+      return;
+    }
+    const skip = queuedEnd - offset;
+    if (skip >= payload.length) return;
+    const bytes = payload.slice(skip);
+    this.#stdinQueuedEnd = queuedEnd + bytes.length;
+    this.#stdinQueue = this.#stdinQueue.then(async () => {
+      // Bytes that arrive after the child closed its stdin are dropped but still acknowledged.
+      if (!this.#stdinClosed && this.child.write) {
+        try {
+          await this.child.write(bytes);
+        } catch {
+          this.#stdinClosed = true;
+        }
+      }
+      this.#stdinOffset += bytes.length;
+      link.send({ t: "ack", sid, offset: this.#stdinOffset });
+    });
+  }
+  #stdinQueuedEnd = 0;
+
+  #stdinEof(link: Link, sid: number, offset: number | null): void {
+    if (offset !== null && offset > this.#stdinQueuedEnd) {
+      link.send({
+        t: "reset",
+        sid,
+        reason: `stdin eof at ${offset}, only ${this.#stdinQueuedEnd} received`,
+      });
+      return;
+    }
+    this.#stdinQueue = this.#stdinQueue.then(async () => {
+      if (this.#stdinClosed) return;
+      this.#stdinClosed = true;
+      try {
+        await this.child.closeInput?.();
+      } catch {
+        // the child may have exited already
+      }
+    });
+  }
+
+  /** Send a signal to the process group; SIGTERM escalates to SIGKILL after the grace. */
+  signal(signal: Deno.Signal, graceMs: number): void {
+    if (this.exit) {
+      throw new DaemonRequestError("PROCESS_EXITED", `Process ${this.id} has already exited`);
+    }
+    this.child.kill(signal);
+    if (signal === "SIGTERM" && graceMs > 0) {
+      this.#timers.push(setTimeout(() => {
+        if (!this.exit) this.child.kill("SIGKILL");
+      }, graceMs));
+    }
+  }
+
+  resize(cols: number, rows: number): void {
+    if (!this.child.resize) {
+      throw new DaemonRequestError(
+        "NOT_A_TERMINAL",
+        `Process ${this.id} has no terminal to resize`,
+      );
+    }
+    if (this.exit) {
+      throw new DaemonRequestError("PROCESS_EXITED", `Process ${this.id} has already exited`);
+    }
+    this.child.resize(cols, rows);
+  }
+
+  #exited(status: ExitStatus): void {
+    this.exit = status;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers = [];
+    clearTimeout(this.#orphanTimer);
+    this.#stdinClosed = true;
+    for (const link of this.#exitLinks) this.#sendExit(link);
+    this.#maybeDispose();
+  }
+
+  #sendExit(link: Link): void {
+    const exit = this.exit!;
+    link.send({
+      t: "exit",
+      proc: this.id,
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      timedOut: this.timedOut,
+    });
+  }
+
+  #outputEnded(): void {
+    this.#endedOutputs++;
+    this.#maybeDispose();
+  }
+
+  #maybeDispose(): void {
+    if (!this.exit || this.#endedOutputs < this.outputs.length || this.#disposed) return;
+    this.#disposed = true;
+    this.child.dispose?.().catch(() => {});
+    this.#timers.push(setTimeout(() => this.#table.forget(this), this.#table.exitRetentionMs));
+  }
+
+  #maybeOrphaned(): void {
+    if (this.exit || this.#exitLinks.size > 0 || this.#table.orphanTimeoutMs <= 0) return;
+    clearTimeout(this.#orphanTimer);
+    this.#orphanTimer = setTimeout(() => {
+      if (!this.exit && this.#exitLinks.size === 0) this.child.kill("SIGKILL");
+    }, this.#table.orphanTimeoutMs);
+  }
+
+  /** Kill for shutdown; resolves once the child is reaped. */
+  async terminate(graceMs: number): Promise<void> {
+    if (!this.exit) {
+      this.child.kill("SIGTERM");
+      const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+      await this.child.status;
+      clearTimeout(timer);
+    }
+    this.clearTimers();
+  }
+
+  clearTimers(): void {
+    for (const timer of this.#timers) clearTimeout(timer);
+    clearTimeout(this.#orphanTimer);
+    this.#timers = [];
+  }
+}
+
+/** All processes of one daemon. */
+export class ProcessTable {
+  readonly retainBytes: number;
+  readonly orphanTimeoutMs: number;
+  readonly exitRetentionMs: number;
+  readonly killGraceMs: number;
+  readonly #processes: Map<string, ManagedProcess> = new Map();
+  readonly #factory: ChildFactory;
+  #counter = 0;
+  readonly #prefix: string = crypto.randomUUID().slice(0, 8);
+
+  constructor(factory: ChildFactory, options: ProcessTableOptions = {}) {
+    this.#factory = factory;
+    this.retainBytes = options.retainBytes ?? 4 * 1024 * 1024;
+    this.orphanTimeoutMs = options.orphanTimeoutMs ?? 3_600_000;
+    this.exitRetentionMs = options.exitRetentionMs ?? 600_000;
+    this.killGraceMs = options.killGraceMs ?? 5_000;
+  }
+
+  get size(): number {
+    return this.#processes.size;
+  }
+
+  /** Processes still running. */
+  get running(): number {
+    let n = 0;
+    for (const p of this.#processes.values()) if (!p.exit) n++;
+    return n;
+  }
+
+  spawn(link: Link, args: SpawnArgs): ManagedProcess {
+    const child = this.#factory(args);
+    const id = `p-${this.#prefix}-${++this.#counter}`;
+    const retain = Math.max(64 * 1024, args.retainBytes ?? this.retainBytes);
+    const process = new ManagedProcess(this, id, args, child, retain);
+    this.#processes.set(id, process);
+    const resumes: StreamResume[] = [{ sid: args.stdout, from: 0 }];
+    if (args.stderr !== undefined && process.outputs.length > 1) {
+      resumes.push({ sid: args.stderr, from: 0 });
+    }
+    process.attach(link, resumes, args.window, args.stdin);
+    for (const output of process.outputs) output.pull();
+    return process;
+  }
+
+  get(id: string): ManagedProcess {
+    const process = this.#processes.get(id);
+    if (!process) {
+      throw new DaemonRequestError("UNKNOWN_PROCESS", `No process with id '${id}' on this daemon`);
+    }
+    return process;
+  }
+
+  attach(link: Link, args: AttachArgs): ManagedProcess {
+    const process = this.get(args.proc);
+    const resumes = [args.stdout, args.stderr];
+    process.detach(link);
+    process.attach(link, resumes, args.window, args.stdin);
+    return process;
+  }
+
+  list(): ProcessInfo[] {
+    return [...this.#processes.values()].map((p) => p.info());
+  }
+
+  /** A link closed: drop its attachments everywhere. */
+  linkClosed(link: Link): void {
+    for (const process of this.#processes.values()) process.detach(link);
+  }
+
+  forget(process: ManagedProcess): void {
+    process.clearTimers();
+    this.#processes.delete(process.id);
+  }
+
+  /** Terminate every running process and clear timers. */
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.#processes.values()].map((p) => p.terminate(this.killGraceMs)));
+    for (const p of this.#processes.values()) p.clearTimers();
+    this.#processes.clear();
+  }
+}

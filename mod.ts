@@ -1,0 +1,22 @@
+/**
+ * SandD: run commands, terminals and file transfers on remote workers from a Deno script.
+ *
+ * Workers run the `sandd` daemon, which dials out to the controller embedded in your script over WebSocket, so no
+ * worker exposes a port.
+ *
+ * @example Run a command on a worker
+ * ```ts ignore
+ * import { Server } from "@sandd/server";
+ * await using server = await Server.listen({ hostname: "0.0.0.0", port: 8765 });
+ * await server.waitForDaemon("worker-1", { timeout: 30_000 });
+ * const r = await server.exec("worker-1", "hostname", { timeout: 10_000 });
+ * console.log(r.stdout.trim(), r.exitCode);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./server/server.ts";
+export * from "./server/errors.ts";
+export * from "./server/process.ts";
+export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "./protocol/version.ts";

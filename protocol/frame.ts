@@ -1,0 +1,104 @@
+/**
+ * Binary data frames: the bulk layer of the protocol. Every process output chunk, stdin chunk, PTY chunk and file
+ * chunk travels as one binary WebSocket message laid out as:
+ *
+ * | bytes | field     | meaning                                                   |
+ * |-------|-----------|-----------------------------------------------------------|
+ * | 0     | kind      | {@linkcode FRAME_DATA} (1); other values are reserved     |
+ * | 1-4   | stream id | unsigned 32-bit big-endian, chosen by the controller      |
+ * | 5-12  | offset    | unsigned 64-bit big-endian byte offset of the first byte  |
+ * | 13-   | payload   | the bytes                                                 |
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+
+/** The frame kind of a data frame. */
+export const FRAME_DATA = 1;
+
+/** Length of the binary frame header in bytes. */
+export const FRAME_HEADER_BYTES = 13;
+
+/** Largest offset a frame may carry (offsets stay exact JavaScript numbers). */
+export const MAX_OFFSET: number = Number.MAX_SAFE_INTEGER;
+
+/** Largest stream id. */
+export const MAX_STREAM_ID = 0xffff_ffff;
+
+/** A decoded data frame. */
+export interface DataFrame {
+  /** The stream the bytes belong to. */
+  sid: number;
+  /** Byte offset of the first payload byte within the stream. */
+  offset: number;
+  /** The bytes (a view into the frame, not a copy). */
+  payload: Uint8Array;
+}
+
+/**
+ * Encode a data frame.
+ *
+ * @example Round trip a frame
+ * ```ts
+ * import { decodeDataFrame, encodeDataFrame } from "./frame.ts";
+ * const frame = encodeDataFrame(7, 1024, new Uint8Array([1, 2, 3]));
+ * const { sid, offset, payload } = decodeDataFrame(frame);
+ * console.assert(sid === 7 && offset === 1024 && payload.length === 3);
+ * ```
+ *
+ * @param sid Stream id.
+ * @param offset Offset of the first payload byte.
+ * @param payload The bytes.
+ * @returns The frame bytes.
+ */
+export function encodeDataFrame(
+  sid: number,
+  offset: number,
+  payload: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  const view = new DataView(frame.buffer);
+  view.setUint8(0, FRAME_DATA);
+  view.setUint32(1, sid);
+  view.setUint32(5, Math.floor(offset / 0x1_0000_0000));
+  view.setUint32(9, offset >>> 0);
+  frame.set(payload, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Decode and validate a data frame.
+ *
+ * @example Reject a short frame
+ * ```ts
+ * import { decodeDataFrame } from "./frame.ts";
+ * import { ProtocolError } from "./errors.ts";
+ * try {
+ *   decodeDataFrame(new Uint8Array(3));
+ * } catch (error) {
+ *   console.assert(error instanceof ProtocolError);
+ * }
+ * ```
+ *
+ * @param frame The bytes of one binary WebSocket message.
+ * @returns The decoded frame.
+ * @throws {ProtocolError} When the frame is too short, of an unknown kind, or its offset is out of range.
+ */
+export function decodeDataFrame(frame: Uint8Array): DataFrame {
+  if (frame.length < FRAME_HEADER_BYTES) {
+    throw new ProtocolError(
+      `Binary frame is ${frame.length} bytes, shorter than the ${FRAME_HEADER_BYTES}-byte header`,
+    );
+  }
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const kind = view.getUint8(0);
+  if (kind !== FRAME_DATA) throw new ProtocolError(`Binary frame has unknown kind ${kind}`);
+  const high = view.getUint32(5);
+  if (high > 0x1f_ffff) throw new ProtocolError("Binary frame offset exceeds 2^53 - 1");
+  return {
+    sid: view.getUint32(1),
+    offset: high * 0x1_0000_0000 + view.getUint32(9),
+    payload: frame.subarray(FRAME_HEADER_BYTES),
+  };
+}

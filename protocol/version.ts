@@ -1,0 +1,23 @@
+/**
+ * Version constants shared by the controller and the daemon.
+ *
+ * @module
+ */
+
+/** The package version of SandD (controller and daemon ship together). */
+export const VERSION: string = "0.1.0";
+
+/** The wire protocol version. Bumped on any incompatible change. */
+export const PROTOCOL_VERSION: number = 1;
+
+/**
+ * The WebSocket subprotocol that carries {@linkcode PROTOCOL_VERSION}. A daemon offers it on the upgrade; the
+ * controller refuses an upgrade that does not offer it, with HTTP 426 and a reason.
+ *
+ * @example Offer the subprotocol from a client
+ * ```ts
+ * import { SUBPROTOCOL } from "./version.ts";
+ * console.assert(SUBPROTOCOL === "sandd.v1");
+ * ```
+ */
+export const SUBPROTOCOL: string = `sandd.v${PROTOCOL_VERSION}`;

@@ -1,0 +1,178 @@
+// A stream of bytes the daemon sends (process output, terminal output, downloads), delivered to the user as a
+// ReadableStream. Credit is returned (acked) as the user reads, so a consumer that stops reading stops the daemon.
+import type { Connection, InboundRoute } from "./_connection.ts";
+
+/** Bytes lost from a stream because the daemon's retention window overflowed while nobody was reading. */
+export interface Gap {
+  /** Which stream. */
+  stream: string;
+  /** First lost offset. */
+  from: number;
+  /** First offset after the loss. */
+  to: number;
+}
+
+export interface InboundStreamOptions {
+  name: string;
+  window: number;
+  from: number;
+  onGap?: (gap: Gap) => void;
+  onEnd?: () => void;
+}
+
+export class InboundStream {
+  readonly name: string;
+  readonly window: number;
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Next offset expected from the daemon. */
+  received: number;
+  #delivered: number;
+  #acked: number;
+  #queue: Uint8Array[] = [];
+  #ended = false;
+  #finished = false;
+  #error: Error | null = null;
+  #wake: (() => void) | null = null;
+  #conn: Connection | null = null;
+  #sid = 0;
+  #route: InboundRoute | null = null;
+  readonly #onGap: ((gap: Gap) => void) | undefined;
+  readonly #onEnd: (() => void) | undefined;
+  cancelled = false;
+
+  constructor(options: InboundStreamOptions) {
+    this.name = options.name;
+    this.window = options.window;
+    this.received = options.from;
+    this.#delivered = options.from;
+    this.#acked = options.from;
+    this.#onGap = options.onGap;
+    this.#onEnd = options.onEnd;
+    this.readable = new ReadableStream<Uint8Array>({
+      pull: (controller) => this.#pull(controller),
+      cancel: () => {
+        this.cancelled = true;
+        this.#queue = [];
+        if (this.#conn) this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
+        this.#unbind();
+        this.#finish();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Whether the stream still wants a link (not ended, not cancelled, not failed). */
+  get live(): boolean {
+    return !this.#ended && !this.cancelled && !this.#error;
+  }
+
+  /** Route `sid` on `conn` to this stream. The stream resumes at `received`. */
+  bind(conn: Connection, sid: number): void {
+    this.#unbind();
+    this.#conn = conn;
+    this.#sid = sid;
+    this.#acked = this.received;
+    const route: InboundRoute = {
+      onData: (offset, payload) => this.#onData(offset, payload),
+      onEof: (offset) => this.#onEof(offset),
+      onGap: (from, to) => this.#gap(from, to),
+      onReset: (reason) => this.fail(new Error(`Stream ${this.name} reset by the daemon: ${reason}`)),
+      onClose: () => {
+        if (this.#route === route) {
+          this.#route = null;
+          this.#conn = null;
+        }
+      },
+    };
+    this.#route = route;
+    conn.routes.set(sid, route);
+  }
+
+  #unbind(): void {
+    if (this.#conn && this.#route && this.#conn.routes.get(this.#sid) === this.#route) {
+      this.#conn.routes.delete(this.#sid);
+    }
+    this.#conn = null;
+    this.#route = null;
+  }
+
+  #onData(offset: number, payload: Uint8Array): void {
+    if (!this.live) return;
+    if (offset > this.received) this.#gap(this.received, offset);
+    const skip = this.received - offset;
+    if (skip >= payload.length) return;
+    const bytes = skip > 0 ? payload.subarray(skip) : payload;
+    this.received += bytes.length;
+    this.#queue.push(bytes);
+    this.#wakeUp();
+  }
+
+  #gap(from: number, to: number): void {
+    if (to <= this.received) return;
+    const gap = { stream: this.name, from: Math.max(from, this.received), to };
+    this.received = to;
+    this.#delivered = Math.max(this.#delivered, to - this.#queuedBytes());
+    this.#onGap?.(gap);
+  }
+
+  #queuedBytes(): number {
+    let n = 0;
+    for (const chunk of this.#queue) n += chunk.length;
+    return n;
+  }
+
+  #onEof(offset: number): void {
+    if (offset > this.received) this.#gap(this.received, offset);
+    this.#ended = true;
+    this.#unbind();
+    this.#wakeUp();
+  }
+
+  fail(error: Error): void {
+    if (this.#ended || this.#error || this.cancelled) return;
+    this.#error = error;
+    this.#unbind();
+    this.#wakeUp();
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    while (true) {
+      const chunk = this.#queue.shift();
+      if (chunk) {
+        controller.enqueue(chunk);
+        this.#delivered += chunk.length;
+        if (this.#conn && this.#delivered - this.#acked >= this.window / 4) {
+          this.#acked = this.#delivered;
+          this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
+        }
+        return;
+      }
+      if (this.#ended) {
+        controller.close();
+        this.#finish();
+        return;
+      }
+      if (this.#error) {
+        controller.error(this.#error);
+        this.#finish();
+        return;
+      }
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#onEnd?.();
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * Errors the controller API throws. Each has a stable `code`.
+ *
+ * @module
+ */
+
+export { ProtocolError } from "../protocol/errors.ts";
+
+/**
+ * No daemon with that id is connected (or it did not connect in time).
+ *
+ * @example Catch it
+ * ```ts
+ * import { DaemonNotFoundError } from "./errors.ts";
+ * const error = new DaemonNotFoundError("worker-9");
+ * console.assert(error.code === "DAEMON_NOT_FOUND" && error.daemonId === "worker-9");
+ * ```
+ */
+export class DaemonNotFoundError extends Error {
+  /** Stable code. */
+  readonly code: "DAEMON_NOT_FOUND" = "DAEMON_NOT_FOUND";
+  /** The id asked for. */
+  readonly daemonId: string;
+  /**
+   * @param daemonId The id asked for.
+   * @param message Override the message.
+   */
+  constructor(daemonId: string, message?: string) {
+    super(message ?? `No daemon '${daemonId}' is connected`);
+    this.name = "DaemonNotFoundError";
+    this.daemonId = daemonId;
+  }
+}
+
+/**
+ * The daemon's link dropped and did not come back within the reconnect grace.
+ *
+ * @example Catch it
+ * ```ts
+ * import { DaemonDisconnectedError } from "./errors.ts";
+ * console.assert(new DaemonDisconnectedError("worker-1").code === "DAEMON_DISCONNECTED");
+ * ```
+ */
+export class DaemonDisconnectedError extends Error {
+  /** Stable code. */
+  readonly code: "DAEMON_DISCONNECTED" = "DAEMON_DISCONNECTED";
+  /** The daemon. */
+  readonly daemonId: string;
+  /**
+   * @param daemonId The daemon.
+   * @param message Override the message.
+   */
+  constructor(daemonId: string, message?: string) {
+    super(message ?? `Daemon '${daemonId}' disconnected`);
+    this.name = "DaemonDisconnectedError";
+    this.daemonId = daemonId;
+  }
+}
+
+/** What a command had produced when it was stopped. */
+export interface PartialOutput {
+  /** Standard output so far, decoded as UTF-8. */
+  stdout: string;
+  /** Standard error so far, decoded as UTF-8. */
+  stderr: string;
+  /** How long it ran, in milliseconds. */
+  durationMs: number;
+}
+
+/**
+ * A command ran past its timeout; its process group was killed and reaped on the worker.
+ *
+ * @example Read the partial output
+ * ```ts
+ * import { CommandTimeoutError } from "./errors.ts";
+ * const error = new CommandTimeoutError(100, { stdout: "half", stderr: "", durationMs: 101 });
+ * console.assert(error.partial.stdout === "half" && error.code === "COMMAND_TIMEOUT");
+ * ```
+ */
+export class CommandTimeoutError extends Error {
+  /** Stable code. */
+  readonly code: "COMMAND_TIMEOUT" = "COMMAND_TIMEOUT";
+  /** The timeout, in milliseconds. */
+  readonly timeoutMs: number;
+  /** Output produced before the kill. */
+  readonly partial: PartialOutput;
+  /**
+   * @param timeoutMs The timeout.
+   * @param partial Output so far.
+   */
+  constructor(timeoutMs: number, partial: PartialOutput) {
+    super(`Command timed out after ${timeoutMs} ms; its process group was killed`);
+    this.name = "CommandTimeoutError";
+    this.timeoutMs = timeoutMs;
+    this.partial = partial;
+  }
+}
+
+/**
+ * The daemon refused or failed a request. `code` is the daemon's stable code (`UNKNOWN_PROCESS`,
+ * `PROCESS_EXITED`, `BAD_OFFSET`, `UNSUPPORTED`, `ENOENT`, ...).
+ *
+ * @example Inspect the code
+ * ```ts
+ * import { RemoteError } from "./errors.ts";
+ * const error = new RemoteError("worker-1", { code: "UNSUPPORTED", message: "no" });
+ * console.assert(error.code === "UNSUPPORTED");
+ * ```
+ */
+export class RemoteError extends Error {
+  /** The daemon's code. */
+  readonly code: string;
+  /** The daemon. */
+  readonly daemonId: string;
+  /** Path, for file errors. */
+  readonly path: string | undefined;
+  /**
+   * @param daemonId The daemon.
+   * @param error The wire error.
+   */
+  constructor(daemonId: string, error: { code: string; message: string; path?: string }) {
+    super(error.message);
+    this.name = "RemoteError";
+    this.code = error.code;
+    this.daemonId = daemonId;
+    this.path = error.path;
+  }
+}
+
+/**
+ * The daemon holds no process with that id (never existed, or its exit status expired).
+ *
+ * @example Catch it
+ * ```ts
+ * import { UnknownProcessError } from "./errors.ts";
+ * console.assert(new UnknownProcessError("w", { code: "UNKNOWN_PROCESS", message: "x" }).code === "UNKNOWN_PROCESS");
+ * ```
+ */
+export class UnknownProcessError extends RemoteError {
+  /**
+   * @param daemonId The daemon.
+   * @param error The wire error.
+   */
+  constructor(daemonId: string, error: { code: string; message: string }) {
+    super(daemonId, error);
+    this.name = "UnknownProcessError";
+  }
+}
+
+/**
+ * The process has exited: it cannot be signalled, resized or written to.
+ *
+ * @example Catch it
+ * ```ts
+ * import { ProcessExitedError } from "./errors.ts";
+ * console.assert(new ProcessExitedError("w", { code: "PROCESS_EXITED", message: "x" }).code === "PROCESS_EXITED");
+ * ```
+ */
+export class ProcessExitedError extends RemoteError {
+  /**
+   * @param daemonId The daemon.
+   * @param error The wire error.
+   */
+  constructor(daemonId: string, error: { code: string; message: string }) {
+    super(daemonId, error);
+    this.name = "ProcessExitedError";
+  }
+}
+
+/**
+ * The daemon's policy refused the request. `rule` names the rule.
+ *
+ * @example Catch it
+ * ```ts
+ * import { PolicyError } from "./errors.ts";
+ * const error = new PolicyError("w", { code: "POLICY", message: "no shell", rule: "noShell" });
+ * console.assert(error.rule === "noShell");
+ * ```
+ */
+export class PolicyError extends RemoteError {
+  /** The rule that refused it. */
+  readonly rule: string;
+  /**
+   * @param daemonId The daemon.
+   * @param error The wire error.
+   */
+  constructor(daemonId: string, error: { code: string; message: string; rule?: string }) {
+    super(daemonId, error);
+    this.name = "PolicyError";
+    this.rule = error.rule ?? "";
+  }
+}
+
+/**
+ * A file operation failed on the worker. `code` is the OS-style code (`ENOENT`, `EACCES`, `EISDIR`, `ENOSPC`,
+ * `EEXIST`, `ENOTDIR`, `EINTEGRITY`, ...) and `path` the path.
+ *
+ * @example Catch it
+ * ```ts
+ * import { FileError } from "./errors.ts";
+ * const error = new FileError("w", { code: "ENOENT", message: "no such file", path: "/x" });
+ * console.assert(error.code === "ENOENT" && error.path === "/x");
+ * ```
+ */
+export class FileError extends RemoteError {
+  /**
+   * @param daemonId The daemon.
+   * @param error The wire error.
+   */
+  constructor(daemonId: string, error: { code: string; message: string; path?: string }) {
+    super(daemonId, error);
+    this.name = "FileError";
+  }
+}
+
+const FILE_CODES = new Set([
+  "ENOENT",
+  "EACCES",
+  "EISDIR",
+  "ENOTDIR",
+  "ENOSPC",
+  "EEXIST",
+  "ENOTEMPTY",
+  "EINTEGRITY",
+  "EIO",
+  "EBUSY",
+  "EINVAL",
+  "ELOOP",
+  "EPERM",
+]);
+
+/**
+ * Turn a wire error into the most specific error class.
+ *
+ * @example Map a code
+ * ```ts
+ * import { remoteError, UnknownProcessError } from "./errors.ts";
+ * console.assert(remoteError("w", { code: "UNKNOWN_PROCESS", message: "x" }) instanceof UnknownProcessError);
+ * ```
+ *
+ * @param daemonId The daemon.
+ * @param error The wire error.
+ * @returns The error.
+ */
+export function remoteError(
+  daemonId: string,
+  error: { code: string; message: string; path?: string; rule?: string },
+): RemoteError {
+  if (error.code === "UNKNOWN_PROCESS") return new UnknownProcessError(daemonId, error);
+  if (error.code === "PROCESS_EXITED") return new ProcessExitedError(daemonId, error);
+  if (error.code === "POLICY") return new PolicyError(daemonId, error);
+  if (FILE_CODES.has(error.code)) return new FileError(daemonId, error);
+  return new RemoteError(daemonId, error);
+}
+
+/**
+ * A signal outside the allowed set was asked for.
+ *
+ * @example Catch it
+ * ```ts
+ * import { SignalNotAllowedError } from "./errors.ts";
+ * console.assert(new SignalNotAllowedError("SIGSEGV").code === "SIGNAL_NOT_ALLOWED");
+ * ```
+ */
+export class SignalNotAllowedError extends TypeError {
+  /** Stable code. */
+  readonly code: "SIGNAL_NOT_ALLOWED" = "SIGNAL_NOT_ALLOWED";
+  /** The signal asked for. */
+  readonly signal: string;
+  /**
+   * @param signal The signal asked for.
+   * @param allowed The allowed signals.
+   */
+  constructor(signal: string, allowed: readonly string[] = []) {
+    super(`Signal '${signal}' is not allowed${allowed.length ? `; allowed: ${allowed.join(", ")}` : ""}`);
+    this.name = "SignalNotAllowedError";
+    this.signal = signal;
+  }
+}

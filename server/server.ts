@@ -1,0 +1,900 @@
+/**
+ * The controller: a WebSocket endpoint that daemons dial into, and the API an agent script uses to run commands
+ * on them.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { decodeDataFrame } from "../protocol/frame.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import {
+  type DaemonMessage,
+  type HelloMessage,
+  parseDaemonMessage,
+  type SpawnArgs,
+} from "../protocol/messages.ts";
+import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+import { Connection, type DaemonInfo } from "./_connection.ts";
+import {
+  CommandTimeoutError,
+  DaemonDisconnectedError,
+  DaemonNotFoundError,
+} from "./errors.ts";
+import { type Gap, type ProcessHost, type ProcessInfo, RemoteProcess, type ProcessStatus } from "./process.ts";
+
+export type { DaemonInfo } from "./_connection.ts";
+
+const log = getLogger(["sandd", "server"]);
+
+/** Options of {@linkcode Server.listen}. */
+export interface ServerOptions {
+  /** Interface to bind. @default "127.0.0.1" */
+  hostname?: string;
+  /** Port; 0 picks a free one (read it from `server.port`). @default 8765 */
+  port?: number;
+  /** Path of the WebSocket endpoint. @default "/ws" */
+  path?: string;
+  /** Ping interval; a daemon silent for three intervals is dropped. @default 5_000 */
+  heartbeatMs?: number;
+  /** A connection must say hello within this long. @default 10_000 */
+  handshakeTimeoutMs?: number;
+  /** How long a command or process waits for its daemon to come back after the link drops. @default 5_000 */
+  reconnectGraceMs?: number;
+  /** Flow-control window per stream, in bytes. @default 1 MiB */
+  streamWindow?: number;
+  /** Stops the server when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode Server.exec}. */
+export interface ExecOptions {
+  /** Kill the process group after this many milliseconds and reject with `CommandTimeoutError`. */
+  timeout?: number;
+  /** Environment variables added to the daemon's. */
+  env?: Record<string, string>;
+  /** Working directory on the worker. */
+  cwd?: string;
+  /** Bytes (or UTF-8 text) for standard input, then EOF. Without it stdin is empty. */
+  stdin?: Uint8Array | string;
+  /** Aborting kills the process group and rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Output kept per stream; beyond it output is dropped and `truncated` set. @default 16 MiB */
+  maxOutputBytes?: number;
+}
+
+/** The result of {@linkcode Server.exec}. A non-zero exit is a result, not an error. */
+export interface ExecResult {
+  /** Standard output decoded as UTF-8 (invalid bytes become U+FFFD). */
+  stdout: string;
+  /** Standard error decoded as UTF-8. */
+  stderr: string;
+  /** Standard output, byte-exact. */
+  stdoutBytes: Uint8Array;
+  /** Standard error, byte-exact. */
+  stderrBytes: Uint8Array;
+  /** Exit code; 127 for a missing program; 128 + n when signal n ended it. */
+  exitCode: number;
+  /** The signal that ended it, if any. */
+  signal: Deno.Signal | null;
+  /** Wall time from request to result, in milliseconds. */
+  durationMs: number;
+  /** Whether output beyond `maxOutputBytes` was dropped. */
+  truncated: { stdout: boolean; stderr: boolean };
+}
+
+/** Options of {@linkcode Server.spawn}. */
+export interface SpawnOptions {
+  /** Environment variables added to the daemon's. */
+  env?: Record<string, string>;
+  /** Working directory. */
+  cwd?: string;
+  /** Kill the process group after this many milliseconds (`status.timedOut` is then true). */
+  timeout?: number;
+  /** Open stdin. @default true */
+  stdin?: boolean;
+  /** Output bytes the daemon retains per stream for resume. @default the daemon's (4 MiB) */
+  retainBytes?: number;
+  /** Called when bytes were lost because the daemon's retention overflowed while the link was down. */
+  onGap?: (gap: Gap) => void;
+}
+
+/** Options of {@linkcode Server.attach}. */
+export interface AttachOptions {
+  /** Byte offset to replay from on both streams; `null` for the oldest retained byte. @default null */
+  from?: number | null;
+  /** Take over stdin. @default true */
+  stdin?: boolean;
+  /** Called when bytes before the retained window were asked for. */
+  onGap?: (gap: Gap) => void;
+}
+
+/** Which daemons an operation addresses. */
+export interface DaemonFilter {
+  /** Every label must match. */
+  labels?: Record<string, string>;
+  /** Only these platforms. */
+  platform?: string;
+}
+
+/** Options of {@linkcode Server.waitForDaemon}. */
+export interface WaitOptions {
+  /** Give up after this many milliseconds. @default 30_000 */
+  timeout?: number;
+  /** Give up when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Fired on `connect` and `disconnect`. */
+export class DaemonEvent extends Event {
+  /** The daemon. */
+  readonly daemon: DaemonInfo;
+  /**
+   * @param type `connect` or `disconnect`.
+   * @param daemon The daemon.
+   */
+  constructor(type: "connect" | "disconnect", daemon: DaemonInfo) {
+    super(type);
+    this.daemon = daemon;
+  }
+}
+
+/** Statistics served at `GET /stats`. */
+export interface ServerStats {
+  /** Connected daemons. */
+  daemons: number;
+  /** Connected daemons by platform. */
+  byPlatform: Record<string, number>;
+  /** Milliseconds since listen. */
+  uptimeMs: number;
+  /** Commands and processes the controller is following. */
+  inFlight: number;
+  /** Controller version. */
+  version: string;
+}
+
+function positiveInt(name: string, value: number | undefined, min = 1): void {
+  if (value !== undefined && (!Number.isInteger(value) || value < min)) {
+    throw new RangeError(`${name} must be an integer >= ${min}, got ${value}`);
+  }
+}
+
+function validateCommand(command: unknown): asserts command is string | string[] {
+  if (typeof command === "string") {
+    if (command.length === 0) throw new TypeError("Command must not be empty");
+    return;
+  }
+  if (!Array.isArray(command) || command.length === 0 || !command.every((a) => typeof a === "string")) {
+    throw new TypeError(`Command must be a non-empty string or array of strings, got ${JSON.stringify(command)}`);
+  }
+  if (command[0] === "") throw new TypeError("Command program (the first array item) must not be empty");
+}
+
+function validateEnv(env: unknown): void {
+  if (env === undefined) return;
+  if (typeof env !== "object" || env === null || Array.isArray(env)) {
+    throw new TypeError(`env must be an object of strings, got ${JSON.stringify(env)}`);
+  }
+  for (const [key, value] of Object.entries(env)) {
+    if (typeof value !== "string") throw new TypeError(`env.${key} must be a string, got ${typeof value}`);
+    if (key === "" || key.includes("=") || key.includes("\0")) throw new TypeError(`Invalid env name '${key}'`);
+  }
+}
+
+const DAEMON_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/**
+ * The SandD controller. Daemons dial in over WebSocket; the script runs commands on them.
+ *
+ * @example Run a command on a worker
+ * ```ts ignore
+ * import { Server } from "@sandd/server";
+ * await using server = await Server.listen({ hostname: "0.0.0.0", port: 8765 });
+ * await server.waitForDaemon("worker-1", { timeout: 30_000 });
+ * const r = await server.exec("worker-1", "hostname", { timeout: 10_000 });
+ * console.log(r.stdout, r.exitCode);
+ * ```
+ *
+ * @example Listen on a free port and close
+ * ```ts
+ * import { Server } from "./server.ts";
+ * const server = await Server.listen({ port: 0 });
+ * console.assert(server.port > 0 && server.daemonCount === 0);
+ * await server.close();
+ * ```
+ */
+export class Server extends EventTarget implements AsyncDisposable {
+  readonly #http: Deno.HttpServer<Deno.NetAddr>;
+  readonly #options: Required<Omit<ServerOptions, "signal" | "hostname" | "port">>;
+  readonly #connections: Map<string, Connection> = new Map();
+  readonly #pendingSockets: Set<WebSocket> = new Set();
+  readonly #processes: Map<string, Set<RemoteProcess>> = new Map();
+  readonly #earlyExits: Map<string, ProcessStatus> = new Map();
+  readonly #startedAt = Date.now();
+  readonly #sweep: ReturnType<typeof setInterval>;
+  readonly #host: ProcessHost;
+  #closing: Promise<void> | null = null;
+
+  private constructor(http: Deno.HttpServer<Deno.NetAddr>, options: ServerOptions, handler: { server?: Server }) {
+    super();
+    handler.server = this;
+    this.#http = http;
+    this.#options = {
+      path: options.path ?? "/ws",
+      heartbeatMs: options.heartbeatMs ?? 5_000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
+      reconnectGraceMs: options.reconnectGraceMs ?? 5_000,
+      streamWindow: options.streamWindow ?? 1024 * 1024,
+    };
+    this.#sweep = setInterval(() => this.#heartbeat(), this.#options.heartbeatMs);
+    const connections = this.#connections;
+    const processes = this.#processes;
+    const grace = this.#options.reconnectGraceMs;
+    this.#host = {
+      connection: (id) => connections.get(id) ?? null,
+      release: (p) => {
+        const key = `${p.daemonId}\0${p.id}`;
+        const set = processes.get(key);
+        set?.delete(p);
+        if (set?.size === 0) processes.delete(key);
+      },
+      reconnectGraceMs: grace,
+    };
+    options.signal?.addEventListener("abort", () => this.close(), { once: true });
+  }
+
+  /**
+   * Start listening. Validates every option before opening the socket.
+   *
+   * @param options Where to listen and the timing knobs.
+   * @returns The listening server.
+   */
+  static async listen(options: ServerOptions = {}): Promise<Server> {
+    positiveInt("port", options.port, 0);
+    if (options.port !== undefined && options.port > 65535) {
+      throw new RangeError(`port must be from 0 to 65535, got ${options.port}`);
+    }
+    positiveInt("heartbeatMs", options.heartbeatMs, 100);
+    positiveInt("handshakeTimeoutMs", options.handshakeTimeoutMs);
+    positiveInt("reconnectGraceMs", options.reconnectGraceMs, 0);
+    positiveInt("streamWindow", options.streamWindow, 1024);
+    if (options.path !== undefined && !options.path.startsWith("/")) {
+      throw new TypeError(`path must start with '/', got '${options.path}'`);
+    }
+    const holder: { server?: Server } = {};
+    const { promise: listening, resolve } = Promise.withResolvers<void>();
+    const http = Deno.serve({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? 8765,
+      onListen: () => resolve(),
+      onError: (error) => {
+        log.error("HTTP handler failed: {error}", { error: String(error) });
+        return new Response("Internal error", { status: 500 });
+      },
+    }, (request, info) => holder.server!.#handle(request, info));
+    await listening;
+    return new Server(http, options, holder);
+  }
+
+  /** The port the server listens on. */
+  get port(): number {
+    return this.#http.addr.port;
+  }
+
+  /** The host name or address it listens on. */
+  get hostname(): string {
+    return this.#http.addr.hostname;
+  }
+
+  /** The WebSocket URL daemons on this machine can dial. */
+  get url(): string {
+    const host = this.hostname === "0.0.0.0" ? "127.0.0.1" : this.hostname;
+    return `ws://${host.includes(":") ? `[${host}]` : host}:${this.port}${this.#options.path}`;
+  }
+
+  /** Number of connected daemons. */
+  get daemonCount(): number {
+    return this.#connections.size;
+  }
+
+  /**
+   * Connected daemons, optionally filtered by labels or platform.
+   *
+   * @param filter Labels that must all match, and/or a platform.
+   * @returns Their descriptions.
+   */
+  daemons(filter: DaemonFilter = {}): DaemonInfo[] {
+    const out: DaemonInfo[] = [];
+    for (const conn of this.#connections.values()) {
+      if (matches(conn.info, filter)) out.push({ ...conn.info, labels: { ...conn.info.labels } });
+    }
+    return out;
+  }
+
+  /**
+   * One connected daemon.
+   *
+   * @param id Daemon id.
+   * @returns Its description, or undefined when it is not connected.
+   */
+  daemon(id: string): DaemonInfo | undefined {
+    const info = this.#connections.get(id)?.info;
+    return info ? { ...info, labels: { ...info.labels } } : undefined;
+  }
+
+  /** Statistics, as served at `GET /stats`. */
+  stats(): ServerStats {
+    const byPlatform: Record<string, number> = {};
+    for (const conn of this.#connections.values()) {
+      byPlatform[conn.info.platform] = (byPlatform[conn.info.platform] ?? 0) + 1;
+    }
+    let inFlight = 0;
+    for (const set of this.#processes.values()) inFlight += set.size;
+    return {
+      daemons: this.#connections.size,
+      byPlatform,
+      uptimeMs: Date.now() - this.#startedAt,
+      inFlight,
+      version: VERSION,
+    };
+  }
+
+  /**
+   * Wait until a daemon with this id is connected. Event-driven: resolves on its `connect`.
+   *
+   * @param id Daemon id.
+   * @param options Timeout and abort signal.
+   * @returns Its description.
+   * @throws {DaemonNotFoundError} When it did not connect in time.
+   */
+  waitForDaemon(id: string, options: WaitOptions = {}): Promise<DaemonInfo> {
+    positiveInt("timeout", options.timeout, 0);
+    const current = this.daemon(id);
+    if (current) return Promise.resolve(current);
+    const timeout = options.timeout ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.removeEventListener("connect", onConnect);
+        options.signal?.removeEventListener("abort", onAbort);
+      };
+      const onConnect = (event: Event) => {
+        const daemon = (event as DaemonEvent).daemon;
+        if (daemon.id !== id) return;
+        done();
+        resolve(daemon);
+      };
+      const onAbort = () => {
+        done();
+        reject(options.signal!.reason);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new DaemonNotFoundError(id, `Daemon '${id}' did not connect within ${timeout} ms`));
+      }, timeout);
+      this.addEventListener("connect", onConnect);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  #connection(id: string): Connection {
+    if (typeof id !== "string" || !DAEMON_ID.test(id)) {
+      throw new TypeError(`Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got ${JSON.stringify(id)}`);
+    }
+    const conn = this.#connections.get(id);
+    if (!conn) throw new DaemonNotFoundError(id);
+    return conn;
+  }
+
+  /**
+   * Start a process on a worker and stream its I/O. A string runs through `sh -c` (`cmd /C` on Windows); an
+   * array runs the program directly.
+   *
+   * @param id Daemon id.
+   * @param command Shell string or argv.
+   * @param options Environment, directory, timeout, stdin.
+   * @returns A handle whose streams resume across dropped links.
+   */
+  async spawn(id: string, command: string | string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
+    validateCommand(command);
+    validateEnv(options.env);
+    positiveInt("timeout", options.timeout);
+    positiveInt("retainBytes", options.retainBytes, 0);
+    if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
+      throw new TypeError(`cwd must be a non-empty string, got ${JSON.stringify(options.cwd)}`);
+    }
+    return await this.#spawn(id, command, options, undefined);
+  }
+
+  async #spawn(
+    id: string,
+    command: string | string[],
+    options: SpawnOptions,
+    pty: { cols: number; rows: number } | undefined,
+  ): Promise<RemoteProcess> {
+    const conn = this.#connection(id);
+    const window = this.#options.streamWindow;
+    const process = new RemoteProcess({
+      host: this.#host,
+      daemonId: id,
+      command,
+      window,
+      outputs: pty ? [{ name: "output", from: 0 }] : [{ name: "stdout", from: 0 }, { name: "stderr", from: 0 }],
+      stdin: options.stdin ?? true,
+      onGap: options.onGap,
+    });
+    const { outputs, stdin } = process.bindStreams(conn);
+    const args: SpawnArgs = {
+      command,
+      stdout: outputs[0]!,
+      window,
+      ...(outputs[1] !== undefined ? { stderr: outputs[1] } : {}),
+      ...(stdin !== undefined ? { stdin } : {}),
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+      ...(options.timeout !== undefined ? { timeoutMs: options.timeout } : {}),
+      ...(options.retainBytes !== undefined ? { retainBytes: options.retainBytes } : {}),
+      ...(pty ? { pty } : {}),
+    };
+    let data: Record<string, unknown>;
+    try {
+      data = await conn.request("spawn", args);
+    } catch (error) {
+      process.fail(error as Error);
+      throw error;
+    }
+    process.started(conn, String(data.proc), Number(data.pid), stdin, 0);
+    this.#register(process);
+    return process;
+  }
+
+  #register(process: RemoteProcess): void {
+    const key = `${process.daemonId}\0${process.id}`;
+    let set = this.#processes.get(key);
+    if (!set) this.#processes.set(key, set = new Set());
+    set.add(process);
+    const early = this.#earlyExits.get(key);
+    if (early) process.exit(early);
+  }
+
+  /**
+   * Attach to a process already running (or recently exited) on a worker, e.g. from a new `Server` after the
+   * agent restarted. Output replays from `from`.
+   *
+   * @param id Daemon id.
+   * @param processId The process id (`p.id`).
+   * @param options Replay offset and stdin takeover.
+   * @returns A handle of the same shape as `spawn`'s.
+   * @throws {UnknownProcessError} When the daemon holds no such process.
+   */
+  async attach(id: string, processId: string, options: AttachOptions = {}): Promise<RemoteProcess> {
+    if (typeof processId !== "string" || processId === "") {
+      throw new TypeError(`Process id must be a non-empty string, got ${JSON.stringify(processId)}`);
+    }
+    if (options.from !== undefined && options.from !== null) positiveInt("from", options.from, 0);
+    return await this.#attach(id, processId, options, false);
+  }
+
+  async #attach(id: string, processId: string, options: AttachOptions, pty: boolean): Promise<RemoteProcess> {
+    const conn = this.#connection(id);
+    const window = this.#options.streamWindow;
+    const from = options.from ?? null;
+    const process = new RemoteProcess({
+      host: this.#host,
+      daemonId: id,
+      command: "",
+      window,
+      outputs: pty ? [{ name: "output", from: from ?? 0 }] : [{ name: "stdout", from: from ?? 0 }, {
+        name: "stderr",
+        from: from ?? 0,
+      }],
+      stdin: options.stdin ?? true,
+      onGap: options.onGap,
+    });
+    const { outputs, stdin } = process.bindStreams(conn);
+    process.started(conn, processId, 0, undefined, 0);
+    this.#register(process);
+    let data: Record<string, unknown>;
+    try {
+      data = await conn.request("attach", {
+        proc: processId,
+        window,
+        stdout: { sid: outputs[0]!, from },
+        ...(outputs[1] !== undefined ? { stderr: { sid: outputs[1], from } } : {}),
+        ...(stdin !== undefined ? { stdin } : {}),
+      });
+    } catch (error) {
+      process.fail(error as Error);
+      throw error;
+    }
+    process.started(conn, processId, Number(data.pid), stdin, Number(data.stdinOffset ?? 0));
+    return process;
+  }
+
+  /**
+   * Processes held by a daemon, running or recently exited.
+   *
+   * @param id Daemon id.
+   * @returns Their descriptions.
+   */
+  async processes(id: string): Promise<ProcessInfo[]> {
+    const data = await this.#connection(id).request("processes", {});
+    return (data.processes as (Omit<ProcessInfo, "startedAt"> & { startedAt: string })[]).map((p) => ({
+      ...p,
+      startedAt: new Date(p.startedAt),
+    }));
+  }
+
+  /**
+   * Run a command to completion and collect its output.
+   *
+   * @param id Daemon id.
+   * @param command Shell string (`sh -c`) or argv.
+   * @param options Timeout, environment, directory, stdin, abort signal, output cap.
+   * @returns Output and exit status; a non-zero exit is a result.
+   * @throws {CommandTimeoutError} When the timeout killed it (with the partial output).
+   * @throws {DaemonNotFoundError} When no such daemon is connected.
+   * @throws {DaemonDisconnectedError} When the daemon dropped and did not come back within the grace.
+   */
+  async exec(id: string, command: string | string[], options: ExecOptions = {}): Promise<ExecResult> {
+    validateCommand(command);
+    validateEnv(options.env);
+    positiveInt("timeout", options.timeout);
+    positiveInt("maxOutputBytes", options.maxOutputBytes, 0);
+    if (options.stdin !== undefined && typeof options.stdin !== "string" && !(options.stdin instanceof Uint8Array)) {
+      throw new TypeError("stdin must be a string or Uint8Array");
+    }
+    if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
+      throw new TypeError(`cwd must be a non-empty string, got ${JSON.stringify(options.cwd)}`);
+    }
+    options.signal?.throwIfAborted();
+    const started = performance.now();
+    const process = await this.#spawn(id, command, {
+      stdin: options.stdin !== undefined,
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+      ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+    }, undefined);
+    const max = options.maxOutputBytes ?? 16 * 1024 * 1024;
+    const out = new Collector(max);
+    const err = new Collector(max);
+    const partial = () => ({
+      stdout: out.text(),
+      stderr: err.text(),
+      durationMs: performance.now() - started,
+    });
+    const onAbort = () => {
+      process.kill("SIGKILL").catch(() => {});
+      process.fail(options.signal!.reason);
+    };
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    // Backstop in case the daemon never reports the timeout kill.
+    const backstop = options.timeout !== undefined
+      ? setTimeout(
+        () => process.fail(new CommandTimeoutError(options.timeout!, partial())),
+        options.timeout + Math.max(5_000, this.#options.reconnectGraceMs + 1_000),
+      )
+      : undefined;
+    try {
+      if (options.stdin !== undefined) {
+        const bytes = typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin;
+        const input = process.input!;
+        input.write(bytes).then(() => input.end(), () => {});
+      }
+      await Promise.all([out.drain(process.stdout), err.drain(process.stderr)]);
+      const status = await process.status;
+      if (status.timedOut) throw new CommandTimeoutError(options.timeout!, partial());
+      return {
+        stdout: out.text(),
+        stderr: err.text(),
+        stdoutBytes: out.bytes(),
+        stderrBytes: err.bytes(),
+        exitCode: status.exitCode,
+        signal: status.signal,
+        durationMs: performance.now() - started,
+        truncated: { stdout: out.truncated, stderr: err.truncated },
+      };
+    } finally {
+      clearTimeout(backstop);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
+   * Run a command on every matching daemon at once.
+   *
+   * @param filter Which daemons.
+   * @param command Shell string or argv.
+   * @param options As for {@linkcode Server.exec}.
+   * @returns Each daemon's result, or the error it failed with.
+   */
+  async broadcast(
+    filter: DaemonFilter,
+    command: string | string[],
+    options: ExecOptions = {},
+  ): Promise<Map<string, ExecResult | Error>> {
+    validateCommand(command);
+    const targets = this.daemons(filter).map((d) => d.id);
+    const results = await Promise.all(
+      targets.map((id) => this.exec(id, command, options).catch((error: Error) => error)),
+    );
+    return new Map(targets.map((id, i) => [id, results[i]!]));
+  }
+
+  // --- connection handling ---
+
+  #handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
+    const url = new URL(request.url);
+    if (request.method === "GET" && url.pathname === "/health") {
+      return Response.json({ status: "ok", version: VERSION });
+    }
+    if (request.method === "GET" && url.pathname === "/stats") return Response.json(this.stats());
+    if (url.pathname !== this.#options.path) return new Response("Not found\n", { status: 404 });
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return Response.json({ error: "Expected a WebSocket upgrade" }, { status: 400 });
+    }
+    const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim())
+      .filter(Boolean);
+    if (!offered.includes(SUBPROTOCOL)) {
+      return Response.json({
+        error: `Unsupported protocol: offered [${offered.join(", ")}]; this controller speaks ${SUBPROTOCOL}`,
+      }, { status: 426 });
+    }
+    if (this.#closing) return new Response("Shutting down\n", { status: 503 });
+    const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL, idleTimeout: 0 });
+    this.#accept(socket, remote, "anonymous");
+    return response;
+  }
+
+  #accept(socket: WebSocket, remoteAddress: string, identity: string): void {
+    socket.binaryType = "arraybuffer";
+    this.#pendingSockets.add(socket);
+    let conn: Connection | null = null;
+    const handshake = setTimeout(() => {
+      log.warn("No hello from {remote} within the handshake timeout", { remote: remoteAddress });
+      socket.close(4008, "handshake timeout");
+    }, this.#options.handshakeTimeoutMs);
+    socket.onmessage = (event) => {
+      if (conn) {
+        conn.lastSeen = Date.now();
+        if (typeof event.data === "string") this.#onText(conn, event.data);
+        else this.#onBinary(conn, new Uint8Array(event.data as ArrayBuffer));
+        return;
+      }
+      // Handshake: the first message must be a valid hello.
+      let hello: DaemonMessage;
+      try {
+        if (typeof event.data !== "string") throw new ProtocolError("Expected a hello text frame first");
+        hello = parseDaemonMessage(event.data);
+        if (hello.t !== "hello") throw new ProtocolError(`Expected hello first, got '${hello.t}'`);
+        if (!DAEMON_ID.test(hello.id)) throw new ProtocolError(`Invalid daemon id '${hello.id}'`);
+      } catch (error) {
+        clearTimeout(handshake);
+        socket.close(4000, (error as Error).message.slice(0, 120));
+        return;
+      }
+      clearTimeout(handshake);
+      this.#pendingSockets.delete(socket);
+      conn = this.#register_connection(socket, hello, remoteAddress, identity);
+    };
+    socket.onclose = () => {
+      clearTimeout(handshake);
+      this.#pendingSockets.delete(socket);
+      if (conn) this.#disconnected(conn);
+    };
+    socket.onerror = () => {};
+  }
+
+  #register_connection(socket: WebSocket, hello: HelloMessage, remoteAddress: string, identity: string): Connection {
+    const info: DaemonInfo = {
+      id: hello.id,
+      labels: hello.labels,
+      hostname: hello.hostname,
+      platform: hello.platform,
+      arch: hello.arch,
+      version: hello.version,
+      pid: hello.pid,
+      connectedAt: new Date(),
+      remoteAddress,
+      identity,
+    };
+    const conn = new Connection(socket, info);
+    const previous = this.#connections.get(info.id);
+    if (previous) {
+      // Policy: the newest connection for an id replaces the older one (a daemon that reconnects after a
+      // half-open link must not be locked out).
+      log.info("Daemon {id} reconnected; replacing the older connection", { id: info.id });
+      previous.close(4004, "replaced by a newer connection with the same id");
+      this.#disconnected(previous);
+    }
+    this.#connections.set(info.id, conn);
+    conn.send({ t: "welcome", version: VERSION, heartbeatMs: this.#options.heartbeatMs });
+    log.info("Daemon {id} connected from {remote}", { id: info.id, remote: remoteAddress });
+    for (const set of this.#processes.values()) {
+      for (const process of set) {
+        if (process.daemonId === info.id) process.reattach(conn);
+      }
+    }
+    this.dispatchEvent(new DaemonEvent("connect", { ...info }));
+    return conn;
+  }
+
+  #disconnected(conn: Connection): void {
+    if (conn.closed && this.#connections.get(conn.info.id) !== conn) return;
+    conn.closedNow();
+    if (this.#connections.get(conn.info.id) !== conn) return;
+    this.#connections.delete(conn.info.id);
+    log.info("Daemon {id} disconnected", { id: conn.info.id });
+    for (const set of this.#processes.values()) {
+      for (const process of set) {
+        if (process.daemonId === conn.info.id) {
+          if (this.#closing) process.fail(new DaemonDisconnectedError(conn.info.id, "Server closed"));
+          else process.linkLost();
+        }
+      }
+    }
+    this.dispatchEvent(new DaemonEvent("disconnect", { ...conn.info }));
+  }
+
+  #onText(conn: Connection, text: string): void {
+    let message: DaemonMessage;
+    try {
+      message = parseDaemonMessage(text);
+    } catch (error) {
+      log.warn("Refused a message from {id}: {message}", { id: conn.info.id, message: (error as Error).message });
+      conn.send({ t: "error", code: "PROTOCOL", message: (error as Error).message });
+      return;
+    }
+    switch (message.t) {
+      case "ping":
+        conn.send({ t: "pong" });
+        return;
+      case "pong":
+        return;
+      case "res":
+        if (!conn.response(message.rid, message.ok, message.ok ? message.data : undefined, message.ok ? undefined : message.error)) {
+          conn.send({ t: "error", code: "PROTOCOL", message: `No pending request ${message.rid}` });
+        }
+        return;
+      case "ack":
+        conn.routes.get(message.sid)?.onAck?.(message.offset);
+        return;
+      case "eof":
+        conn.routes.get(message.sid)?.onEof?.(message.offset, message.sha256);
+        return;
+      case "gap":
+        conn.routes.get(message.sid)?.onGap?.(message.from, message.to);
+        return;
+      case "reset":
+        conn.routes.get(message.sid)?.onReset?.(message.reason);
+        return;
+      case "exit":
+        this.#onExit(conn, message.proc, {
+          exitCode: message.exitCode,
+          signal: message.signal as Deno.Signal | null,
+          timedOut: message.timedOut,
+        });
+        return;
+      case "fsevent":
+        conn.routes.get(message.wid)?.onData?.(0, new TextEncoder().encode(JSON.stringify(message)));
+        return;
+      case "error":
+        log.warn("Daemon {id} reported: {code} {message}", {
+          id: conn.info.id,
+          code: message.code,
+          message: message.message,
+        });
+        return;
+      case "hello":
+        conn.send({ t: "error", code: "PROTOCOL", message: "hello after the handshake" });
+        return;
+    }
+  }
+
+  #onExit(conn: Connection, proc: string, status: ProcessStatus): void {
+    const key = `${conn.info.id}\0${proc}`;
+    const set = this.#processes.get(key);
+    if (set?.size) {
+      for (const process of [...set]) process.exit(status);
+      return;
+    }
+    this.#earlyExits.set(key, status);
+    if (this.#earlyExits.size > 1024) this.#earlyExits.delete(this.#earlyExits.keys().next().value!);
+  }
+
+  #onBinary(conn: Connection, bytes: Uint8Array): void {
+    try {
+      const frame = decodeDataFrame(bytes);
+      const route = conn.routes.get(frame.sid);
+      if (!route?.onData) {
+        conn.send({ t: "reset", sid: frame.sid, reason: `No open stream ${frame.sid}` });
+        return;
+      }
+      route.onData(frame.offset, frame.payload);
+    } catch (error) {
+      conn.send({ t: "error", code: "PROTOCOL", message: (error as Error).message });
+    }
+  }
+
+  #heartbeat(): void {
+    const now = Date.now();
+    const limit = this.#options.heartbeatMs * 3;
+    for (const conn of [...this.#connections.values()]) {
+      if (now - conn.lastSeen > limit) {
+        log.warn("Daemon {id} silent for {ms} ms; dropping it", { id: conn.info.id, ms: now - conn.lastSeen });
+        conn.close(4008, "heartbeat timeout");
+        this.#disconnected(conn);
+      } else {
+        conn.send({ t: "ping" });
+      }
+    }
+  }
+
+  /** Close every daemon link and stop listening. Processes on the workers keep running. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#sweep);
+      for (const socket of this.#pendingSockets) socket.close(1001, "server closing");
+      for (const conn of [...this.#connections.values()]) {
+        conn.close(1001, "server closing");
+        this.#disconnected(conn);
+      }
+      for (const set of this.#processes.values()) {
+        for (const process of set) process.fail(new DaemonDisconnectedError(process.daemonId, "Server closed"));
+      }
+      await this.#http.shutdown();
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@linkcode Server.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function matches(info: DaemonInfo, filter: DaemonFilter): boolean {
+  if (filter.platform !== undefined && info.platform !== filter.platform) return false;
+  for (const [key, value] of Object.entries(filter.labels ?? {})) {
+    if (info.labels[key] !== value) return false;
+  }
+  return true;
+}
+
+class Collector {
+  readonly #max: number;
+  readonly #chunks: Uint8Array[] = [];
+  #length = 0;
+  truncated = false;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  async drain(stream: ReadableStream<Uint8Array>): Promise<void> {
+    for await (const chunk of stream) {
+      const room = this.#max - this.#length;
+      if (chunk.length > room) this.truncated = true;
+      if (room <= 0) continue;
+      const part = chunk.length > room ? chunk.slice(0, room) : chunk;
+      this.#chunks.push(part);
+      this.#length += part.length;
+    }
+  }
+
+  bytes(): Uint8Array {
+    if (this.#chunks.length === 1) return this.#chunks[0]!;
+    const out = new Uint8Array(this.#length);
+    let at = 0;
+    for (const chunk of this.#chunks) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    return out;
+  }
+
+  text(): string {
+    return new TextDecoder().decode(this.bytes());
+  }
+}
