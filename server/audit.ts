@@ -96,6 +96,12 @@ export interface FileAuditSinkOptions {
 }
 
 /**
+ * Marks a sink that keeps the order of its calls itself (and batches them), so {@linkcode AuditLog} need not
+ * wait for one record's promise before handing it the next.
+ */
+const SELF_ORDERED = Symbol("sandd.audit.selfOrdered");
+
+/**
  * A sink that appends one JSON line per record to a file, in order. Each returned promise resolves once its
  * line has been written to the file (and synced, with `sync: true`). Records that arrive while a write is in
  * progress are written together in the next write. Disposing waits for pending lines, then closes the file.
@@ -172,6 +178,7 @@ export function fileAuditSink(
   }
 
   return Object.assign(sink, {
+    [SELF_ORDERED]: true,
     async [Symbol.asyncDispose](): Promise<void> {
       if (closed) return;
       closed = true;
@@ -245,11 +252,13 @@ export interface AuditLogOptions {
 interface SinkSlot {
   sink: AuditSink;
   tail: Promise<void> | undefined;
+  selfOrdered: boolean;
 }
 
 /**
  * Writes audit records to several sinks. Writing never blocks and never throws because of a sink: each sink
- * gets the records in the order they were written, one at a time, and its failures go to `onError`. The log
+ * gets the records in the order they were written, one at a time (the file sink
+ * orders and batches its own writes, so it gets them at once), and its failures go to `onError`. The log
  * owns its sinks: disposing it waits for pending records, then disposes every sink that is `AsyncDisposable`.
  *
  * @example Audit a command to a file and to LogTape
@@ -266,7 +275,6 @@ interface SinkSlot {
  */
 export class AuditLog implements AsyncDisposable {
   #slots: SinkSlot[];
-  #pending = new Set<Promise<void>>();
   #onError: (error: unknown, record: AuditRecord) => void;
   #closed = false;
 
@@ -291,7 +299,11 @@ export class AuditLog implements AsyncDisposable {
       throw new TypeError(`Option 'onError' must be a function, got ${typeof onError}`);
     }
     this.#onError = onError;
-    this.#slots = sinks.map((sink) => ({ sink, tail: undefined }));
+    this.#slots = sinks.map((sink) => ({
+      sink,
+      tail: undefined,
+      selfOrdered: (sink as { [SELF_ORDERED]?: boolean })[SELF_ORDERED] === true,
+    }));
   }
 
   /**
@@ -319,7 +331,9 @@ export class AuditLog implements AsyncDisposable {
     if (input.time !== undefined && typeof input.time !== "string") {
       throw new TypeError(`Audit record 'time' must be a string, got ${typeof input.time}`);
     }
-    const record: AuditRecord = { time: new Date().toISOString(), ...input };
+    // `time` first, so it leads each JSON line.
+    const record = { time: "", ...input } as AuditRecord;
+    record.time = input.time ?? new Date().toISOString();
     if (Array.isArray(record.command)) record.command = [...record.command];
     Object.freeze(record);
     if (this.#closed) {
@@ -335,7 +349,12 @@ export class AuditLog implements AsyncDisposable {
    * @returns A promise that resolves when nothing is pending. It never rejects.
    */
   async flush(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.all(this.#pending);
+    // Tails never reject (failures are reported), and a slot's tail settles last among its deliveries.
+    while (true) {
+      const tails = this.#slots.map((slot) => slot.tail);
+      await Promise.all(tails);
+      if (this.#slots.every((slot, index) => slot.tail === tails[index])) return;
+    }
   }
 
   /**
@@ -370,28 +389,21 @@ export class AuditLog implements AsyncDisposable {
   }
 
   #deliver(slot: SinkSlot, record: AuditRecord): void {
-    if (slot.tail !== undefined) {
-      this.#chain(slot, slot.tail.then(() => slot.sink(record)), record);
+    const report = (error: unknown) => this.#report(error, record);
+    if (slot.tail !== undefined && !slot.selfOrdered) {
+      // Wait for the previous record: the tail is always the newest delivery, which settles after all others.
+      slot.tail = slot.tail.then(() => slot.sink(record)).then(undefined, report);
       return;
     }
-    let result: void | Promise<void>;
+    let result: void | PromiseLike<void>;
     try {
       result = slot.sink(record);
     } catch (error) {
-      this.#report(error, record);
+      report(error);
       return;
     }
-    if (isThenable(result)) this.#chain(slot, Promise.resolve(result), record);
-  }
-
-  #chain(slot: SinkSlot, work: Promise<void>, record: AuditRecord): void {
-    const tail = work.catch((error) => this.#report(error, record));
-    slot.tail = tail;
-    this.#pending.add(tail);
-    tail.then(() => {
-      this.#pending.delete(tail);
-      if (slot.tail === tail) slot.tail = undefined;
-    });
+    // A self-ordered sink settles its records in order, so its newest promise is also the last to settle.
+    if (isThenable(result)) slot.tail = Promise.resolve(result).then(undefined, report);
   }
 
   #report(error: unknown, record: AuditRecord): void {

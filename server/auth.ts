@@ -13,7 +13,6 @@ import { createHash, createPublicKey, timingSafeEqual } from "node:crypto";
 import {
   createLocalJWKSet,
   importSPKI,
-  type JSONWebKeySet,
   jwtVerify,
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
@@ -41,6 +40,24 @@ export interface Identity {
   claims?: Record<string, unknown>;
 }
 
+/**
+ * A JSON Web Key Set (RFC 7517 section 5): public keys, each usually with a `kid` that tokens name in their
+ * header. Private key members (`d`) are refused.
+ *
+ * @example A set with one Ed25519 key
+ * ```ts
+ * import type { JsonWebKeySet } from "./auth.ts";
+ * const set: JsonWebKeySet = {
+ *   keys: [{ kty: "OKP", crv: "Ed25519", x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", kid: "k1" }],
+ * };
+ * console.assert(set.keys.length === 1);
+ * ```
+ */
+export interface JsonWebKeySet {
+  /** The keys. */
+  keys: (JsonWebKey & { kid?: string })[];
+}
+
 /** A JWT signature algorithm that {@linkcode createAuthenticator} accepts. */
 export type JwtAlgorithm = "EdDSA" | "ES256";
 
@@ -63,7 +80,7 @@ export interface JwtOptions {
    * The verification key: a public `CryptoKey` (Ed25519 or ECDSA P-256), a JSON Web Key Set whose key is chosen
    * by the token's `kid` header, or a PEM-encoded SPKI public key (`-----BEGIN PUBLIC KEY-----`).
    */
-  key: CryptoKey | JSONWebKeySet | string;
+  key: CryptoKey | JsonWebKeySet | string;
   /**
    * The signature algorithms to accept. `none` and HMAC algorithms are never accepted.
    *
@@ -354,7 +371,7 @@ function resolveKey(key: unknown, algorithms: JwtAlgorithm[]): ResolvedKey {
   if (typeof key === "string") return resolvePemKey(key, algorithms);
   if (key instanceof CryptoKey) return resolveCryptoKey(key, algorithms);
   if (typeof key === "object" && key !== null && "keys" in key) {
-    return resolveKeySet(key as JSONWebKeySet, algorithms);
+    return resolveKeySet(key as JsonWebKeySet, algorithms);
   }
   throw new TypeError(
     "Option 'jwt.key' must be a CryptoKey, a JSON Web Key Set ({ keys: [...] }) or a PEM public key, " +
@@ -422,7 +439,7 @@ function resolvePemKey(pem: string, algorithms: JwtAlgorithm[]): ResolvedKey {
   };
 }
 
-function resolveKeySet(set: JSONWebKeySet, algorithms: JwtAlgorithm[]): ResolvedKey {
+function resolveKeySet(set: JsonWebKeySet, algorithms: JwtAlgorithm[]): ResolvedKey {
   if (!Array.isArray(set.keys) || set.keys.length === 0) {
     throw new TypeError(
       "Option 'jwt.key' as a JSON Web Key Set must have a non-empty 'keys' array",
@@ -440,7 +457,7 @@ function resolveKeySet(set: JSONWebKeySet, algorithms: JwtAlgorithm[]): Resolved
   });
   let getKey: JWTVerifyGetKey;
   try {
-    getKey = createLocalJWKSet(set);
+    getKey = createLocalJWKSet(set as Parameters<typeof createLocalJWKSet>[0]);
   } catch (error) {
     throw new TypeError(`Option 'jwt.key' is not a valid JSON Web Key Set: ${describe(error)}`, {
       cause: error,
