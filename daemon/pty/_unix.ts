@@ -543,8 +543,19 @@ export class UnixPty implements PtyBackend {
   }
 
   async #close(): Promise<void> {
+    // 1. Stop our own I/O: wake any poll parked on the master and let read()/write() finish.
+    this.#closing = true;
+    this.#libc.write(this.#wakeWrite, offHeap(1), 1n);
+    await Promise.allSettled([this.#reading, this.#writeChain]);
+    // 2. Hang up like a terminal whose line dropped: SIGHUP to the session (the program's group
+    //    and its background jobs), then close the master, which makes the kernel hang up the
+    //    slave. Closing matters: a shell can miss a bare SIGHUP that races with its select().
+    const deadline = performance.now() + KILL_GRACE_MS;
+    this.kill("SIGHUP");
+    signalSession(this.pid, "SIGHUP");
+    this.#libc.close(this.#master);
+    // 3. Whatever still runs after the grace period is killed.
     if (!this.#reaped) {
-      this.kill("SIGHUP");
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<"late">((resolve) => {
         timer = setTimeout(() => resolve("late"), KILL_GRACE_MS);
@@ -554,14 +565,51 @@ export class UnixPty implements PtyBackend {
       if (outcome === "late") this.kill("SIGKILL");
     }
     await this.exited;
-    this.#closing = true;
-    // Wake any poll still parked on the master (an orphan may hold the slave open).
-    this.#libc.write(this.#wakeWrite, offHeap(1), 1n);
-    await Promise.allSettled([this.#reading, this.#writeChain]);
-    this.#libc.close(this.#master);
+    // Session members are not our children, so there is no exit event to await: poll briefly.
+    while (sessionMembers(this.pid).length > 0 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    signalSession(this.pid, "SIGKILL");
     this.#libc.close(this.#wakeRead);
     this.#libc.close(this.#wakeWrite);
     releaseLibc();
+  }
+}
+
+/**
+ * Live processes of session `sid` (Linux only, from /proc; empty elsewhere or without read
+ * permission). A session id stays reserved while any member lives, so it cannot be reused.
+ */
+function sessionMembers(sid: number): number[] {
+  if (Deno.build.os !== "linux") return [];
+  const members: number[] = [];
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+        // After "(comm)": state ppid pgrp session ...
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        if (fields[0] !== "Z" && Number(fields[3]) === sid) members.push(Number(entry.name));
+      } catch {
+        // The process went away while we looked.
+      }
+    }
+  } catch {
+    return [];
+  }
+  return members;
+}
+
+function signalSession(sid: number, signal: Deno.Signal): void {
+  for (const pid of sessionMembers(sid)) {
+    for (const sig of signal === "SIGHUP" ? ["SIGHUP", "SIGCONT"] as const : [signal]) {
+      try {
+        Deno.kill(pid, sig);
+      } catch {
+        // Already gone.
+      }
+    }
   }
 }
 
