@@ -352,7 +352,8 @@ export class TarWriter {
    *
    * @param header The entry's metadata.
    * @param body The content of a file entry, exactly `header.size` bytes; omit it for other entries and for
-   * empty files. A stream body is read as it is written, and cancelled if writing fails.
+   * empty files. A stream body is read as it is written, and cancelled if writing fails. Body bytes are passed
+   * to the consumer without copying: do not modify them until this call resolves.
    * @returns A promise that resolves when the entry has been written.
    *
    * @example Stream a file body
@@ -423,10 +424,12 @@ export class TarWriter {
     this.#closing ??= this.#tail.then(async () => {
       try {
         await this.#writer.write(new Uint8Array(2 * BLOCK));
-        await this.#writer.close();
       } catch (error) {
         throw await this.#fail(error);
       }
+      // The archive is complete once the end marker has been taken; a consumer that cancels right after it
+      // (having seen the end) does not make the archive a failure.
+      await this.#writer.close().catch(() => {});
     });
     return this.#closing;
   }
@@ -758,8 +761,9 @@ const UNSUPPORTED: Record<string, string> = {
  * Read a tar archive entry by entry. Each entry's body streams straight from `stream`; nothing is buffered
  * beyond one header block and, when present, one extended header. On any format problem the iterator rejects
  * with {@linkcode TarFormatError}; on an error, an early `break` or `return`, the source stream is cancelled.
- * After the end-of-archive marker a bounded amount of trailing data (record padding) is read and the rest
- * cancelled.
+ * After the end-of-archive marker, trailing data (such as GNU tar's record padding) is read until the stream
+ * ends, up to 64 KiB, and anything beyond is cancelled; so the iterator finishes when the source ends, which
+ * lets a writer on the other side finish cleanly.
  *
  * A bare single zero block at the very end is accepted as the end marker (some writers emit only one); an
  * archive that ends anywhere else, including right after an entry, is truncated and rejected.
@@ -969,6 +973,10 @@ async function* entries(
       const body = new ReadableStream<Uint8Array>({
         start(controller) {
           state.controller = controller;
+          if (size === 0) {
+            state.open = false;
+            controller.close();
+          }
         },
         pull() {
           state.pulling = pull();

@@ -574,3 +574,36 @@ Deno.test("tar reads GNU tar's own pax, gnu and ustar archives", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tar reads a non-UTF-8 long name from a GNU tar pax archive as raw bytes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A 130-byte name with an invalid UTF-8 byte: GNU tar stores it in a PAX record with hdrcharset=BINARY.
+    const made = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `mkdir "$1/src" && printf hi > "$1/src/$(printf "%0130d\\377" 0)" && ` +
+        `LC_ALL=C tar --format=pax -cf "$1/a.tar" -C "$1/src" .`,
+        "sh",
+        dir,
+      ],
+      stderr: "piped",
+    }).output();
+    assert.equal(made.code, 0, new TextDecoder().decode(made.stderr));
+    using archive = await Deno.open(`${dir}/a.tar`);
+    const paths: (string | Uint8Array)[] = [];
+    for await (const entry of readTar(archive.readable)) {
+      paths.push(entry.header.path);
+      await entry.body.cancel();
+    }
+    assert.equal(paths.length, 2);
+    const name = paths[1]!;
+    assert(name instanceof Uint8Array, "not valid UTF-8, so it stays bytes");
+    assert.deepEqual(
+      name,
+      concat([encoder.encode("./" + "0".repeat(130)), new Uint8Array([0xff])]),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
