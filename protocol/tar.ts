@@ -27,7 +27,7 @@ export type TarEntryType = "file" | "directory" | "symlink";
 export interface TarEntryHeader {
   /**
    * Path of the entry inside the archive, `/`-separated. A string is encoded as UTF-8; bytes are kept as they
-   * are, which carries names that are not valid UTF-8. The reader returns a string whenever the stored bytes are
+   * are, which carries names that are not valid UTF-8 (a string cannot: lone surrogates encode as U+FFFD). The reader returns a string whenever the stored bytes are
    * valid UTF-8, and the raw bytes otherwise. Directory paths are written with a trailing `/` and read without.
    */
   path: string | Uint8Array;

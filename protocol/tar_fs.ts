@@ -167,7 +167,9 @@ function mtimeOf(info: Deno.FileInfo): number {
  * cancelling the stream stops the walk and closes any open file.
  *
  * Errors (an unreadable file, a file that shrank, a name Deno cannot open) error the stream: a consumer never
- * receives an archive that silently lacks a file.
+ * receives an archive that silently lacks a file. Limit: Deno reports file names as strings, so a name that
+ * is not valid UTF-8 on disk cannot be opened and fails the pack with {@linkcode TarPackError}; every name that
+ * is valid UTF-8 (spaces, newlines, leading dashes, any Unicode) is stored exactly.
  *
  * @param dir The directory to pack.
  * @param options Whether to follow symlinks; an abort signal.
@@ -401,6 +403,9 @@ async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
  * place, so a failure never leaves a half-written file under the entry's name (entries completed before the
  * failure stay). Directory modes and mtimes are applied at the end, so a read-only directory in the archive
  * can still receive its contents. Concurrent changes to `dir` by other processes are not defended against.
+ * Limit: Deno creates files from string names only, so an entry whose name or link target is not valid UTF-8
+ * is refused with {@linkcode TarPathError} (`"TAR_PATH_INVALID"`) instead of being created under a different
+ * name. Memory is constant per file; only the set of directories created so far grows with the archive.
  *
  * @param stream The archive bytes.
  * @param dir The directory to extract into.
