@@ -27,6 +27,10 @@ Processes:
   --exit-retention SEC    keep the exit status of ended processes (default 600)
   --kill-grace SEC        SIGTERM escalates to SIGKILL after SEC seconds (default 5)
 
+Reconnect (exponential backoff with full jitter):
+  --reconnect-initial SEC upper bound of the first delay (default 1)
+  --reconnect-max SEC     cap of any delay (default 30)
+
 Logging:
   --log-level LEVEL       debug | info | warning | error (default info)
   --log-format FORMAT     text | json (default text)
@@ -73,6 +77,10 @@ export interface DaemonConfig {
   exitRetentionMs: number;
   /** Kill grace in ms. */
   killGraceMs: number;
+  /** First reconnect delay bound in ms. */
+  reconnectInitialMs: number;
+  /** Reconnect delay cap in ms. */
+  reconnectMaxMs: number;
   /** Log level. */
   logLevel: "debug" | "info" | "warning" | "error";
   /** Log format. */
@@ -124,6 +132,8 @@ export function parseDaemonArgs(
         "orphan-timeout": { type: "string" },
         "exit-retention": { type: "string" },
         "kill-grace": { type: "string" },
+        "reconnect-initial": { type: "string" },
+        "reconnect-max": { type: "string" },
         "log-level": { type: "string" },
         "log-format": { type: "string" },
         help: { type: "boolean" },
@@ -190,6 +200,8 @@ export function parseDaemonArgs(
     orphanTimeoutMs: number("orphan-timeout", values["orphan-timeout"], 3600, 0) * 1000,
     exitRetentionMs: number("exit-retention", values["exit-retention"], 600, 0) * 1000,
     killGraceMs: number("kill-grace", values["kill-grace"], 5, 0) * 1000,
+    reconnectInitialMs: number("reconnect-initial", values["reconnect-initial"], 1, 0.01) * 1000,
+    reconnectMaxMs: number("reconnect-max", values["reconnect-max"], 30, 0.01) * 1000,
     logLevel: logLevel as DaemonConfig["logLevel"],
     logFormat,
   };

@@ -83,6 +83,7 @@ export class Daemon implements AsyncDisposable {
   #running: Promise<void> | null = null;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | undefined;
+  readonly #instance: string = crypto.randomUUID();
 
   /**
    * @param options Connection and process options.
@@ -235,6 +236,7 @@ export class Daemon implements AsyncDisposable {
           version: VERSION,
           pid: Deno.pid,
           processes: this.#table.size,
+          instance: this.#instance,
         });
       };
       socket.onmessage = (event) => {

@@ -55,6 +55,8 @@ async function main(): Promise<number> {
     orphanTimeoutMs: config.orphanTimeoutMs,
     exitRetentionMs: config.exitRetentionMs,
     killGraceMs: config.killGraceMs,
+    reconnectInitialMs: config.reconnectInitialMs,
+    reconnectMaxMs: config.reconnectMaxMs,
   });
   const stop = () => {
     daemon.close();

@@ -163,6 +163,8 @@ export interface HelloMessage {
   pid: number;
   /** Processes still held by the daemon (after a reconnect). */
   processes: number;
+  /** Random id of this daemon process, the same across its reconnects: tells a reconnect from a duplicate. */
+  instance: string;
 }
 
 /** Sent by the controller in answer to `hello`. */
@@ -301,6 +303,7 @@ const daemonChecks: Record<string, Check<unknown>> = {
     version: str(64),
     pid: int(),
     processes: int(),
+    instance: str(64, 1),
   }),
   ping,
   pong: ping,

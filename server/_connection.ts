@@ -53,9 +53,12 @@ export class Connection {
   readonly #pending: Map<number, Pending> = new Map();
   #closed = false;
 
-  constructor(socket: WebSocket, info: DaemonInfo) {
+  readonly instance: string;
+
+  constructor(socket: WebSocket, info: DaemonInfo, instance: string) {
     this.socket = socket;
     this.info = info;
+    this.instance = instance;
   }
 
   get closed(): boolean {

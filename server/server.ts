@@ -686,7 +686,12 @@ export class Server extends EventTarget implements AsyncDisposable {
     socket.onerror = () => {};
   }
 
-  #register_connection(socket: WebSocket, hello: HelloMessage, remoteAddress: string, identity: string): Connection {
+  #register_connection(
+    socket: WebSocket,
+    hello: HelloMessage,
+    remoteAddress: string,
+    identity: string,
+  ): Connection | null {
     const info: DaemonInfo = {
       id: hello.id,
       labels: hello.labels,
@@ -699,15 +704,20 @@ export class Server extends EventTarget implements AsyncDisposable {
       remoteAddress,
       identity,
     };
-    const conn = new Connection(socket, info);
     const previous = this.#connections.get(info.id);
     if (previous) {
-      // Policy: the newest connection for an id replaces the older one (a daemon that reconnects after a
-      // half-open link must not be locked out).
-      log.info("Daemon {id} reconnected; replacing the older connection", { id: info.id });
-      previous.close(4004, "replaced by a newer connection with the same id");
+      // Policy: the same daemon process (same instance) reconnecting replaces its older connection, which may be
+      // half-open; a different process claiming a connected id is refused.
+      if (previous.instance !== hello.instance || previous.info.identity !== identity) {
+        log.warn("Refused a second daemon claiming id {id} from {remote}", { id: info.id, remote: remoteAddress });
+        socket.close(4009, `Daemon id '${info.id}' is already connected`);
+        return null;
+      }
+      log.info("Daemon {id} reconnected; replacing its older connection", { id: info.id });
+      previous.close(4004, "replaced by a newer connection of the same daemon");
       this.#disconnected(previous);
     }
+    const conn = new Connection(socket, info, hello.instance);
     this.#connections.set(info.id, conn);
     conn.send({ t: "welcome", version: VERSION, heartbeatMs: this.#options.heartbeatMs });
     log.info("Daemon {id} connected from {remote}", { id: info.id, remote: remoteAddress });

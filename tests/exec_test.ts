@@ -1,0 +1,172 @@
+import { assert, assertEquals, assertGreater, assertLess, assertRejects } from "./_assert.ts";
+import { CommandTimeoutError, DaemonNotFoundError, Server } from "../mod.ts";
+import { alive, eventually, TestDaemon } from "./_daemon.ts";
+import { createHash } from "node:crypto";
+
+async function setup(id = "w1", args: string[] = []) {
+  const server = await Server.listen({ port: 0 });
+  const daemon = new TestDaemon({ id, url: server.url, args });
+  await server.waitForDaemon(id, { timeout: 20_000 });
+  return {
+    server,
+    daemon,
+    async [Symbol.asyncDispose]() {
+      await daemon.stop();
+      await server.close();
+    },
+  };
+}
+
+Deno.test("exec returns stdout, stderr, exit code and duration", async () => {
+  await using t = await setup();
+  const r = await t.server.exec("w1", "echo out; echo err >&2; exit 3");
+  assertEquals(r.stdout, "out\n");
+  assertEquals(r.stderr, "err\n");
+  assertEquals(r.exitCode, 3);
+  assertEquals(r.signal, null);
+  assertGreater(r.durationMs, 0);
+  assertEquals(r.truncated, { stdout: false, stderr: false });
+});
+
+Deno.test("exec passes env and cwd, runs argv directly", async () => {
+  await using t = await setup();
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await t.server.exec("w1", 'printf "%s|" "$SANDD_A" "$(pwd)"', { env: { SANDD_A: "x y" }, cwd: dir });
+    assertEquals(r.stdout, `x y|${await Deno.realPath(dir)}|`);
+    const argv = await t.server.exec("w1", ["printf", "%s", "a b;c"]);
+    assertEquals(argv.stdout, "a b;c");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("exec feeds stdin and ends it", async () => {
+  await using t = await setup();
+  const r = await t.server.exec("w1", "sort", { stdin: "b\nc\na\n" });
+  assertEquals(r.stdout, "a\nb\nc\n");
+  const bytes = await t.server.exec("w1", ["wc", "-c"], { stdin: new Uint8Array(300_000) });
+  assertEquals(bytes.stdout.trim(), "300000");
+});
+
+Deno.test("a missing program exits 127 with the shell's message", async () => {
+  await using t = await setup();
+  const viaShell = await t.server.exec("w1", "no-such-program-xyz");
+  assertEquals(viaShell.exitCode, 127);
+  assert(viaShell.stderr.includes("no-such-program-xyz"), viaShell.stderr);
+  const argv = await t.server.exec("w1", ["no-such-program-xyz", "--flag"]);
+  assertEquals(argv.exitCode, 127);
+  assert(argv.stderr.includes("no-such-program-xyz"), argv.stderr);
+  const badCwd = await t.server.exec("w1", ["true"], { cwd: "/no/such/dir" });
+  assertEquals(badCwd.exitCode, 127);
+});
+
+Deno.test("a timeout kills the whole process group and reports partial output", async () => {
+  await using t = await setup();
+  const started = performance.now();
+  const error = await assertRejects(
+    () => t.server.exec("w1", "sleep 300 & echo $!; echo partial; sleep 300", { timeout: 500 }),
+    CommandTimeoutError,
+  );
+  assertLess(performance.now() - started, 5_000);
+  const [bgPid, word] = error.partial.stdout.trim().split("\n");
+  assertEquals(word, "partial");
+  const pid = Number(bgPid);
+  assert(pid > 0);
+  await eventually(() => !alive(pid), 3_000, `background sleep ${pid} to die`);
+});
+
+Deno.test("10 concurrent one-second commands finish in about a second", async () => {
+  await using t = await setup();
+  const started = performance.now();
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => t.server.exec("w1", `sleep 1; echo ${i}`)));
+  const elapsed = performance.now() - started;
+  results.forEach((r, i) => assertEquals(r.stdout, `${i}\n`));
+  assertLess(elapsed, 2_500);
+});
+
+Deno.test("10 MB of output arrives byte-exact", async () => {
+  await using t = await setup();
+  const file = await Deno.makeTempFile();
+  try {
+    const data = new Uint8Array(10 * 1024 * 1024);
+    for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+    await Deno.writeFile(file, data);
+    const r = await t.server.exec("w1", ["cat", file]);
+    assertEquals(r.stdoutBytes.length, data.length);
+    assertEquals(
+      createHash("sha256").update(r.stdoutBytes).digest("hex"),
+      createHash("sha256").update(data).digest("hex"),
+    );
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("non-UTF-8 bytes pass unchanged", async () => {
+  await using t = await setup();
+  const r = await t.server.exec("w1", ["printf", "\\377\\376\\000\\200abc"]);
+  assertEquals([...r.stdoutBytes], [0xff, 0xfe, 0x00, 0x80, 0x61, 0x62, 0x63]);
+});
+
+Deno.test("output beyond maxOutputBytes is truncated and flagged", async () => {
+  await using t = await setup();
+  const r = await t.server.exec("w1", "head -c 100000 /dev/zero", { maxOutputBytes: 1000 });
+  assertEquals(r.stdoutBytes.length, 1000);
+  assertEquals(r.truncated.stdout, true);
+  assertEquals(r.exitCode, 0);
+});
+
+Deno.test("an aborted exec kills the command", async () => {
+  await using t = await setup();
+  const controller = new AbortController();
+  const pending = t.server.exec("w1", "echo $$; sleep 300", { signal: controller.signal });
+  const list = async () => (await t.server.processes("w1")).filter((p) => p.state === "running");
+  let running: Awaited<ReturnType<typeof list>> = [];
+  const deadline = Date.now() + 5_000;
+  while ((running = await list()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assertEquals(running.length, 1);
+  controller.abort(new Error("stop"));
+  await assertRejects(() => pending, Error, "stop");
+  await eventually(() => !alive(running[0]!.pid), 3_000, "aborted command to die");
+});
+
+Deno.test("bad arguments are refused before anything is sent", async () => {
+  await using t = await setup();
+  await assertRejects(() => t.server.exec("w1", ""), TypeError, "empty");
+  await assertRejects(() => t.server.exec("w1", []), TypeError);
+  await assertRejects(() => t.server.exec("w1", "true", { timeout: -1 }), RangeError, "-1");
+  await assertRejects(() => t.server.exec("w1", "true", { env: { A: 1 as unknown as string } }), TypeError, "env.A");
+  await assertRejects(() => t.server.exec("nobody", "true"), DaemonNotFoundError, "nobody");
+  await assertRejects(() => t.server.exec("bad id!", "true"), TypeError, "bad id!");
+  // The server and daemon still work.
+  assertEquals((await t.server.exec("w1", "echo ok")).stdout, "ok\n");
+});
+
+Deno.test("daemons are listed with labels and broadcast reaches the matching ones", async () => {
+  const server = await Server.listen({ port: 0 });
+  const a = new TestDaemon({ id: "gpu-1", url: server.url, args: ["--label", "role=gpu", "--label", "zone=a"] });
+  const b = new TestDaemon({ id: "cpu-1", url: server.url, args: ["--label", "role=cpu"] });
+  try {
+    await Promise.all([server.waitForDaemon("gpu-1"), server.waitForDaemon("cpu-1")]);
+    assertEquals(server.daemonCount, 2);
+    const gpus = server.daemons({ labels: { role: "gpu" } });
+    assertEquals(gpus.map((d) => d.id), ["gpu-1"]);
+    assertEquals(gpus[0]!.labels, { role: "gpu", zone: "a" });
+    assertEquals(gpus[0]!.platform, Deno.build.os);
+    assertEquals(server.daemon("cpu-1")?.pid, b.pid);
+    const results = await server.broadcast({ labels: { role: "gpu" } }, "echo hi");
+    assertEquals([...results.keys()], ["gpu-1"]);
+    const r = results.get("gpu-1");
+    assert(r && !(r instanceof Error));
+    assertEquals(r.stdout, "hi\n");
+    const stats = await (await fetch(`http://127.0.0.1:${server.port}/stats`)).json();
+    assertEquals(stats.daemons, 2);
+    assertEquals(stats.byPlatform[Deno.build.os], 2);
+    const health = await (await fetch(`http://127.0.0.1:${server.port}/health`)).json();
+    assertEquals(health.status, "ok");
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+    await server.close();
+  }
+});
