@@ -1,0 +1,421 @@
+// Copyright 2026 the SandD authors. MIT license.
+/**
+ * The daemon's process-wide C library handle and its one file-descriptor readiness poller.
+ *
+ * The poller runs libc `poll(fds, n, -1)` through an FFI symbol declared `nonblocking: true`, so the wait happens on
+ * a worker thread and the event loop never blocks. Only descriptors somebody is currently waiting on are polled:
+ * that is the backpressure (nobody reads, so nothing polls, so nothing is read, so the child blocks in `write`).
+ * An eventfd (Linux) or a pipe (macOS) wakes the pending `poll` when the set changes.
+ *
+ * Loading libc with our symbols costs about 3 ms (Deno compiles a trampoline per symbol), so the library is
+ * loaded once and shared: {@linkcode acquireLibc} / {@linkcode releaseLibc} count its users, and it is closed
+ * when the last one leaves. While no descriptor is registered the poll loop is stopped, so Deno's test
+ * sanitizers see no pending op.
+ *
+ * @module
+ */
+
+const IS_DARWIN = Deno.build.os === "darwin";
+
+/** The libc symbols the daemon's FFI process code uses (poller and pipe children). */
+export const LIBC_SYMBOLS = {
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  eventfd: { parameters: ["u32", "i32"], result: "i32", optional: true },
+  pipe: { parameters: ["buffer"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32", optional: true },
+  /** fcntl with an int argument (registers; Linux and x86_64 macOS). */
+  fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
+  /** fcntl on Apple arm64, whose variadic arguments go on the stack. */
+  fcntl_stack: {
+    name: "fcntl",
+    parameters: ["i32", "i32", "i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+    result: "i32",
+  },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  access: { parameters: ["buffer", "i32"], result: "i32" },
+  syscall3: { name: "syscall", parameters: ["i64", "i64", "i64"], result: "i64" },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
+  waitpid_now: { name: "waitpid", parameters: ["i32", "buffer", "i32"], result: "i32" },
+  sigemptyset: { parameters: ["buffer"], result: "i32" },
+  sigfillset: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+  posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_addopen: {
+    parameters: ["buffer", "i32", "buffer", "i32", "u32"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  posix_spawn_file_actions_addchdir_np: {
+    parameters: ["buffer", "buffer"],
+    result: "i32",
+    optional: true,
+  },
+  posix_spawn: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  __errno_location: { parameters: [], result: "pointer", optional: true },
+  __error: { parameters: [], result: "pointer", optional: true },
+} as const;
+
+/** The loaded symbols of {@linkcode LIBC_SYMBOLS}. */
+export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
+
+const LIBC_PATH = IS_DARWIN ? "/usr/lib/libSystem.B.dylib" : "libc.so.6";
+
+interface Loaded {
+  lib: Deno.DynamicLibrary<typeof LIBC_SYMBOLS>;
+  users: number;
+  errno: Deno.UnsafePointerView | null;
+}
+
+let loaded: Loaded | null = null;
+
+/**
+ * Load libc (first user) or count one more user of it. Pair every call with {@linkcode releaseLibc}.
+ *
+ * @example Use and release
+ * ```ts ignore
+ * const libc = acquireLibc();
+ * try {
+ *   libc.close(-1);
+ * } finally {
+ *   releaseLibc();
+ * }
+ * ```
+ *
+ * @returns The symbols.
+ */
+export function acquireLibc(): Libc {
+  if (loaded === null) {
+    const lib = Deno.dlopen(LIBC_PATH, LIBC_SYMBOLS);
+    loaded = { lib, users: 0, errno: null };
+  }
+  loaded.users++;
+  return loaded.lib.symbols;
+}
+
+/**
+ * One user of libc is done; the last one closes the library.
+ *
+ * @example Release
+ * ```ts ignore
+ * acquireLibc();
+ * releaseLibc();
+ * ```
+ */
+export function releaseLibc(): void {
+  if (loaded === null) return;
+  loaded.users--;
+  if (loaded.users <= 0) {
+    loaded.lib.close();
+    loaded = null;
+  }
+}
+
+/**
+ * The calling thread's `errno` after a synchronous libc call (the main thread's, since synchronous FFI calls run
+ * there). Only valid while libc is acquired.
+ *
+ * @example Read errno after a failed close
+ * ```ts ignore
+ * const libc = acquireLibc();
+ * libc.close(-1);
+ * console.log(errno()); // 9 (EBADF)
+ * releaseLibc();
+ * ```
+ *
+ * @returns The errno value, or 0 when libc is not loaded.
+ */
+export function errno(): number {
+  if (loaded === null) return 0;
+  if (loaded.errno === null) {
+    const symbols = loaded.lib.symbols;
+    const where = symbols.__errno_location?.() ?? symbols.__error?.() ?? null;
+    if (where === null) return 0;
+    loaded.errno = new Deno.UnsafePointerView(where);
+  }
+  return loaded.errno.getInt32();
+}
+
+const POLLIN = 0x1;
+const POLLOUT = 0x4;
+const POLLERR = 0x8;
+const POLLHUP = 0x10;
+const POLLNVAL = 0x20;
+const READABLE = POLLIN | POLLERR | POLLHUP | POLLNVAL;
+const WRITABLE = POLLOUT | POLLERR | POLLHUP | POLLNVAL;
+const EFD_NONBLOCK = 0x800;
+const EFD_CLOEXEC = 0x80000;
+const O_CLOEXEC = IS_DARWIN ? 0x1000000 : 0x80000;
+const O_NONBLOCK = IS_DARWIN ? 0x4 : 0x800;
+const F_SETFD = 2;
+const F_SETFL = 4;
+const FD_CLOEXEC = 1;
+/** Give up after this many `poll` failures in a row (each one is retried: EINTR is expected). */
+const MAX_POLL_FAILURES = 100;
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+interface Waiter {
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+interface Entry {
+  readers: Waiter[];
+  writers: Waiter[];
+}
+
+/** fd → its waiters. Only these fds are polled. */
+const entries = new Map<number, Entry>();
+/** Whether the loop runs (libc acquired, wake fd open). */
+let running = false;
+/** fd → events of the `poll` call in flight, or null between calls. */
+let inFlight: Map<number, number> | null = null;
+/** Resolvers for `cancel` calls that wait until the poll in flight has returned. */
+let afterPoll: (() => void)[] = [];
+let woken = false;
+let wakeRead = -1;
+let wakeWrite = -1;
+let libc: Libc | null = null;
+const wakeValue = new Uint8Array(new BigUint64Array([1n]).buffer);
+const drainBuffer = new Uint8Array(new ArrayBuffer(64));
+
+function eventsOf(entry: Entry): number {
+  return (entry.readers.length > 0 ? POLLIN : 0) | (entry.writers.length > 0 ? POLLOUT : 0);
+}
+
+function checkFd(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0) {
+    throw new RangeError(`File descriptor must be a non-negative integer: received ${fd}`);
+  }
+}
+
+function wait(fd: number, writable: boolean): Promise<void> {
+  checkFd(fd);
+  return new Promise<void>((resolve, reject) => {
+    let entry = entries.get(fd);
+    if (entry === undefined) {
+      entry = { readers: [], writers: [] };
+      entries.set(fd, entry);
+    }
+    (writable ? entry.writers : entry.readers).push({ resolve, reject });
+    if (!running) start();
+    else if (inFlight !== null && inFlight.get(fd) !== eventsOf(entry)) wake();
+  });
+}
+
+/**
+ * Resolve once `fd` is readable (or at end of file, hang-up, error or an invalid fd). One-shot: wait again
+ * after the next read would block.
+ *
+ * @example Wait for a pipe's read end
+ * ```ts ignore
+ * await waitReadable(fd);
+ * ```
+ *
+ * @param fd A file descriptor (set it O_NONBLOCK to read it after the wait).
+ * @returns A promise that resolves when `fd` is ready, or when {@linkcode cancel} is called for it.
+ */
+export function waitReadable(fd: number): Promise<void> {
+  return wait(fd, false);
+}
+
+/**
+ * Resolve once `fd` is writable (or hung up, in error or invalid). One-shot.
+ *
+ * @example Wait for a pipe's write end
+ * ```ts ignore
+ * await waitWritable(fd);
+ * ```
+ *
+ * @param fd A file descriptor.
+ * @returns A promise that resolves when `fd` is ready, or when {@linkcode cancel} is called for it.
+ */
+export function waitWritable(fd: number): Promise<void> {
+  return wait(fd, true);
+}
+
+/**
+ * Stop polling `fd`: its waiters resolve at once (as if ready; they must check their own state). The returned
+ * promise resolves once no `poll` in flight watches `fd` any more, so closing `fd` afterwards is clean.
+ *
+ * @example Cancel before closing
+ * ```ts ignore
+ * await cancel(fd);
+ * libc.close(fd);
+ * ```
+ *
+ * @param fd The file descriptor.
+ * @returns A promise that resolves when the poller has let go of `fd`.
+ */
+export function cancel(fd: number): Promise<void> {
+  checkFd(fd);
+  const entry = entries.get(fd);
+  if (entry !== undefined) {
+    entries.delete(fd);
+    for (const waiter of entry.readers) waiter.resolve();
+    for (const waiter of entry.writers) waiter.resolve();
+  }
+  if (inFlight !== null && inFlight.has(fd)) {
+    wake();
+    return new Promise<void>((resolve) => afterPoll.push(resolve));
+  }
+  return Promise.resolve();
+}
+
+/**
+ * Whether the poll loop is running (some fd is registered or the loop is winding down). For tests.
+ *
+ * @example Idle when nothing waits
+ * ```ts
+ * import { pollerActive } from "./_fd_poller.ts";
+ *
+ * console.log(pollerActive()); // false
+ * ```
+ *
+ * @returns True while the loop runs.
+ */
+export function pollerActive(): boolean {
+  return running;
+}
+
+function wake(): void {
+  if (woken || libc === null) return;
+  woken = true;
+  libc.write(wakeWrite, wakeValue, 8n);
+}
+
+function openWake(symbols: Libc): void {
+  if (symbols.eventfd !== null) {
+    const fd = symbols.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd >= 0) {
+      wakeRead = wakeWrite = fd;
+      return;
+    }
+  }
+  const pair = new Int32Array(2);
+  const ok = symbols.pipe2 !== null
+    ? symbols.pipe2(pair, O_CLOEXEC | O_NONBLOCK)
+    : symbols.pipe(pair);
+  if (ok !== 0) throw new Error(`Creating the poller's wake pipe failed: errno ${errno()}`);
+  wakeRead = pair[0]!;
+  wakeWrite = pair[1]!;
+  if (symbols.pipe2 === null) {
+    for (const fd of [wakeRead, wakeWrite]) {
+      setFlag(symbols, fd, F_SETFD, FD_CLOEXEC);
+      setFlag(symbols, fd, F_SETFL, O_NONBLOCK);
+    }
+  }
+}
+
+/** `fcntl(fd, cmd, value)` with the right variadic calling convention. */
+export function setFlag(symbols: Libc, fd: number, cmd: number, value: number): number {
+  return IS_DARWIN && Deno.build.arch === "aarch64"
+    ? symbols.fcntl_stack(fd, cmd, 0n, 0n, 0n, 0n, 0n, 0n, BigInt(value))
+    : symbols.fcntl(fd, cmd, BigInt(value));
+}
+
+function start(): void {
+  libc = acquireLibc();
+  try {
+    openWake(libc);
+  } catch (error) {
+    libc = null;
+    releaseLibc();
+    failAll(error as Error);
+    return;
+  }
+  running = true;
+  woken = false;
+  loop().catch((error: Error) => failAll(error));
+}
+
+function failAll(error: Error): void {
+  const all = [...entries.values()];
+  entries.clear();
+  for (const entry of all) {
+    for (const waiter of entry.readers) waiter.reject(error);
+    for (const waiter of entry.writers) waiter.reject(error);
+  }
+}
+
+async function loop(): Promise<void> {
+  const symbols = libc!;
+  let failures = 0;
+  try {
+    // Let registrations made in the same tick join the first poll.
+    await Promise.resolve();
+    while (entries.size > 0) {
+      const count = entries.size + 1;
+      const fds = new ArrayBuffer(count * 8);
+      const view = new DataView(fds);
+      view.setInt32(0, wakeRead, LITTLE_ENDIAN);
+      view.setInt16(4, POLLIN, LITTLE_ENDIAN);
+      const watching = new Map<number, number>();
+      let at = 8;
+      for (const [fd, entry] of entries) {
+        const events = eventsOf(entry);
+        view.setInt32(at, fd, LITTLE_ENDIAN);
+        view.setInt16(at + 4, events, LITTLE_ENDIAN);
+        watching.set(fd, events);
+        at += 8;
+      }
+      inFlight = watching;
+      const ready = await symbols.poll(new Uint8Array(fds), BigInt(count), -1);
+      inFlight = null;
+      const released = afterPoll;
+      afterPoll = [];
+      if (ready < 0) {
+        // errno lives on the worker thread; EINTR (a signal landed there) is the expected cause.
+        if (++failures >= MAX_POLL_FAILURES) {
+          throw new Error(`poll() failed ${failures} times in a row`);
+        }
+      } else {
+        failures = 0;
+        if (view.getInt16(6, LITTLE_ENDIAN) !== 0) {
+          while (Number(symbols.read(wakeRead, drainBuffer, 64n)) > 0) {
+            // drain
+          }
+          woken = false;
+        }
+        for (let offset = 8; offset < count * 8; offset += 8) {
+          const revents = view.getInt16(offset + 6, LITTLE_ENDIAN);
+          if (revents === 0) continue;
+          const fd = view.getInt32(offset, LITTLE_ENDIAN);
+          const entry = entries.get(fd);
+          if (entry === undefined) continue;
+          if ((revents & READABLE) !== 0 && entry.readers.length > 0) {
+            const waiters = entry.readers;
+            entry.readers = [];
+            for (const waiter of waiters) waiter.resolve();
+          }
+          if ((revents & WRITABLE) !== 0 && entry.writers.length > 0) {
+            const waiters = entry.writers;
+            entry.writers = [];
+            for (const waiter of waiters) waiter.resolve();
+          }
+          if (entry.readers.length === 0 && entry.writers.length === 0) entries.delete(fd);
+        }
+      }
+      for (const resolve of released) resolve();
+    }
+  } finally {
+    inFlight = null;
+    for (const resolve of afterPoll) resolve();
+    afterPoll = [];
+    symbols.close(wakeRead);
+    if (wakeWrite !== wakeRead) symbols.close(wakeWrite);
+    wakeRead = wakeWrite = -1;
+    running = false;
+    libc = null;
+    releaseLibc();
+  }
+}
