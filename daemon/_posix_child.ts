@@ -475,6 +475,10 @@ export function spawnPosixChild(options: PosixChildOptions): ChildHandle {
     }
     check(libc.posix_spawn_file_actions_adddup2(actions, stdoutPipe[1], 1), "adddup2");
     check(libc.posix_spawn_file_actions_adddup2(actions, stderrPipe[1], 2), "adddup2");
+    // Fds the daemon inherited without close-on-exec must not reach the child either (glibc >= 2.34).
+    if (libc.posix_spawn_file_actions_addclosefrom_np !== null) {
+      check(libc.posix_spawn_file_actions_addclosefrom_np(actions, 3), "addclosefrom_np");
+    }
     const cwdBytes = cwd !== undefined ? cString(cwd) : null;
     if (cwdBytes !== null) {
       if (libc.posix_spawn_file_actions_addchdir_np === null) {
