@@ -1,0 +1,840 @@
+/**
+ * File transfer and the remote filesystem, controller side: `server.upload`, `server.download`,
+ * `server.downloadStream`, `server.uploadDir`, `server.downloadDir` and `server.fs(id)`.
+ *
+ * Bytes travel as binary data frames with credit, in both directions, so memory stays within one window per
+ * transfer whatever the size. Both ends hash the bytes with SHA-256 as they pass and compare the digests: an
+ * upload is renamed into place only when they match, and a download stream errors with `EINTEGRITY` when they
+ * do not. Failures are {@linkcode FileError}s with the OS-style `code` and the `path`; confinement refusals are
+ * `PolicyError`s (rule `root`).
+ *
+ * Resuming: a download can start at a byte offset (`from`), so a transfer cut by a dropped link continues from
+ * the last byte received. An interrupted upload is not resumed: it leaves nothing behind on the worker and
+ * restarts from the beginning when called again.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { basename, dirname, join, resolve } from "node:path";
+import type { FsEventMessage, RequestArgs } from "../protocol/messages.ts";
+import { packDirectory, unpackTar } from "../protocol/tar_fs.ts";
+import type { Connection, InboundRoute } from "./_connection.ts";
+import { DaemonDisconnectedError, FileError, remoteError } from "./errors.ts";
+import { OutboundStream } from "./_outbound_stream.ts";
+
+/** Flow-control window of a file transfer, in bytes. */
+const FILE_WINDOW = 8 * 1024 * 1024;
+/** Chunk size when uploading from a `Uint8Array`. */
+const UPLOAD_CHUNK = 1024 * 1024;
+/** Fs events queued for a slow consumer before the oldest are dropped. */
+const MAX_QUEUED_EVENTS = 10_000;
+
+/** How far a transfer has got. */
+export interface TransferProgress {
+  /** Bytes transferred so far (for a resumed download: the offset reached in the file). */
+  bytes: number;
+  /** Total bytes, when known (a stream upload without `size`, or a directory, has none). */
+  total: number | undefined;
+}
+
+/** Options of `server.upload`. */
+export interface UploadOptions {
+  /** Permission bits of the file. @default the replaced file's mode, else 0o644 */
+  mode?: number;
+  /** Create missing parent directories. @default false */
+  mkdirs?: boolean;
+  /** Bytes a stream will carry; the daemon checks it. @default {undefined} (unchecked) */
+  size?: number;
+  /** Called as bytes are sent. */
+  onProgress?: (progress: TransferProgress) => void;
+  /** Cancel the upload; the target stays untouched and the promise rejects with the reason. */
+  signal?: AbortSignal;
+}
+
+/** What an upload wrote. */
+export interface UploadResult {
+  /** Bytes written. */
+  bytes: number;
+  /** SHA-256 of the bytes, lowercase hex, checked by both sides. */
+  sha256: string;
+}
+
+/** Options of `server.download` and `server.downloadStream`. */
+export interface DownloadOptions {
+  /** Start at this byte offset (resume an interrupted download). The checksum covers the bytes sent. @default 0 */
+  from?: number;
+  /** Called as bytes arrive (`bytes` counts from the start of the file). */
+  onProgress?: (progress: TransferProgress) => void;
+  /** Cancel the download. */
+  signal?: AbortSignal;
+}
+
+/** Options of `server.uploadDir`. */
+export interface UploadDirOptions {
+  /** Permission bits of the target directory. @default the local directory's */
+  mode?: number;
+  /** Create missing parents of the target. @default false */
+  mkdirs?: boolean;
+  /** Store what symlinks point to instead of the links. @default false */
+  followSymlinks?: boolean;
+  /** Called as archive bytes are sent (`total` is unknown). */
+  onProgress?: (progress: TransferProgress) => void;
+  /** Cancel the upload; the target stays untouched. */
+  signal?: AbortSignal;
+}
+
+/** Options of `server.downloadDir`. */
+export interface DownloadDirOptions {
+  /** Called as archive bytes arrive (`total` is unknown). */
+  onProgress?: (progress: TransferProgress) => void;
+  /** Cancel the download; the local target stays untouched. */
+  signal?: AbortSignal;
+}
+
+/** What a directory upload created. */
+export interface UploadDirResult extends UploadResult {
+  /** Regular files written. */
+  files: number;
+  /** Directories in the archive. */
+  directories: number;
+  /** Symlinks created. */
+  symlinks: number;
+}
+
+/** Kind of a file system entry. */
+export type FileType = "file" | "directory" | "symlink" | "other";
+
+/** What `fs.stat` reports (symlinks followed). */
+export interface FileStat {
+  /** Kind. */
+  type: FileType;
+  /** Size in bytes. */
+  size: number;
+  /** Permission bits. */
+  mode: number;
+  /** Modification time, when the platform reports it. */
+  mtime: Date | null;
+  /** Owner uid (null on Windows). */
+  uid: number | null;
+  /** Owner gid (null on Windows). */
+  gid: number | null;
+}
+
+/** One entry of `fs.list` (symlinks not followed). */
+export interface FileEntry {
+  /** Path relative to the listed directory, `/`-separated. */
+  path: string;
+  /** Kind. */
+  type: FileType;
+  /** Size in bytes. */
+  size: number;
+  /** Permission bits. */
+  mode: number;
+  /** Modification time. */
+  mtime: Date | null;
+  /** Where a symlink points. */
+  target?: string;
+}
+
+/** Options of {@linkcode RemoteFs.list}. */
+export interface ListOptions {
+  /** Descend into subdirectories (not through symlinks). @default false */
+  recursive?: boolean;
+}
+
+/** Options of {@linkcode RemoteFs.mkdir}. */
+export interface MkdirOptions {
+  /** Create missing parents; an existing directory is not an error. @default false */
+  recursive?: boolean;
+  /** Permission bits. @default 0o777 less the daemon's umask */
+  mode?: number;
+}
+
+/** Options of {@linkcode RemoteFs.remove}. */
+export interface RemoveOptions {
+  /** Remove a directory and everything in it. @default false */
+  recursive?: boolean;
+}
+
+/** Options of {@linkcode RemoteFs.watch}. */
+export interface WatchOptions {
+  /** Watch subdirectories too. @default true */
+  recursive?: boolean;
+  /** Stop watching; the iteration ends. */
+  signal?: AbortSignal;
+}
+
+/** A change seen by `fs.watch`. `kind` `"overflow"` means events were dropped because nobody read them. */
+export interface FsEvent {
+  /** `create`, `modify`, `remove`, `rename`, `access`, `any`, `other` or `overflow`. */
+  kind: string;
+  /** Absolute paths on the worker. */
+  paths: string[];
+}
+
+/** @internal What the server gives the file functions. */
+export interface FileHost {
+  /** The live connection to a daemon; throws `DaemonNotFoundError`. */
+  connection(id: string): Connection;
+}
+
+// --- argument checks ---
+
+function checkPath(name: string, path: unknown): asserts path is string {
+  if (typeof path !== "string" || path === "" || path.includes("\0")) {
+    throw new TypeError(`${name} must be a non-empty string without NUL, got ${JSON.stringify(path)}`);
+  }
+}
+
+function checkMode(mode: unknown): void {
+  if (mode !== undefined && (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777)) {
+    throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
+  }
+}
+
+function checkCommon(options: {
+  onProgress?: unknown;
+  signal?: unknown;
+  mkdirs?: unknown;
+}): void {
+  if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
+    throw new TypeError(`onProgress must be a function, got ${typeof options.onProgress}`);
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError(`signal must be an AbortSignal, got ${typeof options.signal}`);
+  }
+  if (options.mkdirs !== undefined && typeof options.mkdirs !== "boolean") {
+    throw new TypeError(`mkdirs must be a boolean, got ${typeof options.mkdirs}`);
+  }
+}
+
+// --- uploads ---
+
+async function* chunksOf(data: Uint8Array): AsyncGenerator<Uint8Array> {
+  for (let at = 0; at < data.length; at += UPLOAD_CHUNK) {
+    yield data.subarray(at, at + UPLOAD_CHUNK);
+  }
+}
+
+async function sendUpload(
+  conn: Connection,
+  args: Omit<RequestArgs<"upload">, "sid" | "window">,
+  source: AsyncIterable<Uint8Array>,
+  total: number | undefined,
+  options: { onProgress?: (p: TransferProgress) => void; signal?: AbortSignal },
+): Promise<Record<string, unknown>> {
+  const sid = conn.nextSid();
+  const out = new OutboundStream({ window: FILE_WINDOW, daemonId: conn.info.id });
+  out.bind(conn, sid, 0);
+  const response = conn.request("upload", { ...args, sid, window: FILE_WINDOW });
+  // A refusal or a dropped link answers the request early: stop sending at once.
+  let early: Error | null = null;
+  response.catch((error: Error) => {
+    early = error;
+    out.fail(error);
+  });
+  const onAbort = () => out.fail(options.signal!.reason);
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  const hash = createHash("sha256");
+  let bytes = 0;
+  try {
+    options.signal?.throwIfAborted();
+    for await (const chunk of source) {
+      if (!(chunk instanceof Uint8Array)) {
+        throw new TypeError(`Upload stream chunks must be Uint8Array, got ${typeof chunk}`);
+      }
+      hash.update(chunk);
+      await out.write(chunk);
+      bytes += chunk.length;
+      options.onProgress?.({ bytes, total });
+    }
+    out.end(hash.digest("hex"));
+    return await response;
+  } catch (error) {
+    conn.send({ t: "reset", sid, reason: "upload failed on the controller" });
+    out.fail(error as Error);
+    // Prefer the daemon's own account of what went wrong.
+    throw early ?? error;
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+    conn.routes.delete(sid);
+  }
+}
+
+/**
+ * @internal Upload bytes or a stream to a file on a worker (`server.upload`).
+ */
+export async function uploadFile(
+  host: FileHost,
+  id: string,
+  path: string,
+  data: Uint8Array | ReadableStream<Uint8Array>,
+  options: UploadOptions = {},
+): Promise<UploadResult> {
+  checkPath("path", path);
+  if (!(data instanceof Uint8Array) && !(data instanceof ReadableStream)) {
+    throw new TypeError(`Upload data must be a Uint8Array or a ReadableStream, got ${typeof data}`);
+  }
+  checkMode(options.mode);
+  checkCommon(options);
+  if (options.size !== undefined && (!Number.isSafeInteger(options.size) || options.size < 0)) {
+    throw new RangeError(`size must be a non-negative integer, got ${options.size}`);
+  }
+  const size = data instanceof Uint8Array ? data.length : options.size;
+  const conn = host.connection(id);
+  const data_ = await sendUpload(conn, {
+    path,
+    ...(options.mode !== undefined ? { mode: options.mode } : {}),
+    ...(options.mkdirs ? { mkdirs: true } : {}),
+    ...(size !== undefined ? { size } : {}),
+  }, data instanceof Uint8Array ? chunksOf(data) : data, size, options);
+  return { bytes: Number(data_.bytes), sha256: String(data_.sha256) };
+}
+
+/**
+ * @internal Upload a local directory tree to a worker as a tar stream (`server.uploadDir`).
+ */
+export async function uploadDirectory(
+  host: FileHost,
+  id: string,
+  localDir: string,
+  remoteDir: string,
+  options: UploadDirOptions = {},
+): Promise<UploadDirResult> {
+  checkPath("localDir", localDir);
+  checkPath("remoteDir", remoteDir);
+  checkMode(options.mode);
+  checkCommon(options);
+  const info = await Deno.stat(localDir);
+  if (!info.isDirectory) throw new TypeError(`localDir must be a directory, got '${localDir}'`);
+  const conn = host.connection(id);
+  const abort = new AbortController();
+  const onAbort = () => abort.abort(options.signal!.reason);
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const tar = packDirectory(localDir, {
+      followSymlinks: options.followSymlinks ?? false,
+      signal: abort.signal,
+    });
+    const data = await sendUpload(conn, {
+      path: remoteDir,
+      archive: "tar",
+      mode: options.mode ?? (info.mode ?? 0o755) & 0o7777,
+      ...(options.mkdirs ? { mkdirs: true } : {}),
+    }, tar, undefined, options);
+    return {
+      bytes: Number(data.bytes),
+      sha256: String(data.sha256),
+      files: Number(data.files),
+      directories: Number(data.directories),
+      symlinks: Number(data.symlinks),
+    };
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+    abort.abort();
+  }
+}
+
+// --- downloads ---
+
+/** Receives a download: credit returned as the consumer reads, SHA-256 checked at the end. */
+class DownloadReceiver {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly #conn: Connection;
+  readonly #sid: number;
+  readonly #path: string;
+  readonly #hash = createHash("sha256");
+  readonly #route: InboundRoute;
+  #received: number;
+  #delivered: number;
+  #acked: number;
+  #queue: Uint8Array[] = [];
+  #ended = false;
+  #error: Error | null = null;
+  #wake: (() => void) | null = null;
+  total: number | undefined = undefined;
+  onProgress: ((p: TransferProgress) => void) | undefined;
+
+  constructor(conn: Connection, sid: number, from: number, path: string) {
+    this.#conn = conn;
+    this.#sid = sid;
+    this.#path = path;
+    this.#received = this.#delivered = this.#acked = from;
+    this.#route = {
+      onData: (offset, payload) => this.#onData(offset, payload),
+      onEof: (offset, sha256) => this.#onEof(offset, sha256),
+      onReset: (reason) => this.fail(resetError(conn.info.id, path, reason)),
+      onClose: () => this.fail(new DaemonDisconnectedError(conn.info.id)),
+    };
+    conn.routes.set(sid, this.#route);
+    this.readable = new ReadableStream<Uint8Array>({
+      pull: (controller) => this.#pull(controller),
+      cancel: () => {
+        if (!this.#ended && !this.#error) {
+          conn.send({ t: "reset", sid, reason: "consumer cancelled" });
+        }
+        this.#error ??= new Error("cancelled");
+        this.#queue = [];
+        this.#unbind();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  #unbind(): void {
+    if (this.#conn.routes.get(this.#sid) === this.#route) this.#conn.routes.delete(this.#sid);
+  }
+
+  #onData(offset: number, payload: Uint8Array): void {
+    if (this.#error || this.#ended) return;
+    if (offset !== this.#received) {
+      this.fail(
+        new FileError(this.#conn.info.id, {
+          code: "EINTEGRITY",
+          message: `Download of '${this.#path}' skipped from offset ${this.#received} to ${offset}`,
+          path: this.#path,
+        }),
+      );
+      return;
+    }
+    this.#hash.update(payload);
+    this.#received += payload.length;
+    this.#queue.push(payload);
+    this.#wakeUp();
+  }
+
+  #onEof(offset: number, sha256: string | undefined): void {
+    if (this.#error || this.#ended) return;
+    const digest = this.#hash.digest("hex");
+    if (offset !== this.#received || sha256 !== digest) {
+      this.fail(
+        new FileError(this.#conn.info.id, {
+          code: "EINTEGRITY",
+          message: offset !== this.#received
+            ? `Download of '${this.#path}' ended at offset ${offset} but ${this.#received} bytes arrived`
+            : `SHA-256 mismatch for '${this.#path}': the daemon sent ${sha256}, the controller received ${digest}`,
+          path: this.#path,
+        }),
+      );
+      return;
+    }
+    this.#ended = true;
+    this.#unbind();
+    this.#wakeUp();
+  }
+
+  fail(error: Error): void {
+    if (this.#error || this.#ended) return;
+    this.#error = error;
+    this.#queue = [];
+    this.#unbind();
+    this.#wakeUp();
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    while (true) {
+      if (this.#error) {
+        controller.error(this.#error);
+        return;
+      }
+      const chunk = this.#queue.shift();
+      if (chunk) {
+        controller.enqueue(chunk);
+        this.#delivered += chunk.length;
+        if (!this.#ended && this.#delivered - this.#acked >= FILE_WINDOW / 4) {
+          this.#acked = this.#delivered;
+          this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
+        }
+        this.onProgress?.({ bytes: this.#delivered, total: this.total });
+        return;
+      }
+      if (this.#ended) {
+        controller.close();
+        return;
+      }
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+  }
+}
+
+function resetError(daemonId: string, path: string, reason: string): Error {
+  const match = /^([A-Z][A-Z0-9_]{1,63}): (.*)$/s.exec(reason);
+  if (match) return remoteError(daemonId, { code: match[1]!, message: match[2]!, path });
+  return new FileError(daemonId, {
+    code: "EIO",
+    message: `Download of '${path}' reset by the daemon: ${reason}`,
+    path,
+  });
+}
+
+async function openDownload(
+  conn: Connection,
+  path: string,
+  options: DownloadOptions,
+  archive: boolean,
+): Promise<{ readable: ReadableStream<Uint8Array>; info: Record<string, unknown> }> {
+  const sid = conn.nextSid();
+  const from = options.from ?? 0;
+  const receiver = new DownloadReceiver(conn, sid, from, path);
+  let info: Record<string, unknown>;
+  try {
+    info = await conn.request("download", {
+      path,
+      sid,
+      window: FILE_WINDOW,
+      ...(from > 0 ? { from } : {}),
+      ...(archive ? { archive: "tar" as const } : {}),
+    });
+  } catch (error) {
+    receiver.fail(error as Error);
+    await receiver.readable.cancel().catch(() => {});
+    throw error;
+  }
+  receiver.total = typeof info.size === "number" ? info.size : undefined;
+  receiver.onProgress = options.onProgress;
+  const signal = options.signal;
+  if (signal) {
+    const onAbort = () => receiver.fail(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  }
+  return { readable: receiver.readable, info };
+}
+
+function checkDownload(path: string, options: DownloadOptions): void {
+  checkPath("path", path);
+  checkCommon(options);
+  if (options.from !== undefined && (!Number.isSafeInteger(options.from) || options.from < 0)) {
+    throw new RangeError(`from must be a non-negative integer, got ${options.from}`);
+  }
+}
+
+/**
+ * @internal Stream a file from a worker (`server.downloadStream`). Resolves once the daemon has opened it.
+ */
+export async function downloadFileStream(
+  host: FileHost,
+  id: string,
+  path: string,
+  options: DownloadOptions = {},
+): Promise<ReadableStream<Uint8Array>> {
+  checkDownload(path, options);
+  options.signal?.throwIfAborted();
+  const conn = host.connection(id);
+  return (await openDownload(conn, path, options, false)).readable;
+}
+
+/**
+ * @internal Download a whole file into memory (`server.download`).
+ */
+export async function downloadFile(
+  host: FileHost,
+  id: string,
+  path: string,
+  options: DownloadOptions = {},
+): Promise<Uint8Array> {
+  const stream = await downloadFileStream(host, id, path, options);
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    length += chunk.length;
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * @internal Download a directory tree from a worker into a local directory (`server.downloadDir`). The tree is
+ * unpacked into a temporary directory beside `localDir` and renamed into place once complete and verified; an
+ * existing `localDir` is replaced.
+ */
+export async function downloadDirectory(
+  host: FileHost,
+  id: string,
+  remoteDir: string,
+  localDir: string,
+  options: DownloadDirOptions = {},
+): Promise<void> {
+  checkPath("remoteDir", remoteDir);
+  checkPath("localDir", localDir);
+  checkCommon(options);
+  options.signal?.throwIfAborted();
+  const target = resolve(localDir);
+  const existing = await Deno.lstat(target).catch(() => null);
+  if (existing && !existing.isDirectory) {
+    throw new TypeError(`localDir exists and is not a directory: '${localDir}'`);
+  }
+  const conn = host.connection(id);
+  const { readable, info } = await openDownload(conn, remoteDir, options, true);
+  const temp = join(
+    dirname(target),
+    `.${basename(target).slice(0, 120)}.sandd-${crypto.randomUUID().slice(0, 8)}.part`,
+  );
+  let placed = false;
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  try {
+    await Deno.mkdir(temp, { mode: 0o700 });
+    // unpackTar may stop at the end marker; drain the rest so the checksum is verified.
+    reader = readable.getReader();
+    let done = false;
+    const source = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const next = await reader!.read();
+        if (next.done) {
+          done = true;
+          controller.close();
+        } else {
+          controller.enqueue(next.value);
+        }
+      },
+    }, { highWaterMark: 0 });
+    await unpackTar(source, temp);
+    while (!done) {
+      const next = await reader.read();
+      done = next.done;
+    }
+    if (typeof info.mode === "number") await Deno.chmod(temp, info.mode);
+    if (existing) {
+      const old = `${temp.slice(0, -5)}.old`;
+      await Deno.rename(target, old);
+      try {
+        await Deno.rename(temp, target);
+      } catch (error) {
+        await Deno.rename(old, target).catch(() => {});
+        throw error;
+      }
+      await Deno.remove(old, { recursive: true });
+    } else {
+      await Deno.rename(temp, target);
+    }
+    placed = true;
+  } finally {
+    if (!placed) {
+      await (reader ? reader.cancel() : readable.cancel()).catch(() => {});
+      await Deno.remove(temp, { recursive: true }).catch(() => {});
+    }
+  }
+}
+
+// --- the remote filesystem ---
+
+const watchers: WeakMap<Connection, Map<number, (message: FsEventMessage) => void>> = new WeakMap();
+
+/**
+ * @internal Deliver an `fsevent` message to the watch it belongs to.
+ *
+ * @param conn The connection it arrived on.
+ * @param message The event.
+ */
+export function dispatchFsEvent(conn: Connection, message: FsEventMessage): void {
+  watchers.get(conn)?.get(message.wid)?.(message);
+}
+
+function toDate(value: unknown): Date | null {
+  return typeof value === "number" ? new Date(value) : null;
+}
+
+/**
+ * The file system of one worker. Get it with `server.fs(id)`; every call goes to the daemon's current link, so
+ * the handle survives reconnects.
+ *
+ * @example Look around a worker
+ * ```ts ignore
+ * const fs = server.fs("worker-1");
+ * await fs.mkdir("/work/out", { recursive: true });
+ * for (const entry of await fs.list("/work", { recursive: true })) console.log(entry.type, entry.path);
+ * const { size } = await fs.stat("/work/out");
+ * for await (const event of fs.watch("/work/out")) console.log(event.kind, event.paths);
+ * ```
+ */
+export class RemoteFs {
+  /** The daemon. */
+  readonly daemonId: string;
+  readonly #host: FileHost;
+
+  /**
+   * @internal Use `server.fs(id)`.
+   *
+   * @param host The server's connections.
+   * @param daemonId The daemon.
+   */
+  constructor(host: FileHost, daemonId: string) {
+    this.#host = host;
+    this.daemonId = daemonId;
+  }
+
+  /**
+   * Describe a path, following symlinks.
+   *
+   * @param path Path on the worker.
+   * @returns Kind, size, mode, mtime, owner.
+   * @throws {FileError} `ENOENT` and the like.
+   */
+  async stat(path: string): Promise<FileStat> {
+    checkPath("path", path);
+    const data = await this.#host.connection(this.daemonId).request("stat", { path });
+    return {
+      type: data.type as FileType,
+      size: Number(data.size),
+      mode: Number(data.mode),
+      mtime: toDate(data.mtime),
+      uid: typeof data.uid === "number" ? data.uid : null,
+      gid: typeof data.gid === "number" ? data.gid : null,
+    };
+  }
+
+  /**
+   * List a directory, sorted, symlinks reported as links.
+   *
+   * @param path Directory on the worker.
+   * @param options Whether to descend.
+   * @returns The entries, paths relative to `path`.
+   * @throws {FileError} `ENOENT`, `ENOTDIR`...
+   */
+  async list(path: string, options: ListOptions = {}): Promise<FileEntry[]> {
+    checkPath("path", path);
+    if (options.recursive !== undefined && typeof options.recursive !== "boolean") {
+      throw new TypeError(`recursive must be a boolean, got ${typeof options.recursive}`);
+    }
+    const data = await this.#host.connection(this.daemonId).request("list", {
+      path,
+      ...(options.recursive ? { recursive: true } : {}),
+    });
+    return (data.entries as Record<string, unknown>[]).map((e) => ({
+      path: String(e.path),
+      type: e.type as FileType,
+      size: Number(e.size),
+      mode: Number(e.mode),
+      mtime: toDate(e.mtime),
+      ...(typeof e.target === "string" ? { target: e.target } : {}),
+    }));
+  }
+
+  /**
+   * Create a directory.
+   *
+   * @param path Directory on the worker.
+   * @param options Parents and mode.
+   * @throws {FileError} `EEXIST` (without `recursive`), `ENOENT` (missing parent)...
+   */
+  async mkdir(path: string, options: MkdirOptions = {}): Promise<void> {
+    checkPath("path", path);
+    checkMode(options.mode);
+    await this.#host.connection(this.daemonId).request("mkdir", {
+      path,
+      ...(options.recursive ? { recursive: true } : {}),
+      ...(options.mode !== undefined ? { mode: options.mode } : {}),
+    });
+  }
+
+  /**
+   * Remove a file, symlink (not its target) or directory.
+   *
+   * @param path Path on the worker.
+   * @param options Whether to remove a non-empty directory.
+   * @throws {FileError} `ENOENT`, `ENOTEMPTY`...
+   */
+  async remove(path: string, options: RemoveOptions = {}): Promise<void> {
+    checkPath("path", path);
+    await this.#host.connection(this.daemonId).request("remove", {
+      path,
+      ...(options.recursive ? { recursive: true } : {}),
+    });
+  }
+
+  /**
+   * Rename a path (same file system).
+   *
+   * @param from Existing path.
+   * @param to New path; an existing file there is replaced.
+   * @throws {FileError} `ENOENT`, `EXDEV`...
+   */
+  async move(from: string, to: string): Promise<void> {
+    checkPath("from", from);
+    checkPath("to", to);
+    await this.#host.connection(this.daemonId).request("move", { from, to });
+  }
+
+  /**
+   * Watch a path for changes. Ends when `signal` aborts or the loop breaks; throws
+   * `DaemonDisconnectedError` when the link drops.
+   *
+   * @param path Path on the worker.
+   * @param options Recursion and a stop signal.
+   * @returns The events, as they happen.
+   */
+  async *watch(path: string, options: WatchOptions = {}): AsyncGenerator<FsEvent, void, undefined> {
+    checkPath("path", path);
+    checkCommon(options);
+    const conn = this.#host.connection(this.daemonId);
+    const wid = conn.nextSid();
+    const queue: FsEvent[] = [];
+    let error: Error | null = null;
+    let ended = false;
+    let wake: (() => void) | null = null;
+    const wakeUp = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    let map = watchers.get(conn);
+    if (!map) watchers.set(conn, map = new Map());
+    map.set(wid, (message) => {
+      if (queue.length >= MAX_QUEUED_EVENTS) {
+        queue.splice(0, queue.length - MAX_QUEUED_EVENTS + 1, { kind: "overflow", paths: [] });
+      }
+      queue.push({ kind: message.kind, paths: message.paths });
+      wakeUp();
+    });
+    conn.routes.set(wid, {
+      onReset: () => {
+        ended = true;
+        wakeUp();
+      },
+      onClose: () => {
+        error = new DaemonDisconnectedError(this.daemonId);
+        wakeUp();
+      },
+    });
+    const onAbort = () => {
+      ended = true;
+      wakeUp();
+    };
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await conn.request("watch", {
+        path,
+        wid,
+        ...(options.recursive === false ? { recursive: false } : {}),
+      });
+      while (true) {
+        const event = queue.shift();
+        if (event) {
+          yield event;
+          continue;
+        }
+        if (error) throw error;
+        if (ended || options.signal?.aborted) return;
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      map.delete(wid);
+      conn.routes.delete(wid);
+      if (!conn.closed && !error) await conn.request("unwatch", { wid }).catch(() => {});
+    }
+  }
+}
