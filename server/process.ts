@@ -245,6 +245,8 @@ export class RemoteProcess {
       });
       this.started(conn, this.#id, this.#pid, stdin, Number(data.stdinOffset ?? 0));
     } catch (error) {
+      // Dropped again while re-attaching: the grace timer is running, the next reconnect tries again.
+      if (error instanceof DaemonDisconnectedError) return;
       this.#fail(error as Error);
     }
   }
