@@ -166,6 +166,8 @@ const F_SETFL = 4;
 const FD_CLOEXEC = 1;
 /** Give up after this many `poll` failures in a row (each one is retried: EINTR is expected). */
 const MAX_POLL_FAILURES = 100;
+/** Microtask turns to wait after waking waiters, before polling again. */
+const SETTLE_TICKS = 8;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 interface Waiter {
@@ -411,6 +413,11 @@ async function loop(): Promise<void> {
         }
       }
       for (const resolve of released) resolve();
+      // Let the woken waiters run (read, hand the chunk on, read again until EAGAIN) so that their next
+      // waits join the next poll instead of waking it right after it starts: one thread round trip, not two.
+      if (ready > 0 && entries.size > 0) {
+        for (let i = 0; i < SETTLE_TICKS; i++) await null;
+      }
     }
   } finally {
     inFlight = null;

@@ -78,6 +78,31 @@ const OPAQUE_SIZE = 512;
 /** glibc's sigset_t is 128 bytes; macOS uses 4. */
 const SIGSET_SIZE = 256;
 const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin";
+/** Reported when the exit status cannot be learned (another waiter reaped the child). */
+const LOST_STATUS: ExitStatus = { exitCode: 255, signal: null };
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  3: "ESRCH",
+  4: "EINTR",
+  5: "EIO",
+  7: "E2BIG",
+  8: "ENOEXEC",
+  9: "EBADF",
+  10: "ECHILD",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  20: "ENOTDIR",
+  21: "EISDIR",
+  22: "EINVAL",
+  23: "ENFILE",
+  24: "EMFILE",
+  26: "ETXTBSY",
+  32: "EPIPE",
+  [K.EAGAIN]: "EAGAIN",
+};
 
 const SIGNAL_NAMES: Record<number, Deno.Signal> = IS_DARWIN
   ? {
@@ -262,8 +287,17 @@ export function holdPosixChildRuntime(): Disposable {
   };
 }
 
+/** An Error with the errno name as `code`, like Node's system errors. */
+function sysError(what: string, code: number): Error {
+  const name = ERRNO_NAMES[code] ?? `E${code}`;
+  return Object.assign(new Error(`${what} failed: ${name} (${errnoMessage(code)})`), {
+    code: name,
+  });
+}
+
+/** posix_spawn* functions return the error number instead of setting errno. */
 function check(result: number, what: string): void {
-  if (result !== 0) throw new Error(`${what} failed: error ${result}`);
+  if (result !== 0) throw sysError(what, result);
 }
 
 const encoder = new TextEncoder();
@@ -380,8 +414,10 @@ function errnoMessage(code: number): string {
       return "Exec format error";
     case ENOTDIR:
       return "Not a directory";
+    case EPIPE:
+      return "Broken pipe";
     default:
-      return `error ${code}`;
+      return ERRNO_NAMES[code] ?? `error ${code}`;
   }
 }
 
@@ -389,7 +425,7 @@ function errnoMessage(code: number): string {
 function aboveStdio(libc: Libc, fd: number): number {
   if (fd > 2) return fd;
   const moved = setFlag(libc, fd, K.F_DUPFD_CLOEXEC, 3);
-  if (moved < 0) throw new Error(`fcntl(F_DUPFD_CLOEXEC) failed: errno ${errno()}`);
+  if (moved < 0) throw sysError("fcntl(F_DUPFD_CLOEXEC)", errno());
   libc.close(fd);
   return moved;
 }
@@ -398,9 +434,9 @@ function aboveStdio(libc: Libc, fd: number): number {
 function openPipe(libc: Libc): [number, number] {
   const pair = new Int32Array(2);
   if (libc.pipe2 !== null) {
-    if (libc.pipe2(pair, K.O_CLOEXEC) !== 0) throw new Error(`pipe2 failed: errno ${errno()}`);
+    if (libc.pipe2(pair, K.O_CLOEXEC) !== 0) throw sysError("pipe2", errno());
   } else {
-    if (libc.pipe(pair) !== 0) throw new Error(`pipe failed: errno ${errno()}`);
+    if (libc.pipe(pair) !== 0) throw sysError("pipe", errno());
     setFlag(libc, pair[0]!, F_SETFD, FD_CLOEXEC);
     setFlag(libc, pair[1]!, F_SETFD, FD_CLOEXEC);
   }
@@ -458,7 +494,7 @@ export function spawnPosixChild(options: PosixChildOptions): ChildHandle {
     childEnds.push(stderrPipe[1]);
     for (const fd of parentEnds) {
       if (setFlag(libc, fd, F_SETFL, K.O_NONBLOCK) !== 0) {
-        throw new Error(`fcntl(F_SETFL) failed: errno ${errno()}`);
+        throw sysError("fcntl(F_SETFL)", errno());
       }
     }
 
@@ -585,48 +621,48 @@ class PosixChild {
     };
   }
 
+  /** Reap the child: a pidfd polled by the shared poller, else a worker thread blocked in waitpid. Never rejects. */
   async #watchExit(): Promise<ExitStatus> {
     const libc = this.#libc;
+    const pid = this.#pid;
     const status = new Int32Array(new ArrayBuffer(4));
-    let result: ExitStatus = { exitCode: 255, signal: null };
+    let result: ExitStatus | null = null;
     try {
-      const pidfd = IS_LINUX ? Number(libc.syscall3(SYS_PIDFD_OPEN, BigInt(this.#pid), 0n)) : -1;
+      const pidfd = IS_LINUX ? Number(libc.syscall3(SYS_PIDFD_OPEN, BigInt(pid), 0n)) : -1;
       if (pidfd >= 0) {
         try {
           for (;;) {
             await waitReadable(pidfd);
-            const got = libc.waitpid_now(this.#pid, status, WNOHANG);
-            if (got === this.#pid) {
+            const got = libc.waitpid_now(pid, status, WNOHANG);
+            if (got === pid) {
               result = decodeStatus(status[0]!);
               break;
             }
-            if (got < 0) {
-              const code = errno();
-              if (code === EINTR) continue;
-              break; // ECHILD: somebody else reaped it
+            if (got < 0 && errno() !== EINTR) {
+              result = LOST_STATUS; // ECHILD: somebody else reaped it
+              break;
             }
           }
+        } catch {
+          // the poller failed: fall through to a blocking wait
         } finally {
           libc.close(pidfd);
         }
-      } else {
-        // No pidfd: block a worker thread in waitpid.
-        const buffer = new Uint8Array(status.buffer);
-        for (let tries = 0; tries < 1000; tries++) {
-          const got = await libc.waitpid(this.#pid, buffer, 0);
-          if (got === this.#pid) {
-            result = decodeStatus(status[0]!);
-            break;
-          }
-          // errno is on the worker thread: ask again without blocking to learn whether it is gone.
-          const again = libc.waitpid_now(this.#pid, buffer, WNOHANG);
-          if (again === this.#pid) {
-            result = decodeStatus(status[0]!);
-            break;
-          }
-          if (again < 0 && errno() === ECHILD) break;
-        }
       }
+      const buffer = new Uint8Array(status.buffer);
+      while (result === null) {
+        const got = await libc.waitpid(pid, buffer, 0);
+        if (got === pid) {
+          result = decodeStatus(status[0]!);
+          break;
+        }
+        // errno is on the worker thread: ask again without blocking to learn whether it is gone.
+        const again = libc.waitpid_now(pid, buffer, WNOHANG);
+        if (again === pid) result = decodeStatus(status[0]!);
+        else if (again < 0 && errno() === ECHILD) result = LOST_STATUS;
+      }
+    } catch {
+      result ??= LOST_STATUS;
     } finally {
       this.#reaped = true;
       this.#maybeRelease();
@@ -650,9 +686,7 @@ class PosixChild {
       if (code === K.EAGAIN) await waitReadable(fd);
       else if (code !== EINTR) {
         this.#closeFd(index);
-        throw new Error(
-          `Reading the child's ${index === 1 ? "stdout" : "stderr"} failed: errno ${code}`,
-        );
+        throw sysError(`Reading the child's ${index === 1 ? "stdout" : "stderr"}`, code);
       }
     }
   }
@@ -679,7 +713,7 @@ class PosixChild {
       else if (code === EPIPE) {
         throw new Deno.errors.BrokenPipe("The child closed its stdin (EPIPE)");
       } else if (code !== EINTR) {
-        throw new Error(`Writing to the child's stdin failed: errno ${code}`);
+        throw sysError("Writing to the child's stdin", code);
       }
     }
   }

@@ -76,7 +76,9 @@ const rss = (Deno.memoryUsage().rss / 2 ** 20).toFixed(0);
 console.log(`sh -c true, spawn to exit, ${rounds} rounds each, RSS ${rss} MiB`);
 for (const [name, values] of Object.entries(results)) {
   console.log(
-    `${name.padEnd(9)} p50 ${median(values).toFixed(3)} ms  p90 ${percentile(values, 0.9).toFixed(3)} ms`,
+    `${name.padEnd(9)} p50 ${median(values).toFixed(3)} ms  p90 ${
+      percentile(values, 0.9).toFixed(3)
+    } ms`,
   );
 }
 const overhead = median(results.ours) - median(results.plain);

@@ -1,5 +1,11 @@
 // Copyright 2026 the SandD authors. MIT license.
-import { assert, assertEquals, assertGreater, assertLess, assertRejects } from "../tests/_assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertGreater,
+  assertLess,
+  assertRejects,
+} from "../tests/_assert.ts";
 import { createHash } from "node:crypto";
 import { pollerActive } from "./_fd_poller.ts";
 import { holdPosixChildRuntime, posixChildSupported, spawnPosixChild } from "./_posix_child.ts";
@@ -95,7 +101,11 @@ Deno.test({
   ignore,
   async fn() {
     const result = await run(["/bin/sh", "-c", "echo out; echo err >&2"]);
-    assertEquals(result, { stdout: "out\n", stderr: "err\n", status: { exitCode: 0, signal: null } });
+    assertEquals(result, {
+      stdout: "out\n",
+      stderr: "err\n",
+      status: { exitCode: 0, signal: null },
+    });
     assertEquals(pollerActive(), false);
   },
 });
@@ -121,7 +131,13 @@ Deno.test({
     try {
       const env = { PATH: "/usr/bin:/bin", GREETING: "hé llo=x" };
       const result = await run(
-        ["sh", "-c", 'printf "%s|%s|%s|%s" "$GREETING" "$(pwd)" "$1" "$(env | wc -l)"', "sh", "a b"],
+        [
+          "sh",
+          "-c",
+          'printf "%s|%s|%s|%s" "$GREETING" "$(pwd)" "$1" "$(env | wc -l)"',
+          "sh",
+          "a b",
+        ],
         { env, cwd: dir },
       );
       assertEquals(result.stderr, "");
@@ -179,7 +195,9 @@ Deno.test({
     try {
       const size = 10 * 1024 * 1024 + 12345;
       const data = new Uint8Array(size);
-      for (let at = 0; at < size; at += 65536) crypto.getRandomValues(data.subarray(at, at + 65536));
+      for (let at = 0; at < size; at += 65536) {
+        crypto.getRandomValues(data.subarray(at, at + 65536));
+      }
       await Deno.writeFile(file, data);
       const child = spawnPosixChild({ argv: ["head", "-c", String(size), file], stdin: false });
       const hash = createHash("sha256");
@@ -204,14 +222,19 @@ Deno.test({
   ignore,
   async fn() {
     const size = 50 * 1024 * 1024;
-    const child = spawnPosixChild({ argv: ["head", "-c", String(size), "/dev/zero"], stdin: false });
+    const child = spawnPosixChild({
+      argv: ["head", "-c", String(size), "/dev/zero"],
+      stdin: false,
+    });
     // Nobody reads: head must fill the pipe and sleep in write().
     await eventually("head to block", () => {
       const stat = procStat(child.pid);
       return stat !== null && stat[0] === "S" &&
         /wchar:\s+[1-9]/.test(Deno.readTextFileSync(`/proc/${child.pid}/io`));
     });
-    const written = Number(/wchar:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${child.pid}/io`))![1]);
+    const written = Number(
+      /wchar:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${child.pid}/io`))![1],
+    );
     assertLess(written, 2 * 1024 * 1024, `head wrote ${written} bytes with nobody reading`);
     let total = 0;
     const read = child.outputs[0]!;
@@ -277,10 +300,15 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir();
     try {
-      await Deno.writeTextFile(`${dir}/hello-sandd`, "#!/bin/sh\necho from path\n", { mode: 0o755 });
+      await Deno.writeTextFile(`${dir}/hello-sandd`, "#!/bin/sh\necho from path\n", {
+        mode: 0o755,
+      });
       const env = { PATH: `/nonexistent:${dir}:/usr/bin:/bin` };
       assertEquals((await run(["hello-sandd"], { env })).stdout, "from path\n");
-      assertEquals((await run(["hello-sandd"], { env: { PATH: "/usr/bin" } })).status.exitCode, 127);
+      assertEquals(
+        (await run(["hello-sandd"], { env: { PATH: "/usr/bin" } })).status.exitCode,
+        127,
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -296,7 +324,8 @@ Deno.test({
     // Nothing blocked, no standard signal ignored: Deno ignores SIGPIPE, the child must not inherit that.
     // (glibc's posix_spawn leaves its internal real-time signals 32 and 33 ignored, by design.)
     const status = (await run(["cat", "/proc/self/status"])).stdout;
-    const mask = (name: string) => BigInt(`0x${new RegExp(`${name}:\\s+([0-9a-f]+)`).exec(status)![1]}`);
+    const mask = (name: string) =>
+      BigInt(`0x${new RegExp(`${name}:\\s+([0-9a-f]+)`).exec(status)![1]}`);
     assertEquals(mask("SigBlk"), 0n, status);
     assertEquals(mask("SigIgn") & 0x7fffffffn, 0n, status);
     // So `yes | head` ends by SIGPIPE, quietly.
