@@ -19,4 +19,5 @@
 export * from "./server/server.ts";
 export * from "./server/errors.ts";
 export * from "./server/process.ts";
+export { type AttachShellOptions, RemoteShell, type ShellOptions } from "./server/shell.ts";
 export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "./protocol/version.ts";

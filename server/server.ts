@@ -22,6 +22,7 @@ import {
   DaemonNotFoundError,
 } from "./errors.ts";
 import { type Gap, type ProcessHost, type ProcessInfo, RemoteProcess, type ProcessStatus } from "./process.ts";
+import { type AttachShellOptions, RemoteShell, type ShellOptions } from "./shell.ts";
 
 export type { DaemonInfo } from "./_connection.ts";
 
@@ -168,6 +169,23 @@ function validateCommand(command: unknown): asserts command is string | string[]
     throw new TypeError(`Command must be a non-empty string or array of strings, got ${JSON.stringify(command)}`);
   }
   if (command[0] === "") throw new TypeError("Command program (the first array item) must not be empty");
+}
+
+/**
+ * Flow-control window of terminal streams. The daemon clamps a stream's window to its retention (the shell's
+ * scrollback, as small as 64 KiB) and the controller acknowledges every quarter window, so a terminal window
+ * must stay within 4 x 64 KiB or a small scrollback would stall the stream. Plenty for interactive output.
+ */
+const SHELL_WINDOW = 256 * 1024;
+
+/** The `command` that asks the daemon for the worker's login shell (see `daemon/_pty_child.ts`). */
+const LOGIN_SHELL_COMMAND = "\0login-shell";
+
+function terminalSize(name: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new RangeError(`${name} must be an integer from 1 to 65535, got ${String(value)}`);
+  }
 }
 
 function validateEnv(env: unknown): void {
@@ -413,7 +431,9 @@ export class Server extends EventTarget implements AsyncDisposable {
     pty: { cols: number; rows: number } | undefined,
   ): Promise<RemoteProcess> {
     const conn = this.#connection(id);
-    const window = this.#options.streamWindow;
+    const window = pty
+      ? Math.min(this.#options.streamWindow, SHELL_WINDOW)
+      : this.#options.streamWindow;
     const process = new RemoteProcess({
       host: this.#host,
       daemonId: id,
@@ -475,9 +495,94 @@ export class Server extends EventTarget implements AsyncDisposable {
     return await this.#attach(id, processId, options, false);
   }
 
+  /**
+   * Open an interactive terminal on a worker: a program on a pseudo-terminal, by default the worker's login shell.
+   * The session survives dropped links (the handle resumes by itself when the daemon reconnects within the grace)
+   * and can be picked up again with {@linkcode Server.attachShell}.
+   *
+   * @example Open a shell
+   * ```ts ignore
+   * await using sh = await server.shell("worker-1", { cols: 120, rows: 40 });
+   * await sh.write("ls\r");
+   * ```
+   *
+   * @param id Daemon id.
+   * @param options Program, size, environment, directory, scrollback.
+   * @returns The session.
+   * @throws {RangeError} For `cols`/`rows` outside 1..65535 or a bad `scrollback`/`timeout`.
+   * @throws {DaemonNotFoundError} When no such daemon is connected.
+   */
+  async shell(id: string, options: ShellOptions = {}): Promise<RemoteShell> {
+    if (options.command !== undefined) validateCommand(options.command);
+    validateEnv(options.env);
+    terminalSize("cols", options.cols);
+    terminalSize("rows", options.rows);
+    positiveInt("timeout", options.timeout);
+    positiveInt("scrollback", options.scrollback, 0);
+    if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
+      throw new TypeError(`cwd must be a non-empty string, got ${JSON.stringify(options.cwd)}`);
+    }
+    const process = await this.#spawn(id, options.command ?? LOGIN_SHELL_COMMAND, {
+      stdin: true,
+      retainBytes: options.scrollback ?? 1024 * 1024,
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+      ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+      ...(options.onGap ? { onGap: options.onGap } : {}),
+    }, { cols: options.cols ?? 80, rows: options.rows ?? 24 });
+    return new RemoteShell(
+      process,
+      (cols, rows) => this.#resizeTerminal(id, process.id, cols, rows),
+    );
+  }
+
+  /**
+   * Attach to a terminal session already on a worker (after a long disconnect, or from another `Server`). The
+   * retained scrollback replays first, then output is live; input is taken over from any earlier handle.
+   *
+   * @example Re-attach
+   * ```ts ignore
+   * const sh = await server.attachShell("worker-1", savedId);
+   * sh.output.pipeTo(Deno.stdout.writable, { preventClose: true });
+   * ```
+   *
+   * @param id Daemon id.
+   * @param shellId The session id (`sh.id`).
+   * @param options Replay offset.
+   * @returns The session.
+   * @throws {UnknownProcessError} When the daemon holds no such session.
+   */
+  async attachShell(
+    id: string,
+    shellId: string,
+    options: AttachShellOptions = {},
+  ): Promise<RemoteShell> {
+    if (typeof shellId !== "string" || shellId === "") {
+      throw new TypeError(`Shell id must be a non-empty string, got ${JSON.stringify(shellId)}`);
+    }
+    if (options.from !== undefined && options.from !== null) positiveInt("from", options.from, 0);
+    const process = await this.#attach(id, shellId, {
+      stdin: true,
+      ...(options.from !== undefined ? { from: options.from } : {}),
+      ...(options.onGap ? { onGap: options.onGap } : {}),
+    }, true);
+    return new RemoteShell(
+      process,
+      (cols, rows) => this.#resizeTerminal(id, shellId, cols, rows),
+    );
+  }
+
+  async #resizeTerminal(id: string, proc: string, cols: number, rows: number): Promise<void> {
+    const conn = this.#connections.get(id);
+    if (!conn) throw new DaemonDisconnectedError(id);
+    await conn.request("resize", { proc, cols, rows });
+  }
+
   async #attach(id: string, processId: string, options: AttachOptions, pty: boolean): Promise<RemoteProcess> {
     const conn = this.#connection(id);
-    const window = this.#options.streamWindow;
+    const window = pty
+      ? Math.min(this.#options.streamWindow, SHELL_WINDOW)
+      : this.#options.streamWindow;
     const from = options.from ?? null;
     const process = new RemoteProcess({
       host: this.#host,
@@ -507,7 +612,12 @@ export class Server extends EventTarget implements AsyncDisposable {
       process.fail(error as Error);
       throw error;
     }
-    process.started(conn, processId, Number(data.pid), stdin, Number(data.stdinOffset ?? 0));
+    const stdinOffset = Number(data.stdinOffset ?? 0);
+    // A new handle taking over stdin continues the daemon's numbering: its first byte is the daemon's next one
+    // (otherwise the daemon would skip as many bytes as earlier writers had sent).
+    const input = process.input;
+    if (input && input.offset === 0 && input.acked === 0) input.offset = stdinOffset;
+    process.started(conn, processId, Number(data.pid), stdin, stdinOffset);
     return process;
   }
 

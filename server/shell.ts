@@ -1,0 +1,199 @@
+/**
+ * Interactive terminals on workers: a program (by default the worker's login shell) running on a pseudo-terminal
+ * the daemon holds. The session does not depend on the link: when it drops, the shell keeps running, its output
+ * is kept in a bounded scrollback, and {@linkcode RemoteShell} handles resume by themselves after a reconnect, or
+ * `server.attachShell()` picks the session up again from anywhere (a new `Server`, another script).
+ *
+ * @module
+ */
+
+import type { Gap, ProcessStatus, RemoteProcess } from "./process.ts";
+import { ProcessExitedError } from "./errors.ts";
+
+/** Options of `server.shell()`. */
+export interface ShellOptions {
+  /**
+   * The program. A string runs through `sh -c`; an array runs directly.
+   *
+   * @default the worker's login shell: `$SHELL -l`, else `bash -l`, else `sh -l` (`%COMSPEC%` on Windows),
+   * resolved by the daemon
+   */
+  command?: string | string[];
+  /** Terminal width, an integer from 1 to 65535. @default 80 */
+  cols?: number;
+  /** Terminal height, an integer from 1 to 65535. @default 24 */
+  rows?: number;
+  /**
+   * Environment variables added to the daemon's. `TERM` is `xterm-256color` unless the daemon's environment or
+   * this sets it.
+   */
+  env?: Record<string, string>;
+  /** Working directory on the worker. @default the daemon's working directory */
+  cwd?: string;
+  /** Bytes of output the daemon keeps for a later `attachShell` to replay. @default 1 MiB */
+  scrollback?: number;
+  /** Kill the session after this many milliseconds. @default no limit */
+  timeout?: number;
+  /** Called when output was lost because the scrollback overflowed while nobody was reading. */
+  onGap?: (gap: Gap) => void;
+}
+
+/** Options of `server.attachShell()`. */
+export interface AttachShellOptions {
+  /** Output offset to replay from; `null` replays the whole retained scrollback. @default null */
+  from?: number | null;
+  /** Called when bytes before the retained scrollback were asked for. */
+  onGap?: (gap: Gap) => void;
+}
+
+function checkSize(name: string, value: unknown): void {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new RangeError(`${name} must be an integer from 1 to 65535, got ${String(value)}`);
+  }
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * A terminal session on a worker. Made by `server.shell()` or `server.attachShell()`.
+ *
+ * Output is one byte-exact stream (a terminal merges stdout and stderr); reading it is what returns credit to
+ * the daemon, so a consumer that falls behind pauses the program itself. Input is written as typed: `"\r"` is
+ * Enter, `"\x03"` is Ctrl-C (the terminal turns it into SIGINT for the foreground job), `"\x04"` is Ctrl-D.
+ *
+ * @example Run a command in a login shell
+ * ```ts ignore
+ * import { Server } from "@sandd/server";
+ * await using server = await Server.listen({ port: 8765 });
+ * await server.waitForDaemon("worker-1");
+ * await using sh = await server.shell("worker-1", { cols: 120, rows: 40 });
+ * sh.output.pipeTo(Deno.stdout.writable, { preventClose: true });
+ * await sh.write("ls -l; exit 3\r");
+ * console.log((await sh.exited).exitCode); // 3
+ * ```
+ *
+ * @example Pick a session up again later
+ * ```ts ignore
+ * const again = await server.attachShell("worker-1", savedId); // replays the scrollback, then live
+ * await again.resize(160, 50);
+ * ```
+ */
+export class RemoteShell implements AsyncDisposable {
+  /** The daemon it runs on. */
+  readonly daemonId: string;
+  /**
+   * How the program ended: its real exit code, or 128 + n and the signal. Rejects with `DaemonDisconnectedError`
+   * when the daemon stays away past the server's reconnect grace (the session may still be alive: attach again).
+   */
+  readonly exited: Promise<ProcessStatus>;
+  readonly #process: RemoteProcess;
+  readonly #resize: (cols: number, rows: number) => Promise<void>;
+  #writes: Promise<void> = Promise.resolve();
+
+  /**
+   * @internal Made by the server.
+   *
+   * @param process The underlying process handle (one output stream).
+   * @param resize Sends a resize request for this session.
+   */
+  constructor(process: RemoteProcess, resize: (cols: number, rows: number) => Promise<void>) {
+    this.#process = process;
+    this.#resize = resize;
+    this.daemonId = process.daemonId;
+    this.exited = process.status;
+  }
+
+  /** The session id on the daemon: keep it to `attachShell` again later. */
+  get id(): string {
+    return this.#process.id;
+  }
+
+  /** The OS process id of the program on the worker (0 when attached before the daemon said). */
+  get pid(): number {
+    return this.#process.pid;
+  }
+
+  /** The terminal's output, byte-exact. A second `attachShell` gets its own copy. */
+  get output(): ReadableStream<Uint8Array> {
+    return this.#process.stdout;
+  }
+
+  /** Output lost to scrollback overflow (empty unless nobody read for a long time). */
+  get gaps(): readonly Gap[] {
+    return this.#process.gaps;
+  }
+
+  /**
+   * Type into the terminal. Writes are sent in call order; a write resolves once the daemon has credit for it.
+   *
+   * @param data Bytes, or text sent as UTF-8.
+   * @throws {TypeError} When `data` is neither a string nor a Uint8Array.
+   * @throws {ProcessExitedError} When the program has exited.
+   */
+  write(data: string | Uint8Array): Promise<void> {
+    let bytes: Uint8Array;
+    if (typeof data === "string") bytes = encoder.encode(data);
+    else if (data instanceof Uint8Array) bytes = data.slice();
+    else throw new TypeError(`data must be a string or Uint8Array, got ${typeof data}`);
+    const input = this.#process.input;
+    if (!input) return Promise.reject(new TypeError(`Shell ${this.id} has no input`));
+    const done = this.#writes.then(() => input.write(bytes));
+    this.#writes = done.catch(() => {});
+    return done;
+  }
+
+  /**
+   * Change the terminal size; the program gets SIGWINCH.
+   *
+   * @param cols Width, an integer from 1 to 65535.
+   * @param rows Height, an integer from 1 to 65535.
+   * @throws {RangeError} For a size out of range.
+   * @throws {ProcessExitedError} When the program has exited.
+   */
+  async resize(cols: number, rows: number): Promise<void> {
+    checkSize("cols", cols);
+    checkSize("rows", rows);
+    await this.#resize(cols, rows);
+  }
+
+  /**
+   * Send a signal to the terminal's process group. `SIGHUP` hangs the terminal up, as closing an ssh session does.
+   *
+   * @param signal The signal. @default "SIGHUP"
+   */
+  async kill(signal: Deno.Signal = "SIGHUP"): Promise<void> {
+    await this.#process.kill(signal);
+  }
+
+  /**
+   * Stop following the session without ending it; `server.attachShell(daemonId, id)` picks it up again.
+   */
+  async detach(): Promise<void> {
+    await this.#process.detach();
+  }
+
+  /**
+   * End the session: hang the terminal up (the daemon kills what survives the hangup after a short grace) and
+   * wait for the exit. Resolves at once when the program has exited already.
+   *
+   * @returns How it ended.
+   */
+  async close(): Promise<ProcessStatus> {
+    if (!this.#process.exited) {
+      try {
+        await this.#process.kill("SIGHUP");
+      } catch (error) {
+        if (!(error instanceof ProcessExitedError)) throw error;
+      }
+    }
+    const status = await this.exited;
+    const output = this.#process.stdout;
+    if (!output.locked) await output.cancel().catch(() => {});
+    return status;
+  }
+
+  /** Same as {@linkcode RemoteShell.close}; errors are ignored. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close().catch(() => {});
+  }
+}
