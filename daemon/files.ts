@@ -147,6 +147,7 @@ function checkPath(path: string): void {
 const CLASS_CODES: [new (...args: never[]) => Error, string][] = [
   [Deno.errors.NotFound, "ENOENT"],
   [Deno.errors.PermissionDenied, "EACCES"],
+  [Deno.errors.NotCapable, "EACCES"], // refused by Deno's own sandbox (e.g. /proc, /sys without --allow-all)
   [Deno.errors.AlreadyExists, "EEXIST"],
   [Deno.errors.IsADirectory, "EISDIR"],
   [Deno.errors.NotADirectory, "ENOTDIR"],

@@ -183,12 +183,17 @@ export interface FileHost {
 
 function checkPath(name: string, path: unknown): asserts path is string {
   if (typeof path !== "string" || path === "" || path.includes("\0")) {
-    throw new TypeError(`${name} must be a non-empty string without NUL, got ${JSON.stringify(path)}`);
+    throw new TypeError(
+      `${name} must be a non-empty string without NUL, got ${JSON.stringify(path)}`,
+    );
   }
 }
 
 function checkMode(mode: unknown): void {
-  if (mode !== undefined && (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777)) {
+  if (
+    mode !== undefined &&
+    (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777)
+  ) {
     throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
   }
 }
@@ -283,12 +288,18 @@ export async function uploadFile(
   }
   const size = data instanceof Uint8Array ? data.length : options.size;
   const conn = host.connection(id);
-  const data_ = await sendUpload(conn, {
-    path,
-    ...(options.mode !== undefined ? { mode: options.mode } : {}),
-    ...(options.mkdirs ? { mkdirs: true } : {}),
-    ...(size !== undefined ? { size } : {}),
-  }, data instanceof Uint8Array ? chunksOf(data) : data, size, options);
+  const data_ = await sendUpload(
+    conn,
+    {
+      path,
+      ...(options.mode !== undefined ? { mode: options.mode } : {}),
+      ...(options.mkdirs ? { mkdirs: true } : {}),
+      ...(size !== undefined ? { size } : {}),
+    },
+    data instanceof Uint8Array ? chunksOf(data) : data,
+    size,
+    options,
+  );
   return { bytes: Number(data_.bytes), sha256: String(data_.sha256) };
 }
 
@@ -317,12 +328,18 @@ export async function uploadDirectory(
       followSymlinks: options.followSymlinks ?? false,
       signal: abort.signal,
     });
-    const data = await sendUpload(conn, {
-      path: remoteDir,
-      archive: "tar",
-      mode: options.mode ?? (info.mode ?? 0o755) & 0o7777,
-      ...(options.mkdirs ? { mkdirs: true } : {}),
-    }, tar, undefined, options);
+    const data = await sendUpload(
+      conn,
+      {
+        path: remoteDir,
+        archive: "tar",
+        mode: options.mode ?? (info.mode ?? 0o755) & 0o7777,
+        ...(options.mkdirs ? { mkdirs: true } : {}),
+      },
+      tar,
+      undefined,
+      options,
+    );
     return {
       bytes: Number(data.bytes),
       sha256: String(data.sha256),
