@@ -1,5 +1,6 @@
 // The daemon's view of one WebSocket connection to the controller, and the routing of stream ids on it.
 import type { DaemonMessage } from "../protocol/messages.ts";
+import { WebSocketClient } from "./_websocket_client.ts";
 
 /** Receives what the controller sends on one stream id. */
 export interface StreamRoute {
@@ -12,16 +13,16 @@ export interface StreamRoute {
 }
 
 export class Link {
-  readonly #socket: WebSocket;
+  readonly #socket: WebSocketClient;
   readonly routes: Map<number, StreamRoute> = new Map();
   #closed = false;
 
-  constructor(socket: WebSocket) {
+  constructor(socket: WebSocketClient) {
     this.#socket = socket;
   }
 
   get open(): boolean {
-    return !this.#closed && this.#socket.readyState === WebSocket.OPEN;
+    return !this.#closed && this.#socket.readyState === WebSocketClient.OPEN;
   }
 
   /** Bytes queued in the socket and not yet sent. */

@@ -51,9 +51,9 @@ Deno.test("daemons come back after the controller restarts", async () => {
 Deno.test("a second daemon claiming a connected id is refused; the first keeps working", async () => {
   await using server = await Server.listen({ port: 0 });
   const first = new TestDaemon({ id: "twin", url: server.url });
+  const info = await server.waitForDaemon("twin");
   const second = new TestDaemon({ id: "twin", url: server.url });
   try {
-    const info = await server.waitForDaemon("twin");
     assertEquals(info.pid, first.pid);
     // The second one is refused with close code 4009 and says so in its log; it keeps retrying with backoff.
     await second.waitForLog("already connected");

@@ -260,7 +260,12 @@ Deno.test("an orphaned process is killed after the orphan timeout", async () => 
   const pid = p.pid;
   await p.detach();
   await eventually(() => !alive(pid), 5_000, "orphan to be killed");
-  const listed = (await t.server.processes("p-orphan")).find((x) => x.id === p.id);
+  let listed;
+  const deadline = Date.now() + 5_000;
+  while ((listed = (await t.server.processes("p-orphan")).find((x) => x.id === p.id))?.state !== "exited") {
+    if (Date.now() > deadline) throw new Error("orphan not reported as exited");
+    await new Promise((r) => setTimeout(r, 20));
+  }
   assertEquals(listed?.signal, "SIGKILL");
 });
 
