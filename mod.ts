@@ -21,3 +21,21 @@ export * from "./server/errors.ts";
 export * from "./server/process.ts";
 export { type AttachShellOptions, RemoteShell, type ShellOptions } from "./server/shell.ts";
 export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "./protocol/version.ts";
+export {
+  type DownloadDirOptions,
+  type DownloadOptions,
+  type FileEntry,
+  type FileStat,
+  type FileType,
+  type FsEvent,
+  type ListOptions,
+  type MkdirOptions,
+  RemoteFs,
+  type RemoveOptions,
+  type TransferProgress,
+  type UploadDirOptions,
+  type UploadDirResult,
+  type UploadOptions,
+  type UploadResult,
+  type WatchOptions,
+} from "./server/files.ts";

@@ -27,6 +27,9 @@ Processes:
   --exit-retention SEC    keep the exit status of ended processes (default 600)
   --kill-grace SEC        SIGTERM escalates to SIGKILL after SEC seconds (default 5)
 
+Files:
+  --root DIR              confine every file operation to DIR (refuses .., outside paths, symlink escapes)
+
 Reconnect (exponential backoff with full jitter):
   --reconnect-initial SEC upper bound of the first delay (default 1)
   --reconnect-max SEC     cap of any delay (default 30)
@@ -77,6 +80,8 @@ export interface DaemonConfig {
   exitRetentionMs: number;
   /** Kill grace in ms. */
   killGraceMs: number;
+  /** Directory every file operation is confined to (`--root`), absolute. */
+  root?: string;
   /** First reconnect delay bound in ms. */
   reconnectInitialMs: number;
   /** Reconnect delay cap in ms. */
@@ -132,6 +137,7 @@ export function parseDaemonArgs(
         "orphan-timeout": { type: "string" },
         "exit-retention": { type: "string" },
         "kill-grace": { type: "string" },
+        root: { type: "string" },
         "reconnect-initial": { type: "string" },
         "reconnect-max": { type: "string" },
         "log-level": { type: "string" },
@@ -181,6 +187,15 @@ export function parseDaemonArgs(
       throw new UsageError(`Cannot read --ca-cert '${file}': ${(error as Error).message}`);
     }
   });
+  let root: string | undefined;
+  if (values.root !== undefined) {
+    try {
+      root = Deno.realPathSync(values.root);
+      if (!Deno.statSync(root).isDirectory) throw new Error("not a directory");
+    } catch (error) {
+      throw new UsageError(`--root must be a directory, got '${values.root}': ${(error as Error).message}`);
+    }
+  }
   const logLevel = values["log-level"] ?? "info";
   if (!["debug", "info", "warning", "error"].includes(logLevel)) {
     throw new UsageError(`--log-level must be debug, info, warning or error, got '${logLevel}'`);
@@ -196,6 +211,7 @@ export function parseDaemonArgs(
     labels,
     ...(token ? { token } : {}),
     caCerts,
+    ...(root !== undefined ? { root } : {}),
     retainBytes: number("retain-bytes", values["retain-bytes"], 4 * 1024 * 1024, 65536),
     orphanTimeoutMs: number("orphan-timeout", values["orphan-timeout"], 3600, 0) * 1000,
     exitRetentionMs: number("exit-retention", values["exit-retention"], 600, 0) * 1000,

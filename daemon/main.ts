@@ -12,6 +12,7 @@ import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/log
 import { VERSION } from "../protocol/version.ts";
 import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts";
 import { Daemon } from "./daemon.ts";
+import { fileHandlers } from "./files.ts";
 
 async function main(): Promise<number> {
   let config: DaemonConfig;
@@ -57,6 +58,7 @@ async function main(): Promise<number> {
     killGraceMs: config.killGraceMs,
     reconnectInitialMs: config.reconnectInitialMs,
     reconnectMaxMs: config.reconnectMaxMs,
+    handlers: fileHandlers(config.root !== undefined ? { root: config.root } : {}),
   });
   const stop = () => {
     daemon.close();

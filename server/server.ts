@@ -22,6 +22,22 @@ import {
   DaemonNotFoundError,
 } from "./errors.ts";
 import { type Gap, type ProcessHost, type ProcessInfo, RemoteProcess, type ProcessStatus } from "./process.ts";
+import {
+  dispatchFsEvent,
+  type DownloadDirOptions,
+  downloadDirectory,
+  downloadFile,
+  downloadFileStream,
+  type DownloadOptions,
+  type FileHost,
+  RemoteFs,
+  type UploadDirOptions,
+  type UploadDirResult,
+  uploadDirectory,
+  uploadFile,
+  type UploadOptions,
+  type UploadResult,
+} from "./files.ts";
 import { type AttachShellOptions, RemoteShell, type ShellOptions } from "./shell.ts";
 
 export type { DaemonInfo } from "./_connection.ts";
@@ -731,6 +747,119 @@ export class Server extends EventTarget implements AsyncDisposable {
     return new Map(targets.map((id, i) => [id, results[i]!]));
   }
 
+  // --- files (see server/files.ts) ---
+
+  #fileHost: FileHost = { connection: (id) => this.#connection(id) };
+
+  /**
+   * Upload bytes or a stream to a file on a worker: streamed with flow control (constant memory), verified with
+   * SHA-256 on both sides, written to a temporary file beside the target, fsynced and renamed, so a failed or
+   * cut upload leaves the target untouched. An interrupted upload restarts from the beginning.
+   *
+   * @example Upload a file
+   * ```ts ignore
+   * await server.upload("worker-1", "/srv/data.bin", bytes, { mode: 0o644, mkdirs: true });
+   * ```
+   *
+   * @param id Daemon id.
+   * @param path Target path on the worker.
+   * @param data The bytes, or a stream of them.
+   * @param options Mode, parents, progress, abort signal.
+   * @returns Bytes written and their SHA-256.
+   * @throws {FileError} `ENOENT`, `EACCES`, `EISDIR`, `ENOSPC`, `EINTEGRITY`... with the path.
+   */
+  upload(
+    id: string,
+    path: string,
+    data: Uint8Array | ReadableStream<Uint8Array>,
+    options: UploadOptions = {},
+  ): Promise<UploadResult> {
+    return uploadFile(this.#fileHost, id, path, data, options);
+  }
+
+  /**
+   * Download a whole file into memory. A missing file is an error, an empty file is empty bytes.
+   *
+   * @param id Daemon id.
+   * @param path Path on the worker.
+   * @param options Resume offset, progress, abort signal.
+   * @returns The bytes (from `from` on).
+   * @throws {FileError} `ENOENT`, `EACCES`, `EISDIR`, `EINTEGRITY`... with the path.
+   */
+  download(id: string, path: string, options: DownloadOptions = {}): Promise<Uint8Array> {
+    return downloadFile(this.#fileHost, id, path, options);
+  }
+
+  /**
+   * Stream a file from a worker with flow control; the stream errors with `EINTEGRITY` if the SHA-256 of what
+   * arrived differs from the daemon's. Resolves once the daemon has opened the file.
+   *
+   * @param id Daemon id.
+   * @param path Path on the worker.
+   * @param options Resume offset, progress, abort signal.
+   * @returns The bytes.
+   * @throws {FileError} When the file cannot be opened.
+   */
+  downloadStream(
+    id: string,
+    path: string,
+    options: DownloadOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    return downloadFileStream(this.#fileHost, id, path, options);
+  }
+
+  /**
+   * Upload a local directory tree as a tar stream (modes, mtimes, symlinks as links, any UTF-8 names). It is
+   * unpacked into a temporary directory beside the target and renamed into place; an existing target directory
+   * is replaced.
+   *
+   * @param id Daemon id.
+   * @param localDir Local directory.
+   * @param remoteDir Target directory on the worker.
+   * @param options Mode, parents, progress, abort signal.
+   * @returns Counts, bytes and the archive's SHA-256.
+   */
+  uploadDir(
+    id: string,
+    localDir: string,
+    remoteDir: string,
+    options: UploadDirOptions = {},
+  ): Promise<UploadDirResult> {
+    return uploadDirectory(this.#fileHost, id, localDir, remoteDir, options);
+  }
+
+  /**
+   * Download a directory tree from a worker into a local directory (replaced atomically when it exists).
+   *
+   * @param id Daemon id.
+   * @param remoteDir Directory on the worker.
+   * @param localDir Local target.
+   * @param options Progress, abort signal.
+   */
+  downloadDir(
+    id: string,
+    remoteDir: string,
+    localDir: string,
+    options: DownloadDirOptions = {},
+  ): Promise<void> {
+    return downloadDirectory(this.#fileHost, id, remoteDir, localDir, options);
+  }
+
+  /**
+   * The file system of a worker: `stat`, `list`, `mkdir`, `remove`, `move`, `watch`.
+   *
+   * @param id Daemon id (need not be connected yet; each call uses the current link).
+   * @returns The handle.
+   */
+  fs(id: string): RemoteFs {
+    if (typeof id !== "string" || !DAEMON_ID.test(id)) {
+      throw new TypeError(
+        `Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got ${JSON.stringify(id)}`,
+      );
+    }
+    return new RemoteFs(this.#fileHost, id);
+  }
+
   // --- connection handling ---
 
   #handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
@@ -897,7 +1026,7 @@ export class Server extends EventTarget implements AsyncDisposable {
         });
         return;
       case "fsevent":
-        conn.routes.get(message.wid)?.onData?.(0, new TextEncoder().encode(JSON.stringify(message)));
+        dispatchFsEvent(conn, message);
         return;
       case "error":
         log.warn("Daemon {id} reported: {code} {message}", {
