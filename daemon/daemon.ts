@@ -18,9 +18,9 @@ import {
 import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
 import { backoffDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
+import { WebSocketClient } from "./_websocket_client.ts";
 import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_table.ts";
 import { spawnCommandChild } from "./_command_child.ts";
-import { spawnPtyChild } from "./_pty_child.ts";
 
 const log = getLogger(["sandd", "daemon"]);
 
@@ -56,11 +56,7 @@ export interface DaemonOptions {
   reconnectMaxMs?: number;
   /** How long to wait for the controller's welcome. @default 10_000 */
   handshakeTimeoutMs?: number;
-  /**
-   * How children are started.
-   * @default pipe-based `Deno.Command` children; a pseudo-terminal child (`daemon/_pty_child.ts`) when the spawn
-   * request has `pty`
-   */
+  /** How children are started. @default pipe-based `Deno.Command` children */
   childFactory?: ChildFactory;
   /** Extra request handlers (file transfer, terminals) keyed by operation. */
   handlers?: Partial<{ [Op in Operation]: RequestHandler<Op> }>;
@@ -84,7 +80,6 @@ export class Daemon implements AsyncDisposable {
   readonly #handlers: Map<string, RequestHandler>;
   readonly #abort = new AbortController();
   #link: Link | null = null;
-  #client: Deno.HttpClient | undefined;
   #running: Promise<void> | null = null;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | undefined;
@@ -108,8 +103,7 @@ export class Daemon implements AsyncDisposable {
       throw new TypeError(`Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got '${this.id}'`);
     }
     this.#options = options;
-    const factory = options.childFactory ??
-      ((args) => args.pty ? spawnPtyChild(args) : spawnCommandChild(args));
+    const factory = options.childFactory ?? ((args) => spawnCommandChild(args));
     this.#table = new ProcessTable(factory, {
       ...(options.retainBytes !== undefined ? { retainBytes: options.retainBytes } : {}),
       ...(options.orphanTimeoutMs !== undefined
@@ -173,9 +167,6 @@ export class Daemon implements AsyncDisposable {
   }
 
   async #loop(): Promise<void> {
-    if (this.#options.caCerts?.length) {
-      this.#client = Deno.createHttpClient({ caCerts: this.#options.caCerts });
-    }
     let attempt = 0;
     while (!this.#abort.signal.aborted) {
       const welcomed = await this.#connectOnce();
@@ -191,19 +182,18 @@ export class Daemon implements AsyncDisposable {
         this.#sleepTimer = setTimeout(resolve, delay);
       });
     }
-    this.#client?.close();
   }
 
   #connectOnce(): Promise<boolean> {
     const options = this.#options;
     const headers: Record<string, string> = {};
     if (options.token) headers["authorization"] = `Bearer ${options.token}`;
-    let socket: WebSocket;
+    let socket: WebSocketClient;
     try {
-      socket = new WebSocket(options.serverUrl, {
+      socket = new WebSocketClient(options.serverUrl, {
         protocols: [SUBPROTOCOL],
         headers,
-        ...(this.#client ? { client: this.#client } : {}),
+        ...(options.caCerts?.length ? { caCerts: options.caCerts } : {}),
       });
     } catch (error) {
       log.error("Cannot connect to {url}: {error}", {
@@ -212,7 +202,6 @@ export class Daemon implements AsyncDisposable {
       });
       return Promise.resolve(false);
     }
-    socket.binaryType = "arraybuffer";
     const link = new Link(socket);
     return new Promise<boolean>((resolve) => {
       let welcomed = false;
