@@ -4,13 +4,25 @@
  * is kept in a bounded scrollback, and {@linkcode RemoteShell} handles resume by themselves after a reconnect, or
  * `server.attachShell()` picks the session up again from anywhere (a new `Server`, another script).
  *
+ * Sessions nobody is attached to are ended by the daemon's orphan timeout (`--orphan-timeout SEC`, default one
+ * hour; 0 keeps them forever): that is the idle-session timeout. Several sessions per daemon are fine.
+ *
  * @module
  */
 
 import type { Gap, ProcessStatus, RemoteProcess } from "./process.ts";
 import { ProcessExitedError } from "./errors.ts";
 
-/** Options of `server.shell()`. */
+/**
+ * Options of `server.shell()`.
+ *
+ * @example A wide bash in a project directory
+ * ```ts
+ * import type { ShellOptions } from "./shell.ts";
+ * const options: ShellOptions = { command: ["bash", "-l"], cols: 160, rows: 50, cwd: "/srv/app" };
+ * console.assert(options.cols === 160);
+ * ```
+ */
 export interface ShellOptions {
   /**
    * The program. A string runs through `sh -c`; an array runs directly.
@@ -38,7 +50,16 @@ export interface ShellOptions {
   onGap?: (gap: Gap) => void;
 }
 
-/** Options of `server.attachShell()`. */
+/**
+ * Options of `server.attachShell()`.
+ *
+ * @example Replay everything retained and report what was lost
+ * ```ts
+ * import type { AttachShellOptions } from "./shell.ts";
+ * const options: AttachShellOptions = { from: null, onGap: (gap) => console.log(gap.to - gap.from) };
+ * console.assert(options.from === null);
+ * ```
+ */
 export interface AttachShellOptions {
   /** Output offset to replay from; `null` replays the whole retained scrollback. @default null */
   from?: number | null;

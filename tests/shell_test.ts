@@ -5,6 +5,7 @@ import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { RemoteShell, Server, UnknownProcessError } from "../mod.ts";
 import { alive, eventually, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
+import { loginShellArgv } from "../daemon/_pty_child.ts";
 
 const DEADLINE_MS = 15_000;
 
@@ -393,6 +394,25 @@ Deno.test("a detached session keeps running; attach replays a bounded scrollback
   assert(tail.text.length <= 70 * 1024, `replayed ${tail.text.length} bytes`);
   await third.close();
   await tail.done;
+});
+
+Deno.test("the login shell is $SHELL, else bash, else sh; the request's env can choose it", async () => {
+  const bash = loginShellArgv({ SHELL: "/no/such/shell", PATH: "/usr/bin:/bin" });
+  assert(/\/bash$/.test(bash[0]!) && bash[1] === "-l", String(bash));
+  const empty = await Deno.makeTempDir();
+  try {
+    assertEquals(loginShellArgv({ PATH: empty }), ["/bin/sh", "-l"]);
+  } finally {
+    await Deno.remove(empty);
+  }
+  await using t = await setup();
+  await using sh = await t.server.shell("w1", { env: { SHELL: "/bin/sh", ENV: "/dev/null" } });
+  const screen = new Screen(sh.output);
+  await sh.write("ps -o args= -p $$; echo Q$((1+1))Q\r");
+  await screen.until(/\/bin\/sh -l\r\n.*Q2Q/s);
+  await sh.write("exit 4\r");
+  assertEquals((await sh.exited).exitCode, 4);
+  await screen.done;
 });
 
 function pgrep(pattern: string): string[] {
