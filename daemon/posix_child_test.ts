@@ -48,8 +48,8 @@ function run(argv: string[], options: { env?: Record<string, string>; cwd?: stri
   return finish(spawnPosixChild({ argv, stdin: false, ...options }));
 }
 
-/** `[state, ppid, pgid]` of a process from /proc, or null when it is gone. */
-function procStat(pid: number): [string, number, number] | null {
+/** `[state, ppid, pgid, sid]` of a process from /proc, or null when it is gone. */
+function procStat(pid: number): [string, number, number, number] | null {
   let text: string;
   try {
     text = Deno.readTextFileSync(`/proc/${pid}/stat`);
@@ -57,7 +57,7 @@ function procStat(pid: number): [string, number, number] | null {
     return null;
   }
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return [fields[0]!, Number(fields[1]), Number(fields[2])];
+  return [fields[0]!, Number(fields[1]), Number(fields[2]), Number(fields[3])];
 }
 
 function allPids(): number[] {
@@ -259,12 +259,25 @@ Deno.test({
         }
       }).length >= 2;
     });
-    // Own session and group, not ours.
+    // Its own process group, in our session (newSession is off).
     assertEquals(procStat(child.pid)![2], child.pid);
+    assertEquals(procStat(child.pid)![3], procStat(Deno.pid)![3]);
     child.kill("SIGKILL");
     const result = await finish(child);
     assertEquals(result.status, { exitCode: 137, signal: "SIGKILL" });
     await eventually("no survivor in the group", () => groupMembers(child.pid).length === 0);
+  },
+});
+
+Deno.test({
+  name: "spawnPosixChild() newSession puts the child in its own session, and kill() reaches it",
+  ignore,
+  async fn() {
+    const child = spawnPosixChild({ argv: ["sleep", "100"], stdin: false, newSession: true });
+    const stat = procStat(child.pid)!;
+    assertEquals([stat[2], stat[3]], [child.pid, child.pid]);
+    child.kill("SIGTERM");
+    assertEquals((await finish(child)).status, { exitCode: 143, signal: "SIGTERM" });
   },
 });
 
