@@ -21,6 +21,7 @@ import { Link } from "./_link.ts";
 import { WebSocketClient } from "./_websocket_client.ts";
 import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_table.ts";
 import { spawnCommandChild } from "./_command_child.ts";
+import { spawnPtyChild } from "./_pty_child.ts";
 
 const log = getLogger(["sandd", "daemon"]);
 
@@ -56,7 +57,11 @@ export interface DaemonOptions {
   reconnectMaxMs?: number;
   /** How long to wait for the controller's welcome. @default 10_000 */
   handshakeTimeoutMs?: number;
-  /** How children are started. @default pipe-based `Deno.Command` children */
+  /**
+   * How children are started.
+   * @default pipe-based `Deno.Command` children; a pseudo-terminal child (`daemon/_pty_child.ts`) when the spawn
+   * request has `pty`
+   */
   childFactory?: ChildFactory;
   /** Extra request handlers (file transfer, terminals) keyed by operation. */
   handlers?: Partial<{ [Op in Operation]: RequestHandler<Op> }>;
@@ -103,7 +108,8 @@ export class Daemon implements AsyncDisposable {
       throw new TypeError(`Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got '${this.id}'`);
     }
     this.#options = options;
-    const factory = options.childFactory ?? ((args) => spawnCommandChild(args));
+    const factory = options.childFactory ??
+      ((args) => args.pty ? spawnPtyChild(args) : spawnCommandChild(args));
     this.#table = new ProcessTable(factory, {
       ...(options.retainBytes !== undefined ? { retainBytes: options.retainBytes } : {}),
       ...(options.orphanTimeoutMs !== undefined

@@ -49,7 +49,8 @@ export interface FileHandlerOptions {
   policy?: Policy;
 }
 
-type Handlers = NonNullable<DaemonOptions["handlers"]>;
+/** The handlers {@linkcode fileHandlers} returns: `DaemonOptions["handlers"]`, never undefined. */
+export type FileHandlers = NonNullable<DaemonOptions["handlers"]>;
 
 /**
  * Request handlers for `upload`, `download`, `stat`, `list`, `mkdir`, `remove`, `move`, `watch` and `unwatch`,
@@ -77,7 +78,7 @@ type Handlers = NonNullable<DaemonOptions["handlers"]>;
  * @returns The handlers, keyed by operation.
  * @throws {TypeError} If `root` is not a non-empty string without NUL.
  */
-export function fileHandlers(options: FileHandlerOptions = {}): Handlers {
+export function fileHandlers(options: FileHandlerOptions = {}): FileHandlers {
   const { root, policy } = options;
   if (root !== undefined && (typeof root !== "string" || root === "" || root.includes("\0"))) {
     throw new TypeError(`root must be a non-empty path without NUL, got ${JSON.stringify(root)}`);
@@ -295,11 +296,11 @@ class UploadReceiver {
     }
   }
 
-  /** `n` bytes were written: return credit once a quarter window is due (or at once with `flush`). */
+  /** `n` bytes were written: return credit once an eighth of the window is due (or at once with `flush`). */
   consumed(n: number, flush = false): void {
     this.#consumed += n;
     if (
-      this.#consumed > this.#acked && (flush || this.#consumed - this.#acked >= this.#window / 4)
+      this.#consumed > this.#acked && (flush || this.#consumed - this.#acked >= this.#window / 8)
     ) {
       this.#acked = this.#consumed;
       this.#link.send({ t: "ack", sid: this.#sid, offset: this.#consumed });

@@ -25,6 +25,8 @@ import { OutboundStream } from "./_outbound_stream.ts";
 
 /** Flow-control window of a file transfer, in bytes. */
 const FILE_WINDOW = 8 * 1024 * 1024;
+/** Small stream chunks are gathered up to this size before they are sent. */
+const COALESCE = 256 * 1024;
 /** Chunk size when uploading from a `Uint8Array`. */
 const UPLOAD_CHUNK = 1024 * 1024;
 /** Fs events queued for a slow consumer before the oldest are dropped. */
@@ -245,15 +247,38 @@ async function sendUpload(
   let bytes = 0;
   try {
     options.signal?.throwIfAborted();
+    // Small chunks (file streams yield 64 KiB) are gathered into full frames: per-frame costs dominate otherwise.
+    let buffer = new Uint8Array(COALESCE);
+    let filled = 0;
+    const flush = async () => {
+      const piece = buffer.subarray(0, filled);
+      hash.update(piece);
+      await out.write(piece);
+      bytes += filled;
+      filled = 0;
+      buffer = new Uint8Array(COALESCE);
+      options.onProgress?.({ bytes, total });
+    };
     for await (const chunk of source) {
       if (!(chunk instanceof Uint8Array)) {
         throw new TypeError(`Upload stream chunks must be Uint8Array, got ${typeof chunk}`);
       }
-      hash.update(chunk);
-      await out.write(chunk);
-      bytes += chunk.length;
-      options.onProgress?.({ bytes, total });
+      if (chunk.length >= COALESCE && filled === 0) {
+        hash.update(chunk);
+        await out.write(chunk);
+        bytes += chunk.length;
+        options.onProgress?.({ bytes, total });
+        continue;
+      }
+      for (let at = 0; at < chunk.length;) {
+        const n = Math.min(COALESCE - filled, chunk.length - at);
+        buffer.set(chunk.subarray(at, at + n), filled);
+        filled += n;
+        at += n;
+        if (filled === COALESCE) await flush();
+      }
     }
+    if (filled > 0) await flush();
     out.end(hash.digest("hex"));
     return await response;
   } catch (error) {
@@ -464,7 +489,7 @@ class DownloadReceiver {
       if (chunk) {
         controller.enqueue(chunk);
         this.#delivered += chunk.length;
-        if (!this.#ended && this.#delivered - this.#acked >= FILE_WINDOW / 4) {
+        if (!this.#ended && this.#delivered - this.#acked >= FILE_WINDOW / 8) {
           this.#acked = this.#delivered;
           this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
         }
