@@ -67,10 +67,15 @@ for (let i = 0; i < 20; i++) {
   await command(false, env);
   await command(true, env);
 }
+const runs: [number[], () => Promise<number>][] = [
+  [results.ours, () => ours(env)],
+  [results.plain, () => command(false, env)],
+  [results.detached, () => command(true, env)],
+];
 for (let i = 0; i < rounds; i++) {
-  results.ours.push(await ours(env));
-  results.plain.push(await command(false, env));
-  results.detached.push(await command(true, env));
+  // A different order each round, so no variant always follows the same one.
+  const order = [...runs].sort(() => Math.random() - 0.5);
+  for (const [into, run] of order) into.push(await run());
 }
 const rss = (Deno.memoryUsage().rss / 2 ** 20).toFixed(0);
 console.log(`sh -c true, spawn to exit, ${rounds} rounds each, RSS ${rss} MiB`);
