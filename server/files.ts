@@ -248,15 +248,14 @@ async function sendUpload(
   try {
     options.signal?.throwIfAborted();
     // Small chunks (file streams yield 64 KiB) are gathered into full frames: per-frame costs dominate otherwise.
-    let buffer = new Uint8Array(COALESCE);
+    const buffer = new Uint8Array(COALESCE);
     let filled = 0;
     const flush = async () => {
       const piece = buffer.subarray(0, filled);
       hash.update(piece);
       await out.write(piece);
       bytes += filled;
-      filled = 0;
-      buffer = new Uint8Array(COALESCE);
+      filled = 0; // `out.write` has copied the piece: the buffer is free again.
       options.onProgress?.({ bytes, total });
     };
     for await (const chunk of source) {
