@@ -39,3 +39,21 @@ export {
   type UploadResult,
   type WatchOptions,
 } from "./server/files.ts";
+export {
+  AuthenticationError,
+  type Identity,
+  type JsonWebKeySet,
+  type JwtAlgorithm,
+  type JwtOptions,
+} from "./server/auth.ts";
+export { type RateLimit, RateLimitedError } from "./server/rate_limiter.ts";
+export {
+  type AuditInput,
+  AuditLog,
+  type AuditLogOptions,
+  type AuditRecord,
+  type AuditSink,
+  fileAuditSink,
+  type FileAuditSinkOptions,
+  logtapeAuditSink,
+} from "./server/audit.ts";

@@ -6,6 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { VERSION } from "../protocol/version.ts";
+import type { PolicyOptions } from "./policy.ts";
 
 /** Usage text printed by `--help`. */
 export const USAGE: string =
@@ -29,6 +30,26 @@ Processes:
 
 Files:
   --root DIR              confine every file operation to DIR (refuses .., outside paths, symlink escapes)
+
+Policy (what this worker lets any controller do; flags override the same fields of --policy):
+  --policy FILE           JSON policy file (fields: allow, deny, noShell, noPty, noFiles, root, runAs,
+                          envStrip, envSet, maxProcesses, maxSessions, defaultTimeoutMs, maxTimeoutMs,
+                          cpuSeconds, memoryBytes)
+  --allow PATTERN         only commands matching a pattern run (glob; repeat); shell strings must then be
+                          one simple command without ; & | $ \` ( ) < > or newlines
+  --deny PATTERN          refuse commands matching PATTERN, wherever a shell string would start them (repeat)
+  --no-shell              refuse shell strings (sh -c) and interactive shells: argv arrays only
+  --no-pty                refuse terminal sessions
+  --no-files              refuse file operations
+  --run-as USER           run children as USER (the daemon must run as root; uses setpriv)
+  --env-strip NAME        remove variables matching NAME (glob) from every child's environment (repeat)
+  --env-set KEY=VALUE     force a variable in every child's environment (repeat)
+  --max-processes N       most processes running at once
+  --max-sessions N        most terminal sessions open at once
+  --default-timeout SEC   timeout of a command that asks for none
+  --max-timeout SEC       largest timeout a command may ask for
+  --cpu-seconds N         CPU-time limit of each process (RLIMIT_CPU, via prlimit)
+  --memory-bytes N        address-space limit of each process (RLIMIT_AS, via prlimit)
 
 Reconnect (exponential backoff with full jitter):
   --reconnect-initial SEC upper bound of the first delay (default 1)
@@ -90,6 +111,10 @@ export interface DaemonConfig {
   logLevel: "debug" | "info" | "warning" | "error";
   /** Log format. */
   logFormat: "text" | "json";
+  /** Policy file (`--policy`), read and validated by the caller. */
+  policyFile?: string;
+  /** Policy fields given as flags; they override the policy file's. Not validated here beyond their syntax. */
+  policy: PolicyOptions;
 }
 
 function number(name: string, value: string | undefined, fallback: number, min: number): number {
@@ -138,6 +163,21 @@ export function parseDaemonArgs(
         "exit-retention": { type: "string" },
         "kill-grace": { type: "string" },
         root: { type: "string" },
+        policy: { type: "string" },
+        allow: { type: "string", multiple: true },
+        deny: { type: "string", multiple: true },
+        "no-shell": { type: "boolean" },
+        "no-pty": { type: "boolean" },
+        "no-files": { type: "boolean" },
+        "run-as": { type: "string" },
+        "env-strip": { type: "string", multiple: true },
+        "env-set": { type: "string", multiple: true },
+        "max-processes": { type: "string" },
+        "max-sessions": { type: "string" },
+        "default-timeout": { type: "string" },
+        "max-timeout": { type: "string" },
+        "cpu-seconds": { type: "string" },
+        "memory-bytes": { type: "string" },
         "reconnect-initial": { type: "string" },
         "reconnect-max": { type: "string" },
         "log-level": { type: "string" },
@@ -196,6 +236,45 @@ export function parseDaemonArgs(
       throw new UsageError(`--root must be a directory, got '${values.root}': ${(error as Error).message}`);
     }
   }
+  const policy: PolicyOptions = {};
+  if (values.allow !== undefined) policy.allow = values.allow;
+  if (values.deny !== undefined) policy.deny = values.deny;
+  if (values["no-shell"]) policy.noShell = true;
+  if (values["no-pty"]) policy.noPty = true;
+  if (values["no-files"]) policy.noFiles = true;
+  if (values["run-as"] !== undefined) policy.runAs = values["run-as"];
+  if (values["env-strip"] !== undefined) policy.envStrip = values["env-strip"];
+  if (values["env-set"] !== undefined) {
+    const envSet: Record<string, string> = {};
+    for (const pair of values["env-set"]) {
+      const eq = pair.indexOf("=");
+      if (eq <= 0) throw new UsageError(`--env-set must be KEY=VALUE, got '${pair}'`);
+      envSet[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+    policy.envSet = envSet;
+  }
+  const integer = (name: string, value: string | undefined): number | undefined => {
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isSafeInteger(n) || n < 1) {
+      throw new UsageError(`--${name} must be an integer >= 1, got '${value}'`);
+    }
+    return n;
+  };
+  const maxProcesses = integer("max-processes", values["max-processes"]);
+  if (maxProcesses !== undefined) policy.maxProcesses = maxProcesses;
+  const maxSessions = integer("max-sessions", values["max-sessions"]);
+  if (maxSessions !== undefined) policy.maxSessions = maxSessions;
+  const cpuSeconds = integer("cpu-seconds", values["cpu-seconds"]);
+  if (cpuSeconds !== undefined) policy.cpuSeconds = cpuSeconds;
+  const memoryBytes = integer("memory-bytes", values["memory-bytes"]);
+  if (memoryBytes !== undefined) policy.memoryBytes = memoryBytes;
+  if (values["default-timeout"] !== undefined) {
+    policy.defaultTimeoutMs = Math.round(number("default-timeout", values["default-timeout"], 0, 0.001) * 1000);
+  }
+  if (values["max-timeout"] !== undefined) {
+    policy.maxTimeoutMs = Math.round(number("max-timeout", values["max-timeout"], 0, 0.001) * 1000);
+  }
   const logLevel = values["log-level"] ?? "info";
   if (!["debug", "info", "warning", "error"].includes(logLevel)) {
     throw new UsageError(`--log-level must be debug, info, warning or error, got '${logLevel}'`);
@@ -220,5 +299,7 @@ export function parseDaemonArgs(
     reconnectMaxMs: number("reconnect-max", values["reconnect-max"], 30, 0.01) * 1000,
     logLevel: logLevel as DaemonConfig["logLevel"],
     logFormat,
+    ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
+    policy,
   };
 }

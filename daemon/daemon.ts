@@ -19,9 +19,11 @@ import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
 import { backoffDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
 import { WebSocketClient } from "./_websocket_client.ts";
+import { holdPosixChildRuntime, posixChildSupported } from "./_posix_child.ts";
 import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_table.ts";
 import { spawnCommandChild } from "./_command_child.ts";
-import { spawnPtyChild } from "./_pty_child.ts";
+import { LOGIN_SHELL_COMMAND, spawnPtyChild } from "./_pty_child.ts";
+import { Policy, PolicyError } from "./policy.ts";
 
 const log = getLogger(["sandd", "daemon"]);
 
@@ -65,6 +67,12 @@ export interface DaemonOptions {
   childFactory?: ChildFactory;
   /** Extra request handlers (file transfer, terminals) keyed by operation. */
   handlers?: Partial<{ [Op in Operation]: RequestHandler<Op> }>;
+  /**
+   * The worker-side policy every spawn is checked against (commands, shells, PTYs, counts, timeouts), and whose
+   * environment rules and resource limits apply to the default children. File handlers take it separately.
+   * @default an empty policy (everything allowed)
+   */
+  policy?: Policy;
 }
 
 /**
@@ -83,8 +91,10 @@ export class Daemon implements AsyncDisposable {
   readonly #options: DaemonOptions;
   readonly #table: ProcessTable;
   readonly #handlers: Map<string, RequestHandler>;
+  readonly #policy: Policy;
   readonly #abort = new AbortController();
   #link: Link | null = null;
+  #connecting: Link | null = null;
   #running: Promise<void> | null = null;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | undefined;
@@ -108,8 +118,16 @@ export class Daemon implements AsyncDisposable {
       throw new TypeError(`Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got '${this.id}'`);
     }
     this.#options = options;
+    const policy = this.#policy = options.policy ?? new Policy();
+    const { envStrip, envSet } = policy.options;
+    const hooks = {
+      argv: (argv: string[]) => policy.wrapArgv(argv),
+      ...(envStrip?.length || Object.keys(envSet ?? {}).length
+        ? { env: (env: Record<string, string>) => policy.childEnv(env) }
+        : {}),
+    };
     const factory = options.childFactory ??
-      ((args) => args.pty ? spawnPtyChild(args) : spawnCommandChild(args));
+      ((args) => args.pty ? spawnPtyChild(args, hooks) : spawnCommandChild(args, hooks));
     this.#table = new ProcessTable(factory, {
       ...(options.retainBytes !== undefined ? { retainBytes: options.retainBytes } : {}),
       ...(options.orphanTimeoutMs !== undefined
@@ -126,6 +144,11 @@ export class Daemon implements AsyncDisposable {
     }
   }
 
+  /** The worker-side policy. */
+  get policy(): Policy {
+    return this.#policy;
+  }
+
   /** The process table (for handlers that add process kinds). */
   get processes(): ProcessTable {
     return this.#table;
@@ -135,7 +158,7 @@ export class Daemon implements AsyncDisposable {
     const table = this.#table;
     return {
       spawn: (args, link) => {
-        const p = table.spawn(link, args as RequestArgs<"spawn">);
+        const p = table.spawn(link, this.#checkSpawn(args as RequestArgs<"spawn">));
         return { proc: p.id, pid: p.pid };
       },
       attach: (args, link) => {
@@ -166,6 +189,40 @@ export class Daemon implements AsyncDisposable {
     };
   }
 
+  /** Apply the policy to a spawn request: refuse it (PolicyError) or settle its timeout. */
+  #checkSpawn(args: RequestArgs<"spawn">): RequestArgs<"spawn"> {
+    const policy = this.#policy;
+    try {
+      if (args.command === LOGIN_SHELL_COMMAND) {
+        // An interactive login shell can run anything: no allow list or shell ban can hold inside it.
+        if (policy.options.noShell) {
+          throw new PolicyError("Interactive shells are disabled by the daemon's policy (noShell)", {
+            rule: "noShell",
+          });
+        }
+        if (policy.options.allow?.length) {
+          throw new PolicyError("An interactive login shell is not on the daemon's allow list", {
+            rule: "allow",
+          });
+        }
+      } else {
+        policy.checkCommand(args.command);
+      }
+      if (args.pty) {
+        policy.checkPty();
+        policy.checkSessionCount(
+          this.#table.list().filter((p) => p.pty && p.state === "running").length,
+        );
+      }
+      policy.checkProcessCount(this.#table.running);
+      const timeoutMs = policy.checkTimeout(args.timeoutMs);
+      return timeoutMs === args.timeoutMs ? args : { ...args, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+    } catch (error) {
+      if (error instanceof PolicyError) throw error;
+      throw new DaemonRequestError("BAD_REQUEST", (error as Error).message);
+    }
+  }
+
   /** Connect and keep reconnecting until {@linkcode Daemon.close}. */
   run(): Promise<void> {
     this.#running ??= this.#loop();
@@ -173,6 +230,8 @@ export class Daemon implements AsyncDisposable {
   }
 
   async #loop(): Promise<void> {
+    // Keep libc loaded for the daemon's life: loading it per command costs milliseconds.
+    using _libc = posixChildSupported ? holdPosixChildRuntime() : undefined;
     let attempt = 0;
     while (!this.#abort.signal.aborted) {
       const welcomed = await this.#connectOnce();
@@ -196,6 +255,7 @@ export class Daemon implements AsyncDisposable {
     if (options.token) headers["authorization"] = `Bearer ${options.token}`;
     let socket: WebSocketClient;
     try {
+      // Our own client: it sets TCP_NODELAY, which Deno's WebSocket does not (see _websocket_client.ts).
       socket = new WebSocketClient(options.serverUrl, {
         protocols: [SUBPROTOCOL],
         headers,
@@ -224,8 +284,10 @@ export class Daemon implements AsyncDisposable {
         link.closed();
         this.#table.linkClosed(link);
         if (this.#link === link) this.#link = null;
+        if (this.#connecting === link) this.#connecting = null;
         resolve(welcomed);
       };
+      this.#connecting = link;
       socket.onopen = () => {
         link.send({
           t: "hello",
@@ -253,6 +315,11 @@ export class Daemon implements AsyncDisposable {
           if (!welcomed) {
             if (message.t !== "welcome") {
               finish(4000, "expected welcome");
+              return;
+            }
+            if (this.#abort.signal.aborted) {
+              // close() ran while this link was still being set up.
+              finish(1000, "daemon shutting down");
               return;
             }
             welcomed = true;
@@ -365,7 +432,17 @@ export class Daemon implements AsyncDisposable {
       let data = handler(request.args, link);
       if (data instanceof Promise) data = await data;
       link.send({ t: "res", rid: request.rid, ok: true, data });
-    } catch (error) {
+    } catch (thrown) {
+      const error = thrown instanceof PolicyError
+        ? new DaemonRequestError("POLICY", thrown.message, { rule: thrown.rule })
+        : thrown;
+      if (error instanceof DaemonRequestError && error.code === "POLICY") {
+        log.warn("Policy refused {op}: {message} (rule {rule})", {
+          op: request.op,
+          message: error.message,
+          rule: error.extra.rule ?? "",
+        });
+      }
       const e = error instanceof DaemonRequestError
         ? { code: error.code, message: error.message, ...error.extra }
         : {
@@ -385,7 +462,7 @@ export class Daemon implements AsyncDisposable {
     this.#abort.abort();
     clearTimeout(this.#sleepTimer);
     this.#wake?.();
-    this.#link?.close(1000, "daemon shutting down");
+    (this.#link ?? this.#connecting)?.close(1000, "daemon shutting down");
     await this.#table.shutdown();
     await this.#running;
   }

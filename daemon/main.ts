@@ -12,6 +12,7 @@ import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/log
 import { VERSION } from "../protocol/version.ts";
 import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts";
 import { Daemon } from "./daemon.ts";
+import { Policy } from "./policy.ts";
 import { fileHandlers } from "./files.ts";
 
 async function main(): Promise<number> {
@@ -32,6 +33,16 @@ async function main(): Promise<number> {
   if (config.version) {
     console.log(`sandd ${VERSION}`);
     return 0;
+  }
+  let policy: Policy;
+  try {
+    const file = config.policyFile !== undefined ? (await Policy.fromFile(config.policyFile)).options : {};
+    policy = new Policy(Policy.merge(file, config.policy));
+    // Fail now, not on the first command, when a user switch or a resource limit cannot be applied here.
+    policy.wrapArgv(["true"]);
+  } catch (error) {
+    console.error(`sandd: ${(error as Error).message}\nRun 'sandd --help' for usage.`);
+    return 2;
   }
   const encoder = new TextEncoder();
   const formatter = config.logFormat === "json" ? getJsonLinesFormatter() : getTextFormatter();
@@ -58,7 +69,11 @@ async function main(): Promise<number> {
     killGraceMs: config.killGraceMs,
     reconnectInitialMs: config.reconnectInitialMs,
     reconnectMaxMs: config.reconnectMaxMs,
-    handlers: fileHandlers(config.root !== undefined ? { root: config.root } : {}),
+    handlers: fileHandlers({
+      ...(config.root !== undefined ? { root: config.root } : {}),
+      ...(policy.options.root !== undefined || policy.options.noFiles ? { policy } : {}),
+    }),
+    policy,
   });
   const stop = () => {
     daemon.close();

@@ -63,7 +63,10 @@ export class GuardedConnection extends Connection {
     this.#check();
   }
 
-  override request<Op extends Operation>(op: Op, args: RequestArgs<Op>): Promise<Record<string, unknown>> {
+  override request<Op extends Operation>(
+    op: Op,
+    args: RequestArgs<Op>,
+  ): Promise<Record<string, unknown>> {
     const result = super.request(op, args);
     if (this.#guards.onRequest) {
       try {

@@ -15,13 +15,20 @@ import {
   type SpawnArgs,
 } from "../protocol/messages.ts";
 import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
-import { Connection, type DaemonInfo } from "./_connection.ts";
+import type { Connection, DaemonInfo } from "./_connection.ts";
+import { CommandTimeoutError, DaemonDisconnectedError, DaemonNotFoundError } from "./errors.ts";
+import { type Authenticator, createAuthenticator, type Identity, type JwtOptions } from "./auth.ts";
+import { type AuditInput, AuditLog, type AuditSink } from "./audit.ts";
+import { type RateLimit, RateLimiter } from "./rate_limiter.ts";
+import { bindsDaemonId, GuardedConnection, MAX_HELLO_BYTES, messageBytes } from "./_security.ts";
 import {
-  CommandTimeoutError,
-  DaemonDisconnectedError,
-  DaemonNotFoundError,
-} from "./errors.ts";
-import { type Gap, type ProcessHost, type ProcessInfo, RemoteProcess, type ProcessStatus } from "./process.ts";
+  type Gap,
+  type ProcessHost,
+  type ProcessInfo,
+  type ProcessStatus,
+  RemoteProcess,
+} from "./process.ts";
+import { type AttachShellOptions, RemoteShell, type ShellOptions } from "./shell.ts";
 import {
   dispatchFsEvent,
   type DownloadDirOptions,
@@ -38,7 +45,6 @@ import {
   type UploadOptions,
   type UploadResult,
 } from "./files.ts";
-import { type AttachShellOptions, RemoteShell, type ShellOptions } from "./shell.ts";
 
 export type { DaemonInfo } from "./_connection.ts";
 
@@ -62,6 +68,48 @@ export interface ServerOptions {
   streamWindow?: number;
   /** Stops the server when aborted. */
   signal?: AbortSignal;
+  /**
+   * Shared bearer token: daemons must send `Authorization: Bearer <token>` on the upgrade (compared in constant
+   * time). Its identity is `"token"` and is not bound to a daemon id. @default undefined (no token accepted)
+   */
+  token?: string;
+  /**
+   * Accept JWT bearer credentials (EdDSA or ES256, checking `exp`, and `aud`/`iss` when given). The token's
+   * `sub` must equal the daemon id the daemon says hello with, else the link is closed with code 4001.
+   * @default undefined
+   */
+  jwt?: JwtOptions;
+  /**
+   * Custom authentication of the upgrade request: return an identity to accept it, `null` to refuse (401). The
+   * identity's `subject` must equal the daemon id, else the link is closed with code 4001. @default undefined
+   */
+  authenticate?: (request: Request) => Identity | null | Promise<Identity | null>;
+  /** PEM certificate chain; with `key`, the server speaks TLS and `url` is `wss://`. @default undefined */
+  cert?: string;
+  /** PEM private key of `cert`. @default undefined */
+  key?: string;
+  /**
+   * Where the audit trail goes: sinks (owned and closed by the server) or an `AuditLog` (flushed, not closed).
+   * @default undefined (no audit trail)
+   */
+  audit?: AuditSink | AuditSink[] | AuditLog;
+  /** Token-bucket limits on `exec` and `spawn`, per daemon id and across all daemons. @default undefined */
+  rateLimit?: ServerRateLimit;
+  /** Largest message a daemon may send, in bytes; a bigger one closes its link with code 1009. @default 8 MiB */
+  maxMessageBytes?: number;
+  /**
+   * Most bytes queued for sending to one daemon; a daemon that reads slower than this drops its link (code
+   * 1008) instead of growing the controller's memory. @default 64 MiB
+   */
+  maxBufferedBytes?: number;
+}
+
+/** Rate limits of {@linkcode ServerOptions.rateLimit}. */
+export interface ServerRateLimit {
+  /** Commands (exec + spawn) per second and burst for each daemon. @default undefined (unlimited) */
+  perDaemon?: RateLimit;
+  /** Commands per second and burst across all daemons. @default undefined (unlimited) */
+  global?: RateLimit;
 }
 
 /** Options of {@linkcode Server.exec}. */
@@ -181,10 +229,16 @@ function validateCommand(command: unknown): asserts command is string | string[]
     if (command.length === 0) throw new TypeError("Command must not be empty");
     return;
   }
-  if (!Array.isArray(command) || command.length === 0 || !command.every((a) => typeof a === "string")) {
-    throw new TypeError(`Command must be a non-empty string or array of strings, got ${JSON.stringify(command)}`);
+  if (
+    !Array.isArray(command) || command.length === 0 || !command.every((a) => typeof a === "string")
+  ) {
+    throw new TypeError(
+      `Command must be a non-empty string or array of strings, got ${JSON.stringify(command)}`,
+    );
   }
-  if (command[0] === "") throw new TypeError("Command program (the first array item) must not be empty");
+  if (command[0] === "") {
+    throw new TypeError("Command program (the first array item) must not be empty");
+  }
 }
 
 /**
@@ -210,12 +264,62 @@ function validateEnv(env: unknown): void {
     throw new TypeError(`env must be an object of strings, got ${JSON.stringify(env)}`);
   }
   for (const [key, value] of Object.entries(env)) {
-    if (typeof value !== "string") throw new TypeError(`env.${key} must be a string, got ${typeof value}`);
-    if (key === "" || key.includes("=") || key.includes("\0")) throw new TypeError(`Invalid env name '${key}'`);
+    if (typeof value !== "string") {
+      throw new TypeError(`env.${key} must be a string, got ${typeof value}`);
+    }
+    if (key === "" || key.includes("=") || key.includes("\0")) {
+      throw new TypeError(`Invalid env name '${key}'`);
+    }
   }
 }
 
 const DAEMON_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+type SecurityOptionName = "token" | "jwt" | "authenticate" | "cert" | "key" | "audit" | "rateLimit";
+
+interface Security {
+  authenticator: Authenticator;
+  tls: boolean;
+  audit: AuditLog | undefined;
+  ownsAudit: boolean;
+  limiter: RateLimiter | undefined;
+}
+
+function createSecurity(options: ServerOptions): Security {
+  const authenticator = createAuthenticator({
+    ...(options.token !== undefined ? { token: options.token } : {}),
+    ...(options.jwt !== undefined ? { jwt: options.jwt } : {}),
+    ...(options.authenticate !== undefined ? { authenticate: options.authenticate } : {}),
+    onFailure: (reason) => log.warn("Refused a daemon's credentials: {reason}", { reason }),
+  });
+  let limiter: RateLimiter | undefined;
+  if (options.rateLimit !== undefined) {
+    const { perDaemon, global } = options.rateLimit ?? {};
+    if (typeof options.rateLimit !== "object" || options.rateLimit === null) {
+      throw new TypeError(`rateLimit must be an object, got ${String(options.rateLimit)}`);
+    }
+    limiter = new RateLimiter({
+      ...(perDaemon !== undefined ? { perKey: perDaemon } : {}),
+      ...(global !== undefined ? { global } : {}),
+    });
+  }
+  let audit: AuditLog | undefined;
+  let ownsAudit = false;
+  if (options.audit instanceof AuditLog) {
+    audit = options.audit;
+  } else if (options.audit !== undefined) {
+    audit = new AuditLog(Array.isArray(options.audit) ? options.audit : [options.audit], {
+      onError: (error, record) =>
+        log.error("Audit sink failed for {action} on {daemon}: {error}", {
+          action: record.action,
+          daemon: record.daemon,
+          error: String(error),
+        }),
+    });
+    ownsAudit = true;
+  }
+  return { authenticator, tls: options.cert !== undefined, audit, ownsAudit, limiter };
+}
 
 /**
  * The SandD controller. Daemons dial in over WebSocket; the script runs commands on them.
@@ -239,7 +343,10 @@ const DAEMON_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
  */
 export class Server extends EventTarget implements AsyncDisposable {
   readonly #http: Deno.HttpServer<Deno.NetAddr>;
-  readonly #options: Required<Omit<ServerOptions, "signal" | "hostname" | "port">>;
+  readonly #options: Required<
+    Omit<ServerOptions, "signal" | "hostname" | "port" | SecurityOptionName>
+  >;
+  readonly #security: Security;
   readonly #connections: Map<string, Connection> = new Map();
   readonly #pendingSockets: Set<WebSocket> = new Set();
   readonly #processes: Map<string, Set<RemoteProcess>> = new Map();
@@ -249,16 +356,24 @@ export class Server extends EventTarget implements AsyncDisposable {
   readonly #host: ProcessHost;
   #closing: Promise<void> | null = null;
 
-  private constructor(http: Deno.HttpServer<Deno.NetAddr>, options: ServerOptions, handler: { server?: Server }) {
+  private constructor(
+    http: Deno.HttpServer<Deno.NetAddr>,
+    options: ServerOptions,
+    handler: { server?: Server },
+    security: Security,
+  ) {
     super();
     handler.server = this;
     this.#http = http;
+    this.#security = security;
     this.#options = {
       path: options.path ?? "/ws",
       heartbeatMs: options.heartbeatMs ?? 5_000,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
       reconnectGraceMs: options.reconnectGraceMs ?? 5_000,
       streamWindow: options.streamWindow ?? 1024 * 1024,
+      maxMessageBytes: options.maxMessageBytes ?? 8 * 1024 * 1024,
+      maxBufferedBytes: options.maxBufferedBytes ?? 64 * 1024 * 1024,
     };
     this.#sweep = setInterval(() => this.#heartbeat(), this.#options.heartbeatMs);
     const connections = this.#connections;
@@ -295,19 +410,42 @@ export class Server extends EventTarget implements AsyncDisposable {
     if (options.path !== undefined && !options.path.startsWith("/")) {
       throw new TypeError(`path must start with '/', got '${options.path}'`);
     }
+    positiveInt("maxMessageBytes", options.maxMessageBytes, 1024);
+    positiveInt("maxBufferedBytes", options.maxBufferedBytes, 1024);
+    if ((options.cert === undefined) !== (options.key === undefined)) {
+      throw new TypeError("cert and key must be given together");
+    }
+    for (const name of ["cert", "key"] as const) {
+      const pem = options[name];
+      if (pem !== undefined && (typeof pem !== "string" || !pem.includes("-----BEGIN "))) {
+        throw new TypeError(
+          `${name} must be a PEM string, got ${JSON.stringify(String(pem).slice(0, 40))}`,
+        );
+      }
+    }
+    const security = createSecurity(options);
     const holder: { server?: Server } = {};
     const { promise: listening, resolve } = Promise.withResolvers<void>();
-    const http = Deno.serve({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? 8765,
-      onListen: () => resolve(),
-      onError: (error) => {
-        log.error("HTTP handler failed: {error}", { error: String(error) });
-        return new Response("Internal error", { status: 500 });
-      },
-    }, (request, info) => holder.server!.#handle(request, info));
+    let http: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      http = Deno.serve({
+        ...(options.cert !== undefined && options.key !== undefined
+          ? { cert: options.cert, key: options.key }
+          : {}),
+        hostname: options.hostname ?? "127.0.0.1",
+        port: options.port ?? 8765,
+        onListen: () => resolve(),
+        onError: (error) => {
+          log.error("HTTP handler failed: {error}", { error: String(error) });
+          return new Response("Internal error", { status: 500 });
+        },
+      }, (request, info) => holder.server!.#handle(request, info));
+    } catch (error) {
+      if (security.ownsAudit) await security.audit?.close();
+      throw error;
+    }
     await listening;
-    return new Server(http, options, holder);
+    return new Server(http, options, holder, security);
   }
 
   /** The port the server listens on. */
@@ -320,10 +458,12 @@ export class Server extends EventTarget implements AsyncDisposable {
     return this.#http.addr.hostname;
   }
 
-  /** The WebSocket URL daemons on this machine can dial. */
+  /** The WebSocket URL daemons on this machine can dial (`wss://` when serving TLS). */
   get url(): string {
     const host = this.hostname === "0.0.0.0" ? "127.0.0.1" : this.hostname;
-    return `ws://${host.includes(":") ? `[${host}]` : host}:${this.port}${this.#options.path}`;
+    return `${this.#security.tls ? "wss" : "ws"}://${
+      host.includes(":") ? `[${host}]` : host
+    }:${this.port}${this.#options.path}`;
   }
 
   /** Number of connected daemons. */
@@ -413,7 +553,9 @@ export class Server extends EventTarget implements AsyncDisposable {
 
   #connection(id: string): Connection {
     if (typeof id !== "string" || !DAEMON_ID.test(id)) {
-      throw new TypeError(`Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got ${JSON.stringify(id)}`);
+      throw new TypeError(
+        `Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got ${JSON.stringify(id)}`,
+      );
     }
     const conn = this.#connections.get(id);
     if (!conn) throw new DaemonNotFoundError(id);
@@ -429,7 +571,11 @@ export class Server extends EventTarget implements AsyncDisposable {
    * @param options Environment, directory, timeout, stdin.
    * @returns A handle whose streams resume across dropped links.
    */
-  async spawn(id: string, command: string | string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
+  async spawn(
+    id: string,
+    command: string | string[],
+    options: SpawnOptions = {},
+  ): Promise<RemoteProcess> {
     validateCommand(command);
     validateEnv(options.env);
     positiveInt("timeout", options.timeout);
@@ -437,7 +583,39 @@ export class Server extends EventTarget implements AsyncDisposable {
     if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
       throw new TypeError(`cwd must be a non-empty string, got ${JSON.stringify(options.cwd)}`);
     }
-    return await this.#spawn(id, command, options, undefined);
+    if (!this.#security.audit) return await this.#spawn(id, command, options, undefined);
+    const started = performance.now();
+    const identity = this.#connections.get(id)?.info.identity;
+    const base = { daemon: id, ...(identity !== undefined ? { identity } : {}), command };
+    let process: RemoteProcess;
+    try {
+      process = await this.#spawn(id, command, options, undefined);
+    } catch (error) {
+      this.audit({ ...base, action: "spawn", ok: false, error: String((error as Error)?.message ?? error) });
+      throw error;
+    }
+    this.audit({ ...base, action: "spawn", pid: process.pid, process: process.id, ok: true } as AuditInput);
+    process.status.then(
+      (status) =>
+        this.audit({
+          ...base,
+          action: "exit",
+          process: process.id,
+          exitCode: status.exitCode,
+          durationMs: performance.now() - started,
+          ok: true,
+        } as AuditInput),
+      (error) =>
+        this.audit({
+          ...base,
+          action: "exit",
+          process: process.id,
+          durationMs: performance.now() - started,
+          ok: false,
+          error: String((error as Error)?.message ?? error),
+        } as AuditInput),
+    );
+    return process;
   }
 
   async #spawn(
@@ -447,6 +625,7 @@ export class Server extends EventTarget implements AsyncDisposable {
     pty: { cols: number; rows: number } | undefined,
   ): Promise<RemoteProcess> {
     const conn = this.#connection(id);
+    this.#rateLimit(id);
     const window = pty
       ? Math.min(this.#options.streamWindow, SHELL_WINDOW)
       : this.#options.streamWindow;
@@ -455,7 +634,9 @@ export class Server extends EventTarget implements AsyncDisposable {
       daemonId: id,
       command,
       window,
-      outputs: pty ? [{ name: "output", from: 0 }] : [{ name: "stdout", from: 0 }, { name: "stderr", from: 0 }],
+      outputs: pty
+        ? [{ name: "output", from: 0 }]
+        : [{ name: "stdout", from: 0 }, { name: "stderr", from: 0 }],
       stdin: options.stdin ?? true,
       onGap: options.onGap,
     });
@@ -505,7 +686,9 @@ export class Server extends EventTarget implements AsyncDisposable {
    */
   async attach(id: string, processId: string, options: AttachOptions = {}): Promise<RemoteProcess> {
     if (typeof processId !== "string" || processId === "") {
-      throw new TypeError(`Process id must be a non-empty string, got ${JSON.stringify(processId)}`);
+      throw new TypeError(
+        `Process id must be a non-empty string, got ${JSON.stringify(processId)}`,
+      );
     }
     if (options.from !== undefined && options.from !== null) positiveInt("from", options.from, 0);
     return await this.#attach(id, processId, options, false);
@@ -594,7 +777,12 @@ export class Server extends EventTarget implements AsyncDisposable {
     await conn.request("resize", { proc, cols, rows });
   }
 
-  async #attach(id: string, processId: string, options: AttachOptions, pty: boolean): Promise<RemoteProcess> {
+  async #attach(
+    id: string,
+    processId: string,
+    options: AttachOptions,
+    pty: boolean,
+  ): Promise<RemoteProcess> {
     const conn = this.#connection(id);
     const window = pty
       ? Math.min(this.#options.streamWindow, SHELL_WINDOW)
@@ -645,7 +833,9 @@ export class Server extends EventTarget implements AsyncDisposable {
    */
   async processes(id: string): Promise<ProcessInfo[]> {
     const data = await this.#connection(id).request("processes", {});
-    return (data.processes as (Omit<ProcessInfo, "startedAt"> & { startedAt: string })[]).map((p) => ({
+    return (data.processes as (Omit<ProcessInfo, "startedAt"> & { startedAt: string })[]).map((
+      p,
+    ) => ({
       ...p,
       startedAt: new Date(p.startedAt),
     }));
@@ -662,18 +852,51 @@ export class Server extends EventTarget implements AsyncDisposable {
    * @throws {DaemonNotFoundError} When no such daemon is connected.
    * @throws {DaemonDisconnectedError} When the daemon dropped and did not come back within the grace.
    */
-  async exec(id: string, command: string | string[], options: ExecOptions = {}): Promise<ExecResult> {
+  async exec(
+    id: string,
+    command: string | string[],
+    options: ExecOptions = {},
+  ): Promise<ExecResult> {
     validateCommand(command);
     validateEnv(options.env);
     positiveInt("timeout", options.timeout);
     positiveInt("maxOutputBytes", options.maxOutputBytes, 0);
-    if (options.stdin !== undefined && typeof options.stdin !== "string" && !(options.stdin instanceof Uint8Array)) {
+    if (
+      options.stdin !== undefined && typeof options.stdin !== "string" &&
+      !(options.stdin instanceof Uint8Array)
+    ) {
       throw new TypeError("stdin must be a string or Uint8Array");
     }
     if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
       throw new TypeError(`cwd must be a non-empty string, got ${JSON.stringify(options.cwd)}`);
     }
     options.signal?.throwIfAborted();
+    if (!this.#security.audit) return await this.#exec(id, command, options);
+    const started = performance.now();
+    const identity = this.#connections.get(id)?.info.identity;
+    const base = { daemon: id, ...(identity !== undefined ? { identity } : {}), action: "exec", command };
+    try {
+      const result = await this.#exec(id, command, options);
+      this.audit({
+        ...base,
+        exitCode: result.exitCode,
+        bytes: result.stdoutBytes.byteLength + result.stderrBytes.byteLength,
+        durationMs: result.durationMs,
+        ok: true,
+      });
+      return result;
+    } catch (error) {
+      this.audit({
+        ...base,
+        durationMs: performance.now() - started,
+        ok: false,
+        error: String((error as Error)?.message ?? error),
+      });
+      throw error;
+    }
+  }
+
+  async #exec(id: string, command: string | string[], options: ExecOptions): Promise<ExecResult> {
     const started = performance.now();
     const process = await this.#spawn(id, command, {
       stdin: options.stdin !== undefined,
@@ -703,7 +926,9 @@ export class Server extends EventTarget implements AsyncDisposable {
       : undefined;
     try {
       if (options.stdin !== undefined) {
-        const bytes = typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin;
+        const bytes = typeof options.stdin === "string"
+          ? new TextEncoder().encode(options.stdin)
+          : options.stdin;
         const input = process.input!;
         input.write(bytes).then(() => input.end(), () => {});
       }
@@ -862,39 +1087,74 @@ export class Server extends EventTarget implements AsyncDisposable {
 
   // --- connection handling ---
 
-  #handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
+  async #handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> {
     const url = new URL(request.url);
     if (request.method === "GET" && url.pathname === "/health") {
       return Response.json({ status: "ok", version: VERSION });
     }
-    if (request.method === "GET" && url.pathname === "/stats") return Response.json(this.stats());
-    if (url.pathname !== this.#options.path) return new Response("Not found\n", { status: 404 });
+    const stats = request.method === "GET" && url.pathname === "/stats";
+    if (!stats && url.pathname !== this.#options.path) {
+      return new Response("Not found\n", { status: 404 });
+    }
+    const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+    // Authenticate before anything else is looked at; a refusal says nothing about why (the log does).
+    const identity = await this.#security.authenticator(request);
+    if (identity === null) {
+      log.warn("Answered 401 to {remote} on {path}", { remote, path: url.pathname });
+      return new Response("Unauthorized\n", {
+        status: 401,
+        headers: { "www-authenticate": "Bearer" },
+      });
+    }
+    if (stats) return Response.json(this.stats());
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return Response.json({ error: "Expected a WebSocket upgrade" }, { status: 400 });
     }
-    const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim())
+    const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) =>
+      s.trim()
+    )
       .filter(Boolean);
     if (!offered.includes(SUBPROTOCOL)) {
       return Response.json({
-        error: `Unsupported protocol: offered [${offered.join(", ")}]; this controller speaks ${SUBPROTOCOL}`,
+        error: `Unsupported protocol: offered [${
+          offered.join(", ")
+        }]; this controller speaks ${SUBPROTOCOL}`,
       }, { status: 426 });
     }
     if (this.#closing) return new Response("Shutting down\n", { status: 503 });
-    const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
-    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL, idleTimeout: 0 });
-    this.#accept(socket, remote, "anonymous");
+    const { socket, response } = Deno.upgradeWebSocket(request, {
+      protocol: SUBPROTOCOL,
+      idleTimeout: 0,
+    });
+    this.#accept(socket, remote, identity);
     return response;
   }
 
-  #accept(socket: WebSocket, remoteAddress: string, identity: string): void {
+  #accept(socket: WebSocket, remoteAddress: string, identity: Identity): void {
     socket.binaryType = "arraybuffer";
     this.#pendingSockets.add(socket);
     let conn: Connection | null = null;
+    let refused = false;
     const handshake = setTimeout(() => {
       log.warn("No hello from {remote} within the handshake timeout", { remote: remoteAddress });
       socket.close(4008, "handshake timeout");
     }, this.#options.handshakeTimeoutMs);
     socket.onmessage = (event) => {
+      if (refused) return;
+      const limit = conn ? this.#options.maxMessageBytes : MAX_HELLO_BYTES;
+      const size = messageBytes(event.data, limit);
+      if (size > limit) {
+        log.warn("A {size}-byte message from {who} exceeds {limit} bytes; closing its link", {
+          size,
+          who: conn?.info.id ?? remoteAddress,
+          limit,
+        });
+        refused = true;
+        clearTimeout(handshake);
+        socket.close(1009, "message too big");
+        if (conn) this.#disconnected(conn);
+        return;
+      }
       if (conn) {
         conn.lastSeen = Date.now();
         if (typeof event.data === "string") this.#onText(conn, event.data);
@@ -904,18 +1164,33 @@ export class Server extends EventTarget implements AsyncDisposable {
       // Handshake: the first message must be a valid hello.
       let hello: DaemonMessage;
       try {
-        if (typeof event.data !== "string") throw new ProtocolError("Expected a hello text frame first");
+        if (typeof event.data !== "string") {
+          throw new ProtocolError("Expected a hello text frame first");
+        }
         hello = parseDaemonMessage(event.data);
         if (hello.t !== "hello") throw new ProtocolError(`Expected hello first, got '${hello.t}'`);
         if (!DAEMON_ID.test(hello.id)) throw new ProtocolError(`Invalid daemon id '${hello.id}'`);
       } catch (error) {
+        refused = true;
         clearTimeout(handshake);
         socket.close(4000, (error as Error).message.slice(0, 120));
         return;
       }
       clearTimeout(handshake);
       this.#pendingSockets.delete(socket);
-      conn = this.#register_connection(socket, hello, remoteAddress, identity);
+      if (bindsDaemonId(identity) && identity.subject !== hello.id) {
+        // A per-daemon credential speaks for one daemon id only.
+        log.warn("Refused daemon id {id} from {remote}: its credential is for {subject}", {
+          id: hello.id,
+          remote: remoteAddress,
+          subject: identity.subject,
+        });
+        refused = true;
+        socket.close(4001, "credential does not match the daemon id");
+        return;
+      }
+      conn = this.#register_connection(socket, hello, remoteAddress, identity.subject);
+      if (!conn) refused = true;
     };
     socket.onclose = () => {
       clearTimeout(handshake);
@@ -945,10 +1220,13 @@ export class Server extends EventTarget implements AsyncDisposable {
     };
     const previous = this.#connections.get(info.id);
     if (previous) {
-      // Policy: the same daemon process (same instance) reconnecting replaces its older connection, which may be
-      // half-open; a different process claiming a connected id is refused.
+      // Policy: the same daemon process (same instance) with the same authenticated identity reconnecting
+      // replaces its older connection, which may be half-open; anything else claiming a connected id is refused.
       if (previous.instance !== hello.instance || previous.info.identity !== identity) {
-        log.warn("Refused a second daemon claiming id {id} from {remote}", { id: info.id, remote: remoteAddress });
+        log.warn("Refused a second daemon claiming id {id} from {remote}", {
+          id: info.id,
+          remote: remoteAddress,
+        });
         socket.close(4009, `Daemon id '${info.id}' is already connected`);
         return null;
       }
@@ -956,10 +1234,37 @@ export class Server extends EventTarget implements AsyncDisposable {
       previous.close(4004, "replaced by a newer connection of the same daemon");
       this.#disconnected(previous);
     }
-    const conn = new Connection(socket, info, hello.instance);
+    const conn = new GuardedConnection(socket, info, hello.instance, {
+      maxBufferedBytes: this.#options.maxBufferedBytes,
+      onOverflow: (guarded, buffered) => {
+        log.warn("Daemon {id} is not reading: {buffered} bytes queued; dropping its link", {
+          id: guarded.info.id,
+          buffered,
+        });
+        guarded.close(1008, "send buffer overflow");
+        this.#disconnected(guarded);
+      },
+      onRequest: (guarded, op, args, result) => {
+        if (op !== "signal" || !this.#security.audit) return;
+        const started = performance.now();
+        const record = (ok: boolean, error?: unknown) =>
+          this.audit({
+            daemon: guarded.info.id,
+            identity: guarded.info.identity,
+            action: "signal",
+            command: String(args.signal),
+            process: String(args.proc),
+            durationMs: performance.now() - started,
+            ok,
+            ...(error !== undefined ? { error: String((error as Error)?.message ?? error) } : {}),
+          } as AuditInput);
+        result.then(() => record(true), (error) => record(false, error));
+      },
+    });
     this.#connections.set(info.id, conn);
     conn.send({ t: "welcome", version: VERSION, heartbeatMs: this.#options.heartbeatMs });
     log.info("Daemon {id} connected from {remote}", { id: info.id, remote: remoteAddress });
+    this.audit({ daemon: info.id, identity, action: "connect", ok: true });
     for (const set of this.#processes.values()) {
       for (const process of set) {
         if (process.daemonId === info.id) process.reattach(conn);
@@ -975,11 +1280,19 @@ export class Server extends EventTarget implements AsyncDisposable {
     if (this.#connections.get(conn.info.id) !== conn) return;
     this.#connections.delete(conn.info.id);
     log.info("Daemon {id} disconnected", { id: conn.info.id });
+    this.audit({
+      daemon: conn.info.id,
+      identity: conn.info.identity,
+      action: "disconnect",
+      durationMs: Date.now() - conn.info.connectedAt.getTime(),
+      ok: true,
+    });
     for (const set of this.#processes.values()) {
       for (const process of set) {
         if (process.daemonId === conn.info.id) {
-          if (this.#closing) process.fail(new DaemonDisconnectedError(conn.info.id, "Server closed"));
-          else process.linkLost();
+          if (this.#closing) {
+            process.fail(new DaemonDisconnectedError(conn.info.id, "Server closed"));
+          } else process.linkLost();
         }
       }
     }
@@ -991,7 +1304,10 @@ export class Server extends EventTarget implements AsyncDisposable {
     try {
       message = parseDaemonMessage(text);
     } catch (error) {
-      log.warn("Refused a message from {id}: {message}", { id: conn.info.id, message: (error as Error).message });
+      log.warn("Refused a message from {id}: {message}", {
+        id: conn.info.id,
+        message: (error as Error).message,
+      });
       conn.send({ t: "error", code: "PROTOCOL", message: (error as Error).message });
       return;
     }
@@ -1002,7 +1318,14 @@ export class Server extends EventTarget implements AsyncDisposable {
       case "pong":
         return;
       case "res":
-        if (!conn.response(message.rid, message.ok, message.ok ? message.data : undefined, message.ok ? undefined : message.error)) {
+        if (
+          !conn.response(
+            message.rid,
+            message.ok,
+            message.ok ? message.data : undefined,
+            message.ok ? undefined : message.error,
+          )
+        ) {
           conn.send({ t: "error", code: "PROTOCOL", message: `No pending request ${message.rid}` });
         }
         return;
@@ -1049,7 +1372,9 @@ export class Server extends EventTarget implements AsyncDisposable {
       return;
     }
     this.#earlyExits.set(key, status);
-    if (this.#earlyExits.size > 1024) this.#earlyExits.delete(this.#earlyExits.keys().next().value!);
+    if (this.#earlyExits.size > 1024) {
+      this.#earlyExits.delete(this.#earlyExits.keys().next().value!);
+    }
   }
 
   #onBinary(conn: Connection, bytes: Uint8Array): void {
@@ -1071,7 +1396,10 @@ export class Server extends EventTarget implements AsyncDisposable {
     const limit = this.#options.heartbeatMs * 3;
     for (const conn of [...this.#connections.values()]) {
       if (now - conn.lastSeen > limit) {
-        log.warn("Daemon {id} silent for {ms} ms; dropping it", { id: conn.info.id, ms: now - conn.lastSeen });
+        log.warn("Daemon {id} silent for {ms} ms; dropping it", {
+          id: conn.info.id,
+          ms: now - conn.lastSeen,
+        });
         conn.close(4008, "heartbeat timeout");
         this.#disconnected(conn);
       } else {
@@ -1090,11 +1418,38 @@ export class Server extends EventTarget implements AsyncDisposable {
         this.#disconnected(conn);
       }
       for (const set of this.#processes.values()) {
-        for (const process of set) process.fail(new DaemonDisconnectedError(process.daemonId, "Server closed"));
+        for (const process of set) {
+          process.fail(new DaemonDisconnectedError(process.daemonId, "Server closed"));
+        }
       }
       await this.#http.shutdown();
+      const audit = this.#security.audit;
+      if (audit && this.#security.ownsAudit) await audit.close();
+      else await audit?.flush();
     })();
     return this.#closing;
+  }
+
+  /**
+   * Write a record to the audit trail (a no-op without `audit`). The server records `exec`, `spawn`, `exit`,
+   * `signal`, `connect` and `disconnect`; terminal sessions and file transfers record theirs through this too.
+   *
+   * @param record The record; `time` defaults to now.
+   */
+  audit(record: AuditInput): void {
+    const trail = this.#security.audit;
+    if (!trail) return;
+    try {
+      trail.write(record);
+    } catch (error) {
+      // A malformed record must not break the action being audited.
+      log.error("Bad audit record: {error}", { error: String(error) });
+    }
+  }
+
+  /** Charge one command to the rate limits. */
+  #rateLimit(id: string): void {
+    this.#security.limiter?.take(id);
   }
 
   /** Same as {@linkcode Server.close}. */
