@@ -23,16 +23,20 @@ export class OutputBuffer {
     return this.#end;
   }
 
-  append(chunk: Uint8Array): void {
+  /**
+   * Add a chunk. Bytes from `keepFrom` on are never dropped, even when that holds more than `capacity` for a while
+   * (a read may bring a chunk larger than the room left; unacknowledged bytes must survive it).
+   */
+  append(chunk: Uint8Array, keepFrom: number = Infinity): void {
     if (chunk.length === 0) return;
     this.#chunks.push(chunk);
     this.#starts.push(this.#end);
     this.#end += chunk.length;
-    this.#trim();
+    this.#trim(keepFrom);
   }
 
-  #trim(): void {
-    const floor = this.#end - this.capacity;
+  #trim(keepFrom: number): void {
+    const floor = Math.min(this.#end - this.capacity, keepFrom);
     while (this.#head < this.#chunks.length) {
       const chunk = this.#chunks[this.#head]!;
       const chunkStart = this.#starts[this.#head]!;

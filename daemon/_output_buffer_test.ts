@@ -25,3 +25,13 @@ Deno.test("chunks larger than the window are trimmed and many small chunks stay 
   assertEquals(concat(many.read(19_998, 10)), [19_998 & 0xff, 19_999 & 0xff]);
   assertEquals(many.start, 15_000);
 });
+
+Deno.test("bytes not yet acknowledged survive a chunk larger than the room left", () => {
+  const buffer = new OutputBuffer(8);
+  buffer.append(new Uint8Array([1, 2, 3, 4, 5, 6]), 0);
+  buffer.append(new Uint8Array([7, 8, 9, 10, 11, 12]), 2); // an attachment has acknowledged up to offset 2
+  assertEquals(buffer.start, 2);
+  assertEquals(concat(buffer.read(2, 100)), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  buffer.append(new Uint8Array([13]));
+  assertEquals(buffer.start, 5);
+});

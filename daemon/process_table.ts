@@ -108,7 +108,9 @@ class OutputState {
       this.ended = true;
       this.#onEnd();
     } else {
-      this.buffer.append(chunk);
+      let minAcked = Infinity;
+      for (const a of this.attachments) minAcked = Math.min(minAcked, a.acked);
+      this.buffer.append(chunk, minAcked);
     }
     this.pump();
     this.pull();

@@ -150,7 +150,11 @@ export class InboundStream {
       if (chunk) {
         controller.enqueue(chunk);
         this.#delivered += chunk.length;
-        if (this.#conn && this.#delivered - this.#acked >= this.window / 4) {
+        // Return credit every quarter window, and whenever the consumer has caught up: the daemon's window for
+        // this stream may be smaller than ours (it is capped by the daemon's retention), and it must never wait
+        // for an ack we are holding back.
+        const unacked = this.#delivered - this.#acked;
+        if (this.#conn && (unacked >= this.window / 4 || (this.#queue.length === 0 && !this.#ended && unacked > 0))) {
           this.#acked = this.#delivered;
           this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
         }
