@@ -62,8 +62,191 @@ export interface StreamResume {
 }
 const streamResume: Check<StreamResume> = object({ sid, from: nullable(offset) });
 
-/** Argument schemas of every request operation. */
-export const REQUEST_ARGS = {
+/** Arguments of `spawn`: start a process (or a terminal when `pty` is set) and bind its streams. */
+export interface SpawnArgs {
+  /** A string runs through the shell; an array runs the program directly. */
+  command: string | string[];
+  /** Stream id for standard output (or the terminal output). */
+  stdout: number;
+  /** Flow-control window in bytes for every stream of this request. */
+  window: number;
+  /** Environment variables added to the daemon's. */
+  env?: Record<string, string>;
+  /** Working directory. */
+  cwd?: string;
+  /** Kill the process group after this many milliseconds. */
+  timeoutMs?: number;
+  /** SIGTERM escalates to SIGKILL after this many milliseconds. */
+  killGraceMs?: number;
+  /** Run on a pseudo-terminal of this size. */
+  pty?: { cols: number; rows: number };
+  /** Stream id for standard error. */
+  stderr?: number;
+  /** Stream id for standard input; without it stdin is empty. */
+  stdin?: number;
+  /** Output bytes retained per stream for resume. */
+  retainBytes?: number;
+}
+
+/** Arguments of `attach`: bind new streams to a process the daemon holds. */
+export interface AttachArgs {
+  /** Process id. */
+  proc: string;
+  /** Flow-control window. */
+  window: number;
+  /** Where standard output resumes. */
+  stdout?: StreamResume;
+  /** Where standard error resumes. */
+  stderr?: StreamResume;
+  /** Take over standard input on this stream id. */
+  stdin?: number;
+}
+
+/** Arguments naming a process (`detach`). */
+export interface ProcessArgs {
+  /** Process id. */
+  proc: string;
+}
+
+/** Arguments of `signal`. */
+export interface SignalArgs extends ProcessArgs {
+  /** The signal, one of {@linkcode SIGNALS}. */
+  signal: Deno.Signal;
+}
+
+/** Arguments of `resize`. */
+export interface ResizeArgs extends ProcessArgs {
+  /** Columns, 1 to 65535. */
+  cols: number;
+  /** Rows, 1 to 65535. */
+  rows: number;
+}
+
+/** Arguments of `upload`: the data follows on stream `sid`, then `eof` with its SHA-256. */
+export interface UploadArgs {
+  /** Destination path on the worker. */
+  path: string;
+  /** Stream id carrying the data. */
+  sid: number;
+  /** Flow-control window. */
+  window: number;
+  /** File mode. */
+  mode?: number;
+  /** Create missing parent directories. */
+  mkdirs?: boolean;
+  /** The data is a tar archive to unpack at `path`. */
+  archive?: "tar";
+  /** Expected size, when known. */
+  size?: number;
+}
+
+/** Arguments of `download`. */
+export interface DownloadArgs {
+  /** Source path on the worker. */
+  path: string;
+  /** Stream id the daemon sends on. */
+  sid: number;
+  /** Flow-control window. */
+  window: number;
+  /** Start at this byte offset (resume). */
+  from?: number;
+  /** Send the directory at `path` as a tar archive. */
+  archive?: "tar";
+}
+
+/** Arguments naming a path (`stat`). */
+export interface PathArgs {
+  /** Path on the worker. */
+  path: string;
+}
+
+/** Arguments of `list`. */
+export interface ListArgs extends PathArgs {
+  /** Descend into directories. */
+  recursive?: boolean;
+}
+
+/** Arguments of `mkdir`. */
+export interface MkdirArgs extends PathArgs {
+  /** Create parents. */
+  recursive?: boolean;
+  /** Directory mode. */
+  mode?: number;
+}
+
+/** Arguments of `remove`. */
+export interface RemoveArgs extends PathArgs {
+  /** Remove a directory and its contents. */
+  recursive?: boolean;
+}
+
+/** Arguments of `move`. */
+export interface MoveArgs {
+  /** Source path. */
+  from: string;
+  /** Destination path. */
+  to: string;
+}
+
+/** Arguments of `watch`: events arrive as `fsevent` messages carrying `wid`. */
+export interface WatchArgs extends PathArgs {
+  /** Watch id chosen by the controller. */
+  wid: number;
+  /** Watch subdirectories too. */
+  recursive?: boolean;
+}
+
+/** Arguments of `unwatch`. */
+export interface UnwatchArgs {
+  /** Watch id. */
+  wid: number;
+}
+
+/** The argument type of each request operation. */
+export interface OperationArgs {
+  /** Start a process. */
+  spawn: SpawnArgs;
+  /** Attach to a process. */
+  attach: AttachArgs;
+  /** Detach from a process. */
+  detach: ProcessArgs;
+  /** Signal a process group. */
+  signal: SignalArgs;
+  /** Resize a terminal. */
+  resize: ResizeArgs;
+  /** List processes. */
+  processes: Record<never, never>;
+  /** Upload a file or tree. */
+  upload: UploadArgs;
+  /** Download a file or tree. */
+  download: DownloadArgs;
+  /** Stat a path. */
+  stat: PathArgs;
+  /** List a directory. */
+  list: ListArgs;
+  /** Make a directory. */
+  mkdir: MkdirArgs;
+  /** Remove a path. */
+  remove: RemoveArgs;
+  /** Move a path. */
+  move: MoveArgs;
+  /** Watch a path. */
+  watch: WatchArgs;
+  /** Stop watching. */
+  unwatch: UnwatchArgs;
+}
+
+/** Names of request operations. */
+export type Operation = keyof OperationArgs;
+
+/** The argument type of an operation. */
+export type RequestArgs<Op extends Operation> = OperationArgs[Op];
+
+/** A validator: returns the value typed, or throws a `ProtocolError` naming the field. */
+export type ArgsCheck<T> = (value: unknown, path: string) => T;
+
+/** Argument validators of every request operation. */
+export const REQUEST_ARGS: { readonly [Op in Operation]: ArgsCheck<OperationArgs[Op]> } = {
   spawn: object({ command, stdout: sid, window }, {
     env,
     cwd: path,
@@ -97,18 +280,7 @@ export const REQUEST_ARGS = {
   move: object({ from: path, to: path }),
   watch: object({ path, wid: int(1, MAX_STREAM_ID) }, { recursive: bool }),
   unwatch: object({ wid: int(1, MAX_STREAM_ID) }),
-} as const;
-
-/** Names of request operations. */
-export type Operation = keyof typeof REQUEST_ARGS;
-
-/** The argument type of an operation. */
-export type RequestArgs<Op extends Operation> = ReturnType<(typeof REQUEST_ARGS)[Op]>;
-
-/** Arguments of `spawn`. */
-export type SpawnArgs = RequestArgs<"spawn">;
-/** Arguments of `attach`. */
-export type AttachArgs = RequestArgs<"attach">;
+};
 
 /** A request from the controller: `{ t: "req", rid, op, args }`. Answered by exactly one {@linkcode ResponseMessage}. */
 export interface RequestMessage<Op extends Operation = Operation> {

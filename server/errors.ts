@@ -22,6 +22,8 @@ export class DaemonNotFoundError extends Error {
   /** The id asked for. */
   readonly daemonId: string;
   /**
+   * Make the error.
+   *
    * @param daemonId The id asked for.
    * @param message Override the message.
    */
@@ -47,6 +49,8 @@ export class DaemonDisconnectedError extends Error {
   /** The daemon. */
   readonly daemonId: string;
   /**
+   * Make the error.
+   *
    * @param daemonId The daemon.
    * @param message Override the message.
    */
@@ -85,6 +89,8 @@ export class CommandTimeoutError extends Error {
   /** Output produced before the kill. */
   readonly partial: PartialOutput;
   /**
+   * Make the error.
+   *
    * @param timeoutMs The timeout.
    * @param partial Output so far.
    */
@@ -115,6 +121,8 @@ export class RemoteError extends Error {
   /** Path, for file errors. */
   readonly path: string | undefined;
   /**
+   * Make the error.
+   *
    * @param daemonId The daemon.
    * @param error The wire error.
    */
@@ -138,6 +146,8 @@ export class RemoteError extends Error {
  */
 export class UnknownProcessError extends RemoteError {
   /**
+   * Make the error.
+   *
    * @param daemonId The daemon.
    * @param error The wire error.
    */
@@ -158,6 +168,8 @@ export class UnknownProcessError extends RemoteError {
  */
 export class ProcessExitedError extends RemoteError {
   /**
+   * Make the error.
+   *
    * @param daemonId The daemon.
    * @param error The wire error.
    */
@@ -181,6 +193,8 @@ export class PolicyError extends RemoteError {
   /** The rule that refused it. */
   readonly rule: string;
   /**
+   * Make the error.
+   *
    * @param daemonId The daemon.
    * @param error The wire error.
    */
@@ -204,6 +218,8 @@ export class PolicyError extends RemoteError {
  */
 export class FileError extends RemoteError {
   /**
+   * Make the error.
+   *
    * @param daemonId The daemon.
    * @param error The wire error.
    */
@@ -268,6 +284,8 @@ export class SignalNotAllowedError extends TypeError {
   /** The signal asked for. */
   readonly signal: string;
   /**
+   * Make the error.
+   *
    * @param signal The signal asked for.
    * @param allowed The allowed signals.
    */

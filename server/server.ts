@@ -195,6 +195,8 @@ export class DaemonEvent extends Event {
   /** The daemon. */
   readonly daemon: DaemonInfo;
   /**
+   * Make the event.
+   *
    * @param type `connect` or `disconnect`.
    * @param daemon The daemon.
    */
