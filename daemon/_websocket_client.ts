@@ -136,7 +136,7 @@ export class WebSocketClient {
         const maskAt = at;
         if (masked) at += 4;
         if (pending.length < at + length) break;
-        let payload = pending.slice(at, at + length);
+        const payload = pending.slice(at, at + length);
         if (masked) {
           const mask = pending.subarray(maskAt, maskAt + 4);
           for (let i = 0; i < payload.length; i++) payload[i]! ^= mask[i & 3]!;
