@@ -233,7 +233,9 @@ export function parseDaemonArgs(
       root = Deno.realPathSync(values.root);
       if (!Deno.statSync(root).isDirectory) throw new Error("not a directory");
     } catch (error) {
-      throw new UsageError(`--root must be a directory, got '${values.root}': ${(error as Error).message}`);
+      throw new UsageError(
+        `--root must be a directory, got '${values.root}': ${(error as Error).message}`,
+      );
     }
   }
   const policy: PolicyOptions = {};
@@ -270,7 +272,9 @@ export function parseDaemonArgs(
   const memoryBytes = integer("memory-bytes", values["memory-bytes"]);
   if (memoryBytes !== undefined) policy.memoryBytes = memoryBytes;
   if (values["default-timeout"] !== undefined) {
-    policy.defaultTimeoutMs = Math.round(number("default-timeout", values["default-timeout"], 0, 0.001) * 1000);
+    policy.defaultTimeoutMs = Math.round(
+      number("default-timeout", values["default-timeout"], 0, 0.001) * 1000,
+    );
   }
   if (values["max-timeout"] !== undefined) {
     policy.maxTimeoutMs = Math.round(number("max-timeout", values["max-timeout"], 0, 0.001) * 1000);

@@ -196,9 +196,12 @@ export class Daemon implements AsyncDisposable {
       if (args.command === LOGIN_SHELL_COMMAND) {
         // An interactive login shell can run anything: no allow list or shell ban can hold inside it.
         if (policy.options.noShell) {
-          throw new PolicyError("Interactive shells are disabled by the daemon's policy (noShell)", {
-            rule: "noShell",
-          });
+          throw new PolicyError(
+            "Interactive shells are disabled by the daemon's policy (noShell)",
+            {
+              rule: "noShell",
+            },
+          );
         }
         if (policy.options.allow?.length) {
           throw new PolicyError("An interactive login shell is not on the daemon's allow list", {
@@ -216,7 +219,9 @@ export class Daemon implements AsyncDisposable {
       }
       policy.checkProcessCount(this.#table.running);
       const timeoutMs = policy.checkTimeout(args.timeoutMs);
-      return timeoutMs === args.timeoutMs ? args : { ...args, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+      return timeoutMs === args.timeoutMs
+        ? args
+        : { ...args, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
     } catch (error) {
       if (error instanceof PolicyError) throw error;
       throw new DaemonRequestError("BAD_REQUEST", (error as Error).message);

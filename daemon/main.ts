@@ -36,7 +36,9 @@ async function main(): Promise<number> {
   }
   let policy: Policy;
   try {
-    const file = config.policyFile !== undefined ? (await Policy.fromFile(config.policyFile)).options : {};
+    const file = config.policyFile !== undefined
+      ? (await Policy.fromFile(config.policyFile)).options
+      : {};
     policy = new Policy(Policy.merge(file, config.policy));
     // Fail now, not on the first command, when a user switch or a resource limit cannot be applied here.
     policy.wrapArgv(["true"]);

@@ -36,15 +36,27 @@ try {
   const info = await server.waitForDaemon("demo-worker", { timeout: 30_000 });
   console.log(`daemon ${info.id} connected: ${info.hostname} ${info.platform}/${info.arch}`);
 
-  for (const command of ["uname -a", "echo $((6 * 7))", "ls /no/such/place", ["printf", "%s\\n", "argv, no shell"]]) {
+  for (
+    const command of ["uname -a", "echo $((6 * 7))", "ls /no/such/place", [
+      "printf",
+      "%s\\n",
+      "argv, no shell",
+    ]]
+  ) {
     const r = await server.exec("demo-worker", command, { timeout: 10_000 });
-    console.log(`\n$ ${Array.isArray(command) ? JSON.stringify(command) : command}  (exit ${r.exitCode}, ${r.durationMs.toFixed(1)} ms)`);
+    console.log(
+      `\n$ ${Array.isArray(command) ? JSON.stringify(command) : command}  (exit ${r.exitCode}, ${
+        r.durationMs.toFixed(1)
+      } ms)`,
+    );
     if (r.stdout) console.log(r.stdout.trimEnd());
     if (r.stderr) console.log(`stderr: ${r.stderr.trimEnd()}`);
   }
 
   console.log("\n$ sort  (stdin streamed, then EOF)");
-  console.log((await server.exec("demo-worker", "sort", { stdin: "pear\napple\nfig\n" })).stdout.trimEnd());
+  console.log(
+    (await server.exec("demo-worker", "sort", { stdin: "pear\napple\nfig\n" })).stdout.trimEnd(),
+  );
 
   console.log("\nfive commands at once, one second each:");
   const started = performance.now();
@@ -53,7 +65,9 @@ try {
 
   console.log("\na streaming process:");
   const p = await server.spawn("demo-worker", "for i in 1 2 3; do echo tick $i; sleep 0.2; done");
-  for await (const chunk of p.stdout.pipeThrough(new TextDecoderStream())) Deno.stdout.write(new TextEncoder().encode(`  ${chunk}`));
+  for await (const chunk of p.stdout.pipeThrough(new TextDecoderStream())) {
+    Deno.stdout.write(new TextEncoder().encode(`  ${chunk}`));
+  }
   console.log(`  exit ${(await p.status).exitCode}`);
 } finally {
   daemon.kill("SIGTERM");

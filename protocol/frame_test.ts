@@ -14,7 +14,11 @@ Deno.test("data frames round trip ids, large offsets and payloads", () => {
 });
 
 Deno.test("bad binary frames are refused with ProtocolError", () => {
-  assertThrows(() => decodeDataFrame(new Uint8Array(FRAME_HEADER_BYTES - 1)), ProtocolError, "shorter");
+  assertThrows(
+    () => decodeDataFrame(new Uint8Array(FRAME_HEADER_BYTES - 1)),
+    ProtocolError,
+    "shorter",
+  );
   const wrongKind = encodeDataFrame(1, 0, new Uint8Array(1));
   wrongKind[0] = 7;
   assertThrows(() => decodeDataFrame(wrongKind), ProtocolError, "kind 7");

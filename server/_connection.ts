@@ -94,7 +94,12 @@ export class Connection {
     });
   }
 
-  response(rid: number, ok: boolean, data: Record<string, unknown> | undefined, error: WireError | undefined): boolean {
+  response(
+    rid: number,
+    ok: boolean,
+    data: Record<string, unknown> | undefined,
+    error: WireError | undefined,
+  ): boolean {
     const pending = this.#pending.get(rid);
     if (!pending) return false;
     this.#pending.delete(rid);
@@ -107,7 +112,9 @@ export class Connection {
   closedNow(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const pending of this.#pending.values()) pending.reject(new DaemonDisconnectedError(this.info.id));
+    for (const pending of this.#pending.values()) {
+      pending.reject(new DaemonDisconnectedError(this.info.id));
+    }
     this.#pending.clear();
     const routes = [...this.routes.values()];
     this.routes.clear();

@@ -290,7 +290,11 @@ export class SignalNotAllowedError extends TypeError {
    * @param allowed The allowed signals.
    */
   constructor(signal: string, allowed: readonly string[] = []) {
-    super(`Signal '${signal}' is not allowed${allowed.length ? `; allowed: ${allowed.join(", ")}` : ""}`);
+    super(
+      `Signal '${signal}' is not allowed${
+        allowed.length ? `; allowed: ${allowed.join(", ")}` : ""
+      }`,
+    );
     this.name = "SignalNotAllowedError";
     this.signal = signal;
   }

@@ -217,7 +217,13 @@ export class RemoteProcess {
   }
 
   /** @internal The daemon accepted the spawn or attach. */
-  started(conn: Connection, proc: string, pid: number, stdinSid: number | undefined, stdinOffset: number): void {
+  started(
+    conn: Connection,
+    proc: string,
+    pid: number,
+    stdinSid: number | undefined,
+    stdinOffset: number,
+  ): void {
     this.#id = proc;
     this.#pid = pid;
     clearTimeout(this.#graceTimer);
@@ -266,7 +272,10 @@ export class RemoteProcess {
     if (this.#exit) return;
     this.#exit = status;
     this.#stdin?.fail(
-      new ProcessExitedError(this.daemonId, { code: "PROCESS_EXITED", message: `Process ${this.#id} has exited` }),
+      new ProcessExitedError(this.daemonId, {
+        code: "PROCESS_EXITED",
+        message: `Process ${this.#id} has exited`,
+      }),
     );
     this.#resolve(status);
     this.#maybeRelease();

@@ -31,16 +31,16 @@ import {
 import { type AttachShellOptions, RemoteShell, type ShellOptions } from "./shell.ts";
 import {
   dispatchFsEvent,
-  type DownloadDirOptions,
   downloadDirectory,
+  type DownloadDirOptions,
   downloadFile,
   downloadFileStream,
   type DownloadOptions,
   type FileHost,
   RemoteFs,
+  uploadDirectory,
   type UploadDirOptions,
   type UploadDirResult,
-  uploadDirectory,
   uploadFile,
   type UploadOptions,
   type UploadResult,
@@ -593,10 +593,17 @@ export class Server extends EventTarget implements AsyncDisposable {
     try {
       process = await this.#spawn(id, command, options, undefined);
     } catch (error) {
-      this.audit({ ...base, action: "spawn", ok: false, error: String((error as Error)?.message ?? error) });
+      this.audit({
+        ...base,
+        action: "spawn",
+        ok: false,
+        error: String((error as Error)?.message ?? error),
+      });
       throw error;
     }
-    this.audit({ ...base, action: "spawn", pid: process.pid, process: process.id, ok: true } as AuditInput);
+    this.audit(
+      { ...base, action: "spawn", pid: process.pid, process: process.id, ok: true } as AuditInput,
+    );
     process.status.then(
       (status) =>
         this.audit({
@@ -876,7 +883,12 @@ export class Server extends EventTarget implements AsyncDisposable {
     if (!this.#security.audit) return await this.#exec(id, command, options);
     const started = performance.now();
     const identity = this.#connections.get(id)?.info.identity;
-    const base = { daemon: id, ...(identity !== undefined ? { identity } : {}), action: "exec", command };
+    const base = {
+      daemon: id,
+      ...(identity !== undefined ? { identity } : {}),
+      action: "exec",
+      command,
+    };
     try {
       const result = await this.#exec(id, command, options);
       this.audit({

@@ -29,25 +29,37 @@ export async function assertRejects<E extends Error = Error>(
     await fn();
   } catch (error) {
     if (ErrorClass && !(error instanceof ErrorClass)) {
-      throw new Error(`Expected ${ErrorClass.name}, got ${(error as Error)?.name}: ${(error as Error)?.message}`);
+      throw new Error(
+        `Expected ${ErrorClass.name}, got ${(error as Error)?.name}: ${(error as Error)?.message}`,
+      );
     }
     if (includes && !String((error as Error)?.message).includes(includes)) {
-      throw new Error(`Expected message to include '${includes}', got '${(error as Error)?.message}'`);
+      throw new Error(
+        `Expected message to include '${includes}', got '${(error as Error)?.message}'`,
+      );
     }
     return error as E;
   }
   throw new Error("Expected the promise to reject");
 }
 
-export function assertThrows<E extends Error = Error>(fn: () => unknown, ErrorClass?: ErrorClass<E>, includes?: string): E {
+export function assertThrows<E extends Error = Error>(
+  fn: () => unknown,
+  ErrorClass?: ErrorClass<E>,
+  includes?: string,
+): E {
   try {
     fn();
   } catch (error) {
     if (ErrorClass && !(error instanceof ErrorClass)) {
-      throw new Error(`Expected ${ErrorClass.name}, got ${(error as Error)?.name}: ${(error as Error)?.message}`);
+      throw new Error(
+        `Expected ${ErrorClass.name}, got ${(error as Error)?.name}: ${(error as Error)?.message}`,
+      );
     }
     if (includes && !String((error as Error)?.message).includes(includes)) {
-      throw new Error(`Expected message to include '${includes}', got '${(error as Error)?.message}'`);
+      throw new Error(
+        `Expected message to include '${includes}', got '${(error as Error)?.message}'`,
+      );
     }
     return error as E;
   }

@@ -94,7 +94,9 @@ export class TestDaemon implements AsyncDisposable {
 }
 
 /** Run the daemon's CLI to completion (for flag tests). */
-export async function runDaemonCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runDaemonCli(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", ...DAEMON_PERMISSION_FLAGS, MAIN, ...args],
     env: { SANDD_SERVER_URL: "" },
@@ -116,10 +118,16 @@ export function alive(pid: number): boolean {
 }
 
 /** Wait (bounded) for a condition that has no event to await, such as a process disappearing. */
-export async function eventually(check: () => boolean, timeoutMs = 5_000, what = "condition"): Promise<void> {
+export async function eventually(
+  check: () => boolean,
+  timeoutMs = 5_000,
+  what = "condition",
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -3,7 +3,11 @@ import { DaemonDisconnectedError, type DaemonEvent, Server, SUBPROTOCOL } from "
 import { alive, eventually, runDaemonCli, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
 
-function nextEvent(server: Server, type: "connect" | "disconnect", id: string): Promise<DaemonEvent> {
+function nextEvent(
+  server: Server,
+  type: "connect" | "disconnect",
+  id: string,
+): Promise<DaemonEvent> {
   return new Promise((resolve) => {
     const listener = (event: Event) => {
       if ((event as DaemonEvent).daemon.id !== id) return;
@@ -130,7 +134,9 @@ Deno.test("a protocol version mismatch is refused with a reason", async () => {
   }
 });
 
-function rawClient(url: string): Promise<{ socket: WebSocket; messages: unknown[]; closed: Promise<CloseEvent> }> {
+function rawClient(
+  url: string,
+): Promise<{ socket: WebSocket; messages: unknown[]; closed: Promise<CloseEvent> }> {
   const socket = new WebSocket(url, [SUBPROTOCOL]);
   socket.binaryType = "arraybuffer";
   const messages: unknown[] = [];
@@ -228,7 +234,10 @@ Deno.test("the daemon drops a silent controller within three heartbeats and redi
   const redialed = Promise.withResolvers<number>();
   let firstAt = 0;
   const fake = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL, idleTimeout: 0 });
+    const { socket, response } = Deno.upgradeWebSocket(request, {
+      protocol: SUBPROTOCOL,
+      idleTimeout: 0,
+    });
     const n = ++connections;
     socket.onmessage = (event) => {
       if (typeof event.data === "string" && JSON.parse(event.data).t === "hello") {

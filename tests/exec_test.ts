@@ -32,7 +32,10 @@ Deno.test("exec passes env and cwd, runs argv directly", async () => {
   await using t = await setup();
   const dir = await Deno.makeTempDir();
   try {
-    const r = await t.server.exec("w1", 'printf "%s|" "$SANDD_A" "$(pwd)"', { env: { SANDD_A: "x y" }, cwd: dir });
+    const r = await t.server.exec("w1", 'printf "%s|" "$SANDD_A" "$(pwd)"', {
+      env: { SANDD_A: "x y" },
+      cwd: dir,
+    });
     assertEquals(r.stdout, `x y|${await Deno.realPath(dir)}|`);
     const argv = await t.server.exec("w1", ["printf", "%s", "a b;c"]);
     assertEquals(argv.stdout, "a b;c");
@@ -79,7 +82,9 @@ Deno.test("a timeout kills the whole process group and reports partial output", 
 Deno.test("10 concurrent one-second commands finish in about a second", async () => {
   await using t = await setup();
   const started = performance.now();
-  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => t.server.exec("w1", `sleep 1; echo ${i}`)));
+  const results = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => t.server.exec("w1", `sleep 1; echo ${i}`)),
+  );
   const elapsed = performance.now() - started;
   results.forEach((r, i) => assertEquals(r.stdout, `${i}\n`));
   assertLess(elapsed, 2_500);
@@ -90,7 +95,9 @@ Deno.test("10 MB of output arrives byte-exact", async () => {
   const file = await Deno.makeTempFile();
   try {
     const data = new Uint8Array(10 * 1024 * 1024);
-    for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+    for (let i = 0; i < data.length; i += 65536) {
+      crypto.getRandomValues(data.subarray(i, i + 65536));
+    }
     await Deno.writeFile(file, data);
     const r = await t.server.exec("w1", ["cat", file]);
     assertEquals(r.stdoutBytes.length, data.length);
@@ -124,7 +131,9 @@ Deno.test("an aborted exec kills the command", async () => {
   const list = async () => (await t.server.processes("w1")).filter((p) => p.state === "running");
   let running: Awaited<ReturnType<typeof list>> = [];
   const deadline = Date.now() + 5_000;
-  while ((running = await list()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while ((running = await list()).length === 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
   assertEquals(running.length, 1);
   controller.abort(new Error("stop"));
   await assertRejects(() => pending, Error, "stop");
@@ -136,7 +145,11 @@ Deno.test("bad arguments are refused before anything is sent", async () => {
   await assertRejects(() => t.server.exec("w1", ""), TypeError, "empty");
   await assertRejects(() => t.server.exec("w1", []), TypeError);
   await assertRejects(() => t.server.exec("w1", "true", { timeout: -1 }), RangeError, "-1");
-  await assertRejects(() => t.server.exec("w1", "true", { env: { A: 1 as unknown as string } }), TypeError, "env.A");
+  await assertRejects(
+    () => t.server.exec("w1", "true", { env: { A: 1 as unknown as string } }),
+    TypeError,
+    "env.A",
+  );
   await assertRejects(() => t.server.exec("nobody", "true"), DaemonNotFoundError, "nobody");
   await assertRejects(() => t.server.exec("bad id!", "true"), TypeError, "bad id!");
   // The server and daemon still work.
@@ -145,7 +158,11 @@ Deno.test("bad arguments are refused before anything is sent", async () => {
 
 Deno.test("daemons are listed with labels and broadcast reaches the matching ones", async () => {
   const server = await Server.listen({ port: 0 });
-  const a = new TestDaemon({ id: "gpu-1", url: server.url, args: ["--label", "role=gpu", "--label", "zone=a"] });
+  const a = new TestDaemon({
+    id: "gpu-1",
+    url: server.url,
+    args: ["--label", "role=gpu", "--label", "zone=a"],
+  });
   const b = new TestDaemon({ id: "cpu-1", url: server.url, args: ["--label", "role=cpu"] });
   try {
     await Promise.all([server.waitForDaemon("gpu-1"), server.waitForDaemon("cpu-1")]);

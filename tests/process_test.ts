@@ -10,7 +10,11 @@ import {
 import { alive, eventually, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
 
-async function setup(id: string, args: string[] = [], serverOptions: Parameters<typeof Server.listen>[0] = {}) {
+async function setup(
+  id: string,
+  args: string[] = [],
+  serverOptions: Parameters<typeof Server.listen>[0] = {},
+) {
   const server = await Server.listen({ port: 0, ...serverOptions });
   const daemon = new TestDaemon({ id, url: server.url, args });
   await server.waitForDaemon(id, { timeout: 20_000 });
@@ -38,7 +42,9 @@ async function readUntil(
   let text = "";
   const deadline = Date.now() + timeoutMs;
   while (!pattern.test(text)) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${pattern}; got ${JSON.stringify(text)}`);
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out waiting for ${pattern}; got ${JSON.stringify(text)}`);
+    }
     const { value, done } = await reader.read();
     if (done) throw new Error(`Stream ended before ${pattern}; got ${JSON.stringify(text)}`);
     text += decoder.decode(value, { stream: true });
@@ -71,7 +77,10 @@ Deno.test("stdin round trip through cat and sort, ended by closing stdin", async
 
 Deno.test("SIGINT is delivered to a trapping script; SIGKILL ends a process with its signal", async () => {
   await using t = await setup("p-signal");
-  const p = await t.server.spawn("p-signal", "trap 'echo got INT; exit 42' INT; echo ready; while :; do sleep 0.05; done");
+  const p = await t.server.spawn(
+    "p-signal",
+    "trap 'echo got INT; exit 42' INT; echo ready; while :; do sleep 0.05; done",
+  );
   const reader = p.stdout.getReader();
   await readUntil(reader, /ready/);
   await p.kill("SIGINT");
@@ -90,7 +99,11 @@ Deno.test("SIGINT is delivered to a trapping script; SIGKILL ends a process with
     ProcessExitedError,
   );
   await assertRejects(() => q.kill("SIGSEGV" as Deno.Signal), SignalNotAllowedError, "SIGSEGV");
-  await assertRejects(() => t.server.attach("p-signal", "p-nope-1"), UnknownProcessError, "p-nope-1");
+  await assertRejects(
+    () => t.server.attach("p-signal", "p-nope-1"),
+    UnknownProcessError,
+    "p-nope-1",
+  );
 });
 
 Deno.test("SIGTERM escalates to SIGKILL after the grace for a process that ignores it", async () => {
@@ -262,7 +275,9 @@ Deno.test("an orphaned process is killed after the orphan timeout", async () => 
   await eventually(() => !alive(pid), 5_000, "orphan to be killed");
   let listed;
   const deadline = Date.now() + 5_000;
-  while ((listed = (await t.server.processes("p-orphan")).find((x) => x.id === p.id))?.state !== "exited") {
+  while (
+    (listed = (await t.server.processes("p-orphan")).find((x) => x.id === p.id))?.state !== "exited"
+  ) {
     if (Date.now() > deadline) throw new Error("orphan not reported as exited");
     await new Promise((r) => setTimeout(r, 20));
   }

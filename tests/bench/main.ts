@@ -11,15 +11,26 @@ import { LinkProxy } from "../_proxy.ts";
 import { mib, ms, printTable, quantile, type Row, rssOf } from "./_stats.ts";
 
 const rows: Row[] = [];
-const wanted = new Set(Deno.args.length ? Deno.args : ["exec", "throughput", "stream", "resume", "memory"]);
+const wanted = new Set(
+  Deno.args.length ? Deno.args : ["exec", "throughput", "stream", "resume", "memory"],
+);
 const here = new URL(".", import.meta.url).pathname;
 
 async function localSpawn(argv: string[]): Promise<void> {
-  await new Deno.Command(argv[0]!, { args: argv.slice(1), stdin: "null", stdout: "piped", stderr: "piped" })
+  await new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  })
     .output();
 }
 
-async function withDaemon<T>(id: string, args: string[], fn: (server: Server, daemon: TestDaemon) => Promise<T>) {
+async function withDaemon<T>(
+  id: string,
+  args: string[],
+  fn: (server: Server, daemon: TestDaemon) => Promise<T>,
+) {
   const server = await Server.listen({ port: 0 });
   const daemon = new TestDaemon({ id, url: server.url, args });
   try {
@@ -68,7 +79,10 @@ if (wanted.has("exec")) {
 if (wanted.has("throughput")) {
   const count = Number(Deno.env.get("BENCH_DAEMONS") ?? 100);
   const server = await Server.listen({ port: 0 });
-  const daemons = Array.from({ length: count }, (_, i) => new TestDaemon({ id: `tp-${i}`, url: server.url }));
+  const daemons = Array.from(
+    { length: count },
+    (_, i) => new TestDaemon({ id: `tp-${i}`, url: server.url }),
+  );
   try {
     for (let i = 0; i < count; i++) await server.waitForDaemon(`tp-${i}`, { timeout: 120_000 });
     const seconds = 5;
@@ -103,13 +117,18 @@ if (wanted.has("stream")) {
   const size = 1024 * 1024 * 1024;
   await withDaemon("bench-stream", [], async (server, daemon) => {
     let t = performance.now();
-    const local = new Deno.Command("head", { args: ["-c", String(size), "/dev/zero"], stdout: "piped" }).spawn();
+    const local = new Deno.Command("head", {
+      args: ["-c", String(size), "/dev/zero"],
+      stdout: "piped",
+    }).spawn();
     let n = 0;
     for await (const chunk of local.stdout) n += chunk.length;
     await local.status;
     const localRate = n / ((performance.now() - t) / 1000);
     t = performance.now();
-    const p = await server.spawn("bench-stream", ["head", "-c", String(size), "/dev/zero"], { stdin: false });
+    const p = await server.spawn("bench-stream", ["head", "-c", String(size), "/dev/zero"], {
+      stdin: false,
+    });
     n = 0;
     let peakDaemon = 0, peakController = 0, chunks = 0;
     for await (const chunk of p.stdout) {
@@ -137,7 +156,9 @@ if (wanted.has("stream")) {
     });
     // A stalled consumer: nothing reads for 2 s while the child could write 1 GiB.
     const before = { daemon: rssOf(daemon.pid), controller: Deno.memoryUsage().rss };
-    const stalled = await server.spawn("bench-stream", ["head", "-c", String(size), "/dev/zero"], { stdin: false });
+    const stalled = await server.spawn("bench-stream", ["head", "-c", String(size), "/dev/zero"], {
+      stdin: false,
+    });
     await new Promise((r) => setTimeout(r, 2_000));
     const after = { daemon: rssOf(daemon.pid), controller: Deno.memoryUsage().rss };
     await stalled.kill("SIGKILL");
@@ -145,7 +166,9 @@ if (wanted.has("stream")) {
     await stalled.status.catch(() => {});
     rows.push({
       figure: "RSS growth with a stalled consumer (2 s, 1 GiB offered)",
-      sandd: `daemon ${mib(after.daemon - before.daemon)}, controller ${mib(after.controller - before.controller)}`,
+      sandd: `daemon ${mib(after.daemon - before.daemon)}, controller ${
+        mib(after.controller - before.controller)
+      }`,
       baseline: "window 4 MiB + credit 1 MiB",
       ratio: "—",
       goal: "bounded by the window",
@@ -156,10 +179,16 @@ if (wanted.has("stream")) {
 if (wanted.has("resume")) {
   const server = await Server.listen({ port: 0, reconnectGraceMs: 30_000 });
   const proxy = new LinkProxy(server.port);
-  const daemon = new TestDaemon({ id: "bench-resume", url: proxy.url(), args: ["--reconnect-initial", "0.2"] });
+  const daemon = new TestDaemon({
+    id: "bench-resume",
+    url: proxy.url(),
+    args: ["--reconnect-initial", "0.2"],
+  });
   try {
     await server.waitForDaemon("bench-resume");
-    const p = await server.spawn("bench-resume", "while :; do echo tick; sleep 0.001; done", { stdin: false });
+    const p = await server.spawn("bench-resume", "while :; do echo tick; sleep 0.001; done", {
+      stdin: false,
+    });
     const reader = p.stdout.getReader();
     await reader.read();
     const overheads: number[] = [];
@@ -199,7 +228,13 @@ if (wanted.has("resume")) {
 async function memoryWith(kind: "sandd" | "echo", sockets: number): Promise<number> {
   const raise = (args: string[]) =>
     new Deno.Command("sh", {
-      args: ["-c", 'ulimit -n 1048576 2>/dev/null || ulimit -n 65536; exec "$@"', "sh", Deno.execPath(), ...args],
+      args: [
+        "-c",
+        'ulimit -n 1048576 2>/dev/null || ulimit -n 65536; exec "$@"',
+        "sh",
+        Deno.execPath(),
+        ...args,
+      ],
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
