@@ -348,7 +348,7 @@ Deno.test("policy: allow list refuses shell escapes and path tricks, naming the 
 
 Deno.test("policy: deny list catches commands hidden behind ;, &&, $(), wrappers and paths", async () => {
   await using server = await Server.listen({ port: 0 });
-  await using daemon = new TestDaemon({
+  await using _daemon = new TestDaemon({
     id: "deny",
     url: server.url,
     args: ["--deny", "rm", "--deny", "curl *"],
@@ -390,7 +390,7 @@ Deno.test("policy: deny list catches commands hidden behind ;, &&, $(), wrappers
 
 Deno.test("policy: no shell, timeouts, process count, environment and resource limits", async () => {
   await using server = await Server.listen({ port: 0 });
-  await using daemon = new TestDaemon({
+  await using _daemon = new TestDaemon({
     id: "strict",
     url: server.url,
     env: { SECRET_API_KEY: "hunter2", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
@@ -514,8 +514,8 @@ Deno.test("rate limits per daemon and overall throw RateLimitedError", async () 
     port: 0,
     rateLimit: { perDaemon: { rate: 0.01, burst: 2 }, global: { rate: 0.01, burst: 3 } },
   });
-  await using one = new TestDaemon({ id: "rl-1", url: server.url });
-  await using two = new TestDaemon({ id: "rl-2", url: server.url });
+  await using _one = new TestDaemon({ id: "rl-1", url: server.url });
+  await using _two = new TestDaemon({ id: "rl-2", url: server.url });
   await Promise.all([server.waitForDaemon("rl-1"), server.waitForDaemon("rl-2")]);
   await server.exec("rl-1", "true");
   const p = await server.spawn("rl-1", "true", { stdin: false });
