@@ -104,7 +104,16 @@ export interface ServerOptions {
   maxBufferedBytes?: number;
 }
 
-/** Rate limits of {@linkcode ServerOptions.rateLimit}. */
+/**
+ * Rate limits of {@linkcode ServerOptions.rateLimit}.
+ *
+ * @example Five commands a second per daemon, 200 overall
+ * ```ts
+ * import type { ServerRateLimit } from "./server.ts";
+ * const limits: ServerRateLimit = { perDaemon: { rate: 5, burst: 10 }, global: { rate: 200, burst: 400 } };
+ * console.assert(limits.perDaemon?.burst === 10);
+ * ```
+ */
 export interface ServerRateLimit {
   /** Commands (exec + spawn) per second and burst for each daemon. @default undefined (unlimited) */
   perDaemon?: RateLimit;
