@@ -15,6 +15,7 @@ import {
   type SpawnArgs,
 } from "../protocol/messages.ts";
 import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+import { AsciicastWriter } from "./asciicast.ts";
 import type { Connection, DaemonInfo } from "./_connection.ts";
 import { CommandTimeoutError, DaemonDisconnectedError, DaemonNotFoundError } from "./errors.ts";
 import { type Authenticator, createAuthenticator, type Identity, type JwtOptions } from "./auth.ts";
@@ -594,24 +595,39 @@ export class Server extends EventTarget implements AsyncDisposable {
     if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
       throw new TypeError(`cwd must be a non-empty string, got ${JSON.stringify(options.cwd)}`);
     }
-    if (!this.#security.audit) return await this.#spawn(id, command, options, undefined);
+    return await this.#audited(
+      "spawn",
+      id,
+      command,
+      () => this.#spawn(id, command, options, undefined),
+    );
+  }
+
+  /** Run a spawn-like operation and write its start and its exit to the audit trail. */
+  async #audited(
+    action: "spawn" | "shell",
+    id: string,
+    command: string | string[],
+    run: () => Promise<RemoteProcess>,
+  ): Promise<RemoteProcess> {
+    if (!this.#security.audit) return await run();
     const started = performance.now();
     const identity = this.#connections.get(id)?.info.identity;
     const base = { daemon: id, ...(identity !== undefined ? { identity } : {}), command };
     let process: RemoteProcess;
     try {
-      process = await this.#spawn(id, command, options, undefined);
+      process = await run();
     } catch (error) {
       this.audit({
         ...base,
-        action: "spawn",
+        action,
         ok: false,
         error: String((error as Error)?.message ?? error),
       });
       throw error;
     }
     this.audit(
-      { ...base, action: "spawn", pid: process.pid, process: process.id, ok: true } as AuditInput,
+      { ...base, action, pid: process.pid, process: process.id, ok: true } as AuditInput,
     );
     process.status.then(
       (status) =>
@@ -739,17 +755,43 @@ export class Server extends EventTarget implements AsyncDisposable {
     if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
       throw new TypeError(`cwd must be a non-empty string, got ${JSON.stringify(options.cwd)}`);
     }
-    const process = await this.#spawn(id, options.command ?? LOGIN_SHELL_COMMAND, {
-      stdin: true,
-      retainBytes: options.scrollback ?? 1024 * 1024,
-      ...(options.env ? { env: options.env } : {}),
-      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
-      ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
-      ...(options.onGap ? { onGap: options.onGap } : {}),
-    }, { cols: options.cols ?? 80, rows: options.rows ?? 24 });
+    if (
+      options.record !== undefined && (typeof options.record !== "string" || options.record === "")
+    ) {
+      throw new TypeError(
+        `record must be a non-empty file path, got ${JSON.stringify(options.record)}`,
+      );
+    }
+    const command = options.command ?? LOGIN_SHELL_COMMAND;
+    const cols = options.cols ?? 80;
+    const rows = options.rows ?? 24;
+    const recorder = options.record === undefined
+      ? undefined
+      : await AsciicastWriter.open(options.record, { cols, rows, title: `sandd ${id}` });
+    let process: RemoteProcess;
+    try {
+      process = await this.#audited(
+        "shell",
+        id,
+        command === LOGIN_SHELL_COMMAND ? "(login shell)" : command,
+        () =>
+          this.#spawn(id, command, {
+            stdin: true,
+            retainBytes: options.scrollback ?? 1024 * 1024,
+            ...(options.env ? { env: options.env } : {}),
+            ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+            ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+            ...(options.onGap ? { onGap: options.onGap } : {}),
+          }, { cols, rows }),
+      );
+    } catch (error) {
+      await recorder?.close().catch(() => {});
+      throw error;
+    }
     return new RemoteShell(
       process,
       (cols, rows) => this.#resizeTerminal(id, process.id, cols, rows),
+      recorder,
     );
   }
 

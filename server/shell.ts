@@ -12,6 +12,7 @@
 
 import type { Gap, ProcessStatus, RemoteProcess } from "./process.ts";
 import { ProcessExitedError } from "./errors.ts";
+import type { AsciicastWriter } from "./asciicast.ts";
 
 /**
  * Options of `server.shell()`.
@@ -48,6 +49,12 @@ export interface ShellOptions {
   timeout?: number;
   /** Called when output was lost because the scrollback overflowed while nobody was reading. */
   onGap?: (gap: Gap) => void;
+  /**
+   * Record the session to this file in asciicast v2 (playable with `asciinema play`): the output as it is read
+   * from `output`, what `write` sends, and every resize. The file is closed when the session ends or is closed.
+   * @default no recording
+   */
+  record?: string;
 }
 
 /**
@@ -109,6 +116,8 @@ export class RemoteShell implements AsyncDisposable {
   readonly exited: Promise<ProcessStatus>;
   readonly #process: RemoteProcess;
   readonly #resize: (cols: number, rows: number) => Promise<void>;
+  readonly #recorder: AsciicastWriter | undefined;
+  #output: ReadableStream<Uint8Array> | undefined;
   #writes: Promise<void> = Promise.resolve();
 
   /**
@@ -116,10 +125,16 @@ export class RemoteShell implements AsyncDisposable {
    *
    * @param process The underlying process handle (one output stream).
    * @param resize Sends a resize request for this session.
+   * @param recorder Where the session is recorded, if anywhere.
    */
-  constructor(process: RemoteProcess, resize: (cols: number, rows: number) => Promise<void>) {
+  constructor(
+    process: RemoteProcess,
+    resize: (cols: number, rows: number) => Promise<void>,
+    recorder?: AsciicastWriter,
+  ) {
     this.#process = process;
     this.#resize = resize;
+    this.#recorder = recorder;
     this.daemonId = process.daemonId;
     this.exited = process.status;
   }
@@ -136,7 +151,19 @@ export class RemoteShell implements AsyncDisposable {
 
   /** The terminal's output, byte-exact. A second `attachShell` gets its own copy. */
   get output(): ReadableStream<Uint8Array> {
-    return this.#process.stdout;
+    const recorder = this.#recorder;
+    if (!recorder) return this.#process.stdout;
+    // Record what the consumer reads; the recording ends with the stream.
+    this.#output ??= this.#process.stdout.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          recorder.output(chunk);
+          controller.enqueue(chunk);
+        },
+        flush: () => recorder.close().catch(() => {}),
+      }),
+    );
+    return this.#output;
   }
 
   /** Output lost to scrollback overflow (empty unless nobody read for a long time). */
@@ -158,6 +185,7 @@ export class RemoteShell implements AsyncDisposable {
     else throw new TypeError(`data must be a string or Uint8Array, got ${typeof data}`);
     const input = this.#process.input;
     if (!input) return Promise.reject(new TypeError(`Shell ${this.id} has no input`));
+    this.#recorder?.input(bytes);
     const done = this.#writes.then(() => input.write(bytes));
     this.#writes = done.catch(() => {});
     return done;
@@ -175,6 +203,7 @@ export class RemoteShell implements AsyncDisposable {
     checkSize("cols", cols);
     checkSize("rows", rows);
     await this.#resize(cols, rows);
+    this.#recorder?.resize(cols, rows);
   }
 
   /**
@@ -208,8 +237,9 @@ export class RemoteShell implements AsyncDisposable {
       }
     }
     const status = await this.exited;
-    const output = this.#process.stdout;
+    const output = this.#output ?? this.#process.stdout;
     if (!output.locked) await output.cancel().catch(() => {});
+    await this.#recorder?.close().catch(() => {});
     return status;
   }
 
