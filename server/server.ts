@@ -20,7 +20,7 @@ import type { Connection, DaemonInfo } from "./_connection.ts";
 import { CommandTimeoutError, DaemonDisconnectedError, DaemonNotFoundError } from "./errors.ts";
 import { type Authenticator, createAuthenticator, type Identity, type JwtOptions } from "./auth.ts";
 import { type AuditInput, AuditLog, type AuditSink } from "./audit.ts";
-import { type RateLimit, RateLimiter } from "./rate_limiter.ts";
+import { type RateLimit, RateLimiter, TokenBucket } from "./rate_limiter.ts";
 import { bindsDaemonId, GuardedConnection, MAX_HELLO_BYTES, messageBytes } from "./_security.ts";
 import {
   type Gap,
@@ -96,6 +96,12 @@ export interface ServerOptions {
   audit?: AuditSink | AuditSink[] | AuditLog;
   /** Token-bucket limits on `exec` and `spawn`, per daemon id and across all daemons. @default undefined */
   rateLimit?: ServerRateLimit;
+  /**
+   * Failed authentications allowed per remote address (a burst, then `rate` per second); beyond it the address
+   * gets 429 until the bucket refills, valid credentials or not. `null` turns it off.
+   * @default { rate: 1, burst: 20 }
+   */
+  authFailureLimit?: RateLimit | null;
   /** Largest message a daemon may send, in bytes; a bigger one closes its link with code 1009. @default 8 MiB */
   maxMessageBytes?: number;
   /**
@@ -287,7 +293,15 @@ function validateEnv(env: unknown): void {
 
 const DAEMON_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 
-type SecurityOptionName = "token" | "jwt" | "authenticate" | "cert" | "key" | "audit" | "rateLimit";
+type SecurityOptionName =
+  | "token"
+  | "jwt"
+  | "authenticate"
+  | "cert"
+  | "key"
+  | "audit"
+  | "rateLimit"
+  | "authFailureLimit";
 
 interface Security {
   authenticator: Authenticator;
@@ -361,6 +375,8 @@ export class Server extends EventTarget implements AsyncDisposable {
   readonly #security: Security;
   readonly #connections: Map<string, Connection> = new Map();
   readonly #pendingSockets: Set<WebSocket> = new Set();
+  /** Every accepted socket until its close event, so `close()` can wait for all of them. */
+  readonly #openSockets: Map<WebSocket, Promise<void>> = new Map();
   readonly #processes: Map<string, Set<RemoteProcess>> = new Map();
   readonly #earlyExits: Map<string, ProcessStatus> = new Map();
   readonly #startedAt = Date.now();
@@ -378,6 +394,7 @@ export class Server extends EventTarget implements AsyncDisposable {
     handler.server = this;
     this.#http = http;
     this.#security = security;
+    if (options.authFailureLimit !== undefined) this.#authFailureLimit = options.authFailureLimit;
     this.#options = {
       path: options.path ?? "/ws",
       heartbeatMs: options.heartbeatMs ?? 5_000,
@@ -414,6 +431,17 @@ export class Server extends EventTarget implements AsyncDisposable {
     positiveInt("port", options.port, 0);
     if (options.port !== undefined && options.port > 65535) {
       throw new RangeError(`port must be from 0 to 65535, got ${options.port}`);
+    }
+    const limit = options.authFailureLimit;
+    if (limit !== undefined && limit !== null) {
+      if (
+        !(limit.rate > 0) || !Number.isFinite(limit.rate) || !(limit.burst >= 1) ||
+        !Number.isFinite(limit.burst)
+      ) {
+        throw new RangeError(
+          `authFailureLimit needs a positive rate and a burst >= 1, got ${JSON.stringify(limit)}`,
+        );
+      }
     }
     positiveInt("heartbeatMs", options.heartbeatMs, 100);
     positiveInt("handshakeTimeoutMs", options.handshakeTimeoutMs);
@@ -1152,6 +1180,27 @@ export class Server extends EventTarget implements AsyncDisposable {
 
   // --- connection handling ---
 
+  /** Failed authentications per remote address. */
+  readonly #authFailures: Map<string, TokenBucket> = new Map();
+  #authFailureLimit: RateLimit | null = { rate: 1, burst: 20 };
+
+  #authFailed(address: string): void {
+    if (!this.#authFailureLimit) return;
+    let bucket = this.#authFailures.get(address);
+    if (!bucket) {
+      if (this.#authFailures.size >= 10_000) {
+        // Forget addresses that have recovered; if none has, the oldest.
+        for (const [key, old] of this.#authFailures) if (old.full) this.#authFailures.delete(key);
+        if (this.#authFailures.size >= 10_000) {
+          this.#authFailures.delete(this.#authFailures.keys().next().value!);
+        }
+      }
+      bucket = new TokenBucket(this.#authFailureLimit!);
+      this.#authFailures.set(address, bucket);
+    }
+    bucket.tryTake();
+  }
+
   async #handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> {
     const url = new URL(request.url);
     if (request.method === "GET" && url.pathname === "/health") {
@@ -1162,9 +1211,19 @@ export class Server extends EventTarget implements AsyncDisposable {
       return new Response("Not found\n", { status: 404 });
     }
     const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+    // An address that keeps failing authentication is slowed down: 429 until its bucket refills.
+    const failures = this.#authFailures.get(info.remoteAddr.hostname);
+    if (failures && failures.available < 1) {
+      const retry = Math.ceil(failures.retryAfterMs() / 1000);
+      return new Response("Too many failed attempts\n", {
+        status: 429,
+        headers: { "retry-after": String(retry) },
+      });
+    }
     // Authenticate before anything else is looked at; a refusal says nothing about why (the log does).
     const identity = await this.#security.authenticator(request);
     if (identity === null) {
+      this.#authFailed(info.remoteAddr.hostname);
       log.warn("Answered 401 to {remote} on {path}", { remote, path: url.pathname });
       return new Response("Unauthorized\n", {
         status: 401,
@@ -1198,6 +1257,8 @@ export class Server extends EventTarget implements AsyncDisposable {
   #accept(socket: WebSocket, remoteAddress: string, identity: Identity): void {
     socket.binaryType = "arraybuffer";
     this.#pendingSockets.add(socket);
+    const closed = Promise.withResolvers<void>();
+    this.#openSockets.set(socket, closed.promise);
     let conn: Connection | null = null;
     let refused = false;
     const handshake = setTimeout(() => {
@@ -1260,6 +1321,8 @@ export class Server extends EventTarget implements AsyncDisposable {
     socket.onclose = () => {
       clearTimeout(handshake);
       this.#pendingSockets.delete(socket);
+      this.#openSockets.delete(socket);
+      closed.resolve();
       if (conn) this.#disconnected(conn);
     };
     socket.onerror = () => {};
@@ -1487,6 +1550,13 @@ export class Server extends EventTarget implements AsyncDisposable {
           process.fail(new DaemonDisconnectedError(process.daemonId, "Server closed"));
         }
       }
+      // Wait (bounded) for every socket's close handshake, so nothing is left closing after we return.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all(this.#openSockets.values()),
+        new Promise((resolve) => timer = setTimeout(resolve, 2_000)),
+      ]);
+      clearTimeout(timer);
       await this.#http.shutdown();
       const audit = this.#security.audit;
       if (audit && this.#security.ownsAudit) await audit.close();

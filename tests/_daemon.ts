@@ -8,6 +8,8 @@ export interface TestDaemonOptions {
   url: string;
   args?: string[];
   env?: Record<string, string>;
+  /** Extra `deno run` flags, before the script (e.g. V8 heap limits). */
+  denoFlags?: string[];
 }
 
 /** The real `sandd` daemon, run with `deno run` and the shipped permission flags. */
@@ -24,6 +26,7 @@ export class TestDaemon implements AsyncDisposable {
       args: [
         "run",
         ...DAEMON_PERMISSION_FLAGS,
+        ...(options.denoFlags ?? []),
         MAIN,
         "--server-url",
         options.url,

@@ -768,3 +768,21 @@ class FrameReader {
     return { opcode, payload: this.#take(length) };
   }
 }
+
+Deno.test("an address that keeps failing authentication gets 429 until its budget refills", async () => {
+  await using server = await Server.listen({ port: 0, token: "right-token" });
+  const statuses: number[] = [];
+  for (let i = 0; i < 25; i++) {
+    const response = await fetch(`http://127.0.0.1:${server.port}/stats`, {
+      headers: { authorization: "Bearer wrong-token" },
+    });
+    await response.body?.cancel();
+    statuses.push(response.status);
+  }
+  assertEquals(statuses.slice(0, 20), Array(20).fill(401));
+  assert(statuses.slice(20).every((s) => s === 429), statuses.join(","));
+  // Health stays open.
+  const health = await fetch(`http://127.0.0.1:${server.port}/health`);
+  assertEquals(health.status, 200);
+  await health.body?.cancel();
+});
