@@ -77,8 +77,14 @@ const EACCES = 13;
 const ENOTDIR = 20;
 const EPIPE = 32;
 const SYS_PIDFD_OPEN = 434n;
+/** Largest single read from a child's pipe. */
 const READ_CHUNK = 64 * 1024;
 const READ_CHUNK_BIG = BigInt(READ_CHUNK);
+/** A read that fills this much (a whole default pipe) marks a bulk stream, whose pipe then grows (Linux). */
+const PIPE_DEFAULT = 64 * 1024;
+/** Linux `F_SETPIPE_SZ`, and the size a bulk stream's pipe grows to (the unprivileged maximum by default). */
+const F_SETPIPE_SZ = 1031;
+const PIPE_BULK = 1024 * 1024;
 /** glibc's posix_spawnattr_t is 336 bytes and its file actions 80; macOS uses one pointer each. */
 const OPAQUE_SIZE = 512;
 /** glibc's sigset_t is 128 bytes; macOS uses 4. */
@@ -617,6 +623,8 @@ class PosixChild {
   readonly #fds: [number, number, number];
   #reaped = false;
   #released = false;
+  /** Whether the stdout and stderr pipes were grown already (or growing is not possible). */
+  readonly #grown: [boolean, boolean, boolean] = [true, !IS_LINUX, !IS_LINUX];
   #writeChain: Promise<void> = Promise.resolve();
   readonly #status: Promise<ExitStatus>;
 
@@ -702,7 +710,15 @@ class PosixChild {
       const fd = this.#fds[index];
       if (fd < 0) return null;
       const n = Number(libc.read(fd, buffer, READ_CHUNK_BIG));
-      if (n > 0) return buffer.slice(0, n);
+      if (n > 0) {
+        if (n >= PIPE_DEFAULT && !this.#grown[index]) {
+          // The child fills its pipe faster than we drain it: a bigger pipe means fewer poll round trips. Only
+          // bulk streams grow, so many quiet children do not use up the user's pipe allowance. Best effort.
+          this.#grown[index] = true;
+          setFlag(libc, fd, F_SETPIPE_SZ, PIPE_BULK);
+        }
+        return buffer.slice(0, n);
+      }
       if (n === 0) {
         this.#closeFd(index);
         return null;

@@ -7,6 +7,45 @@ const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const MAX_MESSAGE = 64 * 1024 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** Room kept in front of a prepared message for the longest frame header (10 bytes) and the mask (4). */
+const HEADROOM = 16;
+/** Frames at least this large are written on their own; smaller ones are gathered into one write. */
+const WRITE_ALONE = 16 * 1024;
+/** Buffers made by {@linkcode allocateBinaryMessage}: sending one frames it in place. */
+const prepared = new WeakSet<ArrayBuffer>();
+/** Sent prepared buffers, by size, for the next {@linkcode allocateBinaryMessage} of that size. */
+const pool = new Map<number, ArrayBuffer[]>();
+/** Only buffers at least this large are kept for reuse, at most this many per size. */
+const POOL_MIN = 32 * 1024;
+const POOL_PER_SIZE = 8;
+/** Frames handed to the socket whose buffer goes back to the pool once written. */
+const recyclable = new WeakSet<ArrayBuffer>();
+
+/**
+ * A buffer for one binary message, with room in front of it for the WebSocket frame header. Fill it and pass it
+ * (or a view of it from its start) to `send`, once: it is then framed and masked in place rather than copied, and
+ * its memory is reused for a later message once it has been written. The caller must not touch it after `send`.
+ * Its initial contents are unspecified (a reused buffer is not cleared).
+ */
+export function allocateBinaryMessage(length: number): Uint8Array<ArrayBuffer> {
+  const size = HEADROOM + length;
+  const buffer = pool.get(size)?.pop() ?? new ArrayBuffer(size);
+  prepared.add(buffer);
+  return new Uint8Array(buffer, HEADROOM, length);
+}
+
+function recycle(frame: Uint8Array): void {
+  const buffer = frame.buffer as ArrayBuffer;
+  if (!recyclable.has(buffer)) return;
+  recyclable.delete(buffer);
+  if (buffer.byteLength < POOL_MIN) return;
+  let free = pool.get(buffer.byteLength);
+  if (free === undefined) {
+    if (pool.size >= 4) return;
+    pool.set(buffer.byteLength, free = []);
+  }
+  if (free.length < POOL_PER_SIZE) free.push(buffer);
+}
 
 export interface WebSocketClientOptions {
   protocols?: string[];
@@ -55,7 +94,10 @@ export class WebSocketClient {
     const tcp = await Deno.connect({ hostname, port });
     tcp.setNoDelay(true);
     const conn: Deno.Conn = secure
-      ? await Deno.startTls(tcp, { hostname, ...(options.caCerts ? { caCerts: options.caCerts } : {}) })
+      ? await Deno.startTls(tcp, {
+        hostname,
+        ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+      })
       : tcp;
     this.#conn = conn;
     if (this.#closed) {
@@ -70,7 +112,9 @@ export class WebSocketClient {
       "Connection: Upgrade",
       `Sec-WebSocket-Key: ${key}`,
       "Sec-WebSocket-Version: 13",
-      ...(options.protocols?.length ? [`Sec-WebSocket-Protocol: ${options.protocols.join(", ")}`] : []),
+      ...(options.protocols?.length
+        ? [`Sec-WebSocket-Protocol: ${options.protocols.join(", ")}`]
+        : []),
       ...Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
       "",
       "",
@@ -85,7 +129,9 @@ export class WebSocketClient {
       if (n === null) throw new Error("Connection closed during the WebSocket handshake");
       pending = concat(pending, buffer.subarray(0, n));
       headEnd = indexOfHeadEnd(pending);
-      if (headEnd < 0 && pending.length > 64 * 1024) throw new Error("WebSocket handshake response too large");
+      if (headEnd < 0 && pending.length > 64 * 1024) {
+        throw new Error("WebSocket handshake response too large");
+      }
     }
     const head = decoder.decode(pending.subarray(0, headEnd));
     const [statusLine, ...headerLines] = head.split("\r\n");
@@ -96,11 +142,15 @@ export class WebSocketClient {
     }));
     if (status !== 101) {
       const body = decoder.decode(pending.subarray(headEnd + 4)).slice(0, 300);
-      throw new Error(`WebSocket upgrade refused: ${statusLine?.slice(9) ?? status}${body ? `: ${body}` : ""}`);
+      throw new Error(
+        `WebSocket upgrade refused: ${statusLine?.slice(9) ?? status}${body ? `: ${body}` : ""}`,
+      );
     }
     const digest = await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID));
     const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
-    if (headers.get("sec-websocket-accept") !== accept) throw new Error("Bad Sec-WebSocket-Accept from the server");
+    if (headers.get("sec-websocket-accept") !== accept) {
+      throw new Error("Bad Sec-WebSocket-Accept from the server");
+    }
     this.protocol = headers.get("sec-websocket-protocol") ?? "";
     this.readyState = WebSocketClient.OPEN;
     this.onopen?.();
@@ -108,88 +158,101 @@ export class WebSocketClient {
   }
 
   async #readLoop(conn: Deno.Conn, initial: Uint8Array, buffer: Uint8Array): Promise<void> {
-    let pending = initial;
+    // `pending` holds received bytes not parsed yet; it may be a view into `buffer`, so it is copied out before the
+    // next read into `buffer` (that happens only while a frame header is incomplete: a few bytes). A frame's
+    // payload gets its own buffer, and whatever of it has not arrived yet is read straight into that buffer: a
+    // large frame is copied once by the kernel, not gathered through intermediate buffers.
+    let pending: Uint8Array = initial;
     let fragments: Uint8Array[] = [];
     let fragmentOpcode = 0;
     let fragmentBytes = 0;
+    const readInto = async (target: Uint8Array): Promise<number | null> => {
+      try {
+        return await conn.read(target);
+      } catch {
+        return null;
+      }
+    };
     while (true) {
-      // Parse every complete frame in `pending`.
-      while (true) {
-        if (pending.length < 2) break;
-        const b0 = pending[0]!, b1 = pending[1]!;
-        const fin = (b0 & 0x80) !== 0;
-        const opcode = b0 & 0x0f;
-        const masked = (b1 & 0x80) !== 0;
-        let length = b1 & 0x7f;
-        let at = 2;
-        if (length === 126) {
-          if (pending.length < 4) break;
-          length = (pending[2]! << 8) | pending[3]!;
-          at = 4;
-        } else if (length === 127) {
-          if (pending.length < 10) break;
-          const view = new DataView(pending.buffer, pending.byteOffset + 2, 8);
-          length = view.getUint32(0) * 0x1_0000_0000 + view.getUint32(4);
-          at = 10;
-        }
-        if (length > MAX_MESSAGE) return this.#protocolClose(1009, "message too large");
-        const maskAt = at;
-        if (masked) at += 4;
-        if (pending.length < at + length) break;
-        const payload = pending.slice(at, at + length);
-        if (masked) {
-          const mask = pending.subarray(maskAt, maskAt + 4);
-          for (let i = 0; i < payload.length; i++) payload[i]! ^= mask[i & 3]!;
-        }
-        pending = pending.subarray(at + length);
-        if (opcode === 0x8) {
-          const code = payload.length >= 2 ? (payload[0]! << 8) | payload[1]! : 1005;
-          const reason = decoder.decode(payload.subarray(2));
-          if (!this.#closeSent) this.#sendClose(code === 1005 ? 1000 : code, "");
-          this.#finish(code, reason);
+      // Parse the next frame header from `pending`, reading more when it is incomplete.
+      const need = headerNeed(pending);
+      if (need > pending.length) {
+        if (pending.length > 0) pending = pending.slice();
+        const n = await readInto(buffer);
+        if (n === null) {
+          this.#finish(1006, "connection lost");
           return;
         }
-        if (opcode === 0x9) {
-          this.#enqueue(frame(0xa, payload));
-          continue;
-        }
-        if (opcode === 0xa) continue;
-        if (opcode === 0x1 || opcode === 0x2) {
-          if (fin) {
-            this.#deliver(opcode, payload);
-          } else {
-            fragments = [payload];
-            fragmentOpcode = opcode;
-            fragmentBytes = payload.length;
-          }
-          continue;
-        }
-        if (opcode === 0x0 && fragmentOpcode) {
-          fragments.push(payload);
-          fragmentBytes += payload.length;
-          if (fragmentBytes > MAX_MESSAGE) return this.#protocolClose(1009, "message too large");
-          if (fin) {
-            let whole: Uint8Array = new Uint8Array(0);
-            for (const part of fragments) whole = concat(whole, part);
-            this.#deliver(fragmentOpcode, whole);
-            fragments = [];
-            fragmentOpcode = 0;
-          }
-          continue;
-        }
-        return this.#protocolClose(1002, `unexpected opcode ${opcode}`);
+        pending = pending.length ? concat(pending, buffer.subarray(0, n)) : buffer.subarray(0, n);
+        continue;
       }
-      let n: number | null;
-      try {
-        n = await conn.read(buffer);
-      } catch {
-        n = null;
+      const b0 = pending[0]!, b1 = pending[1]!;
+      const fin = (b0 & 0x80) !== 0;
+      const opcode = b0 & 0x0f;
+      const masked = (b1 & 0x80) !== 0;
+      let length = b1 & 0x7f;
+      if (length === 126) {
+        length = (pending[2]! << 8) | pending[3]!;
+      } else if (length === 127) {
+        const view = new DataView(pending.buffer, pending.byteOffset + 2, 8);
+        length = view.getUint32(0) * 0x1_0000_0000 + view.getUint32(4);
       }
-      if (n === null) {
-        this.#finish(1006, "connection lost");
+      if (length > MAX_MESSAGE) return this.#protocolClose(1009, "message too large");
+      const maskAt = need - (masked ? 4 : 0);
+      const mask = masked ? pending.slice(maskAt, maskAt + 4) : null;
+      const payload = new Uint8Array(length);
+      const have = Math.min(length, pending.length - need);
+      payload.set(pending.subarray(need, need + have));
+      pending = pending.subarray(need + have);
+      for (let filled = have; filled < length;) {
+        const n = await readInto(payload.subarray(filled));
+        if (n === null) {
+          this.#finish(1006, "connection lost");
+          return;
+        }
+        filled += n;
+      }
+      if (mask) maskInPlace(payload, 0, mask);
+      if (opcode === 0x8) {
+        const code = payload.length >= 2 ? (payload[0]! << 8) | payload[1]! : 1005;
+        const reason = decoder.decode(payload.subarray(2));
+        if (!this.#closeSent) this.#sendClose(code === 1005 ? 1000 : code, "");
+        this.#finish(code, reason);
         return;
       }
-      pending = pending.length ? concat(pending, buffer.subarray(0, n)) : buffer.slice(0, n);
+      if (opcode === 0x9) {
+        this.#enqueue(frame(0xa, payload));
+        continue;
+      }
+      if (opcode === 0xa) continue;
+      if (opcode === 0x1 || opcode === 0x2) {
+        if (fin) {
+          this.#deliver(opcode, payload);
+        } else {
+          fragments = [payload];
+          fragmentOpcode = opcode;
+          fragmentBytes = payload.length;
+        }
+        continue;
+      }
+      if (opcode === 0x0 && fragmentOpcode) {
+        fragments.push(payload);
+        fragmentBytes += payload.length;
+        if (fragmentBytes > MAX_MESSAGE) return this.#protocolClose(1009, "message too large");
+        if (fin) {
+          const whole = new Uint8Array(fragmentBytes);
+          let at = 0;
+          for (const part of fragments) {
+            whole.set(part, at);
+            at += part.length;
+          }
+          this.#deliver(fragmentOpcode, whole);
+          fragments = [];
+          fragmentOpcode = 0;
+        }
+        continue;
+      }
+      return this.#protocolClose(1002, `unexpected opcode ${opcode}`);
     }
   }
 
@@ -201,6 +264,15 @@ export class WebSocketClient {
 
   send(data: string | Uint8Array): void {
     if (this.readyState !== WebSocketClient.OPEN) return;
+    if (
+      typeof data !== "string" && data.byteOffset === HEADROOM &&
+      prepared.has(data.buffer as ArrayBuffer)
+    ) {
+      prepared.delete(data.buffer as ArrayBuffer);
+      recyclable.add(data.buffer as ArrayBuffer);
+      this.#enqueue(frameInPlace(0x2, data as Uint8Array<ArrayBuffer>));
+      return;
+    }
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     this.#enqueue(frame(typeof data === "string" ? 0x1 : 0x2, bytes));
   }
@@ -219,27 +291,39 @@ export class WebSocketClient {
     while (this.#queue.length && conn) {
       const batch = this.#queue;
       this.#queue = [];
-      let size = 0;
-      for (const part of batch) size += part.length;
-      let out: Uint8Array;
-      if (batch.length === 1) {
-        out = batch[0]!;
-      } else {
-        out = new Uint8Array(size);
-        let at = 0;
-        for (const part of batch) {
-          out.set(part, at);
-          at += part.length;
-        }
-      }
       try {
-        await writeAll(conn, out);
+        // Large frames go out as they are (no copy); runs of small ones are gathered into one write.
+        let i = 0;
+        while (i < batch.length) {
+          const first = batch[i]!;
+          if (
+            first.length >= WRITE_ALONE || i + 1 === batch.length ||
+            batch[i + 1]!.length >= WRITE_ALONE
+          ) {
+            await writeAll(conn, first);
+            recycle(first);
+            this.bufferedAmount -= first.length;
+            i++;
+            continue;
+          }
+          let j = i, size = 0;
+          while (j < batch.length && batch[j]!.length < WRITE_ALONE) size += batch[j++]!.length;
+          const out = new Uint8Array(size);
+          let at = 0;
+          for (let k = i; k < j; k++) {
+            out.set(batch[k]!, at);
+            at += batch[k]!.length;
+            recycle(batch[k]!);
+          }
+          await writeAll(conn, out);
+          this.bufferedAmount -= size;
+          i = j;
+        }
       } catch {
         this.#queue = [];
         this.bufferedAmount = 0;
         break;
       }
-      this.bufferedAmount -= size;
     }
     this.#flushing = false;
   }
@@ -260,7 +344,9 @@ export class WebSocketClient {
   }
 
   close(code = 1000, reason = ""): void {
-    if (this.readyState === WebSocketClient.CLOSED || this.readyState === WebSocketClient.CLOSING) return;
+    if (this.readyState === WebSocketClient.CLOSED || this.readyState === WebSocketClient.CLOSING) {
+      return;
+    }
     if (this.readyState === WebSocketClient.CONNECTING) {
       this.#finish(1006, "closed before open");
       return;
@@ -323,11 +409,36 @@ function frame(opcode: number, payload: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Frame a message made by {@linkcode allocateBinaryMessage}: header written into its headroom, masked in place. */
+function frameInPlace(opcode: number, payload: Uint8Array<ArrayBuffer>): Uint8Array {
+  const length = payload.length;
+  const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10;
+  const begin = HEADROOM - 4 - headerLength;
+  const out = new Uint8Array(payload.buffer, begin, HEADROOM - begin + length);
+  out[0] = 0x80 | opcode;
+  if (length < 126) {
+    out[1] = 0x80 | length;
+  } else if (length < 65536) {
+    out[1] = 0x80 | 126;
+    out[2] = length >> 8;
+    out[3] = length & 0xff;
+  } else {
+    out[1] = 0x80 | 127;
+    const view = new DataView(payload.buffer, begin);
+    view.setUint32(2, Math.floor(length / 0x1_0000_0000));
+    view.setUint32(6, length >>> 0);
+  }
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  out.set(mask, headerLength);
+  maskInPlace(out, headerLength + 4, mask);
+  return out;
+}
+
 function maskInPlace(out: Uint8Array, start: number, mask: Uint8Array): void {
   const length = out.length - start;
   // XOR word by word where the payload is 4-byte aligned within the buffer, byte by byte elsewhere.
   let i = 0;
-  while (i < length && ((start + i) & 3) !== 0) {
+  while (i < length && ((out.byteOffset + start + i) & 3) !== 0) {
     out[start + i]! ^= mask[i & 3]!;
     i++;
   }
@@ -343,6 +454,14 @@ function maskInPlace(out: Uint8Array, start: number, mask: Uint8Array): void {
   for (; i < length; i++) out[start + i]! ^= mask[i & 3]!;
 }
 
+/** Bytes of the frame header (with the mask) that starts `bytes`; more than `bytes.length` when incomplete. */
+function headerNeed(bytes: Uint8Array): number {
+  if (bytes.length < 2) return 2;
+  const b1 = bytes[1]!;
+  const size = b1 & 0x7f;
+  return (size === 126 ? 4 : size === 127 ? 10 : 2) + ((b1 & 0x80) !== 0 ? 4 : 0);
+}
+
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   if (a.length === 0) return b.slice();
   const out = new Uint8Array(a.length + b.length);
@@ -353,7 +472,9 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 function indexOfHeadEnd(bytes: Uint8Array): number {
   for (let i = 0; i + 3 < bytes.length; i++) {
-    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
+    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) {
+      return i;
+    }
   }
   return -1;
 }

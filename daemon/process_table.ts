@@ -14,9 +14,10 @@ import { encodeDataFrame, FRAME_HEADER_BYTES } from "../protocol/frame.ts";
 import type { AttachArgs, SpawnArgs, StreamResume } from "../protocol/messages.ts";
 import type { Link, StreamRoute } from "./_link.ts";
 import { OutputBuffer } from "./_output_buffer.ts";
+import { allocateBinaryMessage } from "./_websocket_client.ts";
 
 /** Largest payload of one data frame. */
-const MAX_FRAME_PAYLOAD = 256 * 1024;
+const MAX_FRAME_PAYLOAD = 64 * 1024;
 
 /** An error answered to the controller with a stable code. */
 export class DaemonRequestError extends Error {
@@ -132,7 +133,8 @@ class OutputState {
         let length = 0;
         for (const part of parts) length += part.length;
         if (length === 0) break;
-        const frame = new Uint8Array(FRAME_HEADER_BYTES + length);
+        // One allocation per frame: the socket frames and masks it in place.
+        const frame = allocateBinaryMessage(FRAME_HEADER_BYTES + length);
         let at = FRAME_HEADER_BYTES;
         for (const part of parts) {
           frame.set(part, at);
