@@ -19,6 +19,7 @@ import { createHash, type Hash } from "node:crypto";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { FRAME_HEADER_BYTES } from "../protocol/frame.ts";
 import type { RequestArgs } from "../protocol/messages.ts";
+import { allocateBinaryMessage } from "./_websocket_client.ts";
 import { packDirectory, unpackTar } from "../protocol/tar_fs.ts";
 import type { DaemonOptions } from "./daemon.ts";
 import type { Link, StreamRoute } from "./_link.ts";
@@ -528,7 +529,8 @@ class DownloadSender {
       while (!this.#done) {
         const room = Math.min(MAX_FRAME_PAYLOAD, this.#acked + this.#window - this.#sent);
         if (room <= 0) return;
-        const frame = new Uint8Array(FRAME_HEADER_BYTES + room);
+        // Framed and masked in place by the socket: the file's bytes are copied once, by the read.
+        const frame = allocateBinaryMessage(FRAME_HEADER_BYTES + room);
         const n = await this.#read(frame.subarray(FRAME_HEADER_BYTES));
         if (this.#done) return;
         if (n === null) {
@@ -542,7 +544,7 @@ class DownloadSender {
           return;
         }
         if (n === 0) continue;
-        const view = new DataView(frame.buffer);
+        const view = new DataView(frame.buffer, frame.byteOffset);
         view.setUint8(0, 1);
         view.setUint32(1, this.#sid);
         view.setUint32(5, Math.floor(this.#sent / 0x1_0000_0000));

@@ -36,8 +36,34 @@ export interface DataFrame {
   payload: Uint8Array;
 }
 
+/** Payload buffers made by {@linkcode allocateDataFrame}, whose header room in front is theirs to fill. */
+const prepared = new WeakSet<ArrayBuffer>();
+
 /**
- * Encode a data frame.
+ * A payload buffer with room for the data frame header in front of it. Fill it and pass it (whole, not a view of
+ * part of it) to {@linkcode encodeDataFrame}: the header is then written in place, and the payload is not copied.
+ * The payload bytes are never modified, so the buffer may be kept (e.g. for a resend).
+ *
+ * @example Encode without a copy
+ * ```ts
+ * import { allocateDataFrame, decodeDataFrame, encodeDataFrame } from "./frame.ts";
+ * const payload = allocateDataFrame(3);
+ * payload.set([1, 2, 3]);
+ * const frame = encodeDataFrame(7, 0, payload);
+ * console.assert(frame.buffer === payload.buffer && decodeDataFrame(frame).payload[2] === 3);
+ * ```
+ *
+ * @param length Payload length in bytes.
+ * @returns The payload view (zero-filled).
+ */
+export function allocateDataFrame(length: number): Uint8Array<ArrayBuffer> {
+  const buffer = new ArrayBuffer(FRAME_HEADER_BYTES + length);
+  prepared.add(buffer);
+  return new Uint8Array(buffer, FRAME_HEADER_BYTES, length);
+}
+
+/**
+ * Encode a data frame. A payload made by {@linkcode allocateDataFrame} is framed in place (no copy).
  *
  * @example Round trip a frame
  * ```ts
@@ -57,13 +83,18 @@ export function encodeDataFrame(
   offset: number,
   payload: Uint8Array,
 ): Uint8Array<ArrayBuffer> {
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  const inPlace = payload.byteOffset === FRAME_HEADER_BYTES &&
+    payload.byteOffset + payload.byteLength === payload.buffer.byteLength &&
+    prepared.has(payload.buffer as ArrayBuffer);
+  const frame = inPlace
+    ? new Uint8Array(payload.buffer as ArrayBuffer)
+    : new Uint8Array(FRAME_HEADER_BYTES + payload.length);
   const view = new DataView(frame.buffer);
   view.setUint8(0, FRAME_DATA);
   view.setUint32(1, sid);
   view.setUint32(5, Math.floor(offset / 0x1_0000_0000));
   view.setUint32(9, offset >>> 0);
-  frame.set(payload, FRAME_HEADER_BYTES);
+  if (!inPlace) frame.set(payload, FRAME_HEADER_BYTES);
   return frame;
 }
 

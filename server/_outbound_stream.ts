@@ -3,6 +3,7 @@
 // can be sent again after a reconnect, from the offset the daemon reports.
 import { DaemonDisconnectedError } from "./errors.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
+import { allocateDataFrame } from "../protocol/frame.ts";
 
 const MAX_FRAME = 256 * 1024;
 
@@ -109,7 +110,9 @@ export class OutboundStream {
         await new Promise<void>((resolve) => this.#waiters.push(resolve));
         continue;
       }
-      const piece = chunk.slice(at, at + Math.min(room, MAX_FRAME));
+      // One copy: into a buffer with room for the frame header, kept as it is for a resend.
+      const piece = allocateDataFrame(Math.min(room, MAX_FRAME, chunk.length - at));
+      piece.set(chunk.subarray(at, at + piece.length));
       this.#retained.push({ offset: this.offset, bytes: piece });
       this.#conn.sendData(this.#sid, this.offset, piece);
       this.offset += piece.length;
@@ -121,11 +124,13 @@ export class OutboundStream {
   end(sha256?: string): void {
     if (this.#eofOffset !== null) return;
     this.#eofOffset = this.offset;
-    this.#conn?.send(sha256 ? { t: "eof", sid: this.#sid, offset: this.offset, sha256 } : {
-      t: "eof",
-      sid: this.#sid,
-      offset: this.offset,
-    });
+    this.#conn?.send(
+      sha256 ? { t: "eof", sid: this.#sid, offset: this.offset, sha256 } : {
+        t: "eof",
+        sid: this.#sid,
+        offset: this.offset,
+      },
+    );
   }
 
   /** Wait until every byte written is acknowledged. */
