@@ -472,7 +472,23 @@ export class UnixPty implements PtyBackend {
     for (;;) {
       if (this.#eof || this.#closing) return null;
       const n = Number(this.#libc.read(this.#master, this.#readBuffer, BigInt(READ_CHUNK)));
-      if (n > 0) return this.#readBuffer.slice(0, n);
+      if (n > 0) {
+        // The tty layer hands over about 4 KiB per read: take what else is already there (without waiting for
+        // more) so a bulk writer costs one chunk per wakeup rather than one per 4 KiB.
+        let filled = n;
+        while (filled < READ_CHUNK) {
+          const more = Number(
+            this.#libc.read(
+              this.#master,
+              this.#readBuffer.subarray(filled),
+              BigInt(READ_CHUNK - filled),
+            ),
+          );
+          if (more <= 0) break; // EAGAIN, EIO or EOF: the next read() sees it again
+          filled += more;
+        }
+        return this.#readBuffer.slice(0, filled);
+      }
       if (n === 0) break;
       const code = errno(this.#libc);
       if (code === EINTR) continue;
