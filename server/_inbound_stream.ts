@@ -1,5 +1,6 @@
 // A stream of bytes the daemon sends (process output, terminal output, downloads), delivered to the user as a
 // ReadableStream. Credit is returned (acked) as the user reads, so a consumer that stops reading stops the daemon.
+import { ProtocolError } from "../protocol/errors.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
 
 /** Bytes lost from a stream because the daemon's retention window overflowed while nobody was reading. */
@@ -28,6 +29,8 @@ export class InboundStream {
   received: number;
   #delivered: number;
   #acked: number;
+  /** The daemon counts skipped (gap) bytes as acknowledged. */
+  #creditFloor = 0;
   #queue: Uint8Array[] = [];
   #ended = false;
   #finished = false;
@@ -53,7 +56,9 @@ export class InboundStream {
       cancel: () => {
         this.cancelled = true;
         this.#queue = [];
-        if (this.#conn) this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
+        if (this.#conn) {
+          this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
+        }
         this.#unbind();
         this.#finish();
       },
@@ -79,7 +84,8 @@ export class InboundStream {
       onData: (offset, payload) => this.#onData(offset, payload),
       onEof: (offset) => this.#onEof(offset),
       onGap: (from, to) => this.#gap(from, to),
-      onReset: (reason) => this.fail(new Error(`Stream ${this.name} reset by the daemon: ${reason}`)),
+      onReset: (reason) =>
+        this.fail(new Error(`Stream ${this.name} reset by the daemon: ${reason}`)),
       onClose: () => {
         if (this.#route === route) {
           this.#route = null;
@@ -101,6 +107,20 @@ export class InboundStream {
 
   #onData(offset: number, payload: Uint8Array): void {
     if (!this.live) return;
+    // The daemon may have at most `window` bytes beyond our last ack in flight. Allow generous slack, but a peer
+    // that ignores credit altogether fails the stream instead of growing our memory without bound.
+    const limit = Math.max(this.#acked, this.#creditFloor) + 3 * this.window;
+    if (offset + payload.length > limit) {
+      this.#conn?.send({ t: "reset", sid: this.#sid, reason: "data beyond the granted window" });
+      this.fail(
+        new ProtocolError(
+          `Stream ${this.name}: data up to ${
+            offset + payload.length
+          } beyond the credit limit ${limit}`,
+        ),
+      );
+      return;
+    }
     if (offset > this.received) this.#gap(this.received, offset);
     const skip = this.received - offset;
     if (skip >= payload.length) return;
@@ -112,6 +132,7 @@ export class InboundStream {
 
   #gap(from: number, to: number): void {
     if (to <= this.received) return;
+    this.#creditFloor = Math.max(this.#creditFloor, to);
     const gap = { stream: this.name, from: Math.max(from, this.received), to };
     this.received = to;
     this.#delivered = Math.max(this.#delivered, to - this.#queuedBytes());
@@ -154,7 +175,10 @@ export class InboundStream {
         // this stream may be smaller than ours (it is capped by the daemon's retention), and it must never wait
         // for an ack we are holding back.
         const unacked = this.#delivered - this.#acked;
-        if (this.#conn && (unacked >= this.window / 4 || (this.#queue.length === 0 && !this.#ended && unacked > 0))) {
+        if (
+          this.#conn &&
+          (unacked >= this.window / 4 || (this.#queue.length === 0 && !this.#ended && unacked > 0))
+        ) {
           this.#acked = this.#delivered;
           this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
         }

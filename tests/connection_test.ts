@@ -1,5 +1,12 @@
 import { assert, assertEquals, assertLess, assertRejects } from "./_assert.ts";
-import { DaemonDisconnectedError, type DaemonEvent, Server, SUBPROTOCOL } from "../mod.ts";
+import {
+  DaemonDisconnectedError,
+  type DaemonEvent,
+  ProtocolError,
+  Server,
+  SUBPROTOCOL,
+} from "../mod.ts";
+import { encodeDataFrame } from "../protocol/frame.ts";
 import { alive, eventually, runDaemonCli, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
 
@@ -256,4 +263,38 @@ Deno.test("the daemon drops a silent controller within three heartbeats and redi
     await daemon.stop();
     await fake.shutdown();
   }
+});
+
+Deno.test("a daemon that ignores stream credit fails that stream instead of growing the controller", async () => {
+  await using server = await Server.listen({ port: 0, streamWindow: 64 * 1024 });
+  const raw = await rawClient(server.url);
+  raw.socket.onmessage = (event) => {
+    if (typeof event.data !== "string") return;
+    const message = JSON.parse(event.data);
+    if (message.t !== "req" || message.op !== "spawn") return;
+    raw.socket.send(
+      JSON.stringify({ t: "res", rid: message.rid, ok: true, data: { proc: "p-1", pid: 1 } }),
+    );
+    // Flood stdout, never waiting for an ack: 1 MiB against a 64 KiB window.
+    for (let offset = 0; offset < 1024 * 1024; offset += 32 * 1024) {
+      raw.socket.send(encodeDataFrame(message.args.stdout, offset, new Uint8Array(32 * 1024)));
+    }
+  };
+  raw.socket.send(JSON.stringify({
+    t: "hello",
+    id: "greedy",
+    labels: {},
+    hostname: "h",
+    platform: "linux",
+    arch: "x",
+    version: "0",
+    pid: 1,
+    processes: 0,
+    instance: "i",
+  }));
+  await server.waitForDaemon("greedy");
+  const p = await server.spawn("greedy", "yes");
+  await assertRejects(() => new Response(p.stdout).arrayBuffer(), ProtocolError, "credit");
+  raw.socket.close();
+  await raw.closed;
 });

@@ -328,7 +328,122 @@ class FuzzClient {
 
 Deno.test({
   name:
+    `fuzz: a real daemon survives ${FRAMES} frames from a hostile controller and still answers (seed ${SEED})`,
+  fn: async () => {
+    const f = new Fuzzer(SEED + 1);
+    const root = await Deno.makeTempDir({ prefix: "sandd-fuzz-root-" });
+    const outside = await Deno.makeTempDir({ prefix: "sandd-fuzz-outside-" });
+    await Deno.writeTextFile(`${outside}/keep`, "untouched");
+    const { promise: connected, resolve: onSocket } = Promise.withResolvers<WebSocket>();
+    let pong: (() => void) | undefined;
+    const responses = new Map<number, (message: Record<string, unknown>) => void>();
+    const data: Uint8Array[] = [];
+    const controller = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+      const { socket, response } = Deno.upgradeWebSocket(request, {
+        protocol: SUBPROTOCOL,
+        idleTimeout: 0,
+      });
+      socket.binaryType = "arraybuffer";
+      socket.onerror = () => {};
+      socket.onmessage = (event) => {
+        if (typeof event.data !== "string") {
+          data.push(new Uint8Array(event.data as ArrayBuffer));
+          return;
+        }
+        const message = JSON.parse(event.data);
+        if (message.t === "hello") {
+          socket.send(JSON.stringify({ t: "welcome", version: "0", heartbeatMs: 60_000 }));
+          onSocket(socket);
+        } else if (message.t === "pong") {
+          pong?.();
+        } else if (message.t === "res") {
+          responses.get(message.rid)?.(message);
+        }
+      };
+      return response;
+    });
+    const url = `ws://127.0.0.1:${controller.addr.port}/ws`;
+    const daemon = new TestDaemon({
+      id: "victim",
+      url,
+      args: ["--root", root, "--allow", "true", "--allow", "echo", "--max-processes", "64"],
+      // A capped heap turns any leak into a crash this test sees, instead of an RSS figure that depends on when
+      // V8 chose to collect.
+      denoFlags: ["--v8-flags=--max-old-space-size=64"],
+    });
+    try {
+      const socket = await connected;
+      const sync = () => {
+        const { promise, resolve } = Promise.withResolvers<void>();
+        pong = resolve;
+        socket.send('{"t":"ping"}');
+        return promise;
+      };
+      const request = (rid: number, op: string, args: Record<string, unknown>) => {
+        const { promise, resolve } = Promise.withResolvers<Record<string, unknown>>();
+        responses.set(rid, resolve);
+        socket.send(JSON.stringify({ t: "req", rid, op, args }));
+        return promise;
+      };
+      await sync();
+      const before = daemonRssMiB(daemon.pid);
+      const started = performance.now();
+      let sent = 0;
+      while (sent < FRAMES) {
+        for (let i = 0; i < BATCH; i++, sent++) {
+          const r = f.random();
+          if (r < 0.00005) socket.send(new Uint8Array(8 * 1024 * 1024)); // bigger than any frame the daemon wants
+          else if (r < 0.35) socket.send(f.binary());
+          else socket.send(f.mutate(f.pick(controllerTemplates(f))));
+        }
+        await sync();
+        if (Deno.env.get("SANDD_FUZZ_DEBUG")) console.error("sent", sent);
+        responses.clear();
+        data.length = 0;
+      }
+      // Still answers: list processes, run a command and read its output.
+      const listed = await request(1_000_001, "processes", {});
+      assertEquals(listed.ok, true);
+      data.length = 0;
+      const spawned = await request(1_000_002, "spawn", {
+        command: ["echo", "alive"],
+        stdout: 777_777,
+        window: 65536,
+      });
+      assertEquals(spawned.ok, true, JSON.stringify(spawned));
+      while (!data.some((frame) => new TextDecoder().decode(frame).includes("alive\n"))) {
+        await sync();
+      }
+      const after = daemonRssMiB(daemon.pid);
+      console.log(
+        `seed ${SEED + 1}: ${sent} frames to the daemon in ${
+          ((performance.now() - started) / 1000).toFixed(1)
+        } s; ` +
+          `daemon RSS ${before.toFixed(0)} -> ${after.toFixed(0)} MiB`,
+      );
+      assertLess(after - before, 160, `daemon RSS grew from ${before} to ${after} MiB`);
+      assertEquals(await Deno.readTextFile(`${outside}/keep`), "untouched");
+      socket.close();
+      const { code } = await daemon.stop();
+      assertEquals(code, 0, "the daemon did not exit cleanly");
+    } finally {
+      await daemon.stop();
+      await controller.shutdown();
+      await Deno.remove(root, { recursive: true });
+      await Deno.remove(outside, { recursive: true });
+    }
+  },
+});
+
+// Last in this file: its test clients may leave a close op pending (see sanitizeOps below).
+Deno.test({
+  name:
     `fuzz: the controller survives ${FRAMES} hostile frames; a real daemon keeps working (seed ${SEED})`,
+  // The fuzz clients here are Deno's own WebSocket, and the controller closes many of them mid-flood. When the
+  // peer's close wins the race, Deno's client-side close op can stay pending after the close event has fired
+  // (seen under load, with --trace-leaks pointing at WebSocket.close in this file, not at the controller). The op
+  // sanitizer would report the test client, so it is off for this test only; resources are still checked.
+  sanitizeOps: false,
   fn: async () => {
     const f = new Fuzzer(SEED);
     await using server = await Server.listen({
@@ -491,114 +606,5 @@ Deno.test({
     assertLess(final - baseline, 128, `RSS grew from ${baseline} to ${final} MiB`);
     assertEquals(server.stats().inFlight, 0);
     await daemon.stop();
-  },
-});
-
-Deno.test({
-  name:
-    `fuzz: a real daemon survives ${FRAMES} frames from a hostile controller and still answers (seed ${SEED})`,
-  fn: async () => {
-    const f = new Fuzzer(SEED + 1);
-    const root = await Deno.makeTempDir({ prefix: "sandd-fuzz-root-" });
-    const outside = await Deno.makeTempDir({ prefix: "sandd-fuzz-outside-" });
-    await Deno.writeTextFile(`${outside}/keep`, "untouched");
-    const { promise: connected, resolve: onSocket } = Promise.withResolvers<WebSocket>();
-    let pong: (() => void) | undefined;
-    const responses = new Map<number, (message: Record<string, unknown>) => void>();
-    const data: Uint8Array[] = [];
-    const controller = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
-      const { socket, response } = Deno.upgradeWebSocket(request, {
-        protocol: SUBPROTOCOL,
-        idleTimeout: 0,
-      });
-      socket.binaryType = "arraybuffer";
-      socket.onerror = () => {};
-      socket.onmessage = (event) => {
-        if (typeof event.data !== "string") {
-          data.push(new Uint8Array(event.data as ArrayBuffer));
-          return;
-        }
-        const message = JSON.parse(event.data);
-        if (message.t === "hello") {
-          socket.send(JSON.stringify({ t: "welcome", version: "0", heartbeatMs: 60_000 }));
-          onSocket(socket);
-        } else if (message.t === "pong") {
-          pong?.();
-        } else if (message.t === "res") {
-          responses.get(message.rid)?.(message);
-        }
-      };
-      return response;
-    });
-    const url = `ws://127.0.0.1:${controller.addr.port}/ws`;
-    const daemon = new TestDaemon({
-      id: "victim",
-      url,
-      args: ["--root", root, "--allow", "true", "--allow", "echo", "--max-processes", "64"],
-      // A capped heap turns any leak into a crash this test sees, instead of an RSS figure that depends on when
-      // V8 chose to collect.
-      denoFlags: ["--v8-flags=--max-old-space-size=64"],
-    });
-    try {
-      const socket = await connected;
-      const sync = () => {
-        const { promise, resolve } = Promise.withResolvers<void>();
-        pong = resolve;
-        socket.send('{"t":"ping"}');
-        return promise;
-      };
-      const request = (rid: number, op: string, args: Record<string, unknown>) => {
-        const { promise, resolve } = Promise.withResolvers<Record<string, unknown>>();
-        responses.set(rid, resolve);
-        socket.send(JSON.stringify({ t: "req", rid, op, args }));
-        return promise;
-      };
-      await sync();
-      const before = daemonRssMiB(daemon.pid);
-      const started = performance.now();
-      let sent = 0;
-      while (sent < FRAMES) {
-        for (let i = 0; i < BATCH; i++, sent++) {
-          const r = f.random();
-          if (r < 0.00005) socket.send(new Uint8Array(8 * 1024 * 1024)); // bigger than any frame the daemon wants
-          else if (r < 0.35) socket.send(f.binary());
-          else socket.send(f.mutate(f.pick(controllerTemplates(f))));
-        }
-        await sync();
-        if (Deno.env.get("SANDD_FUZZ_DEBUG")) console.error("sent", sent);
-        responses.clear();
-        data.length = 0;
-      }
-      // Still answers: list processes, run a command and read its output.
-      const listed = await request(1_000_001, "processes", {});
-      assertEquals(listed.ok, true);
-      data.length = 0;
-      const spawned = await request(1_000_002, "spawn", {
-        command: ["echo", "alive"],
-        stdout: 777_777,
-        window: 65536,
-      });
-      assertEquals(spawned.ok, true, JSON.stringify(spawned));
-      while (!data.some((frame) => new TextDecoder().decode(frame).includes("alive\n"))) {
-        await sync();
-      }
-      const after = daemonRssMiB(daemon.pid);
-      console.log(
-        `seed ${SEED + 1}: ${sent} frames to the daemon in ${
-          ((performance.now() - started) / 1000).toFixed(1)
-        } s; ` +
-          `daemon RSS ${before.toFixed(0)} -> ${after.toFixed(0)} MiB`,
-      );
-      assertLess(after - before, 160, `daemon RSS grew from ${before} to ${after} MiB`);
-      assertEquals(await Deno.readTextFile(`${outside}/keep`), "untouched");
-      socket.close();
-      const { code } = await daemon.stop();
-      assertEquals(code, 0, "the daemon did not exit cleanly");
-    } finally {
-      await daemon.stop();
-      await controller.shutdown();
-      await Deno.remove(root, { recursive: true });
-      await Deno.remove(outside, { recursive: true });
-    }
   },
 });
