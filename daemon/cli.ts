@@ -34,7 +34,7 @@ Files:
 Policy (what this worker lets any controller do; flags override the same fields of --policy):
   --policy FILE           JSON policy file (fields: allow, deny, noShell, noPty, noFiles, root, runAs,
                           envStrip, envSet, maxProcesses, maxSessions, defaultTimeoutMs, maxTimeoutMs,
-                          cpuSeconds, memoryBytes)
+                          cpuSeconds, memoryBytes, maxOutputBytes)
   --allow PATTERN         only commands matching a pattern run (glob; repeat); shell strings must then be
                           one simple command without ; & | $ \` ( ) < > or newlines
   --deny PATTERN          refuse commands matching PATTERN, wherever a shell string would start them (repeat)
@@ -50,6 +50,7 @@ Policy (what this worker lets any controller do; flags override the same fields 
   --max-timeout SEC       largest timeout a command may ask for
   --cpu-seconds N         CPU-time limit of each process (RLIMIT_CPU, via prlimit)
   --memory-bytes N        address-space limit of each process (RLIMIT_AS, via prlimit)
+  --max-output-bytes N    output kept per stream of each process; the rest is read and dropped (flagged)
 
 Reconnect (exponential backoff with full jitter):
   --reconnect-initial SEC upper bound of the first delay (default 1)
@@ -178,6 +179,7 @@ export function parseDaemonArgs(
         "max-timeout": { type: "string" },
         "cpu-seconds": { type: "string" },
         "memory-bytes": { type: "string" },
+        "max-output-bytes": { type: "string" },
         "reconnect-initial": { type: "string" },
         "reconnect-max": { type: "string" },
         "log-level": { type: "string" },
@@ -271,6 +273,8 @@ export function parseDaemonArgs(
   if (cpuSeconds !== undefined) policy.cpuSeconds = cpuSeconds;
   const memoryBytes = integer("memory-bytes", values["memory-bytes"]);
   if (memoryBytes !== undefined) policy.memoryBytes = memoryBytes;
+  const maxOutputBytes = integer("max-output-bytes", values["max-output-bytes"]);
+  if (maxOutputBytes !== undefined) policy.maxOutputBytes = maxOutputBytes;
   if (values["default-timeout"] !== undefined) {
     policy.defaultTimeoutMs = Math.round(
       number("default-timeout", values["default-timeout"], 0, 0.001) * 1000,

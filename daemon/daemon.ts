@@ -137,6 +137,9 @@ export class Daemon implements AsyncDisposable {
         ? { exitRetentionMs: options.exitRetentionMs }
         : {}),
       ...(options.killGraceMs !== undefined ? { killGraceMs: options.killGraceMs } : {}),
+      ...(policy.options.maxOutputBytes !== undefined
+        ? { maxOutputBytes: policy.options.maxOutputBytes }
+        : {}),
     });
     this.#handlers = new Map(Object.entries(this.#coreHandlers()));
     for (const [op, handler] of Object.entries(options.handlers ?? {})) {

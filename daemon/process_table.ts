@@ -81,13 +81,22 @@ class OutputState {
   readonly attachments: Set<Attachment> = new Set();
   readonly #read: () => Promise<Uint8Array | null>;
   readonly #onEnd: () => void;
+  readonly #cap: number;
   #reading = false;
   ended = false;
+  /** Bytes the child wrote past the cap (read and dropped, so the child never blocks on them). */
+  dropped = 0;
 
-  constructor(read: () => Promise<Uint8Array | null>, retain: number, onEnd: () => void) {
+  constructor(
+    read: () => Promise<Uint8Array | null>,
+    retain: number,
+    onEnd: () => void,
+    cap = Infinity,
+  ) {
     this.#read = read;
     this.buffer = new OutputBuffer(retain);
     this.#onEnd = onEnd;
+    this.#cap = cap;
   }
 
   /** Read more from the child when the slowest attachment leaves room in the window. */
@@ -109,6 +118,11 @@ class OutputState {
       this.ended = true;
       this.#onEnd();
     } else {
+      const room = this.#cap - this.buffer.end;
+      if (chunk.length > room) {
+        this.dropped += chunk.length - Math.max(0, room);
+        chunk = chunk.subarray(0, Math.max(0, room));
+      }
       let minAcked = Infinity;
       for (const a of this.attachments) minAcked = Math.min(minAcked, a.acked);
       this.buffer.append(chunk, minAcked);
@@ -224,6 +238,8 @@ export interface ProcessTableOptions {
   exitRetentionMs?: number;
   /** Grace before SIGTERM escalates to SIGKILL. @default 5_000 */
   killGraceMs?: number;
+  /** Output bytes a process may produce per stream; the rest is read and dropped. @default unlimited */
+  maxOutputBytes?: number;
 }
 
 /** One process held by the daemon. */
@@ -260,7 +276,7 @@ export class ManagedProcess {
     this.pty = args.pty !== undefined;
     this.child = child;
     this.outputs = child.outputs.map((read) =>
-      new OutputState(read, retain, () => this.#outputEnded())
+      new OutputState(read, retain, () => this.#outputEnded(), table.maxOutputBytes)
     );
     if (!child.write) this.#stdinClosed = true;
     if (args.timeoutMs !== undefined) {
@@ -452,6 +468,9 @@ export class ManagedProcess {
       exitCode: exit.exitCode,
       signal: exit.signal,
       timedOut: this.timedOut,
+      ...(this.outputs.some((o) => o.dropped > 0)
+        ? { truncated: this.outputs.map((o) => o.dropped > 0) }
+        : {}),
     });
   }
 
@@ -499,6 +518,7 @@ export class ProcessTable {
   readonly orphanTimeoutMs: number;
   readonly exitRetentionMs: number;
   readonly killGraceMs: number;
+  readonly maxOutputBytes: number;
   readonly #processes: Map<string, ManagedProcess> = new Map();
   readonly #factory: ChildFactory;
   #counter = 0;
@@ -507,6 +527,7 @@ export class ProcessTable {
   constructor(factory: ChildFactory, options: ProcessTableOptions = {}) {
     this.#factory = factory;
     this.retainBytes = options.retainBytes ?? 4 * 1024 * 1024;
+    this.maxOutputBytes = options.maxOutputBytes ?? Infinity;
     this.orphanTimeoutMs = options.orphanTimeoutMs ?? 3_600_000;
     this.exitRetentionMs = options.exitRetentionMs ?? 600_000;
     this.killGraceMs = options.killGraceMs ?? 5_000;

@@ -411,6 +411,8 @@ export interface ExitMessage {
   signal: string | null;
   /** True when the daemon killed it for its timeout. */
   timedOut: boolean;
+  /** Per output stream: whether output beyond the daemon's `maxOutputBytes` policy was dropped. */
+  truncated?: boolean[];
 }
 
 /** A filesystem change from a `watch` request. */
@@ -495,7 +497,7 @@ const daemonChecks: Record<string, Check<unknown>> = {
     exitCode: int(0, 255),
     signal: nullable(str(32)),
     timedOut: bool,
-  }),
+  }, { truncated: array(bool, 8) }),
   fsevent: object({
     t: literal("fsevent"),
     wid: int(1, MAX_STREAM_ID),

@@ -22,6 +22,11 @@ export interface ProcessStatus {
   signal: Deno.Signal | null;
   /** Whether the daemon killed it for its timeout. */
   timedOut: boolean;
+  /**
+   * Per output stream (stdout, stderr): whether the daemon dropped output beyond its `maxOutputBytes` policy.
+   * Absent when nothing was dropped.
+   */
+  truncated?: boolean[];
 }
 
 /** A process as `server.processes()` lists it. */

@@ -1036,7 +1036,10 @@ export class Server extends EventTarget implements AsyncDisposable {
         exitCode: status.exitCode,
         signal: status.signal,
         durationMs: performance.now() - started,
-        truncated: { stdout: out.truncated, stderr: err.truncated },
+        truncated: {
+          stdout: out.truncated || status.truncated?.[0] === true,
+          stderr: err.truncated || status.truncated?.[1] === true,
+        },
       };
     } finally {
       clearTimeout(backstop);
@@ -1474,6 +1477,7 @@ export class Server extends EventTarget implements AsyncDisposable {
           exitCode: message.exitCode,
           signal: message.signal as Deno.Signal | null,
           timedOut: message.timedOut,
+          ...(message.truncated ? { truncated: message.truncated } : {}),
         });
         return;
       case "fsevent":

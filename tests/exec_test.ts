@@ -187,3 +187,12 @@ Deno.test("daemons are listed with labels and broadcast reaches the matching one
     await server.close();
   }
 });
+
+Deno.test("the daemon's --max-output-bytes policy drops output beyond the cap and says so", async () => {
+  await using t = await setup("w-cap", ["--max-output-bytes", "1000"]);
+  const r = await t.server.exec("w-cap", "head -c 500000 /dev/zero; echo done >&2");
+  assertEquals(r.exitCode, 0);
+  assertEquals(r.stdoutBytes.length, 1000);
+  assertEquals(r.truncated, { stdout: true, stderr: false });
+  assertEquals(r.stderr, "done\n");
+});
