@@ -1,5 +1,6 @@
 // Test helpers: run the real daemon as a child process.
 import { DAEMON_PERMISSION_FLAGS } from "../daemon/permissions.ts";
+import { Server, type ServerOptions } from "../mod.ts";
 
 const MAIN = new URL("../daemon/main.ts", import.meta.url).pathname;
 
@@ -133,4 +134,29 @@ export async function eventually(
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A controller on 127.0.0.1:0 with one real daemon connected to it; disposing stops both. */
+export interface TestWorker extends AsyncDisposable {
+  server: Server;
+  daemon: TestDaemon;
+}
+
+/** Start a controller and a daemon with id `id` (and extra daemon `args`), and wait until it has connected. */
+export async function startWorker(
+  id: string,
+  args: string[] = [],
+  serverOptions: ServerOptions = {},
+): Promise<TestWorker> {
+  const server = await Server.listen({ port: 0, ...serverOptions });
+  const daemon = new TestDaemon({ id, url: server.url, args });
+  await server.waitForDaemon(id, { timeout: 20_000 });
+  return {
+    server,
+    daemon,
+    async [Symbol.asyncDispose]() {
+      await daemon.stop();
+      await server.close();
+    },
+  };
 }

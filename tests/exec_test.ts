@@ -1,24 +1,10 @@
 import { assert, assertEquals, assertGreater, assertLess, assertRejects } from "./_assert.ts";
 import { CommandTimeoutError, DaemonNotFoundError, Server } from "../mod.ts";
-import { alive, eventually, TestDaemon } from "./_daemon.ts";
+import { alive, eventually, startWorker, TestDaemon } from "./_daemon.ts";
 import { createHash } from "node:crypto";
 
-async function setup(id = "w1", args: string[] = []) {
-  const server = await Server.listen({ port: 0 });
-  const daemon = new TestDaemon({ id, url: server.url, args });
-  await server.waitForDaemon(id, { timeout: 20_000 });
-  return {
-    server,
-    daemon,
-    async [Symbol.asyncDispose]() {
-      await daemon.stop();
-      await server.close();
-    },
-  };
-}
-
 Deno.test("exec returns stdout, stderr, exit code and duration", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const r = await t.server.exec("w1", "echo out; echo err >&2; exit 3");
   assertEquals(r.stdout, "out\n");
   assertEquals(r.stderr, "err\n");
@@ -29,7 +15,7 @@ Deno.test("exec returns stdout, stderr, exit code and duration", async () => {
 });
 
 Deno.test("exec passes env and cwd, runs argv directly", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const dir = await Deno.makeTempDir();
   try {
     const r = await t.server.exec("w1", 'printf "%s|" "$SANDD_A" "$(pwd)"', {
@@ -45,7 +31,7 @@ Deno.test("exec passes env and cwd, runs argv directly", async () => {
 });
 
 Deno.test("exec feeds stdin and ends it", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const r = await t.server.exec("w1", "sort", { stdin: "b\nc\na\n" });
   assertEquals(r.stdout, "a\nb\nc\n");
   const bytes = await t.server.exec("w1", ["wc", "-c"], { stdin: new Uint8Array(300_000) });
@@ -53,7 +39,7 @@ Deno.test("exec feeds stdin and ends it", async () => {
 });
 
 Deno.test("a missing program exits 127 with the shell's message", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const viaShell = await t.server.exec("w1", "no-such-program-xyz");
   assertEquals(viaShell.exitCode, 127);
   assert(viaShell.stderr.includes("no-such-program-xyz"), viaShell.stderr);
@@ -65,7 +51,7 @@ Deno.test("a missing program exits 127 with the shell's message", async () => {
 });
 
 Deno.test("a timeout kills the whole process group and reports partial output", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const started = performance.now();
   const error = await assertRejects(
     () => t.server.exec("w1", "sleep 300 & echo $!; echo partial; sleep 300", { timeout: 500 }),
@@ -80,7 +66,7 @@ Deno.test("a timeout kills the whole process group and reports partial output", 
 });
 
 Deno.test("10 concurrent one-second commands finish in about a second", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const started = performance.now();
   const results = await Promise.all(
     Array.from({ length: 10 }, (_, i) => t.server.exec("w1", `sleep 1; echo ${i}`)),
@@ -91,7 +77,7 @@ Deno.test("10 concurrent one-second commands finish in about a second", async ()
 });
 
 Deno.test("10 MB of output arrives byte-exact", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const file = await Deno.makeTempFile();
   try {
     const data = new Uint8Array(10 * 1024 * 1024);
@@ -111,13 +97,13 @@ Deno.test("10 MB of output arrives byte-exact", async () => {
 });
 
 Deno.test("non-UTF-8 bytes pass unchanged", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const r = await t.server.exec("w1", ["printf", "\\377\\376\\000\\200abc"]);
   assertEquals([...r.stdoutBytes], [0xff, 0xfe, 0x00, 0x80, 0x61, 0x62, 0x63]);
 });
 
 Deno.test("output beyond maxOutputBytes is truncated and flagged", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const r = await t.server.exec("w1", "head -c 100000 /dev/zero", { maxOutputBytes: 1000 });
   assertEquals(r.stdoutBytes.length, 1000);
   assertEquals(r.truncated.stdout, true);
@@ -125,7 +111,7 @@ Deno.test("output beyond maxOutputBytes is truncated and flagged", async () => {
 });
 
 Deno.test("an aborted exec kills the command", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const controller = new AbortController();
   const pending = t.server.exec("w1", "echo $$; sleep 300", { signal: controller.signal });
   const list = async () => (await t.server.processes("w1")).filter((p) => p.state === "running");
@@ -141,7 +127,7 @@ Deno.test("an aborted exec kills the command", async () => {
 });
 
 Deno.test("bad arguments are refused before anything is sent", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   await assertRejects(() => t.server.exec("w1", ""), TypeError, "empty");
   await assertRejects(() => t.server.exec("w1", []), TypeError);
   await assertRejects(() => t.server.exec("w1", "true", { timeout: -1 }), RangeError, "-1");
@@ -189,7 +175,7 @@ Deno.test("daemons are listed with labels and broadcast reaches the matching one
 });
 
 Deno.test("the daemon's --max-output-bytes policy drops output beyond the cap and says so", async () => {
-  await using t = await setup("w-cap", ["--max-output-bytes", "1000"]);
+  await using t = await startWorker("w-cap", ["--max-output-bytes", "1000"]);
   const r = await t.server.exec("w-cap", "head -c 500000 /dev/zero; echo done >&2");
   assertEquals(r.exitCode, 0);
   assertEquals(r.stdoutBytes.length, 1000);

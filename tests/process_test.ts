@@ -7,26 +7,8 @@ import {
   SignalNotAllowedError,
   UnknownProcessError,
 } from "../mod.ts";
-import { alive, eventually, TestDaemon } from "./_daemon.ts";
+import { alive, eventually, startWorker, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
-
-async function setup(
-  id: string,
-  args: string[] = [],
-  serverOptions: Parameters<typeof Server.listen>[0] = {},
-) {
-  const server = await Server.listen({ port: 0, ...serverOptions });
-  const daemon = new TestDaemon({ id, url: server.url, args });
-  await server.waitForDaemon(id, { timeout: 20_000 });
-  return {
-    server,
-    daemon,
-    async [Symbol.asyncDispose]() {
-      await daemon.stop();
-      await server.close();
-    },
-  };
-}
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
   return await new Response(stream).text();
@@ -53,7 +35,7 @@ async function readUntil(
 }
 
 Deno.test("stdin round trip through cat and sort, ended by closing stdin", async () => {
-  await using t = await setup("p-stdin");
+  await using t = await startWorker("p-stdin");
   const cat = await t.server.spawn("p-stdin", "cat");
   const writer = cat.stdin.getWriter();
   const reader = cat.stdout.getReader();
@@ -76,7 +58,7 @@ Deno.test("stdin round trip through cat and sort, ended by closing stdin", async
 });
 
 Deno.test("SIGINT is delivered to a trapping script; SIGKILL ends a process with its signal", async () => {
-  await using t = await setup("p-signal");
+  await using t = await startWorker("p-signal");
   const p = await t.server.spawn(
     "p-signal",
     "trap 'echo got INT; exit 42' INT; echo ready; while :; do sleep 0.05; done",
@@ -107,7 +89,7 @@ Deno.test("SIGINT is delivered to a trapping script; SIGKILL ends a process with
 });
 
 Deno.test("SIGTERM escalates to SIGKILL after the grace for a process that ignores it", async () => {
-  await using t = await setup("p-grace", ["--kill-grace", "0.3"]);
+  await using t = await startWorker("p-grace", ["--kill-grace", "0.3"]);
   const p = await t.server.spawn("p-grace", "trap '' TERM; echo ready; sleep 100 & wait");
   const reader = p.stdout.getReader();
   await readUntil(reader, /ready/);
@@ -170,7 +152,7 @@ Deno.test("links cut every 300 ms: 20 streaming processes lose no byte and doubl
 });
 
 Deno.test("a gap is reported when output overflows the retention window while nobody reads", async () => {
-  await using t = await setup("p-gap");
+  await using t = await startWorker("p-gap");
   const p = await t.server.spawn("p-gap", "read x; head -c 300000 /dev/zero; echo; echo tail", {
     retainBytes: 65_536,
   });
@@ -204,7 +186,7 @@ Deno.test("a gap is reported when output overflows the retention window while no
 });
 
 Deno.test("attach after exit replays output and learns the exit code; several consumers at once", async () => {
-  await using t = await setup("p-late");
+  await using t = await startWorker("p-late");
   const p = await t.server.spawn("p-late", "echo one; echo two >&2; exit 5");
   assertEquals((await p.status).exitCode, 5);
   assertEquals(await readAll(p.stdout), "one\n");
@@ -247,7 +229,7 @@ Deno.test("a fresh Server attaches to a process started by a previous one", asyn
 });
 
 Deno.test("a consumer that does not read stops the child (backpressure), then everything arrives", async () => {
-  await using t = await setup("p-bp", ["--retain-bytes", "1048576"]);
+  await using t = await startWorker("p-bp", ["--retain-bytes", "1048576"]);
   const p = await t.server.spawn("p-bp", "head -c 50000000 /dev/zero");
   const io = () => {
     const text = Deno.readTextFileSync(`/proc/${p.pid}/io`);
@@ -268,7 +250,7 @@ Deno.test("a consumer that does not read stops the child (backpressure), then ev
 });
 
 Deno.test("an orphaned process is killed after the orphan timeout", async () => {
-  await using t = await setup("p-orphan", ["--orphan-timeout", "0.3"]);
+  await using t = await startWorker("p-orphan", ["--orphan-timeout", "0.3"]);
   const p = await t.server.spawn("p-orphan", ["sleep", "100"]);
   const pid = p.pid;
   await p.detach();
@@ -300,7 +282,7 @@ function zombiesOf(parent: number): number[] {
 }
 
 Deno.test("1,000 spawns with kills and timeouts leave no zombie and no running child", async () => {
-  await using t = await setup("p-reap", [], { reconnectGraceMs: 1_000 });
+  await using t = await startWorker("p-reap", [], { reconnectGraceMs: 1_000 });
   const started = performance.now();
   for (let batch = 0; batch < 20; batch++) {
     await Promise.all(Array.from({ length: 50 }, async (_, i) => {

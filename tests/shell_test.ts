@@ -3,25 +3,11 @@
 import xterm from "@xterm/headless";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { RemoteShell, Server, UnknownProcessError } from "../mod.ts";
-import { alive, eventually, TestDaemon } from "./_daemon.ts";
+import { alive, eventually, startWorker, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
 import { loginShellArgv } from "../daemon/_pty_child.ts";
 
 const DEADLINE_MS = 15_000;
-
-async function setup(id = "w1", args: string[] = []) {
-  const server = await Server.listen({ port: 0 });
-  const daemon = new TestDaemon({ id, url: server.url, args });
-  await server.waitForDaemon(id, { timeout: 20_000 });
-  return {
-    server,
-    daemon,
-    async [Symbol.asyncDispose]() {
-      await daemon.stop();
-      await server.close();
-    },
-  };
-}
 
 /** Reads a shell's output in the background; `until` waits for a pattern after the last match. */
 class Screen {
@@ -96,7 +82,7 @@ const BASH = ["bash", "--noprofile", "--norc", "-i"];
 const BASH_ENV = { PS1: "$ ", HISTFILE: "/dev/null" };
 
 Deno.test("the default login shell runs on a pts of the requested size", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   await using sh = await t.server.shell("w1", { cols: 120, rows: 40 });
   assert(sh.id.length > 0 && sh.pid > 0);
   const screen = new Screen(sh.output);
@@ -113,7 +99,7 @@ Deno.test("the default login shell runs on a pts of the requested size", async (
 });
 
 Deno.test("resize reaches the program and is seen by stty size", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   await using sh = await t.server.shell("w1", { command: BASH, env: BASH_ENV });
   const screen = new Screen(sh.output);
   await sh.write("stty size; echo A$((1+1))B\r");
@@ -134,7 +120,7 @@ Deno.test("resize reaches the program and is seen by stty size", async () => {
 });
 
 Deno.test("bad sizes and commands are refused before anything is sent", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   await assertRejects(() => t.server.shell("w1", { cols: 0 }), RangeError, "cols");
   await assertRejects(() => t.server.shell("w1", { rows: 70_000 }), RangeError, "70000");
   await assertRejects(() => t.server.shell("w1", { cols: 1.5 }), RangeError, "1.5");
@@ -146,7 +132,7 @@ Deno.test("bad sizes and commands are refused before anything is sent", async ()
 });
 
 Deno.test("bash has job control: no warning, background jobs listed", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   await using sh = await t.server.shell("w1", { command: BASH, env: BASH_ENV });
   const screen = new Screen(sh.output);
   await sh.write("sleep 100 &\r");
@@ -160,7 +146,7 @@ Deno.test("bash has job control: no warning, background jobs listed", async () =
 });
 
 Deno.test("Ctrl-C interrupts a foreground sleep", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   await using sh = await t.server.shell("w1", { command: BASH, env: BASH_ENV });
   const screen = new Screen(sh.output);
   await sh.write("echo S$((1+1))T; sleep 4242\r");
@@ -179,7 +165,7 @@ Deno.test("Ctrl-C interrupts a foreground sleep", async () => {
 });
 
 Deno.test("multi-byte UTF-8 and every byte value pass unchanged both ways", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   await using sh = await t.server.shell("w1", {
     command: ["sh", "-c", "stty raw -echo && printf 'READY\\377\\376\\200' && exec cat"],
   });
@@ -203,7 +189,7 @@ Deno.test("a full-screen program (vi) draws its screen and quits", async (t) => 
     console.log("skipped: no vi on this machine (apt-get install -y vim-tiny)");
     return;
   }
-  await using c = await setup();
+  await using c = await startWorker("w1");
   const dir = await Deno.makeTempDir();
   try {
     const file = `${dir}/notes.txt`;
@@ -280,7 +266,7 @@ Deno.test("a full-screen program (vi) draws its screen and quits", async (t) => 
 });
 
 Deno.test("exit codes and signals are real; a missing program is 127", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const seven = await t.server.shell("w1", { command: "exit 7" });
   const sevenScreen = new Screen(seven.output);
   assertEquals(await seven.exited, { exitCode: 7, signal: null, timedOut: false });
@@ -307,7 +293,7 @@ Deno.test("exit codes and signals are real; a missing program is 127", async () 
 });
 
 Deno.test("several sessions per daemon; close of one leaves the other", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const a = await t.server.shell("w1", { command: BASH, env: BASH_ENV });
   const b = await t.server.shell("w1", { command: BASH, env: BASH_ENV });
   assert(a.id !== b.id);
@@ -364,7 +350,7 @@ Deno.test("a link cut keeps the session; a new Server re-attaches and replays th
 });
 
 Deno.test("a detached session keeps running; attach replays a bounded scrollback with a gap", async () => {
-  await using t = await setup();
+  await using t = await startWorker("w1");
   const sh = await t.server.shell("w1", { command: BASH, env: BASH_ENV, scrollback: 64 * 1024 });
   const screen = new Screen(sh.output);
   await sh.write("echo r-$((1+1))\r");
@@ -405,7 +391,7 @@ Deno.test("the login shell is $SHELL, else bash, else sh; the request's env can 
   } finally {
     await Deno.remove(empty);
   }
-  await using t = await setup();
+  await using t = await startWorker("w1");
   await using sh = await t.server.shell("w1", { env: { SHELL: "/bin/sh", ENV: "/dev/null" } });
   const screen = new Screen(sh.output);
   await sh.write("ps -o args= -p $$; echo Q$((1+1))Q\r");
