@@ -20,6 +20,8 @@ const IS_DARWIN = Deno.build.os === "darwin";
 /** The libc symbols the daemon's FFI process code uses (poller and pipe children). */
 export const LIBC_SYMBOLS = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  /** `poll` with a zero timeout, on the calling thread: no hand-off when something is ready already. */
+  poll_now: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32", optional: true },
   pipe: { parameters: ["buffer"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32", optional: true },
@@ -357,6 +359,9 @@ function failAll(error: Error): void {
 async function loop(): Promise<void> {
   const symbols = libc!;
   let failures = 0;
+  // Whether the last round was answered without the worker thread; then the next one waits on it, so a
+  // stream that is always ready still lets the event loop turn (timers, sockets) between rounds.
+  let answeredNow = false;
   try {
     // Let registrations made in the same tick join the first poll.
     await Promise.resolve();
@@ -375,9 +380,17 @@ async function loop(): Promise<void> {
         watching.set(fd, events);
         at += 8;
       }
-      inFlight = watching;
-      const ready = await symbols.poll(new Uint8Array(fds), BigInt(count), -1);
-      inFlight = null;
+      const pollFds = new Uint8Array(fds);
+      // First ask without blocking: a child's pipes and pidfd become ready within microseconds of each other,
+      // and one that was not ready when the last poll returned usually is by now. That saves a thread hand-off
+      // (about 0.1-0.3 ms) per round.
+      let ready: number = answeredNow ? 0 : symbols.poll_now(pollFds, BigInt(count), 0);
+      answeredNow = ready > 0;
+      if (!answeredNow) {
+        inFlight = watching;
+        ready = await symbols.poll(pollFds, BigInt(count), -1);
+        inFlight = null;
+      }
       const released = afterPoll;
       afterPoll = [];
       if (ready < 0) {
