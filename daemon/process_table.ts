@@ -520,6 +520,8 @@ export class ProcessTable {
   readonly killGraceMs: number;
   readonly maxOutputBytes: number;
   readonly #processes: Map<string, ManagedProcess> = new Map();
+  /** The processes not exited yet (kept so {@linkcode running} need not walk the exit-retained ones). */
+  readonly #live: Set<ManagedProcess> = new Set();
   readonly #factory: ChildFactory;
   #counter = 0;
   readonly #prefix: string = crypto.randomUUID().slice(0, 8);
@@ -539,9 +541,7 @@ export class ProcessTable {
 
   /** Processes still running. */
   get running(): number {
-    let n = 0;
-    for (const p of this.#processes.values()) if (!p.exit) n++;
-    return n;
+    return this.#live.size;
   }
 
   spawn(link: Link, args: SpawnArgs): ManagedProcess {
@@ -550,6 +550,11 @@ export class ProcessTable {
     const retain = Math.max(64 * 1024, args.retainBytes ?? this.retainBytes);
     const process = new ManagedProcess(this, id, args, child, retain);
     this.#processes.set(id, process);
+    if (!process.exit) {
+      this.#live.add(process);
+      // Registered after the process's own exit handler, so `exit` is set by the time this runs.
+      child.status.then(() => this.#live.delete(process), () => this.#live.delete(process));
+    }
     const resumes: StreamResume[] = [{ sid: args.stdout, from: 0 }];
     if (args.stderr !== undefined && process.outputs.length > 1) {
       resumes.push({ sid: args.stderr, from: 0 });
@@ -587,6 +592,7 @@ export class ProcessTable {
   forget(process: ManagedProcess): void {
     process.clearTimers();
     this.#processes.delete(process.id);
+    this.#live.delete(process);
   }
 
   /** Terminate every running process and clear timers. */
@@ -594,5 +600,6 @@ export class ProcessTable {
     await Promise.all([...this.#processes.values()].map((p) => p.terminate(this.killGraceMs)));
     for (const p of this.#processes.values()) p.clearTimers();
     this.#processes.clear();
+    this.#live.clear();
   }
 }
