@@ -24,7 +24,6 @@ export interface InboundStreamOptions {
 export class InboundStream {
   readonly name: string;
   readonly window: number;
-  readonly readable: ReadableStream<Uint8Array>;
   /** Next offset expected from the daemon. */
   received: number;
   #delivered: number;
@@ -39,6 +38,9 @@ export class InboundStream {
   #conn: Connection | null = null;
   #sid = 0;
   #route: InboundRoute | null = null;
+  #readable: ReadableStream<Uint8Array> | null = null;
+  /** Whether {@linkcode InboundStream.drain} took the stream (then there is no ReadableStream). */
+  #draining = false;
   readonly #onGap: ((gap: Gap) => void) | undefined;
   readonly #onEnd: (() => void) | undefined;
   cancelled = false;
@@ -51,7 +53,13 @@ export class InboundStream {
     this.#acked = options.from;
     this.#onGap = options.onGap;
     this.#onEnd = options.onEnd;
-    this.readable = new ReadableStream<Uint8Array>({
+  }
+
+  /** The bytes as a ReadableStream, made on first use (exec drains without one). */
+  get readable(): ReadableStream<Uint8Array> {
+    if (this.#readable) return this.#readable;
+    if (this.#draining) throw new TypeError(`Stream ${this.name} is being drained already`);
+    this.#readable = new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
       cancel: () => {
         this.cancelled = true;
@@ -63,6 +71,59 @@ export class InboundStream {
         this.#finish();
       },
     }, { highWaterMark: 0 });
+    return this.#readable;
+  }
+
+  /**
+   * Hand every chunk to `onChunk` as it arrives, without a ReadableStream (cheaper for a consumer that
+   * collects everything). Resolves at the end, rejects with the stream's error. Exclusive with `readable`.
+   */
+  async drain(onChunk: (chunk: Uint8Array) => void): Promise<void> {
+    if (this.#readable || this.#draining) {
+      throw new TypeError(`Stream ${this.name} is being read already`);
+    }
+    this.#draining = true;
+    while (true) {
+      const chunk = await this.#next();
+      if (chunk === null) break;
+      onChunk(chunk);
+    }
+  }
+
+  /** The next chunk (acking as it goes), null at the end; throws the stream's error. Finishes the stream. */
+  async #next(): Promise<Uint8Array | null> {
+    while (true) {
+      const chunk = this.#take();
+      if (chunk) return chunk;
+      if (this.#ended) {
+        this.#finish();
+        return null;
+      }
+      if (this.#error) {
+        this.#finish();
+        throw this.#error;
+      }
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+  }
+
+  /** Take the next queued chunk, returning credit as for a read. */
+  #take(): Uint8Array | undefined {
+    const chunk = this.#queue.shift();
+    if (!chunk) return undefined;
+    this.#delivered += chunk.length;
+    // Return credit every quarter window, and whenever the consumer has caught up: the daemon's window for
+    // this stream may be smaller than ours (it is capped by the daemon's retention), and it must never wait
+    // for an ack we are holding back.
+    const unacked = this.#delivered - this.#acked;
+    if (
+      this.#conn &&
+      (unacked >= this.window / 4 || (this.#queue.length === 0 && !this.#ended && unacked > 0))
+    ) {
+      this.#acked = this.#delivered;
+      this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
+    }
+    return chunk;
   }
 
   get ended(): boolean {
@@ -167,21 +228,9 @@ export class InboundStream {
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
     while (true) {
-      const chunk = this.#queue.shift();
+      const chunk = this.#take();
       if (chunk) {
         controller.enqueue(chunk);
-        this.#delivered += chunk.length;
-        // Return credit every quarter window, and whenever the consumer has caught up: the daemon's window for
-        // this stream may be smaller than ours (it is capped by the daemon's retention), and it must never wait
-        // for an ack we are holding back.
-        const unacked = this.#delivered - this.#acked;
-        if (
-          this.#conn &&
-          (unacked >= this.window / 4 || (this.#queue.length === 0 && !this.#ended && unacked > 0))
-        ) {
-          this.#acked = this.#delivered;
-          this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
-        }
         return;
       }
       if (this.#ended) {

@@ -286,6 +286,15 @@ export class RemoteProcess {
     this.#maybeRelease();
   }
 
+  /**
+   * @internal Hand output `index` (0 stdout, 1 stderr) to `onChunk` straight from its queue, without a
+   * ReadableStream; exclusive with the `stdout`/`stderr` getters. Resolves at its end.
+   */
+  drainOutput(index: 0 | 1, onChunk: (chunk: Uint8Array) => void): Promise<void> {
+    const stream = this.#outputs[index];
+    return stream ? stream.drain(onChunk) : Promise.resolve();
+  }
+
   /** @internal Give up: fail every stream and the status. */
   fail(error: Error): void {
     this.#fail(error);

@@ -1025,7 +1025,10 @@ export class Server extends EventTarget implements AsyncDisposable {
         const input = process.input!;
         input.write(bytes).then(() => input.end(), () => {});
       }
-      await Promise.all([out.drain(process.stdout), err.drain(process.stderr)]);
+      await Promise.all([
+        process.drainOutput(0, (chunk) => out.add(chunk)),
+        process.drainOutput(1, (chunk) => err.add(chunk)),
+      ]);
       const status = await process.status;
       if (status.timedOut) throw new CommandTimeoutError(options.timeout!, partial());
       return {
@@ -1615,15 +1618,13 @@ class Collector {
     this.#max = max;
   }
 
-  async drain(stream: ReadableStream<Uint8Array>): Promise<void> {
-    for await (const chunk of stream) {
-      const room = this.#max - this.#length;
-      if (chunk.length > room) this.truncated = true;
-      if (room <= 0) continue;
-      const part = chunk.length > room ? chunk.slice(0, room) : chunk;
-      this.#chunks.push(part);
-      this.#length += part.length;
-    }
+  add(chunk: Uint8Array): void {
+    const room = this.#max - this.#length;
+    if (chunk.length > room) this.truncated = true;
+    if (room <= 0) return;
+    const part = chunk.length > room ? chunk.slice(0, room) : chunk;
+    this.#chunks.push(part);
+    this.#length += part.length;
   }
 
   bytes(): Uint8Array {
