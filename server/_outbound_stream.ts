@@ -22,6 +22,8 @@ export class OutboundStream {
   offset = 0;
   #acked = 0;
   #retained: { offset: number; bytes: Uint8Array }[] = [];
+  /** Full-size frame buffers the daemon has acknowledged, reused for the next pieces (no garbage per frame). */
+  #pool: Uint8Array[] = [];
   #conn: Connection | null = null;
   #sid = 0;
   #route: InboundRoute | null = null;
@@ -88,8 +90,12 @@ export class OutboundStream {
     this.#acked = Math.min(offset, this.offset);
     while (this.#retained.length) {
       const first = this.#retained[0]!;
-      if (first.offset + first.bytes.length <= this.#acked) this.#retained.shift();
-      else break;
+      if (first.offset + first.bytes.length > this.#acked) break;
+      this.#retained.shift();
+      // Acknowledged means received, so its send is long done: the buffer is free for the next piece.
+      if (first.bytes.length === MAX_FRAME && this.#pool.length * MAX_FRAME < this.window) {
+        this.#pool.push(first.bytes);
+      }
     }
     this.#wakeAll();
   }
@@ -111,7 +117,9 @@ export class OutboundStream {
         continue;
       }
       // One copy: into a buffer with room for the frame header, kept as it is for a resend.
-      const piece = allocateDataFrame(Math.min(room, MAX_FRAME, chunk.length - at));
+      const length = Math.min(room, MAX_FRAME, chunk.length - at);
+      const piece = (length === MAX_FRAME ? this.#pool.pop() : undefined) ??
+        allocateDataFrame(length);
       piece.set(chunk.subarray(at, at + piece.length));
       this.#retained.push({ offset: this.offset, bytes: piece });
       this.#conn.sendData(this.#sid, this.offset, piece);
@@ -145,6 +153,7 @@ export class OutboundStream {
     if (this.#error) return;
     this.#error = error;
     this.#retained = [];
+    this.#pool = [];
     this.#unbind();
     this.#wakeAll();
   }

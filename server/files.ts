@@ -224,6 +224,39 @@ async function* chunksOf(data: Uint8Array): AsyncGenerator<Uint8Array> {
   }
 }
 
+/**
+ * The chunks of an upload stream. A byte stream (a file's `readable`, for one) is read into one reused buffer, so
+ * a large upload makes no garbage per chunk; other streams are iterated as they are. Stopping early cancels the
+ * stream, as `for await` over it would.
+ */
+async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = stream.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream.
+    yield* stream;
+    return;
+  }
+  let buffer = new ArrayBuffer(COALESCE);
+  let done = false;
+  try {
+    while (true) {
+      const result = await reader.read(new Uint8Array(buffer));
+      if (result.done) {
+        done = true;
+        return;
+      }
+      // The view's buffer was transferred to the stream and back: keep using the one it came back in.
+      buffer = result.value.buffer as ArrayBuffer;
+      yield result.value;
+    }
+  } finally {
+    if (!done) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
 async function sendUpload(
   conn: Connection,
   args: Omit<RequestArgs<"upload">, "sid" | "window">,
@@ -320,7 +353,7 @@ export async function uploadFile(
       ...(options.mkdirs ? { mkdirs: true } : {}),
       ...(size !== undefined ? { size } : {}),
     },
-    data instanceof Uint8Array ? chunksOf(data) : data,
+    data instanceof Uint8Array ? chunksOf(data) : streamChunks(data),
     size,
     options,
   );
