@@ -29,6 +29,8 @@ import { DaemonRequestError } from "./process_table.ts";
 
 /** Largest payload of one data frame a download sends. */
 const MAX_FRAME_PAYLOAD = 256 * 1024;
+/** How many bytes an upload writes between background flushes of its temporary file to disk. */
+const FLUSH_EVERY = 32 * 1024 * 1024;
 /** A `list` answer stops growing past this many JSON characters (the text-frame limit is 4 MiB). */
 const MAX_LIST_CHARS = 3 * 1024 * 1024;
 
@@ -370,17 +372,30 @@ async function upload(
     const temp = tempName(target, "part");
     let renamed = false;
     const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+    // A second handle on the same file flushes what is written so far in the background, so the disk works
+    // while the bytes arrive and the final fsync has little left to do.
+    let flusher: Deno.FsFile | null = null;
+    let flushing: Promise<void> | null = null;
     try {
+      flusher = await Deno.open(temp, { read: true });
+      let unflushed = 0;
       while (true) {
         const chunk = await receiver.read();
         if (chunk === null) break;
         for (let at = 0; at < chunk.length;) at += await file.write(chunk.subarray(at));
         receiver.consumed(chunk.length);
+        unflushed += chunk.length;
+        if (unflushed >= FLUSH_EVERY && flushing === null) {
+          unflushed = 0;
+          // A failure here shows again in the final fsync, which is awaited.
+          flushing = flusher.syncData().catch(() => {}).finally(() => flushing = null);
+        }
       }
       receiver.consumed(0, true);
       const sha256 = receiver.verify(args.path, args.size);
       const mode = args.mode ?? (existing?.isFile ? existing.mode! & 0o7777 : 0o644);
       await Deno.chmod(temp, mode);
+      await flushing;
       await file.sync();
       file.close();
       await Deno.rename(temp, target);
@@ -388,6 +403,8 @@ async function upload(
       await syncDirectory(dirname(target));
       return { bytes: receiver.received, sha256 };
     } finally {
+      await flushing?.catch(() => {});
+      flusher?.close();
       try {
         file.close();
       } catch {
