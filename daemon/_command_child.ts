@@ -68,7 +68,12 @@ export function spawnCommandChild(args: SpawnArgs, options: CommandChildOptions 
     // group, signal mask and dispositions reset (see _posix_child.ts).
     return spawnPosixChild({
       argv,
-      env: options.env ? env! : { ...Deno.env.toObject(), ...(args.env ?? {}) },
+      // No env option: the child inherits the daemon's environment without copying it (see _posix_child.ts).
+      ...(options.env
+        ? { env: env! }
+        : args.env && Object.keys(args.env).length > 0
+        ? { env: { ...Deno.env.toObject(), ...args.env } }
+        : {}),
       ...(args.cwd !== undefined ? { cwd: args.cwd } : {}),
       stdin: args.stdin !== undefined,
     });

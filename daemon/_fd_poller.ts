@@ -68,6 +68,14 @@ export const LIBC_SYMBOLS = {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
   },
+  /** `posix_spawn` with `envp` as a raw pointer (the daemon's own `environ`). */
+  posix_spawn_environ: {
+    name: "posix_spawn",
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "pointer"],
+    result: "i32",
+  },
+  /** The address of glibc's `char **environ`, kept current by `Deno.env.set` (absent in macOS's libSystem). */
+  environ: { type: "pointer", optional: true },
   __errno_location: { parameters: [], result: "pointer", optional: true },
   __error: { parameters: [], result: "pointer", optional: true },
 } as const;
