@@ -64,14 +64,6 @@ const POLLIN = 0x1;
 const POLLOUT = 0x4;
 const POLLNVAL = 0x20;
 const READ_CHUNK = 64 * 1024;
-/**
- * A read that got at least this much looks like a bulk writer (the tty layer hands over about 4 KiB at a time):
- * the next pieces are then waited for briefly instead of returning a small chunk.
- */
-const BULK_READ = 2048;
-/** How long one wait for the next piece of a bulk write may take (ns), and all waits of one read() together (ms). */
-const BULK_WAIT_NS = 200_000n;
-const BULK_BUDGET_MS = 2;
 /** glibc's posix_spawnattr_t is 336 bytes and its file actions 80; macOS uses one pointer. */
 const OPAQUE_SIZE = 1024;
 /** glibc's sigset_t is 128 bytes; macOS uses 4. */
@@ -102,8 +94,6 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
-  // A short wait on the calling thread, for the next piece of a bulk write (Linux; macOS has no ppoll).
-  ppoll: { parameters: ["buffer", "u64", "buffer", "pointer"], result: "i32", optional: true },
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
   waitpid_now: { name: "waitpid", parameters: ["i32", "buffer", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
@@ -375,8 +365,6 @@ export class UnixPty implements PtyBackend {
   #wakeWrite: number;
   #readBuffer = offHeap(READ_CHUNK);
   #readPoll = offHeap(16);
-  #bulkPoll = offHeap(8);
-  #bulkTimeout = new BigInt64Array([0n, BULK_WAIT_NS]);
   #writePoll = offHeap(16);
   #winsize = offHeap(8);
   #statusBuffer = offHeap(8);
@@ -485,11 +473,9 @@ export class UnixPty implements PtyBackend {
       if (this.#eof || this.#closing) return null;
       const n = Number(this.#libc.read(this.#master, this.#readBuffer, BigInt(READ_CHUNK)));
       if (n > 0) {
-        // The tty layer hands over about 4 KiB per read: take what else is there, and while the writer looks
-        // like a bulk one wait briefly (on this thread, within a small budget) for its next piece, so a bulk
-        // writer costs one chunk and one worker-thread poll per 64 KiB rather than per 4 KiB.
+        // The tty layer hands over about 4 KiB per read: take what else is already there (without waiting for
+        // more) so a bulk writer costs one chunk per wakeup rather than one per 4 KiB.
         let filled = n;
-        let started = 0;
         while (filled < READ_CHUNK) {
           const more = Number(
             this.#libc.read(
@@ -498,16 +484,8 @@ export class UnixPty implements PtyBackend {
               BigInt(READ_CHUNK - filled),
             ),
           );
-          if (more > 0) {
-            filled += more;
-            continue;
-          }
-          // EAGAIN, EIO or EOF: the next read() sees anything but EAGAIN again.
-          if (more === 0 || filled < BULK_READ || errno(this.#libc) !== K.EAGAIN) break;
-          const now = performance.now();
-          if (started === 0) started = now;
-          else if (now - started > BULK_BUDGET_MS) break;
-          if (!this.#awaitBulk()) break;
+          if (more <= 0) break; // EAGAIN, EIO or EOF: the next read() sees it again
+          filled += more;
         }
         return this.#readBuffer.slice(0, filled);
       }
@@ -524,17 +502,6 @@ export class UnixPty implements PtyBackend {
     }
     this.#eof = true;
     return null;
-  }
-
-  /** Waits up to BULK_WAIT_NS on this thread for the master to become readable (false: not ready, or no ppoll). */
-  #awaitBulk(): boolean {
-    const ppoll = this.#libc.ppoll;
-    if (ppoll === null || ppoll === undefined) return false;
-    const view = new DataView(this.#bulkPoll.buffer);
-    view.setInt32(0, this.#master, true);
-    view.setInt16(4, POLLIN, true);
-    view.setInt16(6, 0, true);
-    return ppoll(this.#bulkPoll, 1n, new Uint8Array(this.#bulkTimeout.buffer), null) > 0;
   }
 
   write(data: Uint8Array): Promise<void> {
