@@ -398,6 +398,13 @@ async function loop(): Promise<void> {
         inFlight = watching;
         ready = await symbols.poll(pollFds, BigInt(count), -1);
         inFlight = null;
+        // The hand-off back took a while: take a fresh snapshot, so descriptors that became ready meanwhile (the
+        // other pipe and the pidfd of an exiting child) are served in this round and their messages leave in
+        // one write. Level-triggered, so nothing reported ready above is lost.
+        if (ready > 0) {
+          const again = symbols.poll_now(pollFds, BigInt(count), 0);
+          if (again > 0) ready = again;
+        }
       }
       const released = afterPoll;
       afterPoll = [];
