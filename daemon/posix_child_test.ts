@@ -111,6 +111,27 @@ Deno.test({
 });
 
 Deno.test({
+  name: "spawnPosixChild() without env passes the daemon's current environment, as it changes",
+  ignore,
+  async fn() {
+    const name = "SANDD_INHERIT_CHECK";
+    const echo = ["/bin/sh", "-c", `printf '%s|%s' "\${${name}-unset}" "$(command -v sh)"`];
+    try {
+      Deno.env.set(name, "first");
+      assertEquals((await run(echo)).stdout.split("|")[0], "first");
+      Deno.env.set(name, "second value");
+      assertEquals((await run(echo)).stdout.split("|")[0], "second value");
+      Deno.env.delete(name);
+      const last = await run(echo);
+      assertEquals(last.stdout.split("|")[0], "unset");
+      assert(last.stdout.split("|")[1]!.endsWith("/sh"), "PATH lookups still work");
+    } finally {
+      Deno.env.delete(name);
+    }
+  },
+});
+
+Deno.test({
   name: "spawnPosixChild() reports exit codes and signals",
   ignore,
   async fn() {
