@@ -383,30 +383,11 @@ export class WebSocketClient {
   }
 }
 
+/** Frame a copy of `payload` (control frames, text): one allocation with headroom, then the in-place path. */
 function frame(opcode: number, payload: Uint8Array): Uint8Array {
-  const length = payload.length;
-  const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10;
-  const out = new Uint8Array(headerLength + 4 + length);
-  out[0] = 0x80 | opcode;
-  if (length < 126) {
-    out[1] = 0x80 | length;
-  } else if (length < 65536) {
-    out[1] = 0x80 | 126;
-    out[2] = length >> 8;
-    out[3] = length & 0xff;
-  } else {
-    out[1] = 0x80 | 127;
-    const view = new DataView(out.buffer);
-    view.setUint32(2, Math.floor(length / 0x1_0000_0000));
-    view.setUint32(6, length >>> 0);
-  }
-  const maskAt = headerLength;
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  out.set(mask, maskAt);
-  const start = maskAt + 4;
-  out.set(payload, start);
-  maskInPlace(out, start, mask);
-  return out;
+  const room = new Uint8Array(new ArrayBuffer(HEADROOM + payload.length), HEADROOM, payload.length);
+  room.set(payload);
+  return frameInPlace(opcode, room);
 }
 
 /** Frame a message made by {@linkcode allocateBinaryMessage}: header written into its headroom, masked in place. */
