@@ -4,6 +4,7 @@
 import { assert, assertEquals, assertLess, assertRejects } from "./_assert.ts";
 import { PolicyError, Server } from "../mod.ts";
 import { runDaemonCli, TestDaemon } from "./_daemon.ts";
+import { parseDaemonArgs } from "../daemon/cli.ts";
 
 const TOKEN = "policy-test-token-0123456789";
 const RUN_AS = Deno.uid() === 0 ? ["--run-as", "nobody"] : [];
@@ -271,5 +272,27 @@ Deno.test("one root: --root replaces the policy file's root instead of stacking 
     await only.stop();
     await Deno.remove(c, { recursive: true });
     await Deno.remove(file2);
+  }
+});
+
+Deno.test("cli: --root is the policy's root, --env-allow fills envAllow, --token adds a warning", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    const config = parseDaemonArgs(
+      ["--server-url", "ws://h/ws", "--root", dir, "--env-allow", "LANG", "--env-allow", "APP_*"],
+      {},
+    );
+    assertEquals(config.policy.root, dir);
+    assertEquals(config.policy.envAllow, ["LANG", "APP_*"]);
+    assertEquals(config.warnings, []);
+    const flagged = parseDaemonArgs(["--server-url", "ws://h/ws", "--token", TOKEN], {});
+    assertEquals(flagged.warnings.length, 1);
+    assert(!flagged.warnings[0]!.includes(TOKEN), flagged.warnings[0]);
+    assertEquals(
+      parseDaemonArgs(["--server-url", "ws://h/ws"], { SANDD_TOKEN: TOKEN }).warnings,
+      [],
+    );
+  } finally {
+    await Deno.remove(dir);
   }
 });

@@ -32,8 +32,9 @@ export interface PolicyOptions {
    */
   deny?: string[];
   /**
-   * Refuse string commands (run through `sh -c`), and argv arrays that start a shell with `-c`; only plain argv
-   * arrays run.
+   * Refuse string commands (run through `sh -c`), interactive login shells, and argv arrays that start a shell
+   * program anywhere a command can start (`sh`, `bash -s`, `/bin/dash`, `env bash`, `busybox sh`, `env -S`...),
+   * with or without `-c`; only argv arrays of other programs run.
    *
    * @default {false}
    */
