@@ -133,6 +133,8 @@ export class CommandCheck {
 
   #checkArgv(argv: string[], cwd: string | undefined): string[] {
     checkArgv(argv);
+    // No command rule: nothing to scan (this runs on every exec).
+    if (!this.#noShell && this.#deny.length === 0 && this.#allow.length === 0) return argv;
     const words: Word[] = argv.map((text) => ({ text, literal: true }));
     const commands: Checked = commandHeads(words, 0);
     if (this.#noShell && commands.heads.some((head) => head.shellProgram)) {
