@@ -40,9 +40,10 @@ Policy (what this worker lets any controller do; flags override the same fields 
                           maxTimeoutMs, cpuSeconds, memoryBytes, maxOutputBytes)
   --allow PATTERN         only commands matching a pattern run (glob; repeat); shell strings must then be
                           one simple command without ; & | $ \` ( ) < > or newlines. The program is matched
-                          as given, as its basename and as its absolute normalised path (.. resolved);
-                          in it * and ? never match / (** does). Do not allow programs that run other
-                          commands (shells, env, git, find, xargs, interpreters...): see SECURITY.md
+                          as its basename, its absolute normalised path (.. resolved) and, without
+                          .., as given; in it * and ? never match / (** does). Do not allow programs
+                          that run other commands (shells, env, git, find, xargs, interpreters...):
+                          see SECURITY.md
   --deny PATTERN          refuse commands matching PATTERN, wherever a shell string would start them (repeat);
                           best effort, not a boundary
   --env-allow NAME        names (glob; repeat) a request's env option may set; others are refused. Without
