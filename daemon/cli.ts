@@ -6,7 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { VERSION } from "../protocol/version.ts";
-import type { PolicyOptions } from "./policy.ts";
+import type { PolicyOptions } from "./policy/mod.ts";
 
 /** Usage text printed by `--help`. */
 export const USAGE: string =
@@ -18,7 +18,9 @@ Connection:
   --server-url URL        controller URL, ws:// or wss:// (env SANDD_SERVER_URL)
   --daemon-id ID          this worker's id (env SANDD_DAEMON_ID; default: the host name)
   --label KEY=VALUE       a label; repeat for more
-  --token TOKEN           bearer token (env SANDD_TOKEN)
+  --token TOKEN           bearer token; visible to local users in /proc/PID/cmdline, so prefer
+                          --token-file or env SANDD_TOKEN (SANDD_* is removed from the environment
+                          at start-up, so children never see it)
   --token-file FILE       read the bearer token from FILE
   --ca-cert FILE          trust this PEM CA for wss, besides the system roots
 
@@ -29,16 +31,27 @@ Processes:
   --kill-grace SEC        SIGTERM escalates to SIGKILL after SEC seconds (default 5)
 
 Files:
-  --root DIR              confine every file operation to DIR (refuses .., outside paths, symlink escapes)
+  --root DIR              confine every file operation to DIR (refuses .., outside paths, symlink escapes);
+                          the one root: it replaces a --policy file's root
 
 Policy (what this worker lets any controller do; flags override the same fields of --policy):
   --policy FILE           JSON policy file (fields: allow, deny, noShell, noPty, noFiles, root, runAs,
-                          envStrip, envSet, maxProcesses, maxSessions, defaultTimeoutMs, maxTimeoutMs,
-                          cpuSeconds, memoryBytes, maxOutputBytes)
+                          envStrip, envAllow, envSet, maxProcesses, maxSessions, defaultTimeoutMs,
+                          maxTimeoutMs, cpuSeconds, memoryBytes, maxOutputBytes)
   --allow PATTERN         only commands matching a pattern run (glob; repeat); shell strings must then be
-                          one simple command without ; & | $ \` ( ) < > or newlines
-  --deny PATTERN          refuse commands matching PATTERN, wherever a shell string would start them (repeat)
-  --no-shell              refuse shell strings (sh -c) and interactive shells: argv arrays only
+                          one simple command without ; & | $ \` ( ) < > or newlines. The program is matched
+                          as its basename, its absolute normalised path (.. resolved) and, without
+                          .., as given; in it * and ? never match / (** does). Do not allow programs
+                          that run other commands (shells, env, git, find, xargs, interpreters...):
+                          see SECURITY.md
+  --deny PATTERN          refuse commands matching PATTERN, wherever a shell string would start them (repeat);
+                          best effort, not a boundary
+  --env-allow NAME        names (glob; repeat) a request's env option may set; others are refused. Without
+                          it, an allow list refuses loader, shell start-up and tool-hook variables
+                          (LD_*, BASH_ENV, ENV, PATH, GIT_*, PYTHON*, NODE_OPTIONS, ...)
+  --no-shell              refuse shell strings (sh -c), interactive shells and any shell program
+                          (sh, bash, dash, zsh, busybox sh, env -S ...) wherever it would start: argv
+                          arrays of other programs only
   --no-pty                refuse terminal sessions
   --no-files              refuse file operations
   --run-as USER           run children as USER (the daemon must run as root; uses setpriv)
@@ -112,6 +125,8 @@ export interface DaemonConfig {
   logLevel: "debug" | "info" | "warning" | "error";
   /** Log format. */
   logFormat: "text" | "json";
+  /** Warnings about the flags given (e.g. `--token` on the command line), for the caller to print. */
+  warnings: string[];
   /** Policy file (`--policy`), read and validated by the caller. */
   policyFile?: string;
   /** Policy fields given as flags; they override the policy file's. Not validated here beyond their syntax. */
@@ -173,6 +188,7 @@ export function parseDaemonArgs(
         "run-as": { type: "string" },
         "env-strip": { type: "string", multiple: true },
         "env-set": { type: "string", multiple: true },
+        "env-allow": { type: "string", multiple: true },
         "max-processes": { type: "string" },
         "max-sessions": { type: "string" },
         "default-timeout": { type: "string" },
@@ -213,6 +229,13 @@ export function parseDaemonArgs(
     throw new UsageError(`--daemon-id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got '${id}'`);
   }
   let token = values.token ?? env.SANDD_TOKEN;
+  const warnings: string[] = [];
+  if (values.token !== undefined) {
+    warnings.push(
+      "--token puts the token in this process's command line, which local users can read in /proc; " +
+        "use --token-file FILE or the SANDD_TOKEN environment variable instead",
+    );
+  }
   if (values["token-file"] !== undefined) {
     try {
       token = Deno.readTextFileSync(values["token-file"]).trim();
@@ -241,6 +264,9 @@ export function parseDaemonArgs(
     }
   }
   const policy: PolicyOptions = {};
+  // One root: --root is the policy's root field, so it replaces a policy file's root rather than stacking on it.
+  if (root !== undefined) policy.root = root;
+  if (values["env-allow"] !== undefined) policy.envAllow = values["env-allow"];
   if (values.allow !== undefined) policy.allow = values.allow;
   if (values.deny !== undefined) policy.deny = values.deny;
   if (values["no-shell"]) policy.noShell = true;
@@ -307,6 +333,7 @@ export function parseDaemonArgs(
     reconnectMaxMs: number("reconnect-max", values["reconnect-max"], 30, 0.01) * 1000,
     logLevel: logLevel as DaemonConfig["logLevel"],
     logFormat,
+    warnings,
     ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
     policy,
   };

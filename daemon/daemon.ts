@@ -23,7 +23,7 @@ import { holdPosixChildRuntime, posixChildSupported } from "./_posix_child.ts";
 import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_table.ts";
 import { spawnCommandChild } from "./_command_child.ts";
 import { LOGIN_SHELL_COMMAND, spawnPtyChild } from "./_pty_child.ts";
-import { Policy, PolicyError } from "./policy.ts";
+import { Policy, PolicyError } from "./policy/mod.ts";
 
 const log = getLogger(["sandd", "daemon"]);
 
@@ -194,37 +194,14 @@ export class Daemon implements AsyncDisposable {
 
   /** Apply the policy to a spawn request: refuse it (PolicyError) or settle its timeout. */
   #checkSpawn(args: RequestArgs<"spawn">): RequestArgs<"spawn"> {
-    const policy = this.#policy;
     try {
-      if (args.command === LOGIN_SHELL_COMMAND) {
-        // An interactive login shell can run anything: no allow list or shell ban can hold inside it.
-        if (policy.options.noShell) {
-          throw new PolicyError(
-            "Interactive shells are disabled by the daemon's policy (noShell)",
-            {
-              rule: "noShell",
-            },
-          );
-        }
-        if (policy.options.allow?.length) {
-          throw new PolicyError("An interactive login shell is not on the daemon's allow list", {
-            rule: "allow",
-          });
-        }
-      } else {
-        policy.checkCommand(args.command);
-      }
-      if (args.pty) {
-        policy.checkPty();
-        policy.checkSessionCount(
-          this.#table.list().filter((p) => p.pty && p.state === "running").length,
-        );
-      }
-      policy.checkProcessCount(this.#table.running);
-      const timeoutMs = policy.checkTimeout(args.timeoutMs);
-      return timeoutMs === args.timeoutMs
-        ? args
-        : { ...args, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+      return this.#policy.checkSpawn(args, {
+        running: this.#table.running,
+        sessions: args.pty
+          ? this.#table.list().filter((p) => p.pty && p.state === "running").length
+          : 0,
+        loginShell: args.command === LOGIN_SHELL_COMMAND,
+      });
     } catch (error) {
       if (error instanceof PolicyError) throw error;
       throw new DaemonRequestError("BAD_REQUEST", (error as Error).message);

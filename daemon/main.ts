@@ -12,7 +12,7 @@ import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/log
 import { VERSION } from "../protocol/version.ts";
 import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts";
 import { Daemon } from "./daemon.ts";
-import { Policy } from "./policy.ts";
+import { Policy, type PolicyOptions } from "./policy/mod.ts";
 import { fileHandlers } from "./files.ts";
 
 async function main(): Promise<number> {
@@ -26,6 +26,12 @@ async function main(): Promise<number> {
     }
     throw error;
   }
+  // The daemon's own settings (the token above all) must not reach children: a child spawned without an env
+  // option inherits this process's environment as it is, so remove them here, once they have been read.
+  for (const name of Object.keys(Deno.env.toObject())) {
+    if (name.startsWith("SANDD_")) Deno.env.delete(name);
+  }
+  for (const warning of config.warnings) console.error(`sandd: warning: ${warning}`);
   if (config.help) {
     console.log(USAGE);
     return 0;
@@ -39,7 +45,10 @@ async function main(): Promise<number> {
     const file = config.policyFile !== undefined
       ? (await Policy.fromFile(config.policyFile)).options
       : {};
-    policy = new Policy(Policy.merge(file, config.policy));
+    const merged: PolicyOptions = Policy.merge(file, config.policy);
+    // One root for every file operation: --root or else the policy file's, resolved now and checked once.
+    if (merged.root !== undefined) merged.root = rootDirectory(merged.root);
+    policy = new Policy(merged);
     // Fail now, not on the first command, when a user switch or a resource limit cannot be applied here.
     policy.wrapArgv(["true"]);
   } catch (error) {
@@ -71,9 +80,10 @@ async function main(): Promise<number> {
     killGraceMs: config.killGraceMs,
     reconnectInitialMs: config.reconnectInitialMs,
     reconnectMaxMs: config.reconnectMaxMs,
+    // The file service gets the one root; the policy only to refuse everything under noFiles.
     handlers: fileHandlers({
-      ...(config.root !== undefined ? { root: config.root } : {}),
-      ...(policy.options.root !== undefined || policy.options.noFiles ? { policy } : {}),
+      ...(policy.options.root !== undefined ? { root: policy.options.root } : {}),
+      ...(policy.options.noFiles ? { policy } : {}),
     }),
     policy,
   });
@@ -86,6 +96,20 @@ async function main(): Promise<number> {
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   return 0;
+}
+
+/** The real path of a root directory, or an error naming it. */
+function rootDirectory(path: string): string {
+  let real: string;
+  try {
+    real = Deno.realPathSync(path);
+    if (!Deno.statSync(real).isDirectory) throw new Error("not a directory");
+  } catch (error) {
+    throw new Error(`Root must be a directory, got '${path}': ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return real;
 }
 
 if (import.meta.main) {

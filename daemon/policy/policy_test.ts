@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
-import { Policy, PolicyError, type PolicyOptions } from "./policy.ts";
+import { Policy, PolicyError, type PolicyOptions } from "./mod.ts";
 
 function refusedBy(policy: Policy, command: string | string[], rule: string): void {
   try {
@@ -183,10 +183,33 @@ Deno.test("checkCommand deny list without allow list checks every command positi
   allowed(policy, "[ -f /etc/hostname ] && echo yes");
 });
 
-Deno.test("checkCommand noShell refuses strings and shells with -c, allows argv arrays", () => {
+Deno.test("checkCommand noShell refuses strings and every shell program, allows other argv arrays", () => {
   const policy = new Policy({ noShell: true });
   allowed(policy, ["ls", "-la"]);
-  allowed(policy, ["bash", "script.sh"]);
+  allowed(policy, ["echo", "sh"]);
+  // Issue 10 item 8: a shell running a script file (or stdin, or a terminal) is a shell too; this was allowed
+  // before.
+  refusedBy(policy, ["bash", "script.sh"], "noShell");
+  for (
+    const argv of [
+      ["sh"],
+      ["bash", "-s"],
+      ["/bin/dash"],
+      ["/usr/local/bin/zsh", "-i"],
+      ["env", "-S", "sh -c id"],
+      ["env", "-iS", "sh -c id"],
+      ["env", "-u", "X", "-S", "sh -c id"],
+      ["env", "--split-string=sh -c id"],
+      ["/usr/bin/env", "bash"],
+      ["nice", "-n", "5", "sh"],
+      ["timeout", "5", "dash"],
+      ["busybox", "sh"],
+      ["xargs", "sh"],
+      ["find", ".", "-exec", "sh", "{}", ";"],
+    ]
+  ) {
+    refusedBy(policy, argv, "noShell");
+  }
   refusedBy(policy, "ls", "noShell");
   refusedBy(policy, ["sh", "-c", "ls"], "noShell");
   refusedBy(policy, ["/bin/bash", "-lc", "ls"], "noShell");
@@ -513,4 +536,99 @@ Deno.test("wrapArgv refuses an unknown runAs user", () => {
     () => new Policy({ runAs: "no_such_user_sandd" }).wrapArgv(["id"]),
     (e: PolicyError) => e.rule === "runAs" && e.message.includes("no_such_user_sandd"),
   );
+});
+
+Deno.test("allow globs: * stops at /, ** crosses it, and program paths are normalised before matching", () => {
+  const policy = new Policy({ allow: ["/usr/bin/*", "/opt/**"] });
+  allowed(policy, ["/usr/bin/ls"]);
+  allowed(policy, ["/usr/bin/./ls"]);
+  allowed(policy, ["/usr/bin//ls"]);
+  allowed(policy, ["/opt/a/b/c"]);
+  refusedBy(policy, ["/usr/bin/sub/x"], "allow");
+  refusedBy(policy, ["/usr/bin/../../tmp/payload.sh"], "allow");
+  refusedBy(policy, ["/usr/bin/../../usr/lib/x"], "allow");
+  refusedBy(policy, "/usr/bin/../../tmp/payload.sh", "allow");
+  // Relative paths resolve against the spawn's cwd.
+  throws(() => policy.checkCommand(["../../tmp/x"], "/usr/bin"), PolicyError);
+  policy.checkCommand(["./ls"], "/usr/bin");
+  // A climbing path that lands inside the glob runs by its normalised form.
+  const state = { running: 0, sessions: 0 };
+  deepEqual(
+    policy.checkSpawn({ command: ["/usr/bin/../bin/ls", "-l"] }, state).command,
+    ["/usr/bin/ls", "-l"],
+  );
+  const plain = { command: ["/usr/bin/ls"] };
+  equal(policy.checkSpawn(plain, state), plain);
+  // Line patterns: the program part is a path glob, the rest crosses anything.
+  const lines = new Policy({ deny: ["rm -rf *", "* --evil*"] });
+  refusedBy(lines, ["/bin/rm", "-rf", "/a/b"], "deny:rm -rf *");
+  refusedBy(lines, ["/x/y/tool", "--evil=1"], "deny:* --evil*");
+  allowed(lines, ["rm"]);
+  allowed(lines, ["rm", "-r", "x"]);
+});
+
+Deno.test("env rule: an allow list refuses loader, shell and hook variables; envAllow lists names", () => {
+  const state = { running: 0, sessions: 0 };
+  const allowList = new Policy({ allow: ["ls"] });
+  for (
+    const name of ["LD_PRELOAD", "BASH_ENV", "ENV", "PATH", "GIT_SSH_COMMAND", "BASH_FUNC_ls%%"]
+  ) {
+    const error = caught(() =>
+      allowList.checkSpawn({ command: ["ls"], env: { [name]: "x" } }, state)
+    );
+    ok(error instanceof PolicyError, name);
+    equal(error.rule, "env");
+    ok(error.message.includes(name), error.message);
+  }
+  allowList.checkSpawn({ command: ["ls"], env: { LANG: "C", MY_VAR: "1" } }, state);
+  // Without an allow list nothing is limited (anything could run anyway).
+  new Policy().checkSpawn({ command: ["ls"], env: { LD_PRELOAD: "x" } }, state);
+  const listed = new Policy({ envAllow: ["LANG", "APP_*"] });
+  listed.checkSpawn({ command: ["ls"], env: { LANG: "C", APP_X: "1" } }, state);
+  throws(() => listed.checkSpawn({ command: ["ls"], env: { HOME: "/" } }, state), PolicyError);
+  // envAllow takes over from the built-in list, also with an allow list.
+  new Policy({ allow: ["ls"], envAllow: ["PATH"] }).checkSpawn(
+    { command: ["ls"], env: { PATH: "/bin" } },
+    state,
+  );
+  throws(() => new Policy({ envAllow: ["[z-a]"] }), RangeError);
+});
+
+Deno.test("checkSpawn refuses login shells under noShell or an allow list", () => {
+  const state = { running: 0, sessions: 0, loginShell: true };
+  throws(
+    () => new Policy({ noShell: true }).checkSpawn({ command: "x", pty: {} }, state),
+    PolicyError,
+  );
+  throws(
+    () => new Policy({ allow: ["ls"] }).checkSpawn({ command: "x", pty: {} }, state),
+    PolicyError,
+  );
+  new Policy().checkSpawn({ command: "x", pty: {} }, state);
+  throws(
+    () =>
+      new Policy({ maxSessions: 1 }).checkSpawn({ command: ["ls"], pty: {} }, {
+        running: 0,
+        sessions: 1,
+      }),
+    PolicyError,
+  );
+});
+
+Deno.test("glob matching and deny checks stay linear on hostile input", () => {
+  const policy = new Policy({ deny: ["*a*a*a*a*b", "x *a*a*a*b*", "* *a*a*a*c"] });
+  const big = "a".repeat(240_000);
+  const words = Array.from({ length: 24_000 }, () => "aaaaaaaaa");
+  const started = performance.now();
+  allowed(policy, ["echo", big]);
+  allowed(policy, ["env", big]);
+  allowed(policy, ["env", ...words]);
+  allowed(policy, "echo " + words.join(" "));
+  allowed(policy, ["env", ...Array.from({ length: 24_000 }, () => "env")]);
+  allowed(policy, ["env", ...Array.from({ length: 24_000 }, () => "A=1")]);
+  // Too much nested work is refused rather than done.
+  const evals = Array.from({ length: 24_000 }, () => "eval");
+  refusedBy(policy, ["env", ...evals, "x"], "shellMeta");
+  const elapsed = performance.now() - started;
+  ok(elapsed < 5_000, `took ${elapsed} ms`);
 });
