@@ -2,7 +2,7 @@
 // ReadableStream. Credit is returned (acked) as the user reads, so a consumer that stops reading stops the daemon.
 // The credit rules (window, gaps, resend overlap, memory bound) are the shared CreditReceiver's; this class adds
 // the link, the gap reports and the ReadableStream.
-import { CreditReceiver } from "../protocol/stream/credit_receiver.ts";
+import { CreditReceiver, type SkippedRange } from "../protocol/stream/credit_receiver.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
 
 /** Bytes lost from a stream because the daemon's retention window overflowed while nobody was reading. */
@@ -18,7 +18,8 @@ export interface Gap {
 export interface InboundStreamOptions {
   name: string;
   window: number;
-  from: number;
+  /** First offset wanted; null: whatever the daemon still retains. */
+  from: number | null;
   onGap?: (gap: Gap) => void;
   onEnd?: () => void;
 }
@@ -53,9 +54,9 @@ export class InboundStream {
     this.#onEnd = options.onEnd;
   }
 
-  /** Next offset expected from the daemon: where a re-attach resumes. */
-  get received(): number {
-    return this.#credit.received;
+  /** Next offset expected from the daemon: where a re-attach resumes (null: from whatever it still retains). */
+  get received(): number | null {
+    return this.#credit.started ? this.#credit.received : null;
   }
 
   /** The bytes as a ReadableStream, made on first use (exec drains without one). */
@@ -163,44 +164,36 @@ export class InboundStream {
   }
 
   #onData(offset: number, payload: Uint8Array): void {
-    if (!this.live) return;
-    let skipped;
-    try {
-      skipped = this.#credit.data(offset, payload);
-    } catch (error) {
-      this.#violation(error as Error);
-      return;
-    }
-    if (skipped) this.#onGap?.({ stream: this.name, ...skipped });
-    this.#wakeUp();
+    this.#apply(offset, () => this.#credit.data(offset, payload));
   }
 
   #gap(from: number, to: number): void {
-    if (!this.live) return;
-    let skipped;
-    try {
-      skipped = this.#credit.gap(from, to);
-    } catch (error) {
-      this.#violation(error as Error);
-      return;
-    }
-    if (skipped) this.#onGap?.({ stream: this.name, ...skipped });
-    this.#wakeUp();
+    this.#apply(from, () => this.#credit.gap(from, to));
   }
 
   #onEof(offset: number): void {
-    if (!this.live) return;
-    let skipped;
-    try {
-      skipped = this.#credit.eof(offset);
-    } catch (error) {
-      this.#violation(error as Error);
-      return;
-    }
-    if (skipped) this.#onGap?.({ stream: this.name, ...skipped });
+    if (!this.#apply(offset, () => this.#credit.eof(offset))) return;
     this.#ended = true;
     this.#unbind();
     this.#wakeUp();
+  }
+
+  /** Apply a frame at `offset` to the credit; report what it skipped; a breach resets the stream. */
+  #apply(offset: number, step: () => SkippedRange | null): boolean {
+    if (!this.live) return false;
+    const fresh = !this.#credit.started;
+    let skipped;
+    try {
+      skipped = step();
+    } catch (error) {
+      this.#violation(error as Error);
+      return false;
+    }
+    // A reader that asked for "whatever is retained" learns what came before it as a gap from 0.
+    if (fresh && offset > 0) this.#onGap?.({ stream: this.name, from: 0, to: offset });
+    if (skipped) this.#onGap?.({ stream: this.name, ...skipped });
+    this.#wakeUp();
+    return true;
   }
 
   /** The daemon broke the credit rules: reset the stream and fail it, instead of growing our memory. */

@@ -8,6 +8,7 @@ import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { type Gap, ProtocolError, Server, SUBPROTOCOL } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { startWorker, TestDaemon } from "./_daemon.ts";
+import { sessionOf } from "../server/_process_session.ts";
 
 const TOKEN = "streams-token-0123456789abcdef";
 const MiB = 1024 * 1024;
@@ -135,7 +136,7 @@ Deno.test("attack: a daemon that sends gaps to reset the credit check has the st
     await fake.sync();
     assert(fake.resets.has(args.stdout), "the controller never refused the stream");
     await assertRejects(() => new Response(p.stdout).arrayBuffer(), ProtocolError);
-    p.fail(new Error("test over"));
+    sessionOf(p).fail(new Error("test over"));
   } finally {
     await fake.close();
     await server.close();
@@ -155,7 +156,7 @@ Deno.test("attack: a gap may not start beyond the granted window", async () => {
     await fake.sync();
     assert(fake.resets.has(args.stdout), "the controller accepted a gap beyond its credit");
     await assertRejects(() => new Response(p.stdout).arrayBuffer(), ProtocolError);
-    p.fail(new Error("test over"));
+    sessionOf(p).fail(new Error("test over"));
   } finally {
     await fake.close();
     await server.close();
@@ -319,4 +320,33 @@ Deno.test("attack: stdin pushed past its window to a child that never reads is r
     await daemon.stop();
     await controller.shutdown();
   }
+});
+
+Deno.test("attach from: null replays what is retained even when it starts far past the window", async () => {
+  await using t = await startWorker("from-null", ["--retain-bytes", "65536"]);
+  const total = 5_000_000 + "\ntail\n".length;
+  const p = await t.server.spawn("from-null", "read x; head -c 5000000 /dev/zero; echo; echo tail");
+  const id = p.id;
+  await p.detach();
+  const helper = await t.server.attach("from-null", id, { from: null });
+  const writer = helper.stdin.getWriter();
+  await writer.write(new TextEncoder().encode("go\n"));
+  await writer.close();
+  await helper.detach();
+  let exited = false;
+  const deadline = Date.now() + 20_000;
+  while (!exited && Date.now() < deadline) {
+    exited = (await t.server.processes("from-null")).some((x) =>
+      x.id === id && x.state === "exited"
+    );
+    if (!exited) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert(exited);
+  const gaps: Gap[] = [];
+  const late = await t.server.attach("from-null", id, { from: null, onGap: (g) => gaps.push(g) });
+  const bytes = new Uint8Array(await new Response(late.stdout).arrayBuffer());
+  assertEquals(bytes.length, 65_536);
+  assert(new TextDecoder().decode(bytes).endsWith("\ntail\n"));
+  assertEquals(gaps, [{ stream: "stdout", from: 0, to: total - 65_536 }]);
+  assertEquals((await late.status).exitCode, 0);
 });

@@ -32,8 +32,11 @@ export class CreditError extends ProtocolError {
 export interface CreditReceiverOptions {
   /** Bytes the sender may have beyond the last ack. */
   window: number;
-  /** Offset of the first byte expected (a resume point). @default 0 */
-  from?: number;
+  /**
+   * Offset of the first byte expected (a resume point); `null` lets the sender choose: its first data, gap or eof
+   * sets the start (a reader asking for "whatever is still retained"). @default 0
+   */
+  from?: number | null;
   /** Return credit once this many consumed bytes are unacknowledged. @default window / 4 */
   ackEvery?: number;
   /**
@@ -86,6 +89,8 @@ export class CreditReceiver {
   #head = 0;
   #queued = 0;
   #eof: number | null = null;
+  /** Whether the start offset is known (false until the first frame when `from` was null). */
+  #started: boolean;
   /** Most bytes the queue may hold: two windows, or what a resume left queued plus the window granted then. */
   #queueLimit: number;
 
@@ -98,23 +103,29 @@ export class CreditReceiver {
     if (!Number.isSafeInteger(window) || window < 1) {
       throw new RangeError(`window must be a positive integer, got ${window}`);
     }
-    if (!Number.isSafeInteger(from) || from < 0) {
-      throw new RangeError(`from must be a non-negative integer, got ${from}`);
+    if (from !== null && (!Number.isSafeInteger(from) || from < 0)) {
+      throw new RangeError(`from must be a non-negative integer or null, got ${from}`);
     }
     this.#window = window;
+    this.#started = from !== null;
     this.#ackEvery = Math.max(1, Math.min(window, options.ackEvery ?? Math.floor(window / 4)));
     this.#gaps = options.gaps ?? true;
     this.#eager = options.ackWhenCaughtUp ?? true;
     this.#copy = options.copy ?? false;
     this.#name = options.name ?? "stream";
     this.#hash = options.sha256 ? createHash("sha256") : null;
-    this.#received = this.#consumed = this.#acked = from;
+    this.#received = this.#consumed = this.#acked = from ?? 0;
     this.#queueLimit = 2 * window;
   }
 
   /** Bytes the sender may have beyond the last ack. */
   get window(): number {
     return this.#window;
+  }
+
+  /** Whether the start is known: false while a receiver made with `from: null` has heard nothing yet. */
+  get started(): boolean {
+    return this.#started;
   }
 
   /** Offset of the next byte expected: where a resumed sender continues. */
@@ -157,6 +168,7 @@ export class CreditReceiver {
    * stream has ended, or a hole appears where gaps are not allowed.
    */
   data(offset: number, payload: Uint8Array): SkippedRange | null {
+    this.#start(offset);
     const end = offset + payload.length;
     if (this.#eof !== null) {
       throw new CreditError(
@@ -228,6 +240,13 @@ export class CreditReceiver {
     return this.#skip(Math.max(from, this.#received), to);
   }
 
+  /** A receiver made with `from: null` starts where the sender's first frame does. */
+  #start(offset: number): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#received = this.#consumed = this.#acked = offset;
+  }
+
   #skip(from: number, to: number): SkippedRange {
     this.#received = to;
     // The sender counts skipped bytes as acknowledged: its credit now runs from `to`.
@@ -246,6 +265,7 @@ export class CreditReceiver {
    * received, or the checksum differs.
    */
   eof(offset: number, sha256?: string): SkippedRange | null {
+    this.#start(offset);
     let skipped: SkippedRange | null = null;
     if (offset < this.#received) {
       throw new CreditError(

@@ -275,3 +275,14 @@ Deno.test("credit: copying receivers own their bytes", () => {
   buffer[0] = 9;
   assertEquals(rx.take(), new Uint8Array([1, 2, 3]));
 });
+
+Deno.test("credit: a receiver with no start takes the sender's first offset, with a full window from there", () => {
+  const rx = new CreditReceiver({ window: 100, from: null });
+  assertEquals(rx.started, false);
+  assertEquals(rx.data(1_000_000, new Uint8Array(100)), null);
+  assertEquals([rx.started, rx.received, rx.limit], [true, 1_000_100, 1_000_100]);
+  assertThrows(() => rx.data(1_000_100, new Uint8Array(1)), CreditError, "beyond the credit");
+  const viaEof = new CreditReceiver({ window: 100, from: null });
+  assertEquals(viaEof.eof(5000), null);
+  assertEquals(viaEof.ended, 5000);
+});
