@@ -5,7 +5,7 @@ import type { Connection } from "./_connection.ts";
 import { DaemonDisconnectedError, ProcessExitedError, SignalNotAllowedError } from "./errors.ts";
 import { type Gap, InboundStream } from "./_inbound_stream.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
-import { type ProcessStatus, RemoteProcess } from "./process.ts";
+import { type ProcessStatus, RemoteProcess, type StreamOffsets } from "./process.ts";
 
 const sessions = new WeakMap<RemoteProcess, ProcessSession>();
 
@@ -16,6 +16,41 @@ export function sessionOf(handle: RemoteProcess): ProcessSession {
     throw new TypeError("Not a process handle made by server.spawn() or server.attach()");
   }
   return session;
+}
+
+/**
+ * Validate an attach's `from` and split it per output stream: a number applies to both, an object names each.
+ *
+ * @throws {RangeError} For an offset that is not a non-negative integer.
+ * @throws {TypeError} For an object with other keys than `stdout` and `stderr`.
+ */
+export function streamOffsets(
+  from: number | null | StreamOffsets | undefined,
+): [number | null, number | null] {
+  const one = (name: string, value: unknown): number | null => {
+    if (value === undefined || value === null) return null;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(
+        `${name} must be a non-negative integer or null, got ${JSON.stringify(value)}`,
+      );
+    }
+    return value;
+  };
+  if (from === undefined || from === null || typeof from === "number") {
+    const both = one("from", from);
+    return [both, both];
+  }
+  if (typeof from !== "object" || Array.isArray(from)) {
+    throw new TypeError(
+      `from must be a number, null or { stdout, stderr }, got ${JSON.stringify(from)}`,
+    );
+  }
+  for (const key of Object.keys(from)) {
+    if (key !== "stdout" && key !== "stderr") {
+      throw new TypeError(`from has an unknown stream '${key}' (expected stdout or stderr)`);
+    }
+  }
+  return [one("from.stdout", from.stdout), one("from.stderr", from.stderr)];
 }
 
 /** What the server gives a process session. */

@@ -26,6 +26,15 @@ export interface ProcessStatus {
   truncated?: boolean[];
 }
 
+/** Per-stream replay offsets for `server.attach(..., { from })`; a stream left out (or `null`) starts at its oldest
+ * retained byte. */
+export interface StreamOffsets {
+  /** First stdout byte wanted. @default null */
+  stdout?: number | null;
+  /** First stderr byte wanted. @default null */
+  stderr?: number | null;
+}
+
 /** A process as `server.processes()` lists it. */
 export interface ProcessInfo {
   /** Process id (the daemon's). */

@@ -22,8 +22,8 @@ import { type Authenticator, createAuthenticator, type Identity, type JwtOptions
 import { type AuditInput, AuditLog, type AuditSink } from "./audit.ts";
 import { type RateLimit, RateLimiter, TokenBucket } from "./rate_limiter.ts";
 import { bindsDaemonId, GuardedConnection, MAX_HELLO_BYTES, messageBytes } from "./_security.ts";
-import type { Gap, ProcessInfo, ProcessStatus, RemoteProcess } from "./process.ts";
-import { type ProcessHost, ProcessSession } from "./_process_session.ts";
+import type { Gap, ProcessInfo, ProcessStatus, RemoteProcess, StreamOffsets } from "./process.ts";
+import { type ProcessHost, ProcessSession, streamOffsets } from "./_process_session.ts";
 import { type AttachShellOptions, RemoteShell, type ShellOptions } from "./shell.ts";
 import {
   dispatchFsEvent,
@@ -177,8 +177,11 @@ export interface SpawnOptions {
 
 /** Options of {@linkcode Server.attach}. */
 export interface AttachOptions {
-  /** Byte offset to replay from on both streams; `null` for the oldest retained byte. @default null */
-  from?: number | null;
+  /**
+   * Byte offset to replay from: a number for both streams, `{ stdout, stderr }` for each on its own (a stream left
+   * out starts at its oldest retained byte), `null` for the oldest retained byte. @default null
+   */
+  from?: number | null | StreamOffsets;
   /** Take over stdin. @default true */
   stdin?: boolean;
   /** Called when bytes before the retained window were asked for. */
@@ -747,7 +750,7 @@ export class Server extends EventTarget implements AsyncDisposable {
         `Process id must be a non-empty string, got ${JSON.stringify(processId)}`,
       );
     }
-    if (options.from !== undefined && options.from !== null) positiveInt("from", options.from, 0);
+    streamOffsets(options.from);
     return (await this.#attach(id, processId, options, false)).handle;
   }
 
@@ -870,7 +873,7 @@ export class Server extends EventTarget implements AsyncDisposable {
     const window = pty
       ? Math.min(this.#options.streamWindow, SHELL_WINDOW)
       : this.#options.streamWindow;
-    const from = options.from ?? null;
+    const [from, errFrom] = streamOffsets(options.from);
     const process = new ProcessSession({
       host: this.#host,
       daemonId: id,
@@ -878,7 +881,7 @@ export class Server extends EventTarget implements AsyncDisposable {
       window,
       outputs: pty ? [{ name: "output", from }] : [{ name: "stdout", from }, {
         name: "stderr",
-        from,
+        from: errFrom,
       }],
       stdin: options.stdin ?? true,
       onGap: options.onGap,
@@ -892,7 +895,7 @@ export class Server extends EventTarget implements AsyncDisposable {
         proc: processId,
         window,
         stdout: { sid: outputs[0]!, from },
-        ...(outputs[1] !== undefined ? { stderr: { sid: outputs[1], from } } : {}),
+        ...(outputs[1] !== undefined ? { stderr: { sid: outputs[1], from: errFrom } } : {}),
         ...(stdin !== undefined ? { stdin } : {}),
       });
     } catch (error) {
