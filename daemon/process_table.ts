@@ -15,7 +15,7 @@ import { CreditSender } from "../protocol/stream/credit_sender.ts";
 import type { AttachArgs, SpawnArgs, StreamResume } from "../protocol/messages.ts";
 import type { Link, StreamRoute } from "./_link.ts";
 import { OutputBuffer } from "./_output_buffer.ts";
-import { StdinStream } from "./stream/stdin_stream.ts";
+import { StdinStream } from "./stream/_stdin_stream.ts";
 import { allocateBinaryMessage } from "./_websocket_client.ts";
 
 /** Largest payload of one data frame. */

@@ -17,9 +17,23 @@
 import { createHash, type Hash } from "node:crypto";
 import { ProtocolError } from "../errors.ts";
 
-/** A credit or ordering rule broken by the sending peer. The stream must be reset. */
+/**
+ * A credit or ordering rule broken by the sending peer. The stream must be reset.
+ *
+ * @example Data past the window
+ * ```ts
+ * import { CreditError, CreditReceiver } from "./credit_receiver.ts";
+ * try {
+ *   new CreditReceiver({ window: 4 }).data(0, new Uint8Array(5));
+ * } catch (error) {
+ *   console.assert(error instanceof CreditError && error.code === "PROTOCOL");
+ * }
+ * ```
+ */
 export class CreditError extends ProtocolError {
   /**
+   * Make a credit error.
+   *
    * @param message What the peer did, with the offsets.
    */
   constructor(message: string) {
@@ -95,6 +109,8 @@ export class CreditReceiver {
   #queueLimit: number;
 
   /**
+   * Make a receiver.
+   *
    * @param options Window, start offset, ack schedule, gaps and hashing.
    * @throws {RangeError} For a window or offset that is not a positive or non-negative integer.
    */

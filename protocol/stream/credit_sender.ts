@@ -57,6 +57,8 @@ export class CreditSender {
   #head = 0;
 
   /**
+   * Make a sender.
+   *
    * @param options Window, start offset and retention.
    * @throws {RangeError} For a window or offset that is not a positive or non-negative integer.
    */
