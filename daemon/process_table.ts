@@ -10,10 +10,12 @@
  * @module
  */
 
-import { encodeDataFrame, FRAME_HEADER_BYTES } from "../protocol/frame.ts";
+import { FRAME_HEADER_BYTES, writeDataFrameHeader } from "../protocol/frame.ts";
+import { CreditSender } from "../protocol/stream/credit_sender.ts";
 import type { AttachArgs, SpawnArgs, StreamResume } from "../protocol/messages.ts";
 import type { Link, StreamRoute } from "./_link.ts";
 import { OutputBuffer } from "./_output_buffer.ts";
+import { StdinStream } from "./stream/_stdin_stream.ts";
 import { allocateBinaryMessage } from "./_websocket_client.ts";
 
 /** Largest payload of one data frame. */
@@ -69,9 +71,8 @@ export type ChildFactory = (args: SpawnArgs) => ChildHandle;
 interface Attachment {
   link: Link;
   sid: number;
-  sent: number;
-  acked: number;
-  window: number;
+  /** Credit of this reader (the bytes themselves stay in the shared buffer). */
+  credit: CreditSender;
   eofSent: boolean;
   route: StreamRoute;
 }
@@ -103,7 +104,7 @@ class OutputState {
   pull(): void {
     if (this.#reading || this.ended) return;
     let minAcked = Infinity;
-    for (const a of this.attachments) minAcked = Math.min(minAcked, a.acked);
+    for (const a of this.attachments) minAcked = Math.min(minAcked, a.credit.acked);
     if (minAcked !== Infinity && this.buffer.end - minAcked >= this.buffer.capacity) return;
     this.#reading = true;
     this.#read().then(
@@ -124,7 +125,7 @@ class OutputState {
         chunk = chunk.subarray(0, Math.max(0, room));
       }
       let minAcked = Infinity;
-      for (const a of this.attachments) minAcked = Math.min(minAcked, a.acked);
+      for (const a of this.attachments) minAcked = Math.min(minAcked, a.credit.acked);
       this.buffer.append(chunk, minAcked);
     }
     this.pump();
@@ -135,15 +136,15 @@ class OutputState {
   pump(): void {
     for (const a of this.attachments) {
       if (!a.link.open) continue;
-      while (a.sent < this.buffer.end && a.sent < a.acked + a.window) {
-        if (a.sent < this.buffer.start) {
-          a.link.send({ t: "gap", sid: a.sid, from: a.sent, to: this.buffer.start });
-          a.sent = this.buffer.start;
-          a.acked = Math.max(a.acked, a.sent);
+      const credit = a.credit;
+      while (credit.offset < this.buffer.end && credit.room > 0) {
+        if (credit.offset < this.buffer.start) {
+          // Lost before this reader got them: say so, and count them as acknowledged.
+          a.link.send({ t: "gap", sid: a.sid, from: credit.offset, to: this.buffer.start });
+          credit.skip(this.buffer.start);
           continue;
         }
-        const limit = Math.min(MAX_FRAME_PAYLOAD, a.acked + a.window - a.sent);
-        const parts = this.buffer.read(a.sent, limit);
+        const parts = this.buffer.read(credit.offset, Math.min(MAX_FRAME_PAYLOAD, credit.room));
         let length = 0;
         for (const part of parts) length += part.length;
         if (length === 0) break;
@@ -154,10 +155,9 @@ class OutputState {
           frame.set(part, at);
           at += part.length;
         }
-        a.link.sendBinary(writeHeader(frame, a.sid, a.sent));
-        a.sent += length;
+        a.link.sendBinary(writeDataFrameHeader(frame, a.sid, credit.sent(length)));
       }
-      if (this.ended && !a.eofSent && a.sent >= this.buffer.end) {
+      if (this.ended && !a.eofSent && credit.offset >= this.buffer.end) {
         a.eofSent = true;
         a.link.send({ t: "eof", sid: a.sid, offset: this.buffer.end });
       }
@@ -175,13 +175,11 @@ class OutputState {
     const attachment: Attachment = {
       link,
       sid: resume.sid,
-      sent: from,
-      acked: from,
-      window: Math.min(window, this.buffer.capacity),
+      credit: new CreditSender({ window: Math.min(window, this.buffer.capacity), from }),
       eofSent: false,
       route: {
         onAck: (offset) => {
-          if (offset > attachment.acked && offset <= attachment.sent) attachment.acked = offset;
+          attachment.credit.ack(offset);
           this.pump();
           this.pull();
         },
@@ -204,17 +202,6 @@ class OutputState {
   }
 }
 
-function writeHeader(
-  frame: Uint8Array<ArrayBuffer>,
-  sid: number,
-  offset: number,
-): Uint8Array<ArrayBuffer> {
-  // Same layout as encodeDataFrame, written in place to avoid a second copy of the payload.
-  const header = encodeDataFrame(sid, offset, new Uint8Array(0));
-  frame.set(header, 0);
-  return frame;
-}
-
 /** What `processes` reports for one process. */
 export interface ProcessInfo {
   id: string;
@@ -230,7 +217,7 @@ export interface ProcessInfo {
 
 /** Options of {@linkcode ProcessTable}. */
 export interface ProcessTableOptions {
-  /** Bytes of output kept per stream for resume. @default 4 MiB */
+  /** Bytes of output kept per stream for resume; also the most a spawn request may ask for. @default 4 MiB */
   retainBytes?: number;
   /** Kill a process nobody is attached to after this long; 0 disables. @default 3_600_000 */
   orphanTimeoutMs?: number;
@@ -254,10 +241,7 @@ export class ManagedProcess {
   timedOut = false;
   readonly #table: ProcessTable;
   readonly #exitLinks: Set<Link> = new Set();
-  #stdinOffset = 0;
-  #stdinClosed = false;
-  #stdinRoute: { link: Link; sid: number; route: StreamRoute } | null = null;
-  #stdinQueue: Promise<void> = Promise.resolve();
+  readonly #stdin: StdinStream;
   #timers: ReturnType<typeof setTimeout>[] = [];
   #orphanTimer: ReturnType<typeof setTimeout> | undefined;
   #endedOutputs = 0;
@@ -278,7 +262,10 @@ export class ManagedProcess {
     this.outputs = child.outputs.map((read) =>
       new OutputState(read, retain, () => this.#outputEnded(), table.maxOutputBytes)
     );
-    if (!child.write) this.#stdinClosed = true;
+    const write = child.write;
+    this.#stdin = new StdinStream(
+      write ? { write, close: () => child.closeInput?.() ?? Promise.resolve() } : null,
+    );
     if (args.timeoutMs !== undefined) {
       this.#timers.push(setTimeout(() => {
         if (this.exit) return;
@@ -295,7 +282,7 @@ export class ManagedProcess {
 
   /** Stdin bytes received so far (written or queued for writing): where a resumed writer continues. */
   get stdinReceived(): number {
-    return this.#stdinQueuedEnd;
+    return this.#stdin.received;
   }
 
   info(): ProcessInfo {
@@ -339,89 +326,20 @@ export class ManagedProcess {
     resumes.forEach((resume, i) => {
       if (resume) this.outputs[i]!.attach(link, resume, window);
     });
-    if (stdinSid !== undefined) this.#bindStdin(link, stdinSid);
+    if (stdinSid !== undefined) this.#stdin.bind(link, stdinSid, window);
     this.#exitLinks.add(link);
     clearTimeout(this.#orphanTimer);
     this.#orphanTimer = undefined;
     for (const output of this.outputs) output.pump();
     if (this.exit) this.#sendExit(link);
-    return this.#stdinOffset;
+    return this.#stdin.written;
   }
 
   detach(link: Link): void {
     for (const output of this.outputs) output.detachLink(link);
-    if (this.#stdinRoute?.link === link) {
-      link.unbind(this.#stdinRoute.sid, this.#stdinRoute.route);
-      this.#stdinRoute = null;
-    }
+    this.#stdin.unbind(link);
     this.#exitLinks.delete(link);
     this.#maybeOrphaned();
-  }
-
-  #bindStdin(link: Link, sid: number): void {
-    if (this.#stdinRoute) {
-      this.#stdinRoute.link.unbind(this.#stdinRoute.sid, this.#stdinRoute.route);
-    }
-    const route: StreamRoute = {
-      onData: (offset, payload) => this.#stdinData(link, sid, offset, payload),
-      onEof: (offset) => this.#stdinEof(link, sid, offset),
-      onReset: () => this.#stdinEof(link, sid, null),
-      onClose: () => {
-        if (this.#stdinRoute?.route === route) this.#stdinRoute = null;
-      },
-    };
-    this.#stdinRoute = { link, sid, route };
-    link.bind(sid, route);
-  }
-
-  #stdinData(link: Link, sid: number, offset: number, payload: Uint8Array): void {
-    // Offsets are checked against what was queued; a resend after reconnect may overlap what we already have.
-    const queuedEnd = this.#stdinQueuedEnd;
-    if (offset > queuedEnd) {
-      link.send({
-        t: "reset",
-        sid,
-        reason: `stdin frame at offset ${offset}, expected ${queuedEnd}`,
-      });
-      return;
-    }
-    const skip = queuedEnd - offset;
-    if (skip >= payload.length) return;
-    const bytes = payload.slice(skip);
-    this.#stdinQueuedEnd = queuedEnd + bytes.length;
-    this.#stdinQueue = this.#stdinQueue.then(async () => {
-      // Bytes that arrive after the child closed its stdin are dropped but still acknowledged.
-      if (!this.#stdinClosed && this.child.write) {
-        try {
-          await this.child.write(bytes);
-        } catch {
-          this.#stdinClosed = true;
-        }
-      }
-      this.#stdinOffset += bytes.length;
-      link.send({ t: "ack", sid, offset: this.#stdinOffset });
-    });
-  }
-  #stdinQueuedEnd = 0;
-
-  #stdinEof(link: Link, sid: number, offset: number | null): void {
-    if (offset !== null && offset > this.#stdinQueuedEnd) {
-      link.send({
-        t: "reset",
-        sid,
-        reason: `stdin eof at ${offset}, only ${this.#stdinQueuedEnd} received`,
-      });
-      return;
-    }
-    this.#stdinQueue = this.#stdinQueue.then(async () => {
-      if (this.#stdinClosed) return;
-      this.#stdinClosed = true;
-      try {
-        await this.child.closeInput?.();
-      } catch {
-        // the child may have exited already
-      }
-    });
   }
 
   /** Send a signal to the process group; SIGTERM escalates to SIGKILL after the grace. */
@@ -455,7 +373,7 @@ export class ManagedProcess {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers = [];
     clearTimeout(this.#orphanTimer);
-    this.#stdinClosed = true;
+    this.#stdin.closed();
     for (const link of this.#exitLinks) this.#sendExit(link);
     this.#maybeDispose();
   }
@@ -547,7 +465,11 @@ export class ProcessTable {
   spawn(link: Link, args: SpawnArgs): ManagedProcess {
     const child = this.#factory(args);
     const id = `p-${this.#prefix}-${++this.#counter}`;
-    const retain = Math.max(64 * 1024, args.retainBytes ?? this.retainBytes);
+    // The daemon's setting is a cap: a request may ask for less retention, never more.
+    const retain = Math.max(
+      64 * 1024,
+      Math.min(args.retainBytes ?? this.retainBytes, this.retainBytes),
+    );
     const process = new ManagedProcess(this, id, args, child, retain);
     this.#processes.set(id, process);
     if (!process.exit) {

@@ -89,12 +89,52 @@ export function encodeDataFrame(
   const frame = inPlace
     ? new Uint8Array(payload.buffer as ArrayBuffer)
     : new Uint8Array(FRAME_HEADER_BYTES + payload.length);
-  const view = new DataView(frame.buffer);
+  writeDataFrameHeader(frame, sid, offset);
+  if (!inPlace) frame.set(payload, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Write the data frame header into the first {@linkcode FRAME_HEADER_BYTES} bytes of `frame`, whose payload the
+ * caller has placed (or will place) after it. The one place the header layout is written: use it when the frame
+ * buffer comes from elsewhere (e.g. a socket's own message buffer), {@linkcode encodeDataFrame} otherwise.
+ *
+ * @example Fill a frame in place
+ * ```ts
+ * import { decodeDataFrame, FRAME_HEADER_BYTES, writeDataFrameHeader } from "./frame.ts";
+ * const frame = new Uint8Array(FRAME_HEADER_BYTES + 2);
+ * frame.set([9, 9], FRAME_HEADER_BYTES);
+ * writeDataFrameHeader(frame, 5, 2 ** 40);
+ * console.assert(decodeDataFrame(frame).offset === 2 ** 40);
+ * ```
+ *
+ * @param frame The whole frame: header room followed by the payload.
+ * @param sid Stream id (unsigned 32-bit).
+ * @param offset Offset of the first payload byte (0 to {@linkcode MAX_OFFSET}).
+ * @returns `frame`, for chaining.
+ * @throws {RangeError} When `frame` has no room for the header, or `sid` or `offset` is out of range.
+ */
+export function writeDataFrameHeader<T extends Uint8Array>(
+  frame: T,
+  sid: number,
+  offset: number,
+): T {
+  if (frame.length < FRAME_HEADER_BYTES) {
+    throw new RangeError(
+      `Frame of ${frame.length} bytes has no room for the ${FRAME_HEADER_BYTES}-byte header`,
+    );
+  }
+  if (!Number.isInteger(sid) || sid < 0 || sid > MAX_STREAM_ID) {
+    throw new RangeError(`Stream id must be an unsigned 32-bit integer, got ${sid}`);
+  }
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new RangeError(`Frame offset must be an integer from 0 to 2^53 - 1, got ${offset}`);
+  }
+  const view = new DataView(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES);
   view.setUint8(0, FRAME_DATA);
   view.setUint32(1, sid);
   view.setUint32(5, Math.floor(offset / 0x1_0000_0000));
   view.setUint32(9, offset >>> 0);
-  if (!inPlace) frame.set(payload, FRAME_HEADER_BYTES);
   return frame;
 }
 

@@ -1,6 +1,8 @@
 // A stream of bytes the daemon sends (process output, terminal output, downloads), delivered to the user as a
 // ReadableStream. Credit is returned (acked) as the user reads, so a consumer that stops reading stops the daemon.
-import { ProtocolError } from "../protocol/errors.ts";
+// The credit rules (window, gaps, resend overlap, memory bound) are the shared CreditReceiver's; this class adds
+// the link, the gap reports and the ReadableStream.
+import { CreditReceiver, type SkippedRange } from "../protocol/stream/credit_receiver.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
 
 /** Bytes lost from a stream because the daemon's retention window overflowed while nobody was reading. */
@@ -16,7 +18,8 @@ export interface Gap {
 export interface InboundStreamOptions {
   name: string;
   window: number;
-  from: number;
+  /** First offset wanted; null: whatever the daemon still retains. */
+  from: number | null;
   onGap?: (gap: Gap) => void;
   onEnd?: () => void;
 }
@@ -24,13 +27,7 @@ export interface InboundStreamOptions {
 export class InboundStream {
   readonly name: string;
   readonly window: number;
-  /** Next offset expected from the daemon. */
-  received: number;
-  #delivered: number;
-  #acked: number;
-  /** The daemon counts skipped (gap) bytes as acknowledged. */
-  #creditFloor = 0;
-  #queue: Uint8Array[] = [];
+  readonly #credit: CreditReceiver;
   #ended = false;
   #finished = false;
   #error: Error | null = null;
@@ -48,11 +45,18 @@ export class InboundStream {
   constructor(options: InboundStreamOptions) {
     this.name = options.name;
     this.window = options.window;
-    this.received = options.from;
-    this.#delivered = options.from;
-    this.#acked = options.from;
+    this.#credit = new CreditReceiver({
+      window: options.window,
+      from: options.from,
+      name: options.name,
+    });
     this.#onGap = options.onGap;
     this.#onEnd = options.onEnd;
+  }
+
+  /** Next offset expected from the daemon: where a re-attach resumes (null: from whatever it still retains). */
+  get received(): number | null {
+    return this.#credit.started ? this.#credit.received : null;
   }
 
   /** The bytes as a ReadableStream, made on first use (exec drains without one). */
@@ -63,7 +67,7 @@ export class InboundStream {
       pull: (controller) => this.#pull(controller),
       cancel: () => {
         this.cancelled = true;
-        this.#queue = [];
+        this.#credit.clear();
         if (this.#conn) {
           this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
         }
@@ -109,20 +113,13 @@ export class InboundStream {
 
   /** Take the next queued chunk, returning credit as for a read. */
   #take(): Uint8Array | undefined {
-    const chunk = this.#queue.shift();
-    if (!chunk) return undefined;
-    this.#delivered += chunk.length;
-    // Return credit every quarter window, and whenever the consumer has caught up: the daemon's window for
-    // this stream may be smaller than ours (it is capped by the daemon's retention), and it must never wait
-    // for an ack we are holding back.
-    const unacked = this.#delivered - this.#acked;
-    if (
-      this.#conn &&
-      (unacked >= this.window / 4 || (this.#queue.length === 0 && !this.#ended && unacked > 0))
-    ) {
-      this.#acked = this.#delivered;
-      this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
-    }
+    const chunk = this.#credit.take();
+    if (!chunk || !this.#conn) return chunk;
+    // Credit goes back every quarter window, and whenever the consumer has caught up: the daemon's window for this
+    // stream may be smaller than ours (it is capped by the daemon's retention), and it must never wait for an ack
+    // we are holding back.
+    const ack = this.#ended ? null : this.#credit.ackDue();
+    if (ack !== null) this.#conn.send({ t: "ack", sid: this.#sid, offset: ack });
     return chunk;
   }
 
@@ -140,7 +137,7 @@ export class InboundStream {
     this.#unbind();
     this.#conn = conn;
     this.#sid = sid;
-    this.#acked = this.received;
+    this.#credit.rebind();
     const route: InboundRoute = {
       onData: (offset, payload) => this.#onData(offset, payload),
       onEof: (offset) => this.#onEof(offset),
@@ -167,50 +164,42 @@ export class InboundStream {
   }
 
   #onData(offset: number, payload: Uint8Array): void {
-    if (!this.live) return;
-    // The daemon may have at most `window` bytes beyond our last ack in flight. Allow generous slack, but a peer
-    // that ignores credit altogether fails the stream instead of growing our memory without bound.
-    const limit = Math.max(this.#acked, this.#creditFloor) + 3 * this.window;
-    if (offset + payload.length > limit) {
-      this.#conn?.send({ t: "reset", sid: this.#sid, reason: "data beyond the granted window" });
-      this.fail(
-        new ProtocolError(
-          `Stream ${this.name}: data up to ${
-            offset + payload.length
-          } beyond the credit limit ${limit}`,
-        ),
-      );
-      return;
-    }
-    if (offset > this.received) this.#gap(this.received, offset);
-    const skip = this.received - offset;
-    if (skip >= payload.length) return;
-    const bytes = skip > 0 ? payload.subarray(skip) : payload;
-    this.received += bytes.length;
-    this.#queue.push(bytes);
-    this.#wakeUp();
+    this.#apply(offset, () => this.#credit.data(offset, payload));
   }
 
   #gap(from: number, to: number): void {
-    if (to <= this.received) return;
-    this.#creditFloor = Math.max(this.#creditFloor, to);
-    const gap = { stream: this.name, from: Math.max(from, this.received), to };
-    this.received = to;
-    this.#delivered = Math.max(this.#delivered, to - this.#queuedBytes());
-    this.#onGap?.(gap);
-  }
-
-  #queuedBytes(): number {
-    let n = 0;
-    for (const chunk of this.#queue) n += chunk.length;
-    return n;
+    this.#apply(from, () => this.#credit.gap(from, to));
   }
 
   #onEof(offset: number): void {
-    if (offset > this.received) this.#gap(this.received, offset);
+    if (!this.#apply(offset, () => this.#credit.eof(offset))) return;
     this.#ended = true;
     this.#unbind();
     this.#wakeUp();
+  }
+
+  /** Apply a frame at `offset` to the credit; report what it skipped; a breach resets the stream. */
+  #apply(offset: number, step: () => SkippedRange | null): boolean {
+    if (!this.live) return false;
+    const fresh = !this.#credit.started;
+    let skipped;
+    try {
+      skipped = step();
+    } catch (error) {
+      this.#violation(error as Error);
+      return false;
+    }
+    // A reader that asked for "whatever is retained" learns what came before it as a gap from 0.
+    if (fresh && offset > 0) this.#onGap?.({ stream: this.name, from: 0, to: offset });
+    if (skipped) this.#onGap?.({ stream: this.name, ...skipped });
+    this.#wakeUp();
+    return true;
+  }
+
+  /** The daemon broke the credit rules: reset the stream and fail it, instead of growing our memory. */
+  #violation(error: Error): void {
+    this.#conn?.send({ t: "reset", sid: this.#sid, reason: error.message.slice(0, 200) });
+    this.fail(error);
   }
 
   fail(error: Error): void {

@@ -1,9 +1,11 @@
 // A stream of bytes the controller sends to the daemon (stdin, terminal input, uploads), offered to the user as a
 // WritableStream. A write resolves once the daemon has credit for it; unacknowledged bytes are kept so that they
-// can be sent again after a reconnect, from the offset the daemon reports.
+// can be sent again after a reconnect, from the offset the daemon reports. The credit itself is the shared
+// CreditSender; this class adds the link, the frame buffers and the WritableStream.
 import { DaemonDisconnectedError } from "./errors.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
 import { allocateDataFrame } from "../protocol/frame.ts";
+import { CreditSender } from "../protocol/stream/credit_sender.ts";
 
 const MAX_FRAME = 256 * 1024;
 
@@ -18,23 +20,31 @@ export interface OutboundStreamOptions {
 export class OutboundStream {
   readonly writable: WritableStream<Uint8Array>;
   readonly window: number;
-  /** Offset of the next byte the user writes. */
-  offset = 0;
-  #acked = 0;
-  #retained: { offset: number; bytes: Uint8Array }[] = [];
   /** Full-size frame buffers the daemon has acknowledged, reused for the next pieces (no garbage per frame). */
   #pool: Uint8Array[] = [];
+  readonly #credit: CreditSender;
   #conn: Connection | null = null;
   #sid = 0;
   #route: InboundRoute | null = null;
   #waiters: (() => void)[] = [];
   #error: Error | null = null;
   #eofOffset: number | null = null;
+  #eofHash: string | undefined;
   readonly #options: OutboundStreamOptions;
 
   constructor(options: OutboundStreamOptions) {
     this.window = options.window;
     this.#options = options;
+    this.#credit = new CreditSender({
+      window: options.window,
+      retain: true,
+      // Acknowledged means received, so its send is long done: the buffer is free for the next piece.
+      onRelease: (bytes) => {
+        if (bytes.length === MAX_FRAME && this.#pool.length * MAX_FRAME < this.window) {
+          this.#pool.push(bytes);
+        }
+      },
+    });
     this.writable = new WritableStream<Uint8Array>({
       write: (chunk) => this.write(chunk),
       close: () => this.end(),
@@ -42,21 +52,41 @@ export class OutboundStream {
     });
   }
 
+  /** Offset of the next byte the user writes. */
+  get offset(): number {
+    return this.#credit.offset;
+  }
+
+  /** Continue another writer's numbering (a new handle taking over stdin); only before anything is written. */
+  set offset(from: number) {
+    this.#credit.startAt(from);
+  }
+
   /** Bytes written and not yet acknowledged by the daemon. */
   get unacked(): number {
-    return this.offset - this.#acked;
+    return this.#credit.unacked;
   }
 
   get acked(): number {
-    return this.#acked;
+    return this.#credit.acked;
   }
 
   bind(conn: Connection, sid: number, resumeFrom: number): void {
     this.#unbind();
+    if (this.#error) return;
+    let resend;
+    try {
+      resend = this.#credit.resume(resumeFrom);
+    } catch (error) {
+      this.fail(error as Error);
+      return;
+    }
     this.#conn = conn;
     this.#sid = sid;
     const route: InboundRoute = {
-      onAck: (offset) => this.#onAck(offset),
+      onAck: (offset) => {
+        if (this.#credit.ack(offset)) this.#wakeAll();
+      },
       onReset: (reason) => this.fail(new Error(`Stream reset by the daemon: ${reason}`)),
       onClose: () => {
         if (this.#route === route) {
@@ -67,13 +97,9 @@ export class OutboundStream {
     };
     this.#route = route;
     conn.routes.set(sid, route);
-    this.#onAck(resumeFrom);
     // Send again what the daemon has not received.
-    for (const { offset, bytes } of this.#retained) {
-      const skip = Math.max(0, resumeFrom - offset);
-      if (skip < bytes.length) conn.sendData(sid, offset + skip, bytes.subarray(skip));
-    }
-    if (this.#eofOffset !== null) conn.send({ t: "eof", sid, offset: this.#eofOffset });
+    for (const { offset, bytes } of resend) conn.sendData(sid, offset, bytes);
+    if (this.#eofOffset !== null) this.#sendEof();
     this.#wakeAll();
   }
 
@@ -83,21 +109,6 @@ export class OutboundStream {
     }
     this.#conn = null;
     this.#route = null;
-  }
-
-  #onAck(offset: number): void {
-    if (offset <= this.#acked) return;
-    this.#acked = Math.min(offset, this.offset);
-    while (this.#retained.length) {
-      const first = this.#retained[0]!;
-      if (first.offset + first.bytes.length > this.#acked) break;
-      this.#retained.shift();
-      // Acknowledged means received, so its send is long done: the buffer is free for the next piece.
-      if (first.bytes.length === MAX_FRAME && this.#pool.length * MAX_FRAME < this.window) {
-        this.#pool.push(first.bytes);
-      }
-    }
-    this.#wakeAll();
   }
 
   #wakeAll(): void {
@@ -111,7 +122,7 @@ export class OutboundStream {
     this.#options.check?.();
     for (let at = 0; at < chunk.length;) {
       if (this.#error) throw this.#error;
-      const room = this.window - this.unacked;
+      const room = this.#credit.room;
       if (room <= 0 || !this.#conn) {
         await new Promise<void>((resolve) => this.#waiters.push(resolve));
         continue;
@@ -121,9 +132,8 @@ export class OutboundStream {
       const piece = (length === MAX_FRAME ? this.#pool.pop() : undefined) ??
         allocateDataFrame(length);
       piece.set(chunk.subarray(at, at + piece.length));
-      this.#retained.push({ offset: this.offset, bytes: piece });
-      this.#conn.sendData(this.#sid, this.offset, piece);
-      this.offset += piece.length;
+      const offset = this.#credit.sent(piece);
+      this.#conn.sendData(this.#sid, offset, piece);
       at += piece.length;
     }
   }
@@ -131,13 +141,17 @@ export class OutboundStream {
   /** Send end-of-stream once everything written. */
   end(sha256?: string): void {
     if (this.#eofOffset !== null) return;
-    this.#eofOffset = this.offset;
+    this.#eofOffset = this.#credit.offset;
+    this.#eofHash = sha256;
+    this.#sendEof();
+  }
+
+  #sendEof(): void {
+    const offset = this.#eofOffset!;
     this.#conn?.send(
-      sha256 ? { t: "eof", sid: this.#sid, offset: this.offset, sha256 } : {
-        t: "eof",
-        sid: this.#sid,
-        offset: this.offset,
-      },
+      this.#eofHash
+        ? { t: "eof", sid: this.#sid, offset, sha256: this.#eofHash }
+        : { t: "eof", sid: this.#sid, offset },
     );
   }
 
@@ -152,7 +166,7 @@ export class OutboundStream {
   fail(error: Error): void {
     if (this.#error) return;
     this.#error = error;
-    this.#retained = [];
+    this.#credit.clear();
     this.#pool = [];
     this.#unbind();
     this.#wakeAll();

@@ -22,6 +22,7 @@ import { packDirectory, unpackTar } from "../protocol/tar_fs.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
 import { DaemonDisconnectedError, FileError, remoteError } from "./errors.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
+import { CreditError, CreditReceiver } from "../protocol/stream/credit_receiver.ts";
 
 /** Flow-control window of a file transfer, in bytes. */
 const FILE_WINDOW = 8 * 1024 * 1024;
@@ -70,7 +71,17 @@ export interface DownloadOptions {
   onProgress?: (progress: TransferProgress) => void;
   /** Cancel the download. */
   signal?: AbortSignal;
+  /**
+   * Most bytes to accept; more fails the download with a `FileError` of code `EFBIG` (at once when the daemon
+   * reports a larger size). `download()` holds the whole file in memory, so it has a limit by default;
+   * `downloadStream()` has none, its memory being bounded by its reader (the daemon sends only as it reads).
+   * @default 1 GiB for `download()`, unlimited for `downloadStream()`
+   */
+  maxBytes?: number;
 }
+
+/** Default `maxBytes` of the in-memory `download()`: 1 GiB. */
+export const DEFAULT_DOWNLOAD_MAX_BYTES: number = 1024 * 1024 * 1024;
 
 /** Options of `server.uploadDir`. */
 export interface UploadDirOptions {
@@ -412,32 +423,44 @@ export async function uploadDirectory(
 
 // --- downloads ---
 
-/** Receives a download: credit returned as the consumer reads, SHA-256 checked at the end. */
+/**
+ * Receives a download: credit returned as the consumer reads (the shared {@linkcode CreditReceiver}: data beyond the
+ * window, holes and gaps are refused), SHA-256 checked at the end, at most `maxBytes` taken.
+ */
 class DownloadReceiver {
   readonly readable: ReadableStream<Uint8Array>;
   readonly #conn: Connection;
   readonly #sid: number;
   readonly #path: string;
-  readonly #hash = createHash("sha256");
   readonly #route: InboundRoute;
-  #received: number;
-  #delivered: number;
-  #acked: number;
-  #queue: Uint8Array[] = [];
+  readonly #credit: CreditReceiver;
+  readonly #from: number;
+  readonly #maxBytes: number;
   #ended = false;
   #error: Error | null = null;
   #wake: (() => void) | null = null;
   total: number | undefined = undefined;
   onProgress: ((p: TransferProgress) => void) | undefined;
 
-  constructor(conn: Connection, sid: number, from: number, path: string) {
+  constructor(conn: Connection, sid: number, from: number, path: string, maxBytes: number) {
     this.#conn = conn;
     this.#sid = sid;
     this.#path = path;
-    this.#received = this.#delivered = this.#acked = from;
+    this.#from = from;
+    this.#maxBytes = maxBytes;
+    this.#credit = new CreditReceiver({
+      window: FILE_WINDOW,
+      from,
+      ackEvery: FILE_WINDOW / 8,
+      gaps: false,
+      sha256: true,
+      ackWhenCaughtUp: false,
+      name: `download of '${path}'`,
+    });
     this.#route = {
       onData: (offset, payload) => this.#onData(offset, payload),
       onEof: (offset, sha256) => this.#onEof(offset, sha256),
+      onGap: (from, to) => this.#refuse(() => this.#credit.gap(from, to)),
       onReset: (reason) => this.fail(resetError(conn.info.id, path, reason)),
       onClose: () => this.fail(new DaemonDisconnectedError(conn.info.id)),
     };
@@ -449,7 +472,7 @@ class DownloadReceiver {
           conn.send({ t: "reset", sid, reason: "consumer cancelled" });
         }
         this.#error ??= new Error("cancelled");
-        this.#queue = [];
+        this.#credit.clear();
         this.#unbind();
       },
     }, { highWaterMark: 0 });
@@ -459,34 +482,47 @@ class DownloadReceiver {
     if (this.#conn.routes.get(this.#sid) === this.#route) this.#conn.routes.delete(this.#sid);
   }
 
+  /** Apply one credit rule; a breach resets the stream and fails the download. */
+  #refuse(step: () => unknown): boolean {
+    try {
+      step();
+      return true;
+    } catch (error) {
+      if (!(error instanceof CreditError)) throw error;
+      this.#conn.send({ t: "reset", sid: this.#sid, reason: error.message.slice(0, 200) });
+      this.fail(error);
+      return false;
+    }
+  }
+
   #onData(offset: number, payload: Uint8Array): void {
     if (this.#error || this.#ended) return;
-    if (offset !== this.#received) {
-      this.fail(
-        new FileError(this.#conn.info.id, {
-          code: "EINTEGRITY",
-          message: `Download of '${this.#path}' skipped from offset ${this.#received} to ${offset}`,
-          path: this.#path,
-        }),
-      );
+    if (!this.#refuse(() => this.#credit.data(offset, payload))) return;
+    if (this.#credit.received - this.#from > this.#maxBytes) {
+      this.#conn.send({ t: "reset", sid: this.#sid, reason: "download larger than maxBytes" });
+      this.fail(this.#tooLarge());
       return;
     }
-    this.#hash.update(payload);
-    this.#received += payload.length;
-    this.#queue.push(payload);
     this.#wakeUp();
+  }
+
+  #tooLarge(): FileError {
+    return new FileError(this.#conn.info.id, {
+      code: "EFBIG",
+      message: `Download of '${this.#path}' exceeds maxBytes (${this.#maxBytes} bytes)`,
+      path: this.#path,
+    });
   }
 
   #onEof(offset: number, sha256: string | undefined): void {
     if (this.#error || this.#ended) return;
-    const digest = this.#hash.digest("hex");
-    if (offset !== this.#received || sha256 !== digest) {
+    try {
+      this.#credit.eof(offset, sha256);
+    } catch (error) {
       this.fail(
         new FileError(this.#conn.info.id, {
           code: "EINTEGRITY",
-          message: offset !== this.#received
-            ? `Download of '${this.#path}' ended at offset ${offset} but ${this.#received} bytes arrived`
-            : `SHA-256 mismatch for '${this.#path}': the daemon sent ${sha256}, the controller received ${digest}`,
+          message: (error as Error).message,
           path: this.#path,
         }),
       );
@@ -500,7 +536,7 @@ class DownloadReceiver {
   fail(error: Error): void {
     if (this.#error || this.#ended) return;
     this.#error = error;
-    this.#queue = [];
+    this.#credit.clear();
     this.#unbind();
     this.#wakeUp();
   }
@@ -517,15 +553,12 @@ class DownloadReceiver {
         controller.error(this.#error);
         return;
       }
-      const chunk = this.#queue.shift();
+      const chunk = this.#credit.take();
       if (chunk) {
         controller.enqueue(chunk);
-        this.#delivered += chunk.length;
-        if (!this.#ended && this.#delivered - this.#acked >= FILE_WINDOW / 8) {
-          this.#acked = this.#delivered;
-          this.#conn.send({ t: "ack", sid: this.#sid, offset: this.#delivered });
-        }
-        this.onProgress?.({ bytes: this.#delivered, total: this.total });
+        const ack = this.#ended ? null : this.#credit.ackDue();
+        if (ack !== null) this.#conn.send({ t: "ack", sid: this.#sid, offset: ack });
+        this.onProgress?.({ bytes: this.#credit.consumed, total: this.total });
         return;
       }
       if (this.#ended) {
@@ -555,7 +588,8 @@ async function openDownload(
 ): Promise<{ readable: ReadableStream<Uint8Array>; info: Record<string, unknown> }> {
   const sid = conn.nextSid();
   const from = options.from ?? 0;
-  const receiver = new DownloadReceiver(conn, sid, from, path);
+  const maxBytes = options.maxBytes ?? Infinity;
+  const receiver = new DownloadReceiver(conn, sid, from, path, maxBytes);
   let info: Record<string, unknown>;
   try {
     info = await conn.request("download", {
@@ -571,6 +605,16 @@ async function openDownload(
     throw error;
   }
   receiver.total = typeof info.size === "number" ? info.size : undefined;
+  if (!archive && receiver.total !== undefined && receiver.total - from > maxBytes) {
+    await receiver.readable.cancel().catch(() => {});
+    throw new FileError(conn.info.id, {
+      code: "EFBIG",
+      message: `Download of '${path}' is ${
+        receiver.total - from
+      } bytes, more than maxBytes (${maxBytes} bytes)`,
+      path,
+    });
+  }
   receiver.onProgress = options.onProgress;
   const signal = options.signal;
   if (signal) {
@@ -586,6 +630,10 @@ function checkDownload(path: string, options: DownloadOptions): void {
   checkCommon(options);
   if (options.from !== undefined && (!Number.isSafeInteger(options.from) || options.from < 0)) {
     throw new RangeError(`from must be a non-negative integer, got ${options.from}`);
+  }
+  const max = options.maxBytes;
+  if (max !== undefined && max !== Infinity && (!Number.isSafeInteger(max) || max < 0)) {
+    throw new RangeError(`maxBytes must be a non-negative integer, got ${max}`);
   }
 }
 
@@ -613,7 +661,10 @@ export async function downloadFile(
   path: string,
   options: DownloadOptions = {},
 ): Promise<Uint8Array> {
-  const stream = await downloadFileStream(host, id, path, options);
+  const stream = await downloadFileStream(host, id, path, {
+    ...options,
+    maxBytes: options.maxBytes ?? DEFAULT_DOWNLOAD_MAX_BYTES,
+  });
   const chunks: Uint8Array[] = [];
   let length = 0;
   for await (const chunk of stream) {

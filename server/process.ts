@@ -6,11 +6,8 @@
  * @module
  */
 
-import { SIGNALS } from "../protocol/messages.ts";
-import type { Connection } from "./_connection.ts";
-import { DaemonDisconnectedError, ProcessExitedError, SignalNotAllowedError } from "./errors.ts";
-import { type Gap, InboundStream } from "./_inbound_stream.ts";
-import { OutboundStream } from "./_outbound_stream.ts";
+import type { Gap } from "./_inbound_stream.ts";
+import { sessionOf } from "./_process_session.ts";
 
 export type { Gap } from "./_inbound_stream.ts";
 
@@ -27,6 +24,15 @@ export interface ProcessStatus {
    * Absent when nothing was dropped.
    */
   truncated?: boolean[];
+}
+
+/** Per-stream replay offsets for `server.attach(..., { from })`; a stream left out (or `null`) starts at its oldest
+ * retained byte. */
+export interface StreamOffsets {
+  /** First stdout byte wanted. @default null */
+  stdout?: number | null;
+  /** First stderr byte wanted. @default null */
+  stderr?: number | null;
 }
 
 /** A process as `server.processes()` lists it. */
@@ -51,27 +57,6 @@ export interface ProcessInfo {
   attached: number;
 }
 
-/** @internal What the server gives a process handle. */
-export interface ProcessHost {
-  /** The live connection to the daemon, or null while it is away. */
-  connection(daemonId: string): Connection | null;
-  /** Forget the handle once it has nothing more to do. */
-  release(process: RemoteProcess): void;
-  /** How long to wait for the daemon to come back. */
-  readonly reconnectGraceMs: number;
-}
-
-/** @internal Construction parameters. */
-export interface RemoteProcessInit {
-  host: ProcessHost;
-  daemonId: string;
-  command: string | string[];
-  window: number;
-  outputs: { name: string; from: number }[];
-  stdin: boolean;
-  onGap?: ((gap: Gap) => void) | undefined;
-}
-
 /**
  * A handle on a process on a worker. Made by `server.spawn()` or `server.attach()`.
  *
@@ -84,99 +69,53 @@ export interface RemoteProcessInit {
  */
 export class RemoteProcess {
   /** The daemon it runs on. */
-  readonly daemonId: string;
-  /** The command. */
-  readonly command: string | string[];
-  /** Bytes lost to retention overflow while nobody read (empty unless the link was down too long). */
-  readonly gaps: Gap[] = [];
-  /** How it ended. Rejects with `DaemonDisconnectedError` when the daemon stays away past the grace. */
-  readonly status: Promise<ProcessStatus>;
-  #id = "";
-  #pid = 0;
-  readonly #host: ProcessHost;
-  readonly #outputs: InboundStream[];
-  readonly #stdin: OutboundStream | null;
-  readonly #window: number;
-  #exit: ProcessStatus | null = null;
-  #resolve!: (status: ProcessStatus) => void;
-  #reject!: (error: Error) => void;
-  #graceTimer: ReturnType<typeof setTimeout> | undefined;
-  #failed: Error | null = null;
-  #released = false;
+  get daemonId(): string {
+    return sessionOf(this).daemonId;
+  }
 
-  /** @internal */
-  constructor(init: RemoteProcessInit) {
-    this.#host = init.host;
-    this.daemonId = init.daemonId;
-    this.command = init.command;
-    this.#window = init.window;
-    this.status = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
-    this.status.catch(() => {});
-    this.#outputs = init.outputs.map(({ name, from }) =>
-      new InboundStream({
-        name,
-        window: init.window,
-        from,
-        onGap: (gap) => {
-          this.gaps.push(gap);
-          init.onGap?.(gap);
-        },
-        onEnd: () => this.#maybeRelease(),
-      })
-    );
-    this.#stdin = init.stdin
-      ? new OutboundStream({
-        window: init.window,
-        daemonId: init.daemonId,
-        check: () => {
-          if (this.#exit) {
-            throw new ProcessExitedError(this.daemonId, {
-              code: "PROCESS_EXITED",
-              message: `Process ${this.#id} has exited; cannot write to its stdin`,
-            });
-          }
-        },
-      })
-      : null;
+  /** The command. */
+  get command(): string | string[] {
+    return sessionOf(this).command;
+  }
+
+  /** Bytes lost to retention overflow while nobody read (empty unless the link was down too long). */
+  get gaps(): Gap[] {
+    return sessionOf(this).gaps;
+  }
+
+  /** How it ended. Rejects with `DaemonDisconnectedError` when the daemon stays away past the grace. */
+  get status(): Promise<ProcessStatus> {
+    return sessionOf(this).status;
   }
 
   /** The daemon's process id (stable across reconnects; use it with `server.attach`). */
   get id(): string {
-    return this.#id;
+    return sessionOf(this).id;
   }
 
   /** The OS process id on the worker. */
   get pid(): number {
-    return this.#pid;
+    return sessionOf(this).pid;
   }
 
   /** Standard output (or the terminal output), byte-exact. Reading is what returns credit to the daemon. */
   get stdout(): ReadableStream<Uint8Array> {
-    return this.#outputs[0]!.readable;
+    return sessionOf(this).stdout;
   }
 
   /** Standard error. Empty for terminal processes. */
   get stderr(): ReadableStream<Uint8Array> {
-    return (this.#outputs[1] ?? EMPTY).readable;
+    return sessionOf(this).stderr;
   }
 
   /** Standard input. Closing it delivers EOF to the child. */
   get stdin(): WritableStream<Uint8Array> {
-    if (!this.#stdin) throw new TypeError(`Process ${this.#id} was started without stdin`);
-    return this.#stdin.writable;
+    return sessionOf(this).stdin;
   }
 
   /** The exit status if it is known already. */
   get exited(): ProcessStatus | null {
-    return this.#exit;
-  }
-
-  /** @internal The stdin stream. */
-  get input(): OutboundStream | null {
-    return this.#stdin;
+    return sessionOf(this).exited;
   }
 
   /**
@@ -186,144 +125,12 @@ export class RemoteProcess {
    * @throws {SignalNotAllowedError} For a signal outside the allowed set.
    * @throws {ProcessExitedError} When the process has exited.
    */
-  async kill(signal: Deno.Signal = "SIGTERM"): Promise<void> {
-    if (!SIGNALS.includes(signal)) throw new SignalNotAllowedError(signal, SIGNALS);
-    if (this.#exit) {
-      throw new ProcessExitedError(this.daemonId, {
-        code: "PROCESS_EXITED",
-        message: `Process ${this.#id} has already exited`,
-      });
-    }
-    await this.#conn().request("signal", { proc: this.#id, signal });
+  kill(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    return sessionOf(this).kill(signal);
   }
 
   /** Stop following the process without killing it; it can be attached again later. */
-  async detach(): Promise<void> {
-    const conn = this.#host.connection(this.daemonId);
-    this.#fail(new Error(`Detached from process ${this.#id}`));
-    if (conn) await conn.request("detach", { proc: this.#id }).catch(() => {});
-  }
-
-  #conn(): Connection {
-    const conn = this.#host.connection(this.daemonId);
-    if (!conn) throw new DaemonDisconnectedError(this.daemonId);
-    return conn;
-  }
-
-  /** @internal Route new streams on `conn`; returns the stream ids for the spawn or attach request. */
-  bindStreams(conn: Connection): { outputs: number[]; stdin: number | undefined } {
-    const outputs = this.#outputs.map((stream) => {
-      const sid = conn.nextSid();
-      if (stream.live) stream.bind(conn, sid);
-      return sid;
-    });
-    const stdin = this.#stdin ? conn.nextSid() : undefined;
-    return { outputs, stdin };
-  }
-
-  /** @internal The daemon accepted the spawn or attach. */
-  started(
-    conn: Connection,
-    proc: string,
-    pid: number,
-    stdinSid: number | undefined,
-    stdinOffset: number,
-  ): void {
-    this.#id = proc;
-    this.#pid = pid;
-    clearTimeout(this.#graceTimer);
-    this.#graceTimer = undefined;
-    if (this.#stdin && stdinSid !== undefined) this.#stdin.bind(conn, stdinSid, stdinOffset);
-  }
-
-  /** @internal Re-attach on a new connection after a reconnect. */
-  async reattach(conn: Connection): Promise<void> {
-    if (this.#failed || this.#released) return;
-    const { outputs, stdin } = this.bindStreams(conn);
-    const resume = (i: number) => {
-      const stream = this.#outputs[i];
-      return stream?.live ? { sid: outputs[i]!, from: stream.received } : undefined;
-    };
-    const stdout = resume(0);
-    const stderr = resume(1);
-    try {
-      const data = await conn.request("attach", {
-        proc: this.#id,
-        window: this.#window,
-        ...(stdout ? { stdout } : {}),
-        ...(stderr ? { stderr } : {}),
-        ...(stdin !== undefined && !this.#exit ? { stdin } : {}),
-      });
-      this.started(conn, this.#id, this.#pid, stdin, Number(data.stdinOffset ?? 0));
-    } catch (error) {
-      // Dropped again while re-attaching: the grace timer is running, the next reconnect tries again.
-      if (error instanceof DaemonDisconnectedError) return;
-      this.#fail(error as Error);
-    }
-  }
-
-  /** @internal The link dropped; wait for the daemon to come back. */
-  linkLost(): void {
-    if (this.#failed || this.#released) return;
-    clearTimeout(this.#graceTimer);
-    this.#graceTimer = setTimeout(
-      () => this.#fail(new DaemonDisconnectedError(this.daemonId)),
-      this.#host.reconnectGraceMs,
-    );
-  }
-
-  /** @internal The daemon reported the exit. */
-  exit(status: ProcessStatus): void {
-    if (this.#exit) return;
-    this.#exit = status;
-    this.#stdin?.fail(
-      new ProcessExitedError(this.daemonId, {
-        code: "PROCESS_EXITED",
-        message: `Process ${this.#id} has exited`,
-      }),
-    );
-    this.#resolve(status);
-    this.#maybeRelease();
-  }
-
-  /**
-   * @internal Hand output `index` (0 stdout, 1 stderr) to `onChunk` straight from its queue, without a
-   * ReadableStream; exclusive with the `stdout`/`stderr` getters. Resolves at its end.
-   */
-  drainOutput(index: 0 | 1, onChunk: (chunk: Uint8Array) => void): Promise<void> {
-    const stream = this.#outputs[index];
-    return stream ? stream.drain(onChunk) : Promise.resolve();
-  }
-
-  /** @internal Give up: fail every stream and the status. */
-  fail(error: Error): void {
-    this.#fail(error);
-  }
-
-  #fail(error: Error): void {
-    if (this.#failed) return;
-    this.#failed = error;
-    clearTimeout(this.#graceTimer);
-    for (const stream of this.#outputs) stream.fail(error);
-    this.#stdin?.fail(error);
-    this.#reject(error);
-    this.#release();
-  }
-
-  #maybeRelease(): void {
-    if (this.#exit && this.#outputs.every((s) => !s.live)) this.#release();
-  }
-
-  #release(): void {
-    if (this.#released) return;
-    this.#released = true;
-    clearTimeout(this.#graceTimer);
-    this.#host.release(this);
+  detach(): Promise<void> {
+    return sessionOf(this).detach();
   }
 }
-
-const EMPTY = {
-  get readable(): ReadableStream<Uint8Array> {
-    return new ReadableStream({ start: (c) => c.close() });
-  },
-};

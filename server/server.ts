@@ -22,13 +22,8 @@ import { type Authenticator, createAuthenticator, type Identity, type JwtOptions
 import { type AuditInput, AuditLog, type AuditSink } from "./audit.ts";
 import { type RateLimit, RateLimiter, TokenBucket } from "./rate_limiter.ts";
 import { bindsDaemonId, GuardedConnection, MAX_HELLO_BYTES, messageBytes } from "./_security.ts";
-import {
-  type Gap,
-  type ProcessHost,
-  type ProcessInfo,
-  type ProcessStatus,
-  RemoteProcess,
-} from "./process.ts";
+import type { Gap, ProcessInfo, ProcessStatus, RemoteProcess, StreamOffsets } from "./process.ts";
+import { type ProcessHost, ProcessSession, streamOffsets } from "./_process_session.ts";
 import { type AttachShellOptions, RemoteShell, type ShellOptions } from "./shell.ts";
 import {
   dispatchFsEvent,
@@ -182,8 +177,11 @@ export interface SpawnOptions {
 
 /** Options of {@linkcode Server.attach}. */
 export interface AttachOptions {
-  /** Byte offset to replay from on both streams; `null` for the oldest retained byte. @default null */
-  from?: number | null;
+  /**
+   * Byte offset to replay from: a number for both streams, `{ stdout, stderr }` for each on its own (a stream left
+   * out starts at its oldest retained byte), `null` for the oldest retained byte. @default null
+   */
+  from?: number | null | StreamOffsets;
   /** Take over stdin. @default true */
   stdin?: boolean;
   /** Called when bytes before the retained window were asked for. */
@@ -377,7 +375,7 @@ export class Server extends EventTarget implements AsyncDisposable {
   readonly #pendingSockets: Set<WebSocket> = new Set();
   /** Every accepted socket until its close event, so `close()` can wait for all of them. */
   readonly #openSockets: Map<WebSocket, Promise<void>> = new Map();
-  readonly #processes: Map<string, Set<RemoteProcess>> = new Map();
+  readonly #processes: Map<string, Set<ProcessSession>> = new Map();
   readonly #earlyExits: Map<string, ProcessStatus> = new Map();
   readonly #startedAt = Date.now();
   readonly #sweep: ReturnType<typeof setInterval>;
@@ -623,12 +621,12 @@ export class Server extends EventTarget implements AsyncDisposable {
     if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
       throw new TypeError(`cwd must be a non-empty string, got ${JSON.stringify(options.cwd)}`);
     }
-    return await this.#audited(
+    return (await this.#audited(
       "spawn",
       id,
       command,
       () => this.#spawn(id, command, options, undefined),
-    );
+    )).handle;
   }
 
   /** Run a spawn-like operation and write its start and its exit to the audit trail. */
@@ -636,13 +634,13 @@ export class Server extends EventTarget implements AsyncDisposable {
     action: "spawn" | "shell",
     id: string,
     command: string | string[],
-    run: () => Promise<RemoteProcess>,
-  ): Promise<RemoteProcess> {
+    run: () => Promise<ProcessSession>,
+  ): Promise<ProcessSession> {
     if (!this.#security.audit) return await run();
     const started = performance.now();
     const identity = this.#connections.get(id)?.info.identity;
     const base = { daemon: id, ...(identity !== undefined ? { identity } : {}), command };
-    let process: RemoteProcess;
+    let process: ProcessSession;
     try {
       process = await run();
     } catch (error) {
@@ -685,13 +683,13 @@ export class Server extends EventTarget implements AsyncDisposable {
     command: string | string[],
     options: SpawnOptions,
     pty: { cols: number; rows: number } | undefined,
-  ): Promise<RemoteProcess> {
+  ): Promise<ProcessSession> {
     const conn = this.#connection(id);
     this.#rateLimit(id);
     const window = pty
       ? Math.min(this.#options.streamWindow, SHELL_WINDOW)
       : this.#options.streamWindow;
-    const process = new RemoteProcess({
+    const process = new ProcessSession({
       host: this.#host,
       daemonId: id,
       command,
@@ -727,7 +725,7 @@ export class Server extends EventTarget implements AsyncDisposable {
     return process;
   }
 
-  #register(process: RemoteProcess): void {
+  #register(process: ProcessSession): void {
     const key = `${process.daemonId}\0${process.id}`;
     let set = this.#processes.get(key);
     if (!set) this.#processes.set(key, set = new Set());
@@ -752,8 +750,8 @@ export class Server extends EventTarget implements AsyncDisposable {
         `Process id must be a non-empty string, got ${JSON.stringify(processId)}`,
       );
     }
-    if (options.from !== undefined && options.from !== null) positiveInt("from", options.from, 0);
-    return await this.#attach(id, processId, options, false);
+    streamOffsets(options.from);
+    return (await this.#attach(id, processId, options, false)).handle;
   }
 
   /**
@@ -796,7 +794,7 @@ export class Server extends EventTarget implements AsyncDisposable {
     const recorder = options.record === undefined
       ? undefined
       : await AsciicastWriter.open(options.record, { cols, rows, title: `sandd ${id}` });
-    let process: RemoteProcess;
+    let process: ProcessSession;
     try {
       process = await this.#audited(
         "shell",
@@ -870,20 +868,20 @@ export class Server extends EventTarget implements AsyncDisposable {
     processId: string,
     options: AttachOptions,
     pty: boolean,
-  ): Promise<RemoteProcess> {
+  ): Promise<ProcessSession> {
     const conn = this.#connection(id);
     const window = pty
       ? Math.min(this.#options.streamWindow, SHELL_WINDOW)
       : this.#options.streamWindow;
-    const from = options.from ?? null;
-    const process = new RemoteProcess({
+    const [from, errFrom] = streamOffsets(options.from);
+    const process = new ProcessSession({
       host: this.#host,
       daemonId: id,
       command: "",
       window,
-      outputs: pty ? [{ name: "output", from: from ?? 0 }] : [{ name: "stdout", from: from ?? 0 }, {
+      outputs: pty ? [{ name: "output", from }] : [{ name: "stdout", from }, {
         name: "stderr",
-        from: from ?? 0,
+        from: errFrom,
       }],
       stdin: options.stdin ?? true,
       onGap: options.onGap,
@@ -897,7 +895,7 @@ export class Server extends EventTarget implements AsyncDisposable {
         proc: processId,
         window,
         stdout: { sid: outputs[0]!, from },
-        ...(outputs[1] !== undefined ? { stderr: { sid: outputs[1], from } } : {}),
+        ...(outputs[1] !== undefined ? { stderr: { sid: outputs[1], from: errFrom } } : {}),
         ...(stdin !== undefined ? { stdin } : {}),
       });
     } catch (error) {

@@ -10,7 +10,8 @@
  * @module
  */
 
-import type { Gap, ProcessStatus, RemoteProcess } from "./process.ts";
+import type { Gap, ProcessStatus } from "./process.ts";
+import type { ProcessSession } from "./_process_session.ts";
 import { ProcessExitedError } from "./errors.ts";
 import type { AsciicastWriter } from "./asciicast.ts";
 
@@ -114,7 +115,7 @@ export class RemoteShell implements AsyncDisposable {
    * when the daemon stays away past the server's reconnect grace (the session may still be alive: attach again).
    */
   readonly exited: Promise<ProcessStatus>;
-  readonly #process: RemoteProcess;
+  readonly #process: ProcessSession;
   readonly #resize: (cols: number, rows: number) => Promise<void>;
   readonly #recorder: AsciicastWriter | undefined;
   #output: ReadableStream<Uint8Array> | undefined;
@@ -128,7 +129,7 @@ export class RemoteShell implements AsyncDisposable {
    * @param recorder Where the session is recorded, if anywhere.
    */
   constructor(
-    process: RemoteProcess,
+    process: ProcessSession,
     resize: (cols: number, rows: number) => Promise<void>,
     recorder?: AsciicastWriter,
   ) {

@@ -163,7 +163,16 @@ class Fuzzer {
         try {
           return encodeDataFrame(sid, offset, payload);
         } catch {
-          return encodeDataFrame(1 + this.int(4), this.int(1 << 20), payload);
+          // The encoder refuses out-of-range ids and offsets; write such a header by hand, wrapped as a careless
+          // peer would, so the receivers still see them.
+          const frame = new Uint8Array(13 + payload.length);
+          const view = new DataView(frame.buffer);
+          view.setUint8(0, 1);
+          view.setUint32(1, sid);
+          view.setUint32(5, Math.floor(offset / 0x1_0000_0000));
+          view.setUint32(9, offset >>> 0);
+          frame.set(payload, 13);
+          return frame;
         }
       }
       case 3: {

@@ -14,6 +14,7 @@ import {
 } from "../mod.ts";
 import { runDaemonCli, TestDaemon } from "./_daemon.ts";
 import { hasOpenssl, makeTestCerts } from "./_certs.ts";
+import { sessionOf } from "../server/_process_session.ts";
 
 const TOKEN = "s3cret-token-for-tests-0123456789";
 
@@ -611,7 +612,7 @@ Deno.test("a daemon that stops reading is dropped when its send buffer passes th
       server.addEventListener("disconnect", () => resolve(), { once: true })
     );
     // Now write far more stdin than the kernel buffers hold while the fake reads nothing.
-    const writer = process.input!;
+    const writer = sessionOf(process).input!;
     const chunk = new Uint8Array(1024 * 1024);
     const writing = (async () => {
       for (let i = 0; i < 48; i++) await writer.write(chunk);
