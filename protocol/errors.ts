@@ -5,30 +5,6 @@
  */
 
 /**
- * What a refused message was about: the ids it named, when they could be read. A controller uses them to fail the
- * call the message belonged to (the request `rid`, the process `proc`, the stream `sid`, the watch `wid`) instead
- * of leaving it pending.
- */
-export interface MessageContext {
-  /** The message's type tag. */
-  t?: string;
-  /** Request id (`res`). */
-  rid?: number;
-  /** Stream id (`ack`, `eof`, `gap`, `reset`). */
-  sid?: number;
-  /** Watch id (`fsevent`). */
-  wid?: number;
-  /** Process id (`exit`). */
-  proc?: string;
-}
-
-/** Options of {@linkcode ProtocolError}. */
-export interface ProtocolErrorOptions extends ErrorOptions {
-  /** What the refused message was about. @default undefined */
-  about?: MessageContext;
-}
-
-/**
  * A peer sent something the protocol does not allow: a malformed frame, an unknown message type, a field of the
  * wrong type, or a frame for a stream that is not open.
  *
@@ -42,17 +18,31 @@ export interface ProtocolErrorOptions extends ErrorOptions {
 export class ProtocolError extends Error {
   /** Stable error code. */
   readonly code: "PROTOCOL" = "PROTOCOL";
-  /** What the refused message was about, when known. */
-  readonly about: MessageContext | undefined;
+  /**
+   * What the refused message was about: the ids it named, when they could be read. A controller uses them to
+   * fail the call the message belonged to (the request `rid`, the process `proc`, the stream `sid`, the watch
+   * `wid`) instead of leaving it pending. `t` is the message's type tag.
+   */
+  readonly about:
+    | { t?: string; rid?: number; sid?: number; wid?: number; proc?: string }
+    | undefined;
   /**
    * Make a protocol error.
    *
    * @param message What was wrong, naming the field and the value.
-   * @param options Standard error options (`cause`), and `about`.
+   * @param options Standard error options (`cause`), and `about` (see {@linkcode ProtocolError.about}).
    */
-  constructor(message: string, options?: ProtocolErrorOptions) {
+  constructor(
+    message: string,
+    options?: ErrorOptions & {
+      about?: { t?: string; rid?: number; sid?: number; wid?: number; proc?: string };
+    },
+  ) {
     super(message, options);
     this.name = "ProtocolError";
     this.about = options?.about;
   }
 }
+
+/** What a refused message was about (see {@linkcode ProtocolError.about}). */
+export type MessageContext = NonNullable<ProtocolError["about"]>;

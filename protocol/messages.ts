@@ -229,34 +229,33 @@ export const CONTROLLER_MESSAGE_SCHEMAS = {
   error: ERROR,
 } as const satisfies Record<string, Schema>;
 
-type DaemonSchemas = typeof DAEMON_MESSAGE_SCHEMAS;
-type ControllerSchemas = typeof CONTROLLER_MESSAGE_SCHEMAS;
-
 /** Sent by the daemon as its first message. */
-export type HelloMessage = Infer<DaemonSchemas["hello"]>;
+export type HelloMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["hello"]>;
 /** Sent by the controller in answer to `hello`. */
-export type WelcomeMessage = Infer<ControllerSchemas["welcome"]>;
+export type WelcomeMessage = Infer<typeof CONTROLLER_MESSAGE_SCHEMAS["welcome"]>;
 /** Liveness probe (`ping`) and its answer (`pong`). Either side may send a ping. */
-export type PingMessage = Infer<typeof PING>;
+export type PingMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["ping"]>;
 /** The receiver consumed a stream up to `offset`; the sender may send up to `offset + window`. */
-export type AckMessage = Infer<typeof ACK>;
+export type AckMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["ack"]>;
 /** The sender's stream ends at `offset` (total bytes); `sha256` (hex) is set for file transfers. */
-export type EofMessage = Infer<typeof EOF>;
+export type EofMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["eof"]>;
 /** Bytes `[from, to)` of a stream were dropped from the daemon's retention window before anyone read them. */
-export type GapMessage = Infer<DaemonSchemas["gap"]>;
+export type GapMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["gap"]>;
 /** The sender of this message no longer accepts or wants the stream. */
-export type ResetMessage = Infer<typeof RESET>;
+export type ResetMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["reset"]>;
 /** A process ended. Sent to every connection attached to it, and again on every later attach. */
-export type ExitMessage = Infer<DaemonSchemas["exit"]>;
+export type ExitMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["exit"]>;
 /** A file system change from a `watch` request. */
-export type FsEventMessage = Infer<DaemonSchemas["fsevent"]>;
+export type FsEventMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["fsevent"]>;
 /** An unsolicited error about a message that had no request id. */
-export type ErrorMessage = Infer<typeof ERROR>;
+export type ErrorMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["error"]>;
 /**
  * The response to a request: `ok: true` with `data` (checked per operation with `parseResponseData`), or
  * `ok: false` with `error`.
  */
-export type ResponseMessage = Infer<DaemonSchemas["res"]> | Infer<DaemonSchemas["resError"]>;
+export type ResponseMessage =
+  | Infer<typeof DAEMON_MESSAGE_SCHEMAS["res"]>
+  | Infer<typeof DAEMON_MESSAGE_SCHEMAS["resError"]>;
 
 /** A request from the controller: `{ t: "req", rid, op, args }`. Answered by exactly one {@linkcode ResponseMessage}. */
 export interface RequestMessage<Op extends Operation = Operation> {
