@@ -273,11 +273,11 @@ function join(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
 
-function build(schema: Schema): Check<unknown> {
+/** `expected` overrides the phrase of a scalar's error (a nullable scalar says "... or null"). */
+function build(schema: Schema, expected: string = describeSchema(schema)): Check<unknown> {
   switch (schema.type) {
     case "int": {
       const { min, max } = schema;
-      const expected = describeSchema(schema);
       return (value, path) => {
         if (
           typeof value !== "number" || !Number.isInteger(value) || value < min || value > max
@@ -290,7 +290,6 @@ function build(schema: Schema): Check<unknown> {
     case "string": {
       const { max, pattern } = schema;
       const min = schema.min ?? 0;
-      const expected = describeSchema(schema);
       return (value, path) => {
         if (
           typeof value !== "string" || value.length > max || value.length < min ||
@@ -303,12 +302,11 @@ function build(schema: Schema): Check<unknown> {
     }
     case "boolean":
       return (value, path) => {
-        if (typeof value !== "boolean") fail(path, "a boolean", value);
+        if (typeof value !== "boolean") fail(path, expected, value);
         return value;
       };
     case "literal": {
       const values = new Set<unknown>(schema.values);
-      const expected = describeSchema(schema);
       return (value, path) => {
         if (!values.has(value)) fail(path, expected, value);
         return value;
@@ -317,14 +315,13 @@ function build(schema: Schema): Check<unknown> {
     case "any":
       return (value) => value;
     case "nullable": {
-      const of = build(schema.of);
+      const of = build(schema.of, expected);
       return (value, path) => value === null ? null : of(value, path);
     }
     case "array": {
       const of = build(schema.of);
       const { max } = schema;
       const min = schema.min ?? 0;
-      const expected = describeSchema(schema);
       return (value, path) => {
         if (!Array.isArray(value) || value.length > max || value.length < min) {
           fail(path, expected, value);
@@ -336,7 +333,7 @@ function build(schema: Schema): Check<unknown> {
       const of = build(schema.of);
       const { max, keyMax } = schema;
       return (value, path) => {
-        if (!isObject(value)) fail(path, "an object", value);
+        if (!isObject(value)) fail(path, expected, value);
         const keys = Object.keys(value);
         if (keys.length > max) fail(path, `an object of at most ${max} keys`, value);
         const out: Record<string, unknown> = {};
@@ -358,7 +355,7 @@ function build(schema: Schema): Check<unknown> {
       );
       const known = new Set([...required, ...optional].map(([key]) => key));
       return (value, path) => {
-        if (!isObject(value)) fail(path, "an object", value);
+        if (!isObject(value)) fail(path, expected, value);
         for (const key in value) {
           if (!known.has(key)) {
             throw new ProtocolError(`Unknown field '${join(path, key).slice(0, 200)}'`);
@@ -384,7 +381,6 @@ function build(schema: Schema): Check<unknown> {
           byKind.set(kind, check);
         }
       }
-      const expected = describeSchema(schema);
       return (value, path) => {
         const kind = kindOf(value);
         const check = kind === "other" ? undefined : byKind.get(kind);
