@@ -111,8 +111,9 @@ export const EXIT_SIGNALS: readonly Deno.Signal[] = [
 
 /**
  * The `command` of a `spawn` request (with `pty`) that asks the daemon for the worker's login shell instead of a
- * program: the user's shell from the password database, else `$SHELL`, else `/bin/sh`, started as a login shell.
- * It starts with a NUL character, so no real command can be mistaken for it.
+ * program: `$SHELL -l` when `SHELL` is an absolute path to an executable, else `bash -l`, else `sh -l` found in
+ * `PATH` (on Windows `%COMSPEC%`, else `cmd.exe`). It starts with a NUL character, so no real command can be
+ * mistaken for it.
  *
  * @example Ask for a login shell
  * ```ts
