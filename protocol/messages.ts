@@ -282,6 +282,10 @@ export type DaemonMessage =
   | FsEventMessage
   | ErrorMessage;
 
+/** The members of the message union `M` whose type tag can be `T`. */
+export type MessageOf<M, T extends string> = M extends { t: infer U } ? T extends U ? M : never
+  : never;
+
 /** Every message a controller may send. */
 export type ControllerMessage =
   | WelcomeMessage
@@ -308,7 +312,9 @@ const gap = compile(DAEMON_MESSAGE_SCHEMAS.gap);
  * console.assert(DAEMON_MESSAGES.ack({ t: "ack", sid: 1, offset: 5 }, "").offset === 5);
  * ```
  */
-export const DAEMON_MESSAGES: { readonly [T in DaemonMessage["t"]]: Check<DaemonMessage> } = {
+export const DAEMON_MESSAGES: {
+  readonly [T in DaemonMessage["t"]]: Check<MessageOf<DaemonMessage, T>>;
+} = {
   hello: compile(DAEMON_MESSAGE_SCHEMAS.hello),
   ping: compile(PING),
   pong: compile(PING),
@@ -349,7 +355,7 @@ const request = compile(CONTROLLER_MESSAGE_SCHEMAS.req);
  * ```
  */
 export const CONTROLLER_MESSAGES: {
-  readonly [T in ControllerMessage["t"]]: Check<ControllerMessage>;
+  readonly [T in ControllerMessage["t"]]: Check<MessageOf<ControllerMessage, T>>;
 } = {
   welcome: compile(CONTROLLER_MESSAGE_SCHEMAS.welcome),
   ping: compile(PING),
@@ -441,7 +447,7 @@ function parse<M>(
  * @throws {ProtocolError} Naming what was wrong.
  */
 export function parseDaemonMessage(text: string): DaemonMessage {
-  return parse(text, DAEMON_MESSAGES, "daemon");
+  return parse<DaemonMessage>(text, DAEMON_MESSAGES, "daemon");
 }
 
 /**
@@ -462,7 +468,7 @@ export function parseDaemonMessage(text: string): DaemonMessage {
  * @throws {ProtocolError} Naming what was wrong.
  */
 export function parseControllerMessage(text: string): ControllerMessage {
-  return parse(text, CONTROLLER_MESSAGES, "controller");
+  return parse<ControllerMessage>(text, CONTROLLER_MESSAGES, "controller");
 }
 
 /** The schema names in {@linkcode REQUEST_SCHEMAS}, for tools that walk every operation. */

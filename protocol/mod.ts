@@ -35,6 +35,7 @@ export {
   type HelloMessage,
   type ListArgs,
   MAX_TEXT_FRAME_BYTES,
+  type MessageOf,
   type MkdirArgs,
   type MoveArgs,
   type Operation,

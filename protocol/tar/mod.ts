@@ -20,7 +20,7 @@
  * const reading = (async () => {
  *   const names: string[] = [];
  *   for await (const entry of readTar(writer.readable)) {
- *     names.push(entry.header.path);
+ *     names.push(String(entry.header.path));
  *     await entry.body.cancel();
  *   }
  *   return names;
