@@ -343,7 +343,16 @@ function build(schema: Schema, expected: string = describeSchema(schema)): Check
               `Key '${key.slice(0, 40)}...' of '${path || "message"}' exceeds ${keyMax} characters`,
             );
           }
-          out[key] = of(value[key], join(path, key));
+          const item = of(value[key], join(path, key));
+          // A "__proto__" key (JSON.parse makes it an own property) must stay data, not become the prototype.
+          if (key === "__proto__") {
+            Object.defineProperty(out, key, {
+              value: item,
+              enumerable: true,
+              writable: true,
+              configurable: true,
+            });
+          } else out[key] = item;
         }
         return out;
       };
@@ -356,7 +365,7 @@ function build(schema: Schema, expected: string = describeSchema(schema)): Check
       const known = new Set([...required, ...optional].map(([key]) => key));
       return (value, path) => {
         if (!isObject(value)) fail(path, expected, value);
-        for (const key in value) {
+        for (const key of Object.keys(value)) {
           if (!known.has(key)) {
             throw new ProtocolError(`Unknown field '${join(path, key).slice(0, 200)}'`);
           }

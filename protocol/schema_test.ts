@@ -79,3 +79,17 @@ Deno.test("a union needs members of different JSON kinds", () => {
   assertEquals(describeSchema({ type: "literal", values: [true] }), "true");
   assertEquals(describeSchema({ type: "nullable", of: { type: "boolean" } }), "a boolean or null");
 });
+
+Deno.test("a __proto__ key stays data: it neither sets a prototype nor passes for another field", () => {
+  const env = compile({ type: "record", of: { type: "string", max: 9 }, max: 4 } as const);
+  const out = env(JSON.parse('{"__proto__":"x","A":"b"}'), "env");
+  assertEquals(Object.getPrototypeOf(out), Object.prototype);
+  assertEquals(Object.keys(out), ["__proto__", "A"]);
+  const data = compile({ type: "record", of: { type: "any" }, max: 4 } as const);
+  const polluted = data(JSON.parse('{"__proto__":{"proc":"p-1"}}'), "data");
+  assertEquals(Object.getPrototypeOf(polluted), Object.prototype);
+  const spawn = compile(
+    { type: "object", required: { proc: { type: "string", max: 9 } } } as const,
+  );
+  assertThrows(() => spawn(polluted, "data"), ProtocolError, "Unknown field 'data.__proto__'");
+});
