@@ -20,7 +20,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "nod
 import { FRAME_HEADER_BYTES } from "../protocol/frame.ts";
 import type { RequestArgs } from "../protocol/messages.ts";
 import { allocateBinaryMessage } from "./_websocket_client.ts";
-import { packDirectory, unpackTar } from "../protocol/tar_fs.ts";
+import { packDirectory, unpackTar } from "../protocol/tar/mod.ts";
 import type { DaemonOptions } from "./daemon.ts";
 import type { Link, StreamRoute } from "./_link.ts";
 import { confinePath } from "./_path_confine.ts";

@@ -1,275 +1,261 @@
 /**
  * Control messages: JSON text frames. Every message is an object with a type tag `t`. Both sides validate every
- * inbound message with {@linkcode parseDaemonMessage} or {@linkcode parseControllerMessage} before acting on it.
- * See `protocol/SPEC.md` for the full conversation.
+ * inbound message with {@linkcode parseDaemonMessage} or {@linkcode parseControllerMessage} before acting on it;
+ * the controller then validates a reply's `data` with `parseResponseData` (see `replies.ts`). Every message type
+ * is inferred from its schema. See `protocol/SPEC.md` for the full conversation.
  *
  * @module
  */
 
-import { ProtocolError } from "./errors.ts";
-import { MAX_OFFSET, MAX_STREAM_ID } from "./frame.ts";
-import { array, bool, type Check, int, literal, nullable, object, record, str } from "./_schema.ts";
+import {
+  CODE,
+  DAEMON_ID,
+  EXIT_SIGNAL,
+  MESSAGE,
+  OFFSET,
+  PATH,
+  PID,
+  PROC,
+  RID,
+  SHA256,
+  SID,
+} from "./_atoms.ts";
+import {
+  MAX_ERROR_MESSAGE_LENGTH,
+  MAX_LABEL_LENGTH,
+  MAX_LABELS,
+  MAX_TEXT_MESSAGE_LENGTH,
+} from "./constants.ts";
+import { type MessageContext, ProtocolError } from "./errors.ts";
+import { checkExitCode, WIRE_ERROR_SCHEMA } from "./replies.ts";
+import {
+  isOperation,
+  type Operation,
+  REQUEST_ARGS,
+  REQUEST_SCHEMAS,
+  type RequestArgs,
+} from "./requests.ts";
+import { type Check, compile, type Infer, type Schema } from "./schema.ts";
 
-/** Largest JSON text frame either side accepts, in bytes. */
-export const MAX_TEXT_FRAME_BYTES: number = 4 * 1024 * 1024;
+export {
+  type ArgsCheck,
+  type AttachArgs,
+  type DownloadArgs,
+  type ListArgs,
+  type MkdirArgs,
+  type MoveArgs,
+  type Operation,
+  type OperationArgs,
+  type PathArgs,
+  type ProcessArgs,
+  type RemoveArgs,
+  REQUEST_ARGS,
+  type RequestArgs,
+  type ResizeArgs,
+  type SignalArgs,
+  type SpawnArgs,
+  type StreamResume,
+  type UnwatchArgs,
+  type UploadArgs,
+  type WatchArgs,
+} from "./requests.ts";
+export type { WireError } from "./replies.ts";
+export { SIGNALS } from "./constants.ts";
 
-/** Signals a controller may send to a process. */
-export const SIGNALS: readonly Deno.Signal[] = [
-  "SIGTERM",
-  "SIGKILL",
-  "SIGINT",
-  "SIGHUP",
-  "SIGQUIT",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGSTOP",
-  "SIGCONT",
-  "SIGWINCH",
-  "SIGALRM",
-];
+/**
+ * Largest JSON text frame either side accepts, in characters (UTF-16 code units).
+ *
+ * @deprecated Use `MAX_TEXT_MESSAGE_LENGTH` from `constants.ts`; this is the same value.
+ */
+export const MAX_TEXT_FRAME_BYTES: number = MAX_TEXT_MESSAGE_LENGTH;
 
-const sid = int(1, MAX_STREAM_ID);
-const offset = int(0, MAX_OFFSET);
-const rid = int(0, MAX_OFFSET);
-const label = str(256);
-const env = record(str(128 * 1024), 4096);
-const commandString = str(256 * 1024, 1);
-const commandArray = array(str(128 * 1024), 65536, 1);
-// Dispatch on the type instead of trying one check and catching its error: this runs on every spawn.
-const command: Check<string | string[]> = (value, path) =>
-  typeof value === "string" ? commandString(value, path) : commandArray(value, path);
-const window = int(1, 64 * 1024 * 1024);
-const size = int(1, 65535);
-const path = str(8192, 1);
+const PING = {
+  type: "object",
+  required: { t: { type: "literal", values: ["ping", "pong"] } },
+} as const;
+const ACK = {
+  type: "object",
+  required: { t: { type: "literal", values: ["ack"] }, sid: SID, offset: OFFSET },
+} as const;
+const EOF = {
+  type: "object",
+  required: { t: { type: "literal", values: ["eof"] }, sid: SID, offset: OFFSET },
+  optional: { sha256: SHA256 },
+} as const;
+const RESET = {
+  type: "object",
+  required: {
+    t: { type: "literal", values: ["reset"] },
+    sid: SID,
+    reason: { type: "string", max: MAX_ERROR_MESSAGE_LENGTH },
+  },
+} as const;
+const ERROR = {
+  type: "object",
+  required: { t: { type: "literal", values: ["error"] }, code: CODE, message: MESSAGE },
+} as const;
 
-/** How a stream resumes on attach: from a byte offset, or `null` for the oldest byte still retained. */
-export interface StreamResume {
-  /** Stream id the controller chose for this attachment. */
-  sid: number;
-  /** Offset to resume from; `null` means the oldest retained byte (no gap reported). */
-  from: number | null;
-}
-const streamResume: Check<StreamResume> = object({ sid, from: nullable(offset) });
+/**
+ * The schema of every message a daemon sends, by type tag. `res` has two shapes, told apart by `ok`.
+ *
+ * @example Read a limit off a schema
+ * ```ts
+ * import { DAEMON_MESSAGE_SCHEMAS } from "./messages.ts";
+ * console.assert(DAEMON_MESSAGE_SCHEMAS.exit.required.exitCode.max === 255);
+ * ```
+ */
+export const DAEMON_MESSAGE_SCHEMAS = {
+  /** The first message on every link. */
+  hello: {
+    type: "object",
+    required: {
+      t: { type: "literal", values: ["hello"] },
+      /** Daemon id. */
+      id: DAEMON_ID,
+      /** Labels, `key=value`, reported to the controller. */
+      labels: {
+        type: "record",
+        of: { type: "string", max: MAX_LABEL_LENGTH },
+        max: MAX_LABELS,
+        keyMax: MAX_LABEL_LENGTH,
+      },
+      /** Host name. */
+      hostname: { type: "string", max: 256 },
+      /** `linux`, `darwin`, `windows`, ... */
+      platform: { type: "string", max: 64 },
+      /** `x86_64`, `aarch64`, ... */
+      arch: { type: "string", max: 64 },
+      /** Daemon version. */
+      version: { type: "string", max: 64 },
+      /** Daemon OS process id. */
+      pid: PID,
+      /** How many processes the daemon holds (running or exit-retained) at this hello: a count, not a list. */
+      processes: { type: "int", min: 0, max: Number.MAX_SAFE_INTEGER },
+      /** Random id of this daemon process, the same across its reconnects. */
+      instance: { type: "string", min: 1, max: 64 },
+    },
+  },
+  ping: PING,
+  pong: PING,
+  /** A successful response; `data` is checked per operation by `parseResponseData`. */
+  res: {
+    type: "object",
+    required: {
+      t: { type: "literal", values: ["res"] },
+      rid: RID,
+      ok: { type: "literal", values: [true] },
+      data: { type: "record", of: { type: "any" }, max: 64 },
+    },
+  },
+  /** A failed response. */
+  resError: {
+    type: "object",
+    required: {
+      t: { type: "literal", values: ["res"] },
+      rid: RID,
+      ok: { type: "literal", values: [false] },
+      error: WIRE_ERROR_SCHEMA,
+    },
+  },
+  ack: ACK,
+  eof: EOF,
+  /** Bytes `[from, to)` of a stream left the daemon's retention before anyone read them. */
+  gap: {
+    type: "object",
+    required: { t: { type: "literal", values: ["gap"] }, sid: SID, from: OFFSET, to: OFFSET },
+  },
+  reset: RESET,
+  /** A process ended. */
+  exit: {
+    type: "object",
+    required: {
+      t: { type: "literal", values: ["exit"] },
+      proc: PROC,
+      /** Always a number: the exit code, or 128 + n when signal n ended the process. Never null. */
+      exitCode: { type: "int", min: 0, max: 255 },
+      signal: EXIT_SIGNAL,
+      timedOut: { type: "boolean" },
+    },
+    optional: { truncated: { type: "array", of: { type: "boolean" }, max: 8 } },
+  },
+  /** A file system change under a watched path. */
+  fsevent: {
+    type: "object",
+    required: {
+      t: { type: "literal", values: ["fsevent"] },
+      wid: SID,
+      kind: { type: "string", max: 32 },
+      paths: { type: "array", of: PATH, max: 1024 },
+    },
+  },
+  error: ERROR,
+} as const satisfies Record<string, Schema>;
 
-/** Arguments of `spawn`: start a process (or a terminal when `pty` is set) and bind its streams. */
-export interface SpawnArgs {
-  /** A string runs through the shell; an array runs the program directly. */
-  command: string | string[];
-  /** Stream id for standard output (or the terminal output). */
-  stdout: number;
-  /** Flow-control window in bytes for every stream of this request. */
-  window: number;
-  /** Environment variables added to the daemon's. */
-  env?: Record<string, string>;
-  /** Working directory. */
-  cwd?: string;
-  /** Kill the process group after this many milliseconds. */
-  timeoutMs?: number;
-  /** SIGTERM escalates to SIGKILL after this many milliseconds. */
-  killGraceMs?: number;
-  /** Run on a pseudo-terminal of this size. */
-  pty?: { cols: number; rows: number };
-  /** Stream id for standard error. */
-  stderr?: number;
-  /** Stream id for standard input; without it stdin is empty. */
-  stdin?: number;
-  /** Output bytes retained per stream for resume. */
-  retainBytes?: number;
-}
+/**
+ * The schema of every message a controller sends, by type tag. A `req`'s `args` are checked against
+ * `REQUEST_SCHEMAS[op]`.
+ *
+ * @example Read a limit off a schema
+ * ```ts
+ * import { CONTROLLER_MESSAGE_SCHEMAS } from "./messages.ts";
+ * console.assert(CONTROLLER_MESSAGE_SCHEMAS.welcome.required.heartbeatMs.min === 100);
+ * ```
+ */
+export const CONTROLLER_MESSAGE_SCHEMAS = {
+  /** The answer to `hello`. */
+  welcome: {
+    type: "object",
+    required: {
+      t: { type: "literal", values: ["welcome"] },
+      version: { type: "string", max: 64 },
+      heartbeatMs: { type: "int", min: 100, max: 3_600_000 },
+    },
+  },
+  ping: PING,
+  pong: PING,
+  /** A request; `args` as `REQUEST_SCHEMAS[op]`. */
+  req: {
+    type: "object",
+    required: {
+      t: { type: "literal", values: ["req"] },
+      rid: RID,
+      op: { type: "string", max: 32 },
+      args: { type: "any" },
+    },
+  },
+  ack: ACK,
+  eof: EOF,
+  reset: RESET,
+  error: ERROR,
+} as const satisfies Record<string, Schema>;
 
-/** Arguments of `attach`: bind new streams to a process the daemon holds. */
-export interface AttachArgs {
-  /** Process id. */
-  proc: string;
-  /** Flow-control window. */
-  window: number;
-  /** Where standard output resumes. */
-  stdout?: StreamResume;
-  /** Where standard error resumes. */
-  stderr?: StreamResume;
-  /** Take over standard input on this stream id. */
-  stdin?: number;
-}
-
-/** Arguments naming a process (`detach`). */
-export interface ProcessArgs {
-  /** Process id. */
-  proc: string;
-}
-
-/** Arguments of `signal`. */
-export interface SignalArgs extends ProcessArgs {
-  /** The signal, one of {@linkcode SIGNALS}. */
-  signal: Deno.Signal;
-}
-
-/** Arguments of `resize`. */
-export interface ResizeArgs extends ProcessArgs {
-  /** Columns, 1 to 65535. */
-  cols: number;
-  /** Rows, 1 to 65535. */
-  rows: number;
-}
-
-/** Arguments of `upload`: the data follows on stream `sid`, then `eof` with its SHA-256. */
-export interface UploadArgs {
-  /** Destination path on the worker. */
-  path: string;
-  /** Stream id carrying the data. */
-  sid: number;
-  /** Flow-control window. */
-  window: number;
-  /** File mode. */
-  mode?: number;
-  /** Create missing parent directories. */
-  mkdirs?: boolean;
-  /** The data is a tar archive to unpack at `path`. */
-  archive?: "tar";
-  /** Expected size, when known. */
-  size?: number;
-}
-
-/** Arguments of `download`. */
-export interface DownloadArgs {
-  /** Source path on the worker. */
-  path: string;
-  /** Stream id the daemon sends on. */
-  sid: number;
-  /** Flow-control window. */
-  window: number;
-  /** Start at this byte offset (resume). */
-  from?: number;
-  /** Send the directory at `path` as a tar archive. */
-  archive?: "tar";
-}
-
-/** Arguments naming a path (`stat`). */
-export interface PathArgs {
-  /** Path on the worker. */
-  path: string;
-}
-
-/** Arguments of `list`. */
-export interface ListArgs extends PathArgs {
-  /** Descend into directories. */
-  recursive?: boolean;
-}
-
-/** Arguments of `mkdir`. */
-export interface MkdirArgs extends PathArgs {
-  /** Create parents. */
-  recursive?: boolean;
-  /** Directory mode. */
-  mode?: number;
-}
-
-/** Arguments of `remove`. */
-export interface RemoveArgs extends PathArgs {
-  /** Remove a directory and its contents. */
-  recursive?: boolean;
-}
-
-/** Arguments of `move`. */
-export interface MoveArgs {
-  /** Source path. */
-  from: string;
-  /** Destination path. */
-  to: string;
-}
-
-/** Arguments of `watch`: events arrive as `fsevent` messages carrying `wid`. */
-export interface WatchArgs extends PathArgs {
-  /** Watch id chosen by the controller. */
-  wid: number;
-  /** Watch subdirectories too. */
-  recursive?: boolean;
-}
-
-/** Arguments of `unwatch`. */
-export interface UnwatchArgs {
-  /** Watch id. */
-  wid: number;
-}
-
-/** The argument type of each request operation. */
-export interface OperationArgs {
-  /** Start a process. */
-  spawn: SpawnArgs;
-  /** Attach to a process. */
-  attach: AttachArgs;
-  /** Detach from a process. */
-  detach: ProcessArgs;
-  /** Signal a process group. */
-  signal: SignalArgs;
-  /** Resize a terminal. */
-  resize: ResizeArgs;
-  /** List processes. */
-  processes: Record<never, never>;
-  /** Upload a file or tree. */
-  upload: UploadArgs;
-  /** Download a file or tree. */
-  download: DownloadArgs;
-  /** Stat a path. */
-  stat: PathArgs;
-  /** List a directory. */
-  list: ListArgs;
-  /** Make a directory. */
-  mkdir: MkdirArgs;
-  /** Remove a path. */
-  remove: RemoveArgs;
-  /** Move a path. */
-  move: MoveArgs;
-  /** Watch a path. */
-  watch: WatchArgs;
-  /** Stop watching. */
-  unwatch: UnwatchArgs;
-}
-
-/** Names of request operations. */
-export type Operation = keyof OperationArgs;
-
-/** The argument type of an operation. */
-export type RequestArgs<Op extends Operation> = OperationArgs[Op];
-
-/** A validator: returns the value typed, or throws a `ProtocolError` naming the field. */
-export type ArgsCheck<T> = (value: unknown, path: string) => T;
-
-/** Argument validators of every request operation. */
-export const REQUEST_ARGS: { readonly [Op in Operation]: ArgsCheck<OperationArgs[Op]> } = {
-  spawn: object({ command, stdout: sid, window }, {
-    env,
-    cwd: path,
-    timeoutMs: int(1, 2 ** 31),
-    killGraceMs: int(0, 2 ** 31),
-    pty: object({ cols: size, rows: size }),
-    stderr: sid,
-    stdin: sid,
-    retainBytes: int(0, 1024 * 1024 * 1024),
-  }),
-  attach: object({ proc: str(128, 1), window }, {
-    stdout: streamResume,
-    stderr: streamResume,
-    stdin: sid,
-  }),
-  detach: object({ proc: str(128, 1) }),
-  signal: object({ proc: str(128, 1), signal: literal(...SIGNALS) }),
-  resize: object({ proc: str(128, 1), cols: size, rows: size }),
-  processes: object({}),
-  upload: object({ path, sid, window }, {
-    mode: int(0, 0o7777),
-    mkdirs: bool,
-    archive: literal("tar"),
-    size: offset,
-  }),
-  download: object({ path, sid, window }, { from: offset, archive: literal("tar") }),
-  stat: object({ path }),
-  list: object({ path }, { recursive: bool }),
-  mkdir: object({ path }, { recursive: bool, mode: int(0, 0o7777) }),
-  remove: object({ path }, { recursive: bool }),
-  move: object({ from: path, to: path }),
-  watch: object({ path, wid: int(1, MAX_STREAM_ID) }, { recursive: bool }),
-  unwatch: object({ wid: int(1, MAX_STREAM_ID) }),
-};
+/** Sent by the daemon as its first message. */
+export type HelloMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["hello"]>;
+/** Sent by the controller in answer to `hello`. */
+export type WelcomeMessage = Infer<typeof CONTROLLER_MESSAGE_SCHEMAS["welcome"]>;
+/** Liveness probe (`ping`) and its answer (`pong`). Either side may send a ping. */
+export type PingMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["ping"]>;
+/** The receiver consumed a stream up to `offset`; the sender may send up to `offset + window`. */
+export type AckMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["ack"]>;
+/** The sender's stream ends at `offset` (total bytes); `sha256` (hex) is set for file transfers. */
+export type EofMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["eof"]>;
+/** Bytes `[from, to)` of a stream were dropped from the daemon's retention window before anyone read them. */
+export type GapMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["gap"]>;
+/** The sender of this message no longer accepts or wants the stream. */
+export type ResetMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["reset"]>;
+/** A process ended. Sent to every connection attached to it, and again on every later attach. */
+export type ExitMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["exit"]>;
+/** A file system change from a `watch` request. */
+export type FsEventMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["fsevent"]>;
+/** An unsolicited error about a message that had no request id. */
+export type ErrorMessage = Infer<typeof DAEMON_MESSAGE_SCHEMAS["error"]>;
+/**
+ * The response to a request: `ok: true` with `data` (checked per operation with `parseResponseData`), or
+ * `ok: false` with `error`.
+ */
+export type ResponseMessage =
+  | Infer<typeof DAEMON_MESSAGE_SCHEMAS["res"]>
+  | Infer<typeof DAEMON_MESSAGE_SCHEMAS["resError"]>;
 
 /** A request from the controller: `{ t: "req", rid, op, args }`. Answered by exactly one {@linkcode ResponseMessage}. */
 export interface RequestMessage<Op extends Operation = Operation> {
@@ -279,151 +265,8 @@ export interface RequestMessage<Op extends Operation = Operation> {
   rid: number;
   /** Operation. */
   op: Op;
-  /** Arguments, validated against `REQUEST_ARGS[op]`. */
+  /** Arguments, validated against `REQUEST_SCHEMAS[op]`. */
   args: RequestArgs<Op>;
-}
-
-/** The error half of a response. */
-export interface WireError {
-  /** Stable code (`UNKNOWN_PROCESS`, `ENOENT`, `POLICY`, ...). */
-  code: string;
-  /** Human message naming the value that was wrong. */
-  message: string;
-  /** Path for file errors. */
-  path?: string;
-  /** Rule for policy errors. */
-  rule?: string;
-}
-const wireError: Check<WireError> = object({ code: str(64, 1), message: str(8192) }, {
-  path: str(8192),
-  rule: str(1024),
-});
-
-/** The response to a request: `ok: true` with `data`, or `ok: false` with `error`. */
-export type ResponseMessage =
-  | { t: "res"; rid: number; ok: true; data: Record<string, unknown> }
-  | { t: "res"; rid: number; ok: false; error: WireError };
-
-/** Sent by the daemon as its first message. */
-export interface HelloMessage {
-  /** Type tag. */
-  t: "hello";
-  /** Daemon id. */
-  id: string;
-  /** Labels, `key=value`. */
-  labels: Record<string, string>;
-  /** Host name. */
-  hostname: string;
-  /** `Deno.build.os`. */
-  platform: string;
-  /** `Deno.build.arch`. */
-  arch: string;
-  /** Daemon version. */
-  version: string;
-  /** Daemon process id. */
-  pid: number;
-  /** Processes still held by the daemon (after a reconnect). */
-  processes: number;
-  /** Random id of this daemon process, the same across its reconnects: tells a reconnect from a duplicate. */
-  instance: string;
-}
-
-/** Sent by the controller in answer to `hello`. */
-export interface WelcomeMessage {
-  /** Type tag. */
-  t: "welcome";
-  /** Controller version. */
-  version: string;
-  /** The controller pings at this interval and expects traffic from the daemon at least as often. */
-  heartbeatMs: number;
-}
-
-/** Liveness probe; answered by `pong`. Either side may send it. */
-export interface PingMessage {
-  /** Type tag. */
-  t: "ping" | "pong";
-}
-
-/** The receiver consumed a stream up to `offset`; the sender may send up to `offset + window`. */
-export interface AckMessage {
-  /** Type tag. */
-  t: "ack";
-  /** Stream id. */
-  sid: number;
-  /** Consumed offset. */
-  offset: number;
-}
-
-/** The sender's stream ends at `offset` (total bytes). `sha256` (hex) is set for file transfers. */
-export interface EofMessage {
-  /** Type tag. */
-  t: "eof";
-  /** Stream id. */
-  sid: number;
-  /** Final offset. */
-  offset: number;
-  /** SHA-256 of the whole stream, lowercase hex, for file transfers. */
-  sha256?: string;
-}
-
-/** Bytes `[from, to)` of a stream were dropped from the daemon's retention window before anyone read them. */
-export interface GapMessage {
-  /** Type tag. */
-  t: "gap";
-  /** Stream id. */
-  sid: number;
-  /** First lost offset. */
-  from: number;
-  /** First offset after the loss. */
-  to: number;
-}
-
-/** The receiver no longer wants this stream (consumer cancelled, or the process is gone). */
-export interface ResetMessage {
-  /** Type tag. */
-  t: "reset";
-  /** Stream id. */
-  sid: number;
-  /** Why. */
-  reason: string;
-}
-
-/** A process ended. Sent to every connection attached to it. */
-export interface ExitMessage {
-  /** Type tag. */
-  t: "exit";
-  /** Process id (the daemon's, not the OS pid). */
-  proc: string;
-  /** Exit code; 128 + signal number when killed by a signal. */
-  exitCode: number;
-  /** The signal that ended it, if any. */
-  signal: string | null;
-  /** True when the daemon killed it for its timeout. */
-  timedOut: boolean;
-  /** Per output stream: whether output beyond the daemon's `maxOutputBytes` policy was dropped. */
-  truncated?: boolean[];
-}
-
-/** A filesystem change from a `watch` request. */
-export interface FsEventMessage {
-  /** Type tag. */
-  t: "fsevent";
-  /** Watch id. */
-  wid: number;
-  /** Kind of change. */
-  kind: string;
-  /** Paths. */
-  paths: string[];
-}
-
-/** An unsolicited error about a message that had no request id. */
-export interface ErrorMessage {
-  /** Type tag. */
-  t: "error";
-  /** Code (`PROTOCOL`). */
-  code: string;
-  /** What was wrong. */
-  message: string;
 }
 
 /** Every message a daemon may send. */
@@ -439,6 +282,10 @@ export type DaemonMessage =
   | FsEventMessage
   | ErrorMessage;
 
+/** The members of the message union `M` whose type tag can be `T`. */
+export type MessageOf<M, T extends string> = M extends { t: infer U } ? T extends U ? M : never
+  : never;
+
 /** Every message a controller may send. */
 export type ControllerMessage =
   | WelcomeMessage
@@ -449,77 +296,107 @@ export type ControllerMessage =
   | ResetMessage
   | ErrorMessage;
 
-const ping = object({ t: literal("ping", "pong") });
-const ack = object({ t: literal("ack"), sid, offset });
-const eof = object({ t: literal("eof"), sid, offset }, { sha256: str(64, 64) });
-const reset = object({ t: literal("reset"), sid, reason: str(1024) });
-const error = object({ t: literal("error"), code: str(64), message: str(8192) });
+const resOk = compile(DAEMON_MESSAGE_SCHEMAS.res);
+const resError = compile(DAEMON_MESSAGE_SCHEMAS.resError);
+const exit = compile(DAEMON_MESSAGE_SCHEMAS.exit);
+const gap = compile(DAEMON_MESSAGE_SCHEMAS.gap);
 
-const daemonChecks: Record<string, Check<unknown>> = {
-  hello: object({
-    t: literal("hello"),
-    id: str(128, 1),
-    labels: record(label, 64),
-    hostname: str(256),
-    platform: str(64),
-    arch: str(64),
-    version: str(64),
-    pid: int(),
-    processes: int(),
-    instance: str(64, 1),
-  }),
-  ping,
-  pong: ping,
-  res: (value, path) => {
-    const ok = (value as { ok?: unknown }).ok;
-    return ok === true
-      ? object({ t: literal("res"), rid, ok: bool, data: record((v) => v, 64) })(value, path)
-      : object({ t: literal("res"), rid, ok: bool, error: wireError })(value, path);
+/**
+ * The validator of every message a daemon may send, by type tag: each returns the message typed or throws a
+ * `ProtocolError` naming the field. Beyond the schemas they enforce the exit rule (a signalled process reports
+ * `exitCode` 128 + n) and that a gap is not empty.
+ *
+ * @example Validate a parsed message
+ * ```ts
+ * import { DAEMON_MESSAGES } from "./messages.ts";
+ * console.assert(DAEMON_MESSAGES.ack({ t: "ack", sid: 1, offset: 5 }, "").offset === 5);
+ * ```
+ */
+export const DAEMON_MESSAGES: {
+  readonly [T in DaemonMessage["t"]]: Check<MessageOf<DaemonMessage, T>>;
+} = {
+  hello: compile(DAEMON_MESSAGE_SCHEMAS.hello),
+  ping: compile(PING),
+  pong: compile(PING),
+  res: (value, path) =>
+    (value as { ok?: unknown }).ok === true ? resOk(value, path) : resError(value, path),
+  ack: compile(ACK),
+  eof: compile(EOF),
+  gap: (value, path) => {
+    const message = gap(value, path);
+    if (message.from >= message.to) {
+      throw new ProtocolError(
+        `Field 'to' must be greater than 'from' (${message.from}), got ${message.to}`,
+      );
+    }
+    return message;
   },
-  ack,
-  eof,
-  gap: object({ t: literal("gap"), sid, from: offset, to: offset }),
-  reset,
-  exit: object({
-    t: literal("exit"),
-    proc: str(128, 1),
-    exitCode: int(0, 255),
-    signal: nullable(str(32)),
-    timedOut: bool,
-  }, { truncated: array(bool, 8) }),
-  fsevent: object({
-    t: literal("fsevent"),
-    wid: int(1, MAX_STREAM_ID),
-    kind: str(32),
-    paths: array(path, 1024),
-  }),
-  error,
+  reset: compile(RESET),
+  exit: (value, path) => {
+    const message = exit(value, path);
+    checkExitCode(message.exitCode, message.signal, "");
+    return message;
+  },
+  fsevent: compile(DAEMON_MESSAGE_SCHEMAS.fsevent),
+  error: compile(ERROR),
 };
 
-const controllerChecks: Record<string, Check<unknown>> = {
-  welcome: object({ t: literal("welcome"), version: str(64), heartbeatMs: int(100, 3_600_000) }),
-  ping,
-  pong: ping,
+const request = compile(CONTROLLER_MESSAGE_SCHEMAS.req);
+
+/**
+ * The validator of every message a controller may send, by type tag; `req` checks `args` against the schema of
+ * its `op`.
+ *
+ * @example Validate a parsed request
+ * ```ts
+ * import { CONTROLLER_MESSAGES } from "./messages.ts";
+ * const message = CONTROLLER_MESSAGES.req({ t: "req", rid: 1, op: "processes", args: {} }, "");
+ * console.assert(message.t === "req");
+ * ```
+ */
+export const CONTROLLER_MESSAGES: {
+  readonly [T in ControllerMessage["t"]]: Check<MessageOf<ControllerMessage, T>>;
+} = {
+  welcome: compile(CONTROLLER_MESSAGE_SCHEMAS.welcome),
+  ping: compile(PING),
+  pong: compile(PING),
   req: (value, path) => {
     const op = (value as { op?: unknown }).op;
-    if (typeof op !== "string" || !Object.hasOwn(REQUEST_ARGS, op)) {
+    if (!isOperation(op)) {
       throw new ProtocolError(`Unknown operation ${JSON.stringify(op)?.slice(0, 64)}`);
     }
-    return object({ t: literal("req"), rid, op: str(32), args: REQUEST_ARGS[op as Operation] })(
-      value,
-      path,
-    );
+    const message = request(value, path);
+    return { ...message, op, args: REQUEST_ARGS[op](message.args, "args") } as RequestMessage;
   },
-  ack,
-  eof,
-  reset,
-  error,
+  ack: compile(ACK),
+  eof: compile(EOF),
+  reset: compile(RESET),
+  error: compile(ERROR),
 };
 
-function parse(text: string, checks: Record<string, Check<unknown>>, from: string): unknown {
-  if (text.length > MAX_TEXT_FRAME_BYTES) {
+/** What a message that failed validation was about, when its ids could be read. */
+function contextOf(value: object): MessageContext {
+  const raw = value as Record<string, unknown>;
+  const context: MessageContext = {};
+  if (typeof raw.t === "string") context.t = raw.t.slice(0, 32);
+  for (const key of ["rid", "sid", "wid"] as const) {
+    const id = raw[key];
+    if (typeof id === "number" && Number.isSafeInteger(id) && id >= 0) context[key] = id;
+  }
+  if (typeof raw.proc === "string" && raw.proc.length > 0 && raw.proc.length <= 128) {
+    context.proc = raw.proc;
+  }
+  return context;
+}
+
+function parse<M>(
+  text: string,
+  checks: { readonly [t: string]: Check<M> },
+  from: string,
+): M {
+  if (text.length > MAX_TEXT_MESSAGE_LENGTH) {
     throw new ProtocolError(
-      `Text frame of ${text.length} characters exceeds ${MAX_TEXT_FRAME_BYTES}`,
+      `Text frame of ${text.length} characters exceeds ${MAX_TEXT_MESSAGE_LENGTH}`,
     );
   }
   let value: unknown;
@@ -536,11 +413,17 @@ function parse(text: string, checks: Record<string, Check<unknown>>, from: strin
   if (!check) {
     throw new ProtocolError(`Unknown message type ${JSON.stringify(t)?.slice(0, 64)} from ${from}`);
   }
-  return check(value, "");
+  try {
+    return check(value, "");
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    throw new ProtocolError(error.message, { about: contextOf(value) });
+  }
 }
 
 /**
- * Parse and validate a text frame sent by a daemon.
+ * Parse and validate a text frame sent by a daemon. A failure carries, in `error.about`, the ids the message
+ * named (`rid`, `sid`, `proc`, `wid`), so the controller can fail the call it belongs to.
  *
  * @example Parse a pong
  * ```ts
@@ -548,12 +431,23 @@ function parse(text: string, checks: Record<string, Check<unknown>>, from: strin
  * console.assert(parseDaemonMessage('{"t":"pong"}').t === "pong");
  * ```
  *
+ * @example Learn which process a bad exit was about
+ * ```ts
+ * import { parseDaemonMessage } from "./messages.ts";
+ * import { ProtocolError } from "./errors.ts";
+ * try {
+ *   parseDaemonMessage('{"t":"exit","proc":"p-1","exitCode":null,"signal":"SIGKILL","timedOut":false}');
+ * } catch (error) {
+ *   console.assert(error instanceof ProtocolError && error.about?.proc === "p-1");
+ * }
+ * ```
+ *
  * @param text The frame.
  * @returns The validated message.
  * @throws {ProtocolError} Naming what was wrong.
  */
 export function parseDaemonMessage(text: string): DaemonMessage {
-  return parse(text, daemonChecks, "daemon") as DaemonMessage;
+  return parse<DaemonMessage>(text, DAEMON_MESSAGES, "daemon");
 }
 
 /**
@@ -574,5 +468,8 @@ export function parseDaemonMessage(text: string): DaemonMessage {
  * @throws {ProtocolError} Naming what was wrong.
  */
 export function parseControllerMessage(text: string): ControllerMessage {
-  return parse(text, controllerChecks, "controller") as ControllerMessage;
+  return parse<ControllerMessage>(text, CONTROLLER_MESSAGES, "controller");
 }
+
+/** The schema names in {@linkcode REQUEST_SCHEMAS}, for tools that walk every operation. */
+export const OPERATIONS: readonly Operation[] = Object.keys(REQUEST_SCHEMAS) as Operation[];

@@ -18,7 +18,7 @@
 import { createHash } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
 import type { FsEventMessage, RequestArgs } from "../protocol/messages.ts";
-import { packDirectory, unpackTar } from "../protocol/tar_fs.ts";
+import { packDirectory, unpackTar } from "../protocol/tar/mod.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
 import { DaemonDisconnectedError, FileError, remoteError } from "./errors.ts";
 import { OutboundStream } from "./_outbound_stream.ts";

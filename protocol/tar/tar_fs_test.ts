@@ -415,6 +415,37 @@ Deno.test("unpackTar replaces existing files, merges into existing directories, 
   assert.notEqual((await Deno.stat(join(plain, "sub/replace"))).mtime!.getTime(), 2_000_000_000);
 });
 
+Deno.test("unpackTar masks every mode to 0o777: no setuid, setgid or sticky bit from an archive", async () => {
+  // The controller's downloadDir unpacks what a daemon sends with this function: a hostile daemon must not be
+  // able to plant a setuid program or a setgid directory on the controller's machine.
+  await using work = await tempDir();
+  const out = join(work.path, "out");
+  const body = encoder.encode("#!/bin/sh\n");
+  const entries: [TarEntryHeader, Uint8Array?][] = [
+    [{ path: "shared", type: "directory", size: 0, mode: 0o3775, mtime: 0 }],
+    [{ path: "shared/suid", type: "file", size: body.length, mode: 0o4755, mtime: 0 }, body],
+    [{ path: "shared/sgid", type: "file", size: body.length, mode: 0o2755, mtime: 0 }, body],
+    [{ path: "shared/sticky", type: "file", size: body.length, mode: 0o1644, mtime: 0 }, body],
+    [{ path: "shared/all", type: "file", size: body.length, mode: 0o7777, mtime: 0 }, body],
+    [{ path: "tmp", type: "directory", size: 0, mode: 0o1777, mtime: 0 }],
+  ];
+  await unpackTar(archiveOf(entries), out);
+  const modes: Record<string, string> = {};
+  for (
+    const path of ["shared", "shared/suid", "shared/sgid", "shared/sticky", "shared/all", "tmp"]
+  ) {
+    modes[path] = ((await Deno.stat(join(out, path))).mode! & 0o7777).toString(8);
+  }
+  assert.deepEqual(modes, {
+    shared: "775",
+    "shared/suid": "755",
+    "shared/sgid": "755",
+    "shared/sticky": "644",
+    "shared/all": "777",
+    tmp: "777",
+  });
+});
+
 Deno.test("packDirectory follows symlinks when asked, and detects loops", async () => {
   await using src = await tempDir();
   await using work = await tempDir();

@@ -15,6 +15,12 @@
 import { join, resolve } from "node:path";
 import { readTar, TarWriter } from "./tar.ts";
 
+/**
+ * The mode bits unpacking keeps from an archive: permissions only. Setuid, setgid and sticky never come from an
+ * archive (a controller must not be able to plant a setuid program on a worker, nor a daemon on the controller).
+ */
+const PERMISSION_BITS = 0o777;
+
 /** Options for {@linkcode packDirectory}. */
 export interface PackOptions {
   /**
@@ -593,7 +599,7 @@ export async function unpackTar(
         } finally {
           reader.releaseLock();
         }
-        if (preserveMode) await Deno.chmod(temp, header.mode & 0o777);
+        if (preserveMode) await Deno.chmod(temp, header.mode & PERMISSION_BITS);
         if (preserveMtime) await file.utime(header.mtime, header.mtime);
       }
       await place(temp, parts, rel);
@@ -608,7 +614,7 @@ export async function unpackTar(
   // Deepest first, so that a directory losing its write or search bit does not block its children.
   directoryMeta.sort((a, b) => b.depth - a.depth);
   for (const { path, mode, mtime } of directoryMeta) {
-    if (preserveMode) await Deno.chmod(path, mode & 0o777);
+    if (preserveMode) await Deno.chmod(path, mode & PERMISSION_BITS);
     if (preserveMtime) await Deno.utime(path, mtime, mtime);
   }
   return result;
