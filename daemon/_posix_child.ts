@@ -230,17 +230,18 @@ export function spawnPosixChild(options: PosixChildOptions): ChildHandle {
   validate(options);
   const { argv, cwd } = options;
   const program = argv[0]!;
-  let path = program;
-  if (!program.includes("/")) {
-    const found = findProgram(program, options.env ? options.env.PATH : Deno.env.get("PATH"), cwd);
-    if (!("path" in found)) return failedChild(spawnFailure(program, cwd, found.errno), false);
-    path = found.path;
-  }
   const rt = acquireRuntime();
   const { libc } = rt;
   const parentEnds: number[] = [];
   const childEnds: number[] = [];
   try {
+    let path = program;
+    if (!program.includes("/")) {
+      const pathVariable = options.env ? options.env.PATH : Deno.env.get("PATH");
+      const found = findProgram(program, pathVariable, cwd);
+      if (!("path" in found)) return failedChild(spawnFailure(program, cwd, found.errno), false);
+      path = found.path;
+    }
     // stdin, stdout, stderr: [parent end, child end] (stdin is null for /dev/null).
     const stdinPipe = options.stdin ? openPipe(libc) : null;
     if (stdinPipe) {

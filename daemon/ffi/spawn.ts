@@ -19,7 +19,7 @@
 
 import type { ChildHandle } from "../process_table.ts";
 import { ACCESS, errnoMessage, OS } from "./constants.ts";
-import { acquireLibc, errno, releaseLibc } from "./libc.ts";
+import { acquireLibc, errno, type Libc, releaseLibc } from "./libc.ts";
 import { cString } from "./_c_memory.ts";
 
 const IS_WINDOWS = Deno.build.os === "windows";
@@ -68,22 +68,27 @@ function fromCwd(path: string, cwd: string | undefined): string {
   return cwd === undefined || path.startsWith("/") ? path : join(cwd, path);
 }
 
-/** errno of `access(path, X_OK)` for the daemon's user: 0 when allowed. */
-function accessError(path: string): number {
+/** Run `use` with libc held (loading it costs milliseconds when nothing else holds it: hold it once per lookup). */
+function withLibc<T>(use: (libc: Libc) => T): T {
   const libc = acquireLibc();
   try {
-    return libc.access(cString(path), ACCESS.X_OK) === 0 ? 0 : errno();
+    return use(libc);
   } finally {
     releaseLibc();
   }
+}
+
+/** errno of `access(path, X_OK)` for the daemon's user: 0 when allowed. */
+function accessError(libc: Libc, path: string): number {
+  return libc.access(cString(path), ACCESS.X_OK) === 0 ? 0 : errno();
 }
 
 /**
  * errno of `path` as a program: 0 for a regular file the daemon may execute, else `ENOENT` (missing) or `EACCES`
  * (a directory, not executable, or not reachable).
  */
-function probe(path: string): number {
-  const code = accessError(path);
+function probe(libc: Libc, path: string): number {
+  const code = accessError(libc, path);
   if (code !== 0) {
     return code === OS.errno.ENOENT || code === OS.errno.ENOTDIR
       ? OS.errno.ENOENT
@@ -147,13 +152,15 @@ export function findProgram(
   pathVariable: string | undefined,
   cwd?: string,
 ): ProgramLookup {
-  let failure = OS.errno.ENOENT;
-  for (const candidate of programCandidates(program, pathVariable, cwd)) {
-    const code = probe(candidate);
-    if (code === 0) return { path: candidate };
-    if (code === OS.errno.EACCES) failure = code;
-  }
-  return { errno: failure };
+  return withLibc((libc) => {
+    let failure = OS.errno.ENOENT;
+    for (const candidate of programCandidates(program, pathVariable, cwd)) {
+      const code = probe(libc, candidate);
+      if (code === 0) return { path: candidate };
+      if (code === OS.errno.EACCES) failure = code;
+    }
+    return { errno: failure };
+  });
 }
 
 /**
@@ -180,7 +187,7 @@ export function cwdProblem(cwd: string): number {
   }
   if (!info.isDirectory) return OS.errno.ENOTDIR;
   // Entering a directory needs search (x) permission.
-  return IS_WINDOWS ? 0 : accessError(cwd);
+  return IS_WINDOWS ? 0 : withLibc((libc) => accessError(libc, cwd));
 }
 
 /** A start that failed, as a shell reports it. */
@@ -275,10 +282,12 @@ export function failedChild(failure: SpawnFailure, terminal: boolean): ChildHand
 export function loginShellArgv(env: Record<string, string>, cwd?: string): string[] {
   if (IS_WINDOWS) return [env.COMSPEC || env.ComSpec || "cmd.exe"];
   const shell = env.SHELL;
-  if (shell && shell.startsWith("/") && probe(shell) === 0) return [shell, "-l"];
-  for (const name of ["bash", "sh"]) {
-    const found = findProgram(name, env.PATH, cwd);
-    if ("path" in found) return [found.path, "-l"];
-  }
-  return ["/bin/sh", "-l"];
+  return withLibc((libc) => {
+    if (shell && shell.startsWith("/") && probe(libc, shell) === 0) return [shell, "-l"];
+    for (const name of ["bash", "sh"]) {
+      const found = findProgram(name, env.PATH, cwd);
+      if ("path" in found) return [found.path, "-l"];
+    }
+    return ["/bin/sh", "-l"];
+  });
 }
