@@ -14,6 +14,9 @@
  * working directory. When nothing is found the result is `ENOENT`, or `EACCES` when a candidate existed but was
  * not executable.
  *
+ * Windows keeps its own loader's rule (`pty/_windows.ts`: the working directory first, then `PATH` with
+ * `PATHEXT`, as `cmd.exe` does; empty entries skipped there too); `Deno.Command` children resolve through Deno.
+ *
  * @module
  */
 
