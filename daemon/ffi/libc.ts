@@ -96,7 +96,10 @@ const PROCESS_SYMBOLS = {
 } as const;
 
 /** Every libc symbol the daemon uses. */
-export const LIBC_SYMBOLS = { ...PROCESS_SYMBOLS, ...FS_SYMBOLS } as const;
+export const LIBC_SYMBOLS: typeof PROCESS_SYMBOLS & typeof FS_SYMBOLS = {
+  ...PROCESS_SYMBOLS,
+  ...FS_SYMBOLS,
+} as const;
 
 /** The loaded symbols of {@linkcode LIBC_SYMBOLS}. */
 export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
