@@ -214,7 +214,7 @@ function openPipe(libc: Libc): [number, number] {
  * const [stdout, stderr] = child.outputs;
  * const chunks: Uint8Array[] = [];
  * for (let chunk = await stdout!(); chunk !== null; chunk = await stdout!()) chunks.push(chunk);
- * while ((await stderr!()) !== null) { /* drain *\/ }
+ * while ((await stderr!()) !== null) continue; // drain
  * console.log(await child.status); // { exitCode: 0, signal: null }
  * await child.dispose?.();
  * ```
