@@ -2,13 +2,10 @@
 import type { SpawnArgs } from "../protocol/messages.ts";
 import type { ChildHandle, ExitStatus } from "./process_table.ts";
 import { posixChildSupported, spawnPosixChild } from "./_posix_child.ts";
+import { OS } from "./ffi/constants.ts";
+import { commandArgv, failedChild, spawnFailure } from "./ffi/spawn.ts";
 
-const SHELL: string[] = Deno.build.os === "windows" ? ["cmd.exe", "/C"] : ["/bin/sh", "-c"];
-
-/** The argv a command runs as: strings through the shell, arrays directly. */
-export function commandArgv(command: string | string[]): string[] {
-  return typeof command === "string" ? [...SHELL, command] : command;
-}
+export { commandArgv };
 
 function killGroup(pid: number, signal: Deno.Signal): void {
   try {
@@ -28,22 +25,6 @@ function streamReader(stream: ReadableStream<Uint8Array>): () => Promise<Uint8Ar
       return null;
     }
     return value;
-  };
-}
-
-/** A child that never ran: exits with `code` and `message` on stderr, as a shell would. */
-function failedChild(code: number, message: string): ChildHandle {
-  let stdoutDone = false;
-  let stderrDone = false;
-  return {
-    pid: 0,
-    outputs: [
-      () => Promise.resolve(stdoutDone ? null : (stdoutDone = true, null)),
-      () =>
-        Promise.resolve(stderrDone ? null : (stderrDone = true, new TextEncoder().encode(message))),
-    ],
-    kill: () => {},
-    status: Promise.resolve({ exitCode: code, signal: null }),
   };
 }
 
@@ -93,19 +74,15 @@ export function spawnCommandChild(args: SpawnArgs, options: CommandChildOptions 
   } catch (error) {
     const program = argv[0]!;
     if (error instanceof Deno.errors.NotFound) {
-      if (args.cwd !== undefined) {
-        try {
-          Deno.statSync(args.cwd);
-        } catch {
-          return failedChild(127, `sandd: cd: ${args.cwd}: No such file or directory\n`);
-        }
-      }
-      return failedChild(127, `sandd: ${program}: command not found\n`);
+      return failedChild(spawnFailure(program, args.cwd, OS.errno.ENOENT), false);
     }
     if (error instanceof Deno.errors.PermissionDenied) {
-      return failedChild(126, `sandd: ${program}: Permission denied\n`);
+      return failedChild(spawnFailure(program, args.cwd, OS.errno.EACCES), false);
     }
-    return failedChild(126, `sandd: ${program}: ${(error as Error).message}\n`);
+    return failedChild(
+      { exitCode: 126, message: `sandd: ${program}: ${(error as Error).message}` },
+      false,
+    );
   }
   const writer = args.stdin !== undefined ? child.stdin.getWriter() : undefined;
   const status: Promise<ExitStatus> = child.status.then((s) => ({

@@ -12,46 +12,21 @@
 import type { SpawnArgs } from "../protocol/messages.ts";
 import { Pty, PtyError } from "./pty/pty.ts";
 import type { ChildHandle, ExitStatus } from "./process_table.ts";
+import { OS } from "./ffi/constants.ts";
+import {
+  commandArgv,
+  failedChild,
+  LOGIN_SHELL_COMMAND,
+  loginShellArgv,
+  spawnFailure,
+} from "./ffi/spawn.ts";
 
-/**
- * The `command` a controller sends to ask for the worker's login shell. It contains a NUL character, so it can
- * never name a real program or shell command.
- */
-export const LOGIN_SHELL_COMMAND = "\0login-shell";
+export { LOGIN_SHELL_COMMAND, loginShellArgv };
 
 /** How long output is still read after the program exits before the terminal is hung up. */
 const EXIT_DRAIN_MS = 2_000;
 
 const VEOF = new Uint8Array([0x04]);
-
-function executable(path: string): boolean {
-  try {
-    const info = Deno.statSync(path);
-    return info.isFile && (info.mode === null || (info.mode & 0o111) !== 0);
-  } catch {
-    return false;
-  }
-}
-
-function findInPath(name: string, path: string | undefined): string | null {
-  for (const dir of (path ?? "/usr/local/bin:/usr/bin:/bin").split(":")) {
-    if (dir && executable(`${dir}/${name}`)) return `${dir}/${name}`;
-  }
-  return null;
-}
-
-/**
- * The worker's login shell as an argv: `$SHELL -l`, else `bash -l`, else `sh -l` (on Windows: `%COMSPEC%`, else
- * `cmd.exe`).
- */
-export function loginShellArgv(env: Record<string, string>): string[] {
-  if (Deno.build.os === "windows") return [env.COMSPEC || env.ComSpec || "cmd.exe"];
-  const shell = env.SHELL;
-  if (shell && shell.startsWith("/") && executable(shell)) return [shell, "-l"];
-  const bash = findInPath("bash", env.PATH);
-  if (bash) return [bash, "-l"];
-  return [findInPath("sh", env.PATH) ?? "/bin/sh", "-l"];
-}
 
 /** Options for {@linkcode spawnPtyChild}. */
 export interface PtyChildOptions {
@@ -59,19 +34,6 @@ export interface PtyChildOptions {
   env?: (requested: Record<string, string>) => Record<string, string>;
   /** Final argv transform (policy wrappers). */
   argv?: (argv: string[]) => string[];
-}
-
-/** A terminal child that never ran: its one output is `message`, then it exits with `code`. */
-function failedChild(code: number, message: string): ChildHandle {
-  let sent = false;
-  return {
-    pid: 0,
-    outputs: [
-      () => Promise.resolve(sent ? null : (sent = true, new TextEncoder().encode(message))),
-    ],
-    kill: () => {},
-    status: Promise.resolve({ exitCode: code, signal: null }),
-  };
 }
 
 /**
@@ -88,13 +50,9 @@ export function spawnPtyChild(args: SpawnArgs, options: PtyChildOptions = {}): C
     ...(args.env ?? {}),
   };
   if (options.env) env = options.env(env);
-  let argv: string[];
-  if (args.command === LOGIN_SHELL_COMMAND) argv = loginShellArgv(env);
-  else if (typeof args.command === "string") {
-    argv = Deno.build.os === "windows"
-      ? ["cmd.exe", "/C", args.command]
-      : ["/bin/sh", "-c", args.command];
-  } else argv = args.command;
+  let argv = args.command === LOGIN_SHELL_COMMAND
+    ? loginShellArgv(env, args.cwd)
+    : commandArgv(args.command);
   if (options.argv) argv = options.argv(argv);
   const program = argv[0]!;
   let pty: Pty;
@@ -108,15 +66,11 @@ export function spawnPtyChild(args: SpawnArgs, options: PtyChildOptions = {}): C
       ...(args.cwd !== undefined ? { cwd: args.cwd } : {}),
     });
   } catch (error) {
-    const code = error instanceof PtyError ? error.code : "";
-    if (code === "ENOENT") {
-      if (args.cwd !== undefined && !exists(args.cwd)) {
-        return failedChild(127, `sandd: cd: ${args.cwd}: No such file or directory\r\n`);
-      }
-      return failedChild(127, `sandd: ${program}: command not found\r\n`);
+    if (!(error instanceof PtyError)) {
+      return failedChild({ exitCode: 126, message: `sandd: ${program}: ${String(error)}` }, true);
     }
-    if (code === "EACCES") return failedChild(126, `sandd: ${program}: Permission denied\r\n`);
-    return failedChild(126, `sandd: ${program}: ${(error as Error).message}\r\n`);
+    const code = OS.errno[error.code as keyof typeof OS.errno] ?? OS.errno.EACCES;
+    return failedChild(spawnFailure(program, args.cwd, code), true);
   }
   let drainTimer: ReturnType<typeof setTimeout> | undefined;
   let ended = false;
@@ -147,13 +101,4 @@ export function spawnPtyChild(args: SpawnArgs, options: PtyChildOptions = {}): C
       await pty.close();
     },
   };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

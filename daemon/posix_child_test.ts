@@ -7,7 +7,7 @@ import {
   assertRejects,
 } from "../tests/_assert.ts";
 import { createHash } from "node:crypto";
-import { pollerActive } from "./_fd_poller.ts";
+import { pollerActive } from "./ffi/poller.ts";
 import { holdPosixChildRuntime, posixChildSupported, spawnPosixChild } from "./_posix_child.ts";
 import type { ChildHandle } from "./process_table.ts";
 

@@ -11,10 +11,13 @@
  */
 
 import { FS_SYMBOLS } from "./_fs_symbols.ts";
+import { errnoMessage, errnoName } from "./constants.ts";
 
 const IS_DARWIN = Deno.build.os === "darwin";
+/** Apple arm64 passes variadic arguments on the stack, never in registers. */
+const VARIADIC_ON_STACK = IS_DARWIN && Deno.build.arch === "aarch64";
 
-/** The libc symbols the daemon's FFI process code uses (poller and pipe children). */
+/** The libc symbols the daemon's FFI process code uses (poller, spawn, pipe children, pseudo-terminals). */
 const PROCESS_SYMBOLS = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   /** `poll` with a zero timeout, on the calling thread: no hand-off when something is ready already. */
@@ -75,10 +78,28 @@ const PROCESS_SYMBOLS = {
   environ: { type: "pointer", optional: true },
   __errno_location: { parameters: [], result: "pointer", optional: true },
   __error: { parameters: [], result: "pointer", optional: true },
+  posix_openpt: { parameters: ["i32"], result: "i32" },
+  /** `open(path, flags)` without a mode (macOS opens `/dev/ptmx` with it). */
+  open_noperm: { name: "open", parameters: ["buffer", "i32"], result: "i32" },
+  grantpt: { parameters: ["i32"], result: "i32" },
+  unlockpt: { parameters: ["i32"], result: "i32" },
+  ptsname: { parameters: ["i32"], result: "pointer" },
+  ptsname_r: { parameters: ["i32", "buffer", "usize"], result: "i32", optional: true },
+  /** `ioctl(fd, request, pointer)` in registers (Linux, x86_64 macOS). */
+  ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  /** `ioctl(fd, request, pointer)` on Apple arm64, whose variadic arguments go on the stack. */
+  ioctl_ptr_stack: {
+    name: "ioctl",
+    parameters: ["i32", "u64", "i64", "i64", "i64", "i64", "i64", "i64", "buffer"],
+    result: "i32",
+  },
 } as const;
 
 /** Every libc symbol the daemon uses. */
-export const LIBC_SYMBOLS = { ...PROCESS_SYMBOLS, ...FS_SYMBOLS } as const;
+export const LIBC_SYMBOLS: typeof PROCESS_SYMBOLS & typeof FS_SYMBOLS = {
+  ...PROCESS_SYMBOLS,
+  ...FS_SYMBOLS,
+} as const;
 
 /** The loaded symbols of {@linkcode LIBC_SYMBOLS}. */
 export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
@@ -158,4 +179,93 @@ export function errno(): number {
     loaded.errno = new Deno.UnsafePointerView(where);
   }
   return loaded.errno.getInt32();
+}
+
+/**
+ * An Error for a failed libc call, with the errno name as `code` (like Node's system errors) and the number as
+ * `errno`.
+ *
+ * @example Describe a failure
+ * ```ts
+ * import { errnoError } from "./libc.ts";
+ *
+ * console.log(errnoError("open", 2).message); // "open failed: ENOENT (No such file or directory)"
+ * ```
+ *
+ * @param what The call that failed.
+ * @param code The errno value.
+ * @returns The error (to throw).
+ */
+export function errnoError(what: string, code: number): Error & { code: string; errno: number } {
+  const name = errnoName(code);
+  return Object.assign(new Error(`${what} failed: ${name} (${errnoMessage(code)})`), {
+    code: name,
+    errno: code,
+  });
+}
+
+/**
+ * Throw {@linkcode errnoError} for a call that returned -1 (reads `errno`), or for a `posix_spawn*`-style call
+ * that returned a non-zero error number (`returnsError`).
+ *
+ * @example Check a call
+ * ```ts ignore
+ * check(libc.grantpt(master), "grantpt");
+ * ```
+ *
+ * @param result The call's return value.
+ * @param what The call, for the message.
+ * @param returnsError Whether the call returns the error number itself instead of -1.
+ * @returns The result, when it is not a failure.
+ */
+export function check(result: number, what: string, returnsError = false): number {
+  if (returnsError ? result !== 0 : result === -1) {
+    throw errnoError(what, returnsError ? result : errno());
+  }
+  return result;
+}
+
+/**
+ * `fcntl(fd, cmd, value)` with the right variadic calling convention.
+ *
+ * @example Set a descriptor non-blocking
+ * ```ts ignore
+ * setFlag(libc, fd, OS.fcntl.F_SETFL, OS.open.O_NONBLOCK);
+ * ```
+ *
+ * @param symbols The loaded libc.
+ * @param fd The descriptor.
+ * @param cmd The fcntl command.
+ * @param value Its int argument.
+ * @returns fcntl's result (-1 on failure).
+ */
+export function setFlag(symbols: Libc, fd: number, cmd: number, value: number): number {
+  return VARIADIC_ON_STACK
+    ? symbols.fcntl_stack(fd, cmd, 0n, 0n, 0n, 0n, 0n, 0n, BigInt(value))
+    : symbols.fcntl(fd, cmd, BigInt(value));
+}
+
+/**
+ * `ioctl(fd, request, pointer)` with the right variadic calling convention.
+ *
+ * @example Set a terminal's size
+ * ```ts ignore
+ * ioctlPointer(libc, master, OS.ioctl.TIOCSWINSZ, winsize);
+ * ```
+ *
+ * @param symbols The loaded libc.
+ * @param fd The descriptor.
+ * @param request The request number.
+ * @param argument The memory the request reads or writes.
+ * @returns ioctl's result (-1 on failure).
+ */
+export function ioctlPointer(
+  symbols: Libc,
+  fd: number,
+  request: bigint,
+  argument: Uint8Array<ArrayBuffer>,
+): number {
+  return VARIADIC_ON_STACK
+    ? symbols.ioctl_ptr_stack(fd, request, 0n, 0n, 0n, 0n, 0n, 0n, argument)
+    : symbols.ioctl_ptr(fd, request, argument);
 }

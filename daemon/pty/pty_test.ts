@@ -518,3 +518,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "Idle ptys with a pending read hold no thread each (shared poller and pidfds)",
+  ignore: !IS_LINUX,
+  async fn() {
+    const threads = () => [...Deno.readDirSync("/proc/self/task")].length;
+    const before = threads();
+    const ptys = Array.from({ length: 20 }, () => Pty.spawn({ command: "sleep", args: ["100"] }));
+    try {
+      const reads = ptys.map((pty) => pty.read());
+      // Let every read reach EAGAIN and park on the poller.
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      const during = threads();
+      // Before: a pending waitpid and a poll per pty, 40 threads for 20 ptys.
+      assert.ok(during - before <= 3, `threads ${before} -> ${during}`);
+      await Promise.all(ptys.map((pty) => pty.close()));
+      for (const read of reads) assert.equal(await read, null);
+    } finally {
+      await Promise.all(ptys.map((pty) => pty.close()));
+    }
+  },
+});
