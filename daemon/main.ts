@@ -14,6 +14,7 @@ import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts"
 import { Daemon } from "./daemon.ts";
 import { Policy } from "./policy.ts";
 import { fileHandlers } from "./files.ts";
+import { acquireFs, releaseFs } from "./ffi/fs.ts";
 
 async function main(): Promise<number> {
   let config: DaemonConfig;
@@ -73,7 +74,7 @@ async function main(): Promise<number> {
     reconnectMaxMs: config.reconnectMaxMs,
     handlers: fileHandlers({
       ...(config.root !== undefined ? { root: config.root } : {}),
-      ...(policy.options.root !== undefined || policy.options.noFiles ? { policy } : {}),
+      policy,
     }),
     policy,
   });
@@ -82,7 +83,12 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
-  await daemon.run();
+  acquireFs(); // loaded once for the whole run: file operations then only count their holds
+  try {
+    await daemon.run();
+  } finally {
+    releaseFs();
+  }
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   return 0;
