@@ -174,11 +174,19 @@ export class FilePaths {
         } catch (error) {
           if (!(error instanceof FsError) || error.code !== "EEXIST") throw error;
         }
-        const next = openAt(
-          current,
-          part,
-          O.RDONLY | O.DIRECTORY | (this.confined ? O.NOFOLLOW : 0),
-        );
+        let next: number;
+        try {
+          next = openAt(current, part, O.RDONLY | O.DIRECTORY | (this.confined ? O.NOFOLLOW : 0));
+        } catch (error) {
+          // O_DIRECTORY | O_NOFOLLOW on a symlink says ENOTDIR: report the symlink (a policy refusal).
+          if (
+            this.confined && error instanceof FsError && error.code === "ENOTDIR" &&
+            lstatAtOrNull(current, part)?.kind === "symlink"
+          ) {
+            throw new FsError("openat", 40, part);
+          }
+          throw error;
+        }
         closeFd(current);
         current = next;
         if (made) created?.(current);

@@ -1,5 +1,7 @@
 /**
- * Confinement of file paths to a root directory, symlinks included.
+ * Confinement of file paths to a root directory, symlinks included: a by-name check, used by the policy
+ * (`Policy.confine`). The daemon's file service does not rely on it: it resolves each path once to a descriptor
+ * beneath the root (`_file_paths.ts`), which no later swap can redirect.
  *
  * @module
  */

@@ -594,6 +594,12 @@ Deno.test("--root: symlinks beneath the root are not followed; stat describes th
       assertEquals(error.rule, "root");
     }
     await assertRejects(() => t.server.upload("w1", "dirlink/new", new Uint8Array(1)), PolicyError);
+    await assertRejects(
+      () => t.server.upload("w1", "dirlink/a/new", new Uint8Array(1), { mkdirs: true }),
+      PolicyError,
+    );
+    await assertRejects(() => fs.mkdir("dirlink/a/b", { recursive: true }), PolicyError);
+    assertEquals([...Deno.readDirSync(`${root}/real`)].map((e) => e.name), ["f.txt"]);
     await assertRejects(() => fs.list("dirlink"), PolicyError);
     assertEquals((await fs.stat("filelink")).type, "symlink");
     // Uploading over a symlink replaces the link, never writes through it.
