@@ -27,6 +27,7 @@ import {
   mkdirAt,
   O,
   openAt,
+  openBeneath,
   readDirFd,
   readlinkAt,
   releaseFs,
@@ -115,7 +116,8 @@ export function list(paths: FilePaths, args: RequestArgs<"list">): Record<string
       const rel = pending.shift()!;
       let dirFd: number;
       try {
-        dirFd = rel === "" ? topFd : openAt(topFd, rel, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+        // Beneath the listed directory, no symlink followed on the way (rel has several components).
+        dirFd = rel === "" ? topFd : openBeneath(topFd, rel, O.RDONLY | O.DIRECTORY | O.NONBLOCK);
       } catch {
         continue; // removed or replaced meanwhile
       }

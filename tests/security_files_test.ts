@@ -377,3 +377,38 @@ Deno.test("attack: toggling a directory for a symlink during downloadDir never p
   }
   assertEquals(leaked, 0, `${leaked} outside files were packed`);
 });
+
+Deno.test("attack: toggling a directory for a symlink during a recursive list never lists outside names", async () => {
+  await using dirs = await tempDirs();
+  await Deno.mkdir(`${dirs.root}/tree/a/b`, { recursive: true });
+  await Deno.writeTextFile(`${dirs.root}/tree/a/b/inside`, "x");
+  await Deno.mkdir(`${dirs.outside}/x`);
+  await Deno.writeTextFile(`${dirs.outside}/x/outside-name`, "x");
+  await using w = await startWorker("w1", ["--root", dirs.root]);
+  const toggler = helperProcess(`
+    const a = ${JSON.stringify(dirs.root + "/tree/a")};
+    const outside = ${JSON.stringify(dirs.outside)};
+    let done = false;
+    Deno.stdin.readable.pipeTo(new WritableStream()).finally(() => done = true);
+    while (!done) {
+      for (let i = 0; i < 200; i++) {
+        Deno.renameSync(a + "/b", a + "/b.real");
+        Deno.symlinkSync(outside, a + "/b");
+        Deno.removeSync(a + "/b");
+        Deno.renameSync(a + "/b.real", a + "/b");
+      }
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  `);
+  let leaked = 0;
+  try {
+    const deadline = Date.now() + 3_000;
+    for (let i = 0; i < 300 && Date.now() < deadline; i++) {
+      const entries = await w.server.fs("w1").list("tree", { recursive: true }).catch(() => []);
+      if (entries.some((e) => e.path.includes("outside-name") || e.path.endsWith("/x"))) leaked++;
+    }
+  } finally {
+    await toggler.stop();
+  }
+  assertEquals(leaked, 0, `${leaked} listings showed names from outside the root`);
+});
