@@ -1,11 +1,13 @@
 /**
- * Confinement of file paths to a root directory, symlinks included.
+ * Confinement of file paths to a root directory, symlinks included: a by-name check, used by the policy
+ * (`Policy.confine`). The daemon's file service does not rely on it: it resolves each path once to a descriptor
+ * beneath the root (`_file_paths.ts`), which no later swap can redirect.
  *
  * @module
  */
 
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { PolicyError } from "./policy.ts";
+import { PolicyError } from "./policy/mod.ts";
 
 /**
  * Resolve `requested` to a real path inside `root`, or refuse it.
@@ -28,7 +30,7 @@ import { PolicyError } from "./policy.ts";
  * @example Confine an upload destination
  * ```ts
  * import { confinePath } from "./_path_confine.ts";
- * import { PolicyError } from "./policy.ts";
+ * import { PolicyError } from "./policy/mod.ts";
  * import { equal, rejects } from "node:assert/strict";
  *
  * const root = await Deno.realPath(await Deno.makeTempDir());

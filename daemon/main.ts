@@ -14,6 +14,7 @@ import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts"
 import { Daemon } from "./daemon.ts";
 import { Policy, type PolicyOptions } from "./policy/mod.ts";
 import { fileHandlers } from "./files.ts";
+import { acquireFs, releaseFs } from "./ffi/fs.ts";
 
 async function main(): Promise<number> {
   let config: DaemonConfig;
@@ -83,7 +84,7 @@ async function main(): Promise<number> {
     // The file service gets the one root; the policy only to refuse everything under noFiles.
     handlers: fileHandlers({
       ...(policy.options.root !== undefined ? { root: policy.options.root } : {}),
-      ...(policy.options.noFiles ? { policy } : {}),
+      policy,
     }),
     policy,
   });
@@ -92,7 +93,12 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
-  await daemon.run();
+  acquireFs(); // loaded once for the whole run: file operations then only count their holds
+  try {
+    await daemon.run();
+  } finally {
+    releaseFs();
+  }
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   return 0;

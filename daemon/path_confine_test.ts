@@ -1,6 +1,6 @@
 import { equal, rejects } from "node:assert/strict";
 import { confinePath } from "./_path_confine.ts";
-import { PolicyError } from "./policy.ts";
+import { PolicyError } from "./policy/mod.ts";
 
 async function withRoot(fn: (root: string) => Promise<void>): Promise<void> {
   const root = await Deno.realPath(await Deno.makeTempDir());

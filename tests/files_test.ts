@@ -578,3 +578,51 @@ Deno.test("daemon: a checksum mismatch is EINTEGRITY and nothing is renamed", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--root: symlinks beneath the root are not followed; stat describes the link itself", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-root-" }));
+  try {
+    await Deno.mkdir(`${root}/real`);
+    await Deno.writeTextFile(`${root}/real/f.txt`, "inside");
+    await Deno.symlink("real", `${root}/dirlink`);
+    await Deno.symlink("real/f.txt", `${root}/filelink`);
+    await using t = await setup(["w1"], ["--root", root]);
+    const fs = t.server.fs("w1");
+    assertEquals(new TextDecoder().decode(await t.server.download("w1", "real/f.txt")), "inside");
+    for (const path of ["dirlink/f.txt", "filelink"]) {
+      const error = await assertRejects(() => t.server.download("w1", path), PolicyError);
+      assertEquals(error.rule, "root");
+    }
+    await assertRejects(() => t.server.upload("w1", "dirlink/new", new Uint8Array(1)), PolicyError);
+    await assertRejects(
+      () => t.server.upload("w1", "dirlink/a/new", new Uint8Array(1), { mkdirs: true }),
+      PolicyError,
+    );
+    await assertRejects(() => fs.mkdir("dirlink/a/b", { recursive: true }), PolicyError);
+    assertEquals([...Deno.readDirSync(`${root}/real`)].map((e) => e.name), ["f.txt"]);
+    await assertRejects(() => fs.list("dirlink"), PolicyError);
+    assertEquals((await fs.stat("filelink")).type, "symlink");
+    // Uploading over a symlink replaces the link, never writes through it.
+    await t.server.upload("w1", "filelink", new TextEncoder().encode("new"));
+    assertEquals((await Deno.lstat(`${root}/filelink`)).isFile, true);
+    assertEquals(await Deno.readTextFile(`${root}/real/f.txt`), "inside");
+    // A FIFO is refused at once, and stat does not block on it.
+    const made = await new Deno.Command("mkfifo", { args: [`${root}/pipe`] }).output();
+    assert(made.success);
+    assertEquals((await fs.stat("pipe")).type, "other");
+    const fifo = await assertRejects(() => t.server.download("w1", "pipe"), FileError);
+    assertEquals(fifo.code, "EINVAL");
+    // A directory download skips the FIFO and stores the links as links.
+    const dest = await Deno.makeTempDir({ prefix: "sandd-dest-" });
+    try {
+      await t.server.downloadDir("w1", ".", `${dest}/copy`);
+      assertEquals((await Deno.lstat(`${dest}/copy/dirlink`)).isSymlink, true);
+      assertEquals(await Deno.readTextFile(`${dest}/copy/real/f.txt`), "inside");
+      assertEquals(await Deno.lstat(`${dest}/copy/pipe`).catch(() => null), null);
+    } finally {
+      await Deno.remove(dest, { recursive: true });
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
