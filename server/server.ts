@@ -4,12 +4,16 @@
  * heartbeat, dispatch) in `_hub.ts`, processes in `_exec.ts` and `_registry.ts`, checks in `_validate.ts`, the
  * audit wrapper every action goes through in `_audited.ts`, and file transfer in `files.ts`.
  *
+ * Over ~600 lines only through the JSDoc of the public API (a third of the file); what is left is method
+ * signatures and delegations to the private modules.
+ *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
 import { VERSION } from "../protocol/version.ts";
 import { AsciicastWriter } from "./asciicast.ts";
+import { DaemonEvent, type ServerEventMap } from "./events.ts";
 import type { Connection, DaemonInfo } from "./_connection.ts";
 import { DEFAULT_REQUEST_TIMEOUT_MS } from "./_connection.ts";
 import { Auditor } from "./_audited.ts";
@@ -65,53 +69,12 @@ import {
 } from "./files.ts";
 
 export type { DaemonInfo } from "./_connection.ts";
-export type {
-  AttachOptions,
-  DaemonFilter,
-  ExecOptions,
-  ExecResult,
-  ServerOptions,
-  ServerRateLimit,
-  ServerStats,
-  SpawnOptions,
-  WaitOptions,
-} from "./options.ts";
+export { DaemonEvent, type ServerEventMap } from "./events.ts";
 
 const log = getLogger(["sandd", "server"]);
 
 /** The `command` that asks the daemon for the worker's login shell (see `daemon/_pty_child.ts`). */
 const LOGIN_SHELL_COMMAND = "\0login-shell";
-
-/**
- * Fired on `connect` and `disconnect`.
- *
- * @example Log connects
- * ```ts ignore
- * server.addEventListener("connect", (event) => console.log(event.daemon.id));
- * ```
- */
-export class DaemonEvent extends Event {
-  /** The daemon. */
-  readonly daemon: DaemonInfo;
-  /**
-   * Make the event.
-   *
-   * @param type `connect` or `disconnect`.
-   * @param daemon The daemon.
-   */
-  constructor(type: "connect" | "disconnect", daemon: DaemonInfo) {
-    super(type);
-    this.daemon = daemon;
-  }
-}
-
-/** The events a {@linkcode Server} fires, by type. */
-export interface ServerEventMap {
-  /** A daemon completed its handshake. */
-  connect: DaemonEvent;
-  /** A daemon's link closed. */
-  disconnect: DaemonEvent;
-}
 
 /**
  * The SandD controller. Daemons dial in over WebSocket; the script runs commands on them.
@@ -334,6 +297,13 @@ export class Server extends EventTarget implements AsyncDisposable {
     listener: (this: Server, event: ServerEventMap[K]) => unknown,
     options?: boolean | AddEventListenerOptions,
   ): void;
+  /**
+   * Listen for any other event type (plain `Event`s).
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options Standard listener options.
+   */
   override addEventListener(
     type: string,
     listener: EventListenerOrEventListenerObject | null,
@@ -359,6 +329,13 @@ export class Server extends EventTarget implements AsyncDisposable {
     listener: (this: Server, event: ServerEventMap[K]) => unknown,
     options?: boolean | EventListenerOptions,
   ): void;
+  /**
+   * Remove a listener of any other event type.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options Standard listener options.
+   */
   override removeEventListener(
     type: string,
     listener: EventListenerOrEventListenerObject | null,
