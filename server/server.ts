@@ -370,13 +370,10 @@ export class Server extends EventTarget implements AsyncDisposable {
     command: string | string[],
     options: SpawnOptions = {},
   ): Promise<RemoteProcess> {
-    checkSpawn(command, options);
-    return await this.#process(
-      "spawn",
-      id,
-      command,
-      () => this.#launcher.spawn(id, command, options),
-    );
+    return await this.#process("spawn", id, command, () => {
+      checkSpawn(command, options);
+      return this.#launcher.spawn(id, command, options);
+    });
   }
 
   /** Audit a process-starting action, then the process's exit. */
@@ -432,28 +429,34 @@ export class Server extends EventTarget implements AsyncDisposable {
    * @throws {DaemonNotFoundError} When no such daemon is connected.
    */
   async shell(id: string, options: ShellOptions = {}): Promise<RemoteShell> {
-    checkShell(options);
     const command = options.command ?? LOGIN_SHELL_COMMAND;
-    const cols = options.cols ?? 80;
-    const rows = options.rows ?? 24;
-    const recorder = options.record === undefined
-      ? undefined
-      : await AsciicastWriter.open(options.record, { cols, rows, title: `sandd ${id}` });
+    let recorder: AsciicastWriter | undefined;
     let process: RemoteProcess;
     try {
       process = await this.#process(
         "shell",
         id,
         command === LOGIN_SHELL_COMMAND ? "(login shell)" : command,
-        () =>
-          this.#launcher.spawn(id, command, {
+        async () => {
+          checkShell(options);
+          const cols = options.cols ?? 80;
+          const rows = options.rows ?? 24;
+          if (options.record !== undefined) {
+            recorder = await AsciicastWriter.open(options.record, {
+              cols,
+              rows,
+              title: `sandd ${id}`,
+            });
+          }
+          return await this.#launcher.spawn(id, command, {
             stdin: true,
             retainBytes: options.scrollback ?? 1024 * 1024,
             ...(options.env ? { env: options.env } : {}),
             ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
             ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
             ...(options.onGap ? { onGap: options.onGap } : {}),
-          }, { cols, rows }),
+          }, { cols, rows });
+        },
       );
     } catch (error) {
       await recorder?.close().catch(() => {});
@@ -532,13 +535,15 @@ export class Server extends EventTarget implements AsyncDisposable {
     command: string | string[],
     options: ExecOptions = {},
   ): Promise<ExecResult> {
-    checkExec(command, options);
-    options.signal?.throwIfAborted();
     return await this.#auditor.run(
       "exec",
       id,
       { command },
-      () => this.#launcher.exec(id, command, options),
+      () => {
+        checkExec(command, options);
+        options.signal?.throwIfAborted();
+        return this.#launcher.exec(id, command, options);
+      },
       (r) => ({
         exitCode: r.exitCode,
         bytes: r.stdoutBytes.byteLength + r.stderrBytes.byteLength,
