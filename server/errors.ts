@@ -310,6 +310,9 @@ const FILE_CODES = new Set([
   "EINVAL",
   "ELOOP",
   "EPERM",
+  "ENAMETOOLONG",
+  "EXDEV",
+  "EROFS",
 ]);
 
 /**

@@ -164,6 +164,10 @@ Deno.test("a reply the controller cannot accept (an error message over the limit
   await using server = await Server.listen({ port: 0, token: TOKEN });
   let fake: FakeDaemon | undefined = undefined;
   fake = new FakeDaemon(server.url, "verbose", (request) => {
+    if (request.op === "processes") {
+      fake!.reply({ t: "res", rid: request.rid, ok: true, data: "not an object" });
+      return;
+    }
     const path = "/very/long/" + "x".repeat(9_000);
     fake!.reply({
       t: "res",
@@ -180,7 +184,7 @@ Deno.test("a reply the controller cannot accept (an error message over the limit
     "stat()",
   );
   assert(error.message.includes("stat"), error.message);
-  // A reply whose data is not an object, for a spawn: the call fails, nothing stays pending.
+  // A reply whose data is not an object: the call fails, nothing stays pending.
   await within(
     assertRejects(() => server.processes("verbose"), ProtocolError),
     5_000,
@@ -339,4 +343,18 @@ Deno.test("connect and disconnect listeners get a DaemonEvent without a cast", a
   await gone;
   server.removeEventListener("disconnect", listener);
   assertEquals(seen, ["+typed", "typed"]);
+});
+
+Deno.test("the daemon keeps an error naming a huge path within the protocol's limits", async () => {
+  await using server = await Server.listen({ port: 0, token: TOKEN });
+  await using _daemon = new TestDaemon({ id: "long", url: server.url, args: ["--token", TOKEN] });
+  await server.waitForDaemon("long");
+  const path = "/" + "a".repeat(8_190); // the longest path the protocol carries
+  const error = await within(
+    assertRejects(() => server.fs("long").stat(path), FileError),
+    10_000,
+    "stat()",
+  );
+  assertEquals(error.code, "ENAMETOOLONG");
+  assert(error.message.length <= 8192, `${error.message.length} characters`);
 });
