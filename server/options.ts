@@ -17,7 +17,10 @@ export interface ServerOptions {
   port?: number;
   /** Path of the WebSocket endpoint. @default "/ws" */
   path?: string;
-  /** Ping interval; a daemon silent for three intervals is dropped. @default 5_000 */
+  /**
+   * Heartbeat interval: a link quiet for an interval is pinged (a busy one is not), and a daemon silent for three
+   * intervals is dropped, within three intervals of its last message. @default 5_000
+   */
   heartbeatMs?: number;
   /** A connection must say hello within this long. @default 10_000 */
   handshakeTimeoutMs?: number;
