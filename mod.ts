@@ -16,9 +16,35 @@
  * @module
  */
 
-export * from "./server/server.ts";
-export * from "./server/errors.ts";
-export * from "./server/process.ts";
+export { DaemonEvent, type DaemonInfo, Server, type ServerEventMap } from "./server/server.ts";
+export type {
+  AttachOptions,
+  DaemonFilter,
+  ExecOptions,
+  ExecResult,
+  ServerOptions,
+  ServerRateLimit,
+  ServerStats,
+  SpawnOptions,
+  WaitOptions,
+} from "./server/options.ts";
+export {
+  AuthenticationError,
+  CommandTimeoutError,
+  DaemonDisconnectedError,
+  DaemonNotFoundError,
+  FileError,
+  type PartialOutput,
+  PolicyError,
+  ProcessExitedError,
+  ProtocolError,
+  RateLimitedError,
+  RemoteError,
+  RequestTimeoutError,
+  SignalNotAllowedError,
+  UnknownProcessError,
+} from "./server/errors.ts";
+export { type Gap, type ProcessInfo, type ProcessStatus, RemoteProcess } from "./server/process.ts";
 export { type AttachShellOptions, RemoteShell, type ShellOptions } from "./server/shell.ts";
 export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "./protocol/version.ts";
 export {
@@ -40,13 +66,12 @@ export {
   type WatchOptions,
 } from "./server/files.ts";
 export {
-  AuthenticationError,
   type Identity,
   type JsonWebKeySet,
   type JwtAlgorithm,
   type JwtOptions,
 } from "./server/auth.ts";
-export { type RateLimit, RateLimitedError } from "./server/rate_limiter.ts";
+export { type RateLimit } from "./server/rate_limiter.ts";
 export {
   type AuditInput,
   AuditLog,

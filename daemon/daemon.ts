@@ -14,6 +14,7 @@ import {
   parseControllerMessage,
   type RequestArgs,
   type RequestMessage,
+  type WireError,
 } from "../protocol/messages.ts";
 import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
 import { backoffDelay } from "./backoff.ts";
@@ -26,6 +27,32 @@ import { LOGIN_SHELL_COMMAND, spawnPtyChild } from "./_pty_child.ts";
 import { Policy, PolicyError } from "./policy/mod.ts";
 
 const log = getLogger(["sandd", "daemon"]);
+
+/** Protocol limits of an error reply's fields (see `wireError` in protocol/messages.ts). */
+const MAX_ERROR_MESSAGE = 8192;
+const MAX_ERROR_PATH = 8192;
+const MAX_ERROR_RULE = 1024;
+
+/** Cut `text` to `max` characters, saying so, so an error naming a huge value still fits the protocol. */
+function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const note = "... (truncated)";
+  return text.slice(0, max - note.length) + note;
+}
+
+/** An error reply within the protocol's limits, whatever the values it names (a path of 10,000 characters). */
+function wireError(
+  e: { code: string; message: string; path?: unknown; rule?: unknown },
+): WireError {
+  const { path, rule, ...rest } = e;
+  return {
+    ...rest,
+    code: truncate(e.code, 64),
+    message: truncate(e.message, MAX_ERROR_MESSAGE),
+    ...(typeof path === "string" ? { path: truncate(path, MAX_ERROR_PATH) } : {}),
+    ...(typeof rule === "string" ? { rule: truncate(rule, MAX_ERROR_RULE) } : {}),
+  };
+}
 
 /** Handles one request operation; returns the response data. */
 export type RequestHandler<Op extends Operation = Operation> = (
@@ -257,15 +284,20 @@ export class Daemon implements AsyncDisposable {
     return new Promise<boolean>((resolve) => {
       let welcomed = false;
       let lastSeen = Date.now();
-      let heartbeat: ReturnType<typeof setInterval> | undefined;
+      let silence: ReturnType<typeof setTimeout> | undefined;
+      /** Set when this side closed the link (handshake or heartbeat timeout), so its close is not blamed on the controller. */
+      let closedHere = false;
       const handshake = setTimeout(() => {
         log.warn("No welcome from the controller within the handshake timeout");
         finish(4008, "handshake timeout");
       }, options.handshakeTimeoutMs ?? 10_000);
       const finish = (code?: number, reason?: string) => {
         clearTimeout(handshake);
-        clearInterval(heartbeat);
-        if (code !== undefined) link.close(code, reason ?? "");
+        clearTimeout(silence);
+        if (code !== undefined) {
+          closedHere = true;
+          link.close(code, reason ?? "");
+        }
         link.closed();
         this.#table.linkClosed(link);
         if (this.#link === link) this.#link = null;
@@ -311,17 +343,21 @@ export class Daemon implements AsyncDisposable {
             clearTimeout(handshake);
             this.#link = link;
             log.info("Connected to {url} as {id}", { url: options.serverUrl, id: this.id });
-            const interval = message.heartbeatMs;
-            heartbeat = setInterval(() => {
-              if (Date.now() - lastSeen > interval * 3) {
-                log.warn("Controller silent for {ms} ms; dropping the link", {
-                  ms: Date.now() - lastSeen,
-                });
+            // The controller pings a link that has been quiet for an interval, and this side answers; so a
+            // live controller is never silent for long, and the daemon sends no pings of its own (that would
+            // double the heartbeat traffic). A link silent for three intervals is dropped, checked by one timer
+            // that is re-armed lazily for the remaining time.
+            const limit = message.heartbeatMs * 3;
+            const watch = () => {
+              const silent = Date.now() - lastSeen;
+              if (silent >= limit) {
+                log.warn("Controller silent for {ms} ms; dropping the link", { ms: silent });
                 finish(4008, "heartbeat timeout");
-              } else {
-                link.send({ t: "ping" });
+                return;
               }
-            }, interval);
+              silence = setTimeout(watch, limit - silent);
+            };
+            silence = setTimeout(watch, limit);
             return;
           }
           this.#onMessage(link, message);
@@ -334,7 +370,7 @@ export class Daemon implements AsyncDisposable {
         log.warn("Link error: {message}", { message });
       };
       socket.onclose = (event) => {
-        if (event.code >= 4000) {
+        if (event.code >= 4000 && !closedHere) {
           log.warn("Controller closed the link: {code} {reason}", {
             code: event.code,
             reason: event.reason,
@@ -353,10 +389,11 @@ export class Daemon implements AsyncDisposable {
     } catch {
       // not JSON at all
     }
+    const message = truncate(error.message, MAX_ERROR_MESSAGE);
     if (typeof rid === "number" && Number.isSafeInteger(rid) && rid >= 0) {
-      link.send({ t: "res", rid, ok: false, error: { code: "PROTOCOL", message: error.message } });
+      link.send({ t: "res", rid, ok: false, error: { code: "PROTOCOL", message } });
     } else {
-      link.send({ t: "error", code: "PROTOCOL", message: error.message });
+      link.send({ t: "error", code: "PROTOCOL", message });
     }
   }
 
@@ -437,7 +474,7 @@ export class Daemon implements AsyncDisposable {
       if (!(error instanceof DaemonRequestError)) {
         log.error("Request {op} failed: {error}", { op: request.op, error: String(error) });
       }
-      link.send({ t: "res", rid: request.rid, ok: false, error: e });
+      link.send({ t: "res", rid: request.rid, ok: false, error: wireError(e) });
     }
   }
 

@@ -1,7 +1,8 @@
-// One connected daemon as the controller sees it: request/response correlation and stream routing.
+// One connected daemon as the controller sees it: request/response correlation with a deadline on every request,
+// and stream routing.
 import { encodeDataFrame } from "../protocol/frame.ts";
 import type { ControllerMessage, Operation, RequestArgs, WireError } from "../protocol/messages.ts";
-import { DaemonDisconnectedError, remoteError } from "./errors.ts";
+import { DaemonDisconnectedError, remoteError, RequestTimeoutError } from "./errors.ts";
 
 /** Receives what a daemon sends on one stream id. */
 export interface InboundRoute {
@@ -38,27 +39,56 @@ export interface DaemonInfo {
   identity: string;
 }
 
+/** Flow state of a request whose stream the controller sends on (an upload): its deadline runs only while waiting. */
+interface SendingStream {
+  /** End offset of the bytes sent. */
+  sent: number;
+  /** Offset the daemon has acknowledged. */
+  acked: number;
+  /** Whether the end of the stream was sent (the reply is due then). */
+  ended: boolean;
+  /** When the controller last started waiting on the daemon or the daemon last made progress. */
+  progressAt: number;
+}
+
 interface Pending {
+  op: Operation;
   resolve: (data: Record<string, unknown>) => void;
   reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  sending: { sid: number; state: SendingStream } | undefined;
 }
+
+/** Default deadline of a request, in milliseconds. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 export class Connection {
   readonly info: DaemonInfo;
   readonly socket: WebSocket;
   readonly routes: Map<number, InboundRoute> = new Map();
+  /** When the last message arrived from the daemon (`Date.now()`). */
   lastSeen: number = Date.now();
+  /** When the controller last sent the daemon anything (`Date.now()`). */
+  lastSent: number = Date.now();
+  readonly instance: string;
+  readonly #requestTimeoutMs: number;
   #rid = 0;
   #sid = 0;
   readonly #pending: Map<number, Pending> = new Map();
+  /** Pending uploads by the stream id they send on. */
+  readonly #sending: Map<number, SendingStream> = new Map();
   #closed = false;
 
-  readonly instance: string;
-
-  constructor(socket: WebSocket, info: DaemonInfo, instance: string) {
+  constructor(
+    socket: WebSocket,
+    info: DaemonInfo,
+    instance: string,
+    requestTimeoutMs: number = DEFAULT_REQUEST_TIMEOUT_MS,
+  ) {
     this.socket = socket;
     this.info = info;
     this.instance = instance;
+    this.#requestTimeoutMs = requestTimeoutMs;
   }
 
   get closed(): boolean {
@@ -72,11 +102,36 @@ export class Connection {
   send(message: ControllerMessage): void {
     if (this.#closed || this.socket.readyState !== WebSocket.OPEN) return;
     this.socket.send(JSON.stringify(message));
+    this.lastSent = Date.now();
+    if (message.t === "eof" && this.#sending.size > 0) {
+      const state = this.#sending.get(message.sid);
+      if (state && !state.ended) {
+        state.ended = true;
+        state.progressAt = this.lastSent;
+      }
+    }
   }
 
   sendData(sid: number, offset: number, payload: Uint8Array): void {
     if (this.#closed || this.socket.readyState !== WebSocket.OPEN) return;
     this.socket.send(encodeDataFrame(sid, offset, payload));
+    this.lastSent = Date.now();
+    if (this.#sending.size > 0) {
+      const state = this.#sending.get(sid);
+      if (state) {
+        // Starting to wait on the daemon's credit: its deadline runs from now.
+        if (state.sent <= state.acked) state.progressAt = this.lastSent;
+        state.sent = Math.max(state.sent, offset + payload.length);
+      }
+    }
+  }
+
+  /** The daemon acknowledged `offset` on stream `sid` (progress for a pending upload's deadline). */
+  acked(sid: number, offset: number): void {
+    const state = this.#sending.get(sid);
+    if (!state) return;
+    state.acked = Math.max(state.acked, offset);
+    state.progressAt = Date.now();
   }
 
   /** A fresh stream id on this connection. */
@@ -85,26 +140,82 @@ export class Connection {
     return this.#sid;
   }
 
+  /**
+   * Send a request; the promise settles with the daemon's reply, or fails with `RequestTimeoutError` when none
+   * comes within the deadline (for an upload: while the controller waits on the daemon and it makes no progress),
+   * or with `DaemonDisconnectedError` when the link closes first.
+   */
   request<Op extends Operation>(op: Op, args: RequestArgs<Op>): Promise<Record<string, unknown>> {
     if (this.#closed) return Promise.reject(new DaemonDisconnectedError(this.info.id));
     const rid = ++this.#rid;
     return new Promise((resolve, reject) => {
-      this.#pending.set(rid, { resolve, reject });
+      const sid = op === "upload" ? (args as RequestArgs<"upload">).sid : undefined;
+      const pending: Pending = { op, resolve, reject, timer: undefined, sending: undefined };
+      if (sid !== undefined) {
+        const state = { sent: 0, acked: 0, ended: false, progressAt: Date.now() };
+        pending.sending = { sid, state };
+        this.#sending.set(sid, state);
+      }
+      pending.timer = setTimeout(() => this.#expire(rid), this.#requestTimeoutMs);
+      this.#pending.set(rid, pending);
       this.send({ t: "req", rid, op, args } as ControllerMessage);
     });
   }
 
+  #expire(rid: number): void {
+    const pending = this.#pending.get(rid);
+    if (!pending) return;
+    const state = pending.sending?.state;
+    if (state) {
+      const now = Date.now();
+      const waiting = state.ended || state.sent > state.acked;
+      // Not waiting on the daemon (the caller's source is slow), or it made progress: check again later.
+      if (!waiting || now - state.progressAt < this.#requestTimeoutMs) {
+        const left = waiting
+          ? state.progressAt + this.#requestTimeoutMs - now
+          : this.#requestTimeoutMs;
+        pending.timer = setTimeout(() => this.#expire(rid), Math.max(1, left));
+        return;
+      }
+    }
+    this.#take(rid)?.reject(
+      new RequestTimeoutError(this.info.id, pending.op, this.#requestTimeoutMs),
+    );
+  }
+
+  #take(rid: number): Pending | undefined {
+    const pending = this.#pending.get(rid);
+    if (!pending) return undefined;
+    this.#pending.delete(rid);
+    clearTimeout(pending.timer);
+    if (pending.sending) this.#sending.delete(pending.sending.sid);
+    return pending;
+  }
+
+  /** The operation of pending request `rid`, if it is pending. */
+  pendingOp(rid: number): Operation | undefined {
+    return this.#pending.get(rid)?.op;
+  }
+
+  /** Settle request `rid` with the daemon's reply. Returns false when no such request is pending. */
   response(
     rid: number,
     ok: boolean,
     data: Record<string, unknown> | undefined,
     error: WireError | undefined,
   ): boolean {
-    const pending = this.#pending.get(rid);
+    const pending = this.#take(rid);
     if (!pending) return false;
-    this.#pending.delete(rid);
     if (ok) pending.resolve(data ?? {});
     else pending.reject(remoteError(this.info.id, error!));
+    return true;
+  }
+
+  /** Fail request `rid` (a reply the controller cannot accept). Returns false when no such request is pending. */
+  fail(rid: number, error: Error): boolean {
+    const pending = this.#take(rid);
+    if (!pending) return false;
+    pending.reject(error);
     return true;
   }
 
@@ -112,10 +223,9 @@ export class Connection {
   closedNow(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const pending of this.#pending.values()) {
-      pending.reject(new DaemonDisconnectedError(this.info.id));
+    for (const rid of [...this.#pending.keys()]) {
+      this.#take(rid)?.reject(new DaemonDisconnectedError(this.info.id));
     }
-    this.#pending.clear();
     const routes = [...this.routes.values()];
     this.routes.clear();
     for (const route of routes) route.onClose?.();

@@ -2,7 +2,10 @@
 // own send buffer and reports the requests it makes (for the audit trail).
 import type { Operation, RequestArgs } from "../protocol/messages.ts";
 import { Connection, type DaemonInfo } from "./_connection.ts";
-import type { Identity } from "./auth.ts";
+import { type Authenticator, createAuthenticator, type Identity } from "./auth.ts";
+import { AuditLog } from "./audit.ts";
+import { type RateLimit, RateLimiter, TokenBucket } from "./rate_limiter.ts";
+import type { ServerOptions } from "./options.ts";
 
 /** Largest first (hello) message a pending connection may send, in bytes. */
 export const MAX_HELLO_BYTES = 64 * 1024;
@@ -48,8 +51,14 @@ export class GuardedConnection extends Connection {
   readonly #guards: ConnectionGuards;
   #overflowing = false;
 
-  constructor(socket: WebSocket, info: DaemonInfo, instance: string, guards: ConnectionGuards) {
-    super(socket, info, instance);
+  constructor(
+    socket: WebSocket,
+    info: DaemonInfo,
+    instance: string,
+    requestTimeoutMs: number,
+    guards: ConnectionGuards,
+  ) {
+    super(socket, info, instance, requestTimeoutMs);
     this.#guards = guards;
   }
 
@@ -84,5 +93,91 @@ export class GuardedConnection extends Connection {
     if (buffered <= this.#guards.maxBufferedBytes) return;
     this.#overflowing = true;
     queueMicrotask(() => this.#guards.onOverflow(this, buffered));
+  }
+}
+
+/** The security settings of one server, made from its options. */
+export interface Security {
+  authenticator: Authenticator;
+  tls: boolean;
+  audit: AuditLog | undefined;
+  ownsAudit: boolean;
+  limiter: RateLimiter | undefined;
+  failures: AuthFailures;
+}
+
+/** Build the security settings; options were validated already. */
+export function createSecurity(
+  options: ServerOptions,
+  log: {
+    warn(message: string, props: Record<string, unknown>): void;
+    error(message: string, props: Record<string, unknown>): void;
+  },
+): Security {
+  const authenticator = createAuthenticator({
+    ...(options.token !== undefined ? { token: options.token } : {}),
+    ...(options.jwt !== undefined ? { jwt: options.jwt } : {}),
+    ...(options.authenticate !== undefined ? { authenticate: options.authenticate } : {}),
+    onFailure: (reason) => log.warn("Refused a daemon's credentials: {reason}", { reason }),
+  });
+  let limiter: RateLimiter | undefined;
+  if (options.rateLimit !== undefined) {
+    const { perDaemon, global } = options.rateLimit;
+    limiter = new RateLimiter({
+      ...(perDaemon !== undefined ? { perKey: perDaemon } : {}),
+      ...(global !== undefined ? { global } : {}),
+    });
+  }
+  let audit: AuditLog | undefined;
+  let ownsAudit = false;
+  if (options.audit instanceof AuditLog) {
+    audit = options.audit;
+  } else if (options.audit !== undefined) {
+    audit = new AuditLog(Array.isArray(options.audit) ? options.audit : [options.audit], {
+      onError: (error, record) =>
+        log.error("Audit sink failed for {action} on {daemon}: {error}", {
+          action: record.action,
+          daemon: record.daemon,
+          error: String(error),
+        }),
+    });
+    ownsAudit = true;
+  }
+  const failures = new AuthFailures(
+    options.authFailureLimit === undefined ? { rate: 1, burst: 20 } : options.authFailureLimit,
+  );
+  return { authenticator, tls: options.cert !== undefined, audit, ownsAudit, limiter, failures };
+}
+
+/**
+ * Failed authentications per remote address. Only failures are counted and limited: a request with valid
+ * credentials is accepted whatever its address's record, so a flood of bad tokens through a shared proxy address
+ * cannot lock out the daemons behind it.
+ */
+export class AuthFailures {
+  readonly #limit: RateLimit | null;
+  readonly #buckets: Map<string, TokenBucket> = new Map();
+
+  constructor(limit: RateLimit | null) {
+    this.#limit = limit;
+  }
+
+  /**
+   * Count a failure from `address`. Returns the milliseconds to ask the client to wait (answer 429) when the
+   * address has used up its budget, else 0 (answer 401).
+   */
+  failed(address: string): number {
+    if (!this.#limit) return 0;
+    let bucket = this.#buckets.get(address);
+    if (!bucket) {
+      if (this.#buckets.size >= 10_000) {
+        // Forget addresses that have recovered; if none has, the oldest.
+        for (const [key, old] of this.#buckets) if (old.full) this.#buckets.delete(key);
+        if (this.#buckets.size >= 10_000) this.#buckets.delete(this.#buckets.keys().next().value!);
+      }
+      bucket = new TokenBucket(this.#limit);
+      this.#buckets.set(address, bucket);
+    }
+    return bucket.tryTake() ? 0 : Math.max(1, bucket.retryAfterMs());
   }
 }

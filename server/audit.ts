@@ -38,17 +38,35 @@ export interface AuditRecord {
     | "exec"
     | "spawn"
     | "shell"
+    | "attach"
+    | "attachShell"
+    | "processes"
     | "signal"
+    | "resize"
+    | "exit"
     | "upload"
     | "download"
-    | "fs"
+    | "uploadDir"
+    | "downloadDir"
+    | "fs.stat"
+    | "fs.list"
+    | "fs.mkdir"
+    | "fs.remove"
+    | "fs.move"
+    | "fs.watch"
     | "connect"
     | "disconnect"
     | (string & Record<never, never>);
   /** The command line: a shell string or an argument vector. */
   command?: string | string[];
-  /** The file or directory involved. */
+  /** The file or directory involved (for `fs.move`, the source). */
   path?: string;
+  /** Where `fs.move` moved `path` to. */
+  to?: string;
+  /** The daemon's process id, for actions on a process. */
+  process?: string;
+  /** The OS process id on the worker, once started. */
+  pid?: number;
   /** Exit code of a process; `null` if it was killed by a signal. */
   exitCode?: number | null;
   /** Bytes transferred. */

@@ -1,10 +1,12 @@
 /**
- * Errors the controller API throws. Each has a stable `code`.
+ * Every error the controller API can throw, in one place. Each has a stable `code`.
  *
  * @module
  */
 
 export { ProtocolError } from "../protocol/errors.ts";
+export { AuthenticationError } from "./auth.ts";
+export { RateLimitedError } from "./rate_limiter.ts";
 
 /**
  * No daemon with that id is connected (or it did not connect in time).
@@ -125,9 +127,14 @@ export class RemoteError extends Error {
    *
    * @param daemonId The daemon.
    * @param error The wire error.
+   * @param options Standard error options (`cause`).
    */
-  constructor(daemonId: string, error: { code: string; message: string; path?: string }) {
-    super(error.message);
+  constructor(
+    daemonId: string,
+    error: { code: string; message: string; path?: string },
+    options?: ErrorOptions,
+  ) {
+    super(error.message, options);
     this.name = "RemoteError";
     this.code = error.code;
     this.daemonId = daemonId;
@@ -207,7 +214,9 @@ export class PolicyError extends RemoteError {
 
 /**
  * A file operation failed on the worker. `code` is the OS-style code (`ENOENT`, `EACCES`, `EISDIR`, `ENOSPC`,
- * `EEXIST`, `ENOTDIR`, `EINTEGRITY`, ...) and `path` the path.
+ * `EEXIST`, `ENOTDIR`, `EINTEGRITY`, ...) and `path` the path. A directory transfer whose archive could not be
+ * packed or unpacked is a `FileError` too, with the tar code (`TAR_FORMAT`, `TAR_PATH_ESCAPE`,
+ * `TAR_PATH_INVALID`, `TAR_PACK`) and the tar error as its `cause`.
  *
  * @example Catch it
  * ```ts
@@ -222,10 +231,68 @@ export class FileError extends RemoteError {
    *
    * @param daemonId The daemon.
    * @param error The wire error.
+   * @param options Standard error options (`cause`).
    */
-  constructor(daemonId: string, error: { code: string; message: string; path?: string }) {
-    super(daemonId, error);
+  constructor(
+    daemonId: string,
+    error: { code: string; message: string; path?: string },
+    options?: ErrorOptions,
+  ) {
+    super(daemonId, error, options);
     this.name = "FileError";
+  }
+}
+
+/**
+ * Turn a tar failure of a directory transfer (an error whose `code` starts with `TAR_`) into a
+ * {@linkcode FileError} with that code; anything else is returned as it is.
+ *
+ * @param daemonId The daemon.
+ * @param path The directory being transferred.
+ * @param error What was thrown.
+ * @returns The error to throw.
+ */
+export function tarFileError(daemonId: string, path: string, error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (!(error instanceof Error) || typeof code !== "string" || !code.startsWith("TAR_")) {
+    return error;
+  }
+  return new FileError(daemonId, { code, message: error.message, path }, { cause: error });
+}
+
+/**
+ * The daemon did not answer a request within the deadline (`ServerOptions.requestTimeoutMs`; for an upload, the
+ * daemon made no progress for that long while the controller waited on it). The link stays up.
+ *
+ * @example Catch it
+ * ```ts
+ * import { RequestTimeoutError } from "./errors.ts";
+ * const error = new RequestTimeoutError("worker-1", "stat", 60_000);
+ * console.assert(error.code === "REQUEST_TIMEOUT" && error.operation === "stat");
+ * ```
+ */
+export class RequestTimeoutError extends Error {
+  /** Stable code. */
+  readonly code: "REQUEST_TIMEOUT" = "REQUEST_TIMEOUT";
+  /** The daemon. */
+  readonly daemonId: string;
+  /** The request's operation (`spawn`, `stat`, `upload`, ...). */
+  readonly operation: string;
+  /** The deadline, in milliseconds. */
+  readonly timeoutMs: number;
+  /**
+   * Make the error.
+   *
+   * @param daemonId The daemon.
+   * @param operation The request's operation.
+   * @param timeoutMs The deadline.
+   */
+  constructor(daemonId: string, operation: string, timeoutMs: number) {
+    super(`Daemon '${daemonId}' did not answer the '${operation}' request within ${timeoutMs} ms`);
+    this.name = "RequestTimeoutError";
+    this.daemonId = daemonId;
+    this.operation = operation;
+    this.timeoutMs = timeoutMs;
   }
 }
 
@@ -243,6 +310,9 @@ const FILE_CODES = new Set([
   "EINVAL",
   "ELOOP",
   "EPERM",
+  "ENAMETOOLONG",
+  "EXDEV",
+  "EROFS",
 ]);
 
 /**

@@ -83,6 +83,28 @@ function checkSize(name: string, value: unknown): void {
 
 const encoder = new TextEncoder();
 
+let createShell: (
+  process: ProcessSession,
+  resize: (cols: number, rows: number) => Promise<void>,
+  recorder: AsciicastWriter | undefined,
+) => RemoteShell;
+
+/**
+ * Make the handle of a terminal session (for the server; `mod.ts` does not export it).
+ *
+ * @param process The underlying process handle (one output stream).
+ * @param resize Sends a resize request for this session.
+ * @param recorder Where the session is recorded, if anywhere.
+ * @returns The handle.
+ */
+export function openShellHandle(
+  process: ProcessSession,
+  resize: (cols: number, rows: number) => Promise<void>,
+  recorder?: AsciicastWriter,
+): RemoteShell {
+  return createShell(process, resize, recorder);
+}
+
 /**
  * A terminal session on a worker. Made by `server.shell()` or `server.attachShell()`.
  *
@@ -121,14 +143,11 @@ export class RemoteShell implements AsyncDisposable {
   #output: ReadableStream<Uint8Array> | undefined;
   #writes: Promise<void> = Promise.resolve();
 
-  /**
-   * @internal Made by the server.
-   *
-   * @param process The underlying process handle (one output stream).
-   * @param resize Sends a resize request for this session.
-   * @param recorder Where the session is recorded, if anywhere.
-   */
-  constructor(
+  static {
+    createShell = (process, resize, recorder) => new RemoteShell(process, resize, recorder);
+  }
+
+  private constructor(
     process: ProcessSession,
     resize: (cols: number, rows: number) => Promise<void>,
     recorder?: AsciicastWriter,

@@ -298,3 +298,81 @@ Deno.test("a daemon that ignores stream credit fails that stream instead of grow
   raw.socket.close();
   await raw.closed;
 });
+
+Deno.test("the controller drops a half-open link within three heartbeat intervals", async () => {
+  const heartbeatMs = 500;
+  await using server = await Server.listen({ port: 0, heartbeatMs });
+  await using proxy = new LinkProxy(server.port);
+  const daemon = new TestDaemon({ id: "bounded", url: proxy.url() });
+  try {
+    await server.waitForDaemon("bounded");
+    const gone = nextEvent(server, "disconnect", "bounded");
+    const started = performance.now();
+    proxy.stall();
+    await gone;
+    // The last message arrived before the stall, so the bound counts from there; a little for timer latency.
+    assertLess(performance.now() - started, 3 * heartbeatMs + 150);
+  } finally {
+    proxy.stall(false);
+    await daemon.stop();
+  }
+});
+
+Deno.test("the daemon answers the controller's pings without pinging back, and owns its heartbeat drop", async () => {
+  const heartbeatMs = 200;
+  let pings = 0;
+  let pongs = 0;
+  let lastPingAt = 0;
+  let connections = 0;
+  const redialed = Promise.withResolvers<number>();
+  const pinging = Promise.withResolvers<void>();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const fake = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request, {
+      protocol: SUBPROTOCOL,
+      idleTimeout: 0,
+    });
+    const n = ++connections;
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string") return;
+      const message = JSON.parse(event.data);
+      if (message.t === "hello") {
+        if (n === 2) {
+          redialed.resolve(performance.now() - lastPingAt);
+          return;
+        }
+        socket.send(JSON.stringify({ t: "welcome", version: "test", heartbeatMs }));
+        // Ping like a controller for six intervals, then fall silent.
+        let sent = 0;
+        timer = setInterval(() => {
+          if (sent++ === 6) {
+            clearInterval(timer);
+            pinging.resolve();
+            return;
+          }
+          lastPingAt = performance.now();
+          socket.send('{"t":"ping"}');
+        }, heartbeatMs);
+      } else if (message.t === "ping") pings++;
+      else if (message.t === "pong") pongs++;
+    };
+    socket.onerror = () => {};
+    return response;
+  });
+  const daemon = new TestDaemon({ id: "quiet", url: `ws://127.0.0.1:${fake.addr.port}/ws` });
+  try {
+    await pinging.promise;
+    const elapsed = await redialed.promise;
+    assertEquals(pings, 0, "the daemon pinged a controller that pings it");
+    assert(pongs >= 5, `only ${pongs} pongs`);
+    // Dropped within three intervals of the last ping (plus the redial delay of up to 100 ms).
+    assertLess(elapsed, 3 * heartbeatMs + 100 + 200);
+    const { stderr } = await daemon.stop();
+    assert(stderr.includes("Controller silent"), stderr);
+    assert(!stderr.includes("Controller closed the link"), stderr);
+  } finally {
+    clearInterval(timer);
+    await daemon.stop();
+    await fake.shutdown();
+  }
+});

@@ -1,0 +1,107 @@
+// HTTP side of the controller: routing (`/health`, `/stats`, the WebSocket path), authentication before anything
+// else, the failure limit, protocol negotiation and the upgrade. `serveHttp` is the one place that opens the
+// listener, so it can be swapped for a hardened one.
+import { getLogger } from "@logtape/logtape";
+import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+import type { Security } from "./_security.ts";
+import type { Identity } from "./auth.ts";
+import type { ServerStats } from "./options.ts";
+
+const log = getLogger(["sandd", "server"]);
+
+/** What the HTTP handler needs from the server. */
+export interface HttpRoutes {
+  /** Path of the WebSocket endpoint. */
+  path: string;
+  security: Security;
+  stats(): ServerStats;
+  /** Whether the server is shutting down (new links get 503). */
+  closing(): boolean;
+  /** Hand an upgraded socket to the hub. */
+  accept(socket: WebSocket, remoteAddress: string, identity: Identity): void;
+}
+
+/** Handle one HTTP request. */
+export async function handleHttp(
+  routes: HttpRoutes,
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+): Promise<Response> {
+  const url = new URL(request.url);
+  if (request.method === "GET" && url.pathname === "/health") {
+    return Response.json({ status: "ok", version: VERSION });
+  }
+  const stats = request.method === "GET" && url.pathname === "/stats";
+  if (!stats && url.pathname !== routes.path) {
+    return new Response("Not found\n", { status: 404 });
+  }
+  const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+  // Authenticate before anything else is looked at; a refusal says nothing about why (the log does). Only
+  // failures are limited per address: valid credentials are never refused because of others' failures.
+  const identity = await routes.security.authenticator(request);
+  if (identity === null) {
+    const retryMs = routes.security.failures.failed(info.remoteAddr.hostname);
+    if (retryMs > 0) {
+      return new Response("Too many failed attempts\n", {
+        status: 429,
+        headers: { "retry-after": String(Math.ceil(retryMs / 1000)) },
+      });
+    }
+    log.warn("Answered 401 to {remote} on {path}", { remote, path: url.pathname });
+    return new Response("Unauthorized\n", {
+      status: 401,
+      headers: { "www-authenticate": "Bearer" },
+    });
+  }
+  if (stats) return Response.json(routes.stats());
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return Response.json({ error: "Expected a WebSocket upgrade" }, { status: 400 });
+  }
+  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (!offered.includes(SUBPROTOCOL)) {
+    return Response.json({
+      error: `Unsupported protocol: offered [${
+        offered.join(", ")
+      }]; this controller speaks ${SUBPROTOCOL}`,
+    }, { status: 426 });
+  }
+  if (routes.closing()) return new Response("Shutting down\n", { status: 503 });
+  const { socket, response } = Deno.upgradeWebSocket(request, {
+    protocol: SUBPROTOCOL,
+    idleTimeout: 0,
+  });
+  routes.accept(socket, remote, identity);
+  return response;
+}
+
+/** Where and how to listen. */
+export interface ListenOptions {
+  hostname: string;
+  port: number;
+  cert?: string;
+  key?: string;
+}
+
+/** Open the listener; resolves once it listens. */
+export async function serveHttp(
+  options: ListenOptions,
+  handler: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response>,
+): Promise<Deno.HttpServer<Deno.NetAddr>> {
+  const { promise: listening, resolve } = Promise.withResolvers<void>();
+  const http = Deno.serve({
+    ...(options.cert !== undefined && options.key !== undefined
+      ? { cert: options.cert, key: options.key }
+      : {}),
+    hostname: options.hostname,
+    port: options.port,
+    onListen: () => resolve(),
+    onError: (error) => {
+      log.error("HTTP handler failed: {error}", { error: String(error) });
+      return new Response("Internal error", { status: 500 });
+    },
+  }, handler);
+  await listening;
+  return http;
+}

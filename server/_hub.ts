@@ -1,0 +1,380 @@
+// The hub: where daemon links live. The handshake (hello, then welcome), the duplicate-id policy, heartbeats,
+// and the dispatch of every message a daemon sends, replies included (parsed in one place, `#reply`).
+import { getLogger } from "@logtape/logtape";
+import { decodeDataFrame } from "../protocol/frame.ts";
+import { ProtocolError } from "../protocol/errors.ts";
+import {
+  type DaemonMessage,
+  type HelloMessage,
+  type Operation,
+  parseDaemonMessage,
+  type ResponseMessage,
+} from "../protocol/messages.ts";
+import { VERSION } from "../protocol/version.ts";
+import type { Connection, DaemonInfo } from "./_connection.ts";
+import { bindsDaemonId, GuardedConnection, MAX_HELLO_BYTES, messageBytes } from "./_security.ts";
+import { Heartbeat } from "./_heartbeat.ts";
+import type { Auditor } from "./_audited.ts";
+import type { ProcessRegistry } from "./_registry.ts";
+import { DAEMON_ID } from "./_validate.ts";
+import type { Identity } from "./auth.ts";
+import { dispatchFsEvent } from "./files.ts";
+
+const log = getLogger(["sandd", "server"]);
+
+/** Requests that handles send on their own (not through a `Server` method) and that are audited here. */
+const AUDITED_HERE: ReadonlySet<Operation> = new Set(["signal", "detach"]);
+
+export interface HubOptions {
+  heartbeatMs: number;
+  handshakeTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxMessageBytes: number;
+  maxBufferedBytes: number;
+  auditor: Auditor;
+  registry: ProcessRegistry;
+  onConnect(info: DaemonInfo): void;
+  onDisconnect(info: DaemonInfo): void;
+}
+
+/**
+ * Check a reply's data before it settles its request. The one place where replies are read: per-operation response
+ * validators plug in here.
+ */
+function checkReply(_op: Operation, data: Record<string, unknown>): Record<string, unknown> {
+  return data;
+}
+
+export class Hub {
+  readonly connections: Map<string, Connection> = new Map();
+  readonly #options: HubOptions;
+  readonly #pendingSockets: Set<WebSocket> = new Set();
+  /** Every accepted socket until its close event, so `close()` can wait for all of them. */
+  readonly #openSockets: Map<WebSocket, Promise<void>> = new Map();
+  readonly #heartbeat: Heartbeat;
+  #closing = false;
+
+  constructor(options: HubOptions) {
+    this.#options = options;
+    this.#heartbeat = new Heartbeat({
+      intervalMs: options.heartbeatMs,
+      ping: (conn) => conn.send({ t: "ping" }),
+      drop: (conn, ms) => {
+        log.warn("Daemon {id} silent for {ms} ms; dropping it", { id: conn.info.id, ms });
+        conn.close(4008, "heartbeat timeout");
+        this.#disconnected(conn);
+      },
+    });
+  }
+
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** The live connection to a daemon, or null. */
+  connection(id: string): Connection | null {
+    return this.connections.get(id) ?? null;
+  }
+
+  /** Take an upgraded socket: it must say hello within the handshake timeout. */
+  accept(socket: WebSocket, remoteAddress: string, identity: Identity): void {
+    socket.binaryType = "arraybuffer";
+    this.#pendingSockets.add(socket);
+    const closed = Promise.withResolvers<void>();
+    this.#openSockets.set(socket, closed.promise);
+    let conn: Connection | null = null;
+    let refused = false;
+    const handshake = setTimeout(() => {
+      log.warn("No hello from {remote} within the handshake timeout", { remote: remoteAddress });
+      socket.close(4008, "handshake timeout");
+    }, this.#options.handshakeTimeoutMs);
+    socket.onmessage = (event) => {
+      if (refused) return;
+      const limit = conn ? this.#options.maxMessageBytes : MAX_HELLO_BYTES;
+      const size = messageBytes(event.data, limit);
+      if (size > limit) {
+        log.warn("A {size}-byte message from {who} exceeds {limit} bytes; closing its link", {
+          size,
+          who: conn?.info.id ?? remoteAddress,
+          limit,
+        });
+        refused = true;
+        clearTimeout(handshake);
+        socket.close(1009, "message too big");
+        if (conn) this.#disconnected(conn);
+        return;
+      }
+      if (conn) {
+        conn.lastSeen = Date.now();
+        if (typeof event.data === "string") this.#onText(conn, event.data);
+        else this.#onBinary(conn, new Uint8Array(event.data as ArrayBuffer));
+        return;
+      }
+      clearTimeout(handshake);
+      conn = this.#handshake(socket, event.data, remoteAddress, identity);
+      if (!conn) refused = true;
+    };
+    socket.onclose = () => {
+      clearTimeout(handshake);
+      this.#pendingSockets.delete(socket);
+      this.#openSockets.delete(socket);
+      closed.resolve();
+      if (conn) this.#disconnected(conn);
+    };
+    socket.onerror = () => {};
+  }
+
+  /** The first message: a valid hello from a daemon its credential may speak for. */
+  #handshake(
+    socket: WebSocket,
+    data: unknown,
+    remoteAddress: string,
+    identity: Identity,
+  ): Connection | null {
+    let hello: DaemonMessage;
+    try {
+      if (typeof data !== "string") throw new ProtocolError("Expected a hello text frame first");
+      hello = parseDaemonMessage(data);
+      if (hello.t !== "hello") throw new ProtocolError(`Expected hello first, got '${hello.t}'`);
+      if (!DAEMON_ID.test(hello.id)) throw new ProtocolError(`Invalid daemon id '${hello.id}'`);
+    } catch (error) {
+      socket.close(4000, (error as Error).message.slice(0, 120));
+      return null;
+    }
+    this.#pendingSockets.delete(socket);
+    if (bindsDaemonId(identity) && identity.subject !== hello.id) {
+      // A per-daemon credential speaks for one daemon id only.
+      log.warn("Refused daemon id {id} from {remote}: its credential is for {subject}", {
+        id: hello.id,
+        remote: remoteAddress,
+        subject: identity.subject,
+      });
+      socket.close(4001, "credential does not match the daemon id");
+      return null;
+    }
+    return this.#register(socket, hello, remoteAddress, identity.subject);
+  }
+
+  #register(
+    socket: WebSocket,
+    hello: HelloMessage,
+    remoteAddress: string,
+    identity: string,
+  ): Connection | null {
+    const info: DaemonInfo = {
+      id: hello.id,
+      labels: hello.labels,
+      hostname: hello.hostname,
+      platform: hello.platform,
+      arch: hello.arch,
+      version: hello.version,
+      pid: hello.pid,
+      connectedAt: new Date(),
+      remoteAddress,
+      identity,
+    };
+    const previous = this.connections.get(info.id);
+    if (previous) {
+      // Policy: the same daemon process (same instance) with the same authenticated identity reconnecting
+      // replaces its older connection, which may be half-open; anything else claiming a connected id is refused.
+      if (previous.instance !== hello.instance || previous.info.identity !== identity) {
+        log.warn("Refused a second daemon claiming id {id} from {remote}", {
+          id: info.id,
+          remote: remoteAddress,
+        });
+        socket.close(4009, `Daemon id '${info.id}' is already connected`);
+        return null;
+      }
+      log.info("Daemon {id} reconnected; replacing its older connection", { id: info.id });
+      previous.close(4004, "replaced by a newer connection of the same daemon");
+      this.#disconnected(previous);
+    }
+    const auditor = this.#options.auditor;
+    const conn = new GuardedConnection(
+      socket,
+      info,
+      hello.instance,
+      this.#options.requestTimeoutMs,
+      {
+        maxBufferedBytes: this.#options.maxBufferedBytes,
+        onOverflow: (guarded, buffered) => {
+          log.warn("Daemon {id} is not reading: {buffered} bytes queued; dropping its link", {
+            id: guarded.info.id,
+            buffered,
+          });
+          guarded.close(1008, "send buffer overflow");
+          this.#disconnected(guarded);
+        },
+        onRequest: (guarded, op, args, result) => {
+          if (!AUDITED_HERE.has(op)) return;
+          auditor.run(op, guarded.info.id, {
+            process: String(args.proc),
+            ...(op === "signal" ? { command: String(args.signal) } : {}),
+          }, () => result).catch(() => {});
+        },
+      },
+    );
+    this.connections.set(info.id, conn);
+    conn.send({ t: "welcome", version: VERSION, heartbeatMs: this.#options.heartbeatMs });
+    this.#heartbeat.add(conn);
+    log.info("Daemon {id} connected from {remote}", { id: info.id, remote: remoteAddress });
+    auditor.write({ daemon: info.id, identity, action: "connect", ok: true });
+    this.#options.registry.connected(conn);
+    this.#options.onConnect({ ...info });
+    return conn;
+  }
+
+  #disconnected(conn: Connection): void {
+    if (conn.closed && this.connections.get(conn.info.id) !== conn) return;
+    conn.closedNow();
+    this.#heartbeat.delete(conn);
+    if (this.connections.get(conn.info.id) !== conn) return;
+    this.connections.delete(conn.info.id);
+    log.info("Daemon {id} disconnected", { id: conn.info.id });
+    this.#options.auditor.write({
+      daemon: conn.info.id,
+      identity: conn.info.identity,
+      action: "disconnect",
+      durationMs: Date.now() - conn.info.connectedAt.getTime(),
+      ok: true,
+    });
+    this.#options.registry.disconnected(conn.info.id, this.#closing);
+    this.#options.onDisconnect({ ...conn.info });
+  }
+
+  #onText(conn: Connection, text: string): void {
+    let message: DaemonMessage;
+    try {
+      message = parseDaemonMessage(text);
+    } catch (error) {
+      this.#refused(conn, text, error as Error);
+      return;
+    }
+    switch (message.t) {
+      case "ping":
+        conn.send({ t: "pong" });
+        return;
+      case "pong":
+        return;
+      case "res":
+        this.#reply(conn, message);
+        return;
+      case "ack":
+        conn.acked(message.sid, message.offset);
+        conn.routes.get(message.sid)?.onAck?.(message.offset);
+        return;
+      case "eof":
+        conn.routes.get(message.sid)?.onEof?.(message.offset, message.sha256);
+        return;
+      case "gap":
+        conn.routes.get(message.sid)?.onGap?.(message.from, message.to);
+        return;
+      case "reset":
+        conn.routes.get(message.sid)?.onReset?.(message.reason);
+        return;
+      case "exit":
+        this.#options.registry.exited(conn.info.id, message.proc, {
+          exitCode: message.exitCode,
+          signal: message.signal as Deno.Signal | null,
+          timedOut: message.timedOut,
+          ...(message.truncated ? { truncated: message.truncated } : {}),
+        });
+        return;
+      case "fsevent":
+        dispatchFsEvent(conn, message);
+        return;
+      case "error":
+        log.warn("Daemon {id} reported: {code} {message}", {
+          id: conn.info.id,
+          code: message.code,
+          message: message.message,
+        });
+        return;
+      case "hello":
+        conn.send({ t: "error", code: "PROTOCOL", message: "hello after the handshake" });
+        return;
+    }
+  }
+
+  /** Settle the request a reply answers; a reply that does not fit its operation fails that request. */
+  #reply(conn: Connection, message: ResponseMessage): void {
+    const op = conn.pendingOp(message.rid);
+    if (op === undefined) {
+      conn.send({ t: "error", code: "PROTOCOL", message: `No pending request ${message.rid}` });
+      return;
+    }
+    if (!message.ok) {
+      conn.response(message.rid, false, undefined, message.error);
+      return;
+    }
+    let data: Record<string, unknown>;
+    try {
+      data = checkReply(op, message.data);
+    } catch (error) {
+      conn.fail(message.rid, this.#badReply(conn, op, error as Error));
+      return;
+    }
+    conn.response(message.rid, true, data, undefined);
+  }
+
+  /**
+   * A message that failed validation. When it is a reply to a pending request (its `rid` is readable), that
+   * request fails with the reason instead of waiting for its deadline.
+   */
+  #refused(conn: Connection, text: string, error: Error): void {
+    log.warn("Refused a message from {id}: {message}", {
+      id: conn.info.id,
+      message: error.message,
+    });
+    conn.send({ t: "error", code: "PROTOCOL", message: error.message.slice(0, 8192) });
+    let rid: unknown;
+    try {
+      const value = JSON.parse(text) as { t?: unknown; rid?: unknown } | null;
+      if (value?.t === "res") rid = value.rid;
+    } catch {
+      return; // not JSON: nothing to attribute it to
+    }
+    if (typeof rid !== "number") return;
+    const op = conn.pendingOp(rid);
+    if (op !== undefined) conn.fail(rid, this.#badReply(conn, op, error));
+  }
+
+  #badReply(conn: Connection, op: Operation, error: Error): ProtocolError {
+    return new ProtocolError(
+      `Daemon '${conn.info.id}' answered the '${op}' request with a reply the controller cannot accept: ${error.message}`,
+      { cause: error },
+    );
+  }
+
+  #onBinary(conn: Connection, bytes: Uint8Array): void {
+    try {
+      const frame = decodeDataFrame(bytes);
+      const route = conn.routes.get(frame.sid);
+      if (!route?.onData) {
+        conn.send({ t: "reset", sid: frame.sid, reason: `No open stream ${frame.sid}` });
+        return;
+      }
+      route.onData(frame.offset, frame.payload);
+    } catch (error) {
+      conn.send({ t: "error", code: "PROTOCOL", message: (error as Error).message });
+    }
+  }
+
+  /** Close every link (processes on the workers keep running) and wait, bounded, for their close handshakes. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    await this.#heartbeat.close();
+    for (const socket of this.#pendingSockets) socket.close(1001, "server closing");
+    for (const conn of [...this.connections.values()]) {
+      conn.close(1001, "server closing");
+      this.#disconnected(conn);
+    }
+    this.#options.registry.failAll();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(this.#openSockets.values()),
+      new Promise((resolve) => timer = setTimeout(resolve, 2_000)),
+    ]);
+    clearTimeout(timer);
+  }
+}
