@@ -29,6 +29,7 @@ import {
   type ProcessStatus,
   RemoteProcess,
 } from "./process.ts";
+import { serveHttp } from "./_http_listener.ts";
 import { type AttachShellOptions, RemoteShell, type ShellOptions } from "./shell.ts";
 import {
   dispatchFsEvent,
@@ -109,6 +110,17 @@ export interface ServerOptions {
    * 1008) instead of growing the controller's memory. @default 64 MiB
    */
   maxBufferedBytes?: number;
+  /**
+   * Most connections open at once that are still HTTP (a daemon's WebSocket stops counting once upgraded). At the
+   * cap, the oldest connection still waiting for its request head makes room, or the new one is closed when every
+   * connection is busy. @default 1_024
+   */
+  maxConnections?: number;
+  /**
+   * A connection must finish its request head (and TLS handshake) within this long of being accepted or of its
+   * previous response, else it is closed. @default 10_000
+   */
+  headerTimeoutMs?: number;
 }
 
 /**
@@ -370,7 +382,10 @@ function createSecurity(options: ServerOptions): Security {
 export class Server extends EventTarget implements AsyncDisposable {
   readonly #http: Deno.HttpServer<Deno.NetAddr>;
   readonly #options: Required<
-    Omit<ServerOptions, "signal" | "hostname" | "port" | SecurityOptionName>
+    Omit<
+      ServerOptions,
+      "signal" | "hostname" | "port" | "maxConnections" | "headerTimeoutMs" | SecurityOptionName
+    >
   >;
   readonly #security: Security;
   readonly #connections: Map<string, Connection> = new Map();
@@ -468,12 +483,14 @@ export class Server extends EventTarget implements AsyncDisposable {
     const { promise: listening, resolve } = Promise.withResolvers<void>();
     let http: Deno.HttpServer<Deno.NetAddr>;
     try {
-      http = Deno.serve({
+      http = serveHttp({
         ...(options.cert !== undefined && options.key !== undefined
           ? { cert: options.cert, key: options.key }
           : {}),
         hostname: options.hostname ?? "127.0.0.1",
         port: options.port ?? 8765,
+        maxConnections: options.maxConnections,
+        headerTimeoutMs: options.headerTimeoutMs,
         onListen: () => resolve(),
         onError: (error) => {
           log.error("HTTP handler failed: {error}", { error: String(error) });
