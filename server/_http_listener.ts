@@ -22,6 +22,11 @@
  * - A connection must finish its request head (with the TLS handshake, when serving TLS) within `headerTimeoutMs`
  *   of being accepted or of its previous response, else it is closed.
  *
+ * Known limit (Deno 2.9.6, checked): a TLS connection closed before its handshake completes keeps its socket
+ * until the peer sends something or leaves, whoever closes it (this listener or `Deno.serve`). It stops counting
+ * against `maxConnections` at the deadline, but a client that connects and stays silent still holds a descriptor;
+ * terminate TLS in a fronting proxy where that matters.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -310,19 +315,19 @@ class HardenedListener implements HttpListener {
   }
 
   async #serve(connection: Connection): Promise<void> {
+    this.#awaitHead(connection);
+    const conn = connection.conn;
     try {
-      connection.http = this.#serveConnection(connection.conn);
+      // The TLS handshake first, under the header deadline: closing Deno.serveHttp's connection does not end a
+      // handshake in progress, closing the socket does.
+      if ("handshake" in conn) await (conn as Deno.TlsConn).handshake();
+      if (connection.closed) return;
+      connection.http = this.#serveConnection(conn);
     } catch (error) {
       log.debug("Serving a connection failed: {error}", { error: String(error) });
       this.#close(connection);
-      try {
-        connection.conn.close();
-      } catch {
-        // Taken over or closed already.
-      }
       return;
     }
-    this.#awaitHead(connection);
     try {
       while (!connection.closed) {
         const event = await connection.http.nextRequest();
@@ -399,7 +404,8 @@ class HardenedListener implements HttpListener {
     this.#waiting.delete(connection);
     this.#open.delete(connection);
     try {
-      connection.http?.close();
+      if (connection.http) connection.http.close();
+      else connection.conn.close();
     } catch {
       // Closed by the peer already.
     }
