@@ -310,8 +310,12 @@ class HardenedListener implements HttpListener {
   }
 
   #track(task: Promise<void>): void {
-    this.#tasks.add(task);
-    task.finally(() => this.#tasks.delete(task));
+    // Never an unhandled rejection: a bug in one connection's task must not take the controller down.
+    const tracked = task.catch((error) => {
+      log.error("HTTP connection task failed: {error}", { error: String(error) });
+    });
+    this.#tasks.add(tracked);
+    void tracked.finally(() => this.#tasks.delete(tracked));
   }
 
   async #serve(connection: Connection): Promise<void> {
@@ -319,7 +323,7 @@ class HardenedListener implements HttpListener {
     const conn = connection.conn;
     try {
       // The TLS handshake first, under the header deadline: closing Deno.serveHttp's connection does not end a
-      // handshake in progress, closing the socket does.
+      // handshake in progress (the task would wait for the peer forever); closing the TLS connection does.
       if ("handshake" in conn) await (conn as Deno.TlsConn).handshake();
       if (connection.closed) return;
       connection.http = this.#serveConnection(conn);
