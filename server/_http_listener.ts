@@ -137,6 +137,7 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
   const onError = options.onError ?? defaultOnError;
   const serveConnection = legacyServeHttp();
   if (!serveConnection) return fallback(options, port, handler, onError);
+  initSignalHandling();
   const hostname = options.hostname ?? "127.0.0.1";
   const listener: Deno.Listener<Deno.Conn, Deno.NetAddr> = options.cert !== undefined &&
       options.key !== undefined
@@ -159,6 +160,25 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
     else signal.addEventListener("abort", () => void server.shutdown(), { once: true });
   }
   return server;
+}
+
+let signalsReady = false;
+
+/**
+ * Deno sets up its signal handling the first time anything listens for a signal, and panics if that happens while
+ * descriptors are exhausted (Deno 2.9.6, ext/signals: `Signals::new(...).unwrap()`; seen mid-flood). Set it up
+ * now, with a listener for a signal whose default is to be ignored, removed at once.
+ */
+function initSignalHandling(): void {
+  if (signalsReady || Deno.build.os === "windows") return;
+  signalsReady = true;
+  const ignore = () => {};
+  try {
+    Deno.addSignalListener("SIGWINCH", ignore);
+    Deno.removeSignalListener("SIGWINCH", ignore);
+  } catch (error) {
+    log.debug("Could not set up signal handling early: {error}", { error: String(error) });
+  }
 }
 
 function defaultOnError(error: unknown): Response {
