@@ -228,3 +228,17 @@ Deno.test("http listener: options are validated before binding", () => {
   assertThrows(() => listen({ port: 70_000 }), RangeError, "got 70000");
   assertThrows(() => listen({ cert: "x" }), TypeError, "cert and key");
 });
+
+Deno.test("http listener: without Deno.serveHttp it falls back to Deno.serve and still serves", async () => {
+  const descriptor = Object.getOwnPropertyDescriptor(Deno, "serveHttp");
+  Object.defineProperty(Deno, "serveHttp", { value: undefined, configurable: true });
+  try {
+    await using server = listen({});
+    assertEquals(server.hardened, false);
+    const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+    assertEquals(await response.text(), "ok");
+  } finally {
+    if (descriptor) Object.defineProperty(Deno, "serveHttp", descriptor);
+    else delete (Deno as { serveHttp?: unknown }).serveHttp;
+  }
+});
