@@ -1,6 +1,7 @@
 // HTTP side of the controller: routing (`/health`, `/stats`, the WebSocket path), authentication before anything
 // else, the failure limit, protocol negotiation and the upgrade. `serveHttp` is the one place that opens the
 // listener, so it can be swapped for a hardened one.
+import { serveHttp as serveHardened } from "./_http_listener.ts";
 import { getLogger } from "@logtape/logtape";
 import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
 import type { Security } from "./_security.ts";
@@ -82,6 +83,8 @@ export interface ListenOptions {
   port: number;
   cert?: string;
   key?: string;
+  maxConnections?: number | undefined;
+  headerTimeoutMs?: number | undefined;
 }
 
 /** Open the listener; resolves once it listens. */
@@ -90,12 +93,14 @@ export async function serveHttp(
   handler: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response>,
 ): Promise<Deno.HttpServer<Deno.NetAddr>> {
   const { promise: listening, resolve } = Promise.withResolvers<void>();
-  const http = Deno.serve({
+  const http = serveHardened({
     ...(options.cert !== undefined && options.key !== undefined
       ? { cert: options.cert, key: options.key }
       : {}),
     hostname: options.hostname,
     port: options.port,
+    maxConnections: options.maxConnections,
+    headerTimeoutMs: options.headerTimeoutMs,
     onListen: () => resolve(),
     onError: (error) => {
       log.error("HTTP handler failed: {error}", { error: String(error) });

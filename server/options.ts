@@ -77,6 +77,17 @@ export interface ServerOptions {
    * 1008) instead of growing the controller's memory. @default 64 MiB
    */
   maxBufferedBytes?: number;
+  /**
+   * Most connections open at once that are still HTTP (a daemon's WebSocket stops counting once upgraded). At the
+   * cap, the oldest connection still waiting for its request head makes room, or the new one is closed when every
+   * connection is busy. @default 1_024
+   */
+  maxConnections?: number;
+  /**
+   * A connection must finish its request head (and TLS handshake) within this long of being accepted or of its
+   * previous response, else it is closed. @default 10_000
+   */
+  headerTimeoutMs?: number;
 }
 
 /**

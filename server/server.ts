@@ -176,6 +176,8 @@ export class Server extends EventTarget implements AsyncDisposable {
         port: options.port ?? 8765,
         ...(options.cert !== undefined ? { cert: options.cert } : {}),
         ...(options.key !== undefined ? { key: options.key } : {}),
+        maxConnections: options.maxConnections,
+        headerTimeoutMs: options.headerTimeoutMs,
       }, (request, info) => handleHttp(holder.server!.#routes, request, info));
     } catch (error) {
       if (security.ownsAudit) await security.audit?.close();

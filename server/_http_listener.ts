@@ -1,0 +1,502 @@
+/**
+ * The controller's HTTP listener: `Deno.serve`'s interface, hardened against connection floods.
+ *
+ * Why not `Deno.serve` itself (checked with Deno 2.9.6): its accept loop runs in Rust and ends on the first
+ * accept error. Under descriptor exhaustion (`EMFILE`) the listener is closed and `finished` rejects with
+ * "Too many open files", which, unhandled, exits the process; it has no hook to survive that, no cap on
+ * connections and no deadline for a request head (a partial head stayed open for 45 s and more). So this module
+ * owns the listener (`Deno.listen` / `Deno.listenTls`) and its accept loop, and hands each accepted connection to
+ * Deno's HTTP server for one connection, `Deno.serveHttp` (soft-removed from the types in Deno 2, still shipped;
+ * `Deno.upgradeWebSocket` and TLS work on it, and a WebSocket's round trip costs the same as on `Deno.serve`). The
+ * internal `serveHttpOnConnection` was tried and closes an upgraded WebSocket as soon as the upgrade completes. On
+ * a Deno without `Deno.serveHttp` this falls back to plain `Deno.serve` and logs a warning that the hardening is
+ * off.
+ *
+ * What it adds:
+ * - Accept errors (`EMFILE`, `ENFILE`, ...) are logged (at most every 5 s, with a count) and retried with a
+ *   backoff that ends early when a connection closes; pending connections wait in the kernel's backlog.
+ * - At most `maxConnections` connections that are still HTTP (a connection upgraded to a WebSocket stops counting:
+ *   it belongs to an authenticated daemon). At the cap, a new connection replaces the oldest one that is waiting
+ *   for a request head, so a flood of slow heads cannot lock out a client that sends its head at once; when every
+ *   connection is busy, the new one is closed.
+ * - A connection must finish its request head (with the TLS handshake, when serving TLS) within `headerTimeoutMs`
+ *   of being accepted or of its previous response, else it is closed.
+ *
+ * Known limit (Deno 2.9.6, checked): a TLS connection closed before its handshake completes keeps its socket
+ * until the peer sends something or leaves, whoever closes it (this listener or `Deno.serve`). It stops counting
+ * against `maxConnections` at the deadline, but a client that connects and stays silent still holds a descriptor;
+ * terminate TLS in a fronting proxy where that matters.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+
+const log = getLogger(["sandd", "server"]);
+
+/** Handler of {@linkcode serveHttp}: the same shape as `Deno.serve`'s. */
+export type HttpHandler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+/** Options of {@linkcode serveHttp}. */
+export interface HttpListenerOptions {
+  /** Interface to bind. @default "127.0.0.1" */
+  hostname?: string | undefined;
+  /** Port; 0 picks a free one (read it from `addr`). @default 0 */
+  port?: number | undefined;
+  /** PEM certificate chain; with `key`, the listener speaks TLS. @default undefined */
+  cert?: string | undefined;
+  /** PEM private key of `cert`. @default undefined */
+  key?: string | undefined;
+  /**
+   * Most connections open at once that have not been upgraded to a WebSocket. At the cap, the oldest one waiting
+   * for a request head is closed to make room, or the new one when none is waiting. @default 1_024
+   */
+  maxConnections?: number | undefined;
+  /**
+   * A connection must finish its request head (and TLS handshake) within this long of being accepted or of its
+   * previous response, else it is closed. @default 10_000
+   */
+  headerTimeoutMs?: number | undefined;
+  /** Stops the listener when aborted (like {@linkcode HttpListener.shutdown}). */
+  signal?: AbortSignal | undefined;
+  /** Called once the socket is bound. */
+  onListen?: ((addr: Deno.NetAddr) => void) | undefined;
+  /** Answers for a handler that threw. @default a 500 response, the error logged */
+  onError?: ((error: unknown) => Response | Promise<Response>) | undefined;
+}
+
+/** A running listener from {@linkcode serveHttp}: a `Deno.HttpServer` with the hardening's figures. */
+export interface HttpListener extends Deno.HttpServer<Deno.NetAddr> {
+  /** Connections open now that are still HTTP (not upgraded to a WebSocket). */
+  readonly connections: number;
+  /** False when this Deno lacks `Deno.serveHttp` and plain `Deno.serve` (without the hardening) is used. */
+  readonly hardened: boolean;
+}
+
+/** The default of {@linkcode HttpListenerOptions.maxConnections}. */
+export const DEFAULT_MAX_CONNECTIONS = 1_024;
+/** The default of {@linkcode HttpListenerOptions.headerTimeoutMs}. */
+export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
+
+const LOG_EVERY_MS = 5_000;
+const MAX_ACCEPT_BACKOFF_MS = 1_000;
+
+/** The soft-removed `Deno.serveHttp` connection, as much of it as is used here. */
+interface LegacyRequestEvent {
+  readonly request: Request;
+  respondWith(response: Response): Promise<void>;
+}
+interface LegacyHttpConn {
+  nextRequest(): Promise<LegacyRequestEvent | null>;
+  close(): void;
+}
+type LegacyServeHttp = (conn: Deno.Conn) => LegacyHttpConn;
+
+function legacyServeHttp(): LegacyServeHttp | undefined {
+  const serve = (Deno as unknown as { serveHttp?: unknown }).serveHttp;
+  return typeof serve === "function"
+    ? (conn) => serve.call(Deno, conn) as LegacyHttpConn
+    : undefined;
+}
+
+/**
+ * Serve HTTP (and WebSocket upgrades) on a TCP or TLS socket, surviving descriptor exhaustion, with a cap on
+ * connections and a deadline for request heads. Validates every option before binding.
+ *
+ * @example Serve, then shut down
+ * ```ts
+ * import { serveHttp } from "./_http_listener.ts";
+ * const server = serveHttp({ port: 0, headerTimeoutMs: 5_000 }, () => new Response("ok"));
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * console.log(await response.text()); // "ok"
+ * await server.shutdown();
+ * ```
+ *
+ * @param options Where to listen, TLS, and the limits.
+ * @param handler Answers each request; may return `Deno.upgradeWebSocket`'s response.
+ * @returns The running listener.
+ */
+export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): HttpListener {
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  if (!Number.isSafeInteger(maxConnections) || maxConnections < 1) {
+    throw new RangeError(`maxConnections must be an integer >= 1, got ${maxConnections}`);
+  }
+  const headerTimeoutMs = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+  if (!Number.isSafeInteger(headerTimeoutMs) || headerTimeoutMs < 1) {
+    throw new RangeError(`headerTimeoutMs must be an integer >= 1, got ${headerTimeoutMs}`);
+  }
+  const port = options.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`port must be from 0 to 65535, got ${port}`);
+  }
+  if ((options.cert === undefined) !== (options.key === undefined)) {
+    throw new TypeError("cert and key must be given together");
+  }
+  const onError = options.onError ?? defaultOnError;
+  const serveConnection = legacyServeHttp();
+  if (!serveConnection) return fallback(options, port, handler, onError);
+  initSignalHandling();
+  const hostname = options.hostname ?? "127.0.0.1";
+  const listener: Deno.Listener<Deno.Conn, Deno.NetAddr> = options.cert !== undefined &&
+      options.key !== undefined
+    ? Deno.listenTls({
+      hostname,
+      port,
+      cert: options.cert,
+      key: options.key,
+      alpnProtocols: ["h2", "http/1.1"],
+    })
+    : Deno.listen({ hostname, port, transport: "tcp" });
+  const server = new HardenedListener(listener, serveConnection, handler, onError, {
+    maxConnections,
+    headerTimeoutMs,
+  });
+  options.onListen?.(server.addr);
+  const signal = options.signal;
+  if (signal) {
+    if (signal.aborted) void server.shutdown();
+    else signal.addEventListener("abort", () => void server.shutdown(), { once: true });
+  }
+  return server;
+}
+
+let signalsReady = false;
+
+/**
+ * Deno sets up its signal handling the first time anything listens for a signal, and panics if that happens while
+ * descriptors are exhausted (Deno 2.9.6, ext/signals: `Signals::new(...).unwrap()`; seen mid-flood). Set it up
+ * now, with a listener for a signal whose default is to be ignored, removed at once.
+ */
+function initSignalHandling(): void {
+  if (signalsReady || Deno.build.os === "windows") return;
+  signalsReady = true;
+  const ignore = () => {};
+  try {
+    Deno.addSignalListener("SIGWINCH", ignore);
+    Deno.removeSignalListener("SIGWINCH", ignore);
+  } catch (error) {
+    log.debug("Could not set up signal handling early: {error}", { error: String(error) });
+  }
+}
+
+function defaultOnError(error: unknown): Response {
+  log.error("HTTP handler failed: {error}", { error: String(error) });
+  return new Response("Internal Server Error", { status: 500 });
+}
+
+/** Counts repeated events and logs them at most once per {@linkcode LOG_EVERY_MS}. */
+class ThrottledWarning {
+  #message: string;
+  #count = 0;
+  #last = -Infinity;
+
+  constructor(message: string) {
+    this.#message = message;
+  }
+
+  note(detail: string): void {
+    this.#count++;
+    const now = performance.now();
+    if (now - this.#last < LOG_EVERY_MS) return;
+    log.warn(this.#message, { count: this.#count, detail });
+    this.#count = 0;
+    this.#last = now;
+  }
+}
+
+/** One accepted connection while it is HTTP. */
+class Connection {
+  readonly conn: Deno.Conn;
+  http: LegacyHttpConn | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  inFlight = 0;
+  upgraded = false;
+  /** No more requests will come (the peer closed, or the connection was upgraded). */
+  ended = false;
+  closed = false;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+}
+
+class HardenedListener implements HttpListener {
+  readonly hardened = true;
+  readonly finished: Promise<void>;
+  #listener: Deno.Listener<Deno.Conn, Deno.NetAddr>;
+  #serveConnection: LegacyServeHttp;
+  #handler: HttpHandler;
+  #onError: (error: unknown) => Response | Promise<Response>;
+  #maxConnections: number;
+  #headerTimeoutMs: number;
+  /** Every connection still HTTP. */
+  #open = new Set<Connection>();
+  /** Those waiting for a request head, oldest first. */
+  #waiting = new Set<Connection>();
+  #tasks = new Set<Promise<void>>();
+  #closing = false;
+  #wake: (() => void) | undefined;
+  #acceptFailed = new ThrottledWarning(
+    "Accepting a connection failed {count} time(s) ({detail}); still listening, retrying",
+  );
+  #refused = new ThrottledWarning(
+    "Closed {count} new connection(s) over the limit ({detail}): every connection was busy",
+  );
+  #evicted = new ThrottledWarning(
+    "Closed {count} connection(s) waiting for a request head to make room for new ones ({detail})",
+  );
+
+  constructor(
+    listener: Deno.Listener<Deno.Conn, Deno.NetAddr>,
+    serveConnection: LegacyServeHttp,
+    handler: HttpHandler,
+    onError: (error: unknown) => Response | Promise<Response>,
+    limits: { maxConnections: number; headerTimeoutMs: number },
+  ) {
+    this.#listener = listener;
+    this.#serveConnection = serveConnection;
+    this.#handler = handler;
+    this.#onError = onError;
+    this.#maxConnections = limits.maxConnections;
+    this.#headerTimeoutMs = limits.headerTimeoutMs;
+    this.finished = this.#run();
+  }
+
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr;
+  }
+
+  get connections(): number {
+    return this.#open.size;
+  }
+
+  async #run(): Promise<void> {
+    await this.#acceptLoop();
+    while (this.#tasks.size > 0) await Promise.all(this.#tasks);
+  }
+
+  async #acceptLoop(): Promise<void> {
+    let backoff = 0;
+    while (!this.#closing) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closing || error instanceof Deno.errors.BadResource) break;
+        // EMFILE and the like: the listener stays usable; wait for a descriptor to come back.
+        this.#acceptFailed.note(String(error));
+        backoff = Math.min(Math.max(backoff * 2, 10), MAX_ACCEPT_BACKOFF_MS);
+        await this.#pause(backoff);
+        continue;
+      }
+      backoff = 0;
+      if (this.#closing) {
+        conn.close();
+        break;
+      }
+      this.#admit(conn);
+    }
+  }
+
+  /** Wait `ms`, or less when a connection closes or the listener shuts down. */
+  #pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      const wake = () => done();
+      this.#wake = wake;
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+    }).finally(() => this.#wake = undefined);
+  }
+
+  #admit(conn: Deno.Conn): void {
+    if (this.#open.size >= this.#maxConnections) {
+      const oldest = this.#waiting.values().next().value;
+      if (oldest === undefined) {
+        this.#refused.note(`${this.#maxConnections} connections`);
+        conn.close();
+        return;
+      }
+      this.#evicted.note(`${this.#maxConnections} connections`);
+      this.#close(oldest);
+    }
+    const connection = new Connection(conn);
+    this.#open.add(connection);
+    this.#track(this.#serve(connection));
+  }
+
+  #track(task: Promise<void>): void {
+    // Never an unhandled rejection: a bug in one connection's task must not take the controller down.
+    const tracked = task.catch((error) => {
+      log.error("HTTP connection task failed: {error}", { error: String(error) });
+    });
+    this.#tasks.add(tracked);
+    void tracked.finally(() => this.#tasks.delete(tracked));
+  }
+
+  async #serve(connection: Connection): Promise<void> {
+    this.#awaitHead(connection);
+    const conn = connection.conn;
+    try {
+      // The TLS handshake first, under the header deadline: closing Deno.serveHttp's connection does not end a
+      // handshake in progress (the task would wait for the peer forever); closing the TLS connection does.
+      if ("handshake" in conn) await (conn as Deno.TlsConn).handshake();
+      if (connection.closed) return;
+      connection.http = this.#serveConnection(conn);
+    } catch (error) {
+      log.debug("Serving a connection failed: {error}", { error: String(error) });
+      this.#close(connection);
+      return;
+    }
+    try {
+      while (!connection.closed) {
+        const event = await connection.http.nextRequest();
+        if (event === null) break;
+        clearTimeout(connection.timer);
+        this.#waiting.delete(connection);
+        connection.inFlight++;
+        this.#track(this.#respond(connection, event));
+      }
+    } catch (error) {
+      // A bad request head, a reset, or our own close: the connection is over either way.
+      log.debug("HTTP connection ended: {error}", { error: String(error) });
+    }
+    connection.ended = true;
+    if (connection.inFlight === 0) this.#close(connection);
+  }
+
+  async #respond(connection: Connection, event: LegacyRequestEvent): Promise<void> {
+    const { promise: completed, resolve, reject } = Promise.withResolvers<void>();
+    completed.catch(() => {});
+    const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
+      remoteAddr: connection.conn.remoteAddr as Deno.NetAddr,
+      completed,
+    };
+    let response: Response;
+    try {
+      response = await this.#handler(event.request, info);
+      if (!(response instanceof Response)) {
+        throw new TypeError(`The handler must return a Response, got ${typeof response}`);
+      }
+    } catch (error) {
+      try {
+        response = await this.#onError(error);
+      } catch (failure) {
+        log.error("onError failed: {error}", { error: String(failure) });
+        response = new Response("Internal Server Error", { status: 500 });
+      }
+    }
+    if (response.status === 101) connection.upgraded = true;
+    try {
+      await event.respondWith(response);
+      resolve();
+    } catch (error) {
+      reject(new Deno.errors.Interrupted(`The response could not be sent: ${error}`));
+    } finally {
+      connection.inFlight--;
+      if (connection.upgraded || connection.ended) this.#close(connection);
+      else if (connection.inFlight === 0 && !connection.closed) this.#awaitHead(connection);
+    }
+  }
+
+  /** Give the connection `headerTimeoutMs` for its next request head. */
+  #awaitHead(connection: Connection): void {
+    if (this.#closing) {
+      this.#close(connection);
+      return;
+    }
+    clearTimeout(connection.timer);
+    this.#waiting.delete(connection);
+    this.#waiting.add(connection);
+    connection.timer = setTimeout(() => {
+      log.debug("Closed a connection that sent no request head within {ms} ms", {
+        ms: this.#headerTimeoutMs,
+      });
+      this.#close(connection);
+    }, this.#headerTimeoutMs);
+  }
+
+  /** Stop counting the connection, and close its HTTP side (an upgraded WebSocket lives on). */
+  #close(connection: Connection): void {
+    if (connection.closed) return;
+    connection.closed = true;
+    clearTimeout(connection.timer);
+    this.#waiting.delete(connection);
+    this.#open.delete(connection);
+    try {
+      if (connection.http) connection.http.close();
+      else connection.conn.close();
+    } catch {
+      // Closed by the peer already.
+    }
+    this.#wake?.();
+  }
+
+  async shutdown(): Promise<void> {
+    if (!this.#closing) {
+      this.#closing = true;
+      try {
+        this.#listener.close();
+      } catch {
+        // Closed already.
+      }
+      for (const connection of [...this.#open]) {
+        if (connection.inFlight === 0) this.#close(connection);
+      }
+      this.#wake?.();
+    }
+    await this.finished;
+  }
+
+  ref(): void {
+    this.#listener.ref();
+  }
+
+  unref(): void {
+    this.#listener.unref();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+/** Plain `Deno.serve`, for a Deno without `Deno.serveHttp`: works, without the hardening. */
+function fallback(
+  options: HttpListenerOptions,
+  port: number,
+  handler: HttpHandler,
+  onError: (error: unknown) => Response | Promise<Response>,
+): HttpListener {
+  log.warn(
+    "This Deno has no Deno.serveHttp: serving with Deno.serve, without the connection cap, the header " +
+      "timeout or surviving descriptor exhaustion",
+  );
+  const server = Deno.serve({
+    ...(options.cert !== undefined && options.key !== undefined
+      ? { cert: options.cert, key: options.key }
+      : {}),
+    hostname: options.hostname ?? "127.0.0.1",
+    port,
+    onListen: (addr) => options.onListen?.(addr),
+    onError,
+    ...(options.signal ? { signal: options.signal } : {}),
+  }, handler);
+  const finished = server.finished.catch((error) => {
+    log.error("The HTTP server stopped: {error}", { error: String(error) });
+  });
+  return {
+    hardened: false,
+    connections: 0,
+    addr: server.addr,
+    finished,
+    shutdown: () => server.shutdown(),
+    ref: () => server.ref(),
+    unref: () => server.unref(),
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}

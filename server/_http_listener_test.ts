@@ -1,0 +1,244 @@
+// The hardened HTTP listener with real sockets: requests, header deadline, connection cap, WebSocket upgrade, TLS.
+// Surviving descriptor exhaustion needs a lowered descriptor limit, so it is tested against a controller child in
+// tests/security_listener_test.ts.
+import { assert, assertEquals, assertLess, assertRejects, assertThrows } from "../tests/_assert.ts";
+import { hasOpenssl, makeTestCerts } from "../tests/_certs.ts";
+import { type HttpHandler, type HttpListenerOptions, serveHttp } from "./_http_listener.ts";
+
+const encoder = new TextEncoder();
+
+function listen(options: HttpListenerOptions, handler: HttpHandler = () => new Response("ok")) {
+  return serveHttp({ hostname: "127.0.0.1", port: 0, ...options }, handler);
+}
+
+/** A raw socket that sent the start of a request head. */
+async function slowHead(port: number): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "));
+  return conn;
+}
+
+/** Read until the peer closes; returns everything read. */
+async function readToClose(conn: Deno.Conn): Promise<string> {
+  const buffer = new Uint8Array(4096);
+  let text = "";
+  try {
+    for (let n; (n = await conn.read(buffer)) !== null;) {
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+  } catch {
+    // A reset is a close too.
+  }
+  return text;
+}
+
+Deno.test("http listener: serves requests with the client's address and completion", async () => {
+  const { promise: done, resolve } = Promise.withResolvers<void>();
+  let remote: Deno.NetAddr | undefined;
+  await using server = listen({}, (request, info) => {
+    remote = info.remoteAddr;
+    info.completed.then(resolve);
+    if (new URL(request.url).pathname === "/throw") throw new Error("boom");
+    return new Response(`hello ${request.method}`);
+  });
+  assert(server.hardened, "this Deno has Deno.serveHttp: the hardened listener must be in use");
+  const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+  assertEquals(await response.text(), "hello GET");
+  await done;
+  assertEquals(remote?.hostname, "127.0.0.1");
+  assert((remote?.port ?? 0) > 0);
+  const failed = await fetch(`http://127.0.0.1:${server.addr.port}/throw`);
+  assertEquals(failed.status, 500);
+  await failed.body?.cancel();
+});
+
+Deno.test("http listener: onError answers for a handler that threw", async () => {
+  await using server = listen({
+    onError: (error) => new Response(`sorry: ${(error as Error).message}`, { status: 503 }),
+  }, () => {
+    throw new Error("nope");
+  });
+  const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+  assertEquals(response.status, 503);
+  assertEquals(await response.text(), "sorry: nope");
+});
+
+Deno.test("http listener: a partial request head is closed after headerTimeoutMs, a full one is served", async () => {
+  await using server = listen({ headerTimeoutMs: 300 });
+  const started = performance.now();
+  const slow = await slowHead(server.addr.port);
+  try {
+    const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+    assertEquals(await response.text(), "ok");
+    assertEquals(await readToClose(slow), "");
+    const elapsed = performance.now() - started;
+    assert(elapsed >= 290, `closed after ${elapsed} ms, before the header timeout`);
+    assertLess(elapsed, 3_000);
+  } finally {
+    slow.close();
+  }
+});
+
+Deno.test("http listener: an idle keep-alive connection gets headerTimeoutMs for its next head", async () => {
+  await using server = listen({ headerTimeoutMs: 300 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  try {
+    await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const started = performance.now();
+    const text = await readToClose(conn);
+    assert(text.startsWith("HTTP/1.1 200"), text);
+    assert(text.endsWith("ok"), text);
+    const elapsed = performance.now() - started;
+    assert(elapsed >= 250, `idle connection closed after ${elapsed} ms`);
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("http listener: at maxConnections the oldest connection waiting for a head makes room", async () => {
+  await using server = listen({ maxConnections: 4, headerTimeoutMs: 60_000 });
+  const slow: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 4; i++) slow.push(await slowHead(server.addr.port));
+    // The fifth client is served at once: the first slow head was closed to make room.
+    const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+    assertEquals(await response.text(), "ok");
+    assertEquals(await readToClose(slow[0]!), "");
+    assert(server.connections <= 4, `${server.connections} connections open`);
+  } finally {
+    for (const conn of slow) conn.close();
+  }
+});
+
+Deno.test("http listener: at maxConnections with every connection busy, a new one is closed", async () => {
+  const { promise: release, resolve } = Promise.withResolvers<void>();
+  let started = 0;
+  const { promise: bothStarted, resolve: bothIn } = Promise.withResolvers<void>();
+  await using server = listen({ maxConnections: 2 }, async () => {
+    if (++started === 2) bothIn();
+    await release;
+    return new Response("late");
+  });
+  const url = `http://127.0.0.1:${server.addr.port}/`;
+  const busy = [fetch(url), fetch(url)];
+  await bothStarted;
+  const extra = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  try {
+    await extra.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).catch(() => 0);
+    assertEquals(await readToClose(extra), "");
+  } finally {
+    extra.close();
+  }
+  resolve();
+  for (const response of await Promise.all(busy)) assertEquals(await response.text(), "late");
+});
+
+Deno.test("http listener: a WebSocket upgrade stops counting and outlives the header timeout", async () => {
+  const { promise: serverClosed, resolve: closedAtServer } = Promise.withResolvers<void>();
+  await using server = listen({ headerTimeoutMs: 200 }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = (event) => socket.send(`echo ${event.data}`);
+    socket.onclose = () => closedAtServer();
+    return response;
+  });
+  const ws = new WebSocket(`ws://127.0.0.1:${server.addr.port}/ws`);
+  const messages: string[] = [];
+  const { promise: open, resolve: opened } = Promise.withResolvers<void>();
+  ws.onopen = () => opened();
+  await open;
+  // Twice the header timeout: an upgraded connection is no longer subject to it.
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assertEquals(server.connections, 0);
+  const { promise: got, resolve: received } = Promise.withResolvers<void>();
+  ws.onmessage = (event) => {
+    messages.push(event.data);
+    received();
+  };
+  ws.send("hi");
+  await got;
+  assertEquals(messages, ["echo hi"]);
+  const { promise: closed, resolve: closedAtClient } = Promise.withResolvers<void>();
+  ws.onclose = () => closedAtClient();
+  ws.close();
+  await Promise.all([closed, serverClosed]);
+});
+
+Deno.test({
+  name: "http listener: TLS serves https and wss",
+  ignore: !(await hasOpenssl()),
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using server = listen(
+      { cert: certs.cert, key: certs.key, headerTimeoutMs: 2_000 },
+      (request) => {
+        if (request.headers.get("upgrade") !== "websocket") return new Response("secure");
+        const { socket, response } = Deno.upgradeWebSocket(request);
+        socket.onmessage = (event) => socket.send(event.data);
+        return response;
+      },
+    );
+    using client = Deno.createHttpClient({ caCerts: [certs.caCert] });
+    const response = await fetch(`https://127.0.0.1:${server.addr.port}/`, { client });
+    assertEquals(await response.text(), "secure");
+    // A TCP connection that never starts its TLS handshake stops counting at the header timeout. (Deno 2.9 keeps
+    // the socket of a TLS connection closed before its handshake until the peer sends or leaves: see SECURITY.md.)
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    try {
+      const ws = new WebSocket(`wss://127.0.0.1:${server.addr.port}/ws`, { client });
+      const { promise: echoed, resolve } = Promise.withResolvers<string>();
+      ws.onopen = () => ws.send("over tls");
+      ws.onmessage = (event) => resolve(event.data);
+      assertEquals(await echoed, "over tls");
+      const { promise: closed, resolve: onClose } = Promise.withResolvers<void>();
+      ws.onclose = () => onClose();
+      ws.close();
+      await closed;
+      const deadline = Date.now() + 5_000;
+      while (server.connections > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assertEquals(server.connections, 0);
+    } finally {
+      silent.close();
+    }
+  },
+});
+
+Deno.test("http listener: shutdown closes waiting connections; an aborted signal stops it", async () => {
+  const server = listen({});
+  const slow = await slowHead(server.addr.port);
+  try {
+    await server.shutdown();
+    assertEquals(await readToClose(slow), "");
+    await server.finished;
+    await assertRejects(() => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
+  } finally {
+    slow.close();
+  }
+  const controller = new AbortController();
+  const stopped = listen({ signal: controller.signal });
+  controller.abort();
+  await stopped.finished;
+});
+
+Deno.test("http listener: options are validated before binding", () => {
+  assertThrows(() => listen({ maxConnections: 0 }), RangeError, "maxConnections must be");
+  assertThrows(() => listen({ maxConnections: 1.5 }), RangeError, "got 1.5");
+  assertThrows(() => listen({ headerTimeoutMs: -1 }), RangeError, "headerTimeoutMs must be");
+  assertThrows(() => listen({ port: 70_000 }), RangeError, "got 70000");
+  assertThrows(() => listen({ cert: "x" }), TypeError, "cert and key");
+});
+
+Deno.test("http listener: without Deno.serveHttp it falls back to Deno.serve and still serves", async () => {
+  const descriptor = Object.getOwnPropertyDescriptor(Deno, "serveHttp");
+  Object.defineProperty(Deno, "serveHttp", { value: undefined, configurable: true });
+  try {
+    await using server = listen({});
+    assertEquals(server.hardened, false);
+    const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+    assertEquals(await response.text(), "ok");
+  } finally {
+    if (descriptor) Object.defineProperty(Deno, "serveHttp", descriptor);
+    else delete (Deno as { serveHttp?: unknown }).serveHttp;
+  }
+});
