@@ -44,9 +44,15 @@ export {
   SignalNotAllowedError,
   UnknownProcessError,
 } from "./server/errors.ts";
-export { type Gap, type ProcessInfo, type ProcessStatus, RemoteProcess } from "./server/process.ts";
+export {
+  type Gap,
+  type ProcessInfo,
+  type ProcessStatus,
+  RemoteProcess,
+  type StreamOffsets,
+} from "./server/process.ts";
 export { type AttachShellOptions, RemoteShell, type ShellOptions } from "./server/shell.ts";
-export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "./protocol/version.ts";
+export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 export {
   type DownloadDirOptions,
   type DownloadOptions,

@@ -1,5 +1,5 @@
 // Start a pipe-based child with Deno.Command, in its own session and process group so signals reach its tree.
-import type { SpawnArgs } from "../protocol/messages.ts";
+import type { SpawnArgs } from "@sandd/protocol/messages";
 import type { ChildHandle, ExitStatus } from "./process_table.ts";
 import { posixChildSupported, spawnPosixChild } from "./_posix_child.ts";
 import { OS } from "./ffi/constants.ts";

@@ -7,7 +7,7 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
-import { FRAME_HEADER_BYTES } from "../protocol/frame.ts";
+import { FRAME_HEADER_BYTES } from "@sandd/protocol/frame";
 import { allocateBinaryMessage } from "./_websocket_client.ts";
 import type { Link, StreamRoute } from "./_link.ts";
 import { DaemonRequestError } from "./process_table.ts";

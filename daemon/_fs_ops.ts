@@ -6,7 +6,7 @@
  */
 
 import { resolve } from "node:path";
-import type { RequestArgs } from "../protocol/messages.ts";
+import type { RequestArgs } from "@sandd/protocol/messages";
 import type { Link, StreamRoute } from "./_link.ts";
 import { DaemonRequestError } from "./process_table.ts";
 import {

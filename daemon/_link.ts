@@ -1,5 +1,5 @@
 // The daemon's view of one WebSocket connection to the controller, and the routing of stream ids on it.
-import type { DaemonMessage } from "../protocol/messages.ts";
+import type { DaemonMessage } from "@sandd/protocol/messages";
 import { WebSocketClient } from "./_websocket_client.ts";
 
 /** Receives what the controller sends on one stream id. */

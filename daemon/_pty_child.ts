@@ -9,7 +9,7 @@
 //   the grace gets SIGKILL. Other signals go to the process group.
 // - After the program exits, output still in the terminal is read for up to `EXIT_DRAIN_MS`; then the terminal is
 //   hung up, so background jobs that still hold it cannot keep the session (and its output stream) open forever.
-import type { SpawnArgs } from "../protocol/messages.ts";
+import type { SpawnArgs } from "@sandd/protocol/messages";
 import { Pty, PtyError } from "./pty/pty.ts";
 import type { ChildHandle, ExitStatus } from "./process_table.ts";
 import { OS } from "./ffi/constants.ts";

@@ -5,4 +5,4 @@
  * @module
  */
 
-export { readTar, TarWriter } from "../protocol/tar/mod.ts";
+export { readTar, TarWriter } from "@sandd/protocol/tar";

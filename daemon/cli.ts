@@ -5,7 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { VERSION } from "../protocol/version.ts";
+import { VERSION } from "@sandd/protocol/version";
 import type { PolicyOptions } from "./policy/mod.ts";
 
 /** Usage text printed by `--help`. */

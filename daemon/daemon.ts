@@ -6,8 +6,8 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { decodeDataFrame } from "../protocol/frame.ts";
-import { ProtocolError } from "../protocol/errors.ts";
+import { decodeDataFrame } from "@sandd/protocol/frame";
+import { ProtocolError } from "@sandd/protocol/errors";
 import {
   type ControllerMessage,
   type Operation,
@@ -15,8 +15,8 @@ import {
   type RequestArgs,
   type RequestMessage,
   type WireError,
-} from "../protocol/messages.ts";
-import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+} from "@sandd/protocol/messages";
+import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 import { backoffDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
 import { WebSocketClient } from "./_websocket_client.ts";

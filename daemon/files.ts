@@ -22,7 +22,7 @@
  */
 
 import { resolve } from "node:path";
-import type { RequestArgs } from "../protocol/messages.ts";
+import type { RequestArgs } from "@sandd/protocol/messages";
 import type { DaemonOptions } from "./daemon.ts";
 import type { Link } from "./_link.ts";
 import type { Policy } from "./policy/mod.ts";

@@ -9,7 +9,7 @@
  */
 
 import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
-import { VERSION } from "../protocol/version.ts";
+import { VERSION } from "@sandd/protocol/version";
 import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts";
 import { Daemon } from "./daemon.ts";
 import { Policy, type PolicyOptions } from "./policy/mod.ts";

@@ -10,9 +10,9 @@
  * @module
  */
 
-import { FRAME_HEADER_BYTES, writeDataFrameHeader } from "../protocol/frame.ts";
-import { CreditSender } from "../protocol/stream/credit_sender.ts";
-import type { AttachArgs, SpawnArgs, StreamResume } from "../protocol/messages.ts";
+import { FRAME_HEADER_BYTES, writeDataFrameHeader } from "@sandd/protocol/frame";
+import { CreditSender } from "@sandd/protocol/stream";
+import type { AttachArgs, SpawnArgs, StreamResume } from "@sandd/protocol/messages";
 import type { Link, StreamRoute } from "./_link.ts";
 import { OutputBuffer } from "./_output_buffer.ts";
 import { StdinStream } from "./stream/_stdin_stream.ts";

@@ -4,8 +4,13 @@
  * @module
  */
 
-/** The package version of SandD (controller and daemon ship together). */
-export const VERSION: string = "0.1.0";
+import config from "./deno.json" with { type: "json" };
+
+/**
+ * The package version of SandD: the one place it lives is `protocol/deno.json`; the server and daemon packages
+ * carry the same number (a test checks it). Controller and daemon ship together.
+ */
+export const VERSION: string = config.version;
 
 /** The wire protocol version. Bumped on any incompatible change. */
 export const PROTOCOL_VERSION: number = 1;

@@ -1,7 +1,12 @@
 // One connected daemon as the controller sees it: request/response correlation with a deadline on every request,
 // and stream routing.
-import { encodeDataFrame } from "../protocol/frame.ts";
-import type { ControllerMessage, Operation, RequestArgs, WireError } from "../protocol/messages.ts";
+import { encodeDataFrame } from "@sandd/protocol/frame";
+import type {
+  ControllerMessage,
+  Operation,
+  RequestArgs,
+  WireError,
+} from "@sandd/protocol/messages";
 import { DaemonDisconnectedError, remoteError, RequestTimeoutError } from "./errors.ts";
 
 /** Receives what a daemon sends on one stream id. */

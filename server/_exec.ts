@@ -1,6 +1,6 @@
 // Starting processes on daemons: spawn and attach (pipes or a terminal), and exec, which runs a command to
 // completion and collects its output.
-import type { SpawnArgs } from "../protocol/messages.ts";
+import type { SpawnArgs } from "@sandd/protocol/messages";
 import type { Connection } from "./_connection.ts";
 import type { ProcessRegistry } from "./_registry.ts";
 import { CommandTimeoutError } from "./errors.ts";

@@ -3,7 +3,7 @@
 // listener, so it can be swapped for a hardened one.
 import { serveHttp as serveHardened } from "./_http_listener.ts";
 import { getLogger } from "@logtape/logtape";
-import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 import type { Security } from "./_security.ts";
 import type { Identity } from "./auth.ts";
 import type { ServerStats } from "./options.ts";

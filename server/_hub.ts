@@ -1,16 +1,16 @@
 // The hub: where daemon links live. The handshake (hello, then welcome), the duplicate-id policy, heartbeats,
 // and the dispatch of every message a daemon sends, replies included (parsed in one place, `#reply`).
 import { getLogger } from "@logtape/logtape";
-import { decodeDataFrame } from "../protocol/frame.ts";
-import { ProtocolError } from "../protocol/errors.ts";
+import { decodeDataFrame } from "@sandd/protocol/frame";
+import { ProtocolError } from "@sandd/protocol/errors";
 import {
   type DaemonMessage,
   type HelloMessage,
   type Operation,
   parseDaemonMessage,
   type ResponseMessage,
-} from "../protocol/messages.ts";
-import { VERSION } from "../protocol/version.ts";
+} from "@sandd/protocol/messages";
+import { VERSION } from "@sandd/protocol/version";
 import type { Connection, DaemonInfo } from "./_connection.ts";
 import { bindsDaemonId, GuardedConnection, MAX_HELLO_BYTES, messageBytes } from "./_security.ts";
 import { Heartbeat } from "./_heartbeat.ts";

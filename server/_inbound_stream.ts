@@ -2,7 +2,7 @@
 // ReadableStream. Credit is returned (acked) as the user reads, so a consumer that stops reading stops the daemon.
 // The credit rules (window, gaps, resend overlap, memory bound) are the shared CreditReceiver's; this class adds
 // the link, the gap reports and the ReadableStream.
-import { CreditReceiver, type SkippedRange } from "../protocol/stream/credit_receiver.ts";
+import { CreditReceiver, type SkippedRange } from "@sandd/protocol/stream";
 import type { Connection, InboundRoute } from "./_connection.ts";
 
 /** Bytes lost from a stream because the daemon's retention window overflowed while nobody was reading. */

@@ -4,8 +4,8 @@
 // CreditSender; this class adds the link, the frame buffers and the WritableStream.
 import { DaemonDisconnectedError } from "./errors.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
-import { allocateDataFrame } from "../protocol/frame.ts";
-import { CreditSender } from "../protocol/stream/credit_sender.ts";
+import { allocateDataFrame } from "@sandd/protocol/frame";
+import { CreditSender } from "@sandd/protocol/stream";
 
 const MAX_FRAME = 256 * 1024;
 

@@ -1,6 +1,6 @@
 // The controller's state of one remote process: its output and stdin streams, its links, the reconnect grace and the
 // exit. The user holds a RemoteProcess, a handle with only the public API; the server works with this session.
-import { SIGNALS } from "../protocol/messages.ts";
+import { SIGNALS } from "@sandd/protocol/messages";
 import type { Connection } from "./_connection.ts";
 import { DaemonDisconnectedError, ProcessExitedError, SignalNotAllowedError } from "./errors.ts";
 import { type Gap, InboundStream } from "./_inbound_stream.ts";

@@ -1,6 +1,6 @@
 // Controller-side security plumbing: option validation, message size checks, and a connection that watches its
 // own send buffer and reports the requests it makes (for the audit trail).
-import type { Operation, RequestArgs } from "../protocol/messages.ts";
+import type { Operation, RequestArgs } from "@sandd/protocol/messages";
 import { Connection, type DaemonInfo } from "./_connection.ts";
 import { type Authenticator, createAuthenticator, type Identity } from "./auth.ts";
 import { AuditLog } from "./audit.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-export { ProtocolError } from "../protocol/errors.ts";
+export { ProtocolError } from "@sandd/protocol/errors";
 export { AuthenticationError } from "./auth.ts";
 export { RateLimitedError } from "./rate_limiter.ts";
 

@@ -17,12 +17,12 @@
 
 import { createHash } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
-import type { FsEventMessage, RequestArgs } from "../protocol/messages.ts";
-import { packDirectory, unpackTar } from "../protocol/tar/mod.ts";
+import type { FsEventMessage, RequestArgs } from "@sandd/protocol/messages";
+import { packDirectory, unpackTar } from "@sandd/protocol/tar";
 import type { Connection, InboundRoute } from "./_connection.ts";
 import { DaemonDisconnectedError, FileError, remoteError } from "./errors.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
-import { CreditError, CreditReceiver } from "../protocol/stream/credit_receiver.ts";
+import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
 
 /** Flow-control window of a file transfer, in bytes. */
 const FILE_WINDOW = 8 * 1024 * 1024;

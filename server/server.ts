@@ -11,7 +11,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { VERSION } from "../protocol/version.ts";
+import { VERSION } from "@sandd/protocol/version";
 import { AsciicastWriter } from "./asciicast.ts";
 import { DaemonEvent, type ServerEventMap } from "./events.ts";
 import type { Connection, DaemonInfo } from "./_connection.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { CreditReceiver } from "../../protocol/stream/credit_receiver.ts";
+import { CreditReceiver } from "@sandd/protocol/stream";
 import type { Link, StreamRoute } from "../_link.ts";
 
 /** Where the bytes go. */
