@@ -4,10 +4,9 @@
 // CreditSender; this class adds the link, the frame buffers and the WritableStream.
 import { DaemonDisconnectedError } from "./errors.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
+import { MAX_FRAME_PAYLOAD_BYTES as MAX_FRAME } from "../protocol/constants.ts";
 import { allocateDataFrame } from "../protocol/frame.ts";
 import { CreditSender } from "../protocol/stream/credit_sender.ts";
-
-const MAX_FRAME = 256 * 1024;
 
 export interface OutboundStreamOptions {
   window: number;

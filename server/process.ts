@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ProcessInfo as WireProcessInfo } from "../protocol/replies.ts";
 import type { Gap } from "./_inbound_stream.ts";
 import { sessionOf } from "./_process_session.ts";
 
@@ -35,26 +36,19 @@ export interface StreamOffsets {
   stderr?: number | null;
 }
 
-/** A process as `server.processes()` lists it. */
-export interface ProcessInfo {
-  /** Process id (the daemon's). */
-  id: string;
-  /** OS process id on the worker. */
-  pid: number;
-  /** The command. */
-  command: string | string[];
+/**
+ * A process as `server.processes()` lists it: the wire's description (`ProcessInfo` in `protocol/replies.ts`: id,
+ * OS pid, command, state, exit code and signal once exited, pty, attached connections) with `startedAt` as a
+ * `Date`.
+ *
+ * @example Show what a worker runs
+ * ```ts ignore
+ * for (const p of await server.processes("worker-1")) console.log(p.id, p.state, p.startedAt.toISOString());
+ * ```
+ */
+export interface ProcessInfo extends Omit<WireProcessInfo, "startedAt"> {
   /** When it started. */
   startedAt: Date;
-  /** Running or exited. */
-  state: "running" | "exited";
-  /** Exit code once exited. */
-  exitCode: number | null;
-  /** Signal that ended it. */
-  signal: string | null;
-  /** Whether it runs on a terminal. */
-  pty: boolean;
-  /** Controller connections attached to it. */
-  attached: number;
 }
 
 /**
