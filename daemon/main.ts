@@ -11,7 +11,7 @@
 import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
 import { VERSION } from "../protocol/version.ts";
 import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts";
-import { Daemon } from "./daemon.ts";
+import { Daemon, RefusedError } from "./daemon.ts";
 import { Policy, type PolicyOptions } from "./policy/mod.ts";
 import { fileHandlers } from "./files.ts";
 import { acquireFs, releaseFs } from "./ffi/fs.ts";
@@ -96,11 +96,15 @@ async function main(): Promise<number> {
   acquireFs(); // loaded once for the whole run: file operations then only count their holds
   try {
     await daemon.run();
+  } catch (error) {
+    // Refused for good (close code 4000/4001, HTTP 426): the reason is logged; exit with its own code.
+    if (!(error instanceof RefusedError)) throw error;
+    return RefusedError.exitCode;
   } finally {
     releaseFs();
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
   }
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
   return 0;
 }
 

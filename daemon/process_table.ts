@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { ProcessInfo } from "../protocol/replies.ts";
 import { FRAME_HEADER_BYTES, writeDataFrameHeader } from "../protocol/frame.ts";
 import { CreditSender } from "../protocol/stream/credit_sender.ts";
 import type { AttachArgs, SpawnArgs, StreamResume } from "../protocol/messages.ts";
@@ -202,18 +203,8 @@ class OutputState {
   }
 }
 
-/** What `processes` reports for one process. */
-export interface ProcessInfo {
-  id: string;
-  pid: number;
-  command: string | string[];
-  startedAt: string;
-  state: "running" | "exited";
-  exitCode: number | null;
-  signal: string | null;
-  pty: boolean;
-  attached: number;
-}
+/** What `processes` reports for one process: the wire's description (one definition, `protocol/replies.ts`). */
+export type { ProcessInfo };
 
 /** Options of {@linkcode ProcessTable}. */
 export interface ProcessTableOptions {

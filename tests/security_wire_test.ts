@@ -5,6 +5,9 @@
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { ProtocolError, Server, SUBPROTOCOL } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
+import { parseDaemonMessage } from "../protocol/messages.ts";
+import { Pty } from "../daemon/pty/pty.ts";
+import { TestDaemon } from "./_daemon.ts";
 
 const TOKEN = "wire-security-token-0123456789abcdef";
 
@@ -221,4 +224,96 @@ Deno.test("a malformed message that names nothing is answered with an error and 
   assert(fake.errors[2]!.includes("bogus"), fake.errors.join("; "));
   assertEquals(await server.processes("noise"), []);
   assertEquals(server.daemonCount, 1);
+});
+
+Deno.test({
+  name: "a terminal whose exit status was lost reports 255, an exit the protocol accepts",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    // Somebody else reaps the child first (a blocking waitpid of our own, which the kernel serves before the
+    // daemon's pidfd watcher wakes up): the pty reports its "lost" status. It used to be -1, which the
+    // controller refuses, so the process's status never settled.
+    const libc = Deno.dlopen(Deno.build.os === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
+      waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
+    });
+    try {
+      let lost: { exitCode: number; signal: string | null } | undefined;
+      for (let attempt = 0; attempt < 5 && !lost; attempt++) {
+        await using pty = Pty.spawn({ command: "sleep", args: ["30"] });
+        const reaped = libc.symbols.waitpid(pty.pid, new Uint8Array(4), 0);
+        Deno.kill(pty.pid, "SIGKILL");
+        const exit = await pty.exited;
+        if (await reaped === pty.pid) lost = exit;
+        else assertEquals(exit, { exitCode: 137, signal: "SIGKILL" });
+      }
+      assert(lost, "the watcher reaped the child first in every attempt");
+      assertEquals(lost, { exitCode: 255, signal: null });
+      const message = { t: "exit", proc: "p-1", ...lost, timedOut: false };
+      assertEquals(parseDaemonMessage(JSON.stringify(message)) as unknown, message);
+    } finally {
+      libc.close();
+    }
+  },
+});
+
+/** Wait (bounded) for the daemon to exit on its own; returns its exit code and log. */
+async function exitOf(daemon: TestDaemon, what: string): Promise<{ code: number; stderr: string }> {
+  await within(daemon.child.status, 10_000, what);
+  return await daemon.stop();
+}
+
+Deno.test("a daemon whose credential speaks for another id (close 4001) stops reconnecting and exits 3", async () => {
+  let attempts = 0;
+  await using server = await Server.listen({
+    port: 0,
+    // A per-daemon credential (custom method) that names another daemon: the hub closes with 4001.
+    authenticate: () => {
+      attempts++;
+      return { subject: "someone-else", method: "custom" };
+    },
+  });
+  await using daemon = new TestDaemon({ id: "impostor", url: server.url });
+  const { code, stderr } = await exitOf(daemon, "the refused daemon's exit");
+  assertEquals(code, 3, stderr);
+  assert(stderr.includes("4001") && stderr.includes("not reconnecting"), stderr);
+  assertEquals(attempts, 1);
+  assertEquals(server.daemonCount, 0);
+});
+
+Deno.test("a daemon refused with HTTP 426 (another protocol version) stops reconnecting and exits 3", async () => {
+  // A controller of another version: it answers every upgrade 426, the way Server does for a subprotocol it
+  // does not speak.
+  let attempts = 0;
+  await using other = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, () => {
+    attempts++;
+    return Response.json({ error: "Unsupported protocol: this controller speaks sandd.v2" }, {
+      status: 426,
+    });
+  });
+  await using daemon = new TestDaemon({ id: "old", url: `ws://127.0.0.1:${other.addr.port}/ws` });
+  const { code, stderr } = await exitOf(daemon, "the refused daemon's exit");
+  assertEquals(code, 3, stderr);
+  assert(stderr.includes("426") && stderr.includes("not reconnecting"), stderr);
+  assertEquals(attempts, 1);
+});
+
+Deno.test("a daemon refused because its id is in use (4009) keeps retrying and gets in once the id is free", async () => {
+  await using server = await Server.listen({ port: 0 });
+  await using first = new TestDaemon({ id: "twin", url: server.url });
+  await server.waitForDaemon("twin", { timeout: 10_000 });
+  await using second = new TestDaemon({ id: "twin", url: server.url });
+  await within(second.waitForLog("4009"), 10_000, "the second daemon's 4009");
+  await first.stop();
+  // The id is free again: the second daemon's retries get it in (it did not give up after 4009).
+  await within(
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (server.daemons().some((d) => d.pid === second.pid)) resolve();
+        else server.addEventListener("connect", check, { once: true });
+      };
+      check();
+    }),
+    10_000,
+    "the second daemon's connect",
+  );
 });
