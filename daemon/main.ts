@@ -14,7 +14,7 @@ import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts"
 import { Daemon, RefusedError } from "./daemon.ts";
 import { Policy, type PolicyOptions } from "./policy/mod.ts";
 import { fileHandlers } from "./files.ts";
-import { acquireFs, releaseFs } from "./ffi/fs.ts";
+import { acquireFs, FS_UNSUPPORTED, releaseFs } from "./ffi/fs.ts";
 
 async function main(): Promise<number> {
   let config: DaemonConfig;
@@ -93,6 +93,8 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  // On an OS where the file binding is not verified (anything but Linux), file operations are refused: say so now.
+  if (FS_UNSUPPORTED !== null) console.error(`sandd: warning: ${FS_UNSUPPORTED}`);
   acquireFs(); // loaded once for the whole run: file operations then only count their holds
   try {
     await daemon.run();

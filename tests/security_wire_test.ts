@@ -7,6 +7,8 @@ import { ProtocolError, Server, SUBPROTOCOL } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { parseDaemonMessage } from "../protocol/messages.ts";
 import { Pty } from "../daemon/pty/pty.ts";
+import { FS_UNSUPPORTED } from "../daemon/ffi/fs.ts";
+import { LIBC_SYMBOLS } from "../daemon/ffi/libc.ts";
 import { TestDaemon } from "./_daemon.ts";
 
 const TOKEN = "wire-security-token-0123456789abcdef";
@@ -316,4 +318,49 @@ Deno.test("a daemon refused because its id is in use (4009) keeps retrying and g
     10_000,
     "the second daemon's connect",
   );
+});
+
+/** libc functions macOS's libSystem exports (POSIX), checked against its headers: a required symbol must be one. */
+const LIBSYSTEM_FUNCTIONS = new Set([
+  "poll",
+  "pipe",
+  "fcntl",
+  "close",
+  "read",
+  "write",
+  "access",
+  "waitpid",
+  "sigemptyset",
+  "sigfillset",
+  "posix_spawnattr_init",
+  "posix_spawnattr_destroy",
+  "posix_spawnattr_setflags",
+  "posix_spawnattr_setsigmask",
+  "posix_spawnattr_setsigdefault",
+  "posix_spawn_file_actions_init",
+  "posix_spawn_file_actions_destroy",
+  "posix_spawn_file_actions_addopen",
+  "posix_spawn_file_actions_adddup2",
+  "posix_spawn",
+  "posix_openpt",
+  "open",
+  "grantpt",
+  "unlockpt",
+  "ptsname",
+  "ioctl",
+]); // deno-fmt-ignore
+
+Deno.test("the libc binding loads on macOS: every symbol libSystem lacks is optional", () => {
+  const required = Object.entries(LIBC_SYMBOLS as Record<string, { name?: string; optional?: boolean }>)
+    .filter(([, symbol]) => !symbol.optional)
+    .map(([key, symbol]) => symbol.name ?? key);
+  const missing = required.filter((name) => !LIBSYSTEM_FUNCTIONS.has(name));
+  assertEquals(missing, [], `required symbols macOS's libSystem does not export: ${missing.join(", ")}`);
+  // The Linux-only ones in particular (a raw syscall number means another call elsewhere).
+  for (const key of ["statx", "eventfd", "pipe2", "syscall3", "syscall_openat2", "syscall_getdents64", "pread"]) {
+    assert((LIBC_SYMBOLS as Record<string, { optional?: boolean }>)[key]?.optional, `${key} must be optional`);
+  }
+  // File operations are Linux only, and say so elsewhere instead of calling Linux syscalls.
+  if (Deno.build.os === "linux") assertEquals(FS_UNSUPPORTED, null);
+  else assert(FS_UNSUPPORTED?.includes(Deno.build.os), String(FS_UNSUPPORTED));
 });
