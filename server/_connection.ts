@@ -12,6 +12,8 @@ export interface InboundRoute {
   onEof?(offset: number, sha256: string | undefined): void;
   onGap?(from: number, to: number): void;
   onReset?(reason: string): void;
+  /** The daemon sent a message about this stream that the controller cannot accept (else `onReset` is told). */
+  onError?(error: Error): void;
   /** The connection closed. */
   onClose?(): void;
 }

@@ -273,7 +273,7 @@ export class Hub {
       case "exit":
         this.#options.registry.exited(conn.info.id, message.proc, {
           exitCode: message.exitCode,
-          signal: message.signal as Deno.Signal | null,
+          signal: message.signal,
           timedOut: message.timedOut,
           ...(message.truncated ? { truncated: message.truncated } : {}),
         });
@@ -339,7 +339,7 @@ export class Hub {
     });
     const about = error instanceof ProtocolError ? error.about : undefined;
     if (!about) return;
-    const what = about.t ? `'${about.t}'` : "a";
+    const what = `a message${about.t ? ` (${about.t})` : ""}`;
     if (about.rid !== undefined && about.t === "res") {
       const op = conn.pendingOp(about.rid);
       if (op !== undefined) {
@@ -356,11 +356,14 @@ export class Hub {
     if (sid !== undefined) {
       const route = conn.routes.get(sid);
       if (route) {
-        const reason =
-          `Daemon '${conn.info.id}' sent ${what} message the controller cannot accept: ${error.message}`;
+        const failure = new ProtocolError(
+          `Daemon '${conn.info.id}' sent ${what} about stream ${sid} that the controller cannot accept: ${error.message}`,
+          { cause: error, about },
+        );
         // Tell the daemon the stream is over, then fail it here (its route unbinds itself).
-        conn.send({ t: "reset", sid, reason: reason.slice(0, 200) });
-        route.onReset?.(reason);
+        conn.send({ t: "reset", sid, reason: failure.message.slice(0, 200) });
+        if (route.onError) route.onError(failure);
+        else route.onReset?.(failure.message);
       }
     }
     if (about.proc !== undefined) {
@@ -368,7 +371,7 @@ export class Hub {
         conn.info.id,
         about.proc,
         new ProtocolError(
-          `Daemon '${conn.info.id}' sent ${what} message about process '${about.proc}' the controller cannot accept: ${error.message}`,
+          `Daemon '${conn.info.id}' sent ${what} about process '${about.proc}' that the controller cannot accept: ${error.message}`,
           { cause: error, about },
         ),
       );

@@ -87,6 +87,7 @@ export class OutboundStream {
         if (this.#credit.ack(offset)) this.#wakeAll();
       },
       onReset: (reason) => this.fail(new Error(`Stream reset by the daemon: ${reason}`)),
+      onError: (error) => this.fail(error),
       onClose: () => {
         if (this.#route === route) {
           this.#route = null;

@@ -192,7 +192,7 @@ Deno.test("a malformed eof, gap or data frame for an open stream fails that stre
     const sid = spawned.at(-1)!.args.stdout as number;
     const body = new Response(process.stdout).arrayBuffer();
     send(sid);
-    const error = await within(assertRejects(() => body), 5_000, "stdout");
+    const error = await within(assertRejects(() => body, ProtocolError), 5_000, "stdout");
     await within(fake.until(() => fake.resets.includes(sid)), 5_000, `reset of stream ${sid}`);
     return error;
   };
