@@ -25,6 +25,7 @@ import {
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_PATH_LENGTH,
   stopsReconnecting,
+  VERSION_MISMATCH_STATUS,
 } from "../protocol/constants.ts";
 import { SUBPROTOCOL, VERSION } from "../protocol/version.ts";
 import { backoffDelay } from "./backoff.ts";
@@ -42,9 +43,6 @@ const log = getLogger(["sandd", "daemon"]);
 const MAX_ERROR_MESSAGE = MAX_ERROR_MESSAGE_LENGTH;
 const MAX_ERROR_PATH = MAX_PATH_LENGTH;
 const MAX_ERROR_RULE = 1024;
-
-/** HTTP status of a refused upgrade after which retrying is pointless: the controller speaks another version. */
-const UPGRADE_REQUIRED = 426;
 
 /**
  * The controller refused this daemon in a way retrying cannot fix, so the daemon stopped reconnecting: a close
@@ -567,7 +565,7 @@ function refusal(
   event: { code: number; reason: string },
   upgradeStatus: number | undefined,
 ): RefusedError | undefined {
-  if (upgradeStatus === UPGRADE_REQUIRED) {
+  if (upgradeStatus === VERSION_MISMATCH_STATUS) {
     return new RefusedError(
       `The controller refused the upgrade with HTTP 426: it does not speak ${SUBPROTOCOL} (${event.reason})`,
       { status: upgradeStatus },
