@@ -4,6 +4,8 @@
 // It implements the subset of the WebSocket interface the daemon uses.
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+import { CLOSE_CODES } from "@sandd/protocol/constants";
+
 const MAX_MESSAGE = 64 * 1024 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -75,6 +77,11 @@ export class WebSocketClient {
   onmessage: ((event: ClientMessageEvent) => void) | null = null;
   onclose: ((event: ClientCloseEvent) => void) | null = null;
   onerror: ((event: { message: string }) => void) | null = null;
+  /**
+   * The HTTP status of a refused upgrade (401, 426, ...), set before `onclose` (code 1006) fires; undefined when
+   * the upgrade succeeded or never got an answer.
+   */
+  upgradeStatus: number | undefined = undefined;
 
   #conn: Deno.Conn | null = null;
   #queue: Uint8Array[] = [];
@@ -141,6 +148,7 @@ export class WebSocketClient {
       return [line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim()] as const;
     }));
     if (status !== 101) {
+      this.upgradeStatus = Number.isInteger(status) ? status : undefined;
       const body = decoder.decode(pending.subarray(headEnd + 4)).slice(0, 300);
       throw new Error(
         `WebSocket upgrade refused: ${statusLine?.slice(9) ?? status}${body ? `: ${body}` : ""}`,
@@ -197,7 +205,9 @@ export class WebSocketClient {
         const view = new DataView(pending.buffer, pending.byteOffset + 2, 8);
         length = view.getUint32(0) * 0x1_0000_0000 + view.getUint32(4);
       }
-      if (length > MAX_MESSAGE) return this.#protocolClose(1009, "message too large");
+      if (length > MAX_MESSAGE) {
+        return this.#protocolClose(CLOSE_CODES.MESSAGE_TOO_BIG, "message too large");
+      }
       const maskAt = need - (masked ? 4 : 0);
       const mask = masked ? pending.slice(maskAt, maskAt + 4) : null;
       const payload = new Uint8Array(length);
@@ -216,7 +226,7 @@ export class WebSocketClient {
       if (opcode === 0x8) {
         const code = payload.length >= 2 ? (payload[0]! << 8) | payload[1]! : 1005;
         const reason = decoder.decode(payload.subarray(2));
-        if (!this.#closeSent) this.#sendClose(code === 1005 ? 1000 : code, "");
+        if (!this.#closeSent) this.#sendClose(code === 1005 ? CLOSE_CODES.NORMAL : code, "");
         this.#finish(code, reason);
         return;
       }
@@ -238,7 +248,9 @@ export class WebSocketClient {
       if (opcode === 0x0 && fragmentOpcode) {
         fragments.push(payload);
         fragmentBytes += payload.length;
-        if (fragmentBytes > MAX_MESSAGE) return this.#protocolClose(1009, "message too large");
+        if (fragmentBytes > MAX_MESSAGE) {
+          return this.#protocolClose(CLOSE_CODES.MESSAGE_TOO_BIG, "message too large");
+        }
         if (fin) {
           const whole = new Uint8Array(fragmentBytes);
           let at = 0;
@@ -343,7 +355,7 @@ export class WebSocketClient {
     this.#finish(code, reason);
   }
 
-  close(code = 1000, reason = ""): void {
+  close(code: number = CLOSE_CODES.NORMAL, reason = ""): void {
     if (this.readyState === WebSocketClient.CLOSED || this.readyState === WebSocketClient.CLOSING) {
       return;
     }

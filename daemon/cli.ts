@@ -5,6 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { DAEMON_ID_RULE, isDaemonId } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
 import type { PolicyOptions } from "./policy/mod.ts";
 
@@ -76,7 +77,8 @@ Logging:
   --help                  print this and exit
   --version               print the version and exit
 
-Exit codes: 0 after SIGINT/SIGTERM, 2 for bad flags.`;
+Exit codes: 0 after SIGINT/SIGTERM, 2 for bad flags, 3 when the controller refused this daemon for good
+(close code 4000 or 4001, or HTTP 426: another protocol version); other refusals are retried.`;
 
 /** A flag was wrong: print the message and exit 2. */
 export class UsageError extends Error {
@@ -225,8 +227,8 @@ export function parseDaemonArgs(
     labels[label.slice(0, eq)] = label.slice(eq + 1);
   }
   const id = values["daemon-id"] ?? env.SANDD_DAEMON_ID ?? Deno.hostname();
-  if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(id)) {
-    throw new UsageError(`--daemon-id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got '${id}'`);
+  if (!isDaemonId(id)) {
+    throw new UsageError(`--daemon-id must be ${DAEMON_ID_RULE}, got '${id}'`);
   }
   let token = values.token ?? env.SANDD_TOKEN;
   const warnings: string[] = [];

@@ -16,6 +16,17 @@ import {
   type RequestMessage,
   type WireError,
 } from "@sandd/protocol/messages";
+import {
+  CLOSE_CODES,
+  DAEMON_ID_RULE,
+  HEARTBEAT_MISSES,
+  isDaemonId,
+  LOGIN_SHELL_COMMAND,
+  MAX_ERROR_MESSAGE_LENGTH,
+  MAX_PATH_LENGTH,
+  stopsReconnecting,
+  VERSION_MISMATCH_STATUS,
+} from "@sandd/protocol/constants";
 import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 import { backoffDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
@@ -23,15 +34,60 @@ import { WebSocketClient } from "./_websocket_client.ts";
 import { holdPosixChildRuntime, posixChildSupported } from "./_posix_child.ts";
 import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_table.ts";
 import { spawnCommandChild } from "./_command_child.ts";
-import { LOGIN_SHELL_COMMAND, spawnPtyChild } from "./_pty_child.ts";
+import { spawnPtyChild } from "./_pty_child.ts";
 import { Policy, PolicyError } from "./policy/mod.ts";
 
 const log = getLogger(["sandd", "daemon"]);
 
-/** Protocol limits of an error reply's fields (see `wireError` in protocol/messages.ts). */
-const MAX_ERROR_MESSAGE = 8192;
-const MAX_ERROR_PATH = 8192;
+/** Protocol limits of an error reply's fields (`WIRE_ERROR_SCHEMA` in protocol/replies.ts). */
+const MAX_ERROR_MESSAGE = MAX_ERROR_MESSAGE_LENGTH;
+const MAX_ERROR_PATH = MAX_PATH_LENGTH;
 const MAX_ERROR_RULE = 1024;
+
+/**
+ * The controller refused this daemon in a way retrying cannot fix, so the daemon stopped reconnecting: a close
+ * code that says so (4000 handshake refused, 4001 credential not for this daemon id; `stopsReconnecting` in
+ * `protocol/constants.ts`), or HTTP 426 (the controller speaks another protocol version). `Daemon.run()` rejects
+ * with it; `sandd` exits with {@linkcode RefusedError.exitCode}.
+ *
+ * @example Tell a refusal from a crash
+ * ```ts ignore
+ * try {
+ *   await daemon.run();
+ * } catch (error) {
+ *   if (error instanceof RefusedError) console.error(error.message, error.closeCode ?? error.status);
+ * }
+ * ```
+ */
+export class RefusedError extends Error {
+  /** Stable error code. */
+  readonly code: "REFUSED" = "REFUSED";
+  /** The exit code of `sandd` when it stops for this reason. */
+  static readonly exitCode = 3;
+  /** The WebSocket close code, when the link closed with one. */
+  readonly closeCode: number | undefined;
+  /** The HTTP status of a refused upgrade (426). */
+  readonly status: number | undefined;
+
+  /**
+   * @param message What the controller said, and why the daemon stops.
+   * @param options The close code or HTTP status.
+   */
+  constructor(message: string, options: { closeCode?: number; status?: number }) {
+    super(message);
+    this.name = "RefusedError";
+    this.closeCode = options.closeCode;
+    this.status = options.status;
+  }
+}
+
+/** How one connection attempt ended. */
+interface Attempt {
+  /** The controller welcomed this link. */
+  welcomed: boolean;
+  /** Set when the daemon must stop reconnecting. */
+  refused?: RefusedError;
+}
 
 /** Cut `text` to `max` characters, saying so, so an error naming a huge value still fits the protocol. */
 function truncate(text: string, max: number): string {
@@ -141,8 +197,8 @@ export class Daemon implements AsyncDisposable {
       throw new TypeError(`Server URL must start with ws:// or wss://, got '${options.serverUrl}'`);
     }
     this.id = options.id ?? Deno.hostname();
-    if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(this.id)) {
-      throw new TypeError(`Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got '${this.id}'`);
+    if (!isDaemonId(this.id)) {
+      throw new TypeError(`Daemon id must be ${DAEMON_ID_RULE}, got '${this.id}'`);
     }
     this.#options = options;
     const policy = this.#policy = options.policy ?? new Policy();
@@ -235,7 +291,10 @@ export class Daemon implements AsyncDisposable {
     }
   }
 
-  /** Connect and keep reconnecting until {@linkcode Daemon.close}. */
+  /**
+   * Connect and keep reconnecting until {@linkcode Daemon.close}. Rejects with a {@linkcode RefusedError} (after
+   * terminating its processes) when the controller refuses the daemon in a way retrying cannot fix.
+   */
   run(): Promise<void> {
     this.#running ??= this.#loop();
     return this.#running;
@@ -246,8 +305,14 @@ export class Daemon implements AsyncDisposable {
     using _libc = posixChildSupported ? holdPosixChildRuntime() : undefined;
     let attempt = 0;
     while (!this.#abort.signal.aborted) {
-      const welcomed = await this.#connectOnce();
+      const { welcomed, refused } = await this.#connectOnce();
       if (this.#abort.signal.aborted) break;
+      if (refused) {
+        log.error("{message}; not reconnecting", { message: refused.message });
+        this.#abort.abort();
+        await this.#table.shutdown();
+        throw refused;
+      }
       if (welcomed) attempt = 0;
       const delay = backoffDelay(attempt++, {
         initialMs: this.#options.reconnectInitialMs ?? 1_000,
@@ -261,7 +326,7 @@ export class Daemon implements AsyncDisposable {
     }
   }
 
-  #connectOnce(): Promise<boolean> {
+  #connectOnce(): Promise<Attempt> {
     const options = this.#options;
     const headers: Record<string, string> = {};
     if (options.token) headers["authorization"] = `Bearer ${options.token}`;
@@ -278,10 +343,10 @@ export class Daemon implements AsyncDisposable {
         url: options.serverUrl,
         error: String(error),
       });
-      return Promise.resolve(false);
+      return Promise.resolve({ welcomed: false });
     }
     const link = new Link(socket);
-    return new Promise<boolean>((resolve) => {
+    return new Promise<Attempt>((resolve) => {
       let welcomed = false;
       let lastSeen = Date.now();
       let silence: ReturnType<typeof setTimeout> | undefined;
@@ -289,9 +354,9 @@ export class Daemon implements AsyncDisposable {
       let closedHere = false;
       const handshake = setTimeout(() => {
         log.warn("No welcome from the controller within the handshake timeout");
-        finish(4008, "handshake timeout");
+        finish(CLOSE_CODES.TIMEOUT, "handshake timeout");
       }, options.handshakeTimeoutMs ?? 10_000);
-      const finish = (code?: number, reason?: string) => {
+      const finish = (code?: number, reason?: string, refused?: RefusedError) => {
         clearTimeout(handshake);
         clearTimeout(silence);
         if (code !== undefined) {
@@ -302,7 +367,7 @@ export class Daemon implements AsyncDisposable {
         this.#table.linkClosed(link);
         if (this.#link === link) this.#link = null;
         if (this.#connecting === link) this.#connecting = null;
-        resolve(welcomed);
+        resolve(refused ? { welcomed, refused } : { welcomed });
       };
       this.#connecting = link;
       socket.onopen = () => {
@@ -331,12 +396,12 @@ export class Daemon implements AsyncDisposable {
           }
           if (!welcomed) {
             if (message.t !== "welcome") {
-              finish(4000, "expected welcome");
+              finish(CLOSE_CODES.HANDSHAKE_REFUSED, "expected welcome");
               return;
             }
             if (this.#abort.signal.aborted) {
               // close() ran while this link was still being set up.
-              finish(1000, "daemon shutting down");
+              finish(CLOSE_CODES.NORMAL, "daemon shutting down");
               return;
             }
             welcomed = true;
@@ -345,14 +410,14 @@ export class Daemon implements AsyncDisposable {
             log.info("Connected to {url} as {id}", { url: options.serverUrl, id: this.id });
             // The controller pings a link that has been quiet for an interval, and this side answers; so a
             // live controller is never silent for long, and the daemon sends no pings of its own (that would
-            // double the heartbeat traffic). A link silent for three intervals is dropped, checked by one timer
-            // that is re-armed lazily for the remaining time.
-            const limit = message.heartbeatMs * 3;
+            // double the heartbeat traffic). A link silent for HEARTBEAT_MISSES intervals is dropped, checked by
+            // one timer that is re-armed lazily for the remaining time.
+            const limit = message.heartbeatMs * HEARTBEAT_MISSES;
             const watch = () => {
               const silent = Date.now() - lastSeen;
               if (silent >= limit) {
                 log.warn("Controller silent for {ms} ms; dropping the link", { ms: silent });
-                finish(4008, "heartbeat timeout");
+                finish(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
                 return;
               }
               silence = setTimeout(watch, limit - silent);
@@ -376,7 +441,7 @@ export class Daemon implements AsyncDisposable {
             reason: event.reason,
           });
         }
-        finish();
+        finish(undefined, undefined, closedHere ? undefined : refusal(event, socket.upgradeStatus));
       };
     });
   }
@@ -484,13 +549,35 @@ export class Daemon implements AsyncDisposable {
     this.#abort.abort();
     clearTimeout(this.#sleepTimer);
     this.#wake?.();
-    (this.#link ?? this.#connecting)?.close(1000, "daemon shutting down");
+    (this.#link ?? this.#connecting)?.close(CLOSE_CODES.NORMAL, "daemon shutting down");
     await this.#table.shutdown();
-    await this.#running;
+    await this.#running?.catch(() => {});
   }
 
   /** Same as {@linkcode Daemon.close}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** Why the daemon must stop reconnecting after this close, or undefined when it should retry. */
+function refusal(
+  event: { code: number; reason: string },
+  upgradeStatus: number | undefined,
+): RefusedError | undefined {
+  if (upgradeStatus === VERSION_MISMATCH_STATUS) {
+    return new RefusedError(
+      `The controller refused the upgrade with HTTP 426: it does not speak ${SUBPROTOCOL} (${event.reason})`,
+      { status: upgradeStatus },
+    );
+  }
+  if (stopsReconnecting(event.code)) {
+    return new RefusedError(
+      `The controller closed the link with ${event.code}${
+        event.reason ? ` (${event.reason})` : ""
+      }`,
+      { closeCode: event.code },
+    );
+  }
+  return undefined;
 }

@@ -11,10 +11,10 @@
 import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
 import { VERSION } from "@sandd/protocol/version";
 import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts";
-import { Daemon } from "./daemon.ts";
+import { Daemon, RefusedError } from "./daemon.ts";
 import { Policy, type PolicyOptions } from "./policy/mod.ts";
 import { fileHandlers } from "./files.ts";
-import { acquireFs, releaseFs } from "./ffi/fs.ts";
+import { acquireFs, FS_UNSUPPORTED, releaseFs } from "./ffi/fs.ts";
 
 async function main(): Promise<number> {
   let config: DaemonConfig;
@@ -93,14 +93,20 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  // On an OS where the file binding is not verified (anything but Linux), file operations are refused: say so now.
+  if (FS_UNSUPPORTED !== null) console.error(`sandd: warning: ${FS_UNSUPPORTED}`);
   acquireFs(); // loaded once for the whole run: file operations then only count their holds
   try {
     await daemon.run();
+  } catch (error) {
+    // Refused for good (close code 4000/4001, HTTP 426): the reason is logged; exit with its own code.
+    if (!(error instanceof RefusedError)) throw error;
+    return RefusedError.exitCode;
   } finally {
     releaseFs();
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
   }
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
   return 0;
 }
 

@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { ProcessInfo } from "@sandd/protocol/replies";
 import { FRAME_HEADER_BYTES, writeDataFrameHeader } from "@sandd/protocol/frame";
 import { CreditSender } from "@sandd/protocol/stream";
 import type { AttachArgs, SpawnArgs, StreamResume } from "@sandd/protocol/messages";
@@ -202,18 +203,8 @@ class OutputState {
   }
 }
 
-/** What `processes` reports for one process. */
-export interface ProcessInfo {
-  id: string;
-  pid: number;
-  command: string | string[];
-  startedAt: string;
-  state: "running" | "exited";
-  exitCode: number | null;
-  signal: string | null;
-  pty: boolean;
-  attached: number;
-}
+/** What `processes` reports for one process: the wire's description (one definition, `protocol/replies.ts`). */
+export type { ProcessInfo };
 
 /** Options of {@linkcode ProcessTable}. */
 export interface ProcessTableOptions {

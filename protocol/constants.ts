@@ -220,7 +220,8 @@ export const CLOSE_CODES: {
 
 /**
  * Close codes after which a daemon stops reconnecting (its run ends with an error naming the code and reason):
- * retrying with the same id, credentials and version would be refused the same way.
+ * retrying with the same id, credentials and version would be refused the same way. A daemon also stops after
+ * an HTTP {@linkcode VERSION_MISMATCH_STATUS} answer to its upgrade.
  */
 export const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([
   CLOSE_CODES.HANDSHAKE_REFUSED,
@@ -242,6 +243,12 @@ export const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([
 export function stopsReconnecting(code: number): boolean {
   return FATAL_CLOSE_CODES.has(code);
 }
+
+/**
+ * The HTTP status a controller answers an upgrade with when the daemon does not offer its subprotocol (another
+ * protocol version): 426 Upgrade Required. A daemon stops reconnecting after it.
+ */
+export const VERSION_MISMATCH_STATUS = 426;
 
 /**
  * How many heartbeat intervals of silence make a side close the link with 4008: a half-open link is detected

@@ -111,6 +111,7 @@ export {
   MAX_WINDOW_BYTES,
   SIGNALS,
   stopsReconnecting,
+  VERSION_MISMATCH_STATUS,
 } from "./constants.ts";
 export {
   type AnySchema,

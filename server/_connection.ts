@@ -7,6 +7,7 @@ import type {
   RequestArgs,
   WireError,
 } from "@sandd/protocol/messages";
+import type { ResponseData } from "@sandd/protocol/replies";
 import { DaemonDisconnectedError, remoteError, RequestTimeoutError } from "./errors.ts";
 
 /** Receives what a daemon sends on one stream id. */
@@ -16,6 +17,8 @@ export interface InboundRoute {
   onEof?(offset: number, sha256: string | undefined): void;
   onGap?(from: number, to: number): void;
   onReset?(reason: string): void;
+  /** The daemon sent a message about this stream that the controller cannot accept (else `onReset` is told). */
+  onError?(error: Error): void;
   /** The connection closed. */
   onClose?(): void;
 }
@@ -58,7 +61,8 @@ interface SendingStream {
 
 interface Pending {
   op: Operation;
-  resolve: (data: Record<string, unknown>) => void;
+  /** Settles with the reply's data, validated for `op` (see `Hub`). */
+  resolve: (data: unknown) => void;
   reject: (error: Error) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
   sending: { sid: number; state: SendingStream } | undefined;
@@ -148,14 +152,22 @@ export class Connection {
   /**
    * Send a request; the promise settles with the daemon's reply, or fails with `RequestTimeoutError` when none
    * comes within the deadline (for an upload: while the controller waits on the daemon and it makes no progress),
-   * or with `DaemonDisconnectedError` when the link closes first.
+   * or with `DaemonDisconnectedError` when the link closes first. The hub validates the reply's data for `op`
+   * (`parseResponseData`) before settling, so it arrives typed; a reply that does not fit fails with a
+   * `ProtocolError` naming the field.
    */
-  request<Op extends Operation>(op: Op, args: RequestArgs<Op>): Promise<Record<string, unknown>> {
+  request<Op extends Operation>(op: Op, args: RequestArgs<Op>): Promise<ResponseData<Op>> {
     if (this.#closed) return Promise.reject(new DaemonDisconnectedError(this.info.id));
     const rid = ++this.#rid;
-    return new Promise((resolve, reject) => {
+    return new Promise<ResponseData<Op>>((resolve, reject) => {
       const sid = op === "upload" ? (args as RequestArgs<"upload">).sid : undefined;
-      const pending: Pending = { op, resolve, reject, timer: undefined, sending: undefined };
+      const pending: Pending = {
+        op,
+        resolve: resolve as (data: unknown) => void,
+        reject,
+        timer: undefined,
+        sending: undefined,
+      };
       if (sid !== undefined) {
         const state = { sent: 0, acked: 0, ended: false, progressAt: Date.now() };
         pending.sending = { sid, state };
@@ -202,18 +214,20 @@ export class Connection {
     return this.#pending.get(rid)?.op;
   }
 
-  /** Settle request `rid` with the daemon's reply. Returns false when no such request is pending. */
-  response(
-    rid: number,
-    ok: boolean,
-    data: Record<string, unknown> | undefined,
-    error: WireError | undefined,
-  ): boolean {
+  /**
+   * Settle request `rid` with the daemon's successful reply, already validated for its operation. Returns false
+   * when no such request is pending.
+   */
+  resolved(rid: number, data: unknown): boolean {
     const pending = this.#take(rid);
     if (!pending) return false;
-    if (ok) pending.resolve(data ?? {});
-    else pending.reject(remoteError(this.info.id, error!));
+    pending.resolve(data);
     return true;
+  }
+
+  /** Fail request `rid` with the daemon's error reply. Returns false when no such request is pending. */
+  refused(rid: number, error: WireError): boolean {
+    return this.fail(rid, remoteError(this.info.id, error));
   }
 
   /** Fail request `rid` (a reply the controller cannot accept). Returns false when no such request is pending. */

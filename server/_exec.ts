@@ -1,6 +1,7 @@
 // Starting processes on daemons: spawn and attach (pipes or a terminal), and exec, which runs a command to
 // completion and collects its output.
 import type { SpawnArgs } from "@sandd/protocol/messages";
+import type { AttachReply, SpawnReply } from "@sandd/protocol/replies";
 import type { Connection } from "./_connection.ts";
 import type { ProcessRegistry } from "./_registry.ts";
 import { CommandTimeoutError } from "./errors.ts";
@@ -72,14 +73,14 @@ export class Launcher {
       ...(options.retainBytes !== undefined ? { retainBytes: options.retainBytes } : {}),
       ...(pty ? { pty } : {}),
     };
-    let data: Record<string, unknown>;
+    let data: SpawnReply;
     try {
       data = await conn.request("spawn", args);
     } catch (error) {
       process.fail(error as Error);
       throw error;
     }
-    process.started(conn, String(data.proc), Number(data.pid), stdin, 0);
+    process.started(conn, data.proc, data.pid, stdin, 0);
     this.#options.registry.register(process);
     return process;
   }
@@ -108,7 +109,7 @@ export class Launcher {
     const { outputs, stdin } = process.bindStreams(conn);
     process.started(conn, processId, 0, undefined, 0);
     this.#options.registry.register(process);
-    let data: Record<string, unknown>;
+    let data: AttachReply;
     try {
       data = await conn.request("attach", {
         proc: processId,
@@ -121,12 +122,12 @@ export class Launcher {
       process.fail(error as Error);
       throw error;
     }
-    const stdinOffset = Number(data.stdinOffset ?? 0);
+    const stdinOffset = data.stdinOffset;
     // A new handle taking over stdin continues the daemon's numbering: its first byte is the daemon's next one
     // (otherwise the daemon would skip as many bytes as earlier writers had sent).
     const input = process.input;
     if (input && input.offset === 0 && input.acked === 0) input.offset = stdinOffset;
-    process.started(conn, processId, Number(data.pid), stdin, stdinOffset);
+    process.started(conn, processId, data.pid, stdin, stdinOffset);
     return process;
   }
 

@@ -2,14 +2,15 @@
 // width: a quarter interval) at its next deadline; a tick looks only at its slot's links, in batches that yield
 // to the event loop. A link is pinged only when the controller has sent it nothing for an interval, or heard
 // nothing from it for an interval (and has not pinged it since): a busy link gets no pings at all. A link silent
-// for three intervals is dropped, and the slot rounding is taken off that bound, so a half-open link is found
-// within 3 x interval of its last message.
+// for HEARTBEAT_MISSES intervals is dropped, and the slot rounding is taken off that bound, so a half-open link is
+// found within HEARTBEAT_MISSES x interval of its last message.
+import { HEARTBEAT_MISSES } from "@sandd/protocol/constants";
 import type { Connection } from "./_connection.ts";
 
 /** Slots per interval: the check granularity is interval / SLOTS_PER_INTERVAL. */
 const SLOTS_PER_INTERVAL = 4;
-/** Deadlines are at most 3 intervals ahead; one more slot keeps the wheel from wrapping onto itself. */
-const SLOTS = 3 * SLOTS_PER_INTERVAL + 1;
+/** Deadlines are at most HEARTBEAT_MISSES intervals ahead; one more slot keeps the wheel from wrapping onto itself. */
+const SLOTS = HEARTBEAT_MISSES * SLOTS_PER_INTERVAL + 1;
 /** Links handled before yielding to the event loop. */
 const BATCH = 256;
 
@@ -44,7 +45,7 @@ export class Heartbeat {
     this.#options = options;
     this.#interval = options.intervalMs;
     this.#slotMs = this.#interval / SLOTS_PER_INTERVAL;
-    this.#dropAfter = 3 * this.#interval - this.#slotMs;
+    this.#dropAfter = HEARTBEAT_MISSES * this.#interval - this.#slotMs;
     this.#timer = setInterval(() => {
       if (this.#running) return;
       this.#running = this.#drain().finally(() => this.#running = null);

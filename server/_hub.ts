@@ -1,7 +1,13 @@
 // The hub: where daemon links live. The handshake (hello, then welcome), the duplicate-id policy, heartbeats,
 // and the dispatch of every message a daemon sends, replies included (parsed in one place, `#reply`).
 import { getLogger } from "@logtape/logtape";
-import { decodeDataFrame } from "@sandd/protocol/frame";
+import {
+  CLOSE_CODES,
+  isDaemonId,
+  MAX_ERROR_MESSAGE_LENGTH,
+  MAX_HELLO_BYTES,
+} from "@sandd/protocol/constants";
+import { type DataFrame, decodeDataFrame, FRAME_HEADER_BYTES } from "@sandd/protocol/frame";
 import { ProtocolError } from "@sandd/protocol/errors";
 import {
   type DaemonMessage,
@@ -10,13 +16,13 @@ import {
   parseDaemonMessage,
   type ResponseMessage,
 } from "@sandd/protocol/messages";
+import { parseResponseData } from "@sandd/protocol/replies";
 import { VERSION } from "@sandd/protocol/version";
 import type { Connection, DaemonInfo } from "./_connection.ts";
-import { bindsDaemonId, GuardedConnection, MAX_HELLO_BYTES, messageBytes } from "./_security.ts";
+import { bindsDaemonId, GuardedConnection, messageBytes } from "./_security.ts";
 import { Heartbeat } from "./_heartbeat.ts";
 import type { Auditor } from "./_audited.ts";
 import type { ProcessRegistry } from "./_registry.ts";
-import { DAEMON_ID } from "./_validate.ts";
 import type { Identity } from "./auth.ts";
 import { dispatchFsEvent } from "./files.ts";
 
@@ -37,14 +43,6 @@ export interface HubOptions {
   onDisconnect(info: DaemonInfo): void;
 }
 
-/**
- * Check a reply's data before it settles its request. The one place where replies are read: per-operation response
- * validators plug in here.
- */
-function checkReply(_op: Operation, data: Record<string, unknown>): Record<string, unknown> {
-  return data;
-}
-
 export class Hub {
   readonly connections: Map<string, Connection> = new Map();
   readonly #options: HubOptions;
@@ -61,7 +59,7 @@ export class Hub {
       ping: (conn) => conn.send({ t: "ping" }),
       drop: (conn, ms) => {
         log.warn("Daemon {id} silent for {ms} ms; dropping it", { id: conn.info.id, ms });
-        conn.close(4008, "heartbeat timeout");
+        conn.close(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
         this.#disconnected(conn);
       },
     });
@@ -86,7 +84,7 @@ export class Hub {
     let refused = false;
     const handshake = setTimeout(() => {
       log.warn("No hello from {remote} within the handshake timeout", { remote: remoteAddress });
-      socket.close(4008, "handshake timeout");
+      socket.close(CLOSE_CODES.TIMEOUT, "handshake timeout");
     }, this.#options.handshakeTimeoutMs);
     socket.onmessage = (event) => {
       if (refused) return;
@@ -100,7 +98,7 @@ export class Hub {
         });
         refused = true;
         clearTimeout(handshake);
-        socket.close(1009, "message too big");
+        socket.close(CLOSE_CODES.MESSAGE_TOO_BIG, "message too big");
         if (conn) this.#disconnected(conn);
         return;
       }
@@ -136,9 +134,9 @@ export class Hub {
       if (typeof data !== "string") throw new ProtocolError("Expected a hello text frame first");
       hello = parseDaemonMessage(data);
       if (hello.t !== "hello") throw new ProtocolError(`Expected hello first, got '${hello.t}'`);
-      if (!DAEMON_ID.test(hello.id)) throw new ProtocolError(`Invalid daemon id '${hello.id}'`);
+      if (!isDaemonId(hello.id)) throw new ProtocolError(`Invalid daemon id '${hello.id}'`);
     } catch (error) {
-      socket.close(4000, (error as Error).message.slice(0, 120));
+      socket.close(CLOSE_CODES.HANDSHAKE_REFUSED, (error as Error).message.slice(0, 120));
       return null;
     }
     this.#pendingSockets.delete(socket);
@@ -149,7 +147,7 @@ export class Hub {
         remote: remoteAddress,
         subject: identity.subject,
       });
-      socket.close(4001, "credential does not match the daemon id");
+      socket.close(CLOSE_CODES.IDENTITY_MISMATCH, "credential does not match the daemon id");
       return null;
     }
     return this.#register(socket, hello, remoteAddress, identity.subject);
@@ -182,11 +180,11 @@ export class Hub {
           id: info.id,
           remote: remoteAddress,
         });
-        socket.close(4009, `Daemon id '${info.id}' is already connected`);
+        socket.close(CLOSE_CODES.ID_IN_USE, `Daemon id '${info.id}' is already connected`);
         return null;
       }
       log.info("Daemon {id} reconnected; replacing its older connection", { id: info.id });
-      previous.close(4004, "replaced by a newer connection of the same daemon");
+      previous.close(CLOSE_CODES.REPLACED, "replaced by a newer connection of the same daemon");
       this.#disconnected(previous);
     }
     const auditor = this.#options.auditor;
@@ -202,7 +200,7 @@ export class Hub {
             id: guarded.info.id,
             buffered,
           });
-          guarded.close(1008, "send buffer overflow");
+          guarded.close(CLOSE_CODES.POLICY_VIOLATION, "send buffer overflow");
           this.#disconnected(guarded);
         },
         onRequest: (guarded, op, args, result) => {
@@ -247,7 +245,7 @@ export class Hub {
     try {
       message = parseDaemonMessage(text);
     } catch (error) {
-      this.#refused(conn, text, error as Error);
+      this.#refused(conn, error as Error);
       return;
     }
     switch (message.t) {
@@ -275,7 +273,7 @@ export class Hub {
       case "exit":
         this.#options.registry.exited(conn.info.id, message.proc, {
           exitCode: message.exitCode,
-          signal: message.signal as Deno.Signal | null,
+          signal: message.signal,
           timedOut: message.timedOut,
           ...(message.truncated ? { truncated: message.truncated } : {}),
         });
@@ -296,7 +294,10 @@ export class Hub {
     }
   }
 
-  /** Settle the request a reply answers; a reply that does not fit its operation fails that request. */
+  /**
+   * Settle the request a reply answers. Its data is validated for the request's operation here, the one place
+   * replies are read; a reply that does not fit fails that request with a `ProtocolError` naming the field.
+   */
   #reply(conn: Connection, message: ResponseMessage): void {
     const op = conn.pendingOp(message.rid);
     if (op === undefined) {
@@ -304,69 +305,110 @@ export class Hub {
       return;
     }
     if (!message.ok) {
-      conn.response(message.rid, false, undefined, message.error);
+      conn.refused(message.rid, message.error);
       return;
     }
-    let data: Record<string, unknown>;
+    let data: unknown;
     try {
-      data = checkReply(op, message.data);
+      data = parseResponseData(op, message.data);
     } catch (error) {
-      conn.fail(message.rid, this.#badReply(conn, op, error as Error));
+      this.#refused(
+        conn,
+        new ProtocolError((error as Error).message, { about: { t: "res", rid: message.rid } }),
+      );
       return;
     }
-    conn.response(message.rid, true, data, undefined);
+    conn.resolved(message.rid, data);
   }
 
   /**
-   * A message that failed validation. When it is a reply to a pending request (its `rid` is readable), that
-   * request fails with the reason instead of waiting for its deadline.
+   * A message that failed validation. It is logged and answered with an `error`; when it named something the
+   * controller waits on (`error.about`: a pending request's `rid`, an open stream's `sid` or watch's `wid`, a
+   * followed process's `proc`), that call fails with the reason instead of waiting for something that will not
+   * come. A message naming nothing is only logged and answered.
    */
-  #refused(conn: Connection, text: string, error: Error): void {
+  #refused(conn: Connection, error: Error): void {
     log.warn("Refused a message from {id}: {message}", {
       id: conn.info.id,
       message: error.message,
     });
-    conn.send({ t: "error", code: "PROTOCOL", message: error.message.slice(0, 8192) });
-    let rid: unknown;
-    try {
-      const value = JSON.parse(text) as { t?: unknown; rid?: unknown } | null;
-      if (value?.t === "res") rid = value.rid;
-    } catch {
-      return; // not JSON: nothing to attribute it to
+    conn.send({
+      t: "error",
+      code: "PROTOCOL",
+      message: error.message.slice(0, MAX_ERROR_MESSAGE_LENGTH),
+    });
+    const about = error instanceof ProtocolError ? error.about : undefined;
+    if (!about) return;
+    const what = `a message${about.t ? ` (${about.t})` : ""}`;
+    if (about.rid !== undefined && about.t === "res") {
+      const op = conn.pendingOp(about.rid);
+      if (op !== undefined) {
+        conn.fail(
+          about.rid,
+          new ProtocolError(
+            `Daemon '${conn.info.id}' answered the '${op}' request with a reply the controller cannot accept: ${error.message}`,
+            { cause: error, about },
+          ),
+        );
+      }
     }
-    if (typeof rid !== "number") return;
-    const op = conn.pendingOp(rid);
-    if (op !== undefined) conn.fail(rid, this.#badReply(conn, op, error));
-  }
-
-  #badReply(conn: Connection, op: Operation, error: Error): ProtocolError {
-    return new ProtocolError(
-      `Daemon '${conn.info.id}' answered the '${op}' request with a reply the controller cannot accept: ${error.message}`,
-      { cause: error },
-    );
+    const sid = about.sid ?? about.wid;
+    if (sid !== undefined) {
+      const route = conn.routes.get(sid);
+      if (route) {
+        const failure = new ProtocolError(
+          `Daemon '${conn.info.id}' sent ${what} about stream ${sid} that the controller cannot accept: ${error.message}`,
+          { cause: error, about },
+        );
+        // Tell the daemon the stream is over, then fail it here (its route unbinds itself).
+        conn.send({ t: "reset", sid, reason: failure.message.slice(0, 200) });
+        if (route.onError) route.onError(failure);
+        else route.onReset?.(failure.message);
+      }
+    }
+    if (about.proc !== undefined) {
+      this.#options.registry.failed(
+        conn.info.id,
+        about.proc,
+        new ProtocolError(
+          `Daemon '${conn.info.id}' sent ${what} about process '${about.proc}' that the controller cannot accept: ${error.message}`,
+          { cause: error, about },
+        ),
+      );
+    }
   }
 
   #onBinary(conn: Connection, bytes: Uint8Array): void {
+    let frame: DataFrame;
     try {
-      const frame = decodeDataFrame(bytes);
-      const route = conn.routes.get(frame.sid);
-      if (!route?.onData) {
-        conn.send({ t: "reset", sid: frame.sid, reason: `No open stream ${frame.sid}` });
-        return;
-      }
-      route.onData(frame.offset, frame.payload);
+      frame = decodeDataFrame(bytes);
     } catch (error) {
-      conn.send({ t: "error", code: "PROTOCOL", message: (error as Error).message });
+      // A header long enough to name its stream fails that stream; a shorter one names nothing.
+      const named = bytes.length >= FRAME_HEADER_BYTES;
+      const sid = named ? new DataView(bytes.buffer, bytes.byteOffset).getUint32(1) : 0;
+      this.#refused(
+        conn,
+        new ProtocolError((error as Error).message, named ? { about: { t: "data", sid } } : {}),
+      );
+      return;
     }
+    const route = conn.routes.get(frame.sid);
+    if (!route?.onData) {
+      conn.send({ t: "reset", sid: frame.sid, reason: `No open stream ${frame.sid}` });
+      return;
+    }
+    route.onData(frame.offset, frame.payload);
   }
 
   /** Close every link (processes on the workers keep running) and wait, bounded, for their close handshakes. */
   async close(): Promise<void> {
     this.#closing = true;
     await this.#heartbeat.close();
-    for (const socket of this.#pendingSockets) socket.close(1001, "server closing");
+    for (const socket of this.#pendingSockets) {
+      socket.close(CLOSE_CODES.GOING_AWAY, "server closing");
+    }
     for (const conn of [...this.connections.values()]) {
-      conn.close(1001, "server closing");
+      conn.close(CLOSE_CODES.GOING_AWAY, "server closing");
       this.#disconnected(conn);
     }
     this.#options.registry.failAll();

@@ -144,6 +144,7 @@ export class InboundStream {
       onGap: (from, to) => this.#gap(from, to),
       onReset: (reason) =>
         this.fail(new Error(`Stream ${this.name} reset by the daemon: ${reason}`)),
+      onError: (error) => this.fail(error),
       onClose: () => {
         if (this.#route === route) {
           this.#route = null;

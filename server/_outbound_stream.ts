@@ -4,10 +4,9 @@
 // CreditSender; this class adds the link, the frame buffers and the WritableStream.
 import { DaemonDisconnectedError } from "./errors.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
+import { MAX_FRAME_PAYLOAD_BYTES as MAX_FRAME } from "@sandd/protocol/constants";
 import { allocateDataFrame } from "@sandd/protocol/frame";
 import { CreditSender } from "@sandd/protocol/stream";
-
-const MAX_FRAME = 256 * 1024;
 
 export interface OutboundStreamOptions {
   window: number;
@@ -88,6 +87,7 @@ export class OutboundStream {
         if (this.#credit.ack(offset)) this.#wakeAll();
       },
       onReset: (reason) => this.fail(new Error(`Stream reset by the daemon: ${reason}`)),
+      onError: (error) => this.fail(error),
       onClose: () => {
         if (this.#route === route) {
           this.#route = null;

@@ -248,7 +248,7 @@ export class ProcessSession {
         ...(stderr ? { stderr } : {}),
         ...(stdin !== undefined && !this.#exit ? { stdin } : {}),
       });
-      this.started(conn, this.#id, this.#pid, stdin, Number(data.stdinOffset ?? 0));
+      this.started(conn, this.#id, this.#pid, stdin, data.stdinOffset);
     } catch (error) {
       // Dropped again while re-attaching: the grace timer is running, the next reconnect tries again.
       if (error instanceof DaemonDisconnectedError) return;

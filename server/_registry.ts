@@ -56,6 +56,12 @@ export class ProcessRegistry {
     }
   }
 
+  /** The daemon sent a message about a process that the controller cannot accept: its handles fail. */
+  failed(daemonId: string, proc: string, error: Error): void {
+    const set = this.#processes.get(`${daemonId}\0${proc}`);
+    if (set) { for (const process of [...set]) process.fail(error); }
+  }
+
   /** A daemon (re)connected: its processes resume on the new link. */
   connected(conn: Connection): void {
     for (const process of this.#of(conn.info.id)) process.reattach(conn);

@@ -1,14 +1,12 @@
 // Controller-side security plumbing: option validation, message size checks, and a connection that watches its
 // own send buffer and reports the requests it makes (for the audit trail).
 import type { Operation, RequestArgs } from "@sandd/protocol/messages";
+import type { ResponseData } from "@sandd/protocol/replies";
 import { Connection, type DaemonInfo } from "./_connection.ts";
 import { type Authenticator, createAuthenticator, type Identity } from "./auth.ts";
 import { AuditLog } from "./audit.ts";
 import { type RateLimit, RateLimiter, TokenBucket } from "./rate_limiter.ts";
 import type { ServerOptions } from "./options.ts";
-
-/** Largest first (hello) message a pending connection may send, in bytes. */
-export const MAX_HELLO_BYTES = 64 * 1024;
 
 /**
  * Size of a WebSocket message in bytes, or a lower bound of it above `limit` (so a huge text frame is not
@@ -42,7 +40,7 @@ export interface ConnectionGuards {
     conn: GuardedConnection,
     op: Operation,
     args: Record<string, unknown>,
-    result: Promise<Record<string, unknown>>,
+    result: Promise<unknown>,
   ): void;
 }
 
@@ -75,7 +73,7 @@ export class GuardedConnection extends Connection {
   override request<Op extends Operation>(
     op: Op,
     args: RequestArgs<Op>,
-  ): Promise<Record<string, unknown>> {
+  ): Promise<ResponseData<Op>> {
     const result = super.request(op, args);
     if (this.#guards.onRequest) {
       try {

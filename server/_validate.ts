@@ -1,10 +1,8 @@
 // Argument and option checks of the controller API: each rule written once, run before anything is opened or sent.
+import { DAEMON_ID_RULE, isDaemonId } from "@sandd/protocol/constants";
 import { streamOffsets } from "./_process_session.ts";
 import type { ShellOptions } from "./shell.ts";
 import type { AttachOptions, ExecOptions, ServerOptions, SpawnOptions } from "./options.ts";
-
-/** Daemon ids: what the protocol allows in a hello. */
-export const DAEMON_ID: RegExp = /^[A-Za-z0-9._:@-]{1,128}$/;
 
 export function positiveInt(name: string, value: number | undefined, min = 1): void {
   if (value !== undefined && (!Number.isInteger(value) || value < min)) {
@@ -13,10 +11,8 @@ export function positiveInt(name: string, value: number | undefined, min = 1): v
 }
 
 export function checkDaemonId(id: unknown): asserts id is string {
-  if (typeof id !== "string" || !DAEMON_ID.test(id)) {
-    throw new TypeError(
-      `Daemon id must be 1-128 of A-Z a-z 0-9 . _ : @ -, got ${JSON.stringify(id)}`,
-    );
+  if (!isDaemonId(id)) {
+    throw new TypeError(`Daemon id must be ${DAEMON_ID_RULE}, got ${JSON.stringify(id)}`);
   }
 }
 

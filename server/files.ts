@@ -18,6 +18,7 @@
 import { createHash } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
 import type { FsEventMessage, RequestArgs } from "@sandd/protocol/messages";
+import type { DownloadReply, UploadReply } from "@sandd/protocol/replies";
 import { packDirectory, unpackTar } from "@sandd/protocol/tar";
 import type { Connection, InboundRoute } from "./_connection.ts";
 import { DaemonDisconnectedError, FileError, remoteError } from "./errors.ts";
@@ -274,7 +275,7 @@ async function sendUpload(
   source: AsyncIterable<Uint8Array>,
   total: number | undefined,
   options: { onProgress?: (p: TransferProgress) => void; signal?: AbortSignal },
-): Promise<Record<string, unknown>> {
+): Promise<UploadReply> {
   const sid = conn.nextSid();
   const out = new OutboundStream({ window: FILE_WINDOW, daemonId: conn.info.id });
   out.bind(conn, sid, 0);
@@ -368,7 +369,7 @@ export async function uploadFile(
     size,
     options,
   );
-  return { bytes: Number(data_.bytes), sha256: String(data_.sha256) };
+  return { bytes: data_.bytes, sha256: data_.sha256 };
 }
 
 /**
@@ -409,11 +410,11 @@ export async function uploadDirectory(
       options,
     );
     return {
-      bytes: Number(data.bytes),
-      sha256: String(data.sha256),
-      files: Number(data.files),
-      directories: Number(data.directories),
-      symlinks: Number(data.symlinks),
+      bytes: data.bytes,
+      sha256: data.sha256,
+      files: data.files ?? 0,
+      directories: data.directories ?? 0,
+      symlinks: data.symlinks ?? 0,
     };
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
@@ -585,12 +586,12 @@ async function openDownload(
   path: string,
   options: DownloadOptions,
   archive: boolean,
-): Promise<{ readable: ReadableStream<Uint8Array>; info: Record<string, unknown> }> {
+): Promise<{ readable: ReadableStream<Uint8Array>; info: DownloadReply }> {
   const sid = conn.nextSid();
   const from = options.from ?? 0;
   const maxBytes = options.maxBytes ?? Infinity;
   const receiver = new DownloadReceiver(conn, sid, from, path, maxBytes);
-  let info: Record<string, unknown>;
+  let info: DownloadReply;
   try {
     info = await conn.request("download", {
       path,
@@ -604,7 +605,7 @@ async function openDownload(
     await receiver.readable.cancel().catch(() => {});
     throw error;
   }
-  receiver.total = typeof info.size === "number" ? info.size : undefined;
+  receiver.total = info.size ?? undefined;
   if (!archive && receiver.total !== undefined && receiver.total - from > maxBytes) {
     await receiver.readable.cancel().catch(() => {});
     throw new FileError(conn.info.id, {
@@ -812,12 +813,12 @@ export class RemoteFs {
     checkPath("path", path);
     const data = await this.#host.connection(this.daemonId).request("stat", { path });
     return {
-      type: data.type as FileType,
-      size: Number(data.size),
-      mode: Number(data.mode),
+      type: data.type,
+      size: data.size,
+      mode: data.mode,
       mtime: toDate(data.mtime),
-      uid: typeof data.uid === "number" ? data.uid : null,
-      gid: typeof data.gid === "number" ? data.gid : null,
+      uid: data.uid,
+      gid: data.gid,
     };
   }
 
@@ -838,13 +839,13 @@ export class RemoteFs {
       path,
       ...(options.recursive ? { recursive: true } : {}),
     });
-    return (data.entries as Record<string, unknown>[]).map((e) => ({
-      path: String(e.path),
-      type: e.type as FileType,
-      size: Number(e.size),
-      mode: Number(e.mode),
+    return data.entries.map((e) => ({
+      path: e.path,
+      type: e.type,
+      size: e.size,
+      mode: e.mode,
       mtime: toDate(e.mtime),
-      ...(typeof e.target === "string" ? { target: e.target } : {}),
+      ...(e.target !== undefined ? { target: e.target } : {}),
     }));
   }
 

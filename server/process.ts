@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ProcessInfo as WireProcessInfo } from "@sandd/protocol/replies";
 import type { Gap } from "./_inbound_stream.ts";
 import { sessionOf } from "./_process_session.ts";
 
@@ -35,27 +36,44 @@ export interface StreamOffsets {
   stderr?: number | null;
 }
 
-/** A process as `server.processes()` lists it. */
+/**
+ * A process as `server.processes()` lists it: the wire's description (`ProcessInfo` in `protocol/replies.ts`)
+ * with `startedAt` as a `Date`. The compiler keeps the two in step (see `SameFields` below).
+ *
+ * @example Show what a worker runs
+ * ```ts ignore
+ * for (const p of await server.processes("worker-1")) console.log(p.id, p.state, p.startedAt.toISOString());
+ * ```
+ */
 export interface ProcessInfo {
   /** Process id (the daemon's). */
   id: string;
-  /** OS process id on the worker. */
+  /** OS process id on the worker (0 when no OS process started). */
   pid: number;
-  /** The command. */
+  /** The command as spawned. */
   command: string | string[];
   /** When it started. */
   startedAt: Date;
   /** Running or exited. */
   state: "running" | "exited";
-  /** Exit code once exited. */
+  /** `null` while running; once exited, the exit code (128 + n when signal n ended it). */
   exitCode: number | null;
-  /** Signal that ended it. */
+  /** The signal that ended it, or null. */
   signal: string | null;
   /** Whether it runs on a terminal. */
   pty: boolean;
   /** Controller connections attached to it. */
   attached: number;
 }
+
+/**
+ * Compile-time check: the public description has exactly the wire's fields, and every wire value fits it
+ * (`startedAt` aside; `signal` is any string here, a known signal name on the wire).
+ */
+type SameFields<Public, Wire> = [keyof Public] extends [keyof Wire]
+  ? [keyof Wire] extends [keyof Public] ? [Wire] extends [Public] ? true : false : false
+  : false;
+const _sameAsWire: SameFields<ProcessInfo, WireProcessInfo & { startedAt: Date }> = true;
 
 /**
  * A handle on a process on a worker. Made by `server.spawn()` or `server.attach()`.

@@ -11,6 +11,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { LOGIN_SHELL_COMMAND } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
 import { AsciicastWriter } from "./asciicast.ts";
 import { DaemonEvent, type ServerEventMap } from "./events.ts";
@@ -73,9 +74,6 @@ export type { DaemonInfo } from "./_connection.ts";
 export { DaemonEvent, type ServerEventMap } from "./events.ts";
 
 const log = getLogger(["sandd", "server"]);
-
-/** The `command` that asks the daemon for the worker's login shell (see `daemon/_pty_child.ts`). */
-const LOGIN_SHELL_COMMAND = "\0login-shell";
 
 /**
  * The SandD controller. Daemons dial in over WebSocket; the script runs commands on them.
@@ -523,8 +521,7 @@ export class Server extends EventTarget implements AsyncDisposable {
   processes(id: string): Promise<ProcessInfo[]> {
     return this.#auditor.run("processes", id, {}, async () => {
       const data = await this.#connection(id).request("processes", {});
-      return (data.processes as (Omit<ProcessInfo, "startedAt"> & { startedAt: string })[])
-        .map((p) => ({ ...p, startedAt: new Date(p.startedAt) }));
+      return data.processes.map((p) => ({ ...p, startedAt: new Date(p.startedAt) }));
     });
   }
 

@@ -170,7 +170,7 @@ Deno.test("attack: a download pushed without credit is refused", async () => {
     const req = await fake.request();
     assertEquals(req.op, "download");
     const args = req.args as { sid: number; window: number };
-    fake.reply(req.rid, { size: 64 * args.window });
+    fake.reply(req.rid, { size: 64 * args.window, mode: 0o644, mtime: null }); // a complete reply: replies are validated
     const stream = await downloading;
     // Never read: all of it would pile up in the controller.
     const chunk = new Uint8Array(256 * 1024);

@@ -1,8 +1,10 @@
 // Copyright 2026 the SandD authors. MIT license.
 /**
  * libc symbols for descriptor-relative file operations (`openat`, `fchmod`, `renameat`, `statx`, ...), merged
- * into the one binding of `libc.ts`. Every one is optional: a libc without it leaves the symbol `undefined` and
- * the wrappers of `fs.ts` report `ENOSYS`.
+ * into the one binding of `libc.ts`. Every one is optional, so loading the binding never fails for want of one
+ * (macOS's libSystem has no `statx` or `pread64`, and `syscall` is deprecated there): a libc without it leaves the
+ * symbol `null` and the wrappers of `fs.ts` report `ENOSYS`. The raw-syscall entries (`openat2`, `getdents64`)
+ * carry Linux syscall numbers: `fs.ts` calls them on Linux only.
  *
  * @module
  */
@@ -15,12 +17,14 @@ export const FS_SYMBOLS = {
     name: "syscall",
     parameters: ["i64", "i64", "buffer", "buffer", "u64"],
     result: "i64",
+    optional: true,
   },
   /** `syscall(SYS_getdents64, fd, buffer, size)`. */
   syscall_getdents64: {
     name: "syscall",
     parameters: ["i64", "i64", "buffer", "u64"],
     result: "i64",
+    optional: true,
   },
   statx: {
     parameters: ["i32", "buffer", "i32", "u32", "buffer"],

@@ -35,7 +35,9 @@ export async function watchExit(pid: number, lost: WaitStatus): Promise<WaitStat
   const buffer = new Uint8Array(status.buffer);
   const { EINTR, ECHILD } = OS.errno;
   try {
-    const pidfd = IS_LINUX ? Number(libc.syscall3(SYSCALL.pidfd_open, BigInt(pid), 0n)) : -1;
+    const pidfd = IS_LINUX && libc.syscall3
+      ? Number(libc.syscall3(SYSCALL.pidfd_open, BigInt(pid), 0n))
+      : -1;
     if (pidfd >= 0) {
       try {
         for (;;) {

@@ -1,6 +1,6 @@
 // Copyright 2026 the SandD authors. MIT license.
 /**
- * Descriptor-relative file-system primitives over libc (Linux): open a path beneath a directory descriptor
+ * Descriptor-relative file-system primitives over libc (Linux only: see {@linkcode FS_UNSUPPORTED}): open a path beneath a directory descriptor
  * without following any symlink (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` where the kernel has it,
  * else a component-by-component `openat(O_NOFOLLOW)` walk), and act on descriptors (`fchmod`, `fstat`,
  * `renameat`, `unlinkat`, `mkdirat`, `symlinkat`, `readlinkat`, `linkat`, `pread`, `write`, `fsync`).
@@ -20,6 +20,24 @@
 import { acquireLibc, errno, type Libc, releaseLibc } from "./libc.ts";
 
 const ARM64 = Deno.build.arch === "aarch64";
+const IS_LINUX = Deno.build.os === "linux";
+
+/**
+ * Why this binding refuses every call on this OS, or `null` where it works (Linux). Its flag values, `statx`,
+ * `getdents64` and `openat2` are Linux's, and calling a Linux syscall number elsewhere would run another call, so
+ * on any other OS (macOS included) every wrapper throws an error with this message and code `UNSUPPORTED`
+ * instead. The daemon prints it at start.
+ *
+ * @example Warn at start
+ * ```ts
+ * import { FS_UNSUPPORTED } from "./fs.ts";
+ * if (FS_UNSUPPORTED !== null) console.error(`warning: ${FS_UNSUPPORTED}`);
+ * ```
+ */
+export const FS_UNSUPPORTED: string | null = IS_LINUX
+  ? null
+  : `File operations are implemented and verified on Linux only (Linux open flags, statx, ` +
+    `getdents64, openat2); this daemon runs on ${Deno.build.os}, so it refuses them`;
 
 /** `open` flags (Linux values; `O_DIRECTORY` and `O_NOFOLLOW` differ on arm64). */
 export const O = {
@@ -165,6 +183,9 @@ export function releaseFs(): void {
 }
 
 function lib(): Libc {
+  if (FS_UNSUPPORTED !== null) {
+    throw Object.assign(new Error(FS_UNSUPPORTED), { code: "UNSUPPORTED" });
+  }
   if (libc === null) {
     throw new Error("The file-system binding is not acquired (call acquireFs first)");
   }
@@ -265,7 +286,13 @@ export function openBeneath(dirFd: number, path: string, flags: number, mode = 0
       BigInt(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
     ]);
     const fd = Number(
-      lib().syscall_openat2(BigInt(SYS_OPENAT2), BigInt(dirFd), cString(path), how, 24n),
+      need(lib().syscall_openat2, "openat2")(
+        BigInt(SYS_OPENAT2),
+        BigInt(dirFd),
+        cString(path),
+        how,
+        24n,
+      ),
     );
     if (fd >= 0) {
       hasOpenat2 = true;
@@ -740,7 +767,12 @@ export function readDirFd(fd: number): DirEntry[] {
   const out: DirEntry[] = [];
   while (true) {
     const n = check(
-      lib().syscall_getdents64(BigInt(SYS_GETDENTS64), BigInt(fd), buffer, BigInt(buffer.length)),
+      need(lib().syscall_getdents64, "getdents64")(
+        BigInt(SYS_GETDENTS64),
+        BigInt(fd),
+        buffer,
+        BigInt(buffer.length),
+      ),
       "getdents64",
     );
     if (n === 0) return out;

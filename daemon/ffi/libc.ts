@@ -5,7 +5,11 @@
  * count its users and the last one closes it, so Deno's test sanitizers see no open library.
  *
  * The symbol table is the union of the process symbols below and the file-system symbols of `_fs_symbols.ts`
- * (descriptor-relative primitives for confined file operations).
+ * (descriptor-relative primitives for confined file operations). Every symbol that some supported libc lacks is
+ * `optional` (Linux-only: `eventfd`, `pipe2`, `environ`, `__errno_location`, `syscall`-based calls, `statx`,
+ * `pread64`; macOS-only: `__error`; newer: `posix_spawn_file_actions_addchdir_np`, `..._addclosefrom_np`,
+ * `ptsname_r`), so `Deno.dlopen` succeeds on Linux and on macOS; the callers check for `null` and fall back or
+ * refuse with a clear error.
  *
  * @module
  */
@@ -37,7 +41,8 @@ const PROCESS_SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   access: { parameters: ["buffer", "i32"], result: "i32" },
-  syscall3: { name: "syscall", parameters: ["i64", "i64", "i64"], result: "i64" },
+  /** `syscall(n, a, b)`, for Linux-only calls (`pidfd_open`); deprecated on macOS, so optional. */
+  syscall3: { name: "syscall", parameters: ["i64", "i64", "i64"], result: "i64", optional: true },
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
   waitpid_now: { name: "waitpid", parameters: ["i32", "buffer", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },

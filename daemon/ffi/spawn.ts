@@ -22,6 +22,7 @@
 
 import type { ChildHandle } from "../process_table.ts";
 import { ACCESS, errnoMessage, OS } from "./constants.ts";
+import { LOGIN_SHELL_COMMAND } from "@sandd/protocol/constants";
 import { acquireLibc, errno, type Libc, releaseLibc } from "./libc.ts";
 import { cString } from "./_c_memory.ts";
 
@@ -29,11 +30,8 @@ const IS_WINDOWS = Deno.build.os === "windows";
 /** The search path when the child's `PATH` is unset. */
 export const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin";
 
-/**
- * The `command` a controller sends to ask for the worker's login shell. It contains a NUL character, so it can
- * never name a real program or shell command.
- */
-export const LOGIN_SHELL_COMMAND = "\0login-shell";
+/** The `command` that asks for the worker's login shell (one definition, in `protocol/constants.ts`). */
+export { LOGIN_SHELL_COMMAND };
 
 /**
  * The argv a command runs as: a string through the shell (`/bin/sh -c`, or `cmd.exe /C` on Windows), an array

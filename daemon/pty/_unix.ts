@@ -52,8 +52,11 @@ const { EAGAIN, EINTR, EIO } = OS.errno;
 const READ_CHUNK = 64 * 1024;
 /** How long `close()` waits after SIGHUP before it sends SIGKILL to the group. */
 const KILL_GRACE_MS = 2000;
-/** Reported when the exit status cannot be learned. */
-const LOST_STATUS: PtyExit = { exitCode: -1, signal: null };
+/**
+ * Reported when the exit status cannot be learned (another waiter reaped the child): 255, as for pipes. It goes on
+ * the wire as an `exit`, whose `exitCode` is 0-255 (128 + n for signal n), so it must be a valid one.
+ */
+const LOST_STATUS: PtyExit = { exitCode: 255, signal: null };
 
 /** An error carrying an errno-style code; `Pty` turns it into a `PtyError`. */
 function ptyError(code: string, message: string): Error {
