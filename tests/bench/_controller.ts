@@ -1,7 +1,8 @@
-// A controller process for the memory benchmark: prints its port and stays up until stdin closes.
-import { Server } from "../../mod.ts";
+// A controller process for the memory benchmark: `deno run -A _controller.ts sandd|echo ROOT` prints its port and
+// stays up until stdin closes. "sandd" is the checkout's Server; "echo" a bare Deno WebSocket echo server.
+const [kind, root] = Deno.args;
 
-if (Deno.args[0] === "echo") {
+if (kind === "echo") {
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
     socket.onmessage = (event) => socket.send(event.data);
@@ -9,6 +10,7 @@ if (Deno.args[0] === "echo") {
   });
   console.log(server.addr.port);
 } else {
+  const { Server } = await import(`file://${root}/mod.ts`) as typeof import("../../mod.ts");
   const server = await Server.listen({ port: 0, heartbeatMs: 30_000, handshakeTimeoutMs: 120_000 });
   console.log(server.port);
 }
