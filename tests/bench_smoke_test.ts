@@ -38,6 +38,8 @@ const EXPECTED = [
   "files.daemon_rss_upload",
   "files.daemon_rss_download",
   "memory.controller_rss",
+  "memory.idle_cpu",
+  "memory.longest_stall",
 ];
 const SCP = ["files.upload_vs_scp", "files.download_vs_scp"];
 

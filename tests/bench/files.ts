@@ -34,7 +34,7 @@ async function writeRandomFile(path: string, size: number): Promise<void> {
 }
 
 async function run({ checkout, quick, log }: BenchContext): Promise<SectionResult> {
-  const sizeMiB = quick ? 8 : Number(Deno.env.get("BENCH_FILE_MIB") ?? 1024);
+  const sizeMiB = Number(Deno.env.get("BENCH_FILE_MIB") ?? (quick ? 8 : 1024));
   const runs = quick ? 1 : 3;
   const size = sizeMiB * 1024 * 1024;
   const work = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "sandd-bench-" });

@@ -9,8 +9,8 @@
  * - `--root DIR`: measure another checkout: import DIR/mod.ts, run DIR/daemon/main.ts as the daemon, and take
  *   the baselines' daemon internals from DIR (see _checkout.ts). `compare.ts` uses this for before/after runs.
  *
- * Environment: BENCH_DAEMONS (throughput, default 100), BENCH_SOCKETS (memory, default 19,000), BENCH_FILE_MIB
- * (files, default 1024).
+ * Environment (also under --quick): BENCH_DAEMONS (throughput, default 100), BENCH_SOCKETS (memory, default
+ * 19,000), BENCH_FILE_MIB (files, default 1024).
  *
  * @module
  */

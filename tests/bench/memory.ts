@@ -21,27 +21,48 @@ function raised(args: string[]): Deno.ChildProcess {
   }).spawn();
 }
 
-async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
+/** Reads a child's stdout line by line; `close` discards the rest. */
+function lineReader(
+  stream: ReadableStream<Uint8Array>,
+): { line: () => Promise<string>; close: () => Promise<void> } {
   const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`Helper process ended before a line (${JSON.stringify(text)})`);
-    text += value;
-  }
-  // Keep draining so the helper never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })().catch(() => {});
-  return text.trim();
+  const close = () => reader.cancel().catch(() => {});
+  const line = async () => {
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`Helper process ended before a line (${JSON.stringify(text)})`);
+      text += value;
+    }
+    const at = text.indexOf("\n");
+    const line = text.slice(0, at).trim();
+    text = text.slice(at + 1);
+    return line;
+  };
+  return { line, close };
 }
 
-async function rssWith(
+/** CPU time a process has used, in milliseconds (schedstat: nanoseconds on the CPU). */
+function cpuOf(pid: number): number {
+  return Number(Deno.readTextFileSync(`/proc/${pid}/schedstat`).split(" ")[0]) / 1e6;
+}
+
+interface AtScale {
+  /** RSS in bytes once every socket is up and settled. */
+  rss: number;
+  /** Share of one core used while idle over the window, in percent. */
+  cpu: number;
+  /** The longest gap between ticks of a 10 ms timer over the window, in ms. */
+  longestTick: number;
+}
+
+async function measure(
   checkout: Checkout,
   kind: "sandd" | "echo",
   sockets: number,
   settle: number,
-): Promise<number> {
+  window: number,
+): Promise<AtScale> {
   const controller = raised([
     "run",
     "-A",
@@ -50,7 +71,14 @@ async function rssWith(
     kind,
     checkout.root,
   ]);
-  const port = Number(await firstLine(controller.stdout));
+  const controllerOut = lineReader(controller.stdout);
+  const encoder = new TextEncoder();
+  const control = controller.stdin.getWriter();
+  const stats = async () => {
+    await control.write(encoder.encode("stats\n"));
+    return JSON.parse(await controllerOut.line()) as { sockets: number; longestTickMs: number };
+  };
+  const port = Number(await controllerOut.line());
   const url = kind === "sandd" ? `ws://127.0.0.1:${port}/ws` : `ws://127.0.0.1:${port}/`;
   const clientCount = Math.ceil(sockets / 5_000);
   const clients = Array.from({ length: clientCount }, (_, i) => {
@@ -66,16 +94,28 @@ async function rssWith(
       checkout.subprotocol,
     ]);
   });
+  const clientOuts = clients.map((c) => lineReader(c.stdout));
   try {
-    await Promise.all(clients.map((c) => firstLine(c.stdout)));
+    await Promise.all(clientOuts.map((out) => out.line()));
     await pause(settle);
-    return rssOf(controller.pid);
+    const rss = rssOf(controller.pid);
+    await stats();
+    const cpuBefore = cpuOf(controller.pid);
+    await pause(window);
+    const cpu = (cpuOf(controller.pid) - cpuBefore) / window * 100;
+    const after = await stats();
+    if (after.sockets !== sockets) {
+      throw new Error(`The ${kind} controller holds ${after.sockets} sockets, expected ${sockets}`);
+    }
+    return { rss, cpu, longestTick: after.longestTickMs };
   } finally {
-    for (const c of clients) {
+    for (const [i, c] of clients.entries()) {
       await c.stdin.close();
+      await clientOuts[i]!.close();
       await c.status;
     }
-    await controller.stdin.close();
+    await control.close();
+    await controllerOut.close();
     await controller.status;
   }
 }
@@ -83,23 +123,51 @@ async function rssWith(
 async function run({ checkout, quick, log }: BenchContext): Promise<SectionResult> {
   // The goal is 20,000; one process here may hold at most 20,000 descriptors (hard limit, not raisable in our
   // sandbox), so the default leaves room for the controller's own files.
-  const sockets = quick ? 200 : Number(Deno.env.get("BENCH_SOCKETS") ?? 19_000);
+  const sockets = Number(Deno.env.get("BENCH_SOCKETS") ?? (quick ? 200 : 19_000));
   const settle = quick ? 300 : 2_000;
-  const echo = await rssWith(checkout, "echo", sockets, settle);
-  log(`memory: echo server ${toMiB(echo).toFixed(1)} MiB with ${sockets} sockets`);
-  const sandd = await rssWith(checkout, "sandd", sockets, settle);
+  // Idle CPU and stalls over two heartbeat sweeps (5 s apart by default).
+  const window = quick ? 500 : 11_000;
+  const echo = await measure(checkout, "echo", sockets, settle, window);
+  log(`memory: echo server ${toMiB(echo.rss).toFixed(1)} MiB with ${sockets} sockets`);
+  const sandd = await measure(checkout, "sandd", sockets, settle, window);
+  const baselineLabel = "bare Deno WebSocket echo server";
   return {
-    figures: [{
-      id: "memory.controller_rss",
-      label: `controller RSS with ${sockets} connected daemons`,
-      unit: "MiB",
-      value: toMiB(sandd),
-      baseline: toMiB(echo),
-      baselineLabel: "bare Deno WebSocket echo server",
-      comparison: "ratio",
-      better: "lower",
-      goal: "≤ 1.1×",
-    }],
+    figures: [
+      {
+        id: "memory.controller_rss",
+        label: `controller RSS with ${sockets} connected daemons`,
+        unit: "MiB",
+        value: toMiB(sandd.rss),
+        baseline: toMiB(echo.rss),
+        baselineLabel,
+        comparison: "ratio",
+        better: "lower",
+        goal: "≤ 1.1×",
+      },
+      {
+        id: "memory.idle_cpu",
+        label: `idle controller CPU with ${sockets} connected daemons (${window / 1000} s)`,
+        unit: "% of a core",
+        value: sandd.cpu,
+        baseline: echo.cpu,
+        baselineLabel,
+        comparison: "ratio",
+        better: "lower",
+        goal: "≤ 1.3×",
+      },
+      {
+        id: "memory.longest_stall",
+        label:
+          `controller event-loop stall with ${sockets} connected daemons (longest 10 ms timer gap)`,
+        unit: "ms",
+        value: sandd.longestTick,
+        baseline: echo.longestTick,
+        baselineLabel,
+        comparison: "overhead",
+        better: "lower",
+        goal: "≤ 10 ms over the timer",
+      },
+    ],
     skipped: [],
   };
 }
@@ -107,6 +175,7 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
 /** Controller memory at scale. */
 export const memory: Section = {
   name: "memory",
-  about: "controller RSS with 19,000 daemons (BENCH_SOCKETS) against a bare WebSocket echo server",
+  about:
+    "controller RSS, idle CPU and stalls with 19,000 daemons (BENCH_SOCKETS) against a bare WebSocket echo server",
   run,
 };

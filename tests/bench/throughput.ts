@@ -4,7 +4,7 @@ import { BenchDaemon } from "./_daemon.ts";
 import type { SectionResult } from "./_stats.ts";
 
 async function run({ checkout, quick, log }: BenchContext): Promise<SectionResult> {
-  const count = quick ? 3 : Number(Deno.env.get("BENCH_DAEMONS") ?? 100);
+  const count = Number(Deno.env.get("BENCH_DAEMONS") ?? (quick ? 3 : 100));
   const seconds = quick ? 1 : 5;
   const server = await checkout.mod.Server.listen({ port: 0 });
   const daemons = Array.from(
