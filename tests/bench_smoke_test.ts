@@ -40,6 +40,9 @@ const EXPECTED = [
   "memory.controller_rss",
   "memory.idle_cpu",
   "memory.longest_stall",
+  "memory.exec_per_second",
+  "memory.exec_p99",
+  "memory.exec_max",
 ];
 const SCP = ["files.upload_vs_scp", "files.download_vs_scp"];
 

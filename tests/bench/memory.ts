@@ -54,6 +54,16 @@ interface AtScale {
   cpu: number;
   /** The longest gap between ticks of a 10 ms timer over the window, in ms. */
   longestTick: number;
+  /** sandd only: execs on one real daemon with every socket connected, then with the crowd gone. */
+  exec?: { crowd: ExecLoad; alone: ExecLoad };
+}
+
+/** What the controller's `exec` command reports. */
+interface ExecLoad {
+  perSecond: number;
+  p50: number;
+  p99: number;
+  max: number;
 }
 
 async function measure(
@@ -62,6 +72,7 @@ async function measure(
   sockets: number,
   settle: number,
   window: number,
+  load: { seconds: number; inFlight: number },
 ): Promise<AtScale> {
   const controller = raised([
     "run",
@@ -74,10 +85,13 @@ async function measure(
   const controllerOut = lineReader(controller.stdout);
   const encoder = new TextEncoder();
   const control = controller.stdin.getWriter();
-  const stats = async () => {
-    await control.write(encoder.encode("stats\n"));
-    return JSON.parse(await controllerOut.line()) as { sockets: number; longestTickMs: number };
+  const ask = async <T>(command: string): Promise<T> => {
+    await control.write(encoder.encode(`${command}\n`));
+    return JSON.parse(await controllerOut.line()) as T;
   };
+  const stats = () => ask<{ sockets: number; longestTickMs: number }>("stats");
+  // The sandd controller also holds the one real daemon it runs the exec load on.
+  const own = kind === "sandd" ? 1 : 0;
   const port = Number(await controllerOut.line());
   const url = kind === "sandd" ? `ws://127.0.0.1:${port}/ws` : `ws://127.0.0.1:${port}/`;
   const clientCount = Math.ceil(sockets / 5_000);
@@ -95,6 +109,15 @@ async function measure(
     ]);
   });
   const clientOuts = clients.map((c) => lineReader(c.stdout));
+  let closing: Promise<void> | null = null;
+  const closeClients = () =>
+    closing ??= (async () => {
+      for (const [i, c] of clients.entries()) {
+        await c.stdin.close();
+        await clientOuts[i]!.close();
+        await c.status;
+      }
+    })();
   try {
     await Promise.all(clientOuts.map((out) => out.line()));
     await pause(settle);
@@ -104,16 +127,21 @@ async function measure(
     await pause(window);
     const cpu = (cpuOf(controller.pid) - cpuBefore) / window * 100;
     const after = await stats();
-    if (after.sockets !== sockets) {
-      throw new Error(`The ${kind} controller holds ${after.sockets} sockets, expected ${sockets}`);
+    if (after.sockets !== sockets + own) {
+      throw new Error(
+        `The ${kind} controller holds ${after.sockets} sockets, expected ${sockets + own}`,
+      );
     }
-    return { rss, cpu, longestTick: after.longestTickMs };
+    if (kind === "echo") return { rss, cpu, longestTick: after.longestTickMs };
+    const execLoad = `exec ${load.seconds} ${load.inFlight}`;
+    const crowd = await ask<ExecLoad>(execLoad);
+    await closeClients();
+    // The same load once the crowd has gone (polled: the controller sees the closes when it sees them).
+    while ((await stats()).sockets > own) await pause(100);
+    const alone = await ask<ExecLoad>(execLoad);
+    return { rss, cpu, longestTick: after.longestTickMs, exec: { crowd, alone } };
   } finally {
-    for (const [i, c] of clients.entries()) {
-      await c.stdin.close();
-      await clientOuts[i]!.close();
-      await c.status;
-    }
+    await closeClients();
     await control.close();
     await controllerOut.close();
     await controller.status;
@@ -127,10 +155,13 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
   const settle = quick ? 300 : 2_000;
   // Idle CPU and stalls over two heartbeat sweeps (5 s apart by default).
   const window = quick ? 500 : 11_000;
-  const echo = await measure(checkout, "echo", sockets, settle, window);
+  const load = { seconds: quick ? 0.5 : 5, inFlight: quick ? 10 : 100 };
+  const echo = await measure(checkout, "echo", sockets, settle, window, load);
   log(`memory: echo server ${toMiB(echo.rss).toFixed(1)} MiB with ${sockets} sockets`);
-  const sandd = await measure(checkout, "sandd", sockets, settle, window);
+  const sandd = await measure(checkout, "sandd", sockets, settle, window, load);
+  const { crowd, alone } = sandd.exec!;
   const baselineLabel = "bare Deno WebSocket echo server";
+  const execLabel = `with ${sockets} connected daemons, ${load.inFlight} in flight on one daemon`;
   return {
     figures: [
       {
@@ -167,6 +198,39 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         better: "lower",
         goal: "≤ 10 ms over the timer",
       },
+      {
+        id: "memory.exec_per_second",
+        label: `exec/s ${execLabel}`,
+        unit: "/s",
+        value: crowd.perSecond,
+        baseline: alone.perSecond,
+        baselineLabel: "same controller, crowd gone",
+        comparison: "ratio",
+        better: "higher",
+        goal: "≥ 0.9×",
+      },
+      {
+        id: "memory.exec_p99",
+        label: `exec p99 ${execLabel}`,
+        unit: "ms",
+        value: crowd.p99,
+        baseline: alone.p99,
+        baselineLabel: "same controller, crowd gone",
+        comparison: "overhead",
+        better: "lower",
+        goal: "≤ 20 ms",
+      },
+      {
+        id: "memory.exec_max",
+        label: `exec max ${execLabel}`,
+        unit: "ms",
+        value: crowd.max,
+        baseline: alone.max,
+        baselineLabel: "same controller, crowd gone",
+        comparison: "overhead",
+        better: "lower",
+        goal: "—",
+      },
     ],
     skipped: [],
   };
@@ -176,6 +240,6 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
 export const memory: Section = {
   name: "memory",
   about:
-    "controller RSS, idle CPU and stalls with 19,000 daemons (BENCH_SOCKETS) against a bare WebSocket echo server",
+    "controller RSS, idle CPU and stalls with 19,000 daemons (BENCH_SOCKETS) against a bare WebSocket echo server; exec load with and without them",
   run,
 };
