@@ -6,6 +6,7 @@
  * - `--only NAMES`: a comma-separated subset of the sections (also accepted as plain arguments).
  * - `--quick`: small counts and sizes, for smoke tests (the figures exist, they mean little).
  * - `--json`: one JSON document on stdout instead of the table (progress goes to stderr either way).
+ * - `--json-file PATH`: also write that JSON document to PATH (to keep a run's numbers beside its table).
  * - `--root DIR`: measure another checkout: import DIR/mod.ts, run DIR/daemon/main.ts as the daemon, and take
  *   the baselines' daemon internals from DIR (see _checkout.ts). `compare.ts` uses this for before/after runs.
  *
@@ -53,7 +54,8 @@ export interface BenchReport {
   skipped: Skipped[];
 }
 
-const USAGE = `Usage: deno task bench [--only NAMES] [--quick] [--json] [--root DIR]
+const USAGE =
+  `Usage: deno task bench [--only NAMES] [--quick] [--json] [--json-file PATH] [--root DIR]
 Sections:
 ${SECTIONS.map((s) => `  ${s.name.padEnd(11)} ${s.about}`).join("\n")}`;
 
@@ -65,6 +67,7 @@ function parse() {
       only: { type: "string" },
       quick: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
+      "json-file": { type: "string" },
       root: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -124,18 +127,20 @@ async function main(): Promise<number> {
     for (const s of result.skipped) context.log(`skipped ${s.id}: ${s.reason}`);
     context.log(`${section.name} done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   }
+  const report: BenchReport = {
+    root: checkout.root,
+    quick: options.quick,
+    date: new Date().toISOString(),
+    deno: Deno.version.deno,
+    cores: navigator.hardwareConcurrency,
+    sections: sections.map((s) => s.name),
+    figures: figures.map((f) => ({ ...f, compared: compared(f) })),
+    skipped,
+  };
+  const json = JSON.stringify(report, null, 2);
+  if (options["json-file"]) await Deno.writeTextFile(options["json-file"], `${json}\n`);
   if (options.json) {
-    const report: BenchReport = {
-      root: checkout.root,
-      quick: options.quick,
-      date: new Date().toISOString(),
-      deno: Deno.version.deno,
-      cores: navigator.hardwareConcurrency,
-      sections: sections.map((s) => s.name),
-      figures: figures.map((f) => ({ ...f, compared: compared(f) })),
-      skipped,
-    };
-    console.log(JSON.stringify(report, null, 2));
+    console.log(json);
   } else {
     console.log(
       `\n${checkout.root}, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores${

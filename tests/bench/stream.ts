@@ -5,8 +5,8 @@ import { withDaemon } from "./_daemon.ts";
 import { type Figure, mibPerSecond, pause, rssOf, type SectionResult, toMiB } from "./_stats.ts";
 
 async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
-  const size = quick ? 32 * 1024 * 1024 : 1024 * 1024 * 1024;
-  const sizeLabel = quick ? "32 MiB" : "1 GiB";
+  const size = quick ? 8 * 1024 * 1024 : 1024 * 1024 * 1024;
+  const sizeLabel = quick ? "8 MiB" : "1 GiB";
   const argv = ["head", "-c", String(size), "/dev/zero"];
   return await withDaemon(checkout, "bench-stream", async (server, daemon) => {
     let t = performance.now();
