@@ -74,7 +74,11 @@ export function compareTable(before: BenchReport[], after: BenchReport[]): strin
     const value = (m: Medians | undefined) => m ? formatValue(m.value, f.unit) : "—";
     const vs = (m: Medians | undefined) =>
       m ? `${formatCompared(m)} (${formatValue(m.baseline, f.unit)} ${f.baselineLabel})` : "—";
-    const change = x && y ? `${(y.value / x.value).toFixed(2)}× (${f.better} is better)` : "—";
+    const change = !x || !y
+      ? "—"
+      : f.comparison === "growth"
+      ? `growth ${formatCompared(x)} → ${formatCompared(y)}`
+      : `${(y.value / x.value).toFixed(2)}× (${f.better} is better)`;
     lines.push(`| ${f.label} | ${value(x)} | ${value(y)} | ${change} | ${vs(x)} | ${vs(y)} |`);
   }
   const skipped = new Map<string, Skipped>();
