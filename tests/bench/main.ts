@@ -124,7 +124,8 @@ async function main(): Promise<number> {
     const result = await section.run(context);
     figures.push(...result.figures);
     skipped.push(...result.skipped);
-    for (const s of result.skipped) context.log(`skipped ${s.id}: ${s.reason}`);
+    // Each section's rows as soon as it ends (stderr), so a run cut short keeps what it measured.
+    console.error(table(result.figures, result.skipped));
     context.log(`${section.name} done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   }
   const report: BenchReport = {
