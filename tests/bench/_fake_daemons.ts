@@ -1,14 +1,13 @@
-// Opens N WebSocket clients to URL. In "sandd" mode each speaks the real handshake (hello, then answers pings);
-// in "echo" mode each sends one message. Prints "ready" once all are open, then waits for stdin to close.
-import { SUBPROTOCOL } from "../../protocol/version.ts";
-
-const [mode, url, countText, prefix] = Deno.args;
+// `deno run -A _fake_daemons.ts sandd|echo URL COUNT PREFIX SUBPROTOCOL` opens COUNT WebSocket clients to URL.
+// In "sandd" mode each speaks the real handshake (hello, then answers pings); in "echo" mode each sends one
+// message. Prints "ready" once all are open, then waits for stdin to close.
+const [mode, url, countText, prefix, subprotocol] = Deno.args;
 const count = Number(countText);
 let open = 0;
 const sockets: WebSocket[] = [];
 const opened = Promise.withResolvers<void>();
 for (let i = 0; i < count; i++) {
-  const socket = mode === "sandd" ? new WebSocket(url!, [SUBPROTOCOL]) : new WebSocket(url!);
+  const socket = mode === "sandd" ? new WebSocket(url!, [subprotocol!]) : new WebSocket(url!);
   sockets.push(socket);
   socket.onopen = () => {
     if (mode === "sandd") {

@@ -1,35 +1,130 @@
-// Small statistics helpers for the benchmarks.
+// Statistics, memory readings and the figure record every benchmark section returns.
+
+/** How a figure is set against its baseline in the table. */
+export type Comparison =
+  /** `value - baseline`, in the figure's unit (latencies). */
+  | "overhead"
+  /** `value / baseline` (rates). */
+  | "ratio"
+  /** `value - baseline` in MiB: the baseline is the RSS at the start, the value the peak or the RSS after. */
+  | "growth";
+
+/** One measured figure and the baseline measured beside it in the same run. */
+export interface Figure {
+  /** Stable key, `section.name`: what `compare.ts` and the smoke test match on. */
+  id: string;
+  label: string;
+  unit: "ms" | "MiB/s" | "/s" | "MiB" | "% of a core";
+  value: number;
+  baseline: number;
+  /** What the baseline is, e.g. "local Deno.Command spawn". */
+  baselineLabel: string;
+  comparison: Comparison;
+  /** Whether a smaller value is the better one (for before/after tables). */
+  better: "lower" | "higher";
+  goal: string;
+}
+
+/** A section or figure that could not be measured here, with the reason. */
+export interface Skipped {
+  id: string;
+  reason: string;
+}
+
+/** What a section returns. */
+export interface SectionResult {
+  figures: Figure[];
+  skipped: Skipped[];
+}
+
+/** The nearest-rank quantile `q` (0..1) of `values`. */
 export function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-export function rssOf(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
+/** The median (upper median for even counts, as the old benches computed it). */
+export function median(values: number[]): number {
+  return quantile(values, 0.5);
 }
 
-export function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+function procStatus(pid: number | "self", field: "VmRSS" | "VmHWM"): number {
+  const text = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text);
+  if (!match) throw new Error(`No ${field} in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
 }
 
-export function ms(value: number): string {
-  return `${value.toFixed(3)} ms`;
+/** Resident set size of a process, in bytes. */
+export function rssOf(pid: number | "self"): number {
+  return procStatus(pid, "VmRSS");
 }
 
-export interface Row {
-  figure: string;
-  sandd: string;
-  baseline: string;
-  ratio: string;
-  goal: string;
+/** Peak resident set size (VmHWM) since start or since the last {@link resetPeak}, in bytes. */
+export function peakOf(pid: number | "self"): number {
+  return procStatus(pid, "VmHWM");
 }
 
-export function printTable(rows: Row[]): string {
+/** Resets the peak-RSS counter (Linux: 5 into clear_refs); returns the RSS at that moment, in bytes. */
+export function resetPeak(pid: number | "self"): number {
+  Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
+  return rssOf(pid);
+}
+
+/** Bytes to MiB. */
+export function toMiB(bytes: number): number {
+  return bytes / 1024 / 1024;
+}
+
+/** Bytes over milliseconds to MiB/s. */
+export function mibPerSecond(bytes: number, milliseconds: number): number {
+  return toMiB(bytes) / (milliseconds / 1000);
+}
+
+/** Resolves after `milliseconds` (a measuring window, never a wait for an event). */
+export function pause(milliseconds: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, milliseconds));
+}
+
+/** `value` set against `baseline` the way the figure asks for. */
+export function compared(figure: Pick<Figure, "value" | "baseline" | "comparison">): number {
+  return figure.comparison === "ratio"
+    ? figure.value / figure.baseline
+    : figure.value - figure.baseline;
+}
+
+/** A number in a figure's unit, for the table. */
+export function formatValue(value: number, unit: Figure["unit"]): string {
+  if (!Number.isFinite(value)) return String(value);
+  switch (unit) {
+    case "ms":
+      return `${value.toFixed(3)} ms`;
+    case "/s":
+      return `${value.toFixed(0)}/s`;
+    default:
+      return `${value.toFixed(1)} ${unit}`;
+  }
+}
+
+/** The comparison column: `+0.512 ms`, `0.97×` or `+12.0 MiB`. */
+export function formatComparison(figure: Figure): string {
+  const c = compared(figure);
+  if (figure.comparison === "ratio") return `${c.toFixed(2)}×`;
+  const sign = c >= 0 ? "+" : "−";
+  return `${sign}${formatValue(Math.abs(c), figure.unit === "ms" ? "ms" : "MiB")}`;
+}
+
+/** The figures as a Markdown table, with the skipped ones listed below it. */
+export function table(figures: Figure[], skipped: Skipped[]): string {
   const lines = [
     "| figure | SandD | baseline (same run) | ratio / overhead | goal |",
     "|---|---|---|---|---|",
-    ...rows.map((r) => `| ${r.figure} | ${r.sandd} | ${r.baseline} | ${r.ratio} | ${r.goal} |`),
+    ...figures.map((f) =>
+      `| ${f.label} | ${formatValue(f.value, f.unit)} | ${
+        formatValue(f.baseline, f.unit)
+      } ${f.baselineLabel} | ${formatComparison(f)} | ${f.goal} |`
+    ),
   ];
+  for (const s of skipped) lines.push(`\nskipped ${s.id}: ${s.reason}`);
   return lines.join("\n");
 }

@@ -1,0 +1,245 @@
+// Controller RSS with many connected daemons (fake ones that speak the handshake and answer pings), against a
+// bare Deno WebSocket echo server holding the same number of sockets, each in its own process.
+import type { BenchContext, Section } from "./_context.ts";
+import { pause, rssOf, type SectionResult, toMiB } from "./_stats.ts";
+import type { Checkout } from "./_checkout.ts";
+
+const here = new URL(".", import.meta.url).pathname;
+
+function raised(args: string[]): Deno.ChildProcess {
+  return new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -n 1048576 2>/dev/null || ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"',
+      "sh",
+      Deno.execPath(),
+      ...args,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+}
+
+/** Reads a child's stdout line by line; `close` discards the rest. */
+function lineReader(
+  stream: ReadableStream<Uint8Array>,
+): { line: () => Promise<string>; close: () => Promise<void> } {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const close = () => reader.cancel().catch(() => {});
+  const line = async () => {
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`Helper process ended before a line (${JSON.stringify(text)})`);
+      text += value;
+    }
+    const at = text.indexOf("\n");
+    const line = text.slice(0, at).trim();
+    text = text.slice(at + 1);
+    return line;
+  };
+  return { line, close };
+}
+
+/** CPU time a process has used, in milliseconds (schedstat: nanoseconds on the CPU). */
+function cpuOf(pid: number): number {
+  return Number(Deno.readTextFileSync(`/proc/${pid}/schedstat`).split(" ")[0]) / 1e6;
+}
+
+interface AtScale {
+  /** RSS in bytes once every socket is up and settled. */
+  rss: number;
+  /** Share of one core used while idle over the window, in percent. */
+  cpu: number;
+  /** The longest gap between ticks of a 10 ms timer over the window, in ms. */
+  longestTick: number;
+  /** sandd only: execs on one real daemon with every socket connected, then with the crowd gone. */
+  exec?: { crowd: ExecLoad; alone: ExecLoad };
+}
+
+/** What the controller's `exec` command reports. */
+interface ExecLoad {
+  perSecond: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+async function measure(
+  checkout: Checkout,
+  kind: "sandd" | "echo",
+  sockets: number,
+  settle: number,
+  window: number,
+  load: { seconds: number; inFlight: number },
+): Promise<AtScale> {
+  const controller = raised([
+    "run",
+    "-A",
+    ...checkout.runFlags,
+    `${here}_controller.ts`,
+    kind,
+    checkout.root,
+  ]);
+  const controllerOut = lineReader(controller.stdout);
+  const encoder = new TextEncoder();
+  const control = controller.stdin.getWriter();
+  const ask = async <T>(command: string): Promise<T> => {
+    await control.write(encoder.encode(`${command}\n`));
+    return JSON.parse(await controllerOut.line()) as T;
+  };
+  const stats = () => ask<{ sockets: number; longestTickMs: number }>("stats");
+  // The sandd controller also holds the one real daemon it runs the exec load on.
+  const own = kind === "sandd" ? 1 : 0;
+  const port = Number(await controllerOut.line());
+  const url = kind === "sandd" ? `ws://127.0.0.1:${port}/ws` : `ws://127.0.0.1:${port}/`;
+  const clientCount = Math.ceil(sockets / 5_000);
+  const clients = Array.from({ length: clientCount }, (_, i) => {
+    const n = Math.floor(sockets / clientCount) + (i < sockets % clientCount ? 1 : 0);
+    return raised([
+      "run",
+      "-A",
+      `${here}_fake_daemons.ts`,
+      kind,
+      url,
+      String(n),
+      `c${i}`,
+      checkout.subprotocol,
+    ]);
+  });
+  const clientOuts = clients.map((c) => lineReader(c.stdout));
+  let closing: Promise<void> | null = null;
+  const closeClients = () =>
+    closing ??= (async () => {
+      for (const [i, c] of clients.entries()) {
+        await c.stdin.close();
+        await clientOuts[i]!.close();
+        await c.status;
+      }
+    })();
+  try {
+    await Promise.all(clientOuts.map((out) => out.line()));
+    await pause(settle);
+    const rss = rssOf(controller.pid);
+    await stats();
+    const cpuBefore = cpuOf(controller.pid);
+    await pause(window);
+    const cpu = (cpuOf(controller.pid) - cpuBefore) / window * 100;
+    const after = await stats();
+    if (after.sockets !== sockets + own) {
+      throw new Error(
+        `The ${kind} controller holds ${after.sockets} sockets, expected ${sockets + own}`,
+      );
+    }
+    if (kind === "echo") return { rss, cpu, longestTick: after.longestTickMs };
+    const execLoad = `exec ${load.seconds} ${load.inFlight}`;
+    const crowd = await ask<ExecLoad>(execLoad);
+    await closeClients();
+    // The same load once the crowd has gone (polled: the controller sees the closes when it sees them).
+    while ((await stats()).sockets > own) await pause(100);
+    const alone = await ask<ExecLoad>(execLoad);
+    return { rss, cpu, longestTick: after.longestTickMs, exec: { crowd, alone } };
+  } finally {
+    await closeClients();
+    await control.close();
+    await controllerOut.close();
+    await controller.status;
+  }
+}
+
+async function run({ checkout, quick, log }: BenchContext): Promise<SectionResult> {
+  // The goal is 20,000; one process here may hold at most 20,000 descriptors (hard limit, not raisable in our
+  // sandbox), so the default leaves room for the controller's own files.
+  const sockets = Number(Deno.env.get("BENCH_SOCKETS") ?? (quick ? 200 : 19_000));
+  const settle = quick ? 300 : 2_000;
+  // Idle CPU and stalls over two heartbeat sweeps (5 s apart by default).
+  const window = quick ? 500 : 11_000;
+  const load = { seconds: quick ? 0.5 : 5, inFlight: quick ? 10 : 100 };
+  const echo = await measure(checkout, "echo", sockets, settle, window, load);
+  log(`memory: echo server ${toMiB(echo.rss).toFixed(1)} MiB with ${sockets} sockets`);
+  const sandd = await measure(checkout, "sandd", sockets, settle, window, load);
+  const { crowd, alone } = sandd.exec!;
+  const baselineLabel = "bare Deno WebSocket echo server";
+  const execLabel = `with ${sockets} connected daemons, ${load.inFlight} in flight on one daemon`;
+  return {
+    figures: [
+      {
+        id: "memory.controller_rss",
+        label: `controller RSS with ${sockets} connected daemons`,
+        unit: "MiB",
+        value: toMiB(sandd.rss),
+        baseline: toMiB(echo.rss),
+        baselineLabel,
+        comparison: "ratio",
+        better: "lower",
+        goal: "≤ 1.1×",
+      },
+      {
+        id: "memory.idle_cpu",
+        label: `idle controller CPU with ${sockets} connected daemons (${window / 1000} s)`,
+        unit: "% of a core",
+        value: sandd.cpu,
+        baseline: echo.cpu,
+        baselineLabel,
+        comparison: "ratio",
+        better: "lower",
+        goal: "≤ 1.3×",
+      },
+      {
+        id: "memory.longest_stall",
+        label:
+          `controller event-loop stall with ${sockets} connected daemons (longest 10 ms timer gap)`,
+        unit: "ms",
+        value: sandd.longestTick,
+        baseline: echo.longestTick,
+        baselineLabel,
+        comparison: "overhead",
+        better: "lower",
+        goal: "≤ 10 ms over the timer",
+      },
+      {
+        id: "memory.exec_per_second",
+        label: `exec/s ${execLabel}`,
+        unit: "/s",
+        value: crowd.perSecond,
+        baseline: alone.perSecond,
+        baselineLabel: "same controller, crowd gone",
+        comparison: "ratio",
+        better: "higher",
+        goal: "≥ 0.9×",
+      },
+      {
+        id: "memory.exec_p99",
+        label: `exec p99 ${execLabel}`,
+        unit: "ms",
+        value: crowd.p99,
+        baseline: alone.p99,
+        baselineLabel: "same controller, crowd gone",
+        comparison: "overhead",
+        better: "lower",
+        goal: "≤ 20 ms",
+      },
+      {
+        id: "memory.exec_max",
+        label: `exec max ${execLabel}`,
+        unit: "ms",
+        value: crowd.max,
+        baseline: alone.max,
+        baselineLabel: "same controller, crowd gone",
+        comparison: "overhead",
+        better: "lower",
+        goal: "—",
+      },
+    ],
+    skipped: [],
+  };
+}
+
+/** Controller memory at scale. */
+export const memory: Section = {
+  name: "memory",
+  about:
+    "controller RSS, idle CPU and stalls with 19,000 daemons (BENCH_SOCKETS) against a bare WebSocket echo server; exec load with and without them",
+  run,
+};

@@ -1,0 +1,233 @@
+// Terminals: keystroke echo round trip through `cat` on a raw-mode terminal, and bulk `cat` of a file, through a
+// remote shell, against the daemon's own local Pty (from the checkout's internals) and against plain pipes, all in
+// the same run; with the peak RSS of the controller and the daemon during the bulk output.
+import type { BenchContext, Section } from "./_context.ts";
+import { withDaemon } from "./_daemon.ts";
+import {
+  type Figure,
+  mibPerSecond,
+  peakOf,
+  quantile,
+  resetPeak,
+  type SectionResult,
+  toMiB,
+} from "./_stats.ts";
+
+type Read = () => Promise<Uint8Array | null>;
+type Write = (bytes: Uint8Array) => Promise<void>;
+
+const ENV = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", TERM: "dumb" };
+const ECHO = ["sh", "-c", "stty raw -echo && echo READY && exec cat"];
+
+/** `keys` times: type one byte, await its echo. Waits for READY first when `ready` is set. */
+async function echo(write: Write, read: Read, keys: number, ready: boolean): Promise<number[]> {
+  let seen = "";
+  const decoder = new TextDecoder();
+  while (ready && !seen.includes("READY")) {
+    const chunk = await read();
+    if (!chunk) throw new Error("Ended before READY");
+    seen += decoder.decode(chunk, { stream: true });
+  }
+  const key = new Uint8Array([0x61]);
+  const samples: number[] = [];
+  for (let i = 0; i < keys; i++) {
+    const start = performance.now();
+    await write(key);
+    let got = 0;
+    while (got < 1) {
+      const chunk = await read();
+      if (!chunk) throw new Error("Ended during echo");
+      got += chunk.length;
+    }
+    samples.push(performance.now() - start);
+  }
+  return samples;
+}
+
+/** MiB/s of reading to the end; checks the byte count. */
+async function drain(read: Read, expected: number): Promise<number> {
+  const start = performance.now();
+  let total = 0;
+  for (let chunk = await read(); chunk !== null; chunk = await read()) total += chunk.length;
+  const elapsed = performance.now() - start;
+  if (total !== expected) throw new Error(`Expected ${expected} bytes, got ${total}`);
+  return mibPerSecond(expected, elapsed);
+}
+
+function readerOf(stream: ReadableStream<Uint8Array>): { read: Read; release: () => void } {
+  const reader = stream.getReader();
+  return {
+    read: async () => {
+      const { value, done } = await reader.read();
+      return done ? null : value;
+    },
+    release: () => reader.releaseLock(),
+  };
+}
+
+async function pipeEcho(keys: number): Promise<number[]> {
+  const child = new Deno.Command("cat", { stdin: "piped", stdout: "piped" }).spawn();
+  const writer = child.stdin.getWriter();
+  const out = readerOf(child.stdout);
+  const samples = await echo((b) => writer.write(b), out.read, keys, false);
+  await writer.close();
+  out.release();
+  await child.stdout.cancel();
+  await child.status;
+  return samples;
+}
+
+async function pipeCat(file: string, bytes: number): Promise<number> {
+  const child = new Deno.Command("cat", { args: [file], stdout: "piped" }).spawn();
+  const out = readerOf(child.stdout);
+  const rate = await drain(out.read, bytes);
+  out.release();
+  await child.status;
+  return rate;
+}
+
+async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
+  const spawnPty = await checkout.loadPty();
+  const megabytes = quick ? 2 : 100;
+  const keys = quick ? 50 : 2000;
+  const warmup = quick ? 5 : 50;
+  const bytes = megabytes * 1024 * 1024;
+  const file = await Deno.makeTempFile({ prefix: "sandd_bench_pty_" });
+  try {
+    {
+      const block = new Uint8Array(1024 * 1024).map((_, i) => (i * 7) % 256);
+      using f = await Deno.open(file, { write: true });
+      for (let i = 0; i < megabytes; i++) {
+        for (let at = 0; at < block.length;) at += await f.write(block.subarray(at));
+      }
+    }
+    const cat = ["sh", "-c", `stty raw -echo && exec cat '${file}'`];
+    const localPty = (argv: string[]) =>
+      spawnPty({ command: argv[0]!, args: argv.slice(1), env: ENV });
+    return await withDaemon(checkout, "bench-pty", async (server, daemon) => {
+      // Echo: remote shell, local pty, pipes.
+      const remoteEcho = async (count: number) => {
+        const sh = await server.shell("bench-pty", { command: ECHO, env: ENV });
+        const out = readerOf(sh.output);
+        const samples = await echo((b) => sh.write(b), out.read, count, true);
+        out.release();
+        await sh.close();
+        return samples;
+      };
+      const localEcho = async (count: number) => {
+        await using pty = localPty(ECHO);
+        return await echo((b) => pty.write(b), () => pty.read(), count, true);
+      };
+      await remoteEcho(warmup);
+      await localEcho(warmup);
+      await pipeEcho(warmup);
+      const remote = await remoteEcho(keys);
+      const local = await localEcho(keys);
+      const pipe = await pipeEcho(keys);
+
+      // Bulk output: remote shell (with peak RSS), local pty, pipe.
+      const start = { controller: resetPeak("self"), daemon: resetPeak(daemon.pid) };
+      const sh = await server.shell("bench-pty", { command: cat, env: ENV });
+      const out = readerOf(sh.output);
+      const remoteRate = await drain(out.read, bytes);
+      out.release();
+      await sh.exited;
+      const peak = { controller: peakOf("self"), daemon: peakOf(daemon.pid) };
+      const localRate = await (async () => {
+        await using pty = localPty(cat);
+        return await drain(() => pty.read(), bytes);
+      })();
+      const pipeRate = await pipeCat(file, bytes);
+
+      const latency = (
+        id: string,
+        label: string,
+        values: number[],
+        baselines: number[],
+        q: number,
+        baselineLabel: string,
+        goal: string,
+      ): Figure => ({
+        id,
+        label: `${label}, p${q * 100}`,
+        unit: "ms",
+        value: quantile(values, q),
+        baseline: quantile(baselines, q),
+        baselineLabel,
+        comparison: "overhead",
+        better: "lower",
+        goal,
+      });
+      const echoLabel = `keystroke echo through raw \`cat\` (${keys} keys)`;
+      const memory = (side: "controller" | "daemon"): Figure => ({
+        id: `pty.${side}_peak_rss`,
+        label: `${side} peak RSS during the remote \`cat\` of ${megabytes} MiB`,
+        unit: "MiB",
+        value: toMiB(peak[side]),
+        baseline: toMiB(start[side]),
+        baselineLabel: "at the start",
+        comparison: "growth",
+        better: "lower",
+        goal: "bounded",
+      });
+      return {
+        figures: [
+          latency(
+            "pty.echo_p50",
+            `remote ${echoLabel}`,
+            remote,
+            local,
+            0.5,
+            "local pty",
+            "≤ +0.3 ms",
+          ),
+          latency(
+            "pty.echo_p99",
+            `remote ${echoLabel}`,
+            remote,
+            local,
+            0.99,
+            "local pty",
+            "≤ 5 ms",
+          ),
+          latency("pty.local_echo_p50", `local pty ${echoLabel}`, local, pipe, 0.5, "pipes", "—"),
+          latency("pty.local_echo_p99", `local pty ${echoLabel}`, local, pipe, 0.99, "pipes", "—"),
+          {
+            id: "pty.cat_mib_per_second",
+            label: `remote \`cat\` of ${megabytes} MiB on a raw terminal`,
+            unit: "MiB/s",
+            value: remoteRate,
+            baseline: localRate,
+            baselineLabel: "local pty",
+            comparison: "ratio",
+            better: "higher",
+            goal: "≥ 0.9×",
+          },
+          {
+            id: "pty.local_cat_mib_per_second",
+            label: `local pty \`cat\` of ${megabytes} MiB on a raw terminal`,
+            unit: "MiB/s",
+            value: localRate,
+            baseline: pipeRate,
+            baselineLabel: "pipe",
+            comparison: "ratio",
+            better: "higher",
+            goal: "—",
+          },
+          memory("controller"),
+          memory("daemon"),
+        ],
+        skipped: [],
+      };
+    });
+  } finally {
+    await Deno.remove(file);
+  }
+}
+
+/** Terminals. */
+export const pty: Section = {
+  name: "pty",
+  about: "PTY keystroke echo and bulk `cat`: remote shell against a local pty and pipes",
+  run,
+};
