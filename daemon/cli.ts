@@ -32,7 +32,7 @@ Processes:
   --kill-grace SEC        SIGTERM escalates to SIGKILL after SEC seconds (default 5)
 
 Files:
-  --root DIR              confine every file operation to DIR (refuses .., outside paths, symlink escapes);
+  --root DIR              confine every file operation to DIR (refuses .., outside paths and every symlink);
                           the one root: it replaces a --policy file's root
 
 Policy (what this worker lets any controller do; flags override the same fields of --policy):
