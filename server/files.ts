@@ -21,6 +21,7 @@ import type { FsEventMessage, RequestArgs } from "../protocol/messages.ts";
 import { packDirectory, unpackTar } from "../protocol/tar/mod.ts";
 import type { Connection, InboundRoute } from "./_connection.ts";
 import { DaemonDisconnectedError, FileError, remoteError } from "./errors.ts";
+import type { DaemonEvent } from "./events.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
 import { CreditError, CreditReceiver } from "../protocol/stream/credit_receiver.ts";
 
@@ -190,6 +191,15 @@ export interface FsEvent {
 export interface FileHost {
   /** The live connection to a daemon; throws `DaemonNotFoundError`. */
   connection(id: string): Connection;
+  /**
+   * Where daemons' `connect` events are dispatched (a {@linkcode DaemonEvent} each). With it and a positive
+   * `reconnectGraceMs`, a download cut by a dropped link resumes when the daemon comes back.
+   */
+  events?: EventTarget;
+  /** How long a cut download waits for the daemon to come back. @default 0 (it fails at once) */
+  reconnectGraceMs?: number;
+  /** Whether the server is closing (a cut download then fails at once). */
+  closing?: () => boolean;
 }
 
 // --- argument checks ---
@@ -423,63 +433,207 @@ export async function uploadDirectory(
 
 // --- downloads ---
 
+/** The request of a download, as first sent (a resume sends it again with `resume`, a new `sid` and `from`). */
+type DownloadRequest = Omit<RequestArgs<"download">, "sid" | "window" | "resume">;
+
+/**
+ * Wait for a connection to `daemonId` other than `old`, at most `ms`. Resolves null on timeout or abort.
+ */
+function nextConnection(
+  host: FileHost,
+  daemonId: string,
+  old: Connection,
+  ms: number,
+  signal: AbortSignal,
+): Promise<Connection | null> {
+  const current = (): Connection | null => {
+    try {
+      const conn = host.connection(daemonId);
+      return conn !== old && !conn.closed ? conn : null;
+    } catch {
+      return null;
+    }
+  };
+  const now = current();
+  if (now || !host.events || ms <= 0 || signal.aborted) return Promise.resolve(now);
+  const events = host.events;
+  return new Promise((resolve) => {
+    const done = (conn: Connection | null) => {
+      clearTimeout(timer);
+      events.removeEventListener("connect", onConnect);
+      signal.removeEventListener("abort", onAbort);
+      resolve(conn);
+    };
+    const onConnect = (event: Event) => {
+      if ((event as DaemonEvent).daemon?.id !== daemonId) return;
+      const conn = current();
+      if (conn) done(conn);
+    };
+    const onAbort = () => done(null);
+    const timer = setTimeout(() => done(null), ms);
+    events.addEventListener("connect", onConnect);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 /**
  * Receives a download: credit returned as the consumer reads (the shared {@linkcode CreditReceiver}: data beyond the
- * window, holes and gaps are refused), SHA-256 checked at the end, at most `maxBytes` taken.
+ * window, holes and gaps are refused), SHA-256 checked at the end, at most `maxBytes` taken. When the link drops,
+ * it waits (the host's reconnect grace) for the daemon to come back and resumes the download by its transfer key
+ * from the first byte it has not received.
  */
 class DownloadReceiver {
   readonly readable: ReadableStream<Uint8Array>;
-  readonly #conn: Connection;
-  readonly #sid: number;
+  readonly #host: FileHost;
+  readonly #daemonId: string;
+  readonly #request: DownloadRequest;
+  #conn: Connection;
+  #sid: number;
   readonly #path: string;
-  readonly #route: InboundRoute;
+  #route: InboundRoute | null = null;
   readonly #credit: CreditReceiver;
   readonly #from: number;
   readonly #maxBytes: number;
+  readonly #stop = new AbortController();
   #ended = false;
   #error: Error | null = null;
+  #reconnecting = false;
   #wake: (() => void) | null = null;
   total: number | undefined = undefined;
   onProgress: ((p: TransferProgress) => void) | undefined;
 
-  constructor(conn: Connection, sid: number, from: number, path: string, maxBytes: number) {
+  constructor(
+    host: FileHost,
+    conn: Connection,
+    request: DownloadRequest,
+    maxBytes: number,
+  ) {
+    this.#host = host;
+    this.#daemonId = conn.info.id;
+    this.#request = request;
     this.#conn = conn;
-    this.#sid = sid;
-    this.#path = path;
-    this.#from = from;
+    this.#path = request.path;
+    this.#from = request.from ?? 0;
     this.#maxBytes = maxBytes;
     this.#credit = new CreditReceiver({
       window: FILE_WINDOW,
-      from,
+      from: this.#from,
       ackEvery: FILE_WINDOW / 8,
       gaps: false,
       sha256: true,
       ackWhenCaughtUp: false,
-      name: `download of '${path}'`,
+      name: `download of '${request.path}'`,
     });
-    this.#route = {
-      onData: (offset, payload) => this.#onData(offset, payload),
-      onEof: (offset, sha256) => this.#onEof(offset, sha256),
-      onGap: (from, to) => this.#refuse(() => this.#credit.gap(from, to)),
-      onReset: (reason) => this.fail(resetError(conn.info.id, path, reason)),
-      onClose: () => this.fail(new DaemonDisconnectedError(conn.info.id)),
-    };
-    conn.routes.set(sid, this.#route);
+    this.#sid = this.#bind(conn);
     this.readable = new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
       cancel: () => {
         if (!this.#ended && !this.#error) {
-          conn.send({ t: "reset", sid, reason: "consumer cancelled" });
+          this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
         }
         this.#error ??= new Error("cancelled");
+        this.#stop.abort();
         this.#credit.clear();
         this.#unbind();
       },
     }, { highWaterMark: 0 });
   }
 
+  /** The stream id on the current link. */
+  get sid(): number {
+    return this.#sid;
+  }
+
+  /** Route a fresh stream id on `conn` here. */
+  #bind(conn: Connection): number {
+    this.#unbind();
+    const sid = conn.nextSid();
+    const route: InboundRoute = {
+      onData: (offset, payload) => this.#onData(offset, payload),
+      onEof: (offset, sha256) => this.#onEof(offset, sha256),
+      onGap: (from, to) => this.#refuse(() => this.#credit.gap(from, to)),
+      onReset: (reason) => this.fail(resetError(this.#daemonId, this.#path, reason)),
+      onClose: () => {
+        if (this.#route !== route) return;
+        this.#route = null;
+        this.#linkLost(conn);
+      },
+    };
+    this.#conn = conn;
+    this.#sid = sid;
+    this.#route = route;
+    conn.routes.set(sid, route);
+    return sid;
+  }
+
   #unbind(): void {
-    if (this.#conn.routes.get(this.#sid) === this.#route) this.#conn.routes.delete(this.#sid);
+    if (this.#route && this.#conn.routes.get(this.#sid) === this.#route) {
+      this.#conn.routes.delete(this.#sid);
+    }
+    this.#route = null;
+  }
+
+  /** The link dropped mid-download: resume on the daemon's next link, or fail. */
+  #linkLost(old: Connection): void {
+    if (this.#error || this.#ended || this.#reconnecting) return;
+    const grace = this.#host.reconnectGraceMs ?? 0;
+    if (this.#request.transfer === undefined || grace <= 0 || !this.#host.events) {
+      this.fail(new DaemonDisconnectedError(this.#daemonId));
+      return;
+    }
+    this.#reconnecting = true;
+    this.#resume(old, Date.now() + grace).finally(() => this.#reconnecting = false);
+  }
+
+  async #resume(old: Connection, deadline: number): Promise<void> {
+    // The server marks itself closing right after it closes the links (this runs from inside that).
+    await Promise.resolve();
+    while (!this.#error && !this.#ended) {
+      if (this.#host.closing?.()) {
+        this.fail(new DaemonDisconnectedError(this.#daemonId, "Server closed"));
+        return;
+      }
+      const conn = await nextConnection(
+        this.#host,
+        this.#daemonId,
+        old,
+        deadline - Date.now(),
+        this.#stop.signal,
+      );
+      if (this.#error || this.#ended) return;
+      if (!conn) {
+        this.fail(new DaemonDisconnectedError(this.#daemonId));
+        return;
+      }
+      const sid = this.#bind(conn);
+      const from = this.#credit.rebind(FILE_WINDOW);
+      try {
+        await conn.request("download", {
+          ...this.#request,
+          sid,
+          window: FILE_WINDOW,
+          from,
+          resume: true,
+        });
+        return;
+      } catch (error) {
+        if (error instanceof DaemonDisconnectedError) {
+          old = conn; // dropped again: wait for the next link within the same grace
+          continue;
+        }
+        const cause = error as Error & { code?: string };
+        this.fail(
+          new FileError(this.#daemonId, {
+            code: "EIO",
+            message: `Download of '${this.#path}' could not resume after the link dropped: ${
+              cause.code ? `${cause.code}: ` : ""
+            }${cause.message}`,
+            path: this.#path,
+          }, { cause }),
+        );
+        return;
+      }
+    }
   }
 
   /** Apply one credit rule; a breach resets the stream and fails the download. */
@@ -507,7 +661,7 @@ class DownloadReceiver {
   }
 
   #tooLarge(): FileError {
-    return new FileError(this.#conn.info.id, {
+    return new FileError(this.#daemonId, {
       code: "EFBIG",
       message: `Download of '${this.#path}' exceeds maxBytes (${this.#maxBytes} bytes)`,
       path: this.#path,
@@ -516,11 +670,15 @@ class DownloadReceiver {
 
   #onEof(offset: number, sha256: string | undefined): void {
     if (this.#error || this.#ended) return;
+    // The daemon holds a resumable download until it knows the end arrived.
+    if (this.#request.transfer !== undefined) {
+      this.#conn.send({ t: "ack", sid: this.#sid, offset });
+    }
     try {
       this.#credit.eof(offset, sha256);
     } catch (error) {
       this.fail(
-        new FileError(this.#conn.info.id, {
+        new FileError(this.#daemonId, {
           code: "EINTEGRITY",
           message: (error as Error).message,
           path: this.#path,
@@ -536,6 +694,7 @@ class DownloadReceiver {
   fail(error: Error): void {
     if (this.#error || this.#ended) return;
     this.#error = error;
+    this.#stop.abort();
     this.#credit.clear();
     this.#unbind();
     this.#wakeUp();
@@ -580,25 +739,32 @@ function resetError(daemonId: string, path: string, reason: string): Error {
   });
 }
 
+/** A fresh transfer key: 128 random bits in hex. */
+function transferKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function openDownload(
+  host: FileHost,
   conn: Connection,
   path: string,
   options: DownloadOptions,
   archive: boolean,
 ): Promise<{ readable: ReadableStream<Uint8Array>; info: Record<string, unknown> }> {
-  const sid = conn.nextSid();
   const from = options.from ?? 0;
   const maxBytes = options.maxBytes ?? Infinity;
-  const receiver = new DownloadReceiver(conn, sid, from, path, maxBytes);
+  const request: DownloadRequest = {
+    path,
+    ...(from > 0 ? { from } : {}),
+    ...(archive ? { archive: "tar" as const } : {}),
+    // Only a host that can wait for the daemon to come back asks it to hold the download.
+    ...(host.events && (host.reconnectGraceMs ?? 0) > 0 ? { transfer: transferKey() } : {}),
+  };
+  const receiver = new DownloadReceiver(host, conn, request, maxBytes);
   let info: Record<string, unknown>;
   try {
-    info = await conn.request("download", {
-      path,
-      sid,
-      window: FILE_WINDOW,
-      ...(from > 0 ? { from } : {}),
-      ...(archive ? { archive: "tar" as const } : {}),
-    });
+    info = await conn.request("download", { ...request, sid: receiver.sid, window: FILE_WINDOW });
   } catch (error) {
     receiver.fail(error as Error);
     await receiver.readable.cancel().catch(() => {});
@@ -649,7 +815,7 @@ export async function downloadFileStream(
   checkDownload(path, options);
   options.signal?.throwIfAborted();
   const conn = host.connection(id);
-  return (await openDownload(conn, path, options, false)).readable;
+  return (await openDownload(host, conn, path, options, false)).readable;
 }
 
 /**
@@ -703,7 +869,7 @@ export async function downloadDirectory(
     throw new TypeError(`localDir exists and is not a directory: '${localDir}'`);
   }
   const conn = host.connection(id);
-  const { readable, info } = await openDownload(conn, remoteDir, options, true);
+  const { readable, info } = await openDownload(host, conn, remoteDir, options, true);
   const temp = join(
     dirname(target),
     `.${basename(target).slice(0, 120)}.sandd-${crypto.randomUUID().slice(0, 8)}.part`,
