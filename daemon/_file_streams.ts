@@ -31,12 +31,23 @@ export const MAX_PARKED = 256;
 
 // --- uploads ---
 
+/** Options of {@linkcode UploadReceiver}. */
+export interface UploadReceiverOptions {
+  /**
+   * The link closed before the end of stream: the receiver keeps what it has and waits for
+   * {@linkcode UploadReceiver.rebind} (or {@linkcode UploadReceiver.expire}). Without it, a closed link fails
+   * the upload with `ECONNRESET`.
+   */
+  onDetached?: () => void;
+}
+
 /** Receives an upload stream: queues at most one window, acknowledges as the bytes are consumed. */
 export class UploadReceiver {
   readonly #credit: CreditReceiver;
-  readonly #link: Link;
-  readonly #sid: number;
-  readonly #route: StreamRoute;
+  #link: Link;
+  #sid: number;
+  #route: StreamRoute | null = null;
+  readonly #onDetached: (() => void) | undefined;
   #eof: { offset: number; sha256: string | undefined } | null = null;
   #error: Error | null = null;
   #wake: (() => void) | null = null;
@@ -49,10 +60,12 @@ export class UploadReceiver {
    * @param link The controller's link.
    * @param sid The stream id the controller sends on.
    * @param window The window the controller was told (it sends at most that far beyond our last ack).
+   * @param options What a closed link does.
    */
-  constructor(link: Link, sid: number, window: number) {
+  constructor(link: Link, sid: number, window: number, options: UploadReceiverOptions = {}) {
     this.#link = link;
     this.#sid = sid;
+    this.#onDetached = options.onDetached;
     this.#credit = new CreditReceiver({
       window,
       ackEvery: Math.max(1, Math.floor(window / 8)),
@@ -61,7 +74,12 @@ export class UploadReceiver {
       sha256: true,
       name: `upload ${sid}`,
     });
-    this.#route = {
+    this.#bind(link, sid);
+  }
+
+  #bind(link: Link, sid: number): void {
+    this.#unbind();
+    const route: StreamRoute = {
       onData: (offset, payload) => this.#onData(offset, payload),
       onEof: (offset, sha256) => {
         this.#eof ??= { offset, sha256 };
@@ -75,11 +93,38 @@ export class UploadReceiver {
         this.#unbind();
       },
       onClose: () => {
+        if (this.#route !== route) return;
+        this.#route = null;
+        if (this.#onDetached && !this.#error) {
+          // Everything arrived already, or the controller may come back: keep going either way.
+          if (!this.#eof) this.#onDetached();
+          return;
+        }
         this.#gone = true;
         this.#fail(new DaemonRequestError("ECONNRESET", "The link closed during the upload"));
       },
     };
-    link.bind(sid, this.#route);
+    this.#link = link;
+    this.#sid = sid;
+    this.#route = route;
+    link.bind(sid, route);
+  }
+
+  /**
+   * Continue on another link: the controller resends from the offset acknowledged at once here (every byte
+   * received so far), with `window` of credit from there.
+   */
+  rebind(link: Link, sid: number, window: number): void {
+    if (this.#error) throw this.#error;
+    this.#credit.rebind(window);
+    this.#bind(link, sid);
+    link.send({ t: "ack", sid, offset: this.#credit.received });
+  }
+
+  /** The controller did not come back: fail the upload. */
+  expire(): void {
+    this.#gone = true;
+    this.#fail(new DaemonRequestError("ECONNRESET", "The link closed during the upload"));
   }
 
   /** Bytes received so far. */
@@ -117,7 +162,8 @@ export class UploadReceiver {
   }
 
   #unbind(): void {
-    this.#link.unbind(this.#sid, this.#route);
+    if (this.#route) this.#link.unbind(this.#sid, this.#route);
+    this.#route = null;
   }
 
   /** The next chunk; `null` at end of stream. Throws when the stream failed. */
@@ -134,7 +180,7 @@ export class UploadReceiver {
   /** The chunks read so far are written: return credit when an ack is due (or at once with `flush`). */
   consumed(flush = false): void {
     const ack = this.#credit.ackDue(flush);
-    if (ack !== null) this.#link.send({ t: "ack", sid: this.#sid, offset: ack });
+    if (ack !== null && this.#route) this.#link.send({ t: "ack", sid: this.#sid, offset: ack });
   }
 
   /**
@@ -445,20 +491,24 @@ export class DownloadSender {
   }
 }
 
+/** One transfer the table holds. */
+interface Held {
+  kind: "download" | "upload";
+  path: string;
+  /** Continue on `link`/`sid`; returns the reply. */
+  resume(link: Link, sid: number, from: number, window: number): unknown;
+  /** Give up (time ran out, or too many wait). */
+  stop(): void;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
 /**
- * Downloads cut by a dropped link, waiting to be resumed by their transfer key. Each waits at most
- * {@linkcode PARK_MS}; at most {@linkcode MAX_PARKED} wait at once.
+ * Transfers with a key, so that a dropped link does not end them: downloads cut mid-stream, uploads waiting for
+ * the rest of their bytes, and uploads finished while the link was down (their reply to hand to the resume).
+ * Each waits at most {@linkcode PARK_MS} after its link dropped; at most {@linkcode MAX_PARKED} wait at once.
  */
 export class ParkedTransfers {
-  readonly #live = new Map<
-    string,
-    {
-      sender: DownloadSender;
-      path: string;
-      reply: Record<string, unknown>;
-      timer?: ReturnType<typeof setTimeout>;
-    }
-  >();
+  readonly #live = new Map<string, Held>();
   readonly #parkMs: number;
 
   /** @param parkMs How long a cut transfer waits. */
@@ -476,9 +526,64 @@ export class ParkedTransfers {
     return this.#live.has(key);
   }
 
-  /** Hold `sender` under `key` until it is done; `reply` answers a resume (as it answered the request). */
+  /** Hold a download under `key` until it is done; `reply` answers a resume (as it answered the request). */
   add(key: string, path: string, sender: DownloadSender, reply: Record<string, unknown>): void {
-    this.#live.set(key, { sender, path, reply });
+    this.#live.set(key, {
+      kind: "download",
+      path,
+      resume: (link, sid, from) => {
+        if (sender.done) throw this.#stale(key, path);
+        try {
+          sender.resume(link, sid, from);
+        } catch (error) {
+          if (!(error instanceof CreditError)) throw error;
+          throw new DaemonRequestError("EINVAL", `Cannot resume '${path}': ${error.message}`, {
+            path,
+          });
+        }
+        return reply;
+      },
+      stop: () => sender.stop(),
+    });
+  }
+
+  /** Hold an upload under `key`; `result` settles with its reply. */
+  addUpload(
+    key: string,
+    path: string,
+    receiver: UploadReceiver,
+    result: Promise<Record<string, unknown>>,
+  ): void {
+    const held: Held = {
+      kind: "upload",
+      path,
+      resume: (link, sid, _from, window) => {
+        receiver.rebind(link, sid, window);
+        return result;
+      },
+      stop: () => receiver.expire(),
+    };
+    this.#live.set(key, held);
+    // Done: a controller whose link dropped before the reply came may still ask for it, for a while.
+    const settled = (outcome: () => Record<string, unknown>) => {
+      if (this.#live.get(key) !== held) return;
+      const done: Held = {
+        kind: "upload",
+        path,
+        resume: () => {
+          this.remove(key, done);
+          return outcome();
+        },
+        stop: () => this.remove(key, done),
+      };
+      clearTimeout(held.timer);
+      this.#live.set(key, done);
+      this.park(key);
+    };
+    result.then((reply) => settled(() => reply), (error) =>
+      settled(() => {
+        throw error;
+      }));
   }
 
   /** The link of `key` dropped: wait for a resume, for a while. */
@@ -486,29 +591,51 @@ export class ParkedTransfers {
     const entry = this.#live.get(key);
     if (!entry) return;
     clearTimeout(entry.timer);
-    const timer = setTimeout(() => entry.sender.stop(), this.#parkMs);
+    const timer = setTimeout(() => {
+      entry.stop();
+      this.remove(key, entry);
+    }, this.#parkMs);
     Deno.unrefTimer(timer);
     entry.timer = timer;
     let waiting = 0;
-    for (const [, other] of this.#live) if (other.timer !== undefined) waiting++;
-    for (const [, other] of this.#live) {
+    for (const other of this.#live.values()) if (other.timer !== undefined) waiting++;
+    for (const [otherKey, other] of this.#live) {
       if (waiting <= MAX_PARKED) break;
       if (other.timer === undefined || other === entry) continue;
-      other.sender.stop();
+      other.stop();
+      this.remove(otherKey, other);
       waiting--;
     }
   }
 
-  /** `key` is done: forget it. */
-  remove(key: string, sender: DownloadSender): void {
+  /** `key` is done: forget it (when `owner` still holds it: a download's sender, or an entry). */
+  remove(key: string, owner: DownloadSender | Held): void {
     const entry = this.#live.get(key);
-    if (entry?.sender !== sender) return;
+    if (!entry) return;
+    if (owner instanceof DownloadSender ? entry.kind !== "download" : entry !== owner) return;
+    if (owner instanceof DownloadSender && !owner.done) return;
     clearTimeout(entry.timer);
     this.#live.delete(key);
   }
 
+  #stale(key: string, path: string): DaemonRequestError {
+    return new DaemonRequestError(
+      "ESTALE",
+      `No transfer of '${path}' is held under key '${key}' (unknown, or expired)`,
+      { path },
+    );
+  }
+
+  #take(key: string, kind: Held["kind"], path: string): Held {
+    const entry = this.#live.get(key);
+    if (!entry || entry.kind !== kind || entry.path !== path) throw this.#stale(key, path);
+    clearTimeout(entry.timer);
+    delete entry.timer;
+    return entry;
+  }
+
   /**
-   * Take up `key` on `link`/`sid` from `from`.
+   * Take up the download `key` on `link`/`sid` from `from`.
    *
    * @throws {DaemonRequestError} `ESTALE` when no such transfer is held (unknown, expired, or for another path);
    * `EINVAL` when `from` is not an offset the transfer can continue from.
@@ -521,27 +648,38 @@ export class ParkedTransfers {
     sid: number,
     from: number,
   ): Record<string, unknown> {
-    const entry = this.#live.get(key);
-    if (!entry || entry.path !== path || entry.sender.done) {
-      throw new DaemonRequestError(
-        "ESTALE",
-        `No download of '${path}' is held under transfer key '${key}' (unknown, or expired)`,
-        { path },
-      );
-    }
-    clearTimeout(entry.timer);
-    delete entry.timer;
+    return this.#take(key, "download", path).resume(link, sid, from, 0) as Record<
+      string,
+      unknown
+    >;
+  }
+
+  /**
+   * Take up the upload `key` on `link`/`sid`; the controller resends from the offset acknowledged at once.
+   *
+   * @throws {DaemonRequestError} `ESTALE` when no such upload is held.
+   * @returns The upload's reply, once it is done.
+   */
+  resumeUpload(
+    key: string,
+    path: string,
+    link: Link,
+    sid: number,
+    window: number,
+  ): Promise<Record<string, unknown>> {
+    const entry = this.#take(key, "upload", path);
     try {
-      entry.sender.resume(link, sid, from);
+      return Promise.resolve(entry.resume(link, sid, 0, window) as Record<string, unknown>);
     } catch (error) {
-      if (!(error instanceof CreditError)) throw error;
-      throw new DaemonRequestError("EINVAL", `Cannot resume '${path}': ${error.message}`, { path });
+      return Promise.reject(error);
     }
-    return entry.reply;
   }
 
   /** Stop every transfer (the daemon stops). */
   clear(): void {
-    for (const { sender } of [...this.#live.values()]) sender.stop();
+    for (const [key, entry] of [...this.#live]) {
+      entry.stop();
+      this.remove(key, entry);
+    }
   }
 }

@@ -14,8 +14,10 @@
  * Uploads are atomic: bytes go to an unnamed file in the target's directory (`O_TMPFILE`; where the file system
  * lacks it, a temporary name `.NAME.sandd-RANDOM.part` that file operations refuse and `list` hides), which is
  * fsynced, verified, given a name and renamed over the target. A failed, cancelled or cut upload leaves the
- * target untouched. An interrupted upload restarts from the beginning (it is not resumed); an
- * interrupted download can be resumed with `from`. A daemon killed with SIGKILL mid-upload cannot remove its
+ * target untouched. A transfer that carries a transfer key survives a dropped link: a download keeps its open
+ * descriptor (an archive its unacknowledged bytes), an upload its unnamed file and what it received, for
+ * `PARK_MS`, and the controller resumes it on its next link (see `_file_streams.ts`); without a key, a cut
+ * upload fails and a cut download ends (`from` restarts it). A daemon killed with SIGKILL mid-upload cannot remove its
  * temporary file.
  *
  * @module
@@ -118,7 +120,7 @@ export function fileHandlers(options: FileHandlerOptions = {}): FileHandlers {
   const paths = new FilePaths(root === undefined ? undefined : resolve(root), policy);
   const parked = new ParkedTransfers();
   return {
-    upload: (args, link) => withFs(() => upload(paths, args, link)),
+    upload: (args, link) => withFs(() => keptUpload(paths, parked, args, link)),
     download: (args, link) => withFs(() => download(paths, parked, args, link)),
     stat: (args) => withFs(() => stat(paths, args)),
     list: (args) => withFs(() => list(paths, args)),
@@ -170,13 +172,48 @@ async function syncDirectory(dirFd: number): Promise<void> {
 
 // --- uploads ---
 
-async function upload(
+/** An upload, held under its transfer key (when it has one) so that a dropped link does not end it. */
+function keptUpload(
   paths: FilePaths,
+  parked: ParkedTransfers,
   args: RequestArgs<"upload">,
   link: Link,
 ): Promise<Record<string, unknown>> {
-  // Bind first, synchronously: data frames follow the request at once.
-  const receiver = new UploadReceiver(link, args.sid, args.window);
+  const key = args.transfer;
+  if (args.resume) {
+    if (key === undefined) {
+      return Promise.reject(
+        new DaemonRequestError("BAD_REQUEST", "An upload resume needs its transfer key", {
+          path: args.path,
+        }),
+      );
+    }
+    return parked.resumeUpload(key, args.path, link, args.sid, args.window);
+  }
+  if (key === undefined) {
+    return upload(paths, args, new UploadReceiver(link, args.sid, args.window));
+  }
+  if (parked.has(key)) {
+    return Promise.reject(
+      new DaemonRequestError("EEXIST", `Transfer key '${key}' is in use by another transfer`, {
+        path: args.path,
+      }),
+    );
+  }
+  const receiver = new UploadReceiver(link, args.sid, args.window, {
+    onDetached: () => parked.park(key),
+  });
+  const result = upload(paths, args, receiver);
+  parked.addUpload(key, args.path, receiver, result);
+  return result;
+}
+
+async function upload(
+  paths: FilePaths,
+  args: RequestArgs<"upload">,
+  receiver: UploadReceiver,
+): Promise<Record<string, unknown>> {
+  // The receiver was bound first, synchronously: data frames follow the request at once.
   let dirFd = -1;
   try {
     const resolved = paths.resolve(args.path);

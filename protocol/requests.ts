@@ -80,6 +80,8 @@ export const REQUEST_SCHEMAS = {
       mkdirs: { type: "boolean" },
       archive: { type: "literal", values: ["tar"] },
       size: OFFSET,
+      transfer: TRANSFER_KEY,
+      resume: { type: "boolean" },
     },
   },
   /** Download a file (or a directory as a tar archive) on stream `sid`. */

@@ -8,9 +8,12 @@
  * do not. Failures are {@linkcode FileError}s with the OS-style `code` and the `path`; confinement refusals are
  * `PolicyError`s (rule `root`).
  *
- * Resuming: a download can start at a byte offset (`from`), so a transfer cut by a dropped link continues from
- * the last byte received. An interrupted upload is not resumed: it leaves nothing behind on the worker and
- * restarts from the beginning when called again.
+ * Resuming: a transfer cut by a dropped link resumes by itself when the daemon comes back within the server's
+ * reconnect grace, like process output: a download from the first byte not received (the daemon re-reads its
+ * open descriptor there), an upload from the last byte the daemon has (the controller keeps the unacknowledged
+ * window). No byte is lost or doubled and the SHA-256 still covers the whole transfer. Past the grace, or when the
+ * daemon restarted, the call fails (`DaemonDisconnectedError`, or a `FileError` `EIO` naming `ESTALE`); an upload
+ * then leaves nothing behind on the worker, and a download can be started again at a byte offset (`from`).
  *
  * @module
  */
@@ -278,18 +281,89 @@ async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncGenerator
   }
 }
 
+/** Whether the host can wait for a daemon to come back (then transfers carry a key to resume by). */
+function resumable(host: FileHost): boolean {
+  return host.events !== undefined && (host.reconnectGraceMs ?? 0) > 0;
+}
+
+/**
+ * The reply of an upload: from its request, or, when the link drops, from a resume on the daemon's next link
+ * (within the reconnect grace): the daemon acknowledges at once what it has received, and the stream resends from
+ * there.
+ */
+async function uploadReply(
+  host: FileHost,
+  first: { conn: Connection; sid: number },
+  args: Omit<RequestArgs<"upload">, "sid" | "window">,
+  out: OutboundStream,
+  current: { conn: Connection; sid: number },
+  stop: AbortSignal,
+): Promise<Record<string, unknown>> {
+  let request = first.conn.request("upload", { ...args, sid: first.sid, window: FILE_WINDOW });
+  while (true) {
+    try {
+      return await request;
+    } catch (error) {
+      if (!(error instanceof DaemonDisconnectedError) || args.transfer === undefined) throw error;
+      await Promise.resolve(); // the server marks itself closing right after it closes the links
+      if (stop.aborted || host.closing?.()) throw error;
+      const conn = await nextConnection(
+        host,
+        current.conn.info.id,
+        current.conn,
+        host.reconnectGraceMs ?? 0,
+        stop,
+      );
+      if (!conn) throw error;
+      const sid = conn.nextSid();
+      current.conn = conn;
+      current.sid = sid;
+      conn.routes.set(sid, {
+        onAck: (offset) => out.bind(conn, sid, offset),
+        onReset: (reason) => out.fail(new Error(`Upload reset by the daemon: ${reason}`)),
+      });
+      request = conn.request("upload", { ...args, sid, window: FILE_WINDOW, resume: true }).catch(
+        (cause: Error & { code?: string }) => {
+          if (cause.code !== "ESTALE") throw cause;
+          conn.routes.delete(sid);
+          if (out.acked === 0) {
+            // The daemon never took the upload up (the request was lost with the link, or it restarted) and
+            // every byte is still here: start it again from the beginning.
+            const fresh = conn.nextSid();
+            current.sid = fresh;
+            const reply = conn.request("upload", { ...args, sid: fresh, window: FILE_WINDOW });
+            out.bind(conn, fresh, 0);
+            return reply;
+          }
+          // The daemon no longer holds the upload (it restarted, or the wait ran out): say so.
+          throw new FileError(conn.info.id, {
+            code: "EIO",
+            message:
+              `Upload of '${args.path}' could not resume after the link dropped: ESTALE: ${cause.message}`,
+            path: args.path,
+          }, { cause });
+        },
+      );
+    }
+  }
+}
+
 async function sendUpload(
+  host: FileHost,
   conn: Connection,
   args: Omit<RequestArgs<"upload">, "sid" | "window">,
   source: AsyncIterable<Uint8Array>,
   total: number | undefined,
   options: { onProgress?: (p: TransferProgress) => void; signal?: AbortSignal },
 ): Promise<Record<string, unknown>> {
-  const sid = conn.nextSid();
+  if (resumable(host)) args = { ...args, transfer: transferKey() };
+  const first = { conn, sid: conn.nextSid() };
+  const current = { ...first };
   const out = new OutboundStream({ window: FILE_WINDOW, daemonId: conn.info.id });
-  out.bind(conn, sid, 0);
-  const response = conn.request("upload", { ...args, sid, window: FILE_WINDOW });
-  // A refusal or a dropped link answers the request early: stop sending at once.
+  out.bind(conn, first.sid, 0);
+  const stop = new AbortController();
+  const response = uploadReply(host, first, args, out, current, stop.signal);
+  // A refusal or a link that did not come back answers the request early: stop sending at once.
   let early: Error | null = null;
   response.catch((error: Error) => {
     early = error;
@@ -335,13 +409,14 @@ async function sendUpload(
     out.end(hash.digest("hex"));
     return await response;
   } catch (error) {
-    conn.send({ t: "reset", sid, reason: "upload failed on the controller" });
+    stop.abort();
+    current.conn.send({ t: "reset", sid: current.sid, reason: "upload failed on the controller" });
     out.fail(error as Error);
     // Prefer the daemon's own account of what went wrong.
     throw early ?? error;
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
-    conn.routes.delete(sid);
+    current.conn.routes.delete(current.sid);
   }
 }
 
@@ -367,6 +442,7 @@ export async function uploadFile(
   const size = data instanceof Uint8Array ? data.length : options.size;
   const conn = host.connection(id);
   const data_ = await sendUpload(
+    host,
     conn,
     {
       path,
@@ -407,6 +483,7 @@ export async function uploadDirectory(
       signal: abort.signal,
     });
     const data = await sendUpload(
+      host,
       conn,
       {
         path: remoteDir,
@@ -759,7 +836,7 @@ async function openDownload(
     ...(from > 0 ? { from } : {}),
     ...(archive ? { archive: "tar" as const } : {}),
     // Only a host that can wait for the daemon to come back asks it to hold the download.
-    ...(host.events && (host.reconnectGraceMs ?? 0) > 0 ? { transfer: transferKey() } : {}),
+    ...(resumable(host) ? { transfer: transferKey() } : {}),
   };
   const receiver = new DownloadReceiver(host, conn, request, maxBytes);
   let info: Record<string, unknown>;

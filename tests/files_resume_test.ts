@@ -137,3 +137,47 @@ Deno.test("a download whose daemon restarted cannot resume: a FileError says why
     await (restarted as TestDaemon | null)?.stop();
   }
 });
+
+Deno.test("an upload cut three times resumes by itself: the file arrives whole, nothing left behind", async () => {
+  await using t = await setup("r5");
+  const data = random(40 * MiB);
+  const cut = cutter(t.proxy, [6 * MiB, 15 * MiB, 27 * MiB]);
+  const path = `${t.dir}/up.bin`;
+  await Deno.writeTextFile(path, "old");
+  const result = await t.server.upload("r5", path, data, {
+    onProgress: (p) => cut.check(p.bytes),
+  });
+  await cut.settled();
+  assertEquals(cut.cuts, 3);
+  assertEquals(result, { bytes: data.length, sha256: sha256(data) });
+  assertEquals(sha256(await Deno.readFile(path)), sha256(data));
+  const names = [...Deno.readDirSync(t.dir)].map((e) => e.name);
+  assertEquals(names, ["up.bin"]);
+});
+
+Deno.test("an upload whose daemon restarted cannot resume: the target stays as it was", async () => {
+  await using t = await setup("r6");
+  const path = `${t.dir}/up.bin`;
+  await Deno.writeTextFile(path, "old");
+  let sent = 0;
+  let restarted: TestDaemon | null = null;
+  const source = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (sent === 12 * MiB && !restarted) {
+        await t.daemon.stop();
+        restarted = new TestDaemon({ id: "r6", url: t.proxy.url() });
+      }
+      if (sent === 32 * MiB) return controller.close();
+      sent += MiB;
+      controller.enqueue(new Uint8Array(MiB));
+    },
+  }, { highWaterMark: 0 });
+  try {
+    const error = await assertRejects(() => t.server.upload("r6", path, source), FileError);
+    assertEquals(error.code, "EIO");
+    assert(error.message.includes("ESTALE"), error.message);
+    assertEquals(await Deno.readTextFile(path), "old");
+  } finally {
+    await (restarted as TestDaemon | null)?.stop();
+  }
+});
