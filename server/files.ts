@@ -629,7 +629,10 @@ class DownloadReceiver {
       onData: (offset, payload) => this.#onData(offset, payload),
       onEof: (offset, sha256) => this.#onEof(offset, sha256),
       onGap: (from, to) => this.#refuse(() => this.#credit.gap(from, to)),
-      onReset: (reason) => this.fail(resetError(this.#daemonId, this.#path, reason)),
+      onReset: (reason) => {
+        this.#unbind(); // the daemon ended it: nothing to reset
+        this.fail(resetError(this.#daemonId, this.#path, reason));
+      },
       onClose: () => {
         if (this.#route !== route) return;
         this.#route = null;
@@ -720,8 +723,7 @@ class DownloadReceiver {
       return true;
     } catch (error) {
       if (!(error instanceof CreditError)) throw error;
-      this.#conn.send({ t: "reset", sid: this.#sid, reason: error.message.slice(0, 200) });
-      this.fail(error);
+      this.fail(error, error.message.slice(0, 200));
       return false;
     }
   }
@@ -730,8 +732,7 @@ class DownloadReceiver {
     if (this.#error || this.#ended) return;
     if (!this.#refuse(() => this.#credit.data(offset, payload))) return;
     if (this.#credit.received - this.#from > this.#maxBytes) {
-      this.#conn.send({ t: "reset", sid: this.#sid, reason: "download larger than maxBytes" });
-      this.fail(this.#tooLarge());
+      this.fail(this.#tooLarge(), "download larger than maxBytes");
       return;
     }
     this.#wakeUp();
@@ -768,11 +769,13 @@ class DownloadReceiver {
     this.#wakeUp();
   }
 
-  fail(error: Error): void {
+  /** Give up: fail the stream and, while the link is there, tell the daemon to stop (`reason`). */
+  fail(error: Error, reason = "download failed on the controller"): void {
     if (this.#error || this.#ended) return;
     this.#error = error;
     this.#stop.abort();
     this.#credit.clear();
+    if (this.#route) this.#conn.send({ t: "reset", sid: this.#sid, reason });
     this.#unbind();
     this.#wakeUp();
   }
