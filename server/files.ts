@@ -575,6 +575,9 @@ class DownloadReceiver {
   #ended = false;
   #error: Error | null = null;
   #reconnecting = false;
+  /** Whether the daemon answered the request (or a resume of it). */
+  #opened = false;
+  readonly #info = Promise.withResolvers<Record<string, unknown>>();
   #wake: (() => void) | null = null;
   total: number | undefined = undefined;
   onProgress: ((p: TransferProgress) => void) | undefined;
@@ -602,6 +605,7 @@ class DownloadReceiver {
       name: `download of '${request.path}'`,
     });
     this.#sid = this.#bind(conn);
+    this.#info.promise.catch(() => {});
     this.readable = new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
       cancel: () => {
@@ -616,9 +620,30 @@ class DownloadReceiver {
     }, { highWaterMark: 0 });
   }
 
-  /** The stream id on the current link. */
-  get sid(): number {
-    return this.#sid;
+  /**
+   * Send the request. Resolves with the daemon's reply: to the request, or, when the link dropped before it came,
+   * to the request made again on the daemon's next link.
+   */
+  open(): Promise<Record<string, unknown>> {
+    this.#conn.request("download", { ...this.#request, sid: this.#sid, window: FILE_WINDOW }).then(
+      (reply) => this.#open(reply),
+      (error) => {
+        // A dropped link is the resume's to handle (it fails the download when it cannot).
+        if (error instanceof DaemonDisconnectedError && this.#resumable) return;
+        this.fail(error);
+      },
+    );
+    return this.#info.promise;
+  }
+
+  #open(reply: Record<string, unknown>): void {
+    this.#opened = true;
+    this.#info.resolve(reply);
+  }
+
+  get #resumable(): boolean {
+    return this.#request.transfer !== undefined && (this.#host.reconnectGraceMs ?? 0) > 0 &&
+      this.#host.events !== undefined;
   }
 
   /** Route a fresh stream id on `conn` here. */
@@ -657,7 +682,7 @@ class DownloadReceiver {
   #linkLost(old: Connection): void {
     if (this.#error || this.#ended || this.#reconnecting) return;
     const grace = this.#host.reconnectGraceMs ?? 0;
-    if (this.#request.transfer === undefined || grace <= 0 || !this.#host.events) {
+    if (!this.#resumable) {
       this.fail(new DaemonDisconnectedError(this.#daemonId));
       return;
     }
@@ -688,13 +713,21 @@ class DownloadReceiver {
       const sid = this.#bind(conn);
       const from = this.#credit.rebind(FILE_WINDOW);
       try {
-        await conn.request("download", {
-          ...this.#request,
-          sid,
-          window: FILE_WINDOW,
-          from,
-          resume: true,
-        });
+        let reply: Record<string, unknown>;
+        try {
+          reply = await conn.request("download", {
+            ...this.#request,
+            sid,
+            window: FILE_WINDOW,
+            from,
+            resume: true,
+          });
+        } catch (error) {
+          if ((error as { code?: string }).code !== "ESTALE" || this.#opened) throw error;
+          // The first request was lost with the link (no reply, so no byte either): open it again.
+          reply = await conn.request("download", { ...this.#request, sid, window: FILE_WINDOW });
+        }
+        this.#open(reply);
         return;
       } catch (error) {
         if (error instanceof DaemonDisconnectedError) {
@@ -773,6 +806,7 @@ class DownloadReceiver {
   fail(error: Error, reason = "download failed on the controller"): void {
     if (this.#error || this.#ended) return;
     this.#error = error;
+    this.#info.reject(error);
     this.#stop.abort();
     this.#credit.clear();
     if (this.#route) this.#conn.send({ t: "reset", sid: this.#sid, reason });
@@ -844,7 +878,7 @@ async function openDownload(
   const receiver = new DownloadReceiver(host, conn, request, maxBytes);
   let info: Record<string, unknown>;
   try {
-    info = await conn.request("download", { ...request, sid: receiver.sid, window: FILE_WINDOW });
+    info = await receiver.open();
   } catch (error) {
     receiver.fail(error as Error);
     await receiver.readable.cancel().catch(() => {});

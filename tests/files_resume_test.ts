@@ -181,3 +181,29 @@ Deno.test("an upload whose daemon restarted cannot resume: the target stays as i
     await (restarted as TestDaemon | null)?.stop();
   }
 });
+
+Deno.test("a transfer whose link drops right after the request still completes (request lost or not)", async () => {
+  await using t = await setup("r7");
+  const data = random(6 * MiB);
+  await Deno.writeFile(`${t.dir}/src.bin`, data);
+  for (let i = 0; i < 3; i++) {
+    const accepted = t.proxy.accepted;
+    const opening = t.server.downloadStream("r7", `${t.dir}/src.bin`);
+    await t.proxy.cut();
+    const hash = createHash("sha256");
+    let received = 0;
+    for await (const chunk of await opening) {
+      hash.update(chunk);
+      received += chunk.length;
+    }
+    assertEquals(received, data.length);
+    assertEquals(hash.digest("hex"), sha256(data));
+    assertGreater(t.proxy.accepted, accepted);
+
+    const uploading = t.server.upload("r7", `${t.dir}/up${i}.bin`, data);
+    await t.proxy.cut();
+    assertEquals(await uploading, { bytes: data.length, sha256: sha256(data) });
+    assertEquals(sha256(await Deno.readFile(`${t.dir}/up${i}.bin`)), sha256(data));
+    await t.server.waitForDaemon("r7", { timeout: 10_000 });
+  }
+});
