@@ -11,10 +11,10 @@ import {
   DownloadSender,
   type DownloadSource,
   fileSource,
-  ParkedTransfers,
   streamSource,
   UploadReceiver,
 } from "./_file_streams.ts";
+import { ParkedTransfers } from "./_parked_transfers.ts";
 import { DaemonRequestError } from "./process_table.ts";
 
 class FakeLink {

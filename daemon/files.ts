@@ -33,10 +33,10 @@ import {
   DownloadSender,
   type DownloadSource,
   fileSource,
-  ParkedTransfers,
   streamSource,
   UploadReceiver,
 } from "./_file_streams.ts";
+import { ParkedTransfers } from "./_parked_transfers.ts";
 import { fileError, FilePaths, lstatAtOrNull, TEMP_NAME, tempName } from "./_file_paths.ts";
 import { unpackInto } from "./_unpack.ts";
 import { list, mkdir, move, remove, removeTree, stat, watch } from "./_fs_ops.ts";
