@@ -5,7 +5,7 @@
  * Bytes travel as binary data frames with credit, in both directions, so memory stays within one window per
  * transfer whatever the size. Both ends hash the bytes with SHA-256 as they pass and compare the digests: an
  * upload is renamed into place only when they match, and a download stream errors with `EINTEGRITY` when they
- * do not. Failures are {@linkcode FileError}s with the OS-style `code` and the `path`; confinement refusals are
+ * do not. Failures are `FileError`s with the OS-style `code` and the `path`; confinement refusals are
  * `PolicyError`s (rule `root`).
  *
  * Resuming: a transfer cut by a dropped link resumes by itself when the daemon comes back within the server's
@@ -14,6 +14,9 @@
  * window). No byte is lost or doubled and the SHA-256 still covers the whole transfer. Past the grace, or when the
  * daemon restarted, the call fails (`DaemonDisconnectedError`, or a `FileError` `EIO` naming `ESTALE`); an upload
  * then leaves nothing behind on the worker, and a download can be started again at a byte offset (`from`).
+ *
+ * Length: a third of this file is the public option, result and entry types of the file methods with their
+ * documentation; the transfer streams themselves are in `_transfer_streams.ts`.
  *
  * @module
  */
