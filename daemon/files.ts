@@ -14,8 +14,10 @@
  * Uploads are atomic: bytes go to an unnamed file in the target's directory (`O_TMPFILE`; where the file system
  * lacks it, a temporary name `.NAME.sandd-RANDOM.part` that file operations refuse and `list` hides), which is
  * fsynced, verified, given a name and renamed over the target. A failed, cancelled or cut upload leaves the
- * target untouched. An interrupted upload restarts from the beginning (it is not resumed); an
- * interrupted download can be resumed with `from`. A daemon killed with SIGKILL mid-upload cannot remove its
+ * target untouched. A transfer that carries a transfer key survives a dropped link: a download keeps its open
+ * descriptor (an archive its unacknowledged bytes), an upload its unnamed file and what it received, for
+ * `PARK_MS`, and the controller resumes it on its next link (see `_file_streams.ts`); without a key, a cut
+ * upload fails and a cut download ends (`from` restarts it). A daemon killed with SIGKILL mid-upload cannot remove its
  * temporary file.
  *
  * @module
@@ -27,7 +29,14 @@ import type { DaemonOptions } from "./daemon.ts";
 import type { Link } from "./_link.ts";
 import type { Policy } from "./policy/mod.ts";
 import { DaemonRequestError } from "./process_table.ts";
-import { DownloadSender, UploadReceiver } from "./_file_streams.ts";
+import {
+  DownloadSender,
+  type DownloadSource,
+  fileSource,
+  streamSource,
+  UploadReceiver,
+} from "./_file_streams.ts";
+import { ParkedTransfers } from "./_parked_transfers.ts";
 import { fileError, FilePaths, lstatAtOrNull, TEMP_NAME, tempName } from "./_file_paths.ts";
 import { unpackInto } from "./_unpack.ts";
 import { list, mkdir, move, remove, removeTree, stat, watch } from "./_fs_ops.ts";
@@ -109,9 +118,10 @@ export function fileHandlers(options: FileHandlerOptions = {}): FileHandlers {
     throw new TypeError(`root must be a non-empty path without NUL, got ${JSON.stringify(root)}`);
   }
   const paths = new FilePaths(root === undefined ? undefined : resolve(root), policy);
+  const parked = new ParkedTransfers();
   return {
-    upload: (args, link) => withFs(() => upload(paths, args, link)),
-    download: (args, link) => withFs(() => download(paths, args, link)),
+    upload: (args, link) => withFs(() => keptUpload(paths, parked, args, link)),
+    download: (args, link) => withFs(() => download(paths, parked, args, link)),
     stat: (args) => withFs(() => stat(paths, args)),
     list: (args) => withFs(() => list(paths, args)),
     mkdir: (args) => withFs(() => mkdir(paths, args)),
@@ -162,13 +172,48 @@ async function syncDirectory(dirFd: number): Promise<void> {
 
 // --- uploads ---
 
-async function upload(
+/** An upload, held under its transfer key (when it has one) so that a dropped link does not end it. */
+function keptUpload(
   paths: FilePaths,
+  parked: ParkedTransfers,
   args: RequestArgs<"upload">,
   link: Link,
 ): Promise<Record<string, unknown>> {
-  // Bind first, synchronously: data frames follow the request at once.
-  const receiver = new UploadReceiver(link, args.sid, args.window);
+  const key = args.transfer;
+  if (args.resume) {
+    if (key === undefined) {
+      return Promise.reject(
+        new DaemonRequestError("BAD_REQUEST", "An upload resume needs its transfer key", {
+          path: args.path,
+        }),
+      );
+    }
+    return parked.resumeUpload(key, args.path, link, args.sid, args.window);
+  }
+  if (key === undefined) {
+    return upload(paths, args, new UploadReceiver(link, args.sid, args.window));
+  }
+  if (parked.has(key)) {
+    return Promise.reject(
+      new DaemonRequestError("EEXIST", `Transfer key '${key}' is in use by another transfer`, {
+        path: args.path,
+      }),
+    );
+  }
+  const receiver = new UploadReceiver(link, args.sid, args.window, {
+    onDetached: () => parked.park(key),
+  });
+  const result = upload(paths, args, receiver);
+  parked.addUpload(key, args.path, receiver, result);
+  return result;
+}
+
+async function upload(
+  paths: FilePaths,
+  args: RequestArgs<"upload">,
+  receiver: UploadReceiver,
+): Promise<Record<string, unknown>> {
+  // The receiver was bound first, synchronously: data frames follow the request at once.
   let dirFd = -1;
   try {
     const resolved = paths.resolve(args.path);
@@ -231,7 +276,7 @@ async function uploadFile(
       const chunk = await receiver.read();
       if (chunk === null) break;
       writeAll(fd, chunk);
-      receiver.consumed(chunk.length);
+      receiver.consumed();
       unflushed += chunk.length;
       if (unflushed >= FLUSH_EVERY && flushing === null) {
         unflushed = 0;
@@ -239,7 +284,7 @@ async function uploadFile(
         flushing = fsync(fd, true).catch(() => {}).finally(() => flushing = null);
       }
     }
-    receiver.consumed(0, true);
+    receiver.consumed(true);
     const sha256 = receiver.verify(args.path, args.size);
     const mode = masked(args.mode ?? (existing?.kind === "file" ? existing.mode : 0o644));
     fchmod(fd, mode);
@@ -301,7 +346,7 @@ async function uploadTree(
           controller.close();
         } else {
           controller.enqueue(chunk);
-          receiver.consumed(chunk.length);
+          receiver.consumed();
         }
       },
     }, { highWaterMark: 0 });
@@ -310,9 +355,9 @@ async function uploadTree(
     while (true) {
       const chunk = await receiver.read();
       if (chunk === null) break;
-      receiver.consumed(chunk.length);
+      receiver.consumed();
     }
-    receiver.consumed(0, true);
+    receiver.consumed(true);
     const sha256 = receiver.verify(args.path, args.size);
     fchmod(treeFd, masked(args.mode ?? 0o755));
     await replaceDirectory(dirFd, temp, name, existing !== null);
@@ -369,11 +414,46 @@ function describeFor(path: string, confined: boolean) {
   return (error: unknown) => fileError(error, path, "read", confined);
 }
 
+/** Start sending `source` on the request's stream; with a transfer key, a dropped link parks it for a resume. */
+function startSender(
+  parked: ParkedTransfers,
+  args: RequestArgs<"download">,
+  link: Link,
+  source: DownloadSource,
+  from: number,
+  confined: boolean,
+  reply: Record<string, unknown>,
+): Record<string, unknown> {
+  const key = args.transfer;
+  const sender: DownloadSender = new DownloadSender(source, {
+    window: args.window,
+    from,
+    describeError: describeFor(args.path, confined),
+    ...(key === undefined ? {} : {
+      onDetached: () => parked.park(key),
+      onDone: () => parked.remove(key, sender),
+    }),
+  });
+  if (key !== undefined) parked.add(key, args.path, sender, reply);
+  sender.bind(link, args.sid);
+  setTimeout(() => sender.pump(), 0);
+  return reply;
+}
+
 function download(
   paths: FilePaths,
+  parked: ParkedTransfers,
   args: RequestArgs<"download">,
   link: Link,
 ): Record<string, unknown> {
+  if (args.resume) return resumeDownload(parked, args, link);
+  if (args.transfer !== undefined && parked.has(args.transfer)) {
+    throw new DaemonRequestError(
+      "EEXIST",
+      `Transfer key '${args.transfer}' is in use by another download`,
+      { path: args.path },
+    );
+  }
   let fd = -1;
   try {
     const resolved = paths.resolve(args.path);
@@ -381,7 +461,7 @@ function download(
       if (args.from !== undefined && args.from > 0) {
         throw new DaemonRequestError(
           "EINVAL",
-          "A directory download cannot resume from an offset",
+          "A directory download cannot start at an offset (resume it by its transfer key)",
           { path: args.path },
         );
       }
@@ -397,22 +477,14 @@ function download(
       const reader = packBeneath(fd, TEMP_NAME).getReader();
       fd = -1; // the packer owns it now
       acquireFs();
-      let pending: Uint8Array = new Uint8Array(0);
-      const sender = new DownloadSender(link, args, 0, async (buffer) => {
-        if (pending.length === 0) {
-          const { done, value } = await reader.read();
-          if (done) return null;
-          pending = value;
-        }
-        const n = Math.min(buffer.length, pending.length);
-        buffer.set(pending.subarray(0, n));
-        pending = pending.subarray(n);
-        return n;
-      }, () => {
+      const source = streamSource(reader, () => {
         reader.cancel().catch(() => {}).finally(releaseFs);
-      }, describeFor(args.path, paths.confined));
-      setTimeout(() => sender.pump(), 0);
-      return { size: null, mode: info.mode & 0o7777, mtime: info.mtimeMs };
+      });
+      return startSender(parked, args, link, source, 0, paths.confined, {
+        size: null,
+        mode: info.mode & 0o7777,
+        mtime: info.mtimeMs,
+      });
     }
     // Non-blocking: opening a FIFO must not wait for a writer; it is refused below.
     fd = paths.open(resolved, O.RDONLY | O.NONBLOCK);
@@ -440,27 +512,31 @@ function download(
     const opened = fd;
     fd = -1;
     acquireFs();
-    let offset = from;
-    let closed = false;
-    const sender = new DownloadSender(link, args, from, (buffer) => {
-      if (closed) return Promise.resolve(null);
-      const n = pread(opened, buffer, offset);
-      offset += n;
-      return Promise.resolve(n === 0 ? null : n);
-    }, () => {
-      if (closed) return;
-      closed = true;
+    const source = fileSource((buffer, offset) => pread(opened, buffer, offset), () => {
       releaseFs();
       closeFd(opened);
-    }, describeFor(args.path, paths.confined));
-    setTimeout(() => sender.pump(), 0);
-    return {
+    });
+    return startSender(parked, args, link, source, from, paths.confined, {
       size: info.size,
       mode: info.mode & 0o7777,
       mtime: info.mtimeMs,
-    };
+    });
   } catch (error) {
     closeFd(fd);
     throw fileError(error, args.path, "download", paths.confined);
   }
+}
+
+/** Continue a download cut by a dropped link, on the new link, from the offset the controller reached. */
+function resumeDownload(
+  parked: ParkedTransfers,
+  args: RequestArgs<"download">,
+  link: Link,
+): Record<string, unknown> {
+  if (args.transfer === undefined) {
+    throw new DaemonRequestError("BAD_REQUEST", "A download resume needs its transfer key", {
+      path: args.path,
+    });
+  }
+  return parked.resume(args.transfer, args.path, link, args.sid, args.from ?? 0);
 }

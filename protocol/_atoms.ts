@@ -45,6 +45,14 @@ export const SHA256 = {
   pattern: /^[0-9a-f]{64}$/,
   rule: "64 lowercase hex digits",
 } as const;
+/** A download's transfer key, chosen by the controller, by which it resumes the download after a dropped link. */
+export const TRANSFER_KEY = {
+  type: "string",
+  min: 16,
+  max: 64,
+  pattern: /^[A-Za-z0-9_-]{16,64}$/,
+  rule: "16 to 64 letters, digits, '-' or '_'",
+} as const;
 /** A daemon id. */
 export const DAEMON_ID = {
   type: "string",

@@ -6,7 +6,18 @@
  * @module
  */
 
-import { COMMAND, DIMENSION, ENV, MODE, OFFSET, PATH, PROC, SID, WINDOW } from "./_atoms.ts";
+import {
+  COMMAND,
+  DIMENSION,
+  ENV,
+  MODE,
+  OFFSET,
+  PATH,
+  PROC,
+  SID,
+  TRANSFER_KEY,
+  WINDOW,
+} from "./_atoms.ts";
 import { MAX_RETAIN_BYTES, SIGNALS } from "./constants.ts";
 import { type Check, compile, type Infer, type Schema } from "./schema.ts";
 
@@ -69,13 +80,20 @@ export const REQUEST_SCHEMAS = {
       mkdirs: { type: "boolean" },
       archive: { type: "literal", values: ["tar"] },
       size: OFFSET,
+      transfer: TRANSFER_KEY,
+      resume: { type: "boolean" },
     },
   },
   /** Download a file (or a directory as a tar archive) on stream `sid`. */
   download: {
     type: "object",
     required: { path: PATH, sid: SID, window: WINDOW },
-    optional: { from: OFFSET, archive: { type: "literal", values: ["tar"] } },
+    optional: {
+      from: OFFSET,
+      archive: { type: "literal", values: ["tar"] },
+      transfer: TRANSFER_KEY,
+      resume: { type: "boolean" },
+    },
   },
   /** Describe a path. */
   stat: { type: "object", required: { path: PATH } },

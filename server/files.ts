@@ -5,30 +5,29 @@
  * Bytes travel as binary data frames with credit, in both directions, so memory stays within one window per
  * transfer whatever the size. Both ends hash the bytes with SHA-256 as they pass and compare the digests: an
  * upload is renamed into place only when they match, and a download stream errors with `EINTEGRITY` when they
- * do not. Failures are {@linkcode FileError}s with the OS-style `code` and the `path`; confinement refusals are
+ * do not. Failures are `FileError`s with the OS-style `code` and the `path`; confinement refusals are
  * `PolicyError`s (rule `root`).
  *
- * Resuming: a download can start at a byte offset (`from`), so a transfer cut by a dropped link continues from
- * the last byte received. An interrupted upload is not resumed: it leaves nothing behind on the worker and
- * restarts from the beginning when called again.
+ * Resuming: a transfer cut by a dropped link resumes by itself when the daemon comes back within the server's
+ * reconnect grace, like process output: a download from the first byte not received (the daemon re-reads its
+ * open descriptor there), an upload from the last byte the daemon has (the controller keeps the unacknowledged
+ * window). No byte is lost or doubled and the SHA-256 still covers the whole transfer. Past the grace, or when the
+ * daemon restarted, the call fails (`DaemonDisconnectedError`, or a `FileError` `EIO` naming `ESTALE`); an upload
+ * then leaves nothing behind on the worker, and a download can be started again at a byte offset (`from`).
+ *
+ * Length: a third of this file is the public option, result and entry types of the file methods with their
+ * documentation; the transfer streams themselves are in `_transfer_streams.ts`.
  *
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
-import type { FsEventMessage, RequestArgs } from "@sandd/protocol/messages";
-import type { DownloadReply, UploadReply } from "@sandd/protocol/replies";
+import type { FsEventMessage } from "@sandd/protocol/messages";
 import { packDirectory, unpackTar } from "@sandd/protocol/tar";
-import type { Connection, InboundRoute } from "./_connection.ts";
-import { DaemonDisconnectedError, FileError, remoteError } from "./errors.ts";
-import { OutboundStream } from "./_outbound_stream.ts";
-import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
+import type { Connection } from "./_connection.ts";
+import { DaemonDisconnectedError } from "./errors.ts";
+import { COALESCE, openDownload, sendUpload } from "./_transfer_streams.ts";
 
-/** Flow-control window of a file transfer, in bytes. */
-const FILE_WINDOW = 8 * 1024 * 1024;
-/** Small stream chunks are gathered up to this size before they are sent. */
-const COALESCE = 256 * 1024;
 /** Chunk size when uploading from a `Uint8Array`. */
 const UPLOAD_CHUNK = 1024 * 1024;
 /** Fs events queued for a slow consumer before the oldest are dropped. */
@@ -191,6 +190,15 @@ export interface FsEvent {
 export interface FileHost {
   /** The live connection to a daemon; throws `DaemonNotFoundError`. */
   connection(id: string): Connection;
+  /**
+   * Where daemons' `connect` events are dispatched (a {@linkcode DaemonEvent} each). With it and a positive
+   * `reconnectGraceMs`, a download cut by a dropped link resumes when the daemon comes back.
+   */
+  events?: EventTarget;
+  /** How long a cut download waits for the daemon to come back. @default 0 (it fails at once) */
+  reconnectGraceMs?: number;
+  /** Whether the server is closing (a cut download then fails at once). */
+  closing?: () => boolean;
 }
 
 // --- argument checks ---
@@ -269,73 +277,6 @@ async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncGenerator
   }
 }
 
-async function sendUpload(
-  conn: Connection,
-  args: Omit<RequestArgs<"upload">, "sid" | "window">,
-  source: AsyncIterable<Uint8Array>,
-  total: number | undefined,
-  options: { onProgress?: (p: TransferProgress) => void; signal?: AbortSignal },
-): Promise<UploadReply> {
-  const sid = conn.nextSid();
-  const out = new OutboundStream({ window: FILE_WINDOW, daemonId: conn.info.id });
-  out.bind(conn, sid, 0);
-  const response = conn.request("upload", { ...args, sid, window: FILE_WINDOW });
-  // A refusal or a dropped link answers the request early: stop sending at once.
-  let early: Error | null = null;
-  response.catch((error: Error) => {
-    early = error;
-    out.fail(error);
-  });
-  const onAbort = () => out.fail(options.signal!.reason);
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  const hash = createHash("sha256");
-  let bytes = 0;
-  try {
-    options.signal?.throwIfAborted();
-    // Small chunks (file streams yield 64 KiB) are gathered into full frames: per-frame costs dominate otherwise.
-    const buffer = new Uint8Array(COALESCE);
-    let filled = 0;
-    const flush = async () => {
-      const piece = buffer.subarray(0, filled);
-      hash.update(piece);
-      await out.write(piece);
-      bytes += filled;
-      filled = 0; // `out.write` has copied the piece: the buffer is free again.
-      options.onProgress?.({ bytes, total });
-    };
-    for await (const chunk of source) {
-      if (!(chunk instanceof Uint8Array)) {
-        throw new TypeError(`Upload stream chunks must be Uint8Array, got ${typeof chunk}`);
-      }
-      if (chunk.length >= COALESCE && filled === 0) {
-        hash.update(chunk);
-        await out.write(chunk);
-        bytes += chunk.length;
-        options.onProgress?.({ bytes, total });
-        continue;
-      }
-      for (let at = 0; at < chunk.length;) {
-        const n = Math.min(COALESCE - filled, chunk.length - at);
-        buffer.set(chunk.subarray(at, at + n), filled);
-        filled += n;
-        at += n;
-        if (filled === COALESCE) await flush();
-      }
-    }
-    if (filled > 0) await flush();
-    out.end(hash.digest("hex"));
-    return await response;
-  } catch (error) {
-    conn.send({ t: "reset", sid, reason: "upload failed on the controller" });
-    out.fail(error as Error);
-    // Prefer the daemon's own account of what went wrong.
-    throw early ?? error;
-  } finally {
-    options.signal?.removeEventListener("abort", onAbort);
-    conn.routes.delete(sid);
-  }
-}
-
 /**
  * @internal Upload bytes or a stream to a file on a worker (`server.upload`).
  */
@@ -358,6 +299,7 @@ export async function uploadFile(
   const size = data instanceof Uint8Array ? data.length : options.size;
   const conn = host.connection(id);
   const data_ = await sendUpload(
+    host,
     conn,
     {
       path,
@@ -398,6 +340,7 @@ export async function uploadDirectory(
       signal: abort.signal,
     });
     const data = await sendUpload(
+      host,
       conn,
       {
         path: remoteDir,
@@ -424,208 +367,6 @@ export async function uploadDirectory(
 
 // --- downloads ---
 
-/**
- * Receives a download: credit returned as the consumer reads (the shared {@linkcode CreditReceiver}: data beyond the
- * window, holes and gaps are refused), SHA-256 checked at the end, at most `maxBytes` taken.
- */
-class DownloadReceiver {
-  readonly readable: ReadableStream<Uint8Array>;
-  readonly #conn: Connection;
-  readonly #sid: number;
-  readonly #path: string;
-  readonly #route: InboundRoute;
-  readonly #credit: CreditReceiver;
-  readonly #from: number;
-  readonly #maxBytes: number;
-  #ended = false;
-  #error: Error | null = null;
-  #wake: (() => void) | null = null;
-  total: number | undefined = undefined;
-  onProgress: ((p: TransferProgress) => void) | undefined;
-
-  constructor(conn: Connection, sid: number, from: number, path: string, maxBytes: number) {
-    this.#conn = conn;
-    this.#sid = sid;
-    this.#path = path;
-    this.#from = from;
-    this.#maxBytes = maxBytes;
-    this.#credit = new CreditReceiver({
-      window: FILE_WINDOW,
-      from,
-      ackEvery: FILE_WINDOW / 8,
-      gaps: false,
-      sha256: true,
-      ackWhenCaughtUp: false,
-      name: `download of '${path}'`,
-    });
-    this.#route = {
-      onData: (offset, payload) => this.#onData(offset, payload),
-      onEof: (offset, sha256) => this.#onEof(offset, sha256),
-      onGap: (from, to) => this.#refuse(() => this.#credit.gap(from, to)),
-      onReset: (reason) => this.fail(resetError(conn.info.id, path, reason)),
-      onClose: () => this.fail(new DaemonDisconnectedError(conn.info.id)),
-    };
-    conn.routes.set(sid, this.#route);
-    this.readable = new ReadableStream<Uint8Array>({
-      pull: (controller) => this.#pull(controller),
-      cancel: () => {
-        if (!this.#ended && !this.#error) {
-          conn.send({ t: "reset", sid, reason: "consumer cancelled" });
-        }
-        this.#error ??= new Error("cancelled");
-        this.#credit.clear();
-        this.#unbind();
-      },
-    }, { highWaterMark: 0 });
-  }
-
-  #unbind(): void {
-    if (this.#conn.routes.get(this.#sid) === this.#route) this.#conn.routes.delete(this.#sid);
-  }
-
-  /** Apply one credit rule; a breach resets the stream and fails the download. */
-  #refuse(step: () => unknown): boolean {
-    try {
-      step();
-      return true;
-    } catch (error) {
-      if (!(error instanceof CreditError)) throw error;
-      this.#conn.send({ t: "reset", sid: this.#sid, reason: error.message.slice(0, 200) });
-      this.fail(error);
-      return false;
-    }
-  }
-
-  #onData(offset: number, payload: Uint8Array): void {
-    if (this.#error || this.#ended) return;
-    if (!this.#refuse(() => this.#credit.data(offset, payload))) return;
-    if (this.#credit.received - this.#from > this.#maxBytes) {
-      this.#conn.send({ t: "reset", sid: this.#sid, reason: "download larger than maxBytes" });
-      this.fail(this.#tooLarge());
-      return;
-    }
-    this.#wakeUp();
-  }
-
-  #tooLarge(): FileError {
-    return new FileError(this.#conn.info.id, {
-      code: "EFBIG",
-      message: `Download of '${this.#path}' exceeds maxBytes (${this.#maxBytes} bytes)`,
-      path: this.#path,
-    });
-  }
-
-  #onEof(offset: number, sha256: string | undefined): void {
-    if (this.#error || this.#ended) return;
-    try {
-      this.#credit.eof(offset, sha256);
-    } catch (error) {
-      this.fail(
-        new FileError(this.#conn.info.id, {
-          code: "EINTEGRITY",
-          message: (error as Error).message,
-          path: this.#path,
-        }),
-      );
-      return;
-    }
-    this.#ended = true;
-    this.#unbind();
-    this.#wakeUp();
-  }
-
-  fail(error: Error): void {
-    if (this.#error || this.#ended) return;
-    this.#error = error;
-    this.#credit.clear();
-    this.#unbind();
-    this.#wakeUp();
-  }
-
-  #wakeUp(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
-  }
-
-  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    while (true) {
-      if (this.#error) {
-        controller.error(this.#error);
-        return;
-      }
-      const chunk = this.#credit.take();
-      if (chunk) {
-        controller.enqueue(chunk);
-        const ack = this.#ended ? null : this.#credit.ackDue();
-        if (ack !== null) this.#conn.send({ t: "ack", sid: this.#sid, offset: ack });
-        this.onProgress?.({ bytes: this.#credit.consumed, total: this.total });
-        return;
-      }
-      if (this.#ended) {
-        controller.close();
-        return;
-      }
-      await new Promise<void>((resolve) => this.#wake = resolve);
-    }
-  }
-}
-
-function resetError(daemonId: string, path: string, reason: string): Error {
-  const match = /^([A-Z][A-Z0-9_]{1,63}): (.*)$/s.exec(reason);
-  if (match) return remoteError(daemonId, { code: match[1]!, message: match[2]!, path });
-  return new FileError(daemonId, {
-    code: "EIO",
-    message: `Download of '${path}' reset by the daemon: ${reason}`,
-    path,
-  });
-}
-
-async function openDownload(
-  conn: Connection,
-  path: string,
-  options: DownloadOptions,
-  archive: boolean,
-): Promise<{ readable: ReadableStream<Uint8Array>; info: DownloadReply }> {
-  const sid = conn.nextSid();
-  const from = options.from ?? 0;
-  const maxBytes = options.maxBytes ?? Infinity;
-  const receiver = new DownloadReceiver(conn, sid, from, path, maxBytes);
-  let info: DownloadReply;
-  try {
-    info = await conn.request("download", {
-      path,
-      sid,
-      window: FILE_WINDOW,
-      ...(from > 0 ? { from } : {}),
-      ...(archive ? { archive: "tar" as const } : {}),
-    });
-  } catch (error) {
-    receiver.fail(error as Error);
-    await receiver.readable.cancel().catch(() => {});
-    throw error;
-  }
-  receiver.total = info.size ?? undefined;
-  if (!archive && receiver.total !== undefined && receiver.total - from > maxBytes) {
-    await receiver.readable.cancel().catch(() => {});
-    throw new FileError(conn.info.id, {
-      code: "EFBIG",
-      message: `Download of '${path}' is ${
-        receiver.total - from
-      } bytes, more than maxBytes (${maxBytes} bytes)`,
-      path,
-    });
-  }
-  receiver.onProgress = options.onProgress;
-  const signal = options.signal;
-  if (signal) {
-    const onAbort = () => receiver.fail(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-  }
-  return { readable: receiver.readable, info };
-}
-
 function checkDownload(path: string, options: DownloadOptions): void {
   checkPath("path", path);
   checkCommon(options);
@@ -650,7 +391,7 @@ export async function downloadFileStream(
   checkDownload(path, options);
   options.signal?.throwIfAborted();
   const conn = host.connection(id);
-  return (await openDownload(conn, path, options, false)).readable;
+  return (await openDownload(host, conn, path, options, false)).readable;
 }
 
 /**
@@ -704,7 +445,7 @@ export async function downloadDirectory(
     throw new TypeError(`localDir exists and is not a directory: '${localDir}'`);
   }
   const conn = host.connection(id);
-  const { readable, info } = await openDownload(conn, remoteDir, options, true);
+  const { readable, info } = await openDownload(host, conn, remoteDir, options, true);
   const temp = join(
     dirname(target),
     `.${basename(target).slice(0, 120)}.sandd-${crypto.randomUUID().slice(0, 8)}.part`,

@@ -137,7 +137,12 @@ export class Server extends EventTarget implements AsyncDisposable {
       onConnect: (info) => this.dispatchEvent(new DaemonEvent("connect", info)),
       onDisconnect: (info) => this.dispatchEvent(new DaemonEvent("disconnect", info)),
     });
-    this.#files = { connection: (id) => this.#connection(id) };
+    this.#files = {
+      connection: (id) => this.#connection(id),
+      events: this,
+      reconnectGraceMs: options.reconnectGraceMs ?? 5_000,
+      closing: () => this.#closing !== null,
+    };
     this.#launcher = new Launcher({
       connection: (id) => this.#connection(id),
       charge: (id) => security.limiter?.take(id),

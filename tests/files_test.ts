@@ -268,7 +268,8 @@ Deno.test("progress callbacks count up to the total", async () => {
 });
 
 Deno.test("a link cut mid-upload leaves the old target and no temporary file", async () => {
-  const server = await Server.listen({ port: 0, reconnectGraceMs: 200 });
+  // No reconnect grace: the cut upload fails at once instead of resuming by itself (files_resume_test.ts).
+  const server = await Server.listen({ port: 0, reconnectGraceMs: 0 });
   await using _ = {
     async [Symbol.asyncDispose]() {
       await server.close();
@@ -304,7 +305,8 @@ Deno.test("a link cut mid-upload leaves the old target and no temporary file", a
 });
 
 Deno.test("a download cut mid-way errors, then resumes from the offset received", async () => {
-  const server = await Server.listen({ port: 0, reconnectGraceMs: 200 });
+  // No reconnect grace: the cut download fails at once instead of resuming by itself (files_resume_test.ts).
+  const server = await Server.listen({ port: 0, reconnectGraceMs: 0 });
   await using proxied = new LinkProxy(server.port);
   await using _ = {
     async [Symbol.asyncDispose]() {
