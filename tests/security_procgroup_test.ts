@@ -69,7 +69,7 @@ Deno.test({
       assertEquals(listed.length, max);
       for (const p of listed) {
         assertEquals(p.state, "exited");
-        assertEquals((p as { lingering?: number }).lingering, 1);
+        assertEquals(p.lingering, 1);
       }
       // Once a group ends, its slot is free again.
       for (const pid of groupMembers(groups[0]!)) Deno.kill(pid, "SIGKILL");
