@@ -4,6 +4,8 @@
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { PolicyError, Server } from "../mod.ts";
 import { eventually, startWorker, TestDaemon } from "./_daemon.ts";
+import { countMembers, groupAlive, signalGroup } from "../daemon/_process_group.ts";
+import { holdPosixChildRuntime, spawnPosixChild } from "../daemon/_posix_child.ts";
 
 /** Live (not zombie) processes whose process group is `pgid`, from /proc. */
 function groupMembers(pgid: number): number[] {
@@ -162,6 +164,37 @@ Deno.test({
       await assertRejects(() => server.exec(worker.daemon.id, ["true"]), PolicyError, "lingering");
     } finally {
       killGroups(groups);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "group probes: kill(-pgid, 0) and the /proc count see a background job after its leader is reaped",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    using _libc = holdPosixChildRuntime();
+    const child = spawnPosixChild({ argv: ["/bin/sh", "-c", LINGER], stdin: false });
+    const [stdout, stderr] = child.outputs;
+    const text: string[] = [];
+    for (let chunk = await stdout!(); chunk !== null; chunk = await stdout!()) {
+      text.push(new TextDecoder().decode(chunk));
+    }
+    while ((await stderr!()) !== null) continue;
+    assertEquals(await child.status, { exitCode: 0, signal: null });
+    await child.dispose?.();
+    const pgid = Number(text.join("").trim());
+    assertEquals(pgid, child.pid, "the child leads its own group");
+    try {
+      // The leader is reaped; its job keeps the group (and its id) alive.
+      assert(groupAlive(pgid));
+      assertEquals(countMembers()?.groups.get(pgid), 1);
+      signalGroup(pgid, "SIGKILL", false);
+      // A killed member is a zombie until its new parent reaps it: the count skips it at once.
+      await eventually(() => countMembers()?.groups.get(pgid) === undefined, 5_000, "the count");
+      await eventually(() => !groupAlive(pgid), 10_000, "the group id to be free");
+    } finally {
+      killGroups([pgid]);
     }
   },
 });
