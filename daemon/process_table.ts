@@ -7,6 +7,10 @@
  * (backpressure reaches the child); while nobody is attached, reading goes on and the oldest bytes are dropped,
  * which a later attach learns as an explicit gap.
  *
+ * Over 600 lines on purpose for now: the output state, the process and the table share one lifecycle (exit,
+ * dispose, retention, process-group lingering) and were edited in parallel by several changes; `OutputState` is
+ * the part to move to its own private file once those have landed.
+ *
  * A process is its whole process group (a terminal's: its session), not only the child the daemon started: a
  * background job (`sleep 61 &`) that outlives its command keeps the process counted in {@linkcode
  * ProcessTable.running} (so `--max-processes` holds), is killed at the command's timeout, by a `signal` request,
@@ -398,16 +402,17 @@ export class ManagedProcess {
 
   /**
    * Probe whether the group still lingers after the exit, and forget it once it is empty. With `counts` (one
-   * /proc scan), count its live members (a terminal's: its session's); without, only `kill(-pgid, 0)` for a pipe
-   * group (a terminal's session is left to the next count).
+   * /proc scan), count its live members (a terminal's: its session's). Without (`undefined`), only
+   * `kill(-pgid, 0)` for a pipe group: a terminal's session is left to the next count, since its jobs can have
+   * groups of their own. `null` means no count can be had (no /proc): `kill(-pgid, 0)` for either kind.
    */
-  probe(counts?: MemberCounts): void {
+  probe(counts?: MemberCounts | null): void {
     if (this.lingering === 0) return;
     if (counts) {
       const members = (this.pty ? counts.sessions : counts.groups).get(this.group) ?? 0;
       if (members > 0) this.lingering = members;
       else this.groupEnded();
-    } else if ((!this.pty || !IS_LINUX) && !groupAlive(this.group)) {
+    } else if ((counts === null || !this.pty || !IS_LINUX) && !groupAlive(this.group)) {
       this.groupEnded();
     }
   }
@@ -442,10 +447,9 @@ export class ManagedProcess {
   #exited(status: ExitStatus): void {
     this.exit = status;
     clearTimeout(this.#orphanTimer);
-    // One kill(-pgid, 0): most commands leave nothing behind, and then this is all the exit costs. A terminal's
-    // session is counted by the next sweep (its jobs can have groups of their own).
-    if (this.group !== 0 && (this.pty || groupAlive(this.group))) {
-      this.lingering = 1;
+    const members = this.#membersAtExit();
+    if (members > 0) {
+      this.lingering = members;
       this.#table.lingerStarted(this);
       // A command killed for its timeout takes what it left behind with it.
       if (this.timedOut) this.#killLingering("SIGKILL");
@@ -456,6 +460,18 @@ export class ManagedProcess {
     this.#stdin.closed();
     for (const link of this.#exitLinks) this.#sendExit(link);
     this.#maybeDispose();
+  }
+
+  /**
+   * What is left of the group as the child is reaped. One kill(-pgid, 0): most commands leave nothing behind,
+   * and then this is all an exit costs. A terminal's session is counted in /proc (its jobs can have groups of
+   * their own; terminals end far less often than commands).
+   */
+  #membersAtExit(): number {
+    if (this.group === 0) return 0;
+    const counts = this.pty && IS_LINUX ? countMembers() : undefined;
+    if (counts) return counts.sessions.get(this.group) ?? 0;
+    return groupAlive(this.group) ? 1 : 0;
   }
 
   #sendExit(link: Link): void {
@@ -511,7 +527,7 @@ export class ManagedProcess {
         await new Promise((resolve) => setTimeout(resolve, 20));
         // kill(-pgid, 0) first; the scan (which does not count zombies) only while that says it lives.
         this.probe();
-        if (this.lingering > 0 && IS_LINUX) this.probe(countMembers());
+        if (this.lingering > 0 && IS_LINUX) this.probe(countMembers() ?? null);
       }
       this.#killLingering("SIGKILL");
       this.groupEnded();
@@ -599,7 +615,7 @@ export class ProcessTable {
 
   /** Count every lingering group precisely (one /proc scan on Linux; a probe each elsewhere). */
   #sweep(): void {
-    const counts = countMembers();
+    const counts = countMembers() ?? null;
     for (const process of [...this.#lingering.values()]) process.probe(counts);
   }
 

@@ -113,6 +113,35 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "a terminal's timeout kills the session's jobs that ignore the hang-up, after the shell exited",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const groups: number[] = [];
+    try {
+      await using worker = await startWorker("procgroup-pty");
+      await using sh = await worker.server.shell(worker.daemon.id, {
+        // Ignored before the fork, so the job ignores SIGHUP from its first instruction on.
+        command: "trap '' HUP; sleep 61 >/dev/null 2>&1 & echo started",
+        timeout: 1_500,
+      });
+      groups.push(sh.pid);
+      await sh.exited;
+      assert(groupMembers(sh.pid).length > 0, "the job outlives the shell (it ignores SIGHUP)");
+      const listed = await worker.server.processes(worker.daemon.id);
+      assertEquals(listed.find((p) => p.pid === sh.pid)?.lingering, 1);
+      await eventually(
+        () => groupMembers(sh.pid).length === 0,
+        6_000,
+        "the session's job to be killed",
+      );
+    } finally {
+      killGroups(groups);
+    }
+  },
+});
+
+Deno.test({
   name: "SIGTERM to the daemon kills the process groups its commands left behind",
   ignore: Deno.build.os !== "linux",
   async fn() {
