@@ -279,7 +279,8 @@ export class Daemon implements AsyncDisposable {
   #checkSpawn(args: RequestArgs<"spawn">): RequestArgs<"spawn"> {
     try {
       return this.#policy.checkSpawn(args, {
-        running: this.#table.running,
+        running: this.#table.countRunning(this.#policy.options.maxProcesses),
+        lingering: this.#table.lingering,
         sessions: args.pty
           ? this.#table.list().filter((p) => p.pty && p.state === "running").length
           : 0,

@@ -7,6 +7,16 @@
  * (backpressure reaches the child); while nobody is attached, reading goes on and the oldest bytes are dropped,
  * which a later attach learns as an explicit gap.
  *
+ * Over 600 lines on purpose for now: the output state, the process and the table share one lifecycle (exit,
+ * dispose, retention, process-group lingering) and were edited in parallel by several changes; `OutputState` is
+ * the part to move to its own private file once those have landed.
+ *
+ * A process is its whole process group (a terminal's: its session), not only the child the daemon started: a
+ * background job (`sleep 61 &`) that outlives its command keeps the process counted in {@linkcode
+ * ProcessTable.running} (so `--max-processes` holds), is killed at the command's timeout, by a `signal` request,
+ * when the exit status's retention ends and when the daemon shuts down. Without a timeout it may linger (and is
+ * reported as `lingering` by `processes`) until one of those. See `_process_group.ts` for how groups are probed.
+ *
  * @module
  */
 
@@ -18,9 +28,22 @@ import type { Link, StreamRoute } from "./_link.ts";
 import { OutputBuffer } from "./_output_buffer.ts";
 import { StdinStream } from "./stream/_stdin_stream.ts";
 import { allocateBinaryMessage } from "./_websocket_client.ts";
+import {
+  countMembers,
+  groupAlive,
+  type MemberCounts,
+  processGroupsSupported,
+  signalGroup,
+} from "./_process_group.ts";
 
 /** Largest payload of one data frame. */
 const MAX_FRAME_PAYLOAD = 64 * 1024;
+const IS_LINUX = Deno.build.os === "linux";
+/** How often lingering process groups are counted again (one /proc scan on Linux) while any linger. */
+const LINGER_SWEEP_MS = 1_000;
+/** Beyond this many lingering groups, `running` probes them at most every {@linkcode LINGER_PROBE_MIN_MS}. */
+const LINGER_PROBE_ALWAYS = 256;
+const LINGER_PROBE_MIN_MS = 100;
 
 /** An error answered to the controller with a stable code. */
 export class DaemonRequestError extends Error {
@@ -230,10 +253,16 @@ export class ManagedProcess {
   readonly outputs: OutputState[];
   exit: ExitStatus | null = null;
   timedOut = false;
+  /** Members of its group (or session) alive after the exit, as last counted; 0 when none (or not exited). */
+  lingering = 0;
+  /** Its process group id (the child's pid), or 0 when there is none (no OS process, or Windows). */
+  readonly group: number;
   readonly #table: ProcessTable;
   readonly #exitLinks: Set<Link> = new Set();
   readonly #stdin: StdinStream;
+  /** The timeout and SIGTERM grace timers: they also reach a group that lingers after the exit. */
   #timers: ReturnType<typeof setTimeout>[] = [];
+  #forgetTimer: ReturnType<typeof setTimeout> | undefined;
   #orphanTimer: ReturnType<typeof setTimeout> | undefined;
   #endedOutputs = 0;
   #disposed = false;
@@ -250,6 +279,7 @@ export class ManagedProcess {
     this.command = args.command;
     this.pty = args.pty !== undefined;
     this.child = child;
+    this.group = processGroupsSupported && child.pid > 1 ? child.pid : 0;
     this.outputs = child.outputs.map((read) =>
       new OutputState(read, retain, () => this.#outputEnded(), table.maxOutputBytes)
     );
@@ -259,7 +289,11 @@ export class ManagedProcess {
     );
     if (args.timeoutMs !== undefined) {
       this.#timers.push(setTimeout(() => {
-        if (this.exit) return;
+        if (this.exit) {
+          // The command ended in time, but a job it left behind did not: it shares the command's deadline.
+          this.#killLingering("SIGKILL");
+          return;
+        }
         this.timedOut = true;
         this.child.kill("SIGKILL");
       }, args.timeoutMs));
@@ -287,6 +321,7 @@ export class ManagedProcess {
       signal: this.exit?.signal ?? null,
       pty: this.pty,
       attached: this.#exitLinks.size,
+      ...(this.lingering > 0 ? { lingering: this.lingering } : {}),
     };
   }
 
@@ -333,17 +368,56 @@ export class ManagedProcess {
     this.#maybeOrphaned();
   }
 
-  /** Send a signal to the process group; SIGTERM escalates to SIGKILL after the grace. */
+  /**
+   * Send a signal to the process group (also once the command exited, while its group lingers); SIGTERM
+   * escalates to SIGKILL after the grace.
+   */
   signal(signal: Deno.Signal, graceMs: number): void {
     if (this.exit) {
-      throw new DaemonRequestError("PROCESS_EXITED", `Process ${this.id} has already exited`);
+      if (this.lingering === 0) {
+        throw new DaemonRequestError("PROCESS_EXITED", `Process ${this.id} has already exited`);
+      }
+      this.#killLingering(signal);
+    } else {
+      this.child.kill(signal);
     }
-    this.child.kill(signal);
     if (signal === "SIGTERM" && graceMs > 0) {
       this.#timers.push(setTimeout(() => {
         if (!this.exit) this.child.kill("SIGKILL");
+        else this.#killLingering("SIGKILL");
       }, graceMs));
     }
+  }
+
+  /**
+   * Probe whether the group still lingers after the exit, and forget it once it is empty. With `counts` (one
+   * /proc scan), count its live members (a terminal's: its session's). Without (`undefined`), only
+   * `kill(-pgid, 0)` for a pipe group: a terminal's session is left to the next count, since its jobs can have
+   * groups of their own. `null` means no count can be had (no /proc): `kill(-pgid, 0)` for either kind.
+   */
+  probe(counts?: MemberCounts | null): void {
+    if (this.lingering === 0) return;
+    if (counts) {
+      const members = (this.pty ? counts.sessions : counts.groups).get(this.group) ?? 0;
+      if (members > 0) this.lingering = members;
+      else this.groupEnded();
+    } else if ((counts === null || !this.pty || !IS_LINUX) && !groupAlive(this.group)) {
+      this.groupEnded();
+    }
+  }
+
+  /** No member of the group is left (or its id was reused): stop counting and never signal it again. */
+  groupEnded(): void {
+    if (this.lingering === 0) return;
+    this.lingering = 0;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers = [];
+    this.#table.lingerEnded(this);
+  }
+
+  /** Signal what lingers of the group (and a terminal's session) after the exit. */
+  #killLingering(signal: Deno.Signal): void {
+    if (this.lingering > 0) signalGroup(this.group, signal, this.pty);
   }
 
   resize(cols: number, rows: number): void {
@@ -361,12 +435,32 @@ export class ManagedProcess {
 
   #exited(status: ExitStatus): void {
     this.exit = status;
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers = [];
     clearTimeout(this.#orphanTimer);
+    const members = this.#membersAtExit();
+    if (members > 0) {
+      this.lingering = members;
+      this.#table.lingerStarted(this);
+      // A command killed for its timeout takes what it left behind with it.
+      if (this.timedOut) this.#killLingering("SIGKILL");
+    } else {
+      for (const timer of this.#timers) clearTimeout(timer);
+      this.#timers = [];
+    }
     this.#stdin.closed();
     for (const link of this.#exitLinks) this.#sendExit(link);
     this.#maybeDispose();
+  }
+
+  /**
+   * What is left of the group as the child is reaped. One kill(-pgid, 0): most commands leave nothing behind,
+   * and then this is all an exit costs. A terminal's session is counted in /proc (its jobs can have groups of
+   * their own; terminals end far less often than commands).
+   */
+  #membersAtExit(): number {
+    if (this.group === 0) return 0;
+    const counts = this.pty && IS_LINUX ? countMembers() : undefined;
+    if (counts) return counts.sessions.get(this.group) ?? 0;
+    return groupAlive(this.group) ? 1 : 0;
   }
 
   #sendExit(link: Link): void {
@@ -392,7 +486,7 @@ export class ManagedProcess {
     if (!this.exit || this.#endedOutputs < this.outputs.length || this.#disposed) return;
     this.#disposed = true;
     this.child.dispose?.().catch(() => {});
-    this.#timers.push(setTimeout(() => this.#table.forget(this), this.#table.exitRetentionMs));
+    this.#forgetTimer = setTimeout(() => this.#table.forget(this), this.#table.exitRetentionMs);
   }
 
   #maybeOrphaned(): void {
@@ -403,13 +497,29 @@ export class ManagedProcess {
     }, this.#table.orphanTimeoutMs);
   }
 
-  /** Kill for shutdown; resolves once the child is reaped. */
+  /**
+   * Kill for shutdown (SIGTERM, SIGKILL after the grace); resolves once the child is reaped and no member of its
+   * group (or a terminal's session) is left, or the grace ran out and they were sent SIGKILL.
+   */
   async terminate(graceMs: number): Promise<void> {
+    const deadline = performance.now() + graceMs;
     if (!this.exit) {
       this.child.kill("SIGTERM");
       const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
       await this.child.status;
       clearTimeout(timer);
+    }
+    if (this.lingering > 0) {
+      this.#killLingering("SIGTERM");
+      // Members are not our children: there is no exit event to await, so poll until the grace runs out.
+      while (this.lingering > 0 && performance.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        // kill(-pgid, 0) first; the scan (which does not count zombies) only while that says it lives.
+        this.probe();
+        if (this.lingering > 0 && IS_LINUX) this.probe(countMembers() ?? null);
+      }
+      this.#killLingering("SIGKILL");
+      this.groupEnded();
     }
     this.clearTimers();
   }
@@ -417,6 +527,7 @@ export class ManagedProcess {
   clearTimers(): void {
     for (const timer of this.#timers) clearTimeout(timer);
     clearTimeout(this.#orphanTimer);
+    clearTimeout(this.#forgetTimer);
     this.#timers = [];
   }
 }
@@ -431,6 +542,10 @@ export class ProcessTable {
   readonly #processes: Map<string, ManagedProcess> = new Map();
   /** The processes not exited yet (kept so {@linkcode running} need not walk the exit-retained ones). */
   readonly #live: Set<ManagedProcess> = new Set();
+  /** Exited processes whose group still has members, by group id. */
+  readonly #lingering: Map<number, ManagedProcess> = new Map();
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #lastProbe = 0;
   readonly #factory: ChildFactory;
   #counter = 0;
   readonly #prefix: string = crypto.randomUUID().slice(0, 8);
@@ -448,13 +563,71 @@ export class ProcessTable {
     return this.#processes.size;
   }
 
-  /** Processes still running. */
+  /**
+   * Processes still running: those whose child runs, plus those whose child exited while members of its group
+   * (or a terminal's session) still run. What `--max-processes` caps. Probes the lingering groups first (one
+   * `kill(-pgid, 0)` each, nothing when none lingers).
+   */
   get running(): number {
-    return this.#live.size;
+    if (this.#lingering.size > 0) this.#probeLingering();
+    return this.#live.size + this.#lingering.size;
+  }
+
+  /**
+   * {@linkcode running}, counted precisely (one /proc scan, zombies not counted) when the cheap probe says the
+   * count reached `limit`: a job that just died is a zombie until its new parent reaps it (on some systems
+   * seconds later), and a spawn must not be refused for it. The scan runs only when a refusal is at stake.
+   *
+   * @param limit The cap the count is compared with, if any.
+   * @returns Processes running now.
+   */
+  countRunning(limit?: number): number {
+    const running = this.running;
+    if (limit === undefined || running < limit || this.#lingering.size === 0) return running;
+    this.#sweep();
+    return this.#live.size + this.#lingering.size;
+  }
+
+  /** Exited processes whose group (or session) still has live members, as of the last probe. */
+  get lingering(): number {
+    return this.#lingering.size;
+  }
+
+  #probeLingering(): void {
+    const now = performance.now();
+    if (this.#lingering.size > LINGER_PROBE_ALWAYS && now - this.#lastProbe < LINGER_PROBE_MIN_MS) {
+      return;
+    }
+    this.#lastProbe = now;
+    for (const process of [...this.#lingering.values()]) process.probe();
+  }
+
+  /** Count every lingering group precisely (one /proc scan on Linux; a probe each elsewhere). */
+  #sweep(): void {
+    const counts = countMembers() ?? null;
+    for (const process of [...this.#lingering.values()]) process.probe(counts);
+  }
+
+  /** Called by a process whose group outlived its child. */
+  lingerStarted(process: ManagedProcess): void {
+    this.#lingering.set(process.group, process);
+    this.#sweepTimer ??= setInterval(() => this.#sweep(), LINGER_SWEEP_MS);
+  }
+
+  /** Called by a process whose lingering group ended. */
+  lingerEnded(process: ManagedProcess): void {
+    if (this.#lingering.get(process.group) === process) this.#lingering.delete(process.group);
+    if (this.#lingering.size === 0 && this.#sweepTimer !== undefined) {
+      clearInterval(this.#sweepTimer);
+      this.#sweepTimer = undefined;
+    }
   }
 
   spawn(link: Link, args: SpawnArgs): ManagedProcess {
     const child = this.#factory(args);
+    // A new child with the id of a group we think lingers proves that group ended (ids are not reused while
+    // a member lives); never signal it again.
+    if (this.#lingering.size > 0) this.#lingering.get(child.pid)?.groupEnded();
     const id = `p-${this.#prefix}-${++this.#counter}`;
     // The daemon's setting is a cap: a request may ask for less retention, never more.
     const retain = Math.max(
@@ -494,6 +667,7 @@ export class ProcessTable {
   }
 
   list(): ProcessInfo[] {
+    if (this.#lingering.size > 0) this.#sweep();
     return [...this.#processes.values()].map((p) => p.info());
   }
 
@@ -503,6 +677,11 @@ export class ProcessTable {
   }
 
   forget(process: ManagedProcess): void {
+    // The exit status is forgotten: what the command left behind goes with it.
+    if (process.lingering > 0) {
+      signalGroup(process.group, "SIGKILL", process.pty);
+      process.groupEnded();
+    }
     process.clearTimers();
     this.#processes.delete(process.id);
     this.#live.delete(process);
@@ -514,5 +693,8 @@ export class ProcessTable {
     for (const p of this.#processes.values()) p.clearTimers();
     this.#processes.clear();
     this.#live.clear();
+    this.#lingering.clear();
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
   }
 }

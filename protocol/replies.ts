@@ -53,10 +53,20 @@ export const PROCESS_INFO_FIELDS = {
   attached: COUNT,
 } as const;
 
+/** The optional fields of a process description. */
+export const PROCESS_INFO_OPTIONAL = {
+  /**
+   * Processes of its group (a terminal's: its session) still alive after it exited, such as a background job
+   * (`sleep 61 &`); left out when none. They count toward the daemon's process limit until they end.
+   */
+  lingering: COUNT,
+} as const;
+
 /** A process as the wire describes it (`processes` items). */
 export const PROCESS_INFO_SCHEMA = {
   type: "object",
   required: PROCESS_INFO_FIELDS,
+  optional: PROCESS_INFO_OPTIONAL,
 } as const satisfies Schema;
 
 /** One entry of a `list` reply. */
@@ -98,6 +108,7 @@ export const RESPONSE_SCHEMAS = {
       /** How many output streams the process has (2 for pipes, 1 for a terminal). */
       outputs: { type: "int", min: 0, max: 8 },
     },
+    optional: PROCESS_INFO_OPTIONAL,
   },
   detach: EMPTY,
   signal: EMPTY,

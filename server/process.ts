@@ -64,6 +64,8 @@ export interface ProcessInfo {
   pty: boolean;
   /** Controller connections attached to it. */
   attached: number;
+  /** After the exit: processes of its group (terminal: session) still running, e.g. background jobs; else absent. */
+  lingering?: number;
 }
 
 /**

@@ -41,8 +41,14 @@ export interface SpawnRequest {
 
 /** What the daemon runs now, and what kind of spawn this is, for {@linkcode Policy.checkSpawn}. */
 export interface SpawnState {
-  /** Processes running now. */
+  /** Processes running now (a command whose process group outlives it counts until the group ends). */
   running: number;
+  /**
+   * How many of `running` are commands that exited while jobs they started still run (named in the refusal).
+   *
+   * @default {0}
+   */
+  lingering?: number;
   /** Terminal sessions open now (only read for a terminal request). */
   sessions: number;
   /**
@@ -292,7 +298,7 @@ export class Policy {
       this.checkPty();
       this.checkSessionCount(state.sessions);
     }
-    this.checkProcessCount(state.running);
+    this.checkProcessCount(state.running, state.lingering);
     const timeoutMs = this.checkTimeout(request.timeoutMs);
     if (timeoutMs === request.timeoutMs && command === request.command) return request;
     return {
@@ -536,14 +542,19 @@ export class Policy {
    * ```
    *
    * @param running How many processes run now.
+   * @param lingering How many of them are commands that exited while their background jobs still run.
    * @throws {PolicyError} With rule `"maxProcesses"` if `running` already reached `maxProcesses`.
    */
-  checkProcessCount(running: number): void {
+  checkProcessCount(running: number, lingering = 0): void {
     const max = this.options.maxProcesses;
     if (max !== undefined && running >= max) {
-      throw new PolicyError(`Too many processes: ${running} running, the maximum is ${max}`, {
-        rule: "maxProcesses",
-      });
+      const detail = lingering > 0
+        ? ` (${lingering} of them exited commands whose background jobs still run: lingering)`
+        : "";
+      throw new PolicyError(
+        `Too many processes: ${running} running${detail}, the maximum is ${max}`,
+        { rule: "maxProcesses" },
+      );
     }
   }
 
