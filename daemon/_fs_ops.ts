@@ -266,9 +266,17 @@ export function watch(
     // takes no descriptor), so a component swapped in between could redirect which names are reported (never
     // any content). SECURITY.md lists this.
     fd = paths.open(resolved, O.PATH);
-    fstat(fd);
+    const kind = fstat(fd).kind;
     closeFd(fd);
     fd = -1;
+    // O_PATH opens a final symlink itself; Deno's watcher would follow it (outside names reported).
+    if (kind === "symlink" && paths.confined) {
+      throw new DaemonRequestError(
+        "POLICY",
+        `Cannot watch '${args.path}': it is a symlink, which is not followed beneath the root directory`,
+        { rule: "root", path: args.path },
+      );
+    }
     watcher = Deno.watchFs(resolve(paths.base, ...resolved.parts), {
       recursive: args.recursive ?? true,
     });
