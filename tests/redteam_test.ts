@@ -238,6 +238,7 @@ Deno.test("redteam: a symlink planted by uploadDir is never followed by upload, 
     () => fs.mkdir("tree/out/newdir"),
     () => fs.move("tree/out/secret", "stolen"),
     () => fs.remove("tree/out/secret"),
+    () => firstEventNaming(fs.watch("tree/out"), "never"),
   ];
   for (const [i, attack] of refused.entries()) {
     const error = await settle(within(attack(), 5_000));
@@ -887,3 +888,39 @@ Deno.test("redteam: a hostile daemon cannot answer another daemon's requests or 
     await attacker.close();
   }
 });
+
+Deno.test(
+  "redteam: a hostile daemon that accepts a download and then sends nothing cannot hold the call forever",
+  {
+    // HOLE: the request deadline (requestTimeoutMs) ends at the daemon's reply; a daemon that replies to `download`
+    // and then neither sends data nor `eof` (nor closes) keeps `download()` pending for as long as its link lives
+    // (it answers pings, so the heartbeat never drops it). Memory stays bounded; the caller must pass its own
+    // `signal`. A stall deadline on file streams (no bytes for requestTimeoutMs) would close it.
+    ignore: true,
+  },
+  async () => {
+    await using server = await Server.listen({ port: 0, token: TOKEN, requestTimeoutMs: 500 });
+    const daemon = new RawDaemon(server.url, "staller");
+    try {
+      await daemon.ready;
+      await server.waitForDaemon("staller");
+      const call = server.download("staller", "f");
+      call.catch(() => {});
+      await eventually(() => daemon.requests.length > 0, 5_000, "the download request");
+      daemon.send({
+        t: "res",
+        rid: daemon.requests[0]!.rid,
+        ok: true,
+        data: { size: 10, mode: 0o644, mtime: null },
+      });
+      const result = await settle(within(call, 5_000));
+      assert(!result.ok, "download() settled with data the daemon never sent");
+      assert(
+        !result.error.message.startsWith("No answer within"),
+        "download() still pending after 10 deadlines",
+      );
+    } finally {
+      await daemon.close();
+    }
+  },
+);
