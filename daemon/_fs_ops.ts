@@ -252,6 +252,14 @@ export function move(paths: FilePaths, args: RequestArgs<"move">): Record<string
   }
 }
 
+/**
+ * Most watches open at once in this daemon. Each is an inotify instance, and Linux allows
+ * `fs.inotify.max_user_instances` (128 by default) per user across all of that user's processes: without a cap a
+ * controller could take them all from the daemon's user (root, usually).
+ */
+export const MAX_WATCHES = 32;
+let openWatches = 0;
+
 /** The `watch` request. */
 export function watch(
   paths: FilePaths,
@@ -277,6 +285,14 @@ export function watch(
         { rule: "root", path: args.path },
       );
     }
+    // A watch replacing one with the same id frees that one's place.
+    if (openWatches - (link.routes.has(args.wid) ? 1 : 0) >= MAX_WATCHES) {
+      throw new DaemonRequestError(
+        "EMFILE",
+        `Cannot watch '${args.path}': ${MAX_WATCHES} watches are open already (the daemon's limit)`,
+        { path: args.path },
+      );
+    }
     watcher = Deno.watchFs(resolve(paths.base, ...resolved.parts), {
       recursive: args.recursive ?? true,
     });
@@ -290,9 +306,11 @@ export function watch(
   };
   let stopped = false;
   acquireFs();
+  openWatches++;
   const stop = () => {
     if (stopped) return;
     stopped = true;
+    openWatches--;
     releaseFs();
     link.unbind(args.wid, route);
     try {
