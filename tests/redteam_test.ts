@@ -927,3 +927,24 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "redteam: uploads a hostile controller opens and never feeds do not pile up descriptors without bound",
+  {
+    // HOLE: as for downloads: each upload holds its unnamed temporary file (O_TMPFILE) open until data, `eof`,
+    // `reset` or the link's end; nothing caps how many are open at once, nor how long one may sit idle.
+    ignore: true,
+  },
+  async () => {
+    await using c = await rawController("rawul");
+    const fds = () => [...Deno.readDirSync(`/proc/${c.daemon.pid}/fd`)].length;
+    const base = fds();
+    for (let sid = 1; sid <= 1000; sid++) {
+      c.request("upload", { path: `u${sid}`, sid, window: 65_536 }).catch(() => {});
+    }
+    await c.sync();
+    await c.request("stat", { path: "." });
+    const held = fds() - base;
+    assert(held < 512, `1000 idle uploads hold ${held} descriptors in the daemon`);
+  },
+);
