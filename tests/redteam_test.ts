@@ -596,8 +596,8 @@ function tarOf(
 }
 
 /** A pax extended header overriding the next entry's path. */
-function paxPath(path: string): { name: string; type: string; data: string } {
-  const record = ` path=${path}\n`;
+function paxPath(path: string, key = "path"): { name: string; type: string; data: string } {
+  const record = ` ${key}=${path}\n`;
   let length = record.length + 2;
   while (`${length}${record}`.length !== length) length = `${length}${record}`.length;
   return { name: "PaxHeader", type: "x", data: `${length}${record}` };
@@ -669,6 +669,26 @@ Deno.test("redteam: hostile tar entries (hard links, .., absolute, pax paths, de
       ["fifo", tarOf([{ name: "fifo", type: "6" }])],
       ["huge size", tarOf([{ name: "big", type: "0", size: 8 ** 11 - 1 }])],
       ["setuid file", tarOf([{ name: "suid", type: "0", data: "x", mode: 0o4755 }])],
+      [
+        "pax linkpath to an outside file",
+        tarOf([paxPath(`${outside}/secret`, "linkpath"), { name: "h", type: "1", link: "x" }]),
+      ],
+      ["pax huge size", tarOf([paxPath("99999999999999999", "size"), { name: "big", type: "0" }])],
+      [
+        "GNU long name climbing out",
+        tarOf([
+          { name: "././@LongLink", type: "L", data: `../../../../../../..${outside}/gnu\0` },
+          { name: "safe", type: "0", data: "x" },
+        ]),
+      ],
+      [
+        "entry named '..'",
+        tarOf([{ name: "../", type: "5" }, { name: "../x", type: "0", data: "x" }]),
+      ],
+      [
+        "entry named '.' replaced by a symlink",
+        tarOf([{ name: ".", type: "2", link: outside }, { name: "x", type: "0", data: "x" }]),
+      ],
     ];
     let sid = 100;
     for (const [what, archive] of archives) {
