@@ -252,6 +252,14 @@ export function move(paths: FilePaths, args: RequestArgs<"move">): Record<string
   }
 }
 
+/**
+ * Most watches open at once in this daemon. Each is an inotify instance, and Linux allows
+ * `fs.inotify.max_user_instances` (128 by default) per user across all of that user's processes: without a cap a
+ * controller could take them all from the daemon's user (root, usually).
+ */
+export const MAX_WATCHES = 32;
+let openWatches = 0;
+
 /** The `watch` request. */
 export function watch(
   paths: FilePaths,
@@ -266,9 +274,25 @@ export function watch(
     // takes no descriptor), so a component swapped in between could redirect which names are reported (never
     // any content). SECURITY.md lists this.
     fd = paths.open(resolved, O.PATH);
-    fstat(fd);
+    const kind = fstat(fd).kind;
     closeFd(fd);
     fd = -1;
+    // O_PATH opens a final symlink itself; Deno's watcher would follow it (outside names reported).
+    if (kind === "symlink" && paths.confined) {
+      throw new DaemonRequestError(
+        "POLICY",
+        `Cannot watch '${args.path}': it is a symlink, which is not followed beneath the root directory`,
+        { rule: "root", path: args.path },
+      );
+    }
+    // A watch replacing one with the same id frees that one's place.
+    if (openWatches - (link.routes.has(args.wid) ? 1 : 0) >= MAX_WATCHES) {
+      throw new DaemonRequestError(
+        "EMFILE",
+        `Cannot watch '${args.path}': ${MAX_WATCHES} watches are open already (the daemon's limit)`,
+        { path: args.path },
+      );
+    }
     watcher = Deno.watchFs(resolve(paths.base, ...resolved.parts), {
       recursive: args.recursive ?? true,
     });
@@ -282,9 +306,11 @@ export function watch(
   };
   let stopped = false;
   acquireFs();
+  openWatches++;
   const stop = () => {
     if (stopped) return;
     stopped = true;
+    openWatches--;
     releaseFs();
     link.unbind(args.wid, route);
     try {

@@ -168,7 +168,34 @@ const WRAPPERS: ReadonlySet<string> = new Set([
   "busybox",
   "parallel",
   "script",
+  "systemd-run",
 ]);
+
+/** Dynamic loaders, which run the program named by their first argument (`ld-linux-x86-64.so.2 /bin/sh`). */
+const LOADER = /^(?:ld\.so|ld-linux[^/]*\.so[^/]*|ld64\.so[^/]*|ld-musl[^/]*\.so[^/]*)$/;
+
+/**
+ * Programs that hand a command string to a shell, or start one: `su` (always a shell, `-c` its script),
+ * `script` (`$SHELL`, `-c` its script), `flock -c`, `sudo -s`/`-i`, `watch` (`sh -c` unless `-x`).
+ */
+function startsShell(base: string, words: readonly Word[], from: number, count: number): boolean {
+  if (base === "su" || base === "script") return true;
+  const options: string[] = [];
+  for (let j = from; j < count && words[j]!.text.startsWith("-"); j++) options.push(words[j]!.text);
+  if (base === "flock") {
+    // `flock [options] FILE -c COMMAND`: the option may follow the lock file.
+    for (let j = from; j < count; j++) {
+      const o = words[j]!.text;
+      if (o === "--command" || o.startsWith("--command=") || /^-[a-z]*c/.test(o)) return true;
+    }
+    return false;
+  }
+  if (base === "sudo") {
+    return options.some((o) => o === "--shell" || o === "--login" || /^-[a-zA-Z]*[si]/.test(o));
+  }
+  if (base === "watch") return !options.some((o) => o === "--exec" || /^-[a-zA-Z]*x/.test(o));
+  return false;
+}
 
 /** Deepest nesting of substitutions and shell scripts checked. */
 export const MAX_NESTING = 32;
@@ -391,6 +418,8 @@ export function commandHeads(words: Word[], start: number): Commands {
         head.shell = true;
         firstScript = Math.min(firstScript, flag + 1);
       }
+    } else if (startsShell(base, words, h + 1, count)) {
+      head.shellProgram = true;
     } else if (base === "eval" && next !== undefined) {
       evalFrom.push(h + 1);
     } else if (base === "env") {
@@ -414,7 +443,7 @@ export function commandHeads(words: Word[], start: number): Commands {
         break;
       }
     }
-    if (WRAPPERS.has(base)) wrappedFrom = Math.min(wrappedFrom, h + 1);
+    if (WRAPPERS.has(base) || LOADER.test(base)) wrappedFrom = Math.min(wrappedFrom, h + 1);
   };
   visit(start, true);
   for (let j = start + 1; j < count; j++) {
