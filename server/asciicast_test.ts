@@ -1,4 +1,10 @@
-import assert from "node:assert/strict";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStrictEquals,
+  assertThrows,
+} from "../tests/_assert.ts";
 import { AsciicastWriter } from "./asciicast.ts";
 
 type Event = [number, "o" | "i" | "r", string];
@@ -7,13 +13,13 @@ async function readCast(
   path: string,
 ): Promise<{ header: Record<string, unknown>; events: Event[] }> {
   const text = await Deno.readTextFile(path);
-  assert.ok(text.endsWith("\n"));
+  assert(text.endsWith("\n"));
   const [header, ...events] = text.slice(0, -1).split("\n").map((line) => JSON.parse(line));
   for (const event of events) {
-    assert.ok(Array.isArray(event) && event.length === 3, JSON.stringify(event));
-    assert.equal(typeof event[0], "number");
-    assert.ok(["o", "i", "r"].includes(event[1]));
-    assert.equal(typeof event[2], "string");
+    assert(Array.isArray(event) && event.length === 3, JSON.stringify(event));
+    assertEquals(typeof event[0], "number");
+    assert(["o", "i", "r"].includes(event[1]));
+    assertEquals(typeof event[2], "string");
   }
   return { header, events };
 }
@@ -53,7 +59,7 @@ async function asciinemaCat(path: string): Promise<Uint8Array> {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  assert.ok(success, new TextDecoder().decode(stderr));
+  assert(success, new TextDecoder().decode(stderr));
   return stdout;
 }
 
@@ -80,7 +86,7 @@ Deno.test("header and events round-trip with an injected clock", async () => {
       cast.output(encoder.encode("after"));
     }
     const { header, events } = await readCast(path);
-    assert.deepEqual(header, {
+    assertEquals(header, {
       version: 2,
       width: 80,
       height: 24,
@@ -88,14 +94,14 @@ Deno.test("header and events round-trip with an injected clock", async () => {
       title: "worker-1: bash",
       env: { SHELL: "/bin/bash", TERM: "xterm-256color" },
     });
-    assert.deepEqual(events, [
+    assertEquals(events, [
       [0, "o", "$ "],
       [1.50025, "i", "ls\r"],
       [1.50075, "o", "ls\r\nfile\r\n"],
       [2.50075, "r", "132x43"],
       [2.50075, "o", "after"],
     ]);
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
   } finally {
     await Deno.remove(path);
   }
@@ -115,12 +121,12 @@ Deno.test("multi-byte characters split across chunks at every boundary are kept 
       cast.input(encoder.encode("✓").subarray(1));
     }
     const { events } = await readCast(path);
-    assert.equal(outputOf(events), SAMPLE + SAMPLE);
-    assert.ok(!outputOf(events).includes("\ufffd"));
-    assert.deepEqual(events.filter((e) => e[1] === "i").map((e) => e[2]), ["✓"]);
+    assertStrictEquals(outputOf(events), SAMPLE + SAMPLE);
+    assert(!outputOf(events).includes("\ufffd"));
+    assertEquals(events.filter((e) => e[1] === "i").map((e) => e[2]), ["✓"]);
     // Bytes that only start a character produce no event.
     const decoded = events.filter((e) => e[1] === "o").length;
-    assert.ok(decoded < bytes.length + 2, `${decoded} output events`);
+    assert(decoded < bytes.length + 2, `${decoded} output events`);
   } finally {
     await Deno.remove(path);
   }
@@ -136,7 +142,7 @@ Deno.test("an incomplete character at close becomes U+FFFD; invalid bytes too", 
     await cast.close(); // idempotent
     cast.output(encoder.encode("ignored after close"));
     const { events } = await readCast(path);
-    assert.equal(outputOf(events), "a\ufffdb\ufffd");
+    assertEquals(outputOf(events), "a\ufffdb\ufffd");
   } finally {
     await Deno.remove(path);
   }
@@ -146,31 +152,32 @@ Deno.test("arguments are validated before the file is opened", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/x.cast`;
-    await assert.rejects(() => AsciicastWriter.open(path, { cols: 0, rows: 24 }), RangeError);
-    await assert.rejects(() => AsciicastWriter.open(path, { cols: 80, rows: 1.5 }), /1\.5/);
-    await assert.rejects(() => AsciicastWriter.open(path, { cols: 80, rows: 70_000 }), RangeError);
-    await assert.rejects(() => AsciicastWriter.open("", { cols: 80, rows: 24 }), TypeError);
-    await assert.rejects(
+    await assertRejects(() => AsciicastWriter.open(path, { cols: 0, rows: 24 }), RangeError);
+    await assertRejects(() => AsciicastWriter.open(path, { cols: 80, rows: 1.5 }), Error, /1\.5/);
+    await assertRejects(() => AsciicastWriter.open(path, { cols: 80, rows: 70_000 }), RangeError);
+    await assertRejects(() => AsciicastWriter.open("", { cols: 80, rows: 24 }), TypeError);
+    await assertRejects(
       () =>
         AsciicastWriter.open(path, {
           cols: 80,
           rows: 24,
           env: { TERM: 1 as unknown as string },
         }),
+      Error,
       /env\.TERM/,
     );
-    await assert.rejects(
+    await assertRejects(
       () => AsciicastWriter.open(path, { cols: 80, rows: 24, title: 5 as unknown as string }),
       TypeError,
     );
-    await assert.rejects(() => Deno.stat(path), Deno.errors.NotFound);
-    await assert.rejects(
+    await assertRejects(() => Deno.stat(path), Deno.errors.NotFound);
+    await assertRejects(
       () => AsciicastWriter.open(`${dir}/missing/x.cast`, { cols: 80, rows: 24 }),
       Deno.errors.NotFound,
     );
     await using cast = await AsciicastWriter.open(path, { cols: 80, rows: 24 });
-    assert.throws(() => cast.resize(0, 10), RangeError);
-    assert.throws(() => cast.output("text" as unknown as Uint8Array), TypeError);
+    assertThrows(() => cast.resize(0, 10), RangeError);
+    assertThrows(() => cast.output("text" as unknown as Uint8Array), TypeError);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -189,15 +196,15 @@ Deno.test("records a real process's output", async () => {
         chunks.push(chunk);
         cast.output(chunk);
       }
-      assert.ok((await child.status).success);
+      assert((await child.status).success);
     }
     const expected = new TextDecoder().decode(
       new Uint8Array(await new Blob(chunks as BlobPart[]).arrayBuffer()),
     );
     const { events } = await readCast(path);
-    assert.equal(outputOf(events), expected);
-    assert.ok(expected.endsWith("日本語 line 199\r\n"));
-    for (let i = 1; i < events.length; i++) assert.ok(events[i]![0] >= events[i - 1]![0]);
+    assertStrictEquals(outputOf(events), expected);
+    assert(expected.endsWith("日本語 line 199\r\n"));
+    for (let i = 1; i < events.length; i++) assert(events[i]![0] >= events[i - 1]![0]);
   } finally {
     await Deno.remove(path);
   }
@@ -218,7 +225,7 @@ Deno.test({
         cast.output(encoder.encode("end\r\n"));
       }
       const printed = new TextDecoder().decode(await asciinemaCat(path));
-      assert.equal(printed, `${SAMPLE}end\r\n`);
+      assertEquals(printed, `${SAMPLE}end\r\n`);
     } finally {
       await Deno.remove(path);
     }
@@ -230,6 +237,6 @@ Deno.test({
   ignore: Deno.build.os !== "linux",
   async fn() {
     // Writing to /dev/full fails with ENOSPC.
-    await assert.rejects(() => AsciicastWriter.open("/dev/full", { cols: 80, rows: 24 }));
+    await assertRejects(() => AsciicastWriter.open("/dev/full", { cols: 80, rows: 24 }));
   },
 });

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertRejects, assertThrows } from "../tests/_assert.ts";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import {
   AuditLog,
@@ -10,7 +10,7 @@ import {
 
 async function readLines(path: string): Promise<AuditRecord[]> {
   const text = await Deno.readTextFile(path);
-  assert.ok(text.endsWith("\n"), "every line is terminated");
+  assert(text.endsWith("\n"), "every line is terminated");
   return text.slice(0, -1).split("\n").map((line) => JSON.parse(line));
 }
 
@@ -51,24 +51,24 @@ Deno.test("fileAuditSink writes one parseable JSON line per record, in order", a
       }
       await log.flush();
       // Flushed: the lines are in the file before the log is closed.
-      assert.equal((await readLines(path)).length, 504);
+      assertEquals((await readLines(path)).length, 504);
     }
-    assert.deepEqual(errors, []);
+    assertEquals(errors, []);
     const lines = await readLines(path);
-    assert.equal(lines.length, 504);
-    assert.equal(lines[0]!.action, "connect");
-    assert.deepEqual(lines[1]!.command, ["sh", "-c", 'echo "quoted"\nnewline ✓']);
-    assert.equal(lines[1]!.durationMs, 12.5);
-    assert.equal(lines[2]!.error, "disk full");
-    assert.equal(lines[2]!.ok, false);
-    assert.equal(lines[3]!.exitCode, null);
-    assert.equal(lines[3]!.time, "2020-01-01T00:00:00.000Z");
-    for (let i = 0; i < 500; i++) assert.equal(lines[4 + i]!.path, `/f/${i}`);
+    assertEquals(lines.length, 504);
+    assertEquals(lines[0]!.action, "connect");
+    assertEquals(lines[1]!.command, ["sh", "-c", 'echo "quoted"\nnewline ✓']);
+    assertEquals(lines[1]!.durationMs, 12.5);
+    assertEquals(lines[2]!.error, "disk full");
+    assertEquals(lines[2]!.ok, false);
+    assertEquals(lines[3]!.exitCode, null);
+    assertEquals(lines[3]!.time, "2020-01-01T00:00:00.000Z");
+    for (let i = 0; i < 500; i++) assertEquals(lines[4 + i]!.path, `/f/${i}`);
     for (const line of lines) {
-      assert.ok(!Number.isNaN(Date.parse(line.time)), line.time);
-      assert.equal(Object.keys(line)[0], "time");
+      assert(!Number.isNaN(Date.parse(line.time)), line.time);
+      assertEquals(Object.keys(line)[0], "time");
     }
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -83,21 +83,22 @@ Deno.test("fileAuditSink appends to an existing file and supports sync", async (
     await sink({ time: "t", daemon: "d", action: "disconnect", ok: true });
     await sink[Symbol.asyncDispose]();
     await sink[Symbol.asyncDispose](); // idempotent
-    await assert.rejects(
+    await assertRejects(
       async () => await sink({ time: "t", daemon: "d", action: "x", ok: true }),
+      Error,
       /closed/,
     );
     const lines = (await Deno.readTextFile(path)).trim().split("\n").map((l) => JSON.parse(l));
-    assert.deepEqual(lines.map((l) => l.action ?? "earlier"), ["earlier", "connect", "disconnect"]);
+    assertEquals(lines.map((l) => l.action ?? "earlier"), ["earlier", "connect", "disconnect"]);
   } finally {
     await Deno.remove(path);
   }
 });
 
 Deno.test("fileAuditSink validates eagerly", () => {
-  assert.throws(() => fileAuditSink(""), TypeError);
-  assert.throws(() => fileAuditSink("/tmp/x.jsonl", { mode: -1 }), RangeError);
-  assert.throws(() => fileAuditSink("/nonexistent-dir-sandd/audit.jsonl"), Deno.errors.NotFound);
+  assertThrows(() => fileAuditSink(""), TypeError);
+  assertThrows(() => fileAuditSink("/tmp/x.jsonl", { mode: -1 }), RangeError);
+  assertThrows(() => fileAuditSink("/nonexistent-dir-sandd/audit.jsonl"), Deno.errors.NotFound);
 });
 
 Deno.test("concurrent writers from several async tasks keep whole lines", async () => {
@@ -120,10 +121,10 @@ Deno.test("concurrent writers from several async tasks keep whole lines", async 
       );
     }
     const lines = await readLines(path);
-    assert.equal(lines.length, 800);
+    assertEquals(lines.length, 800);
     for (let task = 0; task < 8; task++) {
       const mine = lines.filter((l) => l.daemon === `d${task}`);
-      assert.deepEqual(
+      assertEquals(
         mine.map((l) => (l.command as string).length),
         Array.from({ length: 100 }, (_, i) => i * 10),
       );
@@ -158,15 +159,15 @@ Deno.test("a failing sink never throws into the caller and others still get ever
     },
   });
   for (const action of ["a", "b", "c"]) log.write({ daemon: "d", action, ok: true });
-  assert.deepEqual(received, ["a", "b", "c"], "synchronous sinks run during write");
+  assertEquals(received, ["a", "b", "c"], "synchronous sinks run during write");
   await log.flush();
-  assert.deepEqual(
+  assertEquals(
     slowReceived,
     ["a", "b", "c"],
     "an async sink gets records one at a time, in order",
   );
-  assert.equal(errors.length, 6);
-  assert.deepEqual(
+  assertEquals(errors.length, 6);
+  assertEquals(
     errors.map(([e, action]) => `${(e as Error).message}:${action}`).sort(),
     [
       "async failure:a",
@@ -179,8 +180,8 @@ Deno.test("a failing sink never throws into the caller and others still get ever
   );
   await log.close();
   log.write({ daemon: "d", action: "late", ok: true });
-  assert.equal((errors.at(-1)![0] as Error).message, "Audit log is closed");
-  assert.deepEqual(received, ["a", "b", "c"]);
+  assertEquals((errors.at(-1)![0] as Error).message, "Audit log is closed");
+  assertEquals(received, ["a", "b", "c"]);
 });
 
 Deno.test("records are frozen copies with a time", async () => {
@@ -193,22 +194,22 @@ Deno.test("records are frozen copies with a time", async () => {
   log.write({ daemon: "d", action: "exec", command, ok: true });
   command[2] = "/";
   const record = seen[0]!;
-  assert.deepEqual(record.command, ["rm", "-rf", "/tmp/x"]);
-  assert.ok(Object.isFrozen(record));
-  assert.ok(Date.parse(record.time) >= before - 1 && Date.parse(record.time) <= Date.now());
+  assertEquals(record.command, ["rm", "-rf", "/tmp/x"]);
+  assert(Object.isFrozen(record));
+  assert(Date.parse(record.time) >= before - 1 && Date.parse(record.time) <= Date.now());
   await log.close();
 });
 
 Deno.test("AuditLog validates its arguments", async () => {
-  assert.throws(() => new AuditLog("x" as unknown as AuditSink[]), TypeError);
-  assert.throws(() => new AuditLog([1 as unknown as AuditSink]), /index 0/);
+  assertThrows(() => new AuditLog("x" as unknown as AuditSink[]), TypeError);
+  assertThrows(() => new AuditLog([1 as unknown as AuditSink]), Error, /index 0/);
   await using log = new AuditLog([]);
-  assert.throws(() => log.write({ daemon: "d", action: "", ok: true }), TypeError);
-  assert.throws(
+  assertThrows(() => log.write({ daemon: "d", action: "", ok: true }), TypeError);
+  assertThrows(
     () => log.write({ daemon: "d", action: "exec", ok: "yes" as unknown as boolean }),
     TypeError,
   );
-  assert.throws(
+  assertThrows(
     () => log.write({ daemon: 1 as unknown as string, action: "exec", ok: true }),
     TypeError,
   );
@@ -222,7 +223,7 @@ Deno.test("disposing the log disposes its sinks and reports dispose errors", asy
   {
     await using _log = new AuditLog([broken], { onError: (e) => errors.push(e) });
   }
-  assert.equal((errors[0] as Error).message, "close failed");
+  assertEquals((errors[0] as Error).message, "close failed");
 });
 
 Deno.test("logtapeAuditSink logs every record with its fields as properties", async () => {
@@ -254,22 +255,22 @@ Deno.test("logtapeAuditSink logs every record with its fields as properties", as
       error: "EACCES",
     });
     await log.close();
-    assert.equal(logged.length, 4);
+    assertEquals(logged.length, 4);
     const [ok, failed] = logged.filter((r) => r.category.join(".") === "sandd.audit");
-    assert.equal(ok!.level, "info");
-    assert.equal(ok!.properties.identity, "bob");
-    assert.deepEqual(ok!.properties.command, ["id"]);
-    assert.equal(typeof ok!.properties.time, "string");
-    assert.equal(ok!.message.join(""), "exec on w1");
-    assert.equal(failed!.level, "warning");
-    assert.equal(failed!.properties.error, "EACCES");
-    assert.equal(failed!.message.join(""), "download on w1 failed: EACCES");
-    assert.equal(logged.filter((r) => r.category.join(".") === "custom").length, 2);
+    assertEquals(ok!.level, "info");
+    assertEquals(ok!.properties.identity, "bob");
+    assertEquals(ok!.properties.command, ["id"]);
+    assertEquals(typeof ok!.properties.time, "string");
+    assertEquals(ok!.message.join(""), "exec on w1");
+    assertEquals(failed!.level, "warning");
+    assertEquals(failed!.properties.error, "EACCES");
+    assertEquals(failed!.message.join(""), "download on w1 failed: EACCES");
+    assertEquals(logged.filter((r) => r.category.join(".") === "custom").length, 2);
   } finally {
     await reset();
   }
-  assert.throws(() => logtapeAuditSink([]), TypeError);
-  assert.throws(() => logtapeAuditSink([""]), TypeError);
+  assertThrows(() => logtapeAuditSink([]), TypeError);
+  assertThrows(() => logtapeAuditSink([""]), TypeError);
 });
 
 Deno.test({
@@ -285,7 +286,7 @@ Deno.test({
       log.write({ daemon: "d", action: "exec", ok: true });
       log.write({ daemon: "d", action: "spawn", ok: true });
     }
-    assert.equal(failed.length, 2);
-    assert.deepEqual(failed.map((f) => f.split(":")[1]), ["exec", "spawn"]);
+    assertEquals(failed.length, 2);
+    assertEquals(failed.map((f) => f.split(":")[1]), ["exec", "spawn"]);
   },
 });

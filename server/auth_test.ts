@@ -1,4 +1,10 @@
-import assert from "node:assert/strict";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertStrictEquals,
+  assertThrows,
+} from "../tests/_assert.ts";
 import { exportJWK, exportSPKI, generateKeyPair, type JWK, SignJWT } from "jose";
 import { AuthenticationError, createAuthenticator, type Identity } from "./auth.ts";
 
@@ -49,8 +55,8 @@ function base64url(value: unknown): string {
 
 Deno.test("no options accepts every request anonymously", async () => {
   const authenticate = createAuthenticator({});
-  assert.deepEqual(await authenticate(request()), { subject: "anonymous", method: "none" });
-  assert.deepEqual(await authenticate(bearer("anything")), {
+  assertEquals(await authenticate(request()), { subject: "anonymous", method: "none" });
+  assertEquals(await authenticate(bearer("anything")), {
     subject: "anonymous",
     method: "none",
   });
@@ -60,8 +66,8 @@ Deno.test("shared token: right token accepted, wrong and missing refused with a 
   const reasons: string[] = [];
   const secret = "c0rrect-horse-battery-staple";
   const authenticate = createAuthenticator({ token: secret, onFailure: (r) => reasons.push(r) });
-  assert.deepEqual(await authenticate(bearer(secret)), { subject: "token", method: "token" });
-  assert.deepEqual(await authenticate(request(`bearer   ${secret}`)), {
+  assertEquals(await authenticate(bearer(secret)), { subject: "token", method: "token" });
+  assertEquals(await authenticate(request(`bearer   ${secret}`)), {
     subject: "token",
     method: "token",
   });
@@ -77,67 +83,73 @@ Deno.test("shared token: right token accepted, wrong and missing refused with a 
   ];
   let accepted = 0;
   for (const r of refused) if (await authenticate(r) !== null) accepted++;
-  assert.equal(accepted, 0);
-  assert.equal(reasons.length, refused.length);
-  for (const reason of reasons) assert.ok(!reason.includes(secret), reason);
-  assert.match(reasons[0]!, /missing Authorization header/);
-  assert.match(reasons[4]!, /token does not match/);
-  assert.match(reasons[6]!, /too long/);
+  assertEquals(accepted, 0);
+  assertStrictEquals(reasons.length, refused.length);
+  for (const reason of reasons) assert(!reason.includes(secret), reason);
+  assertMatch(reasons[0]!, /missing Authorization header/);
+  assertMatch(reasons[4]!, /token does not match/);
+  assertMatch(reasons[6]!, /too long/);
 });
 
 Deno.test("options are validated eagerly", async () => {
-  assert.throws(() => createAuthenticator({ token: "" }), TypeError);
-  assert.throws(() => createAuthenticator({ token: "has space" }), TypeError);
-  assert.throws(() => createAuthenticator({ token: 42 as unknown as string }), TypeError);
-  assert.throws(
+  assertThrows(() => createAuthenticator({ token: "" }), TypeError);
+  assertThrows(() => createAuthenticator({ token: "has space" }), TypeError);
+  assertThrows(() => createAuthenticator({ token: 42 as unknown as string }), TypeError);
+  assertThrows(
     () => createAuthenticator({ authenticate: "yes" as unknown as () => null }),
     TypeError,
   );
-  assert.throws(
+  assertThrows(
     () => createAuthenticator({ onFailure: 1 as unknown as () => void }),
     TypeError,
   );
-  assert.throws(() => createAuthenticator({ jwt: { key: "not a pem" } }), TypeError);
-  assert.throws(
+  assertThrows(() => createAuthenticator({ jwt: { key: "not a pem" } }), TypeError);
+  assertThrows(
     () =>
       createAuthenticator({
         jwt: { key: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n" },
       }),
     TypeError,
   );
-  assert.throws(() => createAuthenticator({ jwt: { key: { keys: [] } } }), TypeError);
-  assert.throws(
+  assertThrows(() => createAuthenticator({ jwt: { key: { keys: [] } } }), TypeError);
+  assertThrows(
     () => createAuthenticator({ jwt: { key: null as unknown as string } }),
     TypeError,
   );
   const { publicKey, privateKey } = await generateKeyPair("EdDSA", { extractable: true });
-  assert.throws(() => createAuthenticator({ jwt: { key: privateKey } }), /public key/);
-  assert.throws(
+  assertThrows(() => createAuthenticator({ jwt: { key: privateKey } }), Error, /public key/);
+  assertThrows(
     () => createAuthenticator({ jwt: { key: publicKey, algorithms: ["ES256"] } }),
+    Error,
     /does not allow/,
   );
-  assert.throws(
+  assertThrows(
     () =>
       createAuthenticator({
         jwt: { key: publicKey, algorithms: ["HS256" as unknown as "EdDSA"] },
       }),
+    Error,
     /HS256/,
   );
-  assert.throws(() => createAuthenticator({ jwt: { key: publicKey, algorithms: [] } }), TypeError);
-  assert.throws(
+  assertThrows(() => createAuthenticator({ jwt: { key: publicKey, algorithms: [] } }), TypeError);
+  assertThrows(
     () => createAuthenticator({ jwt: { key: publicKey, clockToleranceSeconds: -1 } }),
     RangeError,
   );
-  assert.throws(() => createAuthenticator({ jwt: { key: publicKey, audience: "" } }), TypeError);
-  assert.throws(() => createAuthenticator({ jwt: { key: publicKey, issuer: [] } }), TypeError);
+  assertThrows(() => createAuthenticator({ jwt: { key: publicKey, audience: "" } }), TypeError);
+  assertThrows(() => createAuthenticator({ jwt: { key: publicKey, issuer: [] } }), TypeError);
   const privateJwk = await exportJWK(privateKey);
-  assert.throws(() => createAuthenticator({ jwt: { key: { keys: [privateJwk] } } }), /private/);
+  assertThrows(
+    () => createAuthenticator({ jwt: { key: { keys: [privateJwk] } } }),
+    Error,
+    /private/,
+  );
   const rsa = await generateKeyPair("RS256");
-  assert.throws(() => createAuthenticator({ jwt: { key: rsa.publicKey } }), /RSASSA/);
+  assertThrows(() => createAuthenticator({ jwt: { key: rsa.publicKey } }), Error, /RSASSA/);
   const rsaPem = await exportSPKI(
     (await generateKeyPair("RS256", { extractable: true })).publicKey,
   );
-  assert.throws(() => createAuthenticator({ jwt: { key: rsaPem } }), /rsa/);
+  assertThrows(() => createAuthenticator({ jwt: { key: rsaPem } }), Error, /rsa/);
 });
 
 Deno.test("JWT: good EdDSA and ES256 tokens are accepted with their subject", async () => {
@@ -150,10 +162,10 @@ Deno.test("JWT: good EdDSA and ES256 tokens are accepted with their subject", as
     const identity = await authenticate(
       bearer(await sign(pair.privateKey, { alg, sub: `worker-${alg}` })),
     );
-    assert.equal(identity?.subject, `worker-${alg}`);
-    assert.equal(identity?.method, "jwt");
-    assert.equal(identity?.claims?.aud, AUDIENCE);
-    assert.equal(identity?.claims?.iss, ISSUER);
+    assertEquals(identity?.subject, `worker-${alg}`);
+    assertEquals(identity?.method, "jwt");
+    assertStrictEquals(identity?.claims?.aud, AUDIENCE);
+    assertStrictEquals(identity?.claims?.iss, ISSUER);
   }
 });
 
@@ -163,9 +175,9 @@ Deno.test("JWT: PEM SPKI keys work for both algorithms", async () => {
     const pem = await exportSPKI(pair.publicKey);
     const authenticate = createAuthenticator({ jwt: { key: pem, audience: AUDIENCE } });
     const token = await sign(pair.privateKey, { alg, sub: "pem-daemon" });
-    assert.equal((await authenticate(bearer(token)))?.subject, "pem-daemon");
+    assertEquals((await authenticate(bearer(token)))?.subject, "pem-daemon");
     // Second use goes through the cached imported key.
-    assert.equal((await authenticate(bearer(token)))?.subject, "pem-daemon");
+    assertEquals((await authenticate(bearer(token)))?.subject, "pem-daemon");
   }
 });
 
@@ -179,7 +191,7 @@ Deno.test("JWT: bad tokens are all refused", async () => {
     onFailure: (reason) => reasons.push(reason),
   });
   const good = await sign(ed.privateKey);
-  assert.equal((await authenticate(bearer(good)))?.subject, "worker-1");
+  assertEquals((await authenticate(bearer(good)))?.subject, "worker-1");
   const [header, payload, signature] = good.split(".") as [string, string, string];
   const unsignedHeader = base64url({ alg: "none", typ: "JWT" });
   const tamperedPayload = base64url({
@@ -209,18 +221,18 @@ Deno.test("JWT: bad tokens are all refused", async () => {
   for (const token of Object.values(bad)) {
     if (await authenticate(bearer(token)) !== null) accepted++;
   }
-  assert.equal(accepted, 0);
-  assert.equal(reasons.length, Object.keys(bad).length);
+  assertEquals(accepted, 0);
+  assertStrictEquals(reasons.length, Object.keys(bad).length);
   const byName = Object.fromEntries(Object.keys(bad).map((name, i) => [name, reasons[i]!]));
-  assert.match(byName.expired!, /exp/);
-  assert.match(byName.notYetValid!, /nbf/);
-  assert.match(byName.forged!, /signature/i);
-  assert.match(byName.wrongAudience!, /aud/);
-  assert.match(byName.wrongIssuer!, /iss/);
-  assert.match(byName.missingSubject!, /sub/);
-  assert.match(byName.noExpiration!, /exp/);
-  assert.match(byName.algNone!, /alg/i);
-  for (const reason of reasons) assert.ok(!reason.includes(good), reason);
+  assertMatch(byName.expired!, /exp/);
+  assertMatch(byName.notYetValid!, /nbf/);
+  assertMatch(byName.forged!, /signature/i);
+  assertMatch(byName.wrongAudience!, /aud/);
+  assertMatch(byName.wrongIssuer!, /iss/);
+  assertMatch(byName.missingSubject!, /sub/);
+  assertMatch(byName.noExpiration!, /exp/);
+  assertMatch(byName.algNone!, /alg/i);
+  for (const reason of reasons) assert(!reason.includes(good), reason);
 });
 
 Deno.test("JWT: clock tolerance and optional expiration", async () => {
@@ -230,11 +242,11 @@ Deno.test("JWT: clock tolerance and optional expiration", async () => {
     jwt: { key: ed.publicKey, clockToleranceSeconds: 120, requireExpiration: false },
   });
   const justExpired = await sign(ed.privateKey, { exp: now() - 30 });
-  assert.equal(await strict(bearer(justExpired)), null);
-  assert.equal((await lenient(bearer(justExpired)))?.subject, "worker-1");
+  assertEquals(await strict(bearer(justExpired)), null);
+  assertEquals((await lenient(bearer(justExpired)))?.subject, "worker-1");
   const neverExpires = await sign(ed.privateKey, { exp: null });
-  assert.equal(await strict(bearer(neverExpires)), null);
-  assert.equal((await lenient(bearer(neverExpires)))?.subject, "worker-1");
+  assertEquals(await strict(bearer(neverExpires)), null);
+  assertEquals((await lenient(bearer(neverExpires)))?.subject, "worker-1");
 });
 
 Deno.test("JWT: a JWKS selects the key by kid", async () => {
@@ -251,12 +263,12 @@ Deno.test("JWT: a JWKS selects the key by kid", async () => {
       audience: AUDIENCE,
     },
   });
-  assert.equal(
+  assertEquals(
     (await authenticate(bearer(await sign(a.privateKey, { kid: "key-a", sub: "via-a" }))))
       ?.subject,
     "via-a",
   );
-  assert.equal(
+  assertEquals(
     (await authenticate(
       bearer(await sign(b.privateKey, { alg: "ES256", kid: "key-b", sub: "via-b" })),
     ))?.subject,
@@ -271,7 +283,7 @@ Deno.test("JWT: a JWKS selects the key by kid", async () => {
   ];
   let accepted = 0;
   for (const token of refused) if (await authenticate(bearer(token)) !== null) accepted++;
-  assert.equal(accepted, 0);
+  assertEquals(accepted, 0);
 });
 
 Deno.test("JWT: algorithms option restricts what a JWKS accepts", async () => {
@@ -282,7 +294,7 @@ Deno.test("JWT: algorithms option restricts what a JWKS accepts", async () => {
       algorithms: ["EdDSA"],
     },
   });
-  assert.equal(
+  assertEquals(
     await authenticate(bearer(await sign(ec.privateKey, { alg: "ES256", kid: "ec" }))),
     null,
   );
@@ -302,12 +314,12 @@ Deno.test("custom hook: accepts, refuses, and a throwing hook is a refusal", asy
   const withHeader = (value: string) =>
     new Request("http://127.0.0.1/", { headers: { "x-daemon": value } });
   const identity: Identity | null = await authenticate(withHeader("alpha"));
-  assert.deepEqual(identity, { subject: "alpha", method: "custom", claims: { via: "header" } });
-  assert.equal(await authenticate(request()), null);
-  assert.equal(await authenticate(withHeader("boom")), null);
-  assert.equal(await authenticate(withHeader("blank")), null);
-  assert.match(reasons[1]!, /hook exploded/);
-  assert.match(reasons[2]!, /without a subject/);
+  assertEquals(identity, { subject: "alpha", method: "custom", claims: { via: "header" } });
+  assertEquals(await authenticate(request()), null);
+  assertEquals(await authenticate(withHeader("boom")), null);
+  assertEquals(await authenticate(withHeader("blank")), null);
+  assertMatch(reasons[1]!, /hook exploded/);
+  assertMatch(reasons[2]!, /without a subject/);
 });
 
 Deno.test("several methods: any one that succeeds is enough", async () => {
@@ -322,13 +334,13 @@ Deno.test("several methods: any one that succeeds is enough", async () => {
         : null,
     onFailure: (reason) => reasons.push(reason),
   });
-  assert.equal((await authenticate(bearer("shared-secret")))?.method, "token");
-  assert.equal((await authenticate(bearer(await sign(ed.privateKey))))?.method, "jwt");
+  assertEquals((await authenticate(bearer("shared-secret")))?.method, "token");
+  assertEquals((await authenticate(bearer(await sign(ed.privateKey))))?.method, "jwt");
   const hooked = new Request("http://127.0.0.1/", { headers: { "x-ok": "1" } });
-  assert.equal((await authenticate(hooked))?.method, "custom");
-  assert.equal(await authenticate(bearer("wrong")), null);
-  assert.equal(reasons.length, 1);
-  assert.match(reasons[0]!, /token: token does not match; jwt: .*; custom: /);
+  assertEquals((await authenticate(hooked))?.method, "custom");
+  assertEquals(await authenticate(bearer("wrong")), null);
+  assertEquals(reasons.length, 1);
+  assertMatch(reasons[0]!, /token: token does not match; jwt: .*; custom: /);
 });
 
 Deno.test("a throwing onFailure does not turn a refusal into an error", async () => {
@@ -338,15 +350,15 @@ Deno.test("a throwing onFailure does not turn a refusal into an error", async ()
       throw new Error("logger down");
     },
   });
-  assert.equal(await authenticate(bearer("nope")), null);
+  assertEquals(await authenticate(bearer("nope")), null);
 });
 
 Deno.test("AuthenticationError has a stable code", () => {
   const error = new AuthenticationError("Daemon 'x' refused", { cause: "why" });
-  assert.equal(error.code, "UNAUTHENTICATED");
-  assert.equal(error.name, "AuthenticationError");
-  assert.equal(error.cause, "why");
-  assert.ok(error instanceof Error);
+  assertEquals(error.code, "UNAUTHENTICATED");
+  assertEquals(error.name, "AuthenticationError");
+  assertEquals(error.cause, "why");
+  assert(error instanceof Error);
 });
 
 Deno.test("works on a real upgrade request over a socket", async () => {
@@ -372,14 +384,14 @@ Deno.test("works on a real upgrade request over a socket", async () => {
     socket.onmessage = (event) => resolve(String(event.data));
     socket.onerror = () => reject(new Error("socket error"));
   });
-  assert.equal(echoed, "ping");
+  assertEquals(echoed, "ping");
   const closed = new Promise((resolve) => socket.onclose = resolve);
   socket.close();
   await closed;
-  assert.deepEqual(subjects, ["ws-daemon"]);
+  assertEquals(subjects, ["ws-daemon"]);
   const refused = await fetch(url.replace("ws:", "http:"), {
     headers: { authorization: "Bearer forged.token.value" },
   });
-  assert.equal(refused.status, 401);
+  assertEquals(refused.status, 401);
   await refused.body?.cancel();
 });

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertThrows, fail } from "../tests/_assert.ts";
 import { RateLimitedError, RateLimiter, TokenBucket } from "./rate_limiter.ts";
 
 function clock(start = 1_000) {
@@ -17,26 +17,26 @@ function clock(start = 1_000) {
 Deno.test("TokenBucket starts full and refuses beyond the burst", () => {
   const c = clock();
   const bucket = new TokenBucket({ rate: 10, burst: 5, now: c.now });
-  assert.equal(bucket.available, 5);
+  assertEquals(bucket.available, 5);
   let taken = 0;
   for (let i = 0; i < 20; i++) if (bucket.tryTake()) taken++;
-  assert.equal(taken, 5);
-  assert.equal(bucket.available, 0);
-  assert.equal(bucket.retryAfterMs(), 100);
-  assert.equal(bucket.retryAfterMs(3), 300);
+  assertEquals(taken, 5);
+  assertEquals(bucket.available, 0);
+  assertEquals(bucket.retryAfterMs(), 100);
+  assertEquals(bucket.retryAfterMs(3), 300);
 });
 
 Deno.test("TokenBucket refills at the rate and caps at the burst", () => {
   const c = clock();
   const bucket = new TokenBucket({ rate: 4, burst: 8, now: c.now });
-  assert.ok(bucket.tryTake(8));
+  assert(bucket.tryTake(8));
   c.advance(250);
-  assert.equal(bucket.available, 1);
-  assert.ok(!bucket.tryTake(2), "only one token after 250 ms");
-  assert.equal(bucket.available, 1, "a refused take takes nothing");
+  assertEquals(bucket.available, 1);
+  assert(!bucket.tryTake(2), "only one token after 250 ms");
+  assertEquals(bucket.available, 1, "a refused take takes nothing");
   c.advance(10_000);
-  assert.equal(bucket.available, 8);
-  assert.ok(bucket.full);
+  assertEquals(bucket.available, 8);
+  assert(bucket.full);
 });
 
 Deno.test("TokenBucket sustained rate over a simulated minute", () => {
@@ -49,74 +49,74 @@ Deno.test("TokenBucket sustained rate over a simulated minute", () => {
     if (bucket.tryTake()) allowed++;
   }
   // Burst + rate * elapsed, give or take one token of rounding.
-  assert.ok(Math.abs(allowed - (10 + 50 * 59.999)) <= 1, `allowed ${allowed}`);
+  assert(Math.abs(allowed - (10 + 50 * 59.999)) <= 1, `allowed ${allowed}`);
 });
 
 Deno.test("TokenBucket: retryAfterMs is exact and Infinity beyond the burst", () => {
   const c = clock();
   const bucket = new TokenBucket({ rate: 3, burst: 3, now: c.now });
-  assert.equal(bucket.retryAfterMs(), 0);
-  assert.ok(bucket.tryTake(3));
+  assertEquals(bucket.retryAfterMs(), 0);
+  assert(bucket.tryTake(3));
   const wait = bucket.retryAfterMs(2);
-  assert.equal(wait, 667);
+  assertEquals(wait, 667);
   c.advance(wait - 1);
-  assert.ok(!bucket.tryTake(2));
+  assert(!bucket.tryTake(2));
   c.advance(1);
-  assert.ok(bucket.tryTake(2));
-  assert.equal(bucket.retryAfterMs(4), Infinity);
-  assert.ok(!bucket.tryTake(4));
-  assert.ok(bucket.tryTake(0));
+  assert(bucket.tryTake(2));
+  assertEquals(bucket.retryAfterMs(4), Infinity);
+  assert(!bucket.tryTake(4));
+  assert(bucket.tryTake(0));
 });
 
 Deno.test("TokenBucket ignores a clock that steps back", () => {
   const c = clock(10_000);
   const bucket = new TokenBucket({ rate: 1, burst: 1, now: c.now });
-  assert.ok(bucket.tryTake());
+  assert(bucket.tryTake());
   c.set(5_000);
-  assert.ok(!bucket.tryTake());
+  assert(!bucket.tryTake());
   c.set(5_999);
-  assert.ok(!bucket.tryTake(), "no credit for time before the last reading");
+  assert(!bucket.tryTake(), "no credit for time before the last reading");
   c.set(10_000);
-  assert.ok(!bucket.tryTake(), "the step back did not move the reference backwards");
+  assert(!bucket.tryTake(), "the step back did not move the reference backwards");
   c.set(11_000);
-  assert.ok(bucket.tryTake());
+  assert(bucket.tryTake());
 });
 
 Deno.test("TokenBucket validates its arguments", () => {
-  assert.throws(() => new TokenBucket({ rate: 0, burst: 1 }), RangeError);
-  assert.throws(() => new TokenBucket({ rate: -1, burst: 1 }), /-1/);
-  assert.throws(() => new TokenBucket({ rate: Infinity, burst: 1 }), RangeError);
-  assert.throws(() => new TokenBucket({ rate: 1, burst: 0.5 }), RangeError);
-  assert.throws(() => new TokenBucket({ rate: 1, burst: NaN }), RangeError);
-  assert.throws(
+  assertThrows(() => new TokenBucket({ rate: 0, burst: 1 }), RangeError);
+  assertThrows(() => new TokenBucket({ rate: -1, burst: 1 }), Error, /-1/);
+  assertThrows(() => new TokenBucket({ rate: Infinity, burst: 1 }), RangeError);
+  assertThrows(() => new TokenBucket({ rate: 1, burst: 0.5 }), RangeError);
+  assertThrows(() => new TokenBucket({ rate: 1, burst: NaN }), RangeError);
+  assertThrows(
     () => new TokenBucket({ rate: 1, burst: 1, now: 5 as unknown as () => number }),
     TypeError,
   );
   const bucket = new TokenBucket({ rate: 1, burst: 1 });
-  assert.throws(() => bucket.tryTake(-1), RangeError);
-  assert.throws(() => bucket.tryTake(NaN), RangeError);
-  assert.throws(() => bucket.retryAfterMs(Infinity), RangeError);
+  assertThrows(() => bucket.tryTake(-1), RangeError);
+  assertThrows(() => bucket.tryTake(NaN), RangeError);
+  assertThrows(() => bucket.retryAfterMs(Infinity), RangeError);
 });
 
 Deno.test("TokenBucket with the real clock", () => {
   const bucket = new TokenBucket({ rate: 1, burst: 2 });
-  assert.ok(bucket.tryTake());
-  assert.ok(bucket.tryTake());
-  assert.ok(!bucket.tryTake());
+  assert(bucket.tryTake());
+  assert(bucket.tryTake());
+  assert(!bucket.tryTake());
   const wait = bucket.retryAfterMs();
-  assert.ok(wait > 900 && wait <= 1000, `wait ${wait}`);
+  assert(wait > 900 && wait <= 1000, `wait ${wait}`);
 });
 
 Deno.test("RateLimiter limits each key separately", () => {
   const c = clock();
   const limiter = new RateLimiter({ perKey: { rate: 1, burst: 2 }, now: c.now });
-  assert.deepEqual(limiter.check("a"), { ok: true });
-  assert.deepEqual(limiter.check("a"), { ok: true });
-  assert.deepEqual(limiter.check("a"), { ok: false, retryAfterMs: 1000, scope: "key" });
-  assert.deepEqual(limiter.check("b"), { ok: true });
+  assertEquals(limiter.check("a"), { ok: true });
+  assertEquals(limiter.check("a"), { ok: true });
+  assertEquals(limiter.check("a"), { ok: false, retryAfterMs: 1000, scope: "key" });
+  assertEquals(limiter.check("b"), { ok: true });
   c.advance(1000);
-  assert.deepEqual(limiter.check("a"), { ok: true });
-  assert.equal(limiter.size, 2);
+  assertEquals(limiter.check("a"), { ok: true });
+  assertEquals(limiter.size, 2);
 });
 
 Deno.test("RateLimiter global limit is shared and a refusal takes no tokens anywhere", () => {
@@ -127,15 +127,15 @@ Deno.test("RateLimiter global limit is shared and a refusal takes no tokens anyw
     now: c.now,
   });
   const results = ["a", "a", "b", "b"].map((key) => limiter.check(key).ok);
-  assert.deepEqual(results, [true, true, true, true]);
+  assertEquals(results, [true, true, true, true]);
   // The global bucket is empty: "c" is refused globally and its own bucket keeps its tokens.
-  assert.deepEqual(limiter.check("c"), { ok: false, retryAfterMs: 500, scope: "global" });
+  assertEquals(limiter.check("c"), { ok: false, retryAfterMs: 500, scope: "global" });
   c.advance(1500); // global gets 3 tokens, "a" gets 1.5 (has 2.5 of 3)
-  assert.ok(limiter.check("c", 3).ok, "c still had its full bucket");
-  assert.deepEqual(limiter.check("a", 3), { ok: false, retryAfterMs: 500, scope: "key" });
+  assert(limiter.check("c", 3).ok, "c still had its full bucket");
+  assertEquals(limiter.check("a", 3), { ok: false, retryAfterMs: 500, scope: "key" });
   // The key refusal did not take from the global bucket (it has 0 after c took 3).
   c.advance(500);
-  assert.ok(limiter.check("a", 1).ok);
+  assert(limiter.check("a", 1).ok);
 });
 
 Deno.test("RateLimiter: key scope is reported before global", () => {
@@ -145,40 +145,40 @@ Deno.test("RateLimiter: key scope is reported before global", () => {
     global: { rate: 1, burst: 1 },
     now: c.now,
   });
-  assert.ok(limiter.check("a").ok);
+  assert(limiter.check("a").ok);
   const result = limiter.check("a");
-  assert.ok(!result.ok && result.scope === "key");
+  assert(!result.ok && result.scope === "key");
   const other = limiter.check("b");
-  assert.ok(!other.ok && other.scope === "global");
+  assert(!other.ok && other.scope === "global");
 });
 
 Deno.test("RateLimiter without limits allows everything", () => {
   const limiter = new RateLimiter();
-  for (let i = 0; i < 1000; i++) assert.ok(limiter.check("k", 1e6).ok);
-  assert.equal(limiter.size, 0);
+  for (let i = 0; i < 1000; i++) assert(limiter.check("k", 1e6).ok);
+  assertEquals(limiter.size, 0);
 });
 
 Deno.test("RateLimiter keeps at most maxKeys buckets, dropping full ones first, then LRU", () => {
   const c = clock();
   const limiter = new RateLimiter({ perKey: { rate: 1, burst: 2 }, maxKeys: 3, now: c.now });
-  assert.ok(limiter.check("a", 2).ok); // empty
-  assert.ok(limiter.check("b", 2).ok); // empty
-  assert.ok(limiter.check("c", 2).ok); // empty
-  assert.equal(limiter.size, 3);
+  assert(limiter.check("a", 2).ok); // empty
+  assert(limiter.check("b", 2).ok); // empty
+  assert(limiter.check("c", 2).ok); // empty
+  assertEquals(limiter.size, 3);
   // All are drained, so "d" evicts the least recently used: "a".
-  assert.ok(!limiter.check("b").ok); // touches b: order is now a, c, b
-  assert.ok(limiter.check("d", 2).ok);
-  assert.equal(limiter.size, 3);
-  assert.ok(limiter.check("a").ok, "a was evicted and starts over");
+  assert(!limiter.check("b").ok); // touches b: order is now a, c, b
+  assert(limiter.check("d", 2).ok);
+  assertEquals(limiter.size, 3);
+  assert(limiter.check("a").ok, "a was evicted and starts over");
   // "c" was evicted to make room for "a"; b and d are still drained.
-  assert.ok(!limiter.check("b").ok);
-  assert.ok(!limiter.check("d").ok);
+  assert(!limiter.check("b").ok);
+  assert(!limiter.check("d").ok);
   // After a refill, a full bucket is evicted before a drained one.
   c.advance(5_000);
-  assert.ok(limiter.check("b", 2).ok); // b drained again, most recent
-  assert.ok(limiter.check("e").ok); // drops the full buckets d and a
-  assert.equal(limiter.size, 2);
-  assert.ok(!limiter.check("b").ok, "b kept its (empty) state");
+  assert(limiter.check("b", 2).ok); // b drained again, most recent
+  assert(limiter.check("e").ok); // drops the full buckets d and a
+  assertEquals(limiter.size, 2);
+  assert(!limiter.check("b").ok, "b kept its (empty) state");
 });
 
 Deno.test("RateLimiter.prune drops only full buckets", () => {
@@ -187,11 +187,11 @@ Deno.test("RateLimiter.prune drops only full buckets", () => {
   for (let i = 0; i < 100; i++) limiter.check(`k${i}`, i % 2 === 0 ? 5 : 1);
   c.advance(1000);
   // Odd keys took 1 token and refilled; even keys took 5 and have 1.
-  assert.equal(limiter.prune(), 50);
-  assert.equal(limiter.size, 50);
+  assertEquals(limiter.prune(), 50);
+  assertEquals(limiter.size, 50);
   c.advance(10_000);
-  assert.equal(limiter.prune(), 50);
-  assert.equal(limiter.size, 0);
+  assertEquals(limiter.prune(), 50);
+  assertEquals(limiter.size, 0);
 });
 
 Deno.test("RateLimiter.take throws RateLimitedError", () => {
@@ -200,26 +200,26 @@ Deno.test("RateLimiter.take throws RateLimitedError", () => {
   limiter.take("x");
   try {
     limiter.take("x");
-    assert.fail("expected a RateLimitedError");
+    fail("expected a RateLimitedError");
   } catch (error) {
-    assert.ok(error instanceof RateLimitedError);
-    assert.equal(error.code, "RATE_LIMITED");
-    assert.equal(error.retryAfterMs, 100);
-    assert.equal(error.scope, "global");
-    assert.match(error.message, /global.*100 ms/);
+    assert(error instanceof RateLimitedError);
+    assertEquals(error.code, "RATE_LIMITED");
+    assertEquals(error.retryAfterMs, 100);
+    assertEquals(error.scope, "global");
+    assertMatch(error.message, /global.*100 ms/);
   }
 });
 
 Deno.test("RateLimiter validates its arguments", () => {
-  assert.throws(() => new RateLimiter({ perKey: { rate: 0, burst: 1 } }), /perKey\.rate/);
-  assert.throws(() => new RateLimiter({ global: { rate: 1, burst: 0 } }), /global\.burst/);
-  assert.throws(() => new RateLimiter({ maxKeys: 0 }), RangeError);
-  assert.throws(() => new RateLimiter({ maxKeys: 1.5 }), RangeError);
+  assertThrows(() => new RateLimiter({ perKey: { rate: 0, burst: 1 } }), Error, /perKey\.rate/);
+  assertThrows(() => new RateLimiter({ global: { rate: 1, burst: 0 } }), Error, /global\.burst/);
+  assertThrows(() => new RateLimiter({ maxKeys: 0 }), RangeError);
+  assertThrows(() => new RateLimiter({ maxKeys: 1.5 }), RangeError);
   const limiter = new RateLimiter({ perKey: { rate: 1, burst: 1 } });
-  assert.throws(() => limiter.check(1 as unknown as string), TypeError);
-  assert.throws(() => limiter.check("k", -2), RangeError);
+  assertThrows(() => limiter.check(1 as unknown as string), TypeError);
+  assertThrows(() => limiter.check("k", -2), RangeError);
   const beyond = limiter.check("k", 2);
-  assert.ok(!beyond.ok && beyond.retryAfterMs === Infinity);
+  assert(!beyond.ok && beyond.retryAfterMs === Infinity);
 });
 
 Deno.test("RateLimiter handles many keys at the default cap quickly", () => {
@@ -228,7 +228,7 @@ Deno.test("RateLimiter handles many keys at the default cap quickly", () => {
   const start = performance.now();
   for (let i = 0; i < 200_000; i++) limiter.check(`key-${i}`);
   const elapsed = performance.now() - start;
-  assert.ok(limiter.size <= 100_000 && limiter.size >= 90_000, `size ${limiter.size}`);
+  assert(limiter.size <= 100_000 && limiter.size >= 90_000, `size ${limiter.size}`);
   console.log(
     `200k distinct keys: ${elapsed.toFixed(0)} ms (${(elapsed * 5).toFixed(0)} ns/check)`,
   );

@@ -1,19 +1,27 @@
-import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertRejects,
+  assertStrictEquals,
+  assertThrows,
+  fail,
+} from "../../tests/_assert.ts";
 import { Policy, PolicyError, type PolicyOptions } from "./mod.ts";
 
 function refusedBy(policy: Policy, command: string | string[], rule: string): void {
   try {
     policy.checkCommand(command);
   } catch (error) {
-    ok(
+    assert(
       error instanceof PolicyError,
       `expected PolicyError for ${JSON.stringify(command)}, got ${error}`,
     );
-    equal(error.code, "POLICY");
-    equal(error.rule, rule, `rule for ${JSON.stringify(command)}: ${error.message}`);
+    assertEquals(error.code, "POLICY");
+    assertStrictEquals(error.rule, rule, `rule for ${JSON.stringify(command)}: ${error.message}`);
     return;
   }
-  throw new Error(`Command ${JSON.stringify(command)} was not refused (expected rule ${rule})`);
+  fail(`Command ${JSON.stringify(command)} was not refused (expected rule ${rule})`);
 }
 
 function allowed(policy: Policy, command: string | string[]): void {
@@ -218,30 +226,30 @@ Deno.test("checkCommand noShell refuses strings and every shell program, allows 
 
 Deno.test("checkCommand rejects malformed commands with TypeError", () => {
   const policy = new Policy();
-  throws(() => policy.checkCommand([]), TypeError);
-  throws(() => policy.checkCommand(""), TypeError);
-  throws(() => policy.checkCommand([""]), TypeError);
-  throws(() => policy.checkCommand(["ls", "a\0b"]), TypeError);
-  throws(() => policy.checkCommand(42 as unknown as string), TypeError);
-  throws(() => policy.checkCommand(["ls", 1] as unknown as string[]), TypeError);
+  assertThrows(() => policy.checkCommand([]), TypeError);
+  assertThrows(() => policy.checkCommand(""), TypeError);
+  assertThrows(() => policy.checkCommand([""]), TypeError);
+  assertThrows(() => policy.checkCommand(["ls", "a\0b"]), TypeError);
+  assertThrows(() => policy.checkCommand(42 as unknown as string), TypeError);
+  assertThrows(() => policy.checkCommand(["ls", 1] as unknown as string[]), TypeError);
 });
 
 Deno.test("checkTimeout applies the default and refuses above the maximum", () => {
   const none = new Policy();
-  equal(none.checkTimeout(undefined), undefined);
-  equal(none.checkTimeout(5), 5);
+  assertEquals(none.checkTimeout(undefined), undefined);
+  assertEquals(none.checkTimeout(5), 5);
   const both = new Policy({ defaultTimeoutMs: 1000, maxTimeoutMs: 5000 });
-  equal(both.checkTimeout(undefined), 1000);
-  equal(both.checkTimeout(5000), 5000);
+  assertEquals(both.checkTimeout(undefined), 1000);
+  assertEquals(both.checkTimeout(5000), 5000);
   const error = caught(() => both.checkTimeout(5001));
-  ok(error instanceof PolicyError);
-  equal(error.rule, "maxTimeoutMs");
-  ok(error.message.includes("5001"));
-  equal(new Policy({ maxTimeoutMs: 3000 }).checkTimeout(undefined), 3000);
-  throws(() => both.checkTimeout(0), RangeError);
-  throws(() => both.checkTimeout(-1), RangeError);
-  throws(() => both.checkTimeout(Infinity), RangeError);
-  throws(() => both.checkTimeout("10" as unknown as number), TypeError);
+  assert(error instanceof PolicyError);
+  assertEquals(error.rule, "maxTimeoutMs");
+  assert(error.message.includes("5001"));
+  assertEquals(new Policy({ maxTimeoutMs: 3000 }).checkTimeout(undefined), 3000);
+  assertThrows(() => both.checkTimeout(0), RangeError);
+  assertThrows(() => both.checkTimeout(-1), RangeError);
+  assertThrows(() => both.checkTimeout(Infinity), RangeError);
+  assertThrows(() => both.checkTimeout("10" as unknown as number), TypeError);
 });
 
 Deno.test("childEnv strips globs and forces envSet", () => {
@@ -261,20 +269,20 @@ Deno.test("childEnv strips globs and forces envSet", () => {
     HOME: "/root",
     PATH: "/opt/evil",
   };
-  deepEqual(policy.childEnv(requested), {
+  assertEquals(policy.childEnv(requested), {
     SECRET12: "kept",
     DB_HOST: "kept",
     HOME: "/root",
     PATH: "/usr/bin:/bin",
     LANG: "C.UTF-8",
   });
-  equal(requested.PATH, "/opt/evil"); // input untouched
-  deepEqual(new Policy().childEnv({ A: "1" }), { A: "1" });
+  assertEquals(requested.PATH, "/opt/evil"); // input untouched
+  assertEquals(new Policy().childEnv({ A: "1" }), { A: "1" });
   // envSet wins over envStrip.
-  deepEqual(new Policy({ envStrip: ["*"], envSet: { A: "2" } }).childEnv({ A: "1", B: "1" }), {
+  assertEquals(new Policy({ envStrip: ["*"], envSet: { A: "2" } }).childEnv({ A: "1", B: "1" }), {
     A: "2",
   });
-  throws(() => policy.childEnv(null as unknown as Record<string, string>), TypeError);
+  assertThrows(() => policy.childEnv(null as unknown as Record<string, string>), TypeError);
 });
 
 Deno.test("constructor rejects bad options with TypeError/RangeError naming the field", () => {
@@ -306,37 +314,37 @@ Deno.test("constructor rejects bad options with TypeError/RangeError naming the 
   ];
   for (const [options, ErrorClass, field] of cases) {
     const error = caught(() => new Policy(options as PolicyOptions));
-    ok(
+    assert(
       error instanceof ErrorClass,
       `${JSON.stringify(options)}: expected ${ErrorClass.name}, got ${error}`,
     );
-    ok(
+    assert(
       error.message.includes(`'${field}`),
       `${JSON.stringify(options)}: message '${error.message}'`,
     );
   }
-  throws(() => new Policy(null as unknown as PolicyOptions), TypeError);
+  assertThrows(() => new Policy(null as unknown as PolicyOptions), TypeError);
 });
 
 Deno.test("options are validated, copied and frozen", () => {
   const allow = ["ls"];
   const policy = new Policy({ allow, root: "relative/dir" });
   allow.push("rm");
-  deepEqual(policy.options.allow, ["ls"]);
-  ok(Object.isFrozen(policy.options));
-  ok(Object.isFrozen(policy.options.allow));
-  equal(policy.options.root, `${Deno.cwd()}/relative/dir`);
+  assertEquals(policy.options.allow, ["ls"]);
+  assert(Object.isFrozen(policy.options));
+  assert(Object.isFrozen(policy.options.allow));
+  assertEquals(policy.options.root, `${Deno.cwd()}/relative/dir`);
 });
 
 Deno.test("merge lets flags override the file field by field", () => {
-  deepEqual(
+  assertEquals(
     Policy.merge(
       { allow: ["ls"], deny: ["rm"], maxProcesses: 4, envSet: { A: "1" } },
       { allow: ["cat"], maxProcesses: 8 },
     ),
     { allow: ["cat"], deny: ["rm"], maxProcesses: 8, envSet: { A: "1" } },
   );
-  deepEqual(Policy.merge({}, {}), {});
+  assertEquals(Policy.merge({}, {}), {});
 });
 
 Deno.test("fromFile parses a valid policy and reports bad files by name", async () => {
@@ -354,44 +362,39 @@ Deno.test("fromFile parses a valid policy and reports bad files by name", async 
       }),
     );
     const policy = await Policy.fromFile(valid);
-    deepEqual(policy.options.allow, ["ls"]);
-    equal(policy.options.noPty, true);
-    equal(policy.options.root, `${dir}/files`);
-    throws(() => policy.checkPty(), PolicyError);
+    assertEquals(policy.options.allow, ["ls"]);
+    assertEquals(policy.options.noPty, true);
+    assertEquals(policy.options.root, `${dir}/files`);
+    assertThrows(() => policy.checkPty(), PolicyError);
 
     const invalid = `${dir}/broken.json`;
     await Deno.writeTextFile(invalid, '{ "allow": ["ls", }');
-    await rejects(Policy.fromFile(invalid), (error: Error) => {
-      ok(error instanceof SyntaxError);
-      ok(error.message.includes(invalid), error.message);
-      return true;
-    });
+    const syntaxError = await assertRejects(() => Policy.fromFile(invalid));
+    assertInstanceOf(syntaxError, SyntaxError);
+    assert(syntaxError.message.includes(invalid), syntaxError.message);
 
     const unknown = `${dir}/unknown.json`;
     await Deno.writeTextFile(unknown, JSON.stringify({ allow: ["ls"], maxProcess: 3 }));
-    await rejects(Policy.fromFile(unknown), (error: Error) => {
-      ok(error instanceof TypeError);
-      ok(error.message.includes(unknown), error.message);
-      ok(error.message.includes("'maxProcess'"), error.message);
-      return true;
-    });
+    const unknownError = await assertRejects(() => Policy.fromFile(unknown));
+    assertInstanceOf(unknownError, TypeError);
+    assert(unknownError.message.includes(unknown), unknownError.message);
+    assert(unknownError.message.includes("'maxProcess'"), unknownError.message);
 
     const badValue = `${dir}/bad_value.json`;
     await Deno.writeTextFile(badValue, JSON.stringify({ cpuSeconds: -3 }));
-    await rejects(Policy.fromFile(badValue), (error: Error) => {
-      ok(error instanceof RangeError);
-      ok(error.message.includes(badValue) && error.message.includes("'cpuSeconds'"), error.message);
-      return true;
-    });
+    const rangeError = await assertRejects(() => Policy.fromFile(badValue));
+    assertInstanceOf(rangeError, RangeError);
+    assert(
+      rangeError.message.includes(badValue) && rangeError.message.includes("'cpuSeconds'"),
+      rangeError.message,
+    );
 
     const notObject = `${dir}/array.json`;
     await Deno.writeTextFile(notObject, "[]");
-    await rejects(Policy.fromFile(notObject), TypeError, notObject);
+    await assertRejects(() => Policy.fromFile(notObject), TypeError, undefined, notObject);
 
-    await rejects(Policy.fromFile(`${dir}/missing.json`), (error: Error) => {
-      ok(error.message.includes(`${dir}/missing.json`), error.message);
-      return true;
-    });
+    const missing = await assertRejects(() => Policy.fromFile(`${dir}/missing.json`), Error);
+    assert(missing.message.includes(`${dir}/missing.json`), missing.message);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -404,48 +407,58 @@ Deno.test("checkFiles, checkPty, checkProcessCount and checkSessionCount", () =>
   open.checkProcessCount(1_000_000);
   open.checkSessionCount(1_000_000);
   const strict = new Policy({ noFiles: true, noPty: true, maxProcesses: 2, maxSessions: 1 });
-  throws(() => strict.checkFiles(), (e: PolicyError) => e.rule === "noFiles");
-  throws(() => strict.checkPty(), (e: PolicyError) => e.rule === "noPty");
+  assertStrictEquals(assertThrows(() => strict.checkFiles(), PolicyError).rule, "noFiles");
+  assertStrictEquals(assertThrows(() => strict.checkPty(), PolicyError).rule, "noPty");
   strict.checkProcessCount(1);
-  throws(() => strict.checkProcessCount(2), (e: PolicyError) => e.rule === "maxProcesses");
+  assertStrictEquals(
+    assertThrows(() => strict.checkProcessCount(2), PolicyError).rule,
+    "maxProcesses",
+  );
   strict.checkSessionCount(0);
-  throws(() => strict.checkSessionCount(1), (e: PolicyError) => e.rule === "maxSessions");
+  assertStrictEquals(
+    assertThrows(() => strict.checkSessionCount(1), PolicyError).rule,
+    "maxSessions",
+  );
 });
 
 Deno.test("confine uses the root, and refuses when noFiles is set", async () => {
   const root = await Deno.realPath(await Deno.makeTempDir());
   try {
-    equal(await new Policy({ root }).confine("a/b"), `${root}/a/b`);
-    await rejects(new Policy({ root }).confine("../x"), (e: PolicyError) => e.rule === "root");
-    await rejects(
-      new Policy({ root, noFiles: true }).confine("a"),
-      (e: PolicyError) => e.rule === "noFiles",
+    assertEquals(await new Policy({ root }).confine("a/b"), `${root}/a/b`);
+    assertStrictEquals(
+      (await assertRejects(() => new Policy({ root }).confine("../x"), PolicyError)).rule,
+      "root",
     );
-    equal(await new Policy().confine("x"), `${Deno.cwd()}/x`);
+    assertStrictEquals(
+      (await assertRejects(() => new Policy({ root, noFiles: true }).confine("a"), PolicyError))
+        .rule,
+      "noFiles",
+    );
+    assertEquals(await new Policy().confine("x"), `${Deno.cwd()}/x`);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
 });
 
 Deno.test("wrapArgv leaves argv alone without limits or user", () => {
-  deepEqual(new Policy({ deny: ["rm"] }).wrapArgv(["ls", "-l"]), ["ls", "-l"]);
-  throws(() => new Policy().wrapArgv([]), TypeError);
+  assertEquals(new Policy({ deny: ["rm"] }).wrapArgv(["ls", "-l"]), ["ls", "-l"]);
+  assertThrows(() => new Policy().wrapArgv([]), TypeError);
 });
 
 Deno.test("wrapArgv applies cpu and memory limits (prlimit)", async () => {
   const policy = new Policy({ cpuSeconds: 7, memoryBytes: 512 * 1024 * 1024 });
   const wrapped = policy.wrapArgv(["sh", "-c", "ulimit -t; ulimit -v"]);
-  ok(wrapped[0]!.endsWith("/prlimit"), `expected prlimit, got ${wrapped.join(" ")}`);
+  assert(wrapped[0]!.endsWith("/prlimit"), `expected prlimit, got ${wrapped.join(" ")}`);
   const { code, out } = await run(wrapped);
-  equal(code, 0);
-  deepEqual(out.trim().split("\n"), ["7", String(512 * 1024)]);
+  assertEquals(code, 0);
+  assertEquals(out.trim().split("\n"), ["7", String(512 * 1024)]);
   const missing = await run(policy.wrapArgv(["sandd-no-such-program"]));
-  equal(missing.code, 127);
+  assertEquals(missing.code, 127);
   // The wrapper execs the command: the spawned pid is the command itself.
   const [program, ...args] = policy.wrapArgv(["sh", "-c", "echo $$"]);
   const child = new Deno.Command(program!, { args, stdin: "null", stdout: "piped" }).spawn();
   const output = await child.output();
-  equal(new TextDecoder().decode(output.stdout).trim(), String(child.pid));
+  assertStrictEquals(new TextDecoder().decode(output.stdout).trim(), String(child.pid));
 });
 
 Deno.test("wrapArgv falls back to a sh ulimit wrapper without prlimit", async () => {
@@ -464,10 +477,10 @@ Deno.test("wrapArgv falls back to a sh ulimit wrapper without prlimit", async ()
     Deno.env.set("PATH", savedPath);
   }
   try {
-    equal(wrapped[0], `${bin}/sh`);
+    assertEquals(wrapped[0], `${bin}/sh`);
     const { code, out } = await run(wrapped);
-    equal(code, 0);
-    deepEqual(out.trim().split("\n"), ["3", String(100 * 1024 + 1)]);
+    assertEquals(code, 0);
+    assertEquals(out.trim().split("\n"), ["3", String(100 * 1024 + 1)]);
   } finally {
     await Deno.remove(bin, { recursive: true });
   }
@@ -477,9 +490,9 @@ Deno.test("wrapArgv refuses limits when neither prlimit nor sh is available", ()
   const savedPath = Deno.env.get("PATH") ?? "";
   try {
     Deno.env.set("PATH", "/nonexistent");
-    throws(
-      () => new Policy({ cpuSeconds: 1 }).wrapArgv(["ls"]),
-      (e: PolicyError) => e.rule === "cpuSeconds",
+    assertStrictEquals(
+      assertThrows(() => new Policy({ cpuSeconds: 1 }).wrapArgv(["ls"]), PolicyError).rule,
+      "cpuSeconds",
     );
   } finally {
     Deno.env.set("PATH", savedPath);
@@ -496,9 +509,9 @@ Deno.test("wrapArgv CPU limit kills a busy loop", async () => {
     stderr: "null",
   }).output();
   const elapsed = performance.now() - started;
-  equal(output.success, false);
-  ok(output.signal === "SIGXCPU" || output.signal === "SIGKILL", `signal ${output.signal}`);
-  ok(elapsed < 10_000, `took ${elapsed} ms`);
+  assertEquals(output.success, false);
+  assert(output.signal === "SIGXCPU" || output.signal === "SIGKILL", `signal ${output.signal}`);
+  assert(elapsed < 10_000, `took ${elapsed} ms`);
 });
 
 Deno.test({
@@ -507,16 +520,16 @@ Deno.test({
   async fn() {
     const policy = new Policy({ runAs: "nobody" });
     const wrapped = policy.wrapArgv(["sh", "-c", "id -u; id -g; id -G"]);
-    ok(wrapped[0]!.endsWith("/setpriv"), wrapped.join(" "));
+    assert(wrapped[0]!.endsWith("/setpriv"), wrapped.join(" "));
     const { code, out } = await run(wrapped);
-    equal(code, 0);
+    assertEquals(code, 0);
     const [uid, gid, groups] = out.trim().split("\n");
-    equal(uid, "65534");
-    equal(gid, "65534");
-    ok(!groups!.split(" ").includes("0"), `root group kept: ${groups}`);
+    assertEquals(uid, "65534");
+    assertEquals(gid, "65534");
+    assert(!groups!.split(" ").includes("0"), `root group kept: ${groups}`);
 
     const numeric = await run(new Policy({ runAs: "65534" }).wrapArgv(["id", "-u"]));
-    equal(numeric.out.trim(), "65534");
+    assertEquals(numeric.out.trim(), "65534");
 
     const combined = new Policy({ runAs: "nobody", cpuSeconds: 5 }).wrapArgv([
       "sh",
@@ -524,18 +537,20 @@ Deno.test({
       "id -u; ulimit -t; ulimit -H -t",
     ]);
     const both = await run(combined);
-    deepEqual(both.out.trim().split("\n"), ["65534", "5", "5"]);
+    assertEquals(both.out.trim().split("\n"), ["65534", "5", "5"]);
 
     // The root daemon's own uid needs no wrapping.
-    deepEqual(new Policy({ runAs: "root" }).wrapArgv(["id"]), ["id"]);
+    assertEquals(new Policy({ runAs: "root" }).wrapArgv(["id"]), ["id"]);
   },
 });
 
 Deno.test("wrapArgv refuses an unknown runAs user", () => {
-  throws(
+  const error = assertThrows(
     () => new Policy({ runAs: "no_such_user_sandd" }).wrapArgv(["id"]),
-    (e: PolicyError) => e.rule === "runAs" && e.message.includes("no_such_user_sandd"),
+    PolicyError,
+    "no_such_user_sandd",
   );
+  assertStrictEquals(error.rule, "runAs");
 });
 
 Deno.test("allow globs: * stops at /, ** crosses it, and program paths are normalised before matching", () => {
@@ -549,16 +564,16 @@ Deno.test("allow globs: * stops at /, ** crosses it, and program paths are norma
   refusedBy(policy, ["/usr/bin/../../usr/lib/x"], "allow");
   refusedBy(policy, "/usr/bin/../../tmp/payload.sh", "allow");
   // Relative paths resolve against the spawn's cwd.
-  throws(() => policy.checkCommand(["../../tmp/x"], "/usr/bin"), PolicyError);
+  assertThrows(() => policy.checkCommand(["../../tmp/x"], "/usr/bin"), PolicyError);
   policy.checkCommand(["./ls"], "/usr/bin");
   // A climbing path that lands inside the glob runs by its normalised form.
   const state = { running: 0, sessions: 0 };
-  deepEqual(
+  assertEquals(
     policy.checkSpawn({ command: ["/usr/bin/../bin/ls", "-l"] }, state).command,
     ["/usr/bin/ls", "-l"],
   );
   const plain = { command: ["/usr/bin/ls"] };
-  equal(policy.checkSpawn(plain, state), plain);
+  assertStrictEquals(policy.checkSpawn(plain, state), plain);
   // Line patterns: the program part is a path glob, the rest crosses anything.
   const lines = new Policy({ deny: ["rm -rf *", "* --evil*"] });
   refusedBy(lines, ["/bin/rm", "-rf", "/a/b"], "deny:rm -rf *");
@@ -576,36 +591,39 @@ Deno.test("env rule: an allow list refuses loader, shell and hook variables; env
     const error = caught(() =>
       allowList.checkSpawn({ command: ["ls"], env: { [name]: "x" } }, state)
     );
-    ok(error instanceof PolicyError, name);
-    equal(error.rule, "env");
-    ok(error.message.includes(name), error.message);
+    assert(error instanceof PolicyError, name);
+    assertEquals(error.rule, "env");
+    assert(error.message.includes(name), error.message);
   }
   allowList.checkSpawn({ command: ["ls"], env: { LANG: "C", MY_VAR: "1" } }, state);
   // Without an allow list nothing is limited (anything could run anyway).
   new Policy().checkSpawn({ command: ["ls"], env: { LD_PRELOAD: "x" } }, state);
   const listed = new Policy({ envAllow: ["LANG", "APP_*"] });
   listed.checkSpawn({ command: ["ls"], env: { LANG: "C", APP_X: "1" } }, state);
-  throws(() => listed.checkSpawn({ command: ["ls"], env: { HOME: "/" } }, state), PolicyError);
+  assertThrows(
+    () => listed.checkSpawn({ command: ["ls"], env: { HOME: "/" } }, state),
+    PolicyError,
+  );
   // envAllow takes over from the built-in list, also with an allow list.
   new Policy({ allow: ["ls"], envAllow: ["PATH"] }).checkSpawn(
     { command: ["ls"], env: { PATH: "/bin" } },
     state,
   );
-  throws(() => new Policy({ envAllow: ["[z-a]"] }), RangeError);
+  assertThrows(() => new Policy({ envAllow: ["[z-a]"] }), RangeError);
 });
 
 Deno.test("checkSpawn refuses login shells under noShell or an allow list", () => {
   const state = { running: 0, sessions: 0, loginShell: true };
-  throws(
+  assertThrows(
     () => new Policy({ noShell: true }).checkSpawn({ command: "x", pty: {} }, state),
     PolicyError,
   );
-  throws(
+  assertThrows(
     () => new Policy({ allow: ["ls"] }).checkSpawn({ command: "x", pty: {} }, state),
     PolicyError,
   );
   new Policy().checkSpawn({ command: "x", pty: {} }, state);
-  throws(
+  assertThrows(
     () =>
       new Policy({ maxSessions: 1 }).checkSpawn({ command: ["ls"], pty: {} }, {
         running: 0,
@@ -630,5 +648,5 @@ Deno.test("glob matching and deny checks stay linear on hostile input", () => {
   const evals = Array.from({ length: 24_000 }, () => "eval");
   refusedBy(policy, ["env", ...evals, "x"], "shellMeta");
   const elapsed = performance.now() - started;
-  ok(elapsed < 5_000, `took ${elapsed} ms`);
+  assert(elapsed < 5_000, `took ${elapsed} ms`);
 });

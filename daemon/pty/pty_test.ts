@@ -1,5 +1,13 @@
 // Copyright 2026 the SandD authors. MIT license.
-import assert from "node:assert/strict";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotMatch,
+  assertRejects,
+  assertStrictEquals,
+  assertThrows,
+} from "../../tests/_assert.ts";
 import { Pty, PtyError } from "./pty.ts";
 
 const IS_WINDOWS = Deno.build.os === "windows";
@@ -112,8 +120,8 @@ Deno.test({
   async fn() {
     await using pty = Pty.spawn({ command: "tty" });
     const output = decoder.decode(await readAll(pty));
-    assert.match(output, /^\/dev\/(pts\/\d+|ttys\d+)\r\n$/);
-    assert.deepEqual(await pty.exited, { exitCode: 0, signal: null });
+    assertMatch(output, /^\/dev\/(pts\/\d+|ttys\d+)\r\n$/);
+    assertEquals(await pty.exited, { exitCode: 0, signal: null });
   },
 });
 
@@ -122,7 +130,7 @@ Deno.test({
   ignore: IS_WINDOWS,
   async fn() {
     await using pty = Pty.spawn({ command: "stty", args: ["size"], cols: 123, rows: 45 });
-    assert.equal(decoder.decode(await readAll(pty)), "45 123\r\n");
+    assertEquals(decoder.decode(await readAll(pty)), "45 123\r\n");
   },
 });
 
@@ -131,7 +139,7 @@ Deno.test({
   ignore: IS_WINDOWS,
   async fn() {
     await using pty = Pty.spawn({ command: "stty", args: ["size"] });
-    assert.equal(decoder.decode(await readAll(pty)), "24 80\r\n");
+    assertEquals(decoder.decode(await readAll(pty)), "24 80\r\n");
   },
 });
 
@@ -164,8 +172,8 @@ Deno.test({
       env: SHELL_ENV,
     });
     const banner = await readText(pty, "$ ");
-    assert.doesNotMatch(banner, /no job control/);
-    assert.doesNotMatch(banner, /cannot set terminal process group/);
+    assertNotMatch(banner, /no job control/);
+    assertNotMatch(banner, /cannot set terminal process group/);
     await pty.write("sleep 100 & echo BG=$!\r");
     const started = await readText(pty, /BG=(\d+)/);
     const background = Number(/BG=(\d+)/.exec(started)?.[1]);
@@ -212,7 +220,7 @@ Deno.test({
     await pty.write("\x03");
     await pty.write("echo rc=$?\r");
     await readText(pty, "rc=130", 5_000);
-    assert.ok(performance.now() - start < 5_000);
+    assert(performance.now() - start < 5_000);
   },
 });
 
@@ -221,8 +229,8 @@ Deno.test({
   ignore: IS_WINDOWS,
   async fn() {
     await using pty = Pty.spawn({ command: "sh", args: ["-c", "exit 7"] });
-    assert.equal((await readAll(pty)).length, 0);
-    assert.deepEqual(await pty.exited, { exitCode: 7, signal: null });
+    assertEquals((await readAll(pty)).length, 0);
+    assertEquals(await pty.exited, { exitCode: 7, signal: null });
   },
 });
 
@@ -232,13 +240,13 @@ Deno.test({
   async fn() {
     await using pty = Pty.spawn({ command: "sleep", args: ["100"] });
     pty.kill("SIGTERM");
-    assert.deepEqual(await pty.exited, { exitCode: 143, signal: "SIGTERM" });
-    assert.equal(await readAll(pty).then((b) => b.length), 0);
+    assertEquals(await pty.exited, { exitCode: 143, signal: "SIGTERM" });
+    assertEquals(await readAll(pty).then((b) => b.length), 0);
     pty.kill(); // after the reap: nothing to signal, no error
 
     await using hup = Pty.spawn({ command: "sleep", args: ["100"] });
     hup.kill();
-    assert.deepEqual(await hup.exited, { exitCode: 129, signal: "SIGHUP" });
+    assertEquals(await hup.exited, { exitCode: 129, signal: "SIGHUP" });
   },
 });
 
@@ -253,7 +261,7 @@ Deno.test({
     });
     const child = Number(/CHILD=(\d+)/.exec(await readText(pty, /CHILD=\d+\r\n/))?.[1]);
     pty.kill("SIGKILL");
-    assert.equal((await pty.exited).signal, "SIGKILL");
+    assertEquals((await pty.exited).signal, "SIGKILL");
     await waitGone(child);
   },
 });
@@ -275,8 +283,8 @@ Deno.test({
         env: SHELL_ENV,
       });
       const output = await readAll(pty);
-      assert.equal(output.length, expected.length);
-      assert.deepEqual(output, expected);
+      assertStrictEquals(output.length, expected.length);
+      assertEquals(output, expected);
     } finally {
       await Deno.remove(file);
     }
@@ -292,7 +300,7 @@ Deno.test({
       args: ["-c", "stty raw -echo && printf '\\377\\376\\200'"],
       env: SHELL_ENV,
     });
-    assert.deepEqual(await readAll(pty), new Uint8Array([0xff, 0xfe, 0x80]));
+    assertEquals(await readAll(pty), new Uint8Array([0xff, 0xfe, 0x80]));
   },
 });
 
@@ -312,9 +320,9 @@ Deno.test({
     const writing = pty.write(input);
     const output = await readAll(pty, 30_000);
     await writing;
-    assert.equal(output.length, input.length);
-    assert.deepEqual(output, input);
-    assert.deepEqual(await pty.exited, { exitCode: 0, signal: null });
+    assertStrictEquals(output.length, input.length);
+    assertEquals(output, input);
+    assertEquals(await pty.exited, { exitCode: 0, signal: null });
   },
 });
 
@@ -330,24 +338,24 @@ Deno.test({
     await readText(pty, "READY\n");
     await pty.write("ü✓🎉x"); // 2 + 3 + 4 + 1 bytes
     await pty.write("abc");
-    assert.equal(decoder.decode(await readAll(pty)), "ü✓🎉xabc");
+    assertEquals(decoder.decode(await readAll(pty)), "ü✓🎉xabc");
   },
 });
 
 Deno.test({
   name: "Pty.spawn() throws PtyError ENOENT for a missing program",
   fn() {
-    assert.throws(
-      () => Pty.spawn({ command: "sandd-no-such-program-xyz" }),
-      (error: unknown) => error instanceof PtyError && error.code === "ENOENT",
+    assertStrictEquals(
+      assertThrows(() => Pty.spawn({ command: "sandd-no-such-program-xyz" }), PtyError).code,
+      "ENOENT",
     );
-    assert.throws(
-      () => Pty.spawn({ command: "/nonexistent/dir/program" }),
-      (error: unknown) => error instanceof PtyError && error.code === "ENOENT",
+    assertStrictEquals(
+      assertThrows(() => Pty.spawn({ command: "/nonexistent/dir/program" }), PtyError).code,
+      "ENOENT",
     );
-    assert.throws(
-      () => Pty.spawn({ command: "sh", cwd: "/nonexistent/dir" }),
-      (error: unknown) => error instanceof PtyError && error.code === "ENOENT",
+    assertStrictEquals(
+      assertThrows(() => Pty.spawn({ command: "sh", cwd: "/nonexistent/dir" }), PtyError).code,
+      "ENOENT",
     );
   },
 });
@@ -357,14 +365,14 @@ Deno.test({
   ignore: IS_WINDOWS,
   async fn() {
     for (const bad of [0, -1, 65536, 1.5, Number.NaN]) {
-      assert.throws(() => Pty.spawn({ command: "true", cols: bad }), RangeError);
-      assert.throws(() => Pty.spawn({ command: "true", rows: bad }), RangeError);
+      assertThrows(() => Pty.spawn({ command: "true", cols: bad }), RangeError);
+      assertThrows(() => Pty.spawn({ command: "true", rows: bad }), RangeError);
     }
-    assert.throws(() => Pty.spawn({ command: "" }), TypeError);
-    assert.throws(() => Pty.spawn({ command: "true", args: ["a\0b"] }), TypeError);
+    assertThrows(() => Pty.spawn({ command: "" }), TypeError);
+    assertThrows(() => Pty.spawn({ command: "true", args: ["a\0b"] }), TypeError);
     await using pty = Pty.spawn({ command: "sleep", args: ["100"] });
-    assert.throws(() => pty.resize(0, 10), RangeError);
-    assert.throws(() => pty.resize(10, 70000), RangeError);
+    assertThrows(() => pty.resize(0, 10), RangeError);
+    assertThrows(() => pty.resize(10, 70000), RangeError);
     pty.resize(65535, 65535);
   },
 });
@@ -375,12 +383,12 @@ Deno.test({
   async fn() {
     await using pty = Pty.spawn({ command: "sh", args: ["-c", "read x"], env: SHELL_ENV });
     const first = pty.read();
-    await assert.rejects(
-      () => pty.read(),
-      (error: unknown) => error instanceof PtyError && error.code === "EBUSY",
+    assertStrictEquals(
+      (await assertRejects(() => pty.read(), PtyError)).code,
+      "EBUSY",
     );
     await pty.close();
-    assert.equal(await first, null);
+    assertEquals(await first, null);
   },
 });
 
@@ -397,8 +405,8 @@ Deno.test({
     try {
       const pending = pty.read();
       await within(5_000, "close()", pty.close());
-      assert.equal(await pending, null);
-      assert.equal((await pty.exited).signal, "SIGHUP");
+      assertEquals(await pending, null);
+      assertEquals((await pty.exited).signal, "SIGHUP");
     } finally {
       Deno.kill(orphan, "SIGKILL");
     }
@@ -416,11 +424,11 @@ Deno.test({
     });
     await readText(pty, "READY");
     await within(8_000, "close()", pty.close());
-    assert.equal((await pty.exited).signal, "SIGKILL");
+    assertEquals((await pty.exited).signal, "SIGKILL");
     await pty.close(); // idempotent
-    await assert.rejects(
-      () => pty.write("x"),
-      (error: unknown) => error instanceof PtyError && error.code === "ECLOSED",
+    assertStrictEquals(
+      (await assertRejects(() => pty.write("x"), PtyError)).code,
+      "ECLOSED",
     );
   },
 });
@@ -440,8 +448,8 @@ Deno.test({
     for (let i = 0; i < 50; i++) {
       await using pty = Pty.spawn({ command: "sh", args: ["-c", `echo run-${i}`] });
       pids.push(pty.pid);
-      assert.equal(decoder.decode(await readAll(pty)), `run-${i}\r\n`);
-      assert.deepEqual(await pty.exited, { exitCode: 0, signal: null });
+      assertEquals(decoder.decode(await readAll(pty)), `run-${i}\r\n`);
+      assertEquals(await pty.exited, { exitCode: 0, signal: null });
     }
     // Close some without reading or waiting, as a caller that gives up would.
     for (let i = 0; i < 10; i++) {
@@ -449,16 +457,16 @@ Deno.test({
       pids.push(pty.pid);
       await pty.close();
     }
-    assert.equal(countFds(), before);
+    assertStrictEquals(countFds(), before);
     for (const pid of pids) {
-      assert.ok(!Deno.statSync("/proc").isFile);
+      assert(!Deno.statSync("/proc").isFile);
       let exists = true;
       try {
         Deno.statSync(`/proc/${pid}`);
       } catch {
         exists = false;
       }
-      assert.equal(exists, false, `process ${pid} still exists (zombie?)`);
+      assertEquals(exists, false, `process ${pid} still exists (zombie?)`);
     }
   },
 });
@@ -470,7 +478,7 @@ Deno.test({
     await using pty = Pty.spawn({ command: "ls", args: ["/proc/self/fd"], env: SHELL_ENV });
     // 0, 1, 2, and the directory ls itself opened.
     const fds = decoder.decode(await readAll(pty)).trim().split(/\s+/).map(Number).sort();
-    assert.deepEqual(fds, [0, 1, 2, 3]);
+    assertEquals(fds, [0, 1, 2, 3]);
   },
 });
 
@@ -487,10 +495,10 @@ Deno.test({
         env: { ONLY_VAR: "yes", PATH: SHELL_ENV.PATH ?? "/usr/bin:/bin" },
       });
       const lines = decoder.decode(await readAll(pty)).split("\r\n");
-      assert.equal(lines[0], dir);
-      assert.equal(lines[1], "yes");
+      assertStrictEquals(lines[0], dir);
+      assertEquals(lines[1], "yes");
       // ONLY_VAR, PATH, and PWD (+ SHLVL, _) that sh adds itself.
-      assert.ok(Number(lines[2]) <= 5, `env has ${lines[2]} entries`);
+      assert(Number(lines[2]) <= 5, `env has ${lines[2]} entries`);
     } finally {
       await Deno.remove(dir);
     }
@@ -507,11 +515,11 @@ Deno.test({
         mode: 0o755,
       });
       await using pty = Pty.spawn({ command: "./hello.sh", cwd: dir });
-      assert.equal(decoder.decode(await readAll(pty)), "hi-from-script\r\n");
+      assertEquals(decoder.decode(await readAll(pty)), "hi-from-script\r\n");
       await Deno.writeTextFile(`${dir}/noexec.sh`, "echo no\n", { mode: 0o644 });
-      assert.throws(
-        () => Pty.spawn({ command: "./noexec.sh", cwd: dir }),
-        (error: unknown) => error instanceof PtyError && error.code === "EACCES",
+      assertStrictEquals(
+        assertThrows(() => Pty.spawn({ command: "./noexec.sh", cwd: dir }), PtyError).code,
+        "EACCES",
       );
     } finally {
       await Deno.remove(dir, { recursive: true });
@@ -532,9 +540,9 @@ Deno.test({
       for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 10));
       const during = threads();
       // Before: a pending waitpid and a poll per pty, 40 threads for 20 ptys.
-      assert.ok(during - before <= 3, `threads ${before} -> ${during}`);
+      assert(during - before <= 3, `threads ${before} -> ${during}`);
       await Promise.all(ptys.map((pty) => pty.close()));
-      for (const read of reads) assert.equal(await read, null);
+      for (const read of reads) assertEquals(await read, null);
     } finally {
       await Promise.all(ptys.map((pty) => pty.close()));
     }

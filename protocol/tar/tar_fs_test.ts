@@ -1,4 +1,12 @@
-import { strict as assert } from "node:assert";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotStrictEquals,
+  assertRejects,
+  assertStrictEquals,
+  assertThrows,
+} from "../../tests/_assert.ts";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { readTar, type TarEntryHeader, TarFormatError, TarWriter } from "./tar.ts";
@@ -101,22 +109,22 @@ Deno.test("packDirectory + unpackTar round trip a tree: sizes, modes, symlinks, 
   const totalBytes = [...(await snapshot(src.path)).values()]
     .filter((value) => value.startsWith("file "))
     .reduce((sum, value) => sum + Number(value.split(" ")[2]), 0);
-  assert.deepEqual(result, { ...counts, bytes: totalBytes });
+  assertEquals(result, { ...counts, bytes: totalBytes });
   const before = await snapshot(src.path);
   const after = await snapshot(join(dst.path, "out"));
-  assert.deepEqual(after, before);
+  assertEquals(after, before);
   // Spot checks that the snapshot covers what the brief asks for.
-  assert.match(after.get("nested/deeper/deepest/big.bin")!, /^file 644 10485760 [0-9a-f]{64}$/);
-  assert.match(after.get("nested/script.sh")!, /^file 755 /);
-  assert.match(after.get("private/secret")!, /^file 600 /);
-  assert.equal(after.get("private"), "dir 700");
-  assert.equal(after.get("link-absolute"), "link -> /etc/hostname");
-  assert.equal(after.get("link-relative"), "link -> nested/script.sh");
+  assertMatch(after.get("nested/deeper/deepest/big.bin")!, /^file 644 10485760 [0-9a-f]{64}$/);
+  assertMatch(after.get("nested/script.sh")!, /^file 755 /);
+  assertMatch(after.get("private/secret")!, /^file 600 /);
+  assertEquals(after.get("private"), "dir 700");
+  assertEquals(after.get("link-absolute"), "link -> /etc/hostname");
+  assertEquals(after.get("link-relative"), "link -> nested/script.sh");
   assert(after.has(`${"d".repeat(90)}/${"e".repeat(90)}/${"f".repeat(90)}/${"g".repeat(60)}.txt`));
   // mtimes are kept (whole seconds).
   const srcInfo = await Deno.stat(join(src.path, "nested/script.sh"));
   const dstInfo = await Deno.stat(join(dst.path, "out/nested/script.sh"));
-  assert.equal(
+  assertStrictEquals(
     Math.floor(dstInfo.mtime!.getTime() / 1000),
     Math.floor(srcInfo.mtime!.getTime() / 1000),
   );
@@ -136,20 +144,20 @@ Deno.test("GNU tar lists and extracts an archive from packDirectory", async () =
     stderr: "piped",
   })
     .output();
-  assert.equal(list.code, 0, decoder.decode(list.stderr));
-  assert.equal(list.stderr.length, 0, decoder.decode(list.stderr));
+  assertEquals(list.code, 0, decoder.decode(list.stderr));
+  assertEquals(list.stderr.length, 0, decoder.decode(list.stderr));
   const listing = decoder.decode(list.stdout);
-  assert.match(listing, /^-rwxr-xr-x .* nested\/script\.sh$/m);
-  assert.match(listing, /^-rw------- .* private\/secret$/m);
-  assert.match(listing, /^lrwxrwxrwx .* link-absolute -> \/etc\/hostname$/m);
-  assert.match(listing, / 10485760 .*big\.bin$/m);
+  assertMatch(listing, /^-rwxr-xr-x .* nested\/script\.sh$/m);
+  assertMatch(listing, /^-rw------- .* private\/secret$/m);
+  assertMatch(listing, /^lrwxrwxrwx .* link-absolute -> \/etc\/hostname$/m);
+  assertMatch(listing, / 10485760 .*big\.bin$/m);
   await Deno.mkdir(join(work.path, "gnu"));
   const extract = await new Deno.Command("tar", {
     args: ["-xpf", archivePath, "-C", join(work.path, "gnu")],
     stderr: "piped",
   }).output();
-  assert.equal(extract.code, 0, decoder.decode(extract.stderr));
-  assert.deepEqual(await snapshot(join(work.path, "gnu")), await snapshot(src.path));
+  assertEquals(extract.code, 0, decoder.decode(extract.stderr));
+  assertEquals(await snapshot(join(work.path, "gnu")), await snapshot(src.path));
 });
 
 Deno.test("unpackTar extracts archives made by GNU tar in pax and gnu formats", async () => {
@@ -162,13 +170,13 @@ Deno.test("unpackTar extracts archives made by GNU tar in pax and gnu formats", 
       args: [`--format=${format}`, "-cf", archivePath, "-C", src.path, "."],
       stderr: "piped",
     }).output();
-    assert.equal(made.code, 0, decoder.decode(made.stderr));
+    assertEquals(made.code, 0, decoder.decode(made.stderr));
     using file = await Deno.open(archivePath);
     const out = join(work.path, `out-${format}`);
     const result = await unpackTar(file.readable, out);
-    assert.equal(result.files, 16);
-    assert.equal(result.symlinks, 5);
-    assert.deepEqual(await snapshot(out), await snapshot(src.path), format);
+    assertEquals(result.files, 16);
+    assertEquals(result.symlinks, 5);
+    assertEquals(await snapshot(out), await snapshot(src.path), format);
   }
 });
 
@@ -195,11 +203,9 @@ async function rejectsPath(
   promise: Promise<unknown>,
   code: "TAR_PATH_ESCAPE" | "TAR_PATH_INVALID",
 ): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert(error instanceof TarPathError, `expected TarPathError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  });
+  const error = await assertRejects(() => promise);
+  assert(error instanceof TarPathError, `expected TarPathError, got ${error}`);
+  assertStrictEquals(error.code, code, error.message);
 }
 
 Deno.test("unpackTar refuses absolute paths and .. components", async () => {
@@ -221,7 +227,7 @@ Deno.test("unpackTar refuses absolute paths and .. components", async () => {
       unpackTar(archiveOf([fileEntry("fine.txt"), fileEntry(path)]), out),
       "TAR_PATH_ESCAPE",
     );
-    await assert.rejects(Deno.lstat(victim), Deno.errors.NotFound, path);
+    await assertRejects(() => Deno.lstat(victim), Deno.errors.NotFound, undefined, path);
   }
   await rejectsPath(
     unpackTar(archiveOf([[{ path: "/", type: "directory", size: 0, mode: 0o755, mtime: 0 }]]), out),
@@ -232,9 +238,9 @@ Deno.test("unpackTar refuses absolute paths and .. components", async () => {
     archiveOf([fileEntry("a/./b", "1"), fileEntry("a//c", "2"), fileEntry("./d", "3")]),
     out,
   );
-  assert.equal(await Deno.readTextFile(join(out, "a/b")), "1");
-  assert.equal(await Deno.readTextFile(join(out, "a/c")), "2");
-  assert.equal(await Deno.readTextFile(join(out, "d")), "3");
+  assertEquals(await Deno.readTextFile(join(out, "a/b")), "1");
+  assertEquals(await Deno.readTextFile(join(out, "a/c")), "2");
+  assertEquals(await Deno.readTextFile(join(out, "d")), "3");
 });
 
 Deno.test("unpackTar never writes through a symlink, from the archive or already on disk", async () => {
@@ -286,16 +292,16 @@ Deno.test("unpackTar never writes through a symlink, from the archive or already
   await Deno.mkdir(existing);
   await Deno.symlink(outside, join(existing, "pre"));
   await rejectsPath(unpackTar(archiveOf([fileEntry("pre/x")]), existing), "TAR_PATH_ESCAPE");
-  assert.deepEqual(await Array.fromAsync(Deno.readDir(outside)), [], "nothing was written outside");
+  assertEquals(await Array.fromAsync(Deno.readDir(outside)), [], "nothing was written outside");
 
   // A file entry named like a link replaces the link; it does not write to the link's target.
   const target = join(outside, "target.txt");
   await Deno.writeTextFile(target, "original");
   const out6 = join(work.path, "out6");
   await unpackTar(archiveOf([linkEntry("f", target), fileEntry("f", "replaced")]), out6);
-  assert.equal(await Deno.readTextFile(target), "original");
-  assert.equal((await Deno.lstat(join(out6, "f"))).isFile, true);
-  assert.equal(await Deno.readTextFile(join(out6, "f")), "replaced");
+  assertEquals(await Deno.readTextFile(target), "original");
+  assertEquals((await Deno.lstat(join(out6, "f"))).isFile, true);
+  assertEquals(await Deno.readTextFile(join(out6, "f")), "replaced");
 
   // Symlinks themselves are created as they are, even pointing outside.
   const out7 = join(work.path, "out7");
@@ -303,9 +309,9 @@ Deno.test("unpackTar never writes through a symlink, from the archive or already
     archiveOf([linkEntry("abs", "/etc/passwd"), linkEntry("rel", "../../x")]),
     out7,
   );
-  assert.equal(result.symlinks, 2);
-  assert.equal(await Deno.readLink(join(out7, "abs")), "/etc/passwd");
-  assert.equal(await Deno.readLink(join(out7, "rel")), "../../x");
+  assertEquals(result.symlinks, 2);
+  assertEquals(await Deno.readLink(join(out7, "abs")), "/etc/passwd");
+  assertEquals(await Deno.readLink(join(out7, "rel")), "../../x");
 });
 
 Deno.test("unpackTar refuses names it cannot create and conflicts with directories", async () => {
@@ -357,21 +363,27 @@ Deno.test("unpackTar rejects truncated and corrupt archives without leaving a ha
   // Cut in the middle of b-big's body.
   const out = join(work.path, "out");
   const cut = archive.subarray(0, 512 + 1024 + 512 + 100_000);
-  await assert.rejects(unpackTar(ReadableStream.from([cut]), out), TarFormatError);
+  await assertRejects(() => unpackTar(ReadableStream.from([cut]), out), TarFormatError);
   const left = (await Array.fromAsync(Deno.readDir(out))).map((entry) => entry.name);
-  assert.deepEqual(left, ["a-small"], "b-big is neither half-written nor left as a temporary file");
+  assertEquals(left, ["a-small"], "b-big is neither half-written nor left as a temporary file");
 
   // Corrupt b-big's header checksum.
   const corrupt = archive.slice();
   corrupt[512 + 1024 + 5] = corrupt[512 + 1024 + 5]! ^ 0x01;
   const out2 = join(work.path, "out2");
-  await assert.rejects(unpackTar(ReadableStream.from([corrupt]), out2), /checksum mismatch/);
+  await assertRejects(
+    () => unpackTar(ReadableStream.from([corrupt]), out2),
+    Error,
+    /checksum mismatch/,
+  );
   // No end-of-archive marker.
-  await assert.rejects(
-    unpackTar(
-      ReadableStream.from([archive.subarray(0, archive.length - 1024)]),
-      join(work.path, "out3"),
-    ),
+  await assertRejects(
+    () =>
+      unpackTar(
+        ReadableStream.from([archive.subarray(0, archive.length - 1024)]),
+        join(work.path, "out3"),
+      ),
+    Error,
     /truncated/,
   );
 });
@@ -390,29 +402,32 @@ Deno.test("unpackTar replaces existing files, merges into existing directories, 
     [{ path: "ro/inside", type: "file", size: 3, mode: 0o444, mtime: 0 }, body],
   ];
   const result = await unpackTar(archiveOf(entries), out);
-  assert.deepEqual(result, { files: 2, directories: 2, symlinks: 0, bytes: 6 });
-  assert.equal(await Deno.readTextFile(join(out, "sub/keep")), "kept");
-  assert.equal(await Deno.readTextFile(join(out, "sub/replace")), "new");
+  assertEquals(result, { files: 2, directories: 2, symlinks: 0, bytes: 6 });
+  assertEquals(await Deno.readTextFile(join(out, "sub/keep")), "kept");
+  assertEquals(await Deno.readTextFile(join(out, "sub/replace")), "new");
   const replaced = await Deno.stat(join(out, "sub/replace"));
-  assert.equal(replaced.mode! & 0o7777, 0o755, "setuid is dropped");
-  assert.equal(replaced.mtime!.getTime(), 2_000_000_000);
+  assertEquals(replaced.mode! & 0o7777, 0o755, "setuid is dropped");
+  assertEquals(replaced.mtime!.getTime(), 2_000_000_000);
   const sub = await Deno.stat(join(out, "sub"));
-  assert.equal(sub.mode! & 0o777, 0o750);
-  assert.equal(sub.mtime!.getTime(), 1_000_000_000);
-  assert.equal(
+  assertEquals(sub.mode! & 0o777, 0o750);
+  assertEquals(sub.mtime!.getTime(), 1_000_000_000);
+  assertEquals(
     (await Deno.stat(join(out, "ro"))).mode! & 0o777,
     0o555,
     "read-only dir still got its file",
   );
-  assert.equal(await Deno.readTextFile(join(out, "ro/inside")), "new");
+  assertEquals(await Deno.readTextFile(join(out, "ro/inside")), "new");
   await Deno.chmod(join(out, "ro"), 0o755);
 
   const plain = join(work.path, "plain");
   await unpackTar(archiveOf(entries), plain, { preserveMode: false, preserveMtime: false });
   const umask = Deno.umask();
-  assert.equal((await Deno.stat(join(plain, "sub/replace"))).mode! & 0o777, 0o666 & ~umask);
-  assert.equal((await Deno.stat(join(plain, "ro"))).mode! & 0o777, 0o777 & ~umask);
-  assert.notEqual((await Deno.stat(join(plain, "sub/replace"))).mtime!.getTime(), 2_000_000_000);
+  assertStrictEquals((await Deno.stat(join(plain, "sub/replace"))).mode! & 0o777, 0o666 & ~umask);
+  assertStrictEquals((await Deno.stat(join(plain, "ro"))).mode! & 0o777, 0o777 & ~umask);
+  assertNotStrictEquals(
+    (await Deno.stat(join(plain, "sub/replace"))).mtime!.getTime(),
+    2_000_000_000,
+  );
 });
 
 Deno.test("unpackTar masks every mode to 0o777: no setuid, setgid or sticky bit from an archive", async () => {
@@ -436,7 +451,7 @@ Deno.test("unpackTar masks every mode to 0o777: no setuid, setgid or sticky bit 
   ) {
     modes[path] = ((await Deno.stat(join(out, path))).mode! & 0o7777).toString(8);
   }
-  assert.deepEqual(modes, {
+  assertEquals(modes, {
     shared: "775",
     "shared/suid": "755",
     "shared/sgid": "755",
@@ -455,17 +470,18 @@ Deno.test("packDirectory follows symlinks when asked, and detects loops", async 
   await Deno.symlink("missing", join(src.path, "dangling"));
   const out = join(work.path, "out");
   const result = await unpackTar(packDirectory(src.path, { followSymlinks: true }), out);
-  assert.deepEqual(result, { files: 2, directories: 2, symlinks: 1, bytes: 14 });
-  assert.equal((await Deno.lstat(join(out, "alias"))).isDirectory, true);
-  assert.equal(await Deno.readTextFile(join(out, "alias/file")), "content");
-  assert.equal(await Deno.readLink(join(out, "dangling")), "missing");
+  assertEquals(result, { files: 2, directories: 2, symlinks: 1, bytes: 14 });
+  assertEquals((await Deno.lstat(join(out, "alias"))).isDirectory, true);
+  assertEquals(await Deno.readTextFile(join(out, "alias/file")), "content");
+  assertEquals(await Deno.readLink(join(out, "dangling")), "missing");
 
   await Deno.symlink("..", join(src.path, "real/loop"));
-  await assert.rejects(
-    new Response(packDirectory(src.path, { followSymlinks: true })).arrayBuffer(),
-    (error: unknown) =>
-      error instanceof TarPackError && error.code === "TAR_PACK" && /loops/.test(error.message),
+  const loop = await assertRejects(
+    () => new Response(packDirectory(src.path, { followSymlinks: true })).arrayBuffer(),
+    TarPackError,
+    /loops/,
   );
+  assertEquals(loop.code, "TAR_PACK");
 });
 
 Deno.test("packDirectory fails loudly on a name that is not valid UTF-8", async () => {
@@ -473,11 +489,12 @@ Deno.test("packDirectory fails loudly on a name that is not valid UTF-8", async 
   const made = await new Deno.Command("sh", {
     args: ["-c", 'printf data > "$1/$(printf "bad\\377name")"', "sh", src.path],
   }).output();
-  assert.equal(made.code, 0);
+  assertEquals(made.code, 0);
   await Deno.writeTextFile(join(src.path, "good"), "ok");
-  await assert.rejects(
-    new Response(packDirectory(src.path)).arrayBuffer(),
-    (error: unknown) => error instanceof TarPackError && /not valid UTF-8/.test(error.message),
+  await assertRejects(
+    () => new Response(packDirectory(src.path)).arrayBuffer(),
+    TarPackError,
+    /not valid UTF-8/,
   );
 });
 
@@ -497,41 +514,45 @@ Deno.test("packDirectory stops and closes its files when the consumer cancels or
   const abortedReader = aborted.getReader();
   await abortedReader.read();
   controller.abort(new Error("stop"));
-  await assert.rejects(
-    (async () => {
-      for (;;) if ((await abortedReader.read()).done) break;
-    })(),
+  await assertRejects(
+    () =>
+      (async () => {
+        for (;;) if ((await abortedReader.read()).done) break;
+      })(),
+    Error,
     /stop/,
   );
   // The test sanitizers fail this test if a file handle or pending op was left behind.
 });
 
 Deno.test("packDirectory and unpackTar validate their arguments", async () => {
-  assert.throws(() => packDirectory(""), TypeError);
-  assert.throws(
+  assertThrows(() => packDirectory(""), TypeError);
+  assertThrows(
     () => packDirectory("/tmp", { followSymlinks: "yes" as unknown as boolean }),
     TypeError,
   );
-  await assert.rejects(unpackTar(new ReadableStream(), ""), TypeError);
-  await assert.rejects(
-    unpackTar("nope" as unknown as ReadableStream<Uint8Array>, "/tmp/x"),
+  await assertRejects(() => unpackTar(new ReadableStream(), ""), TypeError);
+  await assertRejects(
+    () => unpackTar("nope" as unknown as ReadableStream<Uint8Array>, "/tmp/x"),
     TypeError,
   );
-  await assert.rejects(
-    unpackTar(new ReadableStream(), "/tmp/x", { preserveMode: 1 as unknown as boolean }),
+  await assertRejects(
+    () => unpackTar(new ReadableStream(), "/tmp/x", { preserveMode: 1 as unknown as boolean }),
+    Error,
     /preserveMode/,
   );
 });
 
 Deno.test("packDirectory errors when the directory does not exist or is a file", async () => {
   await using work = await tempDir();
-  await assert.rejects(
-    new Response(packDirectory(join(work.path, "missing"))).arrayBuffer(),
+  await assertRejects(
+    () => new Response(packDirectory(join(work.path, "missing"))).arrayBuffer(),
     Deno.errors.NotFound,
   );
   await Deno.writeTextFile(join(work.path, "file"), "x");
-  await assert.rejects(
-    new Response(packDirectory(join(work.path, "file"))).arrayBuffer(),
+  await assertRejects(
+    () => new Response(packDirectory(join(work.path, "file"))).arrayBuffer(),
+    Error,
     /not a directory/,
   );
 });
@@ -546,5 +567,5 @@ Deno.test("readTar sees packDirectory entries in sorted order, directories befor
     order.push(`${entry.header.type[0]} ${entry.header.path}`);
     await entry.body.cancel();
   }
-  assert.deepEqual(order, ["f a", "d b", "d b/c", "f b/c/z"]);
+  assertEquals(order, ["f a", "d b", "d b/c", "f b/c/z"]);
 });

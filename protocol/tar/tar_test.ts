@@ -1,4 +1,10 @@
-import { strict as assert } from "node:assert";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStrictEquals,
+} from "../../tests/_assert.ts";
 import { readTar, type TarEntryHeader, TarFormatError, TarWriter } from "./tar.ts";
 
 const encoder = new TextEncoder();
@@ -110,12 +116,10 @@ async function rejectsFormat(
   archive: Uint8Array | ReadableStream<Uint8Array>,
   pattern?: RegExp,
 ): Promise<void> {
-  await assert.rejects(readAll(archive), (error: unknown) => {
-    assert(error instanceof TarFormatError, `expected TarFormatError, got ${error}`);
-    assert.equal(error.code, "TAR_FORMAT");
-    if (pattern !== undefined) assert.match(error.message, pattern);
-    return true;
-  });
+  const error = await assertRejects(() => readAll(archive));
+  assert(error instanceof TarFormatError, `expected TarFormatError, got ${error}`);
+  assertEquals(error.code, "TAR_FORMAT");
+  if (pattern !== undefined) assertMatch(error.message, pattern);
 }
 
 async function gnuTar(args: string[], stdin?: Uint8Array): Promise<Deno.CommandOutput> {
@@ -145,10 +149,10 @@ Deno.test("tar round trips files at block boundaries, from bytes and from stream
     entries.push([file(`dir/stream-${size}`, size), streamOf(bodies[i]!, [1000, 1, 7, 65536])]);
   });
   const archive = await write(entries);
-  assert.equal(archive.length % 512, 0);
+  assertEquals(archive.length % 512, 0);
   const read = await readAll(archive);
-  assert.equal(read.length, entries.length);
-  assert.deepEqual(read[0]!.header, {
+  assertStrictEquals(read.length, entries.length);
+  assertEquals(read[0]!.header, {
     path: "dir",
     type: "directory",
     size: 0,
@@ -158,10 +162,10 @@ Deno.test("tar round trips files at block boundaries, from bytes and from stream
   sizes.forEach((size, i) => {
     const a = read[1 + 2 * i]!;
     const b = read[2 + 2 * i]!;
-    assert.deepEqual(a.header, file(`dir/bytes-${size}`, size, { mode: 0o600 }));
-    assert.deepEqual(b.header, file(`dir/stream-${size}`, size));
-    assert.deepEqual(a.body, bodies[i]);
-    assert.deepEqual(b.body, bodies[i]);
+    assertEquals(a.header, file(`dir/bytes-${size}`, size, { mode: 0o600 }));
+    assertEquals(b.header, file(`dir/stream-${size}`, size));
+    assertEquals(a.body, bodies[i]);
+    assertEquals(b.body, bodies[i]);
   });
 });
 
@@ -198,7 +202,7 @@ Deno.test("tar round trips long, unicode, newline and non-UTF-8 names and link t
     "a PAX hdrcharset record marks the non-UTF-8 long name",
   );
   const read = await readAll(archive);
-  assert.deepEqual(read.map((entry) => entry.header.path), [
+  assertEquals(read.map((entry) => entry.header.path), [
     long150,
     long300,
     long300.slice(0, 199),
@@ -211,16 +215,16 @@ Deno.test("tar round trips long, unicode, newline and non-UTF-8 names and link t
     "blink",
   ]);
   assert(read[5]!.header.path instanceof Uint8Array);
-  assert.equal(read[8]!.header.linkTarget, linkLong);
-  assert.deepEqual(read[9]!.header.linkTarget, binaryShort);
-  assert.deepEqual(
+  assertStrictEquals(read[8]!.header.linkTarget, linkLong);
+  assertEquals(read[9]!.header.linkTarget, binaryShort);
+  assertEquals(
     read.map((entry) => new TextDecoder().decode(entry.body)).join(""),
     "150300uns" + "l",
   );
 
   // GNU tar agrees on the names, including the raw bytes of the non-UTF-8 ones.
   const listing = await gnuTar(["-tf", "-", "--quoting-style=literal"], archive);
-  assert.equal(listing.code, 0, new TextDecoder().decode(listing.stderr));
+  assertEquals(listing.code, 0, new TextDecoder().decode(listing.stderr));
   const expected = concat([
     ...[long150, long300, long300.slice(0, 199) + "/", unicode, newline].map((name) =>
       encoder.encode(name + "\n")
@@ -230,9 +234,9 @@ Deno.test("tar round trips long, unicode, newline and non-UTF-8 names and link t
     binaryLong,
     encoder.encode(`\n${bom}\nlink\nblink\n`),
   ]);
-  assert.deepEqual(listing.stdout, expected);
+  assertEquals(listing.stdout, expected);
   const verbose = await gnuTar(["-tvf", "-", "--quoting-style=literal"], archive);
-  assert.equal(verbose.code, 0);
+  assertEquals(verbose.code, 0);
   assert(new TextDecoder().decode(verbose.stdout).includes(`link -> ${linkLong}`));
 });
 
@@ -240,7 +244,7 @@ Deno.test("tar keeps mtimes that ustar cannot hold, through PAX", async () => {
   const mtimes = [0, 1.5, -86_400, 2 ** 33 + 7, 1_700_000_000.25];
   const archive = await write(mtimes.map((mtime, i) => [file(`f${i}`, 0, { mtime }), undefined]));
   const read = await readAll(archive);
-  assert.deepEqual(read.map((entry) => entry.header.mtime), mtimes);
+  assertEquals(read.map((entry) => entry.header.mtime), mtimes);
 });
 
 Deno.test("tar writes and reads sizes of 8 GiB and more through PAX and base-256", async () => {
@@ -263,23 +267,23 @@ Deno.test("tar writes and reads sizes of 8 GiB and more through PAX and base-256
     length += value!.length;
   }
   await reader.cancel(new Error("enough"));
-  await assert.rejects(adding, /enough/);
+  await assertRejects(() => adding, Error, /enough/);
   assert(pulls < 10, `body pulled ${pulls} times for a consumer that read only the header`);
   const header = concat(headerBlocks).subarray(0, 3 * 512);
   assert(new TextDecoder().decode(header).includes(`size=${size}\n`));
-  assert.equal(header[2 * 512 + 124], 0x80, "the ustar size field is base-256");
+  assertEquals(header[2 * 512 + 124], 0x80, "the ustar size field is base-256");
 
   // Our reader takes the size from the header, then finds the body truncated.
   const entries = readTar(ReadableStream.from([header]));
   const first = await entries.next();
-  assert.equal(first.done, false);
-  assert.equal(first.value!.header.size, size);
-  await assert.rejects(bytesOf(first.value!.body), TarFormatError);
-  await assert.rejects(entries.next(), TarFormatError);
+  assertEquals(first.done, false);
+  assertStrictEquals(first.value!.header.size, size);
+  await assertRejects(() => bytesOf(first.value!.body), TarFormatError);
+  await assertRejects(() => entries.next(), TarFormatError);
 
   // GNU tar reads the same size.
   const listing = await gnuTar(["-tvf", "-"], header);
-  assert.match(new TextDecoder().decode(listing.stdout), new RegExp(` ${size} .*huge\\.bin`));
+  assertMatch(new TextDecoder().decode(listing.stdout), new RegExp(` ${size} .*huge\\.bin`));
 });
 
 Deno.test("tar rejects a corrupt header checksum", async () => {
@@ -303,12 +307,12 @@ Deno.test("tar rejects an archive truncated at any point before its end marker",
   for (let cut = 0; cut <= lastEntryEnd + 511; cut++) {
     await rejectsFormat(archive.subarray(0, cut), /truncated/);
   }
-  assert.equal(
+  assertEquals(
     (await readAll(archive.subarray(0, lastEntryEnd + 512))).length,
     3,
     "one zero block ends it",
   );
-  assert.equal((await readAll(archive)).length, 3);
+  assertEquals((await readAll(archive)).length, 3);
 });
 
 Deno.test("tar rejects absurd sizes and oversized or malformed extended headers", async () => {
@@ -379,9 +383,9 @@ Deno.test("tar refuses hard links and devices unless asked to skip them", async 
   const names = [];
   for await (const entry of readTar(ReadableStream.from([archive]), { skipUnsupported: true })) {
     names.push(entry.header.path);
-    assert.equal(await new Response(entry.body).text(), "abc");
+    assertEquals(await new Response(entry.body).text(), "abc");
   }
-  assert.deepEqual(names, ["kept"]);
+  assertEquals(names, ["kept"]);
 });
 
 Deno.test("tar reader skips bodies that were not read, and errors them", async () => {
@@ -395,8 +399,8 @@ Deno.test("tar reader skips bodies that were not read, and errors them", async (
     bodies.push(entry.body);
     if (entry.header.path === "b") texts.push(await new Response(entry.body).text());
   }
-  assert.deepEqual(texts, ["bee"]);
-  await assert.rejects(bytesOf(bodies[0]!), /not read before the next entry/);
+  assertEquals(texts, ["bee"]);
+  await assertRejects(() => bytesOf(bodies[0]!), Error, /not read before the next entry/);
 });
 
 Deno.test("tar reader cancels its source on break, on error and on abort", async () => {
@@ -431,7 +435,7 @@ Deno.test("tar reader cancels its source on break, on error and on abort", async
   })();
   await Promise.resolve();
   controller.abort(new Error("stop"));
-  await assert.rejects(reading, /stop/);
+  await assertRejects(() => reading, Error, /stop/);
   assert(b.state.cancelled);
 
   const c = tracked();
@@ -453,46 +457,56 @@ Deno.test("tar reader cancels its source on break, on error and on abort", async
 Deno.test("tar writer validates headers without spoiling the archive", async () => {
   const writer = new TarWriter();
   const archive = bytesOf(writer.readable);
-  await assert.rejects(writer.addEntry(file("a\0b", 0)), TypeError);
-  await assert.rejects(writer.addEntry(file("", 0)), TypeError);
-  await assert.rejects(
-    writer.addEntry(file("a", -1)),
+  await assertRejects(() => writer.addEntry(file("a\0b", 0)), TypeError);
+  await assertRejects(() => writer.addEntry(file("", 0)), TypeError);
+  await assertRejects(
+    () => writer.addEntry(file("a", -1)),
+    Error,
     /size must be a non-negative safe integer, got -1/,
   );
-  await assert.rejects(writer.addEntry(file("a", 0, { mode: 0o10000000 })), RangeError);
-  await assert.rejects(writer.addEntry(file("a", 0, { mtime: NaN })), RangeError);
-  await assert.rejects(
-    writer.addEntry(file("a", 2), new Uint8Array(3)),
+  await assertRejects(() => writer.addEntry(file("a", 0, { mode: 0o10000000 })), RangeError);
+  await assertRejects(() => writer.addEntry(file("a", 0, { mtime: NaN })), RangeError);
+  await assertRejects(
+    () => writer.addEntry(file("a", 2), new Uint8Array(3)),
+    Error,
     /3 bytes but the header size is 2/,
   );
-  await assert.rejects(writer.addEntry(file("a", 2)), /body is missing/);
-  await assert.rejects(
-    writer.addEntry({ path: "d", type: "directory", size: 1, mode: 0o755, mtime: 0 }),
+  await assertRejects(() => writer.addEntry(file("a", 2)), Error, /body is missing/);
+  await assertRejects(
+    () => writer.addEntry({ path: "d", type: "directory", size: 1, mode: 0o755, mtime: 0 }),
     RangeError,
   );
-  await assert.rejects(
-    writer.addEntry({ path: "l", type: "symlink", size: 0, mode: 0, mtime: 0 }),
+  await assertRejects(
+    () => writer.addEntry({ path: "l", type: "symlink", size: 0, mode: 0, mtime: 0 }),
     TypeError,
   );
-  await assert.rejects(
-    writer.addEntry({ path: "x", type: "fifo" as "file", size: 0, mode: 0, mtime: 0 }),
+  await assertRejects(
+    () => writer.addEntry({ path: "x", type: "fifo" as "file", size: 0, mode: 0, mtime: 0 }),
     TypeError,
   );
   await writer.addEntry(file("ok", 2), encoder.encode("ok"));
   await writer.close();
-  await assert.rejects(writer.addEntry(file("late", 0)), /closed/);
+  await assertRejects(() => writer.addEntry(file("late", 0)), Error, /closed/);
   const read = await readAll(await archive);
-  assert.deepEqual(read.map((entry) => entry.header.path), ["ok"]);
+  assertEquals(read.map((entry) => entry.header.path), ["ok"]);
 });
 
 Deno.test("tar writer aborts the archive when a stream body has the wrong length", async () => {
   for (const chunks of [[new Uint8Array(5)], [new Uint8Array(5), new Uint8Array(10)]]) {
     const writer = new TarWriter();
     const archive = bytesOf(writer.readable);
-    await assert.rejects(writer.addEntry(file("a", 10), ReadableStream.from(chunks)), RangeError);
-    await assert.rejects(archive, RangeError, "the consumer sees the failure, not a short archive");
-    await assert.rejects(writer.addEntry(file("b", 0)), TypeError);
-    await assert.rejects(writer.close());
+    await assertRejects(
+      () => writer.addEntry(file("a", 10), ReadableStream.from(chunks)),
+      RangeError,
+    );
+    await assertRejects(
+      () => archive,
+      RangeError,
+      undefined,
+      "the consumer sees the failure, not a short archive",
+    );
+    await assertRejects(() => writer.addEntry(file("b", 0)), TypeError);
+    await assertRejects(() => writer.close());
   }
 });
 
@@ -525,7 +539,7 @@ Deno.test("tar writer applies backpressure: it reads a body only as fast as the 
   }
   await adding;
   await closing;
-  assert.equal(received, 512 + chunk * total + 1024);
+  assertStrictEquals(received, 512 + chunk * total + 1024);
 });
 
 Deno.test("tar reads GNU tar's own pax, gnu and ustar archives", async () => {
@@ -550,7 +564,7 @@ Deno.test("tar reads GNU tar's own pax, gnu and ustar archives", async () => {
         `${dir}/src`,
         ".",
       ]);
-      assert.equal(made.code, 0, new TextDecoder().decode(made.stderr));
+      assertEquals(made.code, 0, new TextDecoder().decode(made.stderr));
       using archive = await Deno.open(`${dir}/${format}.tar`);
       const seen: string[] = [];
       for await (const entry of readTar(archive.readable)) {
@@ -568,7 +582,7 @@ Deno.test("tar reads GNU tar's own pax, gnu and ustar archives", async () => {
       if (format !== "ustar") {
         expected.push(`symlink ./sym ../${"T".repeat(150)}`, `file ./${long} long`);
       }
-      assert.deepEqual(seen.sort(), expected.sort(), format);
+      assertEquals(seen.sort(), expected.sort(), format);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -589,17 +603,17 @@ Deno.test("tar reads a non-UTF-8 long name from a GNU tar pax archive as raw byt
       ],
       stderr: "piped",
     }).output();
-    assert.equal(made.code, 0, new TextDecoder().decode(made.stderr));
+    assertEquals(made.code, 0, new TextDecoder().decode(made.stderr));
     using archive = await Deno.open(`${dir}/a.tar`);
     const paths: (string | Uint8Array)[] = [];
     for await (const entry of readTar(archive.readable)) {
       paths.push(entry.header.path);
       await entry.body.cancel();
     }
-    assert.equal(paths.length, 2);
+    assertEquals(paths.length, 2);
     const name = paths[1]!;
     assert(name instanceof Uint8Array, "not valid UTF-8, so it stays bytes");
-    assert.deepEqual(
+    assertEquals(
       name,
       concat([encoder.encode("./" + "0".repeat(130)), new Uint8Array([0xff])]),
     );
