@@ -9,7 +9,7 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "../tests/_assert.ts";
-import { VERSION } from "../protocol/version.ts";
+import { VERSION } from "@sandd/protocol/version";
 import { parseDaemonArgs, USAGE, UsageError } from "./cli.ts";
 
 const URL_ARGS = ["--server-url", "ws://127.0.0.1:8765/ws"];
