@@ -4,7 +4,7 @@
 import { assert, assertEquals, assertThrows } from "../tests/_assert.ts";
 import { acquireFs, closeFd, O, releaseFs } from "./ffi/fs.ts";
 import { fileError, FilePaths } from "./_file_paths.ts";
-import { PolicyError } from "./policy/mod.ts";
+import { Policy, PolicyError } from "./policy/mod.ts";
 import { DaemonRequestError } from "./process_table.ts";
 
 async function withRoot(fn: (root: string) => Promise<void> | void): Promise<void> {
@@ -123,5 +123,17 @@ Deno.test("FilePaths refuses a missing root and bad arguments", async () => {
       const error = assertThrows(() => paths.resolve(bad), DaemonRequestError);
       assertEquals(error.code, "EINVAL");
     }
+  });
+});
+
+Deno.test("FilePaths takes the policy's root, and refuses when noFiles is set", async () => {
+  await withRoot((root) => {
+    const confined = new FilePaths(undefined, new Policy({ root }));
+    assertEquals(parts(confined, "a/b"), ["a", "b"]);
+    assertRootRefusal(() => confined.resolve("../x"));
+    const none = new FilePaths(undefined, new Policy({ root, noFiles: true }));
+    assertEquals(assertThrows(() => none.resolve("a"), PolicyError).rule, "noFiles");
+    const unconfined = new FilePaths(undefined, new Policy());
+    assertEquals(parts(unconfined, "x"), `${Deno.cwd()}/x`.slice(1).split("/"));
   });
 });

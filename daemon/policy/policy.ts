@@ -11,7 +11,6 @@
  */
 
 import { dirname, resolve } from "node:path";
-import { confinePath } from "../_path_confine.ts";
 import { checkArgv, CommandCheck } from "./_command_check.ts";
 import { ENV_DENY, EnvRule } from "./_env.ts";
 import { Glob } from "./_glob.ts";
@@ -454,38 +453,6 @@ export class Policy {
     checkArgv(argv);
     this.#wrapper ??= buildWrapper(this.options);
     return [...this.#wrapper, ...argv];
-  }
-
-  /**
-   * Resolve a file path under the policy: confined to `root` with {@linkcode confinePath} when one is set,
-   * else resolved against the current directory.
-   *
-   * @example Confine a path
-   * ```ts
-   * import { Policy } from "./mod.ts";
-   * import { equal } from "node:assert/strict";
-   *
-   * const root = await Deno.realPath(await Deno.makeTempDir());
-   * try {
-   *   equal(await new Policy({ root }).confine("a.txt"), `${root}/a.txt`);
-   * } finally {
-   *   await Deno.remove(root, { recursive: true });
-   * }
-   * ```
-   *
-   * @param requested The path asked for.
-   * @returns The path to operate on.
-   * @throws {PolicyError} With rule `"noFiles"` if file operations are refused, or `"root"` on an escape.
-   */
-  async confine(requested: string): Promise<string> {
-    this.checkFiles();
-    if (this.options.root !== undefined) return await confinePath(this.options.root, requested);
-    if (typeof requested !== "string" || requested === "" || requested.includes("\0")) {
-      throw new TypeError(
-        `Path must be a non-empty string without NUL, got ${describe(requested)}`,
-      );
-    }
-    return resolve(requested);
   }
 
   /**

@@ -421,25 +421,6 @@ Deno.test("checkFiles, checkPty, checkProcessCount and checkSessionCount", () =>
   );
 });
 
-Deno.test("confine uses the root, and refuses when noFiles is set", async () => {
-  const root = await Deno.realPath(await Deno.makeTempDir());
-  try {
-    assertEquals(await new Policy({ root }).confine("a/b"), `${root}/a/b`);
-    assertStrictEquals(
-      (await assertRejects(() => new Policy({ root }).confine("../x"), PolicyError)).rule,
-      "root",
-    );
-    assertStrictEquals(
-      (await assertRejects(() => new Policy({ root, noFiles: true }).confine("a"), PolicyError))
-        .rule,
-      "noFiles",
-    );
-    assertEquals(await new Policy().confine("x"), `${Deno.cwd()}/x`);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
-
 Deno.test("wrapArgv leaves argv alone without limits or user", () => {
   assertEquals(new Policy({ deny: ["rm"] }).wrapArgv(["ls", "-l"]), ["ls", "-l"]);
   assertThrows(() => new Policy().wrapArgv([]), TypeError);
