@@ -314,6 +314,11 @@ class HardenedListener implements HttpListener {
   }
 
   #admit(conn: Deno.Conn): void {
+    // Deno.serve turns Nagle's algorithm off on what it accepts; so must we, or a small write queued behind an
+    // unacknowledged one waits for the peer's delayed ACK (~40 ms: a keystroke echo, a resumed stream). TLS
+    // connections offer no such switch in Deno 2.9 (see SECURITY.md).
+    const tcp = conn as Partial<Deno.TcpConn>;
+    if (typeof tcp.setNoDelay === "function") tcp.setNoDelay(true);
     if (this.#open.size >= this.#maxConnections) {
       const oldest = this.#waiting.values().next().value;
       if (oldest === undefined) {

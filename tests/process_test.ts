@@ -306,3 +306,27 @@ Deno.test("1,000 spawns with kills and timeouts leave no zombie and no running c
   assertEquals(zombiesOf(t.daemon.pid), []);
   assertLess(performance.now() - started, 120_000);
 });
+
+Deno.test("small writes are echoed without a delayed-ACK stall (the controller's sockets have Nagle off)", async () => {
+  // With Nagle's algorithm on the controller's accepted sockets, a small frame queued behind an unacknowledged one
+  // waits for the daemon's delayed ACK: about 40 ms per round trip. Without it, a round trip here takes well under
+  // a millisecond on an idle machine and a few on a loaded one. The bound sits far from both.
+  await using t = await startWorker("p-nodelay");
+  const cat = await t.server.spawn("p-nodelay", "cat");
+  const writer = cat.stdin.getWriter();
+  const reader = cat.stdout.getReader();
+  const times: number[] = [];
+  for (let i = 0; i < 41; i++) {
+    const started = performance.now();
+    await writer.write(new TextEncoder().encode(`${i % 10}`));
+    await readUntil(reader, new RegExp(`${i % 10}`));
+    times.push(performance.now() - started);
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)]!;
+  assertLess(median, 25, `median round trip ${median.toFixed(1)} ms`);
+  await writer.close();
+  reader.releaseLock();
+  await cat.stdout.cancel();
+  await cat.status;
+});
