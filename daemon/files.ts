@@ -63,6 +63,48 @@ import {
 /** How many bytes an upload writes between background flushes of its file to disk. */
 const FLUSH_EVERY = 32 * 1024 * 1024;
 
+/**
+ * Most transfers (uploads and downloads together) one controller link may run at once. Each holds a descriptor
+ * or two (a download its file, an upload its unnamed file and directory); beyond the cap a transfer is refused at
+ * once with `EMFILE`, so a controller cannot push the daemon to its `RLIMIT_NOFILE`. Transfers parked by a
+ * dropped link count against `MAX_PARKED` instead.
+ */
+export const MAX_TRANSFERS = 64;
+
+/** Running transfers per link, against {@linkcode MAX_TRANSFERS}. */
+class TransferSlots {
+  readonly #counts = new WeakMap<Link, number>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /**
+   * Take a place for a transfer on `link`.
+   *
+   * @returns Give the place back (once; later calls do nothing).
+   * @throws {DaemonRequestError} `EMFILE` when the link runs the most transfers already.
+   */
+  take(link: Link, path: string): () => void {
+    const count = this.#counts.get(link) ?? 0;
+    if (count >= this.#max) {
+      throw new DaemonRequestError(
+        "EMFILE",
+        `Too many transfers: at most ${this.#max} transfers may run at once on one link (refused '${path}')`,
+        { path },
+      );
+    }
+    this.#counts.set(link, count + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#counts.set(link, Math.max(0, (this.#counts.get(link) ?? 1) - 1));
+    };
+  }
+}
+
 /** Options of {@linkcode fileHandlers}. */
 export interface FileHandlerOptions {
   /**
@@ -119,9 +161,10 @@ export function fileHandlers(options: FileHandlerOptions = {}): FileHandlers {
   }
   const paths = new FilePaths(root === undefined ? undefined : resolve(root), policy);
   const parked = new ParkedTransfers();
+  const slots = new TransferSlots(MAX_TRANSFERS);
   return {
-    upload: (args, link) => withFs(() => keptUpload(paths, parked, args, link)),
-    download: (args, link) => withFs(() => download(paths, parked, args, link)),
+    upload: (args, link) => withFs(() => keptUpload(paths, parked, slots, args, link)),
+    download: (args, link) => withFs(() => download(paths, parked, slots, args, link)),
     stat: (args) => withFs(() => stat(paths, args)),
     list: (args) => withFs(() => list(paths, args)),
     mkdir: (args) => withFs(() => mkdir(paths, args)),
@@ -176,6 +219,7 @@ async function syncDirectory(dirFd: number): Promise<void> {
 function keptUpload(
   paths: FilePaths,
   parked: ParkedTransfers,
+  slots: TransferSlots,
   args: RequestArgs<"upload">,
   link: Link,
 ): Promise<Record<string, unknown>> {
@@ -190,20 +234,29 @@ function keptUpload(
     }
     return parked.resumeUpload(key, args.path, link, args.sid, args.window);
   }
-  if (key === undefined) {
-    return upload(paths, args, new UploadReceiver(link, args.sid, args.window));
-  }
-  if (parked.has(key)) {
+  if (key !== undefined && parked.has(key)) {
     return Promise.reject(
       new DaemonRequestError("EEXIST", `Transfer key '${key}' is in use by another transfer`, {
         path: args.path,
       }),
     );
   }
+  let release: () => void;
+  try {
+    release = slots.take(link, args.path);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  if (key === undefined) {
+    const result = upload(paths, args, new UploadReceiver(link, args.sid, args.window));
+    result.then(release, release);
+    return result;
+  }
   const receiver = new UploadReceiver(link, args.sid, args.window, {
     onDetached: () => parked.park(key),
   });
   const result = upload(paths, args, receiver);
+  result.then(release, release);
   parked.addUpload(key, args.path, receiver, result);
   return result;
 }
@@ -443,6 +496,7 @@ function startSender(
 function download(
   paths: FilePaths,
   parked: ParkedTransfers,
+  slots: TransferSlots,
   args: RequestArgs<"download">,
   link: Link,
 ): Record<string, unknown> {
@@ -454,6 +508,8 @@ function download(
       { path: args.path },
     );
   }
+  // Given back when the source closes (the transfer is over), or below when the download fails to start.
+  const release = slots.take(link, args.path);
   let fd = -1;
   try {
     const resolved = paths.resolve(args.path);
@@ -478,6 +534,7 @@ function download(
       fd = -1; // the packer owns it now
       acquireFs();
       const source = streamSource(reader, () => {
+        release();
         reader.cancel().catch(() => {}).finally(releaseFs);
       });
       return startSender(parked, args, link, source, 0, paths.confined, {
@@ -513,6 +570,7 @@ function download(
     fd = -1;
     acquireFs();
     const source = fileSource((buffer, offset) => pread(opened, buffer, offset), () => {
+      release();
       releaseFs();
       closeFd(opened);
     });
@@ -523,6 +581,7 @@ function download(
     });
   } catch (error) {
     closeFd(fd);
+    release();
     throw fileError(error, args.path, "download", paths.confined);
   }
 }
