@@ -34,6 +34,7 @@ import {
   type DownloadSource,
   fileSource,
   streamSource,
+  TRANSFER_IDLE_MS,
   UploadReceiver,
 } from "./_file_streams.ts";
 import { ParkedTransfers } from "./_parked_transfers.ts";
@@ -71,13 +72,15 @@ const FLUSH_EVERY = 32 * 1024 * 1024;
  */
 export const MAX_TRANSFERS = 64;
 
-/** Running transfers per link, against {@linkcode MAX_TRANSFERS}. */
+/** Running transfers per link, against {@linkcode MAX_TRANSFERS}; and their idle deadline. */
 class TransferSlots {
   readonly #counts = new WeakMap<Link, number>();
   readonly #max: number;
+  readonly idleMs: number;
 
-  constructor(max: number) {
+  constructor(max: number, idleMs: number) {
     this.#max = max;
+    this.idleMs = idleMs;
   }
 
   /**
@@ -123,6 +126,20 @@ export interface FileHandlerOptions {
    * @default {undefined}
    */
   policy?: Policy;
+  /**
+   * Most transfers (uploads and downloads together) one controller link may run at once; beyond, a transfer is
+   * refused with `EMFILE`.
+   *
+   * @default {MAX_TRANSFERS} (64)
+   */
+  maxTransfers?: number;
+  /**
+   * How long a transfer may wait on the controller without progress (a download for an ack, an upload for
+   * bytes) before it is reset with `ETIMEDOUT` and its descriptors closed, in milliseconds.
+   *
+   * @default {TRANSFER_IDLE_MS} (60,000)
+   */
+  transferIdleMs?: number;
 }
 
 /** The handlers {@linkcode fileHandlers} returns: `DaemonOptions["handlers"]`, never undefined. */
@@ -153,15 +170,27 @@ export type FileHandlers = NonNullable<DaemonOptions["handlers"]>;
  * @param options Confinement.
  * @returns The handlers, keyed by operation.
  * @throws {TypeError} If `root` is not a non-empty string without NUL.
+ * @throws {RangeError} If `maxTransfers` or `transferIdleMs` is not a positive integer (the deadline at most
+ * 2³¹ − 1 ms).
  */
 export function fileHandlers(options: FileHandlerOptions = {}): FileHandlers {
   const { root, policy } = options;
   if (root !== undefined && (typeof root !== "string" || root === "" || root.includes("\0"))) {
     throw new TypeError(`root must be a non-empty path without NUL, got ${JSON.stringify(root)}`);
   }
+  const maxTransfers = options.maxTransfers ?? MAX_TRANSFERS;
+  if (!Number.isSafeInteger(maxTransfers) || maxTransfers < 1) {
+    throw new RangeError(`maxTransfers must be a positive integer, got ${maxTransfers}`);
+  }
+  const idleMs = options.transferIdleMs ?? TRANSFER_IDLE_MS;
+  if (!Number.isSafeInteger(idleMs) || idleMs < 1 || idleMs > 2 ** 31 - 1) {
+    throw new RangeError(
+      `transferIdleMs must be a positive integer of milliseconds up to 2147483647, got ${idleMs}`,
+    );
+  }
   const paths = new FilePaths(root === undefined ? undefined : resolve(root), policy);
   const parked = new ParkedTransfers();
-  const slots = new TransferSlots(MAX_TRANSFERS);
+  const slots = new TransferSlots(maxTransfers, idleMs);
   return {
     upload: (args, link) => withFs(() => keptUpload(paths, parked, slots, args, link)),
     download: (args, link) => withFs(() => download(paths, parked, slots, args, link)),
@@ -248,12 +277,14 @@ function keptUpload(
     return Promise.reject(error);
   }
   if (key === undefined) {
-    const result = upload(paths, args, new UploadReceiver(link, args.sid, args.window));
+    const receiver = new UploadReceiver(link, args.sid, args.window, { idleMs: slots.idleMs });
+    const result = upload(paths, args, receiver);
     result.then(release, release);
     return result;
   }
   const receiver = new UploadReceiver(link, args.sid, args.window, {
     onDetached: () => parked.park(key),
+    idleMs: slots.idleMs,
   });
   const result = upload(paths, args, receiver);
   result.then(release, release);
@@ -470,6 +501,7 @@ function describeFor(path: string, confined: boolean) {
 /** Start sending `source` on the request's stream; with a transfer key, a dropped link parks it for a resume. */
 function startSender(
   parked: ParkedTransfers,
+  idleMs: number,
   args: RequestArgs<"download">,
   link: Link,
   source: DownloadSource,
@@ -482,6 +514,7 @@ function startSender(
     window: args.window,
     from,
     describeError: describeFor(args.path, confined),
+    idleMs,
     ...(key === undefined ? {} : {
       onDetached: () => parked.park(key),
       onDone: () => parked.remove(key, sender),
@@ -537,7 +570,7 @@ function download(
         release();
         reader.cancel().catch(() => {}).finally(releaseFs);
       });
-      return startSender(parked, args, link, source, 0, paths.confined, {
+      return startSender(parked, slots.idleMs, args, link, source, 0, paths.confined, {
         size: null,
         mode: info.mode & 0o7777,
         mtime: info.mtimeMs,
@@ -571,10 +604,10 @@ function download(
     acquireFs();
     const source = fileSource((buffer, offset) => pread(opened, buffer, offset), () => {
       release();
+      closeFd(opened); // before the binding is let go
       releaseFs();
-      closeFd(opened);
     });
-    return startSender(parked, args, link, source, from, paths.confined, {
+    return startSender(parked, slots.idleMs, args, link, source, from, paths.confined, {
       size: info.size,
       mode: info.mode & 0o7777,
       mtime: info.mtimeMs,

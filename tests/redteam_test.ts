@@ -6,6 +6,9 @@ import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { PolicyError, Server, SUBPROTOCOL } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { eventually, TestDaemon } from "./_daemon.ts";
+import { fileHandlers } from "../daemon/files.ts";
+import { Link } from "../daemon/_link.ts";
+import { DaemonRequestError } from "../daemon/process_table.ts";
 
 const TOKEN = "redteam-token-0123456789abcdef";
 const RUN_AS = Deno.uid() === 0 ? ["--run-as", "nobody"] : [];
@@ -1001,3 +1004,51 @@ Deno.test(
     assert(held < 512, `1000 idle uploads hold ${held} descriptors in the daemon`);
   },
 );
+
+Deno.test("redteam: a transfer that makes no progress is reset after the idle deadline; the per-link cap holds", async () => {
+  // The daemon's transfer handlers in-process on a Link whose socket records what is sent (the deadline is 60 s
+  // in the real daemon; here 100 ms).
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-redteam-idle-" }));
+  await Deno.writeFile(`${dir}/f`, new Uint8Array(4096));
+  const sent: Record<string, unknown>[] = [];
+  const socket = {
+    readyState: 1,
+    send: (data: unknown) => {
+      if (typeof data === "string") sent.push(JSON.parse(data));
+    },
+    close: () => {},
+  } as unknown as ConstructorParameters<typeof Link>[0];
+  const link = new Link(socket);
+  // The daemon's idle timers do not keep a process alive (its socket does): hold the test's event loop open.
+  const keepAlive = setInterval(() => {}, 1_000);
+  try {
+    const handlers = fileHandlers({ root: dir, maxTransfers: 2, transferIdleMs: 100 });
+    // An upload that never gets a byte fails with ETIMEDOUT, tells the controller, and lets go of its stream.
+    const upload = Promise.resolve(handlers.upload!({ path: "u", sid: 1, window: 65_536 }, link));
+    // A download that is never acknowledged (window of one byte) is reset.
+    await handlers.download!({ path: "f", sid: 2, window: 1 }, link);
+    // The cap: a third transfer on the link is refused at once.
+    const refused = await assertRejects(
+      () => Promise.resolve(handlers.download!({ path: "f", sid: 3, window: 1 }, link)),
+      DaemonRequestError,
+    );
+    assertEquals(refused.code, "EMFILE");
+    assert(refused.message.includes("at most 2 transfers"), refused.message);
+    const failed = await assertRejects(() => upload, DaemonRequestError);
+    assertEquals(failed.code, "ETIMEDOUT", failed.message);
+    await eventually(() => sent.filter((m) => m.t === "reset").length === 2, 5_000, "two resets");
+    for (const sid of [1, 2]) {
+      const reset = sent.find((m) => m.t === "reset" && m.sid === sid);
+      assert(String(reset?.reason).startsWith("ETIMEDOUT: "), JSON.stringify(reset));
+    }
+    assertEquals(link.routes.size, 0);
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["f"]);
+    // Their places are free again.
+    await handlers.download!({ path: "f", sid: 4, window: 65_536 }, link);
+    await eventually(() => sent.some((m) => m.t === "eof" && m.sid === 4), 5_000, "the eof");
+  } finally {
+    clearInterval(keepAlive);
+    link.closed();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
