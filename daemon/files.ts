@@ -38,6 +38,7 @@ import {
   UploadReceiver,
 } from "./_file_streams.ts";
 import { ParkedTransfers } from "./_parked_transfers.ts";
+import { MAX_TRANSFERS, TransferSlots } from "./_transfer_slots.ts";
 import { fileError, FilePaths, lstatAtOrNull, TEMP_NAME, tempName } from "./_file_paths.ts";
 import { unpackInto } from "./_unpack.ts";
 import { list, mkdir, move, remove, removeTree, stat, watch } from "./_fs_ops.ts";
@@ -63,50 +64,6 @@ import {
 
 /** How many bytes an upload writes between background flushes of its file to disk. */
 const FLUSH_EVERY = 32 * 1024 * 1024;
-
-/**
- * Most transfers (uploads and downloads together) one controller link may run at once. Each holds a descriptor
- * or two (a download its file, an upload its unnamed file and directory); beyond the cap a transfer is refused at
- * once with `EMFILE`, so a controller cannot push the daemon to its `RLIMIT_NOFILE`. Transfers parked by a
- * dropped link count against `MAX_PARKED` instead.
- */
-export const MAX_TRANSFERS = 64;
-
-/** Running transfers per link, against {@linkcode MAX_TRANSFERS}; and their idle deadline. */
-class TransferSlots {
-  readonly #counts = new WeakMap<Link, number>();
-  readonly #max: number;
-  readonly idleMs: number;
-
-  constructor(max: number, idleMs: number) {
-    this.#max = max;
-    this.idleMs = idleMs;
-  }
-
-  /**
-   * Take a place for a transfer on `link`.
-   *
-   * @returns Give the place back (once; later calls do nothing).
-   * @throws {DaemonRequestError} `EMFILE` when the link runs the most transfers already.
-   */
-  take(link: Link, path: string): () => void {
-    const count = this.#counts.get(link) ?? 0;
-    if (count >= this.#max) {
-      throw new DaemonRequestError(
-        "EMFILE",
-        `Too many transfers: at most ${this.#max} transfers may run at once on one link (refused '${path}')`,
-        { path },
-      );
-    }
-    this.#counts.set(link, count + 1);
-    let held = true;
-    return () => {
-      if (!held) return;
-      held = false;
-      this.#counts.set(link, Math.max(0, (this.#counts.get(link) ?? 1) - 1));
-    };
-  }
-}
 
 /** Options of {@linkcode fileHandlers}. */
 export interface FileHandlerOptions {
