@@ -23,6 +23,21 @@ import { DaemonRequestError } from "./process_table.ts";
 /** Largest payload of one data frame a download sends. */
 export const MAX_FRAME_PAYLOAD = 256 * 1024;
 
+/**
+ * How long a transfer may wait on the controller without progress before the daemon resets it and closes its
+ * descriptor: a download that has used its window (or sent its end) and gets no ack, an upload waiting for bytes
+ * that get none. Waiting on the daemon's own disk does not count; a transfer parked by a dropped link has its own
+ * deadline (`PARK_MS`, the same length).
+ */
+export const TRANSFER_IDLE_MS = 60_000;
+
+/** A timer that does not keep the daemon alive. */
+function idleTimer(ms: number, run: () => void): ReturnType<typeof setTimeout> {
+  const timer = setTimeout(run, ms);
+  Deno.unrefTimer(timer);
+  return timer;
+}
+
 // --- uploads ---
 
 /** Options of {@linkcode UploadReceiver}. */
@@ -33,6 +48,12 @@ export interface UploadReceiverOptions {
    * the upload with `ECONNRESET`.
    */
   onDetached?: () => void;
+  /**
+   * Fail the upload (`ETIMEDOUT`, and reset the stream) when it waits this long for bytes that do not come.
+   *
+   * @default {TRANSFER_IDLE_MS}
+   */
+  idleMs?: number;
 }
 
 /** Receives an upload stream: queues at most one window, acknowledges as the bytes are consumed. */
@@ -47,6 +68,7 @@ export class UploadReceiver {
   #wake: (() => void) | null = null;
   #discarding = false;
   #gone = false;
+  readonly #idleMs: number;
 
   /**
    * Bind the upload's stream id on `link` (synchronously: data frames follow the request at once).
@@ -60,6 +82,7 @@ export class UploadReceiver {
     this.#link = link;
     this.#sid = sid;
     this.#onDetached = options.onDetached;
+    this.#idleMs = options.idleMs ?? TRANSFER_IDLE_MS;
     this.#credit = new CreditReceiver({
       window,
       ackEvery: Math.max(1, Math.floor(window / 8)),
@@ -167,8 +190,29 @@ export class UploadReceiver {
       const chunk = this.#credit.take();
       if (chunk) return chunk;
       if (this.#eof) return null;
-      await new Promise<void>((resolve) => this.#wake = resolve);
+      const timer = this.#armIdle();
+      try {
+        await new Promise<void>((resolve) => this.#wake = resolve);
+      } finally {
+        clearTimeout(timer);
+      }
     }
+  }
+
+  /** While waiting for bytes: fail the upload when none come within the idle deadline (not while parked). */
+  #armIdle(): ReturnType<typeof setTimeout> {
+    return idleTimer(this.#idleMs, () => {
+      if (this.#error || this.#eof) return;
+      if (!this.#route) {
+        // Parked by a dropped link (the park has its own deadline): wait again once it is back.
+        this.#wakeUp();
+        return;
+      }
+      const message = `The upload received no data for ${this.#idleMs} ms`;
+      this.#link.send({ t: "reset", sid: this.#sid, reason: `ETIMEDOUT: ${message}` });
+      this.#gone = true;
+      this.#fail(new DaemonRequestError("ETIMEDOUT", message));
+    });
   }
 
   /** The chunks read so far are written: return credit when an ack is due (or at once with `flush`). */
@@ -325,6 +369,13 @@ export interface DownloadSenderOptions {
   onDetached?: () => void;
   /** The transfer is over (ended and acknowledged, reset, failed, or given up). */
   onDone?: () => void;
+  /**
+   * Reset the download (`ETIMEDOUT`) and close its source when the controller sends no ack this long while the
+   * sender waits for one (its window used up, or its end sent).
+   *
+   * @default {TRANSFER_IDLE_MS}
+   */
+  idleMs?: number;
 }
 
 /** Sends a download stream as the controller grants credit; can resume on another link from any unacknowledged byte. */
@@ -343,6 +394,8 @@ export class DownloadSender {
   #binding: { link: Link; sid: number; route: StreamRoute } | null = null;
   #pumping = false;
   #done = false;
+  readonly #idleMs: number;
+  #idle: ReturnType<typeof setTimeout> | undefined = undefined;
 
   /**
    * @param source Where the bytes come from.
@@ -355,6 +408,7 @@ export class DownloadSender {
     this.#describeError = options.describeError;
     this.#onDetached = options.onDetached;
     this.#onDone = options.onDone;
+    this.#idleMs = options.idleMs ?? TRANSFER_IDLE_MS;
   }
 
   /** Offset of the next byte to send. */
@@ -381,6 +435,7 @@ export class DownloadSender {
       onClose: () => {
         if (this.#binding?.route !== route) return;
         this.#binding = null;
+        this.#disarmIdle();
         if (this.#onDetached && !this.#done) this.#onDetached();
         else this.stop();
       },
@@ -406,6 +461,7 @@ export class DownloadSender {
   stop(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#disarmIdle();
     this.#unbind();
     this.#source.close();
     this.#onDone?.();
@@ -417,7 +473,29 @@ export class DownloadSender {
     binding?.link.unbind(binding.sid, binding.route);
   }
 
+  /** Waiting for the controller's ack: reset the transfer unless one comes within the idle deadline. */
+  #armIdle(): void {
+    if (this.#done || this.#idle !== undefined) return;
+    this.#idle = idleTimer(this.#idleMs, () => {
+      this.#idle = undefined;
+      const binding = this.#binding;
+      if (this.#done || !binding) return;
+      binding.link.send({
+        t: "reset",
+        sid: binding.sid,
+        reason: `ETIMEDOUT: The download received no acknowledgement for ${this.#idleMs} ms`,
+      });
+      this.stop();
+    });
+  }
+
+  #disarmIdle(): void {
+    clearTimeout(this.#idle);
+    this.#idle = undefined;
+  }
+
   #onAck(offset: number): void {
+    this.#disarmIdle();
     if (this.#end !== null && offset === this.#end && this.#credit.offset === this.#end) {
       // The controller has the end: nothing left to resume.
       this.stop();
@@ -448,7 +526,10 @@ export class DownloadSender {
           return;
         }
         const room = Math.min(MAX_FRAME_PAYLOAD, this.#credit.room);
-        if (room <= 0) return;
+        if (room <= 0) {
+          this.#armIdle();
+          return;
+        }
         // A pooled socket buffer, framed and masked in place: the file's bytes are copied once, by the read.
         const frame = allocateBinaryMessage(FRAME_HEADER_BYTES + room);
         const n = await this.#source.read(frame.subarray(FRAME_HEADER_BYTES), offset);
@@ -482,5 +563,6 @@ export class DownloadSender {
     binding.link.send({ t: "eof", sid: binding.sid, offset: this.#end!, sha256: this.#digest });
     // Without a way to resume, the transfer is over; with one, it ends when the controller acknowledges the end.
     if (!this.#onDetached) this.stop();
+    else this.#armIdle();
   }
 }

@@ -34,9 +34,11 @@ import {
   type DownloadSource,
   fileSource,
   streamSource,
+  TRANSFER_IDLE_MS,
   UploadReceiver,
 } from "./_file_streams.ts";
 import { ParkedTransfers } from "./_parked_transfers.ts";
+import { MAX_TRANSFERS, TransferSlots } from "./_transfer_slots.ts";
 import { fileError, FilePaths, lstatAtOrNull, TEMP_NAME, tempName } from "./_file_paths.ts";
 import { unpackInto } from "./_unpack.ts";
 import { list, mkdir, move, remove, removeTree, stat, watch } from "./_fs_ops.ts";
@@ -81,6 +83,20 @@ export interface FileHandlerOptions {
    * @default {undefined}
    */
   policy?: Policy;
+  /**
+   * Most transfers (uploads and downloads together) one controller link may run at once; beyond, a transfer is
+   * refused with `EMFILE`.
+   *
+   * @default {MAX_TRANSFERS} (64)
+   */
+  maxTransfers?: number;
+  /**
+   * How long a transfer may wait on the controller without progress (a download for an ack, an upload for
+   * bytes) before it is reset with `ETIMEDOUT` and its descriptors closed, in milliseconds.
+   *
+   * @default {TRANSFER_IDLE_MS} (60,000)
+   */
+  transferIdleMs?: number;
 }
 
 /** The handlers {@linkcode fileHandlers} returns: `DaemonOptions["handlers"]`, never undefined. */
@@ -111,17 +127,30 @@ export type FileHandlers = NonNullable<DaemonOptions["handlers"]>;
  * @param options Confinement.
  * @returns The handlers, keyed by operation.
  * @throws {TypeError} If `root` is not a non-empty string without NUL.
+ * @throws {RangeError} If `maxTransfers` or `transferIdleMs` is not a positive integer (the deadline at most
+ * 2³¹ − 1 ms).
  */
 export function fileHandlers(options: FileHandlerOptions = {}): FileHandlers {
   const { root, policy } = options;
   if (root !== undefined && (typeof root !== "string" || root === "" || root.includes("\0"))) {
     throw new TypeError(`root must be a non-empty path without NUL, got ${JSON.stringify(root)}`);
   }
+  const maxTransfers = options.maxTransfers ?? MAX_TRANSFERS;
+  if (!Number.isSafeInteger(maxTransfers) || maxTransfers < 1) {
+    throw new RangeError(`maxTransfers must be a positive integer, got ${maxTransfers}`);
+  }
+  const idleMs = options.transferIdleMs ?? TRANSFER_IDLE_MS;
+  if (!Number.isSafeInteger(idleMs) || idleMs < 1 || idleMs > 2 ** 31 - 1) {
+    throw new RangeError(
+      `transferIdleMs must be a positive integer of milliseconds up to 2147483647, got ${idleMs}`,
+    );
+  }
   const paths = new FilePaths(root === undefined ? undefined : resolve(root), policy);
   const parked = new ParkedTransfers();
+  const slots = new TransferSlots(maxTransfers, idleMs);
   return {
-    upload: (args, link) => withFs(() => keptUpload(paths, parked, args, link)),
-    download: (args, link) => withFs(() => download(paths, parked, args, link)),
+    upload: (args, link) => withFs(() => keptUpload(paths, parked, slots, args, link)),
+    download: (args, link) => withFs(() => download(paths, parked, slots, args, link)),
     stat: (args) => withFs(() => stat(paths, args)),
     list: (args) => withFs(() => list(paths, args)),
     mkdir: (args) => withFs(() => mkdir(paths, args)),
@@ -176,6 +205,7 @@ async function syncDirectory(dirFd: number): Promise<void> {
 function keptUpload(
   paths: FilePaths,
   parked: ParkedTransfers,
+  slots: TransferSlots,
   args: RequestArgs<"upload">,
   link: Link,
 ): Promise<Record<string, unknown>> {
@@ -190,20 +220,31 @@ function keptUpload(
     }
     return parked.resumeUpload(key, args.path, link, args.sid, args.window);
   }
-  if (key === undefined) {
-    return upload(paths, args, new UploadReceiver(link, args.sid, args.window));
-  }
-  if (parked.has(key)) {
+  if (key !== undefined && parked.has(key)) {
     return Promise.reject(
       new DaemonRequestError("EEXIST", `Transfer key '${key}' is in use by another transfer`, {
         path: args.path,
       }),
     );
   }
+  let release: () => void;
+  try {
+    release = slots.take(link, args.path);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  if (key === undefined) {
+    const receiver = new UploadReceiver(link, args.sid, args.window, { idleMs: slots.idleMs });
+    const result = upload(paths, args, receiver);
+    result.then(release, release);
+    return result;
+  }
   const receiver = new UploadReceiver(link, args.sid, args.window, {
     onDetached: () => parked.park(key),
+    idleMs: slots.idleMs,
   });
   const result = upload(paths, args, receiver);
+  result.then(release, release);
   parked.addUpload(key, args.path, receiver, result);
   return result;
 }
@@ -417,6 +458,7 @@ function describeFor(path: string, confined: boolean) {
 /** Start sending `source` on the request's stream; with a transfer key, a dropped link parks it for a resume. */
 function startSender(
   parked: ParkedTransfers,
+  idleMs: number,
   args: RequestArgs<"download">,
   link: Link,
   source: DownloadSource,
@@ -429,6 +471,7 @@ function startSender(
     window: args.window,
     from,
     describeError: describeFor(args.path, confined),
+    idleMs,
     ...(key === undefined ? {} : {
       onDetached: () => parked.park(key),
       onDone: () => parked.remove(key, sender),
@@ -443,6 +486,7 @@ function startSender(
 function download(
   paths: FilePaths,
   parked: ParkedTransfers,
+  slots: TransferSlots,
   args: RequestArgs<"download">,
   link: Link,
 ): Record<string, unknown> {
@@ -454,6 +498,8 @@ function download(
       { path: args.path },
     );
   }
+  // Given back when the source closes (the transfer is over), or below when the download fails to start.
+  const release = slots.take(link, args.path);
   let fd = -1;
   try {
     const resolved = paths.resolve(args.path);
@@ -478,9 +524,10 @@ function download(
       fd = -1; // the packer owns it now
       acquireFs();
       const source = streamSource(reader, () => {
+        release();
         reader.cancel().catch(() => {}).finally(releaseFs);
       });
-      return startSender(parked, args, link, source, 0, paths.confined, {
+      return startSender(parked, slots.idleMs, args, link, source, 0, paths.confined, {
         size: null,
         mode: info.mode & 0o7777,
         mtime: info.mtimeMs,
@@ -513,16 +560,18 @@ function download(
     fd = -1;
     acquireFs();
     const source = fileSource((buffer, offset) => pread(opened, buffer, offset), () => {
+      release();
+      closeFd(opened); // before the binding is let go
       releaseFs();
-      closeFd(opened);
     });
-    return startSender(parked, args, link, source, from, paths.confined, {
+    return startSender(parked, slots.idleMs, args, link, source, from, paths.confined, {
       size: info.size,
       mode: info.mode & 0o7777,
       mtime: info.mtimeMs,
     });
   } catch (error) {
     closeFd(fd);
+    release();
     throw fileError(error, args.path, "download", paths.confined);
   }
 }

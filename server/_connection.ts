@@ -104,6 +104,11 @@ export class Connection {
     return this.#closed;
   }
 
+  /** The deadline of a request's answer (and of a file stream's next bytes), in milliseconds. */
+  get requestTimeoutMs(): number {
+    return this.#requestTimeoutMs;
+  }
+
   get inFlight(): number {
     return this.#pending.size;
   }

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import type { RequestArgs } from "@sandd/protocol/messages";
 import type { DownloadReply, UploadReply } from "@sandd/protocol/replies";
 import type { Connection, InboundRoute } from "./_connection.ts";
-import { DaemonDisconnectedError, FileError, remoteError } from "./errors.ts";
+import { DaemonDisconnectedError, FileError, remoteError, RequestTimeoutError } from "./errors.ts";
 import type { DaemonEvent } from "./events.ts";
 import type { DownloadOptions, FileHost, TransferProgress } from "./files.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
@@ -14,6 +14,8 @@ import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
 
 /** Flow-control window of a file transfer, in bytes. */
 const FILE_WINDOW = 8 * 1024 * 1024;
+/** Longest delay a timer takes (a longer stall deadline is no deadline). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Small stream chunks are gathered up to this size before they are sent. */
 export const COALESCE = 256 * 1024;
 
@@ -262,6 +264,7 @@ class DownloadReceiver {
         this.#stop.abort();
         this.#credit.clear();
         this.#unbind();
+        this.#wakeUp(); // a pull waiting for bytes ends (and its stall timer with it)
       },
     }, { highWaterMark: 0 });
   }
@@ -484,8 +487,40 @@ class DownloadReceiver {
         controller.close();
         return;
       }
-      await new Promise<void>((resolve) => this.#wake = resolve);
+      const timer = this.#armStall();
+      try {
+        await new Promise<void>((resolve) => this.#wake = resolve);
+      } finally {
+        clearTimeout(timer);
+      }
     }
+  }
+
+  /**
+   * The consumer waits for bytes (everything received is read, so the daemon has credit): fail the download when
+   * none come within the connection's request deadline. A slow consumer is never timed out (this runs only while
+   * it waits), nor a download waiting for the daemon to come back (the reconnect grace bounds that).
+   */
+  #armStall(): ReturnType<typeof setTimeout> | undefined {
+    const ms = this.#conn.requestTimeoutMs;
+    if (!(ms > 0 && ms <= MAX_TIMER_MS)) return undefined;
+    return setTimeout(() => {
+      if (this.#error || this.#ended) return;
+      if (this.#reconnecting || !this.#route) {
+        this.#wakeUp(); // wait again on the new link
+        return;
+      }
+      const cause = new RequestTimeoutError(this.#daemonId, "download", ms);
+      this.fail(
+        new FileError(this.#daemonId, {
+          code: "ETIMEDOUT",
+          message:
+            `Download of '${this.#path}' stalled: daemon '${this.#daemonId}' sent no data for ${ms} ms`,
+          path: this.#path,
+        }, { cause }),
+        `ETIMEDOUT: no data for ${ms} ms`,
+      );
+    }, ms);
   }
 }
 

@@ -1,11 +1,14 @@
 // Red-team pass after the first security wave (issue 10, "Done means"): attacks tried with only the public API,
 // the raw wire protocol (a hostile controller, a hostile daemon) and the documented hardened settings (--root,
 // --run-as nobody, an allow list, --no-shell, --env-allow). Every test asserts the SAFE behaviour. An attack that
-// succeeded is kept with `ignore: true` and a "HOLE:" comment (see daemon/SECURITY.md, "Red-team pass").
+// succeeded was kept with `ignore: true` and a "HOLE:" comment until fixed (see daemon/SECURITY.md, "Red-team pass").
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { PolicyError, Server, SUBPROTOCOL } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { eventually, TestDaemon } from "./_daemon.ts";
+import { fileHandlers } from "../daemon/files.ts";
+import { Link } from "../daemon/_link.ts";
+import { DaemonRequestError } from "../daemon/process_table.ts";
 
 const TOKEN = "redteam-token-0123456789abcdef";
 const RUN_AS = Deno.uid() === 0 ? ["--run-as", "nobody"] : [];
@@ -21,12 +24,16 @@ interface Worker extends AsyncDisposable {
 }
 
 /** A controller and a real daemon confined with `--root` (a fresh directory) plus `args`; an outside directory beside. */
-async function worker(id: string, args: string[] = []): Promise<Worker> {
+async function worker(
+  id: string,
+  args: string[] = [],
+  serverOptions: { requestTimeoutMs?: number } = {},
+): Promise<Worker> {
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-redteam-root-" }));
   const outside = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-redteam-out-" }));
   await Deno.chmod(root, 0o755);
   await Deno.writeTextFile(`${outside}/secret`, "outside secret");
-  const server = await Server.listen({ port: 0, token: TOKEN });
+  const server = await Server.listen({ port: 0, token: TOKEN, ...serverOptions });
   const daemon = new TestDaemon({
     id,
     url: server.url,
@@ -392,12 +399,8 @@ Deno.test("redteam: --no-shell refuses rbash, /proc/self/root paths, the loader 
 
 Deno.test({
   name: "redteam: --no-shell refuses a shell reached through a symlink planted in the root",
-  // HOLE: the policy matches the program path as written (normalised, not resolved): a symlink `bin/notashell`
-  // -> /bin/dash, unpacked by uploadDir (or made by any allowed command), runs `-c` scripts under --no-shell.
-  // Without an allow list --no-shell is documented as no boundary (an uploaded copy of dash is the same); with
-  // an allow list of full paths the link is not allowed. Closing it needs the program resolved once and run by
-  // its resolved path (execveat on the checked descriptor), not a check of the name.
-  ignore: true,
+  // Was a HOLE: the policy matched the program path as written, so a symlink `bin/notashell` -> /bin/dash,
+  // unpacked by uploadDir, ran `-c` scripts under --no-shell. The file the program resolves to is checked too now.
   fn: async () => {
     await using w = await worker("noshell-link", ["--no-shell"]);
     const local = await Deno.makeTempDir({ prefix: "sandd-redteam-local-" });
@@ -770,12 +773,8 @@ Deno.test("redteam: a hostile controller cannot exhaust the user's inotify insta
 
 Deno.test(
   "redteam: stalled downloads from a hostile controller do not pile up descriptors without bound",
-  {
-    // HOLE: every download holds its file descriptor until the controller acknowledges or resets it; nothing caps
-    // how many may be open at once, so a controller that never acknowledges makes the daemon hold one descriptor per
-    // request until it hits its RLIMIT_NOFILE, after which spawns and file operations fail.
-    ignore: true,
-  },
+  // Was a HOLE: every download held its descriptor until acknowledged or reset, without a cap, so a controller that
+  // never acknowledged pushed the daemon toward RLIMIT_NOFILE. At most MAX_TRANSFERS run per link now.
   async () => {
     await using c = await rawController("rawdl");
     await Deno.writeFile(`${c.root}/f`, new Uint8Array(1024 * 1024));
@@ -785,9 +784,19 @@ Deno.test(
     for (let sid = 1; sid <= 1000; sid++) {
       replies.push(c.request("download", { path: "f", sid, window: 1 }));
     }
-    const accepted = (await Promise.all(replies)).filter((r) => r.ok === true).length;
+    const settled = await Promise.all(replies);
+    const accepted = settled.filter((r) => r.ok === true).length;
     const held = fds() - base;
     assert(held < 512, `${accepted} stalled downloads hold ${held} descriptors in the daemon`);
+    // Beyond the cap, a download is refused at once, with a code and a message naming the cap.
+    const refusal = settled.find((r) => r.ok === false);
+    assertEquals((refusal?.error as { code?: string } | undefined)?.code, "EMFILE");
+    assert(
+      String((refusal?.error as { message?: string }).message).includes(
+        "64 transfers",
+      ),
+      JSON.stringify(refusal),
+    );
   },
 );
 
@@ -822,6 +831,7 @@ class RawDaemon {
   readonly socket: WebSocket;
   readonly ready: Promise<void>;
   readonly requests: Record<string, unknown>[] = [];
+  readonly resets: Record<string, unknown>[] = [];
   #closed: Promise<void>;
 
   constructor(url: string, id: string) {
@@ -853,6 +863,7 @@ class RawDaemon {
       if (message.t === "welcome") resolve();
       else if (message.t === "ping") this.socket.send('{"t":"pong"}');
       else if (message.t === "req") this.requests.push(message);
+      else if (message.t === "reset") this.resets.push(message);
     };
     this.socket.onerror = () => {};
     this.socket.onclose = () => {
@@ -914,13 +925,9 @@ Deno.test("redteam: a hostile daemon cannot answer another daemon's requests or 
 
 Deno.test(
   "redteam: a hostile daemon that accepts a download and then sends nothing cannot hold the call forever",
-  {
-    // HOLE: the request deadline (requestTimeoutMs) ends at the daemon's reply; a daemon that replies to `download`
-    // and then neither sends data nor `eof` (nor closes) keeps `download()` pending for as long as its link lives
-    // (it answers pings, so the heartbeat never drops it). Memory stays bounded; the caller must pass its own
-    // `signal`. A stall deadline on file streams (no bytes for requestTimeoutMs) would close it.
-    ignore: true,
-  },
+  // Was a HOLE: the request deadline ended at the daemon's reply, so a daemon that replied to `download` and then
+  // sent nothing (while answering pings) kept `download()` pending. A reader waiting requestTimeoutMs for a byte now
+  // fails the download (ETIMEDOUT) and resets the stream.
   async () => {
     await using server = await Server.listen({ port: 0, token: TOKEN, requestTimeoutMs: 500 });
     const daemon = new RawDaemon(server.url, "staller");
@@ -942,19 +949,48 @@ Deno.test(
         !result.error.message.startsWith("No answer within"),
         "download() still pending after 10 deadlines",
       );
+      assertEquals((result.error as { code?: string }).code, "ETIMEDOUT", result.error.message);
+      // The daemon is told to stop sending.
+      await eventually(
+        () => daemon.resets.some((m) => m.reason !== undefined),
+        5_000,
+        "the controller's reset of the stalled stream",
+      );
     } finally {
       await daemon.close();
     }
   },
 );
 
+Deno.test("redteam: the stall deadline on downloads never fails a slow reader", async () => {
+  // The controller side of the fix above: the deadline runs only while the consumer waits for bytes. A reader that
+  // pauses for several deadlines, with the daemon's window full (the file is larger than the window), still gets
+  // every byte.
+  await using w = await worker("slowreader", [], { requestTimeoutMs: 200 });
+  const size = 12 * 1024 * 1024;
+  const content = new Uint8Array(size).map((_, i) => i % 251);
+  await Deno.writeFile(`${w.root}/big`, content);
+  const stream = await w.server.downloadStream("slowreader", "big");
+  const reader = stream.getReader();
+  let received = 0;
+  let pauses = 0;
+  while (true) {
+    const next = await reader.read();
+    if (next.done) break;
+    received += next.value.length;
+    if (pauses < 3) {
+      pauses++;
+      // A slow consumer: three deadlines without reading (this pause is the behaviour under test).
+      await new Promise((resolve) => setTimeout(resolve, 600));
+    }
+  }
+  assertEquals(received, size);
+});
+
 Deno.test(
   "redteam: uploads a hostile controller opens and never feeds do not pile up descriptors without bound",
-  {
-    // HOLE: as for downloads: each upload holds its unnamed temporary file (O_TMPFILE) open until data, `eof`,
-    // `reset` or the link's end; nothing caps how many are open at once, nor how long one may sit idle.
-    ignore: true,
-  },
+  // Was a HOLE: as for downloads, each upload held its unnamed temporary file (and its directory) open until data,
+  // `eof`, `reset` or the link's end, without a cap.
   async () => {
     await using c = await rawController("rawul");
     const fds = () => [...Deno.readDirSync(`/proc/${c.daemon.pid}/fd`)].length;
@@ -968,3 +1004,51 @@ Deno.test(
     assert(held < 512, `1000 idle uploads hold ${held} descriptors in the daemon`);
   },
 );
+
+Deno.test("redteam: a transfer that makes no progress is reset after the idle deadline; the per-link cap holds", async () => {
+  // The daemon's transfer handlers in-process on a Link whose socket records what is sent (the deadline is 60 s
+  // in the real daemon; here 100 ms).
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-redteam-idle-" }));
+  await Deno.writeFile(`${dir}/f`, new Uint8Array(4096));
+  const sent: Record<string, unknown>[] = [];
+  const socket = {
+    readyState: 1,
+    send: (data: unknown) => {
+      if (typeof data === "string") sent.push(JSON.parse(data));
+    },
+    close: () => {},
+  } as unknown as ConstructorParameters<typeof Link>[0];
+  const link = new Link(socket);
+  // The daemon's idle timers do not keep a process alive (its socket does): hold the test's event loop open.
+  const keepAlive = setInterval(() => {}, 1_000);
+  try {
+    const handlers = fileHandlers({ root: dir, maxTransfers: 2, transferIdleMs: 100 });
+    // An upload that never gets a byte fails with ETIMEDOUT, tells the controller, and lets go of its stream.
+    const upload = Promise.resolve(handlers.upload!({ path: "u", sid: 1, window: 65_536 }, link));
+    // A download that is never acknowledged (window of one byte) is reset.
+    await handlers.download!({ path: "f", sid: 2, window: 1 }, link);
+    // The cap: a third transfer on the link is refused at once.
+    const refused = await assertRejects(
+      () => Promise.resolve(handlers.download!({ path: "f", sid: 3, window: 1 }, link)),
+      DaemonRequestError,
+    );
+    assertEquals(refused.code, "EMFILE");
+    assert(refused.message.includes("at most 2 transfers"), refused.message);
+    const failed = await assertRejects(() => upload, DaemonRequestError);
+    assertEquals(failed.code, "ETIMEDOUT", failed.message);
+    await eventually(() => sent.filter((m) => m.t === "reset").length === 2, 5_000, "two resets");
+    for (const sid of [1, 2]) {
+      const reset = sent.find((m) => m.t === "reset" && m.sid === sid);
+      assert(String(reset?.reason).startsWith("ETIMEDOUT: "), JSON.stringify(reset));
+    }
+    assertEquals(link.routes.size, 0);
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["f"]);
+    // Their places are free again.
+    await handlers.download!({ path: "f", sid: 4, window: 65_536 }, link);
+    await eventually(() => sent.some((m) => m.t === "eof" && m.sid === 4), 5_000, "the eof");
+  } finally {
+    clearInterval(keepAlive);
+    link.closed();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

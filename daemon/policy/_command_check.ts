@@ -6,7 +6,7 @@
  * @module
  */
 
-import { programPath } from "./_program.ts";
+import { programFiles, programPath } from "./_program.ts";
 import { Glob } from "./_glob.ts";
 import {
   ASSIGNMENT,
@@ -14,10 +14,12 @@ import {
   type Commands,
   evalScript,
   MAX_NESTING,
+  MULTI_CALL,
   programBasename,
   ScanBudget,
   scanShell,
   type Segment,
+  SHELLS,
   shorten,
   type Word,
 } from "./_shell_lexer.ts";
@@ -98,6 +100,35 @@ function budgetFor(length: number): ScanBudget {
   return new ScanBudget(1024 * 1024 + 8 * length);
 }
 
+/**
+ * Whether a command starts a shell once its programs are read as the files they resolve to: each command head is
+ * replaced by its real path (a symlink `bin/notashell -> /bin/dash` becomes `/usr/bin/dash`; a bare name is
+ * looked up in each `PATH` given) and the heads are found again. A multi-call binary (`busybox`) keeps the name
+ * given, since it runs the applet its `argv[0]` names. The check and the exec are two lookups: a link swapped in
+ * between is not seen (see daemon/SECURITY.md).
+ */
+function resolvesToShell(
+  words: Word[],
+  commands: Commands,
+  cwd: string | undefined,
+  pathVariables: readonly (string | undefined)[],
+): boolean {
+  let changed = false;
+  const resolved = words.slice();
+  for (const head of commands.heads) {
+    const word = words[head.index];
+    if (word === undefined || !word.literal) continue;
+    for (const file of programFiles(word.text, cwd, pathVariables)) {
+      const base = programBasename(file);
+      if (MULTI_CALL.has(base) || file === word.text) continue;
+      if (SHELLS.has(base)) return true;
+      resolved[head.index] = { text: file, literal: true };
+      changed = true;
+    }
+  }
+  return changed && commandHeads(resolved, 0).heads.some((head) => head.shellProgram);
+}
+
 /** The command rules of a policy: `allow`, `deny` and `noShell`. */
 export class CommandCheck {
   readonly #allow: Matcher[];
@@ -118,20 +149,30 @@ export class CommandCheck {
    *
    * @param command An argv array, or a string for `sh -c`.
    * @param cwd The directory relative program paths resolve against (default: the daemon's).
+   * @param pathVariables The `PATH` values a bare program name may be looked up in (for `noShell`, which checks
+   * the file a program resolves to as well as its name).
    * @returns The command to run: the same, or for an argv array under an allow list whose program climbs with
    * `..`, the argv with that program normalised.
    * @throws {TypeError} If the command is malformed.
    * @throws {PolicyError} If a rule refuses it.
    */
-  check(command: string | string[], cwd: string | undefined): string | string[] {
+  check(
+    command: string | string[],
+    cwd: string | undefined,
+    pathVariables: readonly (string | undefined)[] = [Deno.env.get("PATH")],
+  ): string | string[] {
     if (typeof command === "string") {
       this.#checkString(command, cwd);
       return command;
     }
-    return this.#checkArgv(command, cwd);
+    return this.#checkArgv(command, cwd, pathVariables);
   }
 
-  #checkArgv(argv: string[], cwd: string | undefined): string[] {
+  #checkArgv(
+    argv: string[],
+    cwd: string | undefined,
+    pathVariables: readonly (string | undefined)[],
+  ): string[] {
     checkArgv(argv);
     // No command rule: nothing to scan (this runs on every exec).
     if (!this.#noShell && this.#deny.length === 0 && this.#allow.length === 0) return argv;
@@ -140,6 +181,14 @@ export class CommandCheck {
     if (this.#noShell && commands.heads.some((head) => head.shellProgram)) {
       throw new PolicyError(
         `Shell commands are disabled by the daemon's policy: ${shorten(argv.join(" "))}`,
+        { rule: "noShell" },
+      );
+    }
+    if (this.#noShell && resolvesToShell(words, commands, cwd, pathVariables)) {
+      throw new PolicyError(
+        `Shell commands are disabled by the daemon's policy: ${
+          shorten(argv.join(" "))
+        } (a program resolves to a shell)`,
         { rule: "noShell" },
       );
     }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { delimiter, resolve } from "node:path";
 
 /** A program word as the policy sees it. */
 export interface ProgramPath {
@@ -29,4 +29,57 @@ export function programPath(program: string, cwd: string | undefined): ProgramPa
   if (!separated.includes("/")) return { given: program, normalized: undefined, climbs: false };
   const normalized = cwd === undefined ? resolve(separated) : resolve(cwd, separated);
   return { given: program, normalized, climbs: separated.split("/").includes("..") };
+}
+
+/**
+ * The files a program word may run, symlinks resolved (`realpath`): for a path, the file it names; for a bare name,
+ * the first executable regular file of each `PATH` value given (the child's `PATH` may be any of them). Names that
+ * lead to no file are left out.
+ *
+ * @param program The program word.
+ * @param cwd The working directory relative paths (and empty `PATH` entries) resolve against (default: the
+ * daemon's).
+ * @param pathVariables The `PATH` values the program may be looked up in.
+ * @returns The real paths, without duplicates.
+ */
+export function programFiles(
+  program: string,
+  cwd: string | undefined,
+  pathVariables: readonly (string | undefined)[],
+): string[] {
+  const base = cwd ?? Deno.cwd();
+  const found = new Set<string>();
+  const real = (path: string): string | undefined => {
+    try {
+      const info = Deno.statSync(path);
+      if (!info.isFile) return undefined;
+      return Deno.realPathSync(path);
+    } catch {
+      return undefined;
+    }
+  };
+  const normalized = programPath(program, cwd).normalized;
+  if (normalized !== undefined) {
+    const file = real(normalized);
+    if (file !== undefined) found.add(file);
+    return [...found];
+  }
+  for (const pathVariable of new Set(pathVariables)) {
+    if (pathVariable === undefined) continue;
+    for (const dir of pathVariable.split(delimiter)) {
+      const candidate = resolve(base, dir, program);
+      const info = (() => {
+        try {
+          return Deno.statSync(candidate);
+        } catch {
+          return undefined;
+        }
+      })();
+      if (!info?.isFile || ((info.mode ?? 0o111) & 0o111) === 0) continue;
+      const file = real(candidate);
+      if (file !== undefined) found.add(file);
+      break;
+    }
+  }
+  return [...found];
 }

@@ -134,7 +134,7 @@ export const SHELLS: ReadonlySet<string> = new Set([
 ]);
 
 /** Multi-call binaries whose first argument can name a shell (`busybox sh`, `toybox sh`). */
-const MULTI_CALL: ReadonlySet<string> = new Set(["busybox", "toybox"]);
+export const MULTI_CALL: ReadonlySet<string> = new Set(["busybox", "toybox"]);
 
 const WRAPPERS: ReadonlySet<string> = new Set([
   "exec",

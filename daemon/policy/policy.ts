@@ -290,7 +290,12 @@ export class Policy {
         });
       }
     } else {
-      command = this.#commands.check(request.command, request.cwd);
+      // The child's PATH: the request's, a forced one, or the daemon's (all are tried for the noShell check).
+      command = this.#commands.check(request.command, request.cwd, [
+        request.env?.PATH,
+        this.options.envSet?.PATH,
+        Deno.env.get("PATH"),
+      ]);
     }
     this.checkEnv(request.env);
     if (request.pty !== undefined) {

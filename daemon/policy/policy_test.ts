@@ -224,6 +224,37 @@ Deno.test("checkCommand noShell refuses strings and every shell program, allows 
   refusedBy(policy, ["env", "sh", "-c", "ls"], "noShell");
 });
 
+Deno.test("checkCommand noShell reads a program as the file it resolves to (a planted symlink to a shell)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sandd-policy-link-" });
+  try {
+    await Deno.symlink("/bin/sh", `${dir}/notashell`);
+    await Deno.symlink("/bin/ls", `${dir}/lister`);
+    const flock = (await Deno.stat("/usr/bin/flock").catch(() => null)) !== null;
+    if (flock) await Deno.symlink("/usr/bin/flock", `${dir}/locker`);
+    const policy = new Policy({ noShell: true });
+    // By path, absolute or relative to the working directory.
+    refusedBy(policy, [`${dir}/notashell`, "-c", "id"], "noShell");
+    refusedBy(policy, ["env", `${dir}/notashell`], "noShell");
+    throws(() => policy.checkCommand(["./notashell", "-c", "id"], dir), PolicyError);
+    // A link to a program that starts a shell from its arguments.
+    if (flock) refusedBy(policy, [`${dir}/locker`, "/tmp/x", "-c", "id"], "noShell");
+    // A link to something else still runs.
+    allowed(policy, [`${dir}/lister`, "sh"]);
+    // By bare name, through the request's PATH.
+    throws(
+      () =>
+        policy.checkSpawn({ command: ["notashell", "-c", "id"], env: { PATH: dir } }, {
+          running: 0,
+          sessions: 0,
+        }),
+      PolicyError,
+    );
+    policy.checkSpawn({ command: ["lister"], env: { PATH: dir } }, { running: 0, sessions: 0 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("checkCommand rejects malformed commands with TypeError", () => {
   const policy = new Policy();
   assertThrows(() => policy.checkCommand([]), TypeError);
