@@ -2,7 +2,12 @@
 // exit. The user holds a RemoteProcess, a handle with only the public API; the server works with this session.
 import { SIGNALS } from "@sandd/protocol/messages";
 import type { Connection } from "./_connection.ts";
-import { DaemonDisconnectedError, ProcessExitedError, SignalNotAllowedError } from "./errors.ts";
+import {
+  DaemonDisconnectedError,
+  ProcessExitedError,
+  SignalNotAllowedError,
+  UnknownProcessError,
+} from "./errors.ts";
 import { type Gap, InboundStream } from "./_inbound_stream.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
 import { type ProcessStatus, RemoteProcess, type StreamOffsets } from "./process.ts";
@@ -175,20 +180,36 @@ export class ProcessSession {
 
   /**
    * Send a signal to the process group. `SIGTERM` (the default) escalates to `SIGKILL` after the daemon's grace.
+   * Once the process has exited, the signal still reaches what its group left behind (a background job: the
+   * `lingering` members of `ProcessInfo`); only the daemon knows whether any are left, so it is asked.
    *
    * @param signal The signal.
    * @throws {SignalNotAllowedError} For a signal outside the allowed set.
-   * @throws {ProcessExitedError} When the process has exited.
+   * @throws {ProcessExitedError} When the process has exited and nothing of its group is left (or the daemon
+   * forgot it, or is away).
    */
   async kill(signal: Deno.Signal = "SIGTERM"): Promise<void> {
     if (!SIGNALS.includes(signal)) throw new SignalNotAllowedError(signal, SIGNALS);
-    if (this.#exit) {
-      throw new ProcessExitedError(this.daemonId, {
+    if (!this.#exit) {
+      await this.#conn().request("signal", { proc: this.#id, signal });
+      return;
+    }
+    // The daemon answers PROCESS_EXITED when no member of the group lingers.
+    const exited = () =>
+      new ProcessExitedError(this.daemonId, {
         code: "PROCESS_EXITED",
         message: `Process ${this.#id} has already exited`,
       });
+    const conn = this.#host.connection(this.daemonId);
+    if (!conn) throw exited();
+    try {
+      await conn.request("signal", { proc: this.#id, signal });
+    } catch (error) {
+      if (error instanceof UnknownProcessError || error instanceof DaemonDisconnectedError) {
+        throw exited();
+      }
+      throw error;
     }
-    await this.#conn().request("signal", { proc: this.#id, signal });
   }
 
   /** Stop following the process without killing it; it can be attached again later. */

@@ -18,7 +18,7 @@ export interface ProcessStatus {
   exitCode: number;
   /** The signal that ended it, if any. */
   signal: Deno.Signal | null;
-  /** Whether the daemon killed it for its timeout. */
+  /** Whether the daemon killed it for its timeout (not set when only what it left behind was killed then). */
   timedOut: boolean;
   /**
    * Per output stream (stdout, stderr): whether the daemon dropped output beyond its `maxOutputBytes` policy.
@@ -140,10 +140,12 @@ export class RemoteProcess {
 
   /**
    * Send a signal to the process group. `SIGTERM` (the default) escalates to `SIGKILL` after the daemon's grace.
+   * Once the process has exited, the signal still reaches what its group left behind while anything lingers (a
+   * background job such as `sleep 60 &`: {@linkcode ProcessInfo.lingering}).
    *
    * @param signal The signal.
    * @throws {SignalNotAllowedError} For a signal outside the allowed set.
-   * @throws {ProcessExitedError} When the process has exited.
+   * @throws {ProcessExitedError} When the process has exited and nothing of its group is left.
    */
   kill(signal: Deno.Signal = "SIGTERM"): Promise<void> {
     return sessionOf(this).kill(signal);

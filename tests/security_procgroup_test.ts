@@ -2,8 +2,8 @@
 // (`sleep 61 &`) must still count toward --max-processes, be killed at its timeout and when the daemon stops.
 // Every child runs in its own process group, so "the command" means its whole group.
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { PolicyError, Server } from "../mod.ts";
-import { eventually, startWorker, TestDaemon } from "./_daemon.ts";
+import { PolicyError, ProcessExitedError, Server } from "../mod.ts";
+import { alive, eventually, startWorker, TestDaemon } from "./_daemon.ts";
 import { countMembers, groupAlive, signalGroup } from "../daemon/_process_group.ts";
 import { holdPosixChildRuntime, spawnPosixChild } from "../daemon/_posix_child.ts";
 
@@ -35,6 +35,38 @@ function killGroups(pgids: number[]): void {
       } catch {
         // gone
       }
+    }
+  }
+}
+
+/** Read `stream` until `pattern` matches what was read; returns the match. */
+async function readUntil(
+  stream: ReadableStream<Uint8Array>,
+  pattern: RegExp,
+): Promise<RegExpMatchArray> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  try {
+    for (;;) {
+      const match = text.match(pattern);
+      if (match) return match;
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`Output ended before ${pattern}; got ${JSON.stringify(text)}`);
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** Kill the given pids (only matters when the daemon under test is broken). */
+function killPids(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // gone
     }
   }
 }
@@ -224,6 +256,73 @@ Deno.test({
       await eventually(() => !groupAlive(pgid), 10_000, "the group id to be free");
     } finally {
       killGroups([pgid]);
+    }
+  },
+});
+
+/** How long the daemon waits after hanging a terminal up before it kills what is left (daemon/pty/_unix.ts). */
+const HANGUP_GRACE_MS = 2_000;
+
+Deno.test({
+  name:
+    "closing a terminal kills the session's jobs that ignore the hang-up, in the daemon as shipped",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const jobs: number[] = [];
+    try {
+      // The daemon runs with its real permission flags (daemon/permissions.ts), under which Deno refuses /proc.
+      await using worker = await startWorker("procgroup-close");
+      // 1. A job in the shell's own group (no job control): the hang-up ends the shell, not the job.
+      const sh = await worker.server.shell(worker.daemon.id, {
+        command: "(trap '' HUP; exec sleep 300) >/dev/null 2>&1 & echo job=$!; exec cat",
+      });
+      const job = Number((await readUntil(sh.output, /job=(\d+)/))[1]);
+      jobs.push(job);
+      assert(alive(job), "the job runs");
+      assertEquals((await sh.close()).signal, "SIGHUP");
+      assert(alive(job), "the job outlived the hang-up");
+      await eventually(() => !alive(job), HANGUP_GRACE_MS + 3_000, `job ${job} to be killed`);
+
+      // 2. An interactive shell with job control: the job has a process group of its own in the session.
+      const bash = await worker.server.shell(worker.daemon.id, {
+        command: ["bash", "--norc", "--noprofile", "-i"],
+      });
+      await bash.write("(trap '' HUP; exec sleep 300) >/dev/null 2>&1 & echo job=$!\r");
+      const own = Number((await readUntil(bash.output, /job=(\d+)/))[1]);
+      jobs.push(own);
+      assert(alive(own), "the job runs");
+      await bash.close();
+      await eventually(() => !alive(own), HANGUP_GRACE_MS + 3_000, `job ${own} to be killed`);
+    } finally {
+      killPids(jobs);
+    }
+  },
+});
+
+Deno.test({
+  name: "kill() reaches the background job a command left behind after it exited",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const jobs: number[] = [];
+    try {
+      await using worker = await startWorker("procgroup-kill");
+      const { server } = worker;
+      const p = await server.spawn(worker.daemon.id, "sleep 300 >/dev/null 2>&1 & echo $!; exit 0");
+      const job = Number((await readUntil(p.stdout, /(\d+)\n/))[1]);
+      jobs.push(job);
+      assertEquals((await p.status).exitCode, 0);
+      assert(alive(job), "the job outlives the command");
+      await p.kill("SIGKILL");
+      await eventually(() => !alive(job), 5_000, `job ${job} to be killed`);
+      // Once nothing lingers, kill() says the process has exited, as for any other exited process.
+      const deadline = Date.now() + 10_000;
+      while ((await server.processes(worker.daemon.id))[0]?.lingering !== undefined) {
+        assert(Date.now() < deadline, "the daemon to see the group end");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await assertRejects(() => p.kill("SIGKILL"), ProcessExitedError);
+    } finally {
+      killPids(jobs);
     }
   },
 });
