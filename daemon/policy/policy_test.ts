@@ -235,13 +235,13 @@ Deno.test("checkCommand noShell reads a program as the file it resolves to (a pl
     // By path, absolute or relative to the working directory.
     refusedBy(policy, [`${dir}/notashell`, "-c", "id"], "noShell");
     refusedBy(policy, ["env", `${dir}/notashell`], "noShell");
-    throws(() => policy.checkCommand(["./notashell", "-c", "id"], dir), PolicyError);
+    assertThrows(() => policy.checkCommand(["./notashell", "-c", "id"], dir), PolicyError);
     // A link to a program that starts a shell from its arguments.
     if (flock) refusedBy(policy, [`${dir}/locker`, "/tmp/x", "-c", "id"], "noShell");
     // A link to something else still runs.
     allowed(policy, [`${dir}/lister`, "sh"]);
     // By bare name, through the request's PATH.
-    throws(
+    assertThrows(
       () =>
         policy.checkSpawn({ command: ["notashell", "-c", "id"], env: { PATH: dir } }, {
           running: 0,
