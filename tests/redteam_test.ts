@@ -1029,7 +1029,7 @@ Deno.test("redteam: a transfer that makes no progress is reset after the idle de
     await handlers.download!({ path: "f", sid: 2, window: 1 }, link);
     // The cap: a third transfer on the link is refused at once.
     const refused = await assertRejects(
-      () => Promise.resolve(handlers.download!({ path: "f", sid: 3, window: 1 }, link)),
+      async () => await handlers.download!({ path: "f", sid: 3, window: 1 }, link),
       DaemonRequestError,
     );
     assertEquals(refused.code, "EMFILE");
