@@ -7,7 +7,7 @@
  * @module
  */
 
-import { TarWriter } from "./_tar.ts";
+import { archiveStream, TarWriter } from "./_tar.ts";
 import {
   closeFd,
   FsError,
@@ -38,8 +38,6 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  */
 export function packBeneath(dirFd: number, skip?: RegExp): ReadableStream<Uint8Array> {
   const tar = new TarWriter();
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  let done: Promise<void> = Promise.resolve();
   let cancelled = false;
 
   async function walk(fd: number, relDir: string): Promise<void> {
@@ -143,29 +141,11 @@ export function packBeneath(dirFd: number, skip?: RegExp): ReadableStream<Uint8A
     }
   }
 
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (reader === undefined) {
-        reader = tar.readable.getReader();
-        done = run();
-      }
-      const { done: end, value } = await reader.read();
-      if (end) {
-        await done;
-        controller.close();
-      } else {
-        controller.enqueue(value);
-      }
-    },
-    async cancel(reason) {
+  return archiveStream(tar, {
+    write: run,
+    onCancel: (started) => {
       cancelled = true;
-      if (reader === undefined) {
-        await tar.abort(reason);
-        closeFd(dirFd);
-        return;
-      }
-      await reader.cancel(reason);
-      await done;
+      if (!started) closeFd(dirFd);
     },
-  }, { highWaterMark: 0 });
+  });
 }

@@ -5,4 +5,4 @@
  * @module
  */
 
-export { readTar, TarWriter } from "@sandd/protocol/tar";
+export { archiveStream, readTar, TarWriter } from "@sandd/protocol/tar";

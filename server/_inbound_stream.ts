@@ -3,7 +3,8 @@
 // The credit rules (window, gaps, resend overlap, memory bound) are the shared CreditReceiver's; this class adds
 // the link, the gap reports and the ReadableStream.
 import { CreditReceiver, type SkippedRange } from "@sandd/protocol/stream";
-import type { Connection, InboundRoute } from "./_connection.ts";
+import type { Connection } from "./_connection.ts";
+import { StreamLink, Wakeup } from "./_stream_link.ts";
 
 /** Bytes lost from a stream because the daemon's retention window overflowed while nobody was reading. */
 export interface Gap {
@@ -31,10 +32,8 @@ export class InboundStream {
   #ended = false;
   #finished = false;
   #error: Error | null = null;
-  #wake: (() => void) | null = null;
-  #conn: Connection | null = null;
-  #sid = 0;
-  #route: InboundRoute | null = null;
+  readonly #wakeup: Wakeup = new Wakeup();
+  readonly #link: StreamLink = new StreamLink();
   #readable: ReadableStream<Uint8Array> | null = null;
   /** Whether {@linkcode InboundStream.drain} took the stream (then there is no ReadableStream). */
   #draining = false;
@@ -68,9 +67,7 @@ export class InboundStream {
       cancel: () => {
         this.cancelled = true;
         this.#credit.clear();
-        if (this.#conn) {
-          this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
-        }
+        this.#link.conn?.send({ t: "reset", sid: this.#link.sid, reason: "consumer cancelled" });
         this.#unbind();
         this.#finish();
       },
@@ -107,19 +104,20 @@ export class InboundStream {
         this.#finish();
         throw this.#error;
       }
-      await new Promise<void>((resolve) => this.#wake = resolve);
+      await this.#wakeup.wait();
     }
   }
 
   /** Take the next queued chunk, returning credit as for a read. */
   #take(): Uint8Array | undefined {
     const chunk = this.#credit.take();
-    if (!chunk || !this.#conn) return chunk;
+    const conn = this.#link.conn;
+    if (!chunk || !conn) return chunk;
     // Credit goes back every quarter window, and whenever the consumer has caught up: the daemon's window for this
     // stream may be smaller than ours (it is capped by the daemon's retention), and it must never wait for an ack
     // we are holding back.
     const ack = this.#ended ? null : this.#credit.ackDue();
-    if (ack !== null) this.#conn.send({ t: "ack", sid: this.#sid, offset: ack });
+    if (ack !== null) conn.send({ t: "ack", sid: this.#link.sid, offset: ack });
     return chunk;
   }
 
@@ -134,34 +132,19 @@ export class InboundStream {
 
   /** Route `sid` on `conn` to this stream. The stream resumes at `received`. */
   bind(conn: Connection, sid: number): void {
-    this.#unbind();
-    this.#conn = conn;
-    this.#sid = sid;
     this.#credit.rebind();
-    const route: InboundRoute = {
+    this.#link.bind(conn, sid, {
       onData: (offset, payload) => this.#onData(offset, payload),
       onEof: (offset) => this.#onEof(offset),
       onGap: (from, to) => this.#gap(from, to),
       onReset: (reason) =>
         this.fail(new Error(`Stream ${this.name} reset by the daemon: ${reason}`)),
       onError: (error) => this.fail(error),
-      onClose: () => {
-        if (this.#route === route) {
-          this.#route = null;
-          this.#conn = null;
-        }
-      },
-    };
-    this.#route = route;
-    conn.routes.set(sid, route);
+    });
   }
 
   #unbind(): void {
-    if (this.#conn && this.#route && this.#conn.routes.get(this.#sid) === this.#route) {
-      this.#conn.routes.delete(this.#sid);
-    }
-    this.#conn = null;
-    this.#route = null;
+    this.#link.unbind();
   }
 
   #onData(offset: number, payload: Uint8Array): void {
@@ -176,7 +159,7 @@ export class InboundStream {
     if (!this.#apply(offset, () => this.#credit.eof(offset))) return;
     this.#ended = true;
     this.#unbind();
-    this.#wakeUp();
+    this.#wakeup.wake();
   }
 
   /** Apply a frame at `offset` to the credit; report what it skipped; a breach resets the stream. */
@@ -193,13 +176,13 @@ export class InboundStream {
     // A reader that asked for "whatever is retained" learns what came before it as a gap from 0.
     if (fresh && offset > 0) this.#onGap?.({ stream: this.name, from: 0, to: offset });
     if (skipped) this.#onGap?.({ stream: this.name, ...skipped });
-    this.#wakeUp();
+    this.#wakeup.wake();
     return true;
   }
 
   /** The daemon broke the credit rules: reset the stream and fail it, instead of growing our memory. */
   #violation(error: Error): void {
-    this.#conn?.send({ t: "reset", sid: this.#sid, reason: error.message.slice(0, 200) });
+    this.#link.conn?.send({ t: "reset", sid: this.#link.sid, reason: error.message.slice(0, 200) });
     this.fail(error);
   }
 
@@ -207,13 +190,7 @@ export class InboundStream {
     if (this.#ended || this.#error || this.cancelled) return;
     this.#error = error;
     this.#unbind();
-    this.#wakeUp();
-  }
-
-  #wakeUp(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
+    this.#wakeup.wake();
   }
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
@@ -233,7 +210,7 @@ export class InboundStream {
         this.#finish();
         return;
       }
-      await new Promise<void>((resolve) => this.#wake = resolve);
+      await this.#wakeup.wait();
     }
   }
 

@@ -3,7 +3,8 @@
 // can be sent again after a reconnect, from the offset the daemon reports. The credit itself is the shared
 // CreditSender; this class adds the link, the frame buffers and the WritableStream.
 import { DaemonDisconnectedError } from "./errors.ts";
-import type { Connection, InboundRoute } from "./_connection.ts";
+import type { Connection } from "./_connection.ts";
+import { StreamLink } from "./_stream_link.ts";
 import { MAX_FRAME_PAYLOAD_BYTES as MAX_FRAME } from "@sandd/protocol/constants";
 import { allocateDataFrame } from "@sandd/protocol/frame";
 import { CreditSender } from "@sandd/protocol/stream";
@@ -22,9 +23,7 @@ export class OutboundStream {
   /** Full-size frame buffers the daemon has acknowledged, reused for the next pieces (no garbage per frame). */
   #pool: Uint8Array[] = [];
   readonly #credit: CreditSender;
-  #conn: Connection | null = null;
-  #sid = 0;
-  #route: InboundRoute | null = null;
+  readonly #link: StreamLink = new StreamLink();
   #waiters: (() => void)[] = [];
   #error: Error | null = null;
   #eofOffset: number | null = null;
@@ -80,23 +79,13 @@ export class OutboundStream {
       this.fail(error as Error);
       return;
     }
-    this.#conn = conn;
-    this.#sid = sid;
-    const route: InboundRoute = {
+    this.#link.bind(conn, sid, {
       onAck: (offset) => {
         if (this.#credit.ack(offset)) this.#wakeAll();
       },
       onReset: (reason) => this.fail(new Error(`Stream reset by the daemon: ${reason}`)),
       onError: (error) => this.fail(error),
-      onClose: () => {
-        if (this.#route === route) {
-          this.#route = null;
-          this.#conn = null;
-        }
-      },
-    };
-    this.#route = route;
-    conn.routes.set(sid, route);
+    });
     // Send again what the daemon has not received.
     for (const { offset, bytes } of resend) conn.sendData(sid, offset, bytes);
     if (this.#eofOffset !== null) this.#sendEof();
@@ -104,11 +93,7 @@ export class OutboundStream {
   }
 
   #unbind(): void {
-    if (this.#conn && this.#route && this.#conn.routes.get(this.#sid) === this.#route) {
-      this.#conn.routes.delete(this.#sid);
-    }
-    this.#conn = null;
-    this.#route = null;
+    this.#link.unbind();
   }
 
   #wakeAll(): void {
@@ -123,7 +108,8 @@ export class OutboundStream {
     for (let at = 0; at < chunk.length;) {
       if (this.#error) throw this.#error;
       const room = this.#credit.room;
-      if (room <= 0 || !this.#conn) {
+      const conn = this.#link.conn;
+      if (room <= 0 || !conn) {
         await new Promise<void>((resolve) => this.#waiters.push(resolve));
         continue;
       }
@@ -133,7 +119,7 @@ export class OutboundStream {
         allocateDataFrame(length);
       piece.set(chunk.subarray(at, at + piece.length));
       const offset = this.#credit.sent(piece);
-      this.#conn.sendData(this.#sid, offset, piece);
+      conn.sendData(this.#link.sid, offset, piece);
       at += piece.length;
     }
   }
@@ -148,10 +134,9 @@ export class OutboundStream {
 
   #sendEof(): void {
     const offset = this.#eofOffset!;
-    this.#conn?.send(
-      this.#eofHash
-        ? { t: "eof", sid: this.#sid, offset, sha256: this.#eofHash }
-        : { t: "eof", sid: this.#sid, offset },
+    const sid = this.#link.sid;
+    this.#link.conn?.send(
+      this.#eofHash ? { t: "eof", sid, offset, sha256: this.#eofHash } : { t: "eof", sid, offset },
     );
   }
 

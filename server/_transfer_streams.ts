@@ -10,6 +10,7 @@ import { DaemonDisconnectedError, FileError, remoteError, RequestTimeoutError } 
 import type { DaemonEvent } from "./events.ts";
 import type { DownloadOptions, FileHost, TransferProgress } from "./files.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
+import { Wakeup } from "./_stream_link.ts";
 import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
 
 /** Flow-control window of a file transfer, in bytes. */
@@ -226,7 +227,7 @@ class DownloadReceiver {
   /** Whether the daemon answered the request (or a resume of it). */
   #opened = false;
   readonly #info = Promise.withResolvers<DownloadReply>();
-  #wake: (() => void) | null = null;
+  readonly #wakeup: Wakeup = new Wakeup();
   total: number | undefined = undefined;
   onProgress: ((p: TransferProgress) => void) | undefined;
 
@@ -264,7 +265,7 @@ class DownloadReceiver {
         this.#stop.abort();
         this.#credit.clear();
         this.#unbind();
-        this.#wakeUp(); // a pull waiting for bytes ends (and its stall timer with it)
+        this.#wakeup.wake(); // a pull waiting for bytes ends (and its stall timer with it)
       },
     }, { highWaterMark: 0 });
   }
@@ -417,7 +418,7 @@ class DownloadReceiver {
       this.fail(this.#tooLarge(), "download larger than maxBytes");
       return;
     }
-    this.#wakeUp();
+    this.#wakeup.wake();
   }
 
   #tooLarge(): FileError {
@@ -448,7 +449,7 @@ class DownloadReceiver {
     }
     this.#ended = true;
     this.#unbind();
-    this.#wakeUp();
+    this.#wakeup.wake();
   }
 
   /** Give up: fail the stream and, while the link is there, tell the daemon to stop (`reason`). */
@@ -460,13 +461,7 @@ class DownloadReceiver {
     this.#credit.clear();
     if (this.#route) this.#conn.send({ t: "reset", sid: this.#sid, reason });
     this.#unbind();
-    this.#wakeUp();
-  }
-
-  #wakeUp(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
+    this.#wakeup.wake();
   }
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
@@ -489,7 +484,7 @@ class DownloadReceiver {
       }
       const timer = this.#armStall();
       try {
-        await new Promise<void>((resolve) => this.#wake = resolve);
+        await this.#wakeup.wait();
       } finally {
         clearTimeout(timer);
       }
@@ -507,7 +502,7 @@ class DownloadReceiver {
     return setTimeout(() => {
       if (this.#error || this.#ended) return;
       if (this.#reconnecting || !this.#route) {
-        this.#wakeUp(); // wait again on the new link
+        this.#wakeup.wake(); // wait again on the new link
         return;
       }
       const cause = new RequestTimeoutError(this.#daemonId, "download", ms);

@@ -34,6 +34,7 @@
  * @module
  */
 
+export { archiveStream, type ArchiveStreamOptions } from "./archive_stream.ts";
 export {
   readTar,
   type ReadTarOptions,

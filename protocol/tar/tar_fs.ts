@@ -14,6 +14,7 @@
 
 import { join, resolve } from "node:path";
 import { readTar, TarWriter } from "./tar.ts";
+import { archiveStream } from "./archive_stream.ts";
 
 /**
  * The mode bits unpacking keeps from an archive: permissions only. Setuid, setgid and sticky never come from an
@@ -204,8 +205,6 @@ export function packDirectory(dir: string, options: PackOptions = {}): ReadableS
   checkBoolean(followSymlinks, "followSymlinks");
   checkSignal(signal);
   const tar = new TarWriter();
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  let done: Promise<void> = Promise.resolve();
 
   async function run(): Promise<void> {
     const onAbort = () => tar.abort(signal?.reason);
@@ -223,29 +222,7 @@ export function packDirectory(dir: string, options: PackOptions = {}): ReadableS
     }
   }
 
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (reader === undefined) {
-        reader = tar.readable.getReader();
-        done = run();
-      }
-      const { done: end, value } = await reader.read();
-      if (end) {
-        await done;
-        controller.close();
-      } else {
-        controller.enqueue(value);
-      }
-    },
-    async cancel(reason) {
-      if (reader === undefined) {
-        await tar.abort(reason);
-        return;
-      }
-      await reader.cancel(reason);
-      await done;
-    },
-  }, { highWaterMark: 0 });
+  return archiveStream(tar, { write: run });
 }
 
 async function walk(
