@@ -6,6 +6,7 @@ import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { PolicyError, Server, SUBPROTOCOL } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { eventually, TestDaemon } from "./_daemon.ts";
+import { rawDaemonSocket } from "./_raw_daemon.ts";
 import { fileHandlers } from "../daemon/files.ts";
 import { Link } from "../daemon/_link.ts";
 import { DaemonRequestError } from "../daemon/process_table.ts";
@@ -835,36 +836,15 @@ class RawDaemon {
   #closed: Promise<void>;
 
   constructor(url: string, id: string) {
-    this.socket = new WebSocket(url, {
-      protocols: [SUBPROTOCOL],
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    this.socket.binaryType = "arraybuffer";
     const { promise: ready, resolve } = Promise.withResolvers<void>();
     const { promise: closed, resolve: close } = Promise.withResolvers<void>();
     this.ready = ready;
     this.#closed = closed;
-    this.socket.onopen = () =>
-      this.socket.send(JSON.stringify({
-        t: "hello",
-        id,
-        labels: {},
-        hostname: "hostile",
-        platform: "linux",
-        arch: "x86_64",
-        version: "0",
-        pid: 1,
-        processes: 0,
-        instance: crypto.randomUUID(),
-      }));
-    this.socket.onmessage = (event) => {
-      if (typeof event.data !== "string") return;
-      const message = JSON.parse(event.data);
+    this.socket = rawDaemonSocket(url, id, TOKEN, (message) => {
       if (message.t === "welcome") resolve();
-      else if (message.t === "ping") this.socket.send('{"t":"pong"}');
       else if (message.t === "req") this.requests.push(message);
       else if (message.t === "reset") this.resets.push(message);
-    };
+    });
     this.socket.onerror = () => {};
     this.socket.onclose = () => {
       resolve();

@@ -12,26 +12,11 @@ import {
   ProtocolError,
   RequestTimeoutError,
   Server,
-  SUBPROTOCOL,
 } from "../mod.ts";
 import { TestDaemon } from "./_daemon.ts";
+import { rawDaemonSocket, within } from "./_raw_daemon.ts";
 
 const TOKEN = "controller-security-token-0123456789";
-
-/** Fail (instead of hanging the test run) when `promise` has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A daemon that speaks the raw protocol: says hello, then lets the test decide what (not) to answer. */
 class FakeDaemon implements AsyncDisposable {
@@ -40,35 +25,14 @@ class FakeDaemon implements AsyncDisposable {
   readonly requests: Record<string, unknown>[] = [];
 
   constructor(url: string, id: string, onRequest: (message: Record<string, unknown>) => void) {
-    this.socket = new WebSocket(url, {
-      protocols: [SUBPROTOCOL],
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    this.socket.binaryType = "arraybuffer";
     const closed = Promise.withResolvers<void>();
     this.closed = closed.promise;
-    this.socket.onopen = () =>
-      this.socket.send(JSON.stringify({
-        t: "hello",
-        id,
-        labels: {},
-        hostname: "fake",
-        platform: "linux",
-        arch: "x86_64",
-        version: "0",
-        pid: 1,
-        processes: 0,
-        instance: crypto.randomUUID(),
-      }));
-    this.socket.onmessage = (event) => {
-      if (typeof event.data !== "string") return;
-      const message = JSON.parse(event.data);
-      if (message.t === "ping") this.socket.send('{"t":"pong"}');
+    this.socket = rawDaemonSocket(url, id, TOKEN, (message) => {
       if (message.t === "req") {
         this.requests.push(message);
         onRequest(message);
       }
-    };
+    });
     this.socket.onerror = () => {};
     this.socket.onclose = () => closed.resolve();
   }

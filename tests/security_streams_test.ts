@@ -8,6 +8,7 @@ import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { type Gap, ProtocolError, Server, SUBPROTOCOL } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { startWorker, TestDaemon } from "./_daemon.ts";
+import { rawDaemonSocket } from "./_raw_daemon.ts";
 import { sessionOf } from "../server/_process_session.ts";
 
 const TOKEN = "streams-token-0123456789abcdef";
@@ -26,34 +27,13 @@ class FakeDaemon {
   #closed: Promise<void>;
 
   constructor(url: string, id: string) {
-    this.socket = new WebSocket(url, {
-      protocols: [SUBPROTOCOL],
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    this.socket.binaryType = "arraybuffer";
     const { promise: ready, resolve } = Promise.withResolvers<void>();
     const { promise: closed, resolve: close } = Promise.withResolvers<void>();
     this.ready = ready;
     this.#closed = closed;
-    this.socket.onopen = () =>
-      this.socket.send(JSON.stringify({
-        t: "hello",
-        id,
-        labels: {},
-        hostname: "hostile",
-        platform: "linux",
-        arch: "x86_64",
-        version: "0",
-        pid: 1,
-        processes: 0,
-        instance: crypto.randomUUID(),
-      }));
-    this.socket.onmessage = (event) => {
-      if (typeof event.data !== "string") return;
-      const message = JSON.parse(event.data);
+    this.socket = rawDaemonSocket(url, id, TOKEN, (message) => {
       if (message.t === "welcome") resolve();
       else if (message.t === "pong") this.#pong?.();
-      else if (message.t === "ping") this.socket.send('{"t":"pong"}');
       else if (message.t === "reset") this.resets.set(message.sid, message.reason);
       else if (message.t === "ack") this.acks++;
       else if (message.t === "req") {
@@ -61,7 +41,7 @@ class FakeDaemon {
         if (waiter) waiter(message);
         else this.#pending.push(message);
       }
-    };
+    });
     this.socket.onerror = () => {};
     this.socket.onclose = () => {
       resolve();

@@ -3,30 +3,16 @@
 // request) fails that thing with a clear error instead of being dropped and leaving it pending. A hostile fake
 // daemon speaks the raw protocol to a real Server.
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { ProtocolError, Server, SUBPROTOCOL } from "../mod.ts";
+import { ProtocolError, Server } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { parseDaemonMessage } from "../protocol/messages.ts";
 import { Pty } from "../daemon/pty/pty.ts";
 import { FS_UNSUPPORTED } from "../daemon/ffi/fs.ts";
 import { LIBC_SYMBOLS } from "../daemon/ffi/libc.ts";
 import { TestDaemon } from "./_daemon.ts";
+import { rawDaemonSocket, within } from "./_raw_daemon.ts";
 
 const TOKEN = "wire-security-token-0123456789abcdef";
-
-/** Fail (instead of hanging the test run) when `promise` has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface Request {
   rid: number;
@@ -45,35 +31,14 @@ class HostileDaemon implements AsyncDisposable {
   #waiters: { ready: () => boolean; resolve: () => void }[] = [];
 
   constructor(url: string, id: string, onRequest: (request: Request, fake: HostileDaemon) => void) {
-    this.socket = new WebSocket(url, {
-      protocols: [SUBPROTOCOL],
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    this.socket.binaryType = "arraybuffer";
     const closed = Promise.withResolvers<void>();
     this.closed = closed.promise;
-    this.socket.onopen = () =>
-      this.send({
-        t: "hello",
-        id,
-        labels: {},
-        hostname: "hostile",
-        platform: "linux",
-        arch: "x86_64",
-        version: "0",
-        pid: 1,
-        processes: 0,
-        instance: crypto.randomUUID(),
-      });
-    this.socket.onmessage = (event) => {
-      if (typeof event.data !== "string") return;
-      const message = JSON.parse(event.data);
-      if (message.t === "ping") this.send({ t: "pong" });
+    this.socket = rawDaemonSocket(url, id, TOKEN, (message) => {
       if (message.t === "error") this.errors.push(message.message);
       if (message.t === "reset") this.resets.push(message.sid);
       if (message.t === "req") onRequest(message, this);
       this.#waiters = this.#waiters.filter((w) => !(w.ready() && (w.resolve(), true)));
-    };
+    });
     this.socket.onerror = () => {};
     this.socket.onclose = () => closed.resolve();
   }
