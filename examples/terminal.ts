@@ -21,7 +21,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { type DaemonEvent, type RemoteShell, Server } from "../mod.ts";
+import { type RemoteShell, Server } from "../mod.ts";
 import { DAEMON_PERMISSION_FLAGS } from "../daemon/permissions.ts";
 
 const ESCAPE = 0x1d; // Ctrl-]
@@ -113,7 +113,7 @@ async function main(): Promise<number> {
     (server.daemons()[0]?.id ?? await new Promise<string>((resolve) => {
       server.addEventListener(
         "connect",
-        (event) => resolve((event as DaemonEvent).daemon.id),
+        (event) => resolve(event.daemon.id),
         { once: true },
       );
     }));
