@@ -58,3 +58,38 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
     clearTimeout(timer);
   }
 }
+
+/** A controller written by hand, for tests that play a hostile controller against a real daemon. */
+export interface RawControllerServer {
+  /** The listener; the daemon dials `ws://127.0.0.1:${server.addr.port}/ws`. */
+  server: Deno.HttpServer<Deno.NetAddr>;
+  /** The daemon's socket, once it said hello (and was welcomed). */
+  connected: Promise<WebSocket>;
+}
+
+/**
+ * Listen on 127.0.0.1 for one daemon: accept its upgrade, welcome its hello (heartbeat 60 s, so the test owns the
+ * link's timing), answer its pings; every other text message goes to `onMessage`, parsed.
+ */
+export function serveRawController(onMessage: (message: RawMessage) => void): RawControllerServer {
+  const { promise: connected, resolve: onSocket } = Promise.withResolvers<WebSocket>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request, {
+      protocol: SUBPROTOCOL,
+      idleTimeout: 0,
+    });
+    socket.binaryType = "arraybuffer";
+    socket.onerror = () => {};
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string") return;
+      const message = JSON.parse(event.data);
+      if (message.t === "hello") {
+        socket.send(JSON.stringify({ t: "welcome", version: "0", heartbeatMs: 60_000 }));
+        onSocket(socket);
+      } else if (message.t === "ping") socket.send('{"t":"pong"}');
+      else onMessage(message);
+    };
+    return response;
+  });
+  return { server, connected };
+}

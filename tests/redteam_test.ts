@@ -3,10 +3,10 @@
 // --run-as nobody, an allow list, --no-shell, --env-allow). Every test asserts the SAFE behaviour. An attack that
 // succeeded was kept with `ignore: true` and a "HOLE:" comment until fixed (see daemon/SECURITY.md, "Red-team pass").
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { PolicyError, Server, SUBPROTOCOL } from "../mod.ts";
+import { PolicyError, Server } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { eventually, TestDaemon } from "./_daemon.ts";
-import { rawDaemonSocket } from "./_raw_daemon.ts";
+import { rawDaemonSocket, serveRawController } from "./_raw_daemon.ts";
 import { fileHandlers } from "../daemon/files.ts";
 import { Link } from "../daemon/_link.ts";
 import { DaemonRequestError } from "../daemon/process_table.ts";
@@ -451,32 +451,16 @@ interface RawController extends AsyncDisposable {
 
 async function rawController(id: string, args: string[] = []): Promise<RawController> {
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-redteam-raw-" }));
-  const { promise: connected, resolve: onSocket } = Promise.withResolvers<WebSocket>();
   const responses = new Map<number, (message: Record<string, unknown>) => void>();
   const resets = new Map<number, string>();
   let pong: (() => void) | undefined;
-  const controller = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request, {
-      protocol: SUBPROTOCOL,
-      idleTimeout: 0,
-    });
-    socket.binaryType = "arraybuffer";
-    socket.onerror = () => {};
-    socket.onmessage = (event) => {
-      if (typeof event.data !== "string") return;
-      const message = JSON.parse(event.data);
-      if (message.t === "hello") {
-        socket.send(JSON.stringify({ t: "welcome", version: "0", heartbeatMs: 60_000 }));
-        onSocket(socket);
-      } else if (message.t === "pong") pong?.();
-      else if (message.t === "ping") socket.send('{"t":"pong"}');
-      else if (message.t === "reset") resets.set(message.sid, message.reason);
-      else if (message.t === "res") {
-        responses.get(message.rid)?.(message);
-        responses.delete(message.rid);
-      }
-    };
-    return response;
+  const { server: controller, connected } = serveRawController((message) => {
+    if (message.t === "pong") pong?.();
+    else if (message.t === "reset") resets.set(message.sid, message.reason);
+    else if (message.t === "res") {
+      responses.get(message.rid)?.(message);
+      responses.delete(message.rid);
+    }
   });
   const daemon = new TestDaemon({
     id,

@@ -5,10 +5,10 @@
 // - a hostile controller may not raise the daemon's retention above `--retain-bytes`, nor queue stdin without
 //   bound for a child that never reads.
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { type Gap, ProtocolError, Server, SUBPROTOCOL } from "../mod.ts";
+import { type Gap, ProtocolError, Server } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { startWorker, TestDaemon } from "./_daemon.ts";
-import { rawDaemonSocket } from "./_raw_daemon.ts";
+import { rawDaemonSocket, serveRawController } from "./_raw_daemon.ts";
 import { sessionOf } from "../server/_process_session.ts";
 
 const TOKEN = "streams-token-0123456789abcdef";
@@ -227,28 +227,13 @@ Deno.test("attack: a controller cannot raise retention above the daemon's --reta
 });
 
 Deno.test("attack: stdin pushed past its window to a child that never reads is refused", async () => {
-  const { promise: connected, resolve: onSocket } = Promise.withResolvers<WebSocket>();
   const responses = new Map<number, (message: Record<string, unknown>) => void>();
   const resets = new Map<number, string>();
   let pong: (() => void) | undefined;
-  const controller = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request, {
-      protocol: SUBPROTOCOL,
-      idleTimeout: 0,
-    });
-    socket.binaryType = "arraybuffer";
-    socket.onerror = () => {};
-    socket.onmessage = (event) => {
-      if (typeof event.data !== "string") return;
-      const message = JSON.parse(event.data);
-      if (message.t === "hello") {
-        socket.send(JSON.stringify({ t: "welcome", version: "0", heartbeatMs: 60_000 }));
-        onSocket(socket);
-      } else if (message.t === "pong") pong?.();
-      else if (message.t === "reset") resets.set(message.sid, message.reason);
-      else if (message.t === "res") responses.get(message.rid)?.(message);
-    };
-    return response;
+  const { server: controller, connected } = serveRawController((message) => {
+    if (message.t === "pong") pong?.();
+    else if (message.t === "reset") resets.set(message.sid, message.reason);
+    else if (message.t === "res") responses.get(message.rid)?.(message);
   });
   const daemon = new TestDaemon({
     id: "stdin-victim",
