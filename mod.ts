@@ -16,6 +16,12 @@
  * @module
  */
 
+export type {
+  Controller,
+  FileSystemHandle,
+  ProcessHandle,
+  ShellHandle,
+} from "./server/controller.ts";
 export { DaemonEvent, type DaemonInfo, Server, type ServerEventMap } from "./server/server.ts";
 export type {
   AttachOptions,

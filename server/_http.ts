@@ -10,8 +10,22 @@ import type { ServerStats } from "./options.ts";
 
 const log = getLogger(["sandd", "server"]);
 
+/**
+ * A feature served over HTTP beside the daemon endpoint (the control API, metrics, the console, exposed ports):
+ * requests whose path is `prefix` or starts with `prefix` + "/" go to `handle`. Each mount does its own
+ * authentication (daemon credentials never reach a mount's handler as a daemon link).
+ */
+export interface HttpMount {
+  /** Path prefix without a trailing slash, e.g. `"/api/v1"`. */
+  prefix: string;
+  /** Answer the request. */
+  handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response>;
+}
+
 /** What the HTTP handler needs from the server. */
 export interface HttpRoutes {
+  /** Features mounted under their own path prefixes, checked in order. */
+  mounts: HttpMount[];
   /** Path of the WebSocket endpoint. */
   path: string;
   security: Security;
@@ -31,6 +45,11 @@ export async function handleHttp(
   const url = new URL(request.url);
   if (request.method === "GET" && url.pathname === "/health") {
     return Response.json({ status: "ok", version: VERSION });
+  }
+  for (const mount of routes.mounts) {
+    if (url.pathname === mount.prefix || url.pathname.startsWith(mount.prefix + "/")) {
+      return await mount.handle(request, info);
+    }
   }
   const stats = request.method === "GET" && url.pathname === "/stats";
   if (!stats && url.pathname !== routes.path) {

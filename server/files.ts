@@ -21,6 +21,7 @@
  * @module
  */
 
+import type { FileSystemHandle } from "./controller.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import type { FsEventMessage } from "@sandd/protocol/messages";
 import { packDirectory, unpackTar } from "@sandd/protocol/tar";
@@ -527,7 +528,7 @@ function toDate(value: unknown): Date | null {
  * for await (const event of fs.watch("/work/out")) console.log(event.kind, event.paths);
  * ```
  */
-export class RemoteFs {
+export class RemoteFs implements FileSystemHandle {
   /** The daemon. */
   readonly daemonId: string;
   readonly #host: FileHost;

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ProcessHandle } from "./controller.ts";
 import type { ProcessInfo as WireProcessInfo } from "@sandd/protocol/replies";
 import type { Gap } from "./_inbound_stream.ts";
 import { sessionOf } from "./_process_session.ts";
@@ -87,7 +88,7 @@ const _sameAsWire: SameFields<ProcessInfo, WireProcessInfo & { startedAt: Date }
  * const { exitCode } = await p.status;
  * ```
  */
-export class RemoteProcess {
+export class RemoteProcess implements ProcessHandle {
   /** The daemon it runs on. */
   get daemonId(): string {
     return sessionOf(this).daemonId;

@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { Controller } from "./controller.ts";
 import { getLogger } from "@logtape/logtape";
 import { LOGIN_SHELL_COMMAND } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
@@ -20,7 +21,7 @@ import { DEFAULT_REQUEST_TIMEOUT_MS } from "./_connection.ts";
 import { Auditor } from "./_audited.ts";
 import { AuditedFs } from "./_audited_fs.ts";
 import { Launcher } from "./_exec.ts";
-import { handleHttp, type HttpRoutes, serveHttp } from "./_http.ts";
+import { handleHttp, type HttpMount, type HttpRoutes, serveHttp } from "./_http.ts";
 import { Hub } from "./_hub.ts";
 import { ProcessRegistry } from "./_registry.ts";
 import { createSecurity, type Security } from "./_security.ts";
@@ -95,7 +96,7 @@ const log = getLogger(["sandd", "server"]);
  * await server.close();
  * ```
  */
-export class Server extends EventTarget implements AsyncDisposable {
+export class Server extends EventTarget implements Controller {
   readonly #http: Deno.HttpServer<Deno.NetAddr>;
   readonly #path: string;
   readonly #security: Security;
@@ -105,6 +106,8 @@ export class Server extends EventTarget implements AsyncDisposable {
   readonly #launcher: Launcher;
   readonly #files: FileHost;
   readonly #routes: HttpRoutes;
+  /** HTTP features mounted beside the daemon endpoint (control API, metrics, console, exposed ports). */
+  readonly #mounts: HttpMount[] = [];
   readonly #startedAt = Date.now();
   #closing: Promise<void> | null = null;
 
@@ -152,6 +155,7 @@ export class Server extends EventTarget implements AsyncDisposable {
     });
     this.#http = http;
     this.#routes = {
+      mounts: this.#mounts,
       path: this.#path,
       security,
       stats: () => this.stats(),

@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { ShellHandle } from "./controller.ts";
 import type { Gap, ProcessStatus } from "./process.ts";
 import type { ProcessSession } from "./_process_session.ts";
 import { ProcessExitedError } from "./errors.ts";
@@ -129,7 +130,7 @@ export function openShellHandle(
  * await again.resize(160, 50);
  * ```
  */
-export class RemoteShell implements AsyncDisposable {
+export class RemoteShell implements ShellHandle {
   /** The daemon it runs on. */
   readonly daemonId: string;
   /**
