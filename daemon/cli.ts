@@ -4,6 +4,7 @@
  * @module
  */
 
+import { proxyFor } from "./_proxy.ts";
 import { parseArgs } from "node:util";
 import { DAEMON_ID_RULE, isDaemonId } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
@@ -24,6 +25,11 @@ Connection:
                           at start-up, so children never see it)
   --token-file FILE       read the bearer token from FILE
   --ca-cert FILE          trust this PEM CA for wss, besides the system roots
+  --proxy URL             reach the controller through a proxy: http://[user:pass@]host:port (CONNECT),
+                          socks5://host:port or socks5h://host:port (the proxy resolves the name);
+                          'none' for a direct connection. Without it, HTTPS_PROXY (wss://) or HTTP_PROXY
+                          (ws://), then ALL_PROXY, apply unless NO_PROXY lists the host; a loopback
+                          controller is never reached through a proxy from the environment
 
 Processes:
   --retain-bytes N        output kept per stream for resume (default 4194304)
@@ -109,6 +115,8 @@ export interface DaemonConfig {
   token?: string;
   /** CA certificate files' contents. */
   caCerts: string[];
+  /** The proxy to reach the controller through (`--proxy` or the environment), or null. */
+  proxy: URL | null;
   /** Bytes retained per stream. */
   retainBytes: number;
   /** Orphan timeout in ms. */
@@ -176,6 +184,7 @@ export function parseDaemonArgs(
         token: { type: "string" },
         "token-file": { type: "string" },
         "ca-cert": { type: "string", multiple: true },
+        proxy: { type: "string" },
         "retain-bytes": { type: "string" },
         "orphan-timeout": { type: "string" },
         "exit-retention": { type: "string" },
@@ -254,6 +263,19 @@ export function parseDaemonArgs(
       throw new UsageError(`Cannot read --ca-cert '${file}': ${(error as Error).message}`);
     }
   });
+  let proxy: URL | null = null;
+  if (serverUrl && /^wss?:\/\/./.test(serverUrl)) {
+    try {
+      proxy = proxyFor(new URL(serverUrl), env, values.proxy);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    if (values.proxy !== undefined && proxy?.password) {
+      warnings.push(
+        "--proxy carries a password, visible to local users in /proc/PID/cmdline; prefer HTTPS_PROXY/HTTP_PROXY in the environment",
+      );
+    }
+  }
   let root: string | undefined;
   if (values.root !== undefined) {
     try {
@@ -326,6 +348,7 @@ export function parseDaemonArgs(
     labels,
     ...(token ? { token } : {}),
     caCerts,
+    proxy,
     ...(root !== undefined ? { root } : {}),
     retainBytes: number("retain-bytes", values["retain-bytes"], 4 * 1024 * 1024, 65536),
     orphanTimeoutMs: number("orphan-timeout", values["orphan-timeout"], 3600, 0) * 1000,

@@ -30,6 +30,7 @@ import {
 import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 import { backoffDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
+import { parseProxyUrl } from "./_proxy.ts";
 import { WebSocketClient } from "./_websocket_client.ts";
 import { holdPosixChildRuntime, posixChildSupported } from "./_posix_child.ts";
 import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_table.ts";
@@ -128,6 +129,11 @@ export interface DaemonOptions {
   token?: string;
   /** PEM CA certificate(s) to trust for wss, besides the system roots. */
   caCerts?: string[];
+  /**
+   * Reach the controller through this proxy: `http://[user:pass@]host:port` (CONNECT), `socks5://` or
+   * `socks5h://`. The environment is not read here (the `sandd` command line does that). @default undefined (direct)
+   */
+  proxy?: string | URL;
   /** Output bytes kept per stream for resume. @default 4 MiB */
   retainBytes?: number;
   /** Kill a process nobody is attached to after this long; 0 disables. @default 3_600_000 */
@@ -182,6 +188,7 @@ export class Daemon implements AsyncDisposable {
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | undefined;
   readonly #instance: string = crypto.randomUUID();
+  #proxy: URL | null = null;
 
   /**
    * @param options Connection and process options.
@@ -195,6 +202,11 @@ export class Daemon implements AsyncDisposable {
     }
     if (url.protocol !== "ws:" && url.protocol !== "wss:") {
       throw new TypeError(`Server URL must start with ws:// or wss://, got '${options.serverUrl}'`);
+    }
+    if (options.proxy !== undefined) {
+      this.#proxy = typeof options.proxy === "string"
+        ? parseProxyUrl(options.proxy, "proxy")
+        : parseProxyUrl(options.proxy.href, "proxy");
     }
     this.id = options.id ?? Deno.hostname();
     if (!isDaemonId(this.id)) {
@@ -338,6 +350,7 @@ export class Daemon implements AsyncDisposable {
         protocols: [SUBPROTOCOL],
         headers,
         ...(options.caCerts?.length ? { caCerts: options.caCerts } : {}),
+        proxy: this.#proxy,
       });
     } catch (error) {
       log.error("Cannot connect to {url}: {error}", {

@@ -75,6 +75,7 @@ async function main(): Promise<number> {
     labels: config.labels,
     ...(config.token ? { token: config.token } : {}),
     caCerts: config.caCerts,
+    ...(config.proxy ? { proxy: config.proxy } : {}),
     retainBytes: config.retainBytes,
     orphanTimeoutMs: config.orphanTimeoutMs,
     exitRetentionMs: config.exitRetentionMs,
