@@ -33,6 +33,10 @@ Connection:
 
 Processes:
   --retain-bytes N        output kept per stream for resume (default 4194304)
+  --detached-hold SEC     outage policy: when the link drops, keep backpressure on running processes for SEC
+                          seconds (a process blocks once --retain-bytes are unread, as behind a stalled ssh
+                          link), so a controller back within it resumes with nothing lost; after it, output
+                          is read on and the oldest bytes dropped, reported as a gap (default 300; 0 = drop)
   --orphan-timeout SEC    kill a process nobody is attached to after SEC seconds; 0 = never (default 3600)
   --exit-retention SEC    keep the exit status of ended processes (default 600)
   --kill-grace SEC        SIGTERM escalates to SIGKILL after SEC seconds (default 5)
@@ -119,6 +123,8 @@ export interface DaemonConfig {
   proxy: URL | null;
   /** Bytes retained per stream. */
   retainBytes: number;
+  /** Outage hold in ms. */
+  detachedHoldMs: number;
   /** Orphan timeout in ms. */
   orphanTimeoutMs: number;
   /** Exit retention in ms. */
@@ -186,6 +192,7 @@ export function parseDaemonArgs(
         "ca-cert": { type: "string", multiple: true },
         proxy: { type: "string" },
         "retain-bytes": { type: "string" },
+        "detached-hold": { type: "string" },
         "orphan-timeout": { type: "string" },
         "exit-retention": { type: "string" },
         "kill-grace": { type: "string" },
@@ -351,6 +358,7 @@ export function parseDaemonArgs(
     proxy,
     ...(root !== undefined ? { root } : {}),
     retainBytes: number("retain-bytes", values["retain-bytes"], 4 * 1024 * 1024, 65536),
+    detachedHoldMs: number("detached-hold", values["detached-hold"], 300, 0) * 1000,
     orphanTimeoutMs: number("orphan-timeout", values["orphan-timeout"], 3600, 0) * 1000,
     exitRetentionMs: number("exit-retention", values["exit-retention"], 600, 0) * 1000,
     killGraceMs: number("kill-grace", values["kill-grace"], 5, 0) * 1000,

@@ -136,6 +136,11 @@ export interface DaemonOptions {
   proxy?: string | URL;
   /** Output bytes kept per stream for resume. @default 4 MiB */
   retainBytes?: number;
+  /**
+   * Outage policy: after a link drops, keep backpressure on its processes this long so nothing is lost if the
+   * controller is back within it; then read on and drop the oldest bytes (an explicit gap). @default 300_000
+   */
+  detachedHoldMs?: number;
   /** Kill a process nobody is attached to after this long; 0 disables. @default 3_600_000 */
   orphanTimeoutMs?: number;
   /** Keep exit status this long. @default 600_000 */
@@ -225,6 +230,7 @@ export class Daemon implements AsyncDisposable {
       ((args) => args.pty ? spawnPtyChild(args, hooks) : spawnCommandChild(args, hooks));
     this.#table = new ProcessTable(factory, {
       ...(options.retainBytes !== undefined ? { retainBytes: options.retainBytes } : {}),
+      ...(options.detachedHoldMs !== undefined ? { detachedHoldMs: options.detachedHoldMs } : {}),
       ...(options.orphanTimeoutMs !== undefined
         ? { orphanTimeoutMs: options.orphanTimeoutMs }
         : {}),

@@ -77,6 +77,7 @@ async function main(): Promise<number> {
     caCerts: config.caCerts,
     ...(config.proxy ? { proxy: config.proxy } : {}),
     retainBytes: config.retainBytes,
+    detachedHoldMs: config.detachedHoldMs,
     orphanTimeoutMs: config.orphanTimeoutMs,
     exitRetentionMs: config.exitRetentionMs,
     killGraceMs: config.killGraceMs,
