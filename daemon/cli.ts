@@ -78,7 +78,9 @@ Policy (what this worker lets any controller do; flags override the same fields 
 
 Reconnect (exponential backoff with full jitter):
   --reconnect-initial SEC upper bound of the first delay (default 1)
-  --reconnect-max SEC     cap of any delay (default 30)
+  --reconnect-max SEC     cap of any delay (default 30); for 5 minutes after a link that was up
+                          dropped, delays are capped at 2 s (jittered), so the daemon is back within
+                          about 2 s of the controller returning, inside the controller's grace
 
 Logging:
   --log-level LEVEL       debug | info | warning | error (default info)

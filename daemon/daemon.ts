@@ -28,7 +28,7 @@ import {
   VERSION_MISMATCH_STATUS,
 } from "@sandd/protocol/constants";
 import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
-import { backoffDelay } from "./backoff.ts";
+import { reconnectDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
 import { parseProxyUrl } from "./_proxy.ts";
 import { WebSocketClient } from "./_websocket_client.ts";
@@ -151,6 +151,12 @@ export interface DaemonOptions {
   reconnectInitialMs?: number;
   /** Cap of the reconnect delay. @default 30_000 */
   reconnectMaxMs?: number;
+  /**
+   * For this long after a link that was up drops, reconnect delays are capped at 2 s (with full jitter) rather
+   * than `reconnectMaxMs`, so the daemon is back within about 2 s of the controller or the network returning,
+   * well inside the controller's `reconnectGraceMs` (30 s by default). @default 300_000
+   */
+  reconnectRecentMs?: number;
   /** How long to wait for the controller's welcome. @default 10_000 */
   handshakeTimeoutMs?: number;
   /**
@@ -323,6 +329,8 @@ export class Daemon implements AsyncDisposable {
     // Keep libc loaded for the daemon's life: loading it per command costs milliseconds.
     using _libc = posixChildSupported ? holdPosixChildRuntime() : undefined;
     let attempt = 0;
+    /** When the last link that was up went down (0: none yet). */
+    let lostAt = 0;
     while (!this.#abort.signal.aborted) {
       const { welcomed, refused } = await this.#connectOnce();
       if (this.#abort.signal.aborted) break;
@@ -332,10 +340,17 @@ export class Daemon implements AsyncDisposable {
         await this.#table.shutdown();
         throw refused;
       }
-      if (welcomed) attempt = 0;
-      const delay = backoffDelay(attempt++, {
+      if (welcomed) {
+        attempt = 0;
+        lostAt = Date.now();
+      }
+      // Fit the controller's grace: for a while after a link that was up dropped, retry at least every
+      // RECENT_MAX_MS (still with full jitter against a stampede), so a daemon is back within about that long
+      // of the controller or the network returning, while its handles still wait.
+      const delay = reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity, {
         initialMs: this.#options.reconnectInitialMs ?? 1_000,
         maxMs: this.#options.reconnectMaxMs ?? 30_000,
+        recentMs: this.#options.reconnectRecentMs ?? 300_000,
       });
       log.debug("Reconnecting in {delay} ms", { delay });
       await new Promise<void>((resolve) => {

@@ -24,7 +24,11 @@ export interface ServerOptions {
   heartbeatMs?: number;
   /** A connection must say hello within this long. @default 10_000 */
   handshakeTimeoutMs?: number;
-  /** How long a command or process waits for its daemon to come back after the link drops. @default 5_000 */
+  /**
+   * How long a command, process, terminal or transfer waits for its daemon to come back after the link drops
+   * (a daemon retries at least every 2 s for 5 minutes after losing a link, so an outage shorter than this
+   * costs no handle). @default 30_000
+   */
   reconnectGraceMs?: number;
   /**
    * Deadline of every request to a daemon: a request it does not answer in time (or, for an upload, one where

@@ -67,3 +67,34 @@ Deno.test("outage: after the hold, output is read on and the loss is an explicit
   assertEquals(r.bytes + lost, SEQ_BYTES);
   assert(r.tail.endsWith(`\n${LINES}\n`), r.tail);
 });
+
+Deno.test("outage: after a 6 s controller outage the daemon is back within ~2 s and handles survive", async () => {
+  // Default grace and default reconnect schedule (the test helper's faster one is overridden).
+  await using server = await Server.listen({ port: 0 });
+  await using proxy = new LinkProxy(server.port);
+  await using daemon = new TestDaemon({
+    id: "outage-backoff",
+    url: proxy.url(),
+    args: ["--reconnect-initial", "1", "--reconnect-max", "30"],
+  });
+  await server.waitForDaemon(daemon.id, { timeout: 20_000 });
+  const p = await server.spawn(daemon.id, "echo start; sleep 9; echo end");
+  const output = new Response(p.stdout).text();
+  const disconnected = new Promise<void>((resolve) =>
+    server.addEventListener("disconnect", () => resolve(), { once: true })
+  );
+  proxy.refuse(true);
+  await proxy.cut();
+  await disconnected;
+  // The outage's length is the scenario: every attempt in it is refused.
+  await new Promise((r) => setTimeout(r, 6_000));
+  const back = new Promise<number>((resolve) =>
+    server.addEventListener("connect", () => resolve(performance.now()), { once: true })
+  );
+  const restored = performance.now();
+  proxy.refuse(false);
+  const delay = (await back) - restored;
+  assert(delay < 3_000, `back ${Math.round(delay)} ms after the controller was reachable again`);
+  assertEquals(await output, "start\nend\n");
+  assertEquals((await p.status).exitCode, 0);
+});
