@@ -36,8 +36,17 @@ export interface ServerOptions {
    * @default 60_000
    */
   requestTimeoutMs?: number;
-  /** Flow-control window per stream, in bytes. @default 1 MiB */
+  /**
+   * Flow-control window of a process's output stream, in bytes: the least it gets. On a link whose measured round
+   * trip needs more to reach full speed (window / RTT caps a stream), the window grows up to `maxStreamWindow`
+   * (the daemon caps it further at its retention, 4 MiB by default). @default 1 MiB
+   */
   streamWindow?: number;
+  /**
+   * The largest window a long round trip may size a stream's window to. What one slow consumer can make the
+   * controller buffer for its stream is bounded by twice this. @default 16 MiB
+   */
+  maxStreamWindow?: number;
   /** Stops the server when aborted. */
   signal?: AbortSignal;
   /**

@@ -151,6 +151,10 @@ export class Server extends EventTarget implements Controller {
       charge: (id) => security.limiter?.take(id),
       registry: this.#registry,
       streamWindow: options.streamWindow ?? 1024 * 1024,
+      maxStreamWindow: Math.max(
+        options.maxStreamWindow ?? 16 * 1024 * 1024,
+        options.streamWindow ?? 1024 * 1024,
+      ),
       reconnectGraceMs: options.reconnectGraceMs ?? 30_000,
     });
     this.#http = http;

@@ -4,7 +4,7 @@
 // cannot run here.
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
-import { DelayRelay } from "./_delay_relay.ts";
+import { DelayRelay } from "../_delay_relay.ts";
 import { runQuietly, sshdMissing, startSshd } from "./_sshd.ts";
 import {
   type Figure,
