@@ -5,6 +5,7 @@
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 import { CLOSE_CODES } from "@sandd/protocol/constants";
+import { dialThroughProxy } from "./_proxy.ts";
 
 const MAX_MESSAGE = 64 * 1024 * 1024;
 const encoder = new TextEncoder();
@@ -53,6 +54,8 @@ export interface WebSocketClientOptions {
   protocols?: string[];
   headers?: Record<string, string>;
   caCerts?: string[];
+  /** Reach the server through this proxy (see _proxy.ts). */
+  proxy?: URL | null;
 }
 
 export interface ClientMessageEvent {
@@ -98,7 +101,9 @@ export class WebSocketClient {
     const secure = url.protocol === "wss:";
     const port = Number(url.port || (secure ? 443 : 80));
     const hostname = url.hostname.replace(/^\[|\]$/g, "");
-    const tcp = await Deno.connect({ hostname, port });
+    const tcp = options.proxy
+      ? await dialThroughProxy(options.proxy, hostname, port)
+      : await Deno.connect({ hostname, port });
     tcp.setNoDelay(true);
     const conn: Deno.Conn = secure
       ? await Deno.startTls(tcp, {

@@ -37,3 +37,43 @@ export function backoffDelay(attempt: number, options: BackoffOptions = {}): num
   const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * ceiling);
 }
+
+/** Cap of the reconnect delay shortly after a link that was up dropped. */
+export const RECENT_MAX_MS = 2_000;
+
+/** Options of {@linkcode reconnectDelay}. */
+export interface ReconnectDelayOptions extends BackoffOptions {
+  /**
+   * For this long after a link that was up dropped, delays are capped at {@linkcode RECENT_MAX_MS}.
+   * @default 300_000
+   */
+  recentMs?: number;
+}
+
+/**
+ * The daemon's delay before reconnect attempt `attempt`: {@linkcode backoffDelay}, capped at
+ * {@linkcode RECENT_MAX_MS} while the last link that was up dropped less than `recentMs` ago. That fits the
+ * controller's grace (handles wait `reconnectGraceMs`, 30 s by default): after an outage of the controller or the
+ * network, a daemon is back within about 2 s of its return, still with full jitter against a stampede.
+ *
+ * @example Prompt retries after a drop, long ones for a daemon that never connected
+ * ```ts
+ * import { reconnectDelay } from "./backoff.ts";
+ * console.assert(reconnectDelay(12, 10_000) < 2_000);
+ * console.assert(reconnectDelay(12, Infinity, { random: () => 0.99 }) > 2_000);
+ * ```
+ *
+ * @param attempt Zero-based attempt number since the last link that was up.
+ * @param sinceLostMs Milliseconds since that link dropped; Infinity when none was ever up.
+ * @param options Bounds, the recent window and randomness.
+ * @returns Milliseconds to wait.
+ */
+export function reconnectDelay(
+  attempt: number,
+  sinceLostMs: number,
+  options: ReconnectDelayOptions = {},
+): number {
+  const max = options.maxMs ?? 30_000;
+  const recent = sinceLostMs < (options.recentMs ?? 300_000);
+  return backoffDelay(attempt, { ...options, maxMs: recent ? Math.min(max, RECENT_MAX_MS) : max });
+}

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { proxyFor } from "./_proxy.ts";
 import { parseArgs } from "node:util";
 import { DAEMON_ID_RULE, isDaemonId } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
@@ -24,9 +25,18 @@ Connection:
                           at start-up, so children never see it)
   --token-file FILE       read the bearer token from FILE
   --ca-cert FILE          trust this PEM CA for wss, besides the system roots
+  --proxy URL             reach the controller through a proxy: http://[user:pass@]host:port (CONNECT),
+                          socks5://host:port or socks5h://host:port (the proxy resolves the name);
+                          'none' for a direct connection. Without it, HTTPS_PROXY (wss://) or HTTP_PROXY
+                          (ws://), then ALL_PROXY, apply unless NO_PROXY lists the host; a loopback
+                          controller is never reached through a proxy from the environment
 
 Processes:
   --retain-bytes N        output kept per stream for resume (default 4194304)
+  --detached-hold SEC     outage policy: when the link drops, keep backpressure on running processes for SEC
+                          seconds (a process blocks once --retain-bytes are unread, as behind a stalled ssh
+                          link), so a controller back within it resumes with nothing lost; after it, output
+                          is read on and the oldest bytes dropped, reported as a gap (default 300; 0 = drop)
   --orphan-timeout SEC    kill a process nobody is attached to after SEC seconds; 0 = never (default 3600)
   --exit-retention SEC    keep the exit status of ended processes (default 600)
   --kill-grace SEC        SIGTERM escalates to SIGKILL after SEC seconds (default 5)
@@ -68,7 +78,9 @@ Policy (what this worker lets any controller do; flags override the same fields 
 
 Reconnect (exponential backoff with full jitter):
   --reconnect-initial SEC upper bound of the first delay (default 1)
-  --reconnect-max SEC     cap of any delay (default 30)
+  --reconnect-max SEC     cap of any delay (default 30); for 5 minutes after a link that was up
+                          dropped, delays are capped at 2 s (jittered), so the daemon is back within
+                          about 2 s of the controller returning, inside the controller's grace
 
 Logging:
   --log-level LEVEL       debug | info | warning | error (default info)
@@ -109,8 +121,12 @@ export interface DaemonConfig {
   token?: string;
   /** CA certificate files' contents. */
   caCerts: string[];
+  /** The proxy to reach the controller through (`--proxy` or the environment), or null. */
+  proxy: URL | null;
   /** Bytes retained per stream. */
   retainBytes: number;
+  /** Outage hold in ms. */
+  detachedHoldMs: number;
   /** Orphan timeout in ms. */
   orphanTimeoutMs: number;
   /** Exit retention in ms. */
@@ -176,7 +192,9 @@ export function parseDaemonArgs(
         token: { type: "string" },
         "token-file": { type: "string" },
         "ca-cert": { type: "string", multiple: true },
+        proxy: { type: "string" },
         "retain-bytes": { type: "string" },
+        "detached-hold": { type: "string" },
         "orphan-timeout": { type: "string" },
         "exit-retention": { type: "string" },
         "kill-grace": { type: "string" },
@@ -254,6 +272,19 @@ export function parseDaemonArgs(
       throw new UsageError(`Cannot read --ca-cert '${file}': ${(error as Error).message}`);
     }
   });
+  let proxy: URL | null = null;
+  if (serverUrl && /^wss?:\/\/./.test(serverUrl)) {
+    try {
+      proxy = proxyFor(new URL(serverUrl), env, values.proxy);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    if (values.proxy !== undefined && proxy?.password) {
+      warnings.push(
+        "--proxy carries a password, visible to local users in /proc/PID/cmdline; prefer HTTPS_PROXY/HTTP_PROXY in the environment",
+      );
+    }
+  }
   let root: string | undefined;
   if (values.root !== undefined) {
     try {
@@ -326,8 +357,10 @@ export function parseDaemonArgs(
     labels,
     ...(token ? { token } : {}),
     caCerts,
+    proxy,
     ...(root !== undefined ? { root } : {}),
     retainBytes: number("retain-bytes", values["retain-bytes"], 4 * 1024 * 1024, 65536),
+    detachedHoldMs: number("detached-hold", values["detached-hold"], 300, 0) * 1000,
     orphanTimeoutMs: number("orphan-timeout", values["orphan-timeout"], 3600, 0) * 1000,
     exitRetentionMs: number("exit-retention", values["exit-retention"], 600, 0) * 1000,
     killGraceMs: number("kill-grace", values["kill-grace"], 5, 0) * 1000,

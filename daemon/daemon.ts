@@ -28,8 +28,9 @@ import {
   VERSION_MISMATCH_STATUS,
 } from "@sandd/protocol/constants";
 import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
-import { backoffDelay } from "./backoff.ts";
+import { reconnectDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
+import { parseProxyUrl } from "./_proxy.ts";
 import { WebSocketClient } from "./_websocket_client.ts";
 import { holdPosixChildRuntime, posixChildSupported } from "./_posix_child.ts";
 import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_table.ts";
@@ -128,8 +129,18 @@ export interface DaemonOptions {
   token?: string;
   /** PEM CA certificate(s) to trust for wss, besides the system roots. */
   caCerts?: string[];
+  /**
+   * Reach the controller through this proxy: `http://[user:pass@]host:port` (CONNECT), `socks5://` or
+   * `socks5h://`. The environment is not read here (the `sandd` command line does that). @default undefined (direct)
+   */
+  proxy?: string | URL;
   /** Output bytes kept per stream for resume. @default 4 MiB */
   retainBytes?: number;
+  /**
+   * Outage policy: after a link drops, keep backpressure on its processes this long so nothing is lost if the
+   * controller is back within it; then read on and drop the oldest bytes (an explicit gap). @default 300_000
+   */
+  detachedHoldMs?: number;
   /** Kill a process nobody is attached to after this long; 0 disables. @default 3_600_000 */
   orphanTimeoutMs?: number;
   /** Keep exit status this long. @default 600_000 */
@@ -140,6 +151,12 @@ export interface DaemonOptions {
   reconnectInitialMs?: number;
   /** Cap of the reconnect delay. @default 30_000 */
   reconnectMaxMs?: number;
+  /**
+   * For this long after a link that was up drops, reconnect delays are capped at 2 s (with full jitter) rather
+   * than `reconnectMaxMs`, so the daemon is back within about 2 s of the controller or the network returning,
+   * well inside the controller's `reconnectGraceMs` (30 s by default). @default 300_000
+   */
+  reconnectRecentMs?: number;
   /** How long to wait for the controller's welcome. @default 10_000 */
   handshakeTimeoutMs?: number;
   /**
@@ -182,6 +199,7 @@ export class Daemon implements AsyncDisposable {
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | undefined;
   readonly #instance: string = crypto.randomUUID();
+  #proxy: URL | null = null;
 
   /**
    * @param options Connection and process options.
@@ -195,6 +213,11 @@ export class Daemon implements AsyncDisposable {
     }
     if (url.protocol !== "ws:" && url.protocol !== "wss:") {
       throw new TypeError(`Server URL must start with ws:// or wss://, got '${options.serverUrl}'`);
+    }
+    if (options.proxy !== undefined) {
+      this.#proxy = typeof options.proxy === "string"
+        ? parseProxyUrl(options.proxy, "proxy")
+        : parseProxyUrl(options.proxy.href, "proxy");
     }
     this.id = options.id ?? Deno.hostname();
     if (!isDaemonId(this.id)) {
@@ -213,6 +236,7 @@ export class Daemon implements AsyncDisposable {
       ((args) => args.pty ? spawnPtyChild(args, hooks) : spawnCommandChild(args, hooks));
     this.#table = new ProcessTable(factory, {
       ...(options.retainBytes !== undefined ? { retainBytes: options.retainBytes } : {}),
+      ...(options.detachedHoldMs !== undefined ? { detachedHoldMs: options.detachedHoldMs } : {}),
       ...(options.orphanTimeoutMs !== undefined
         ? { orphanTimeoutMs: options.orphanTimeoutMs }
         : {}),
@@ -305,6 +329,8 @@ export class Daemon implements AsyncDisposable {
     // Keep libc loaded for the daemon's life: loading it per command costs milliseconds.
     using _libc = posixChildSupported ? holdPosixChildRuntime() : undefined;
     let attempt = 0;
+    /** When the last link that was up went down (0: none yet). */
+    let lostAt = 0;
     while (!this.#abort.signal.aborted) {
       const { welcomed, refused } = await this.#connectOnce();
       if (this.#abort.signal.aborted) break;
@@ -314,10 +340,17 @@ export class Daemon implements AsyncDisposable {
         await this.#table.shutdown();
         throw refused;
       }
-      if (welcomed) attempt = 0;
-      const delay = backoffDelay(attempt++, {
+      if (welcomed) {
+        attempt = 0;
+        lostAt = Date.now();
+      }
+      // Fit the controller's grace: for a while after a link that was up dropped, retry at least every
+      // RECENT_MAX_MS (still with full jitter against a stampede), so a daemon is back within about that long
+      // of the controller or the network returning, while its handles still wait.
+      const delay = reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity, {
         initialMs: this.#options.reconnectInitialMs ?? 1_000,
         maxMs: this.#options.reconnectMaxMs ?? 30_000,
+        recentMs: this.#options.reconnectRecentMs ?? 300_000,
       });
       log.debug("Reconnecting in {delay} ms", { delay });
       await new Promise<void>((resolve) => {
@@ -338,6 +371,7 @@ export class Daemon implements AsyncDisposable {
         protocols: [SUBPROTOCOL],
         headers,
         ...(options.caCerts?.length ? { caCerts: options.caCerts } : {}),
+        proxy: this.#proxy,
       });
     } catch (error) {
       log.error("Cannot connect to {url}: {error}", {

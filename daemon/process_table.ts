@@ -4,8 +4,11 @@
  *
  * A process's life does not depend on any link: output is read into a bounded {@linkcode OutputBuffer}; while at
  * least one controller is attached, reading stops when the slowest attachment has not acknowledged `retainBytes`
- * (backpressure reaches the child); while nobody is attached, reading goes on and the oldest bytes are dropped,
- * which a later attach learns as an explicit gap.
+ * (backpressure reaches the child). When a link drops, that backpressure is held for `detachedHoldMs` (the
+ * outage policy): the child blocks on a full pipe, as it would behind a stalled ssh connection, and a controller
+ * that comes back within the hold resumes with nothing lost. While nobody is attached (after the hold, or after an
+ * explicit detach), reading goes on and the oldest bytes are dropped, which a later attach learns as an explicit
+ * gap.
  *
  * Over 600 lines on purpose for now: the output state, the process and the table share one lifecycle (exit,
  * dispose, retention, process-group lingering) and were edited in parallel by several changes; `OutputState` is
@@ -107,6 +110,10 @@ class OutputState {
   readonly #read: () => Promise<Uint8Array | null>;
   readonly #onEnd: () => void;
   readonly #cap: number;
+  readonly #holdMs: number;
+  /** While a lost link's backpressure is held: the offset its reader had acknowledged; else null. */
+  #heldAcked: number | null = null;
+  #holdTimer: ReturnType<typeof setTimeout> | undefined;
   #reading = false;
   ended = false;
   /** Bytes the child wrote past the cap (read and dropped, so the child never blocks on them). */
@@ -117,18 +124,47 @@ class OutputState {
     retain: number,
     onEnd: () => void,
     cap = Infinity,
+    holdMs = 0,
   ) {
     this.#read = read;
     this.buffer = new OutputBuffer(retain);
     this.#onEnd = onEnd;
     this.#cap = cap;
+    this.#holdMs = holdMs;
+  }
+
+  /** The lowest offset a reader (attached, or lost and held) still needs; Infinity when none. */
+  #minAcked(): number {
+    let minAcked = this.#heldAcked ?? Infinity;
+    for (const a of this.attachments) minAcked = Math.min(minAcked, a.credit.acked);
+    return minAcked;
+  }
+
+  /** Keep a lost reader's backpressure for the hold, then let reading go on. */
+  #hold(acked: number): void {
+    if (this.#holdMs <= 0 || this.ended) return;
+    this.#heldAcked = Math.min(this.#heldAcked ?? Infinity, acked);
+    if (this.#holdTimer !== undefined) return;
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = undefined;
+      this.#heldAcked = null;
+      this.pull();
+    }, this.#holdMs);
+    // A held stream must not keep a daemon that is shutting down alive.
+    Deno.unrefTimer(this.#holdTimer);
+  }
+
+  /** End the hold (a reader is back, the output ended, or the process is forgotten). */
+  release(): void {
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
+    this.#heldAcked = null;
   }
 
   /** Read more from the child when the slowest attachment leaves room in the window. */
   pull(): void {
     if (this.#reading || this.ended) return;
-    let minAcked = Infinity;
-    for (const a of this.attachments) minAcked = Math.min(minAcked, a.credit.acked);
+    const minAcked = this.#minAcked();
     if (minAcked !== Infinity && this.buffer.end - minAcked >= this.buffer.capacity) return;
     this.#reading = true;
     this.#read().then(
@@ -141,6 +177,7 @@ class OutputState {
     this.#reading = false;
     if (chunk === null) {
       this.ended = true;
+      this.release();
       this.#onEnd();
     } else {
       const room = this.#cap - this.buffer.end;
@@ -148,9 +185,7 @@ class OutputState {
         this.dropped += chunk.length - Math.max(0, room);
         chunk = chunk.subarray(0, Math.max(0, room));
       }
-      let minAcked = Infinity;
-      for (const a of this.attachments) minAcked = Math.min(minAcked, a.credit.acked);
-      this.buffer.append(chunk, minAcked);
+      this.buffer.append(chunk, this.#minAcked());
     }
     this.pump();
     this.pull();
@@ -208,21 +243,28 @@ class OutputState {
           this.pull();
         },
         onReset: () => this.detach(attachment),
-        onClose: () => this.detach(attachment),
+        onClose: () => this.detach(attachment, true),
       },
     };
     link.bind(resume.sid, attachment.route);
     this.attachments.add(attachment);
+    // A reader is back: its own credit holds the child from now on.
+    this.release();
   }
 
-  detach(attachment: Attachment): void {
+  /**
+   * Drop an attachment. `lost`: its link dropped (rather than the controller detaching), so its backpressure is
+   * held for the outage policy's hold.
+   */
+  detach(attachment: Attachment, lost = false): void {
     if (!this.attachments.delete(attachment)) return;
     attachment.link.unbind(attachment.sid, attachment.route);
+    if (lost) this.#hold(attachment.credit.acked);
     this.pull();
   }
 
-  detachLink(link: Link): void {
-    for (const a of [...this.attachments]) if (a.link === link) this.detach(a);
+  detachLink(link: Link, lost = false): void {
+    for (const a of [...this.attachments]) if (a.link === link) this.detach(a, lost);
   }
 }
 
@@ -241,6 +283,13 @@ export interface ProcessTableOptions {
   killGraceMs?: number;
   /** Output bytes a process may produce per stream; the rest is read and dropped. @default unlimited */
   maxOutputBytes?: number;
+  /**
+   * The outage policy: when a link drops, keep its readers' backpressure on the child this long (the child
+   * blocks once `retainBytes` are unread, as behind a stalled ssh connection), so a controller that is back
+   * within it resumes with nothing lost; after it, output goes on being read and the oldest bytes are dropped
+   * (an explicit gap). 0 drops at once. @default 300_000 (5 minutes)
+   */
+  detachedHoldMs?: number;
 }
 
 /** One process held by the daemon. */
@@ -281,7 +330,13 @@ export class ManagedProcess {
     this.child = child;
     this.group = processGroupsSupported && child.pid > 1 ? child.pid : 0;
     this.outputs = child.outputs.map((read) =>
-      new OutputState(read, retain, () => this.#outputEnded(), table.maxOutputBytes)
+      new OutputState(
+        read,
+        retain,
+        () => this.#outputEnded(),
+        table.maxOutputBytes,
+        table.detachedHoldMs,
+      )
     );
     const write = child.write;
     this.#stdin = new StdinStream(
@@ -361,8 +416,9 @@ export class ManagedProcess {
     return this.#stdin.written;
   }
 
-  detach(link: Link): void {
-    for (const output of this.outputs) output.detachLink(link);
+  /** Drop `link`'s attachments; `lost` when the link dropped (the outage hold applies). */
+  detach(link: Link, lost = false): void {
+    for (const output of this.outputs) output.detachLink(link, lost);
     this.#stdin.unbind(link);
     this.#exitLinks.delete(link);
     this.#maybeOrphaned();
@@ -539,6 +595,7 @@ export class ProcessTable {
   readonly exitRetentionMs: number;
   readonly killGraceMs: number;
   readonly maxOutputBytes: number;
+  readonly detachedHoldMs: number;
   readonly #processes: Map<string, ManagedProcess> = new Map();
   /** The processes not exited yet (kept so {@linkcode running} need not walk the exit-retained ones). */
   readonly #live: Set<ManagedProcess> = new Set();
@@ -554,6 +611,7 @@ export class ProcessTable {
     this.#factory = factory;
     this.retainBytes = options.retainBytes ?? 4 * 1024 * 1024;
     this.maxOutputBytes = options.maxOutputBytes ?? Infinity;
+    this.detachedHoldMs = options.detachedHoldMs ?? 300_000;
     this.orphanTimeoutMs = options.orphanTimeoutMs ?? 3_600_000;
     this.exitRetentionMs = options.exitRetentionMs ?? 600_000;
     this.killGraceMs = options.killGraceMs ?? 5_000;
@@ -673,7 +731,7 @@ export class ProcessTable {
 
   /** A link closed: drop its attachments everywhere. */
   linkClosed(link: Link): void {
-    for (const process of this.#processes.values()) process.detach(link);
+    for (const process of this.#processes.values()) process.detach(link, true);
   }
 
   forget(process: ManagedProcess): void {
@@ -683,6 +741,7 @@ export class ProcessTable {
       process.groupEnded();
     }
     process.clearTimers();
+    for (const output of process.outputs) output.release();
     this.#processes.delete(process.id);
     this.#live.delete(process);
   }
@@ -690,7 +749,10 @@ export class ProcessTable {
   /** Terminate every running process and clear timers. */
   async shutdown(): Promise<void> {
     await Promise.all([...this.#processes.values()].map((p) => p.terminate(this.killGraceMs)));
-    for (const p of this.#processes.values()) p.clearTimers();
+    for (const p of this.#processes.values()) {
+      p.clearTimers();
+      for (const output of p.outputs) output.release();
+    }
     this.#processes.clear();
     this.#live.clear();
     this.#lingering.clear();

@@ -45,6 +45,11 @@ export interface DaemonInfo {
   remoteAddress: string;
   /** The authenticated identity's subject. */
   identity: string;
+  /**
+   * Round-trip time of the link in milliseconds (smoothed, from the controller's pings), once measured. Streams
+   * size their flow-control window from it so a long link is not capped at window / RTT.
+   */
+  rttMs?: number;
 }
 
 /** Flow state of a request whose stream the controller sends on (an upload): its deadline runs only while waiting. */
@@ -79,6 +84,8 @@ export class Connection {
   lastSeen: number = Date.now();
   /** When the controller last sent the daemon anything (`Date.now()`). */
   lastSent: number = Date.now();
+  /** When the unanswered ping went out (`performance.now()`), or 0. */
+  #pingSentAt = 0;
   readonly instance: string;
   readonly #requestTimeoutMs: number;
   #rid = 0;
@@ -102,6 +109,21 @@ export class Connection {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Send a ping and time its pong (the round trip sizes stream windows). */
+  ping(): void {
+    this.#pingSentAt = performance.now();
+    this.send({ t: "ping" });
+  }
+
+  /** A pong arrived: fold the round trip into `info.rttMs` (the first sample, then 7/8 of the old plus 1/8). */
+  pong(): void {
+    if (this.#pingSentAt === 0) return;
+    const sample = performance.now() - this.#pingSentAt;
+    this.#pingSentAt = 0;
+    const old = this.info.rttMs;
+    this.info.rttMs = Math.round((old === undefined ? sample : (7 * old + sample) / 8) * 100) / 100;
   }
 
   /** The deadline of a request's answer (and of a file stream's next bytes), in milliseconds. */

@@ -25,7 +25,23 @@ export interface LauncherOptions {
   charge(id: string): void;
   registry: ProcessRegistry;
   streamWindow: number;
+  /** The largest window a stream's measured round trip may grow it to. */
+  maxStreamWindow: number;
   reconnectGraceMs: number;
+}
+
+/** The rate a stream's window is sized for: about what one stream reaches on loopback. */
+const TARGET_BYTES_PER_SECOND = 256 * 1024 * 1024;
+
+/**
+ * The flow-control window of a new stream on a link with this round trip: enough for the target rate over that
+ * RTT (window / RTT is a stream's ceiling), never below `min` (the configured `streamWindow`) nor above `max`. The
+ * daemon caps it further at its retention, which it must keep for a resend.
+ */
+export function streamWindowFor(rttMs: number | undefined, min: number, max: number): number {
+  if (rttMs === undefined || !(rttMs > 0)) return min;
+  const wanted = Math.ceil((TARGET_BYTES_PER_SECOND * rttMs) / 1000);
+  return Math.max(min, Math.min(max, wanted));
 }
 
 export class Launcher {
@@ -35,8 +51,9 @@ export class Launcher {
     this.#options = options;
   }
 
-  #window(pty: boolean): number {
-    return pty ? Math.min(this.#options.streamWindow, SHELL_WINDOW) : this.#options.streamWindow;
+  #window(pty: boolean, rttMs?: number): number {
+    if (pty) return Math.min(this.#options.streamWindow, SHELL_WINDOW);
+    return streamWindowFor(rttMs, this.#options.streamWindow, this.#options.maxStreamWindow);
   }
 
   /** Start a process; with `pty`, on a terminal of that size (one output stream). */
@@ -48,7 +65,7 @@ export class Launcher {
   ): Promise<ProcessSession> {
     const conn = this.#options.connection(id);
     this.#options.charge(id);
-    const window = this.#window(pty !== undefined);
+    const window = this.#window(pty !== undefined, conn.info.rttMs);
     const process = new ProcessSession({
       host: this.#options.registry.host,
       daemonId: id,
@@ -93,7 +110,7 @@ export class Launcher {
     pty: boolean,
   ): Promise<ProcessSession> {
     const conn = this.#options.connection(id);
-    const window = this.#window(pty);
+    const window = this.#window(pty, conn.info.rttMs);
     const [from, errFrom] = streamOffsets(options.from);
     const process = new ProcessSession({
       host: this.#options.registry.host,

@@ -56,7 +56,7 @@ export class Hub {
     this.#options = options;
     this.#heartbeat = new Heartbeat({
       intervalMs: options.heartbeatMs,
-      ping: (conn) => conn.send({ t: "ping" }),
+      ping: (conn) => conn.ping(),
       drop: (conn, ms) => {
         log.warn("Daemon {id} silent for {ms} ms; dropping it", { id: conn.info.id, ms });
         conn.close(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
@@ -214,6 +214,8 @@ export class Hub {
     );
     this.connections.set(info.id, conn);
     conn.send({ t: "welcome", version: VERSION, heartbeatMs: this.#options.heartbeatMs });
+    // One ping at once: its round trip sizes the windows of the link's first streams.
+    conn.ping();
     this.#heartbeat.add(conn);
     log.info("Daemon {id} connected from {remote}", { id: info.id, remote: remoteAddress });
     auditor.write({ daemon: info.id, identity, action: "connect", ok: true });
@@ -253,6 +255,7 @@ export class Hub {
         conn.send({ t: "pong" });
         return;
       case "pong":
+        conn.pong();
         return;
       case "res":
         this.#reply(conn, message);

@@ -1,5 +1,5 @@
 // Argument and option checks of the controller API: each rule written once, run before anything is opened or sent.
-import { DAEMON_ID_RULE, isDaemonId } from "@sandd/protocol/constants";
+import { DAEMON_ID_RULE, isDaemonId, MAX_WINDOW_BYTES } from "@sandd/protocol/constants";
 import { streamOffsets } from "./_process_session.ts";
 import type { ShellOptions } from "./shell.ts";
 import type { AttachOptions, ExecOptions, ServerOptions, SpawnOptions } from "./options.ts";
@@ -140,6 +140,13 @@ export function checkServerOptions(options: ServerOptions): void {
   positiveInt("reconnectGraceMs", options.reconnectGraceMs, 0);
   positiveInt("requestTimeoutMs", options.requestTimeoutMs, 1);
   positiveInt("streamWindow", options.streamWindow, 1024);
+  positiveInt("maxStreamWindow", options.maxStreamWindow, 1024);
+  for (const name of ["streamWindow", "maxStreamWindow"] as const) {
+    const value = options[name];
+    if (value !== undefined && value > MAX_WINDOW_BYTES) {
+      throw new RangeError(`${name} must be at most ${MAX_WINDOW_BYTES} bytes, got ${value}`);
+    }
+  }
   if (options.path !== undefined && !options.path.startsWith("/")) {
     throw new TypeError(`path must start with '/', got '${options.path}'`);
   }

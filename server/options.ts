@@ -24,7 +24,11 @@ export interface ServerOptions {
   heartbeatMs?: number;
   /** A connection must say hello within this long. @default 10_000 */
   handshakeTimeoutMs?: number;
-  /** How long a command or process waits for its daemon to come back after the link drops. @default 5_000 */
+  /**
+   * How long a command, process, terminal or transfer waits for its daemon to come back after the link drops
+   * (a daemon retries at least every 2 s for 5 minutes after losing a link, so an outage shorter than this
+   * costs no handle). @default 30_000
+   */
   reconnectGraceMs?: number;
   /**
    * Deadline of every request to a daemon: a request it does not answer in time (or, for an upload, one where
@@ -32,8 +36,17 @@ export interface ServerOptions {
    * @default 60_000
    */
   requestTimeoutMs?: number;
-  /** Flow-control window per stream, in bytes. @default 1 MiB */
+  /**
+   * Flow-control window of a process's output stream, in bytes: the least it gets. On a link whose measured round
+   * trip needs more to reach full speed (window / RTT caps a stream), the window grows up to `maxStreamWindow`
+   * (the daemon caps it further at its retention, 4 MiB by default). @default 1 MiB
+   */
   streamWindow?: number;
+  /**
+   * The largest window a long round trip may size a stream's window to. What one slow consumer can make the
+   * controller buffer for its stream is bounded by twice this. @default 16 MiB
+   */
+  maxStreamWindow?: number;
   /** Stops the server when aborted. */
   signal?: AbortSignal;
   /**

@@ -127,7 +127,7 @@ export class Server extends EventTarget implements Controller {
     );
     this.#registry = new ProcessRegistry(
       (id) => hub().connection(id),
-      options.reconnectGraceMs ?? 5_000,
+      options.reconnectGraceMs ?? 30_000,
     );
     this.#hub = new Hub({
       heartbeatMs: options.heartbeatMs ?? 5_000,
@@ -143,7 +143,7 @@ export class Server extends EventTarget implements Controller {
     this.#files = {
       connection: (id) => this.#connection(id),
       events: this,
-      reconnectGraceMs: options.reconnectGraceMs ?? 5_000,
+      reconnectGraceMs: options.reconnectGraceMs ?? 30_000,
       closing: () => this.#closing !== null,
     };
     this.#launcher = new Launcher({
@@ -151,7 +151,11 @@ export class Server extends EventTarget implements Controller {
       charge: (id) => security.limiter?.take(id),
       registry: this.#registry,
       streamWindow: options.streamWindow ?? 1024 * 1024,
-      reconnectGraceMs: options.reconnectGraceMs ?? 5_000,
+      maxStreamWindow: Math.max(
+        options.maxStreamWindow ?? 16 * 1024 * 1024,
+        options.streamWindow ?? 1024 * 1024,
+      ),
+      reconnectGraceMs: options.reconnectGraceMs ?? 30_000,
     });
     this.#http = http;
     this.#routes = {

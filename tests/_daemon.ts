@@ -66,6 +66,11 @@ export class TestDaemon implements AsyncDisposable {
     return this.#log;
   }
 
+  /** What the daemon has written to stderr so far. */
+  get log(): string {
+    return this.#log;
+  }
+
   /** Resolves once the daemon's stderr contains `needle`. */
   waitForLog(needle: string): Promise<void> {
     if (this.#log.includes(needle)) return Promise.resolve();

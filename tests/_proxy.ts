@@ -5,6 +5,7 @@ export class LinkProxy implements AsyncDisposable {
   readonly #target: { hostname: string; port: number };
   readonly #pairs: Set<{ a: Deno.TcpConn; b: Deno.TcpConn; done: Promise<void> }> = new Set();
   #stalled = false;
+  #refusing = false;
   #accepting: Promise<void>;
   #closed = false;
   /** Connections accepted so far. */
@@ -27,6 +28,10 @@ export class LinkProxy implements AsyncDisposable {
   async #accept(): Promise<void> {
     for await (const a of this.#listener) {
       this.accepted++;
+      if (this.#refusing) {
+        a.close();
+        continue;
+      }
       let b: Deno.TcpConn;
       try {
         b = await Deno.connect(this.#target);
@@ -77,6 +82,11 @@ export class LinkProxy implements AsyncDisposable {
       }
     }
     await Promise.all(pairs.map((p) => p.done));
+  }
+
+  /** Close new connections at once (the controller looks down) until called with `false`. */
+  refuse(on = true): void {
+    this.#refusing = on;
   }
 
   /** Stop forwarding without closing: a half-open link. */
