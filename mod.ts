@@ -25,6 +25,7 @@ export type {
 export { DaemonEvent, type DaemonInfo, Server, type ServerEventMap } from "./server/server.ts";
 export type {
   AttachOptions,
+  BroadcastOptions,
   DaemonFilter,
   ExecOptions,
   ExecResult,

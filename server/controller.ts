@@ -17,6 +17,7 @@
 import type { DaemonInfo, ServerEventMap } from "./server.ts";
 import type {
   AttachOptions,
+  BroadcastOptions,
   DaemonFilter,
   ExecOptions,
   ExecResult,
@@ -126,7 +127,7 @@ export interface Controller extends AsyncDisposable {
   broadcast(
     filter: DaemonFilter,
     command: string | string[],
-    options?: ExecOptions,
+    options?: BroadcastOptions,
   ): Promise<Map<string, ExecResult | Error>>;
   /** Start a streaming process. */
   spawn(id: string, command: string | string[], options?: SpawnOptions): Promise<ProcessHandle>;

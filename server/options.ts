@@ -136,6 +136,17 @@ export interface ExecOptions {
   maxOutputBytes?: number;
 }
 
+/** Options of {@linkcode Server.broadcast}: those of `exec`, plus how many run at once. */
+export interface BroadcastOptions extends ExecOptions {
+  /**
+   * Commands in flight at once: the rest wait their turn, so a broadcast to a whole fleet neither stalls the
+   * controller nor holds every stream at once. @default 256
+   */
+  concurrency?: number;
+  /** Called with each daemon's result (or error) as it arrives. */
+  onResult?: (id: string, result: ExecResult | Error) => void;
+}
+
 /** The result of {@linkcode Server.exec}. A non-zero exit is a result, not an error. */
 export interface ExecResult {
   /** Standard output decoded as UTF-8 (invalid bytes become U+FFFD). */

@@ -39,6 +39,7 @@ import type { AuditInput } from "./audit.ts";
 import { DaemonDisconnectedError, DaemonNotFoundError, tarFileError } from "./errors.ts";
 import type {
   AttachOptions,
+  BroadcastOptions,
   DaemonFilter,
   ExecOptions,
   ExecResult,
@@ -572,24 +573,38 @@ export class Server extends EventTarget implements Controller {
   }
 
   /**
-   * Run a command on every matching daemon at once.
+   * Run a command on every matching daemon, at most `concurrency` (256) at a time.
    *
    * @param filter Which daemons.
    * @param command Shell string or argv.
-   * @param options As for {@linkcode Server.exec}.
+   * @param options As for {@linkcode Server.exec}, plus `concurrency` and `onResult`.
    * @returns Each daemon's result, or the error it failed with.
    */
   async broadcast(
     filter: DaemonFilter,
     command: string | string[],
-    options: ExecOptions = {},
+    options: BroadcastOptions = {},
   ): Promise<Map<string, ExecResult | Error>> {
     checkCommand(command);
+    positiveInt("concurrency", options.concurrency, 1);
+    if (options.onResult !== undefined && typeof options.onResult !== "function") {
+      throw new TypeError("onResult must be a function");
+    }
+    const { concurrency = 256, onResult, ...execOptions } = options;
     const targets = this.daemons(filter).map((d) => d.id);
-    const results = await Promise.all(
-      targets.map((id) => this.exec(id, command, options).catch((error: Error) => error)),
-    );
-    return new Map(targets.map((id, i) => [id, results[i]!]));
+    const results = new Map<string, ExecResult | Error>();
+    let next = 0;
+    const worker = async () => {
+      while (next < targets.length) {
+        const id = targets[next++]!;
+        const result = await this.exec(id, command, execOptions).catch((error: Error) => error);
+        results.set(id, result);
+        onResult?.(id, result);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
+    // In the order of the daemons listed.
+    return new Map(targets.map((id) => [id, results.get(id)!]));
   }
 
   // --- files: thin entry points over server/files.ts, audited ---

@@ -182,3 +182,39 @@ Deno.test("the daemon's --max-output-bytes policy drops output beyond the cap an
   assertEquals(r.truncated, { stdout: true, stderr: false });
   assertEquals(r.stderr, "done\n");
 });
+
+Deno.test("broadcast runs at most `concurrency` commands at once and reports each result as it comes", async () => {
+  await using server = await Server.listen({ port: 0 });
+  const ids = ["bc-1", "bc-2", "bc-3"];
+  const daemons = ids.map((id) => new TestDaemon({ id, url: server.url }));
+  const dir = await Deno.makeTempDir();
+  try {
+    await Promise.all(ids.map((id) => server.waitForDaemon(id)));
+    // Each command marks its start and end in one shared log; one at a time means no interleaving.
+    const log = `${dir}/log`;
+    const seen: string[] = [];
+    const results = await server.broadcast(
+      {},
+      `echo start >> ${log}; sleep 0.2; echo end >> ${log}`,
+      {
+        concurrency: 1,
+        onResult: (id, r) => seen.push(`${id}:${r instanceof Error ? "error" : r.exitCode}`),
+      },
+    );
+    assertEquals([...results.keys()].sort(), ids);
+    assertEquals(seen.sort(), ids.map((id) => `${id}:0`));
+    assertEquals(await Deno.readTextFile(log), "start\nend\n".repeat(3));
+    // All at once by default: the three starts come before any end.
+    await Deno.writeTextFile(log, "");
+    await server.broadcast({}, `echo start >> ${log}; sleep 0.5; echo end >> ${log}`);
+    assertEquals(await Deno.readTextFile(log), "start\n".repeat(3) + "end\n".repeat(3));
+    await assertRejects(
+      () => server.broadcast({}, "true", { concurrency: 0 }),
+      RangeError,
+      "concurrency",
+    );
+  } finally {
+    await Promise.all(daemons.map((d) => d.stop()));
+    await Deno.remove(dir, { recursive: true });
+  }
+});
