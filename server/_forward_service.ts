@@ -151,7 +151,7 @@ export class ForwardService {
           daemonId: id,
           port,
           close: () => {
-            closing ??= (async () => {
+            closing ??= Promise.resolve().then(() => {
               this.#exposed.delete(key.toString("hex"));
               this.#exposures.delete(handle);
               for (const tunnel of [...exposure.active]) {
@@ -166,7 +166,7 @@ export class ForwardService {
                 command: `expose port ${port}`,
                 ok: true,
               });
-            })();
+            });
             return closing;
           },
           [Symbol.asyncDispose]: () => handle.close(),
