@@ -178,9 +178,11 @@ function relay(
   let done = false;
   let queued = 0;
   let chain: Promise<void> = Promise.resolve();
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const finish = (error?: unknown) => {
     if (done) return;
     done = true;
+    clearTimeout(timer);
     onDone(error);
   };
   const toWorker = (opcode: number, payload: Uint8Array) => {
@@ -219,8 +221,7 @@ function relay(
       if (!done) tunnel.closeWrite();
     });
     // The worker answers with its close frame and closes; give it a moment, then release the tunnel.
-    const timer = setTimeout(() => finish(), 5_000);
-    Deno.unrefTimer(timer);
+    if (!done) timer = setTimeout(() => finish(), 5_000);
   };
   socket.onerror = () => {};
   void (async () => {
