@@ -1,7 +1,9 @@
 // HTTP/1.1 spoken over one tunnel connection: the request written as it streams in (chunked when its length is not
 // known), the worker's response head parsed and its body streamed out as it is read (Content-Length, chunked, or
-// up to the end of the connection). One request per connection (`Connection: close`), so no response can be
-// attributed to the wrong request.
+// up to the end of the connection). Connections are kept alive between requests only when the response was framed
+// exactly (Content-Length or chunked, HTTP/1.1, no `Connection: close`) and the request body was sent whole, so no
+// response can be attributed to the wrong request; a kept connection the server closed meanwhile is retried once
+// on a fresh one for a request without a body.
 import type { TunnelSocket } from "./_forward_tunnel.ts";
 
 /** Largest response head accepted from the worker. */
@@ -108,6 +110,11 @@ export class TunnelReader {
     return out;
   }
 
+  /** Bytes buffered and not yet read. */
+  get buffered(): number {
+    return this.#buffer.length;
+  }
+
   /** What is buffered and not yet read (bytes after a 101 head). */
   rest(): Uint8Array {
     const out = this.#buffer;
@@ -131,6 +138,8 @@ function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number
 
 /** A parsed response head. */
 export interface ResponseHead {
+  /** `1.0` or `1.1`. */
+  version: string;
   status: number;
   statusText: string;
   headers: Headers;
@@ -139,7 +148,7 @@ export interface ResponseHead {
 /** Parse a response head; throws BadGatewayError for anything but HTTP/1.x. */
 export function parseResponseHead(text: string): ResponseHead {
   const lines = text.split("\r\n");
-  const match = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0] ?? "");
+  const match = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? "");
   if (!match) {
     throw new BadGatewayError(
       `The worker did not answer with HTTP/1.x: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`,
@@ -157,7 +166,12 @@ export function parseResponseHead(text: string): ResponseHead {
       throw new BadGatewayError(`Malformed response header ${JSON.stringify(line.slice(0, 80))}`);
     }
   }
-  return { status: Number(match[1]), statusText: match[2] ?? "", headers };
+  return {
+    version: `1.${match[1]}`,
+    status: Number(match[2]),
+    statusText: match[3] ?? "",
+    headers,
+  };
 }
 
 /** The end-to-end headers of `headers`: hop-by-hop ones and those the Connection header names removed. */
@@ -219,37 +233,54 @@ function rewriteLocation(location: string, target: ProxyTarget): string {
   return location;
 }
 
+/** The worker closed a kept-alive connection before answering: the request may be sent again elsewhere. */
+export class StaleConnectionError extends BadGatewayError {
+  constructor() {
+    super("The worker's server closed the connection without a response");
+    this.name = "StaleConnectionError";
+  }
+}
+
+/** How a proxied exchange ended: `reusable` when the connection may carry the next request. */
+export type ExchangeDone = (error?: unknown, reusable?: boolean) => void;
+
 /**
- * Send `request` over `tunnel` and answer with the worker's response, its body streamed. The tunnel is released
- * (`onDone`) once the response body has been read, cancelled or failed.
+ * Send `request` over `tunnel` (read with `reader`) and answer with the worker's response, its body streamed.
+ * `onDone` is called once the response body has been read, cancelled or failed, saying whether the connection may
+ * be reused.
  */
 export async function proxyHttp(
   tunnel: TunnelSocket,
+  reader: TunnelReader,
   request: Request,
   target: ProxyTarget,
-  onDone: (error?: unknown) => void,
+  onDone: ExchangeDone,
 ): Promise<Response> {
   const method = request.method;
   const length = request.headers.get("content-length");
   const hasBody = request.body !== null && method !== "GET" && method !== "HEAD";
-  const framing: [string, string][] = [["connection", "close"]];
+  const framing: [string, string][] = [];
   if (hasBody) {
     framing.push(length !== null ? ["content-length", length] : ["transfer-encoding", "chunked"]);
   }
   await tunnel.write(encoder.encode(requestHead(method, request, target, framing)));
+  let bodySent: Promise<boolean> = Promise.resolve(true);
   if (hasBody) {
     // The body streams while the response is read: a server may answer before it has read everything.
-    void sendBody(tunnel, request.body!, length === null).catch((error) => {
+    bodySent = sendBody(tunnel, request.body!, length === null).then(() => true, (error) => {
       tunnel.abort(`the request body failed: ${(error as Error)?.message ?? error}`);
+      return false;
     });
   }
-  const reader = new TunnelReader(tunnel);
   let head: ResponseHead;
+  let first = true;
   while (true) {
     const text = await reader.head();
     if (text === null) {
+      if (first) throw new StaleConnectionError();
       throw new BadGatewayError("The worker's server closed the connection without a response");
     }
+    first = false;
     head = parseResponseHead(text);
     if (head.status >= 200 || head.status === 101) break; // skip 100 Continue, 103 Early Hints
   }
@@ -261,13 +292,26 @@ export async function proxyHttp(
   const headers = endToEnd(head.headers);
   const location = headers.get("location");
   if (location !== null) headers.set("location", rewriteLocation(location, target));
-  const noBody = method === "HEAD" || head.status === 204 || head.status === 304 ||
-    (head.status >= 100 && head.status < 200);
+  const keepAlive = head.version === "1.1" &&
+    !(head.headers.get("connection") ?? "").toLowerCase().split(",").some((t) =>
+      t.trim() === "close"
+    );
+  const noBody = method === "HEAD" || head.status === 204 || head.status === 304;
+  const framed = noBody || head.headers.has("transfer-encoding") ||
+    head.headers.has("content-length");
+  const finish: ExchangeDone = (error, exact) => {
+    if (error !== undefined) {
+      onDone(error, false);
+      return;
+    }
+    const reusable = keepAlive && framed && exact !== false && reader.buffered === 0;
+    void bodySent.then((sent) => onDone(undefined, reusable && sent));
+  };
   if (noBody) {
-    onDone();
+    finish();
     return new Response(null, { status: head.status, statusText: head.statusText, headers });
   }
-  const body = responseBody(reader, head.headers, onDone);
+  const body = responseBody(reader, head.headers, finish);
   if (head.headers.has("transfer-encoding")) headers.delete("content-length");
   return new Response(body, { status: head.status, statusText: head.statusText, headers });
 }

@@ -9,7 +9,15 @@ import { DaemonDisconnectedError, DaemonNotFoundError } from "./errors.ts";
 import { checkDaemonId } from "./_validate.ts";
 import { TunnelSet, TunnelSocket } from "./_forward_tunnel.ts";
 import { relayTcp } from "./_forward_listener.ts";
-import { BadGatewayError, proxyHttp, type ProxyTarget } from "./_forward_http.ts";
+import {
+  BadGatewayError,
+  type ExchangeDone,
+  proxyHttp,
+  type ProxyTarget,
+  StaleConnectionError,
+  TunnelReader,
+} from "./_forward_http.ts";
+import { TunnelResetError } from "./_forward_tunnel.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./_forward_websocket.ts";
 import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
 
@@ -41,12 +49,24 @@ function digest(token: string): Buffer {
 /** An open tunnel connection counts as a relay to abort on close. */
 type Active = Set<TunnelSocket>;
 
+/** Kept-alive connections per exposure at most, and how long one may stay idle. */
+const MAX_IDLE = 16;
+const IDLE_MS = 4_000;
+
+/** A kept-alive connection to the worker's HTTP server, waiting for the next request. */
+interface Idle {
+  tunnel: TunnelSocket;
+  reader: TunnelReader;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 interface Exposure {
   daemonId: string;
   port: number;
   digest: Buffer;
   prefix: string;
   active: Active;
+  idle: Idle[];
 }
 
 export class ForwardService {
@@ -142,6 +162,7 @@ export class ForwardService {
           digest: key,
           prefix: `${EXPOSE_PREFIX}/${token}`,
           active: new Set(),
+          idle: [],
         };
         this.#exposed.set(key.toString("hex"), exposure);
         const url = `${this.#host.origin()}${exposure.prefix}/`;
@@ -160,6 +181,10 @@ export class ForwardService {
                 );
               }
               exposure.active.clear();
+              for (const idle of exposure.idle.splice(0)) {
+                clearTimeout(idle.timer);
+                idle.tunnel.abort("the exposed URL was revoked");
+              }
               this.#host.auditor.write({
                 daemon: id,
                 action: "exposeHttp.close",
@@ -213,21 +238,6 @@ export class ForwardService {
     if (!this.#host.connection(daemonId)) {
       return unavailable(daemonId);
     }
-    let tunnel: TunnelSocket;
-    try {
-      tunnel = await this.open(daemonId, port);
-    } catch (error) {
-      return failure(daemonId, port, error);
-    }
-    if (!this.#exposed.has(exposure.digest.toString("hex"))) {
-      tunnel.abort("the exposed URL was revoked");
-      return new Response("Not found\n", { status: 404 });
-    }
-    exposure.active.add(tunnel);
-    const done = (error?: unknown) => {
-      exposure.active.delete(tunnel);
-      release(tunnel, error);
-    };
     const target: ProxyTarget = {
       port,
       prefix: exposure.prefix,
@@ -235,14 +245,78 @@ export class ForwardService {
       proto: url.protocol.replace(":", ""),
       client: info.remoteAddr.hostname,
     };
-    try {
-      return isWebSocketUpgrade(request)
-        ? await proxyWebSocket(tunnel, request, target, done)
-        : await proxyHttp(tunnel, request, target, done);
-    } catch (error) {
-      done(error ?? new Error("failed"));
-      return failure(daemonId, port, error);
+    const upgrade = isWebSocketUpgrade(request);
+    for (let attempt = 0;; attempt++) {
+      // A kept-alive connection first (never for an upgrade), else a new one.
+      const pooled = upgrade || attempt > 0 ? undefined : this.#takeIdle(exposure);
+      let tunnel: TunnelSocket;
+      let reader: TunnelReader;
+      if (pooled) ({ tunnel, reader } = pooled);
+      else {
+        try {
+          tunnel = await this.open(daemonId, port);
+        } catch (error) {
+          return failure(daemonId, port, error);
+        }
+        reader = new TunnelReader(tunnel);
+        if (!this.#exposed.has(exposure.digest.toString("hex"))) {
+          tunnel.abort("the exposed URL was revoked");
+          return new Response("Not found\n", { status: 404 });
+        }
+      }
+      exposure.active.add(tunnel);
+      let settled = false;
+      const done: ExchangeDone = (error, reusable) => {
+        if (settled) return;
+        settled = true;
+        exposure.active.delete(tunnel);
+        if (error === undefined && reusable) this.#park(exposure, tunnel, reader);
+        else release(tunnel, error);
+      };
+      try {
+        return upgrade
+          ? await proxyWebSocket(tunnel, request, target, done)
+          : await proxyHttp(tunnel, reader, request, target, done);
+      } catch (error) {
+        done(error ?? new Error("failed"));
+        // The server closed a kept-alive connection meanwhile: a request without a body goes again, once.
+        const stale = error instanceof StaleConnectionError || error instanceof TunnelResetError;
+        if (pooled && stale && request.body === null) continue;
+        return failure(daemonId, port, error);
+      }
     }
+  }
+
+  /** Keep a connection for the next request of this exposure (bounded in number and idle time). */
+  #park(exposure: Exposure, tunnel: TunnelSocket, reader: TunnelReader): void {
+    if (
+      !tunnel.reusable || exposure.idle.length >= MAX_IDLE ||
+      !this.#exposed.has(exposure.digest.toString("hex"))
+    ) {
+      release(tunnel);
+      return;
+    }
+    const idle: Idle = {
+      tunnel,
+      reader,
+      timer: setTimeout(() => {
+        const at = exposure.idle.indexOf(idle);
+        if (at >= 0) exposure.idle.splice(at, 1);
+        tunnel.abort("idle");
+      }, IDLE_MS),
+    };
+    exposure.idle.push(idle);
+  }
+
+  /** The most recently parked connection that is still usable. */
+  #takeIdle(exposure: Exposure): Idle | undefined {
+    while (exposure.idle.length > 0) {
+      const idle = exposure.idle.pop()!;
+      clearTimeout(idle.timer);
+      if (idle.tunnel.reusable && idle.reader.buffered === 0) return idle;
+      idle.tunnel.abort("the worker closed the kept connection");
+    }
+    return undefined;
   }
 }
 

@@ -169,6 +169,12 @@ export class TunnelSocket {
     this.#settle();
   }
 
+  /** Whether the connection may carry another exchange: nothing ended, failed or closed. */
+  get reusable(): boolean {
+    return !this.#disposed && this.#error === null && !this.#inbound.ended && !this.#writeEnded &&
+      !this.conn.closed;
+  }
+
   /** Whether the worker's side has ended (end-of-file read). */
   get readEnded(): boolean {
     return this.#readEnded;

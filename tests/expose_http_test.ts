@@ -208,3 +208,29 @@ Deno.test("exposeHttp: a worker that drops is 503 until it returns", async () =>
   );
   void again;
 });
+
+Deno.test("exposeHttp: exactly framed HTTP/1.1 responses keep the tunnel connection for the next request", async () => {
+  const records: AuditRecord[] = [];
+  await using http = denoServer("http");
+  await using worker = await startWorker("ex-keep", [], {
+    audit: (record) => void records.push(record),
+  });
+  await using exposed = await worker.server.exposeHttp("ex-keep", { port: await http.port });
+  for (let i = 0; i < 10; i++) {
+    assertEquals(
+      await (await fetch(new URL("hello", exposed.url))).text(),
+      "hello from the worker\n",
+    );
+  }
+  const opened = records.filter((r) => r.action === "tunnel" && r.ok).length;
+  assert(opened >= 1 && opened <= 2, `${opened} tunnel connections for 10 sequential requests`);
+  // A POST with a body still works on a kept connection, and a streamed (chunked) answer too.
+  const echoed = await fetch(new URL("echo", exposed.url), { method: "POST", body: "abc" });
+  assertEquals(await echoed.text(), "abc");
+  const big = await fetch(new URL("big?n=300000", exposed.url));
+  assertEquals((await big.arrayBuffer()).byteLength, 300000);
+  assertEquals(
+    await (await fetch(new URL("hello", exposed.url))).text(),
+    "hello from the worker\n",
+  );
+});
