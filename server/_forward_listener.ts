@@ -3,7 +3,7 @@
 // the write to the other) and half-close carried across (end-of-file on one side shuts the other's write side).
 import type { TunnelSocket } from "./_forward_tunnel.ts";
 
-const READ_BYTES = 64 * 1024;
+const READ_BYTES = 256 * 1024;
 
 /** Write all of `bytes` to a socket. */
 export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
