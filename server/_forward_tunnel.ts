@@ -10,6 +10,9 @@ import { OutboundStream } from "./_outbound_stream.ts";
 /** Receive window of a tunnel connection (what the worker may send ahead of the reader), in bytes. */
 export const TUNNEL_WINDOW: number = 4 * 1024 * 1024;
 
+/** Bytes queued on a daemon's link above which tunnel writers wait (well below the controller's drop limit). */
+const LINK_BUFFER_LIMIT = 16 * 1024 * 1024;
+
 /** Options of {@linkcode TunnelSocket.open}. */
 export interface TunnelOpenOptions {
   /** Host on the worker. @default "127.0.0.1" (the daemon's default) */
@@ -154,6 +157,13 @@ export class TunnelSocket {
   /** Send bytes (resolves once the daemon has credit for them; the bytes are copied). Throws on a reset. */
   async write(bytes: Uint8Array): Promise<void> {
     if (this.#error) throw this.#error;
+    // Many connections each within their credit could still fill the link's send buffer past the limit at which
+    // the controller drops a daemon: wait for it to drain first.
+    while (
+      this.conn.socket.bufferedAmount > LINK_BUFFER_LIMIT && !this.conn.closed && !this.#error
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     try {
       await this.#outbound.write(bytes);
     } catch (error) {

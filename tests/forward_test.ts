@@ -130,3 +130,22 @@ Deno.test("forward: a daemon that drops fails its connections; new ones work onc
   conn2.close();
   void again;
 });
+
+Deno.test("forward and exposeHttp: the daemon's policy refusal reaches the caller with its reason", async () => {
+  const records: AuditRecord[] = [];
+  await using echo = denoServer("echo");
+  const port = await echo.port;
+  await using worker = await startWorker("fw-policy", ["--forward", "none"], {
+    audit: (record) => void records.push(record),
+  });
+  await using tunnel = await worker.server.forward("fw-policy", port);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: tunnel.port });
+  assertEquals((await readAll(conn).catch(() => new Uint8Array(0))).length, 0);
+  conn.close();
+  const refused = records.find((r) => r.action === "tunnel" && !r.ok);
+  assertStringIncludes(String(refused?.error), "disabled");
+  await using exposed = await worker.server.exposeHttp("fw-policy", { port });
+  const response = await fetch(exposed.url);
+  assertEquals(response.status, 502);
+  assertStringIncludes(await response.text(), "disabled");
+});
