@@ -95,3 +95,10 @@ export {
   type FileAuditSinkOptions,
   logtapeAuditSink,
 } from "./server/audit.ts";
+// --- port forwarding (server/forward.ts) ---
+export type {
+  ExposedHttp,
+  ExposeHttpOptions,
+  Forwarding,
+  ForwardOptions,
+} from "./server/forward.ts";

@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { DAEMON_ID_RULE, isDaemonId } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
 import type { PolicyOptions } from "./policy/mod.ts";
+import { parseForwardPorts } from "./forward/forward_policy.ts";
 
 /** Usage text printed by `--help`. */
 export const USAGE: string =
@@ -48,7 +49,8 @@ Files:
 Policy (what this worker lets any controller do; flags override the same fields of --policy):
   --policy FILE           JSON policy file (fields: allow, deny, noShell, noPty, noFiles, root, runAs,
                           envStrip, envAllow, envSet, maxProcesses, maxSessions, defaultTimeoutMs,
-                          maxTimeoutMs, cpuSeconds, memoryBytes, maxOutputBytes)
+                          maxTimeoutMs, cpuSeconds, memoryBytes, maxOutputBytes, forward,
+                          forwardHosts, maxTunnels)
   --allow PATTERN         only commands matching a pattern run (glob; repeat); shell strings must then be
                           one simple command without ; & | $ \` ( ) < > or newlines. The program is matched
                           as its basename, its absolute normalised path (.. resolved) and, without
@@ -75,6 +77,12 @@ Policy (what this worker lets any controller do; flags override the same fields 
   --cpu-seconds N         CPU-time limit of each process (RLIMIT_CPU, via prlimit)
   --memory-bytes N        address-space limit of each process (RLIMIT_AS, via prlimit)
   --max-output-bytes N    output kept per stream of each process; the rest is read and dropped (flagged)
+
+Port forwarding (tunnels to this worker's TCP ports; see SECURITY.md):
+  --forward SPEC          none | all | PORTS (e.g. 3000,8000-8999): ports a controller may reach on
+                          127.0.0.1 (default all, or none when --allow restricts commands)
+  --forward-host HOST     also allow tunnels to HOST (repeat); by default only 127.0.0.1
+  --max-tunnels N         most tunnel connections open at once per controller link (default 256)
 
 Reconnect (exponential backoff with full jitter):
   --reconnect-initial SEC upper bound of the first delay (default 1)
@@ -216,6 +224,9 @@ export function parseDaemonArgs(
         "cpu-seconds": { type: "string" },
         "memory-bytes": { type: "string" },
         "max-output-bytes": { type: "string" },
+        forward: { type: "string" },
+        "forward-host": { type: "string", multiple: true },
+        "max-tunnels": { type: "string" },
         "reconnect-initial": { type: "string" },
         "reconnect-max": { type: "string" },
         "log-level": { type: "string" },
@@ -342,6 +353,18 @@ export function parseDaemonArgs(
   if (values["max-timeout"] !== undefined) {
     policy.maxTimeoutMs = Math.round(number("max-timeout", values["max-timeout"], 0, 0.001) * 1000);
   }
+  // port forwarding
+  if (values.forward !== undefined) {
+    try {
+      parseForwardPorts(values.forward);
+    } catch (error) {
+      throw new UsageError(`--forward: ${(error as Error).message}`);
+    }
+    policy.forward = values.forward.trim();
+  }
+  if (values["forward-host"] !== undefined) policy.forwardHosts = values["forward-host"];
+  const maxTunnels = integer("max-tunnels", values["max-tunnels"]);
+  if (maxTunnels !== undefined) policy.maxTunnels = maxTunnels;
   const logLevel = values["log-level"] ?? "info";
   if (!["debug", "info", "warning", "error"].includes(logLevel)) {
     throw new UsageError(`--log-level must be debug, info, warning or error, got '${logLevel}'`);

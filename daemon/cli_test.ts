@@ -364,6 +364,10 @@ Deno.test("cli: the usage text documents exactly the flags the parser accepts", 
     "--reconnect-max": "1",
     "--log-level": "info",
     "--log-format": "text",
+    // port forwarding
+    "--forward": "3000,8000-8999",
+    "--forward-host": "::1",
+    "--max-tunnels": "4",
   };
   assertEquals(
     [...documented].sort(),
@@ -409,4 +413,23 @@ Deno.test("cli: the entry point prints usage and version with exit 0, and exits 
     bad.stderr,
   );
   assertStringIncludes(bad.stderr, "sandd --help");
+});
+
+// --- port forwarding flags ---
+Deno.test("cli: --forward takes none, all or ports and ranges; --max-tunnels a positive integer", () => {
+  const parsed = parseDaemonArgs(
+    [...URL_ARGS, "--forward", "3000,8000-8999", "--max-tunnels", "8"],
+    {},
+  );
+  assertEquals(parsed.policy.forward, "3000,8000-8999");
+  assertEquals(parsed.policy.maxTunnels, 8);
+  assertEquals(parseDaemonArgs([...URL_ARGS, "--forward", "none"], {}).policy.forward, "none");
+  for (const bad of ["", "some", "0", "70000", "9-8", "80,,81"]) {
+    assertThrows(
+      () => parseDaemonArgs([...URL_ARGS, "--forward", bad], {}),
+      UsageError,
+      "--forward",
+    );
+  }
+  assertThrows(() => parseDaemonArgs([...URL_ARGS, "--max-tunnels", "0"], {}), UsageError);
 });

@@ -37,6 +37,7 @@ import { type ChildFactory, DaemonRequestError, ProcessTable } from "./process_t
 import { spawnCommandChild } from "./_command_child.ts";
 import { spawnPtyChild } from "./_pty_child.ts";
 import { Policy, PolicyError } from "./policy/mod.ts";
+import { ForwardService } from "./forward/forward.ts";
 
 const log = getLogger(["sandd", "daemon"]);
 
@@ -249,6 +250,12 @@ export class Daemon implements AsyncDisposable {
         : {}),
     });
     this.#handlers = new Map(Object.entries(this.#coreHandlers()));
+    // Port forwarding (daemon/forward/): one TCP connection per `connect` request, under the policy.
+    const forward = new ForwardService(policy.options);
+    this.#handlers.set(
+      "connect",
+      (args, link) => forward.connect(args as RequestArgs<"connect">, link),
+    );
     for (const [op, handler] of Object.entries(options.handlers ?? {})) {
       this.#handlers.set(op, handler as RequestHandler);
     }

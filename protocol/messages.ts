@@ -40,6 +40,7 @@ import { type Check, compile, type Infer, type Schema } from "./schema.ts";
 export {
   type ArgsCheck,
   type AttachArgs,
+  type ConnectArgs,
   type DownloadArgs,
   type ListArgs,
   type MkdirArgs,

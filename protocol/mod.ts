@@ -20,6 +20,7 @@ export {
   type AckMessage,
   type ArgsCheck,
   type AttachArgs,
+  type ConnectArgs,
   CONTROLLER_MESSAGE_SCHEMAS,
   CONTROLLER_MESSAGES,
   type ControllerMessage,
@@ -65,6 +66,7 @@ export { isOperation, REQUEST_SCHEMAS, STREAM_RESUME_SCHEMA } from "./requests.t
 export {
   type AttachReply,
   checkExitCode,
+  type ConnectReply,
   type DownloadReply,
   type EmptyReply,
   LIST_ENTRY_SCHEMA,

@@ -21,6 +21,7 @@ import {
   PID,
   PROC,
   SHA256,
+  WINDOW,
 } from "./_atoms.ts";
 import { MAX_PATH_LENGTH } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
@@ -155,6 +156,9 @@ export const RESPONSE_SCHEMAS = {
   move: EMPTY,
   watch: EMPTY,
   unwatch: EMPTY,
+  // --- port forwarding ---
+  /** The connection is open; `window` is the credit the controller may use on `input`. */
+  connect: { type: "object", required: { window: WINDOW } },
 } as const satisfies { readonly [Op in Operation]: Schema };
 
 /** The error half of a response: a stable `code`, a `message`, and `path` or `rule` where they apply. */
@@ -192,6 +196,8 @@ export type DownloadReply = OperationReplies["download"];
 export type StatReply = OperationReplies["stat"];
 /** Reply of `list`. */
 export type ListReply = OperationReplies["list"];
+/** Reply of `connect`. */
+export type ConnectReply = OperationReplies["connect"];
 /** Reply of `detach`, `signal`, `resize`, `mkdir`, `remove`, `move`, `watch` and `unwatch`: `{}`. */
 export type EmptyReply = OperationReplies["detach"];
 

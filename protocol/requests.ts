@@ -23,6 +23,11 @@ import { type Check, compile, type Infer, type Schema } from "./schema.ts";
 
 const compileUntyped = compile as (schema: Schema) => Check<unknown>;
 
+/** A TCP port. */
+const PORT = { type: "int", min: 1, max: 65535 } as const;
+/** A host name or address to connect to on the worker. */
+const HOST = { type: "string", min: 1, max: 253 } as const;
+
 /** How a stream resumes on attach: `sid` the new stream id, `from` a byte offset or `null` for the oldest byte. */
 export const STREAM_RESUME_SCHEMA = {
   type: "object",
@@ -121,6 +126,17 @@ export const REQUEST_SCHEMAS = {
   },
   /** Stop watching. */
   unwatch: { type: "object", required: { wid: SID } },
+  // --- port forwarding (TCP tunnels): one request per tunnelled TCP connection ---
+  /**
+   * Open a TCP connection on the worker to `host:port` (the daemon's policy decides which) and carry its bytes:
+   * the daemon sends what the worker's server writes on `sid`, the controller sends what its client writes on
+   * `input`; `eof` on either is a half-close, `reset` aborts the connection.
+   */
+  connect: {
+    type: "object",
+    required: { port: PORT, sid: SID, input: SID, window: WINDOW },
+    optional: { host: HOST },
+  },
 } as const satisfies Record<string, Schema>;
 
 /** The argument type of each request operation. */
@@ -168,6 +184,8 @@ export type MoveArgs = OperationArgs["move"];
 export type WatchArgs = OperationArgs["watch"];
 /** Arguments of `unwatch`. */
 export type UnwatchArgs = OperationArgs["unwatch"];
+/** Arguments of `connect`: a tunnelled TCP connection to `host` (default `127.0.0.1`) `:port` on the worker. */
+export type ConnectArgs = OperationArgs["connect"];
 
 /** A validator: returns the value typed, or throws a `ProtocolError` naming the field. */
 export type ArgsCheck<T> = Check<T>;

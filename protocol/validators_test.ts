@@ -104,6 +104,20 @@ const REQUESTS: Record<Operation, { good: unknown[]; bad: [unknown, string][] }>
     bad: [[{ path: "/w", wid: 0 }, "'args.wid'"]],
   },
   unwatch: { good: [{ wid: 4 }], bad: [[{ wid: 2 ** 32 }, "'args.wid'"]] },
+  // --- port forwarding ---
+  connect: {
+    good: [
+      { port: 8080, sid: 1, input: 2, window: 65536 },
+      { port: 1, sid: 3, input: 4, window: 1, host: "127.0.0.1" },
+    ],
+    bad: [
+      [{ port: 0, sid: 1, input: 2, window: 1 }, "'args.port'"],
+      [{ port: 65536, sid: 1, input: 2, window: 1 }, "'args.port'"],
+      [{ port: 80, sid: 1, window: 1 }, "'args.input'"],
+      [{ port: 80, sid: 1, input: 2, window: 1, host: "" }, "'args.host'"],
+      [{ port: 80, sid: 1, input: 2, window: 1, host: "x".repeat(254) }, "'args.host'"],
+    ],
+  },
 };
 
 const RUNNING = {
@@ -205,6 +219,11 @@ const REPLIES: Record<Operation, { good: unknown[]; bad: [unknown, string][] }> 
   move: { good: [{}], bad: [[{ moved: true }, "Unknown field 'data.moved'"]] },
   watch: { good: [{}], bad: [[{ wid: 1 }, "Unknown field 'data.wid'"]] },
   unwatch: { good: [{}], bad: [[{ wid: 1 }, "Unknown field 'data.wid'"]] },
+  // --- port forwarding ---
+  connect: {
+    good: [{ window: 65536 }],
+    bad: [[{}, "'data.window'"], [{ window: 0 }, "'data.window'"]],
+  },
 };
 
 Deno.test("the test tables cover every operation", () => {

@@ -72,6 +72,9 @@ import {
   type UploadResult,
 } from "./files.ts";
 
+import { ForwardService } from "./_forward_service.ts";
+import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
+
 export type { DaemonInfo } from "./_connection.ts";
 export { DaemonEvent, type ServerEventMap } from "./events.ts";
 
@@ -111,6 +114,8 @@ export class Server extends EventTarget implements Controller {
   readonly #mounts: HttpMount[] = [];
   readonly #startedAt = Date.now();
   #closing: Promise<void> | null = null;
+  /** Port forwarding: TCP listeners and the `/x` exposed URLs (server/_forward_service.ts). */
+  readonly #forwarding: ForwardService;
 
   private constructor(
     options: ServerOptions,
@@ -168,6 +173,14 @@ export class Server extends EventTarget implements Controller {
       accept: (socket, remote, identity) => this.#hub.accept(socket, remote, identity),
     };
     options.signal?.addEventListener("abort", () => this.close(), { once: true });
+    // Port forwarding: the `/x` mount for exposed URLs; a dropped link fails its tunnel connections.
+    this.#forwarding = new ForwardService({
+      connection: (id) => this.#hub.connection(id),
+      auditor: this.#auditor,
+      origin: () => this.url.replace(/^ws/, "http").slice(0, -this.#path.length),
+    });
+    this.#mounts.push(this.#forwarding.mount);
+    this.addEventListener("disconnect", () => this.#forwarding.disconnected());
   }
 
   /**
@@ -751,9 +764,53 @@ export class Server extends EventTarget implements Controller {
     return new AuditedFs(this.#files, id, this.#auditor);
   }
 
+  // --- port forwarding: thin entry points over server/_forward_service.ts, audited ---
+
+  /**
+   * Listen on a local TCP port and tunnel each connection to `127.0.0.1:remotePort` on a worker (like `ssh -L`).
+   * Each connection is audited (`tunnel`), as are the forwarding itself (`forward`) and its close.
+   *
+   * @example Forward a worker's database to a local port
+   * ```ts ignore
+   * await using tunnel = await server.forward("worker-1", 5432);
+   * console.log(`psql -h ${tunnel.hostname} -p ${tunnel.port}`);
+   * ```
+   *
+   * @param id Daemon id (connected now).
+   * @param remotePort The port on the worker.
+   * @param options Local port (default 0: any free port), local address (default 127.0.0.1), abort signal.
+   * @returns The forwarding; close it (or `await using`) to stop.
+   * @throws {DaemonNotFoundError} When the daemon is not connected.
+   * @throws {RangeError} For a port outside 1-65535 (0-65535 locally).
+   */
+  forward(id: string, remotePort: number, options: ForwardOptions = {}): Promise<Forwarding> {
+    return this.#forwarding.forward(id, remotePort, options);
+  }
+
+  /**
+   * Expose an HTTP server on a worker at a URL on this controller (`/x/<token>/`), reverse-proxying HTTP and
+   * WebSocket to `127.0.0.1:port` on the worker. The token (256 random bits) is the only credential: share the URL
+   * like a password. `close()` revokes it (404 after).
+   *
+   * @example Open a worker's dev server in a browser
+   * ```ts ignore
+   * const exposed = await server.exposeHttp("worker-1", { port: 5173 });
+   * console.log(exposed.url);
+   * ```
+   *
+   * @param id Daemon id (connected now; later requests while it is away get 503).
+   * @param options The worker's port, abort signal.
+   * @returns The URL and its `close()`.
+   * @throws {DaemonNotFoundError} When the daemon is not connected.
+   */
+  exposeHttp(id: string, options: ExposeHttpOptions): Promise<ExposedHttp> {
+    return this.#forwarding.exposeHttp(id, options);
+  }
+
   /** Close every daemon link and stop listening. Processes on the workers keep running. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      await this.#forwarding.closeAll();
       await this.#hub.close();
       await this.#http.shutdown();
       const audit = this.#security.audit;

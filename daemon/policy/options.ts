@@ -6,6 +6,7 @@
 
 import { resolve } from "node:path";
 import { Glob } from "./_glob.ts";
+import { validateForwardFields } from "../forward/forward_policy.ts";
 
 /**
  * Options of a {@linkcode Policy}. Every field is optional; an empty object allows everything the daemon can do.
@@ -128,6 +129,26 @@ export interface PolicyOptions {
    * @default {undefined} (no limit)
    */
   memoryBytes?: number;
+  // --- port forwarding (daemon/forward/forward_policy.ts) ---
+  /**
+   * Worker ports a controller may open tunnel connections to: `"none"`, `"all"`, or ports and ranges
+   * (`"3000,8000-8999"`).
+   *
+   * @default {"all"} (on the loopback address only), or `"none"` when `allow` restricts commands
+   */
+  forward?: string;
+  /**
+   * Hosts besides `127.0.0.1` a tunnel connection may be opened to (exact names or addresses).
+   *
+   * @default {[]}
+   */
+  forwardHosts?: string[];
+  /**
+   * Most tunnel connections open at once on one controller link.
+   *
+   * @default {256}
+   */
+  maxTunnels?: number;
 }
 
 /** The fields of {@linkcode PolicyOptions}. */
@@ -149,6 +170,10 @@ const KNOWN_FIELDS: ReadonlySet<string> = new Set([
   "maxOutputBytes",
   "cpuSeconds",
   "memoryBytes",
+  // port forwarding
+  "forward",
+  "forwardHosts",
+  "maxTunnels",
 ]);
 
 /**
@@ -314,6 +339,8 @@ export function validateOptions(input: unknown, where: string): Readonly<PolicyO
     }
     out[field] = value;
   }
+  // port forwarding
+  Object.assign(out, validateForwardFields(raw));
   if (
     out.defaultTimeoutMs !== undefined && out.maxTimeoutMs !== undefined &&
     out.defaultTimeoutMs > out.maxTimeoutMs

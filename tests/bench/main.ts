@@ -29,6 +29,7 @@ import { pty } from "./pty.ts";
 import { files } from "./files.ts";
 import { memory } from "./memory.ts";
 import { wan } from "./wan.ts";
+import { forward } from "./forward.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -41,6 +42,7 @@ export const SECTIONS: readonly Section[] = [
   files,
   memory,
   wan,
+  forward,
 ];
 
 /** What `--json` prints. */
