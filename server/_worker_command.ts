@@ -20,7 +20,7 @@ export type WorkerStdio = "piped" | "null" | "inherit";
 /** Options of `w.command()`: `Deno.CommandOptions`' names where they apply remotely, plus remote extras. */
 export interface WorkerCommandOptions {
   /** Arguments, each passed as one argv entry (no shell). @default [] */
-  args?: string[];
+  args?: readonly string[];
   /** Working directory on the worker. @default the daemon's */
   cwd?: string;
   /** Environment variables added to the daemon's. @default {} */
@@ -185,7 +185,19 @@ function outputOf(
 }
 
 async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    length += chunk.byteLength;
+  }
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
 }
 
 /** This process's stdout or stderr. */
@@ -387,6 +399,7 @@ export class WorkerChildProcess implements AsyncDisposable {
     this.#stdout = this.#output("stdout", handle.stdout, Deno.stdout);
     this.#stderr = this.#output("stderr", handle.stderr, Deno.stderr);
     this.#status = handle.status.then(statusOf);
+    this.#status.catch(() => {}); // a detached child's status rejects; only a reader should see it
     if (stdio.signal) {
       const signal = stdio.signal;
       const onAbort = () => {
