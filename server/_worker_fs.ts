@@ -220,9 +220,9 @@ export class WorkerFs {
    * @returns The bytes.
    * @throws {Deno.errors.NotFound} When it does not exist (and the like for other OS codes).
    */
-  readFile(path: string, options: WorkerReadFileOptions = {}): Promise<Uint8Array> {
+  async readFile(path: string, options: WorkerReadFileOptions = {}): Promise<Uint8Array> {
     checkPath("path", path);
-    return this.#map(path, () =>
+    return await this.#map(path, () =>
       this.#host.controller.download(this.#host.daemonId, path, {
         ...(options.signal ? { signal: options.signal } : {}),
       }));
@@ -362,11 +362,11 @@ export class WorkerFs {
    * @param options Mode and abort signal.
    * @returns The file.
    */
-  create(
+  async create(
     path: string,
     options: Pick<WorkerOpenOptions, "mode" | "signal"> = {},
   ): Promise<WorkerFile> {
-    return this.open(path, { ...options, write: true, create: true, truncate: true });
+    return await this.open(path, { ...options, write: true, create: true, truncate: true });
   }
 
   /**
@@ -432,11 +432,11 @@ export class WorkerFs {
    * @param options Parents and mode.
    * @throws {Deno.errors.AlreadyExists} When it exists (without `recursive`).
    */
-  mkdir(path: string, options: WorkerMkdirOptions = {}): Promise<void> {
+  async mkdir(path: string, options: WorkerMkdirOptions = {}): Promise<void> {
     checkPath("path", path);
     checkBooleans(options, ["recursive"]);
     checkMode(options.mode);
-    return this.#map(path, () =>
+    await this.#map(path, () =>
       this.#fs.mkdir(path, {
         ...(options.recursive ? { recursive: true } : {}),
         ...(options.mode !== undefined ? { mode: options.mode } : {}),
@@ -450,10 +450,10 @@ export class WorkerFs {
    * @param options Whether to remove a non-empty directory.
    * @throws {Deno.errors.NotFound} When it does not exist.
    */
-  remove(path: string, options: WorkerRemoveOptions = {}): Promise<void> {
+  async remove(path: string, options: WorkerRemoveOptions = {}): Promise<void> {
     checkPath("path", path);
     checkBooleans(options, ["recursive"]);
-    return this.#map(
+    await this.#map(
       path,
       () => this.#fs.remove(path, options.recursive ? { recursive: true } : {}),
     );
@@ -465,10 +465,10 @@ export class WorkerFs {
    * @param oldpath Existing path.
    * @param newpath New path.
    */
-  rename(oldpath: string, newpath: string): Promise<void> {
+  async rename(oldpath: string, newpath: string): Promise<void> {
     checkPath("oldpath", oldpath);
     checkPath("newpath", newpath);
-    return this.#map(oldpath, () => this.#fs.move(oldpath, newpath));
+    await this.#map(oldpath, () => this.#fs.move(oldpath, newpath));
   }
 
   /**
@@ -509,12 +509,16 @@ export class WorkerFs {
     checkPath("path", path);
     await this.#host.checkPosix();
     const id = this.#host.daemonId;
-    let r = await this.#host.controller.exec(id, ["realpath", "--", path]);
-    if (r.exitCode === 127) {
-      r = await this.#host.controller.exec(id, ["readlink", "-f", "--", path]);
-    }
+    // GNU realpath accepts a missing last component; Deno.realPath does not: the stat (run alongside) decides.
+    const [exists, first] = await Promise.all([
+      this.stat(path).then(() => null, (error: unknown) => error),
+      this.#host.controller.exec(id, ["realpath", "--", path]),
+    ]);
+    if (exists !== null) throw exists;
+    const r = first.exitCode === 127
+      ? await this.#host.controller.exec(id, ["readlink", "-f", "--", path])
+      : first;
     if (r.exitCode === 0 && r.stdout !== "") return r.stdout.replace(/\n$/, "");
-    await this.stat(path); // the precise error, when there is one
     throw fileErrorOf("EIO", r.stderr.trim() || "Cannot resolve the path", id, path);
   }
 

@@ -226,7 +226,12 @@ export class WorkerFile implements AsyncDisposable {
    */
   async close(): Promise<void> {
     if (this.#readable && !this.#readable.locked) await this.#readable.cancel().catch(() => {});
-    if (this.#writable && !this.#writable.locked) await this.#writable.close();
+    if (this.#writable && !this.#writable.locked) {
+      // A TypeError: it was closed or aborted already (by a pipe), which reported its own result.
+      await this.#writable.close().catch((error) => {
+        if (!(error instanceof TypeError)) throw error;
+      });
+    }
   }
 
   /** Same as {@linkcode WorkerFile.close}. */
