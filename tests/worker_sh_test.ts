@@ -1,7 +1,14 @@
 // The worker handle's sh`` tag: interpolated values are quoted (shell injection attempts stay one argument) and the
 // builder's methods, with the real daemon.
 import { assert, assertEquals, assertInstanceOf, assertRejects, assertThrows } from "./_assert.ts";
-import { CommandFailedError, CommandTimeoutError, shQuote } from "../mod.ts";
+import {
+  CommandFailedError,
+  CommandTimeoutError,
+  Server,
+  shQuote,
+  ShUnsupportedPlatformError,
+  SUBPROTOCOL,
+} from "../mod.ts";
 import { startWorker } from "./_daemon.ts";
 
 const decoder = new TextDecoder();
@@ -183,4 +190,48 @@ Deno.test("shQuote quotes for a POSIX shell", async () => {
     .output();
   assertEquals(decoder.decode(out.stdout), value);
   assertInstanceOf(assertThrows(() => shQuote({} as string)), TypeError);
+});
+
+Deno.test("sh and the shell-based fs fallbacks refuse a Windows daemon before sending anything", async () => {
+  await using server = await Server.listen({ port: 0, token: "worker-sh-test" });
+  const requests: unknown[] = [];
+  const socket = new WebSocket(server.url, {
+    protocols: [SUBPROTOCOL],
+    headers: { authorization: "Bearer worker-sh-test" },
+  });
+  const closed = new Promise((resolve) => socket.onclose = resolve);
+  // A raw daemon that says it runs on Windows (its shell would be cmd, where POSIX quoting does not hold).
+  socket.onopen = () =>
+    socket.send(JSON.stringify({
+      t: "hello",
+      id: "win1",
+      labels: {},
+      hostname: "windows-box",
+      platform: "windows",
+      arch: "x86_64",
+      version: "0",
+      pid: 1,
+      processes: 0,
+      instance: crypto.randomUUID(),
+    }));
+  socket.onmessage = (event) => {
+    const message = JSON.parse(String(event.data));
+    if (message.t === "ping") socket.send('{"t":"pong"}');
+    else if (message.t === "req") requests.push(message);
+  };
+  try {
+    const w = await server.worker("win1").ready({ timeout: 10_000 });
+    const error = await assertRejects(() => w.sh`echo ${"hi"}`.text(), ShUnsupportedPlatformError);
+    assertEquals(error.code, "SH_UNSUPPORTED_PLATFORM");
+    assertEquals(error.platform, "windows");
+    await assertRejects(() => w.sh`echo hi`.spawn(), ShUnsupportedPlatformError);
+    await assertRejects(
+      () => w.fs.writeTextFile("C:\\x.txt", "x", { append: true }),
+      ShUnsupportedPlatformError,
+    );
+    assertEquals(requests, []);
+  } finally {
+    socket.close();
+    await closed;
+  }
 });

@@ -94,6 +94,24 @@ Deno.test("command().output() has Deno.Command's shape and values", async (t) =>
     );
   });
 
+  await t.step("an abort signal kills and rejects with its reason", async () => {
+    for (const when of ["during the spawn request", "while it runs"]) {
+      const abort = new AbortController();
+      const started = performance.now();
+      const running = w.command("sleep", { args: ["30"], signal: abort.signal }).output();
+      const reason = new Error(`stop it ${when}`);
+      if (when === "while it runs") {
+        // No event says the process started: look until the worker lists it.
+        while ((await h.server.processes("wc1")).every((p) => p.state !== "running")) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      }
+      abort.abort(reason);
+      assertEquals(await running.then(() => null, (e) => e), reason, when);
+      assert(performance.now() - started < 10_000, `${when}: the abort was not acted on`);
+    }
+  });
+
   await t.step("bad options are TypeErrors before anything runs", () => {
     assertThrows(() => w.command(""), TypeError);
     assertThrows(() => w.command("ls", { args: ["a\0b"] }), TypeError);
