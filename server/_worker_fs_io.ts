@@ -276,6 +276,7 @@ export class WorkerFsWatcher implements AsyncIterable<Deno.FsEvent>, AsyncDispos
   async #pump(fs: FileSystemHandle, path: string, recursive: boolean): Promise<void> {
     try {
       for await (const event of fs.watch(path, { recursive, signal: this.#abort.signal })) {
+        if (this.#abort.signal.aborted) break;
         this.#queue.push(toDenoEvent(event));
         this.#wakeUp();
       }
@@ -294,24 +295,32 @@ export class WorkerFsWatcher implements AsyncIterable<Deno.FsEvent>, AsyncDispos
     wake?.();
   }
 
-  /** Stop watching; the iteration ends. Resolves once every watch has ended on the worker. */
+  /** Stop watching; the iteration ends (queued events are dropped). Resolves once every watch has ended. */
   close(): Promise<void> {
     this.#abort.abort();
+    this.#queue.length = 0;
     this.#wakeUp();
     return this.#pumps;
   }
 
-  /** The events, as they happen. Throws when a watch failed (for example a missing path: `NotFound`). */
+  /**
+   * The events, as they happen. Throws when a watch failed (for example a missing path: `NotFound`). Leaving the
+   * loop (`break`, an exception) closes the watcher, as with `Deno.watchFs`.
+   */
   async *[Symbol.asyncIterator](): AsyncGenerator<Deno.FsEvent, void, undefined> {
-    while (true) {
-      const event = this.#queue.shift();
-      if (event) {
-        yield event;
-        continue;
+    try {
+      while (true) {
+        const event = this.#queue.shift();
+        if (event) {
+          yield event;
+          continue;
+        }
+        if (this.#error) throw this.#error;
+        if (this.#abort.signal.aborted || this.#running === 0) return;
+        await new Promise<void>((resolve) => this.#wake = resolve);
       }
-      if (this.#error) throw this.#error;
-      if (this.#abort.signal.aborted || this.#running === 0) return;
-      await new Promise<void>((resolve) => this.#wake = resolve);
+    } finally {
+      await this.close();
     }
   }
 

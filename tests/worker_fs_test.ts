@@ -293,7 +293,8 @@ Deno.test("fs: streaming open/create and watchFs", async (t) => {
 
     await t.step("watchFs yields Deno.FsEvent shapes", async () => {
       await Deno.mkdir(`${dir}/watched`);
-      await using watcher = w.fs.watchFs(`${dir}/watched`);
+      // No `using`: leaving the loop closes the watcher, as with Deno.watchFs.
+      const watcher = w.fs.watchFs(`${dir}/watched`);
       // The watch request is in flight when watchFs returns: write until an event shows it is live.
       let n = 0;
       const writer = setInterval(() => {
@@ -310,6 +311,14 @@ Deno.test("fs: streaming open/create and watchFs", async (t) => {
       } finally {
         clearInterval(writer);
       }
+      // Closed: iterating again ends at once instead of waiting for events.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const again = await Promise.race([
+        Array.fromAsync(watcher).then((events) => events.length),
+        new Promise((resolve) => timer = setTimeout(() => resolve("still open"), 5_000)),
+      ]);
+      clearTimeout(timer);
+      assertEquals(again, 0);
     });
 
     await t.step("watchFs of a missing path throws NotFound from the iteration", async () => {
