@@ -116,6 +116,16 @@ export interface WorkerAttachOptions {
  * const head = await w.sh`git -C ${"/srv/app"} rev-parse HEAD`.text();
  * const config = JSON.parse(await w.fs.readTextFile("/srv/app/config.json"));
  * ```
+ *
+ * @example A handle needs no connected daemon until it is used
+ * ```ts
+ * import { Server } from "./server.ts";
+ * const server = await Server.listen({ port: 0 });
+ * const w = server.worker("worker-1");
+ * console.assert(w.id === "worker-1" && (await w.info()) === undefined);
+ * console.assert(w.sh`echo ${"it's; rm -rf /"}`.script === `echo 'it'\\''s; rm -rf /'`);
+ * await server.close();
+ * ```
  */
 export class RemoteWorker {
   /** The daemon id. */

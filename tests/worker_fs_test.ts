@@ -3,6 +3,7 @@
 import { assert, assertEquals, assertInstanceOf, assertRejects, assertThrows } from "./_assert.ts";
 import {
   FileError,
+  PolicyError,
   RemoteAlreadyExistsError,
   RemoteIsADirectoryError,
   RemoteNotADirectoryError,
@@ -146,6 +147,11 @@ Deno.test("fs: read/write round trips, append, create and createNew semantics", 
       assertEquals(missing.path, `${dir}/missing`);
       assertEquals(missing.daemonId, "wf1");
       assertInstanceOf(missing.cause, FileError);
+      const localDirError = await assertRejects(() => Deno.readFile(dir), Error);
+      const remoteDirError = await assertRejects(() => w.fs.readFile(dir), Error);
+      assertEquals(remoteDirError.name, "RemoteIsADirectoryError");
+      assertInstanceOf(localDirError, Deno.errors.IsADirectory);
+      assertInstanceOf(remoteDirError, Deno.errors.IsADirectory);
     });
   }, t);
 });
@@ -328,4 +334,22 @@ Deno.test("fs: streaming open/create and watchFs", async (t) => {
       }, Deno.errors.NotFound);
     });
   }, t);
+});
+
+Deno.test("fs: under a daemon --root, refusals stay PolicyErrors and errors keep their classes", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    await using h = await startWorker("wf4", ["--root", root]);
+    const w = h.server.worker("wf4");
+    await w.fs.writeTextFile(`${root}/inside.txt`, "in");
+    assertEquals(await w.fs.readTextFile(`${root}/inside.txt`), "in");
+    assertEquals((await w.fs.lstat(`${root}/inside.txt`)).isFile, true);
+    const outside = await assertRejects(() => w.fs.readFile("/etc/hostname"));
+    assertInstanceOf(outside, PolicyError);
+    assert(!(outside instanceof Deno.errors.PermissionDenied));
+    await assertRejects(() => w.fs.stat(`${root}/missing`), Deno.errors.NotFound);
+    await assertRejects(() => w.fs.mkdir(root), Deno.errors.AlreadyExists);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
