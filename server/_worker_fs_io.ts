@@ -31,6 +31,9 @@ function completingWritable(
   const fail = async (error: unknown): Promise<never> => {
     throw (await failure()) ?? error;
   };
+  // The operation failing first (a refused upload, a shell that could not open the file) must not leave writes
+  // waiting for a reader that is gone: error the pipe so they fail (with the operation's error, through `fail`).
+  done().catch((error) => writer.abort(error).catch(() => {}));
   return new WritableStream<Uint8Array>({
     write: (chunk) => writer.write(chunk).catch(fail),
     close: async () => {
@@ -57,7 +60,6 @@ export function uploadWritable(
     ...(options.signal ? { signal: options.signal } : {}),
   }).then(() => {}, (e) => {
     error = denoFileError(e, host.daemonId, path);
-    pipe.writable.abort(error).catch(() => {});
     throw error;
   });
   uploading.catch(() => {});
