@@ -104,6 +104,8 @@ export interface ShResult extends WorkerCommandStatus {
   readonly stdoutBytes: Uint8Array;
   /** Standard error, byte-exact. */
   readonly stderrBytes: Uint8Array;
+  /** Per stream, whether output beyond the controller's `maxOutputBytes` (16 MiB) was dropped. */
+  readonly truncated?: { stdout: boolean; stderr: boolean };
 }
 
 /**
@@ -344,6 +346,7 @@ export class ShCommand implements PromiseLike<ShResult> {
         stderr: r.stderr,
         stdoutBytes: r.stdoutBytes,
         stderrBytes: r.stderrBytes,
+        truncated: r.truncated,
       };
       if (!result.success && !s.noThrow) throw new CommandFailedError(this.#script, result);
       return result;
