@@ -297,7 +297,8 @@ export class WorkerCommand {
   }
 
   /**
-   * Start the program and stream its I/O (`Deno.Command.spawn()`).
+   * Start the program and stream its I/O (`Deno.Command.spawn()`, but asynchronous: it resolves once the process
+   * runs on the worker).
    *
    * @returns The child.
    */
@@ -361,7 +362,8 @@ export interface ChildStdio {
  * `output()`, `kill()`, `ref()`/`unref()`, disposal. Remote extras: `id` (keep it to reattach with
  * `w.attach(id)`), `daemonId`, `offsets`, `gaps` and `detach()`.
  *
- * Differences from a local child: `kill()` returns a promise (it is a request to the worker; it rejects with
+ * Differences from a local child: `spawn()` returns a promise (the process starts on the worker; Deno's is
+ * synchronous); `kill()` returns a promise (it is a request to the worker; it rejects with
  * `ProcessExitedError` where Deno throws because the child has terminated); a program that does not exist is exit
  * code 127 with the shell-style message on stderr (Deno throws `NotFound` from `spawn()`); `ref()`/`unref()` do
  * nothing (a remote child never keeps this process alive by itself).
@@ -548,7 +550,8 @@ export class WorkerChildProcess implements AsyncDisposable {
 
   /**
    * Stop following the process without killing it; it keeps running on the worker and can be reattached with
-   * `w.attach(child.id, { from: child.offsets })`. Disposing a detached child does not kill it.
+   * `w.attach(child.id, { from: child.offsets })`. Disposing a detached child does not kill it; its `status`
+   * rejects (this handle will not learn the exit) and its streams end.
    */
   async detach(): Promise<void> {
     this.#detached = true;
