@@ -170,6 +170,8 @@ export class Launcher {
       process.fail(options.signal!.reason);
     };
     options.signal?.addEventListener("abort", onAbort, { once: true });
+    // Aborted while the spawn request was in flight: the listener came too late to hear it.
+    if (options.signal?.aborted) onAbort();
     // Backstop in case the daemon never reports the timeout kill.
     const backstop = options.timeout !== undefined
       ? setTimeout(

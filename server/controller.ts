@@ -14,6 +14,7 @@
  * @module
  */
 
+import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
 import type { DaemonInfo, ServerEventMap } from "./server.ts";
 import type {
   AttachOptions,
@@ -182,6 +183,12 @@ export interface Controller extends AsyncDisposable {
     listener: (event: ServerEventMap[K]) => unknown,
     options?: boolean | EventListenerOptions,
   ): void;
+  /**
+   * Tunnel a local TCP port to a port on a worker (`Server`; a remote `Client` may not offer it).
+   */
+  forward?(id: string, remotePort: number, options?: ForwardOptions): Promise<Forwarding>;
+  /** Expose a worker's HTTP server at a URL on the controller (`Server`; a remote `Client` may not offer it). */
+  exposeHttp?(id: string, options: ExposeHttpOptions): Promise<ExposedHttp>;
   /** Close the controller (embedded) or the connection to it (remote). */
   close(): Promise<void>;
 }

@@ -16,6 +16,7 @@ import { LOGIN_SHELL_COMMAND } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
 import { AsciicastWriter } from "./asciicast.ts";
 import { DaemonEvent, type ServerEventMap } from "./events.ts";
+import { RemoteWorker } from "./worker.ts";
 import type { Connection, DaemonInfo } from "./_connection.ts";
 import { DEFAULT_REQUEST_TIMEOUT_MS } from "./_connection.ts";
 import { Auditor } from "./_audited.ts";
@@ -805,6 +806,26 @@ export class Server extends EventTarget implements Controller {
    */
   exposeHttp(id: string, options: ExposeHttpOptions): Promise<ExposedHttp> {
     return this.#forwarding.exposeHttp(id, options);
+  }
+
+  /**
+   * A Deno-shaped handle on one worker: `w.command()` (like `Deno.Command`), `` w.sh`...` `` (quoted
+   * interpolation), `w.fs` (Deno's file functions and errors). It holds no connection (each call uses the daemon's
+   * current link), so it can be made before the daemon connects: `await server.worker(id).ready()` waits for it
+   * and gives the handle ({@linkcode Server.waitForDaemon} still gives the `DaemonInfo`).
+   *
+   * @example Get a worker and run something
+   * ```ts ignore
+   * const w = await server.worker("worker-1").ready({ timeout: 30_000 });
+   * console.log(await w.sh`uname -a`.text());
+   * ```
+   *
+   * @param id Daemon id.
+   * @returns The handle.
+   */
+  worker(id: string): RemoteWorker {
+    checkDaemonId(id);
+    return new RemoteWorker(this, id);
   }
 
   /** Close every daemon link and stop listening. Processes on the workers keep running. */

@@ -149,3 +149,25 @@ Deno.test("forward and exposeHttp: the daemon's policy refusal reaches the calle
   assertEquals(response.status, 502);
   assertStringIncludes(await response.text(), "disabled");
 });
+
+Deno.test("forward: the worker handle's forward and exposeHttp are the server's", async () => {
+  await using echo = denoServer("echo");
+  await using http = denoServer("http");
+  await using worker = await startWorker("fw-handle");
+  const w = worker.server.worker("fw-handle");
+  await using tunnel = await w.forward(await echo.port);
+  const conn = await Deno.connect({ hostname: tunnel.hostname, port: tunnel.port });
+  const reading = readAll(conn);
+  await writeAll(conn, new TextEncoder().encode("through the handle"));
+  await conn.closeWrite();
+  assertEquals(new TextDecoder().decode(await reading), "through the handle");
+  conn.close();
+  const exposed = await w.exposeHttp({ port: await http.port });
+  const hello = new URL("hello", exposed.url);
+  const response = await fetch(hello);
+  assertEquals(await response.text(), "hello from the worker\n");
+  await exposed.close();
+  const gone = await fetch(hello);
+  await gone.body?.cancel();
+  assertEquals(gone.status, 404);
+});
