@@ -186,20 +186,35 @@ Deno.test("control API: output streams live, resumes by offset after the client 
   assertStrictEquals(codeOf(beyond), "BAD_OFFSET");
 });
 
-Deno.test("control API: output no longer retained is reported as a gap in Sandd-Offset", async () => {
+Deno.test("control API: output is held for its first reader, then runs free with gaps reported in Sandd-Offset", async () => {
   await using w = await startApiWorker("api-gap");
   const base = `${w.base}/daemons/api-gap/processes`;
-  // 200 KiB of output with 64 KiB retained: the first bytes are gone.
+  // 200 KiB of output with 64 KiB retained, once stdin says go.
   const spawned = await call(base, {
     method: "POST",
-    json: { command: "head -c 204800 /dev/zero | tr '\\0' x", retainBytes: 65536 },
+    json: {
+      command:
+        "head -c 30000 /dev/zero | tr '\\0' a; read go; head -c 204800 /dev/zero | tr '\\0' x",
+      stdin: true,
+      retainBytes: 65536,
+    },
   });
   const { id } = spawned.body as { id: string };
+  // Held for the first reader: the first bytes are there from 0.
+  const first = await fetch(`${base}/${id}/output?from=0`);
+  assertStrictEquals(first.headers.get("sandd-offset"), "0");
+  const reader = first.body!.getReader();
+  let got = 0;
+  while (got < 30000) got += (await reader.read()).value!.length;
+  assertStrictEquals(got, 30000);
+  await reader.cancel();
+  // Read once, the stream runs free: nobody reads now, and the oldest output is dropped.
+  await call(`${base}/${id}/stdin`, { method: "POST", body: "go\n" });
   await call(`${base}/${id}/status?wait=true`);
   const out = await call(`${base}/${id}/output?from=0`);
   const offset = Number(out.headers.get("sandd-offset"));
-  assertGreater(offset, 0);
-  assertStrictEquals(offset + out.text.length, 204800);
+  assertGreater(offset, 30000);
+  assertStrictEquals(offset + out.text.length, 30000 + 204800);
 });
 
 Deno.test("control API: files go up and down streamed, verified and atomic; fs operations work", async () => {
