@@ -140,3 +140,7 @@ export {
   type WorkerWatchFsOptions,
   type WorkerWriteFileOptions,
 } from "./server/worker.ts";
+
+// --- The HTTP control API (issue 11): `Server.listen({ control })` ---
+export type { ClientToken, ControlOptions, Scope } from "./server/control/options.ts";
+export { parseClientTokens } from "./server/control/tokens.ts";

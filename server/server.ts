@@ -37,6 +37,7 @@ import {
   positiveInt,
 } from "./_validate.ts";
 import type { AuditInput } from "./audit.ts";
+import { createControlMount } from "./control/control.ts";
 import { DaemonDisconnectedError, DaemonNotFoundError, tarFileError } from "./errors.ts";
 import type {
   AttachOptions,
@@ -173,6 +174,11 @@ export class Server extends EventTarget implements Controller {
       closing: () => this.#closing !== null,
       accept: (socket, remote, identity) => this.#hub.accept(socket, remote, identity),
     };
+    if (options.control !== undefined) {
+      const host = { server: this, files: this.#files, auditor: this.#auditor };
+      const connection = (id: string) => this.#hub.connection(id);
+      this.#mounts.push(createControlMount({ ...host, connection }, options.control, security));
+    }
     options.signal?.addEventListener("abort", () => this.close(), { once: true });
     // Port forwarding: the `/x` mount for exposed URLs; a dropped link fails its tunnel connections.
     this.#forwarding = new ForwardService({
@@ -832,6 +838,7 @@ export class Server extends EventTarget implements Controller {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#forwarding.closeAll();
+      for (const mount of this.#mounts) await mount.close?.();
       await this.#hub.close();
       await this.#http.shutdown();
       const audit = this.#security.audit;

@@ -30,6 +30,7 @@ import { files } from "./files.ts";
 import { memory } from "./memory.ts";
 import { wan } from "./wan.ts";
 import { forward } from "./forward.ts";
+import { api } from "./_api.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -43,6 +44,7 @@ export const SECTIONS: readonly Section[] = [
   memory,
   wan,
   forward,
+  api,
 ];
 
 /** What `--json` prints. */
