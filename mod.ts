@@ -94,3 +94,16 @@ export {
   type FileAuditSinkOptions,
   logtapeAuditSink,
 } from "./server/audit.ts";
+
+// --- workspace snapshots (issue 12) ---
+export {
+  type SnapshotCopyResult,
+  type SnapshotCreated,
+  type SnapshotCreateOptions,
+  type SnapshotDeleteResult,
+  type SnapshotInfo,
+  type SnapshotListOptions,
+  type SnapshotRestoreOptions,
+  type SnapshotRestoreResult,
+  Snapshots,
+} from "./server/snapshots.ts";

@@ -25,6 +25,7 @@ import {
 import { MAX_PATH_LENGTH } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 import type { Operation } from "./requests.ts";
+import { SNAPSHOT_RESPONSE_SCHEMAS } from "./snapshots.ts";
 import { type Check, compile, type Infer, type Schema } from "./schema.ts";
 
 const compileUntyped = compile as (schema: Schema) => Check<unknown>;
@@ -155,6 +156,8 @@ export const RESPONSE_SCHEMAS = {
   move: EMPTY,
   watch: EMPTY,
   unwatch: EMPTY,
+  // --- workspace snapshots (protocol/snapshots.ts) ---
+  ...SNAPSHOT_RESPONSE_SCHEMAS,
 } as const satisfies { readonly [Op in Operation]: Schema };
 
 /** The error half of a response: a stable `code`, a `message`, and `path` or `rule` where they apply. */
