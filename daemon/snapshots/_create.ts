@@ -34,6 +34,14 @@ const YIELD_ENTRIES = 256;
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/** The tree changed under the walk in a way that could lead elsewhere: the snapshot fails, to be taken again. */
+function changed(path: string, code: string): DaemonRequestError {
+  return new DaemonRequestError(
+    "EAGAIN",
+    `Cannot snapshot '${path}': it changed while the snapshot was taken (${code}); try again`,
+  );
+}
+
 /** Walks one tree into a blob batch, collecting the manifest entries. */
 export class TreeWalker {
   readonly entries: ManifestEntry[] = [];
@@ -89,7 +97,15 @@ export class TreeWalker {
         throw error;
       }
       if (info.kind === "symlink") {
-        const raw = readlinkAt(fd, name);
+        let raw: Uint8Array;
+        try {
+          raw = readlinkAt(fd, name);
+        } catch (error) {
+          if (error instanceof FsError && (error.code === "EINVAL" || error.code === "ENOENT")) {
+            throw changed(path, error.code);
+          }
+          throw error;
+        }
         let target: string;
         try {
           target = decoder.decode(raw);
@@ -148,10 +164,7 @@ export class TreeWalker {
         error instanceof FsError &&
         (error.code === "ELOOP" || error.code === "ENOTDIR" || error.code === "ENOENT")
       ) {
-        throw new DaemonRequestError(
-          "EAGAIN",
-          `Cannot snapshot '${path}': it changed while the snapshot was taken (${error.code}); try again`,
-        );
+        throw changed(path, error.code);
       }
       throw error;
     }

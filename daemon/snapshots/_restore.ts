@@ -41,6 +41,11 @@ export interface RestoreCounts {
 }
 
 const MODE_MASK = 0o1777;
+
+/** Milliseconds as the seconds `futimens` takes, nudged half a microsecond so float error never loses a ms. */
+function seconds(ms: number): number {
+  return (ms + 0.0005) / 1000;
+}
 const YIELD_BYTES = 16 * 1024 * 1024;
 
 /** Open directories of the tree being built, by relative path (the last one kept open). */
@@ -140,7 +145,7 @@ async function build(
         try {
           await copyBlob(store, entry.sha256, entry.size, fd, entry.path, buffer);
           fchmod(fd, entry.mode & MODE_MASK);
-          futimens(fd, entry.mtime / 1000);
+          futimens(fd, seconds(entry.mtime));
         } finally {
           closeFd(fd);
         }
@@ -161,7 +166,7 @@ async function build(
       const fd = openAt(parent, path.slice(slash + 1), O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
       try {
         fchmod(fd, mode & MODE_MASK);
-        futimens(fd, mtime / 1000);
+        futimens(fd, seconds(mtime));
       } finally {
         closeFd(fd);
       }
@@ -201,7 +206,7 @@ export async function restoreInto(
     top = openAt(dirFd, temp, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
     const counts = await build(store, manifest, top);
     fchmod(top, manifest.header.mode & MODE_MASK);
-    futimens(top, manifest.header.mtime / 1000);
+    futimens(top, seconds(manifest.header.mtime));
     if (lstatAtOrNull(dirFd, name) === null) {
       renameAt(dirFd, temp, dirFd, name);
     } else if (!overwrite) {

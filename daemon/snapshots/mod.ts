@@ -164,6 +164,33 @@ export function snapshotHandlers(options: SnapshotHandlerOptions): SnapshotHandl
       }
     });
 
+  /** An operation the controller streams bytes for: the stream is bound at once (its frames follow the request). */
+  const receiving = <A extends { sid: number; window: number }>(
+    verb: string,
+    pathOf: (args: A) => string,
+    run: (args: A, receiver: UploadReceiver) => Promise<Record<string, unknown>>,
+  ) =>
+  (args: A, link: Link): Promise<Record<string, unknown>> => {
+    let release: () => void;
+    try {
+      release = slots.take(link, pathOf(args));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const receiver = new UploadReceiver(link, args.sid, args.window, { idleMs });
+    return withFs(async () => {
+      try {
+        await ready();
+        return await store.lock.shared(() => run(args, receiver));
+      } catch (error) {
+        throw fileError(error, pathOf(args), verb, paths.confined);
+      } finally {
+        receiver.finish();
+        release();
+      }
+    });
+  };
+
   const snapshot = (id: string) => `snapshot ${id}`;
 
   return {
@@ -311,34 +338,29 @@ export function snapshotHandlers(options: SnapshotHandlerOptions): SnapshotHandl
       },
     ),
 
-    snapshotBlobPut: guarded<RequestArgs<"snapshotBlobPut">>(
+    snapshotBlobPut: receiving<RequestArgs<"snapshotBlobPut">>(
       "store",
       (a) => `blob ${a.sha256}`,
-      (args, link) =>
-        store.lock.shared(async () => {
-          const release = slots.take(link, `blob ${args.sha256}`);
-          const receiver = new UploadReceiver(link, args.sid, args.window, { idleMs });
-          const batch = new BlobBatch(store);
-          const writer = batch.writer();
-          try {
-            while (true) {
-              const chunk = await receiver.read();
-              if (chunk === null) break;
-              writer.write(chunk);
-              receiver.consumed();
-            }
-            receiver.consumed(true);
-            receiver.verify(`blob ${args.sha256}`, args.size);
-            const { stored } = await writer.finish(args.sha256);
-            await batch.sync();
-            return { bytes: receiver.received, stored };
-          } finally {
-            writer.discard();
-            await batch.abandon();
-            receiver.finish();
-            release();
+      async (args, receiver) => {
+        const batch = new BlobBatch(store);
+        const writer = batch.writer();
+        try {
+          while (true) {
+            const chunk = await receiver.read();
+            if (chunk === null) break;
+            writer.write(chunk);
+            receiver.consumed();
           }
-        }),
+          receiver.consumed(true);
+          receiver.verify(`blob ${args.sha256}`, args.size);
+          const { stored } = await writer.finish(args.sha256);
+          await batch.sync();
+          return { bytes: receiver.received, stored };
+        } finally {
+          writer.discard();
+          await batch.abandon();
+        }
+      },
     ),
 
     snapshotExport: guarded<RequestArgs<"snapshotExport">>(
@@ -390,61 +412,55 @@ export function snapshotHandlers(options: SnapshotHandlerOptions): SnapshotHandl
       },
     ),
 
-    snapshotImport: guarded<RequestArgs<"snapshotImport">>(
+    snapshotImport: receiving<RequestArgs<"snapshotImport">>(
       "import",
       () => "snapshot import",
-      (args, link) =>
-        store.lock.shared(async () => {
-          const release = slots.take(link, "snapshot import");
-          const receiver = new UploadReceiver(link, args.sid, args.window, { idleMs });
-          const batch = new BlobBatch(store);
-          try {
-            const source = new ReadableStream<Uint8Array>({
-              pull: async (controller) => {
-                const chunk = await receiver.read();
-                if (chunk === null) controller.close();
-                else {
-                  controller.enqueue(chunk);
-                  receiver.consumed();
-                }
-              },
-            }, { highWaterMark: 0 });
-            if (args.format === "manifest") {
-              const bytes = await collect(source, MAX_IMPORTED_MANIFEST);
-              receiver.consumed(true);
-              receiver.verify("snapshot manifest", undefined);
-              return await importManifest(store, bytes);
-            }
-            const entries = await importTar(source, batch);
-            // Drain what follows the archive's end marker, so the digest covers every byte.
-            while (await receiver.read() !== null) receiver.consumed();
+      async (args, receiver) => {
+        const batch = new BlobBatch(store);
+        try {
+          const source = new ReadableStream<Uint8Array>({
+            pull: async (controller) => {
+              const chunk = await receiver.read();
+              if (chunk === null) controller.close();
+              else {
+                controller.enqueue(chunk);
+                receiver.consumed();
+              }
+            },
+          }, { highWaterMark: 0 });
+          if (args.format === "manifest") {
+            const bytes = await collect(source, MAX_IMPORTED_MANIFEST);
             receiver.consumed(true);
-            receiver.verify("snapshot archive", undefined);
-            await batch.sync();
-            const now = new Date();
-            const manifest: Manifest = {
-              header: {
-                format: MANIFEST_FORMAT,
-                id: newId(now),
-                createdAt: now.toISOString(),
-                message: args.message ?? "",
-                tags: args.tags ?? [],
-                ...count(entries),
-                mode: 0o755,
-                mtime: now.getTime(),
-              },
-              entries,
-            };
-            await store.writeManifest(manifest);
-            return info(manifest.header);
-          } catch (error) {
-            await batch.abandon();
-            throw error;
-          } finally {
-            receiver.finish();
-            release();
+            receiver.verify("snapshot manifest", undefined);
+            return await importManifest(store, bytes);
           }
-        }),
+          const entries = await importTar(source, batch);
+          // Drain what follows the archive's end marker, so the digest covers every byte.
+          while (await receiver.read() !== null) receiver.consumed();
+          receiver.consumed(true);
+          receiver.verify("snapshot archive", undefined);
+          await batch.sync();
+          const now = new Date();
+          const manifest: Manifest = {
+            header: {
+              format: MANIFEST_FORMAT,
+              id: newId(now),
+              createdAt: now.toISOString(),
+              message: args.message ?? "",
+              tags: args.tags ?? [],
+              ...count(entries),
+              mode: 0o755,
+              mtime: now.getTime(),
+            },
+            entries,
+          };
+          await store.writeManifest(manifest);
+          return info(manifest.header);
+        } catch (error) {
+          await batch.abandon();
+          throw error;
+        }
+      },
     ),
   } as SnapshotHandlers;
 }

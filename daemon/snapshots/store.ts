@@ -415,9 +415,15 @@ export class SnapshotStore {
   /** Snapshot ids in the store (unordered). */
   ids(): string[] {
     const out: string[] = [];
-    for (const entry of readDirFd(this.#open.manifests)) {
-      const match = MANIFEST_NAME.exec(entry.name);
-      if (match) out.push(match[1]!);
+    // A fresh descriptor each time: a directory is read from its descriptor's position.
+    const fd = openAt(this.#open.manifests, ".", O.RDONLY | O.DIRECTORY);
+    try {
+      for (const entry of readDirFd(fd)) {
+        const match = MANIFEST_NAME.exec(entry.name);
+        if (match) out.push(match[1]!);
+      }
+    } finally {
+      closeFd(fd);
     }
     return out;
   }
