@@ -11,7 +11,8 @@
  *   the baselines' daemon internals from DIR (see _checkout.ts). `compare.ts` uses this for before/after runs.
  *
  * Environment (also under --quick): BENCH_DAEMONS (throughput, default 100), BENCH_SOCKETS (memory, default
- * 19,000), BENCH_FILE_MIB (files, default 1024).
+ * 19,000), BENCH_FILE_MIB (files, default 1024), BENCH_SNAPSHOT_FILES and BENCH_SNAPSHOT_MIB (snapshots,
+ * default 10,000 files, 1024 MiB).
  *
  * @module
  */
@@ -28,6 +29,7 @@ import { resume } from "./resume.ts";
 import { pty } from "./pty.ts";
 import { files } from "./files.ts";
 import { memory } from "./memory.ts";
+import { snapshots } from "./snapshots.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -39,6 +41,7 @@ export const SECTIONS: readonly Section[] = [
   pty,
   files,
   memory,
+  snapshots,
 ];
 
 /** What `--json` prints. */
