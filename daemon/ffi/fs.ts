@@ -541,6 +541,23 @@ export async function fsync(fd: number, dataOnly = false): Promise<void> {
 }
 
 /**
+ * Flush the whole file system that holds `fd` (`syncfs`), off the main thread: one call instead of an `fsync` per
+ * file when many files were written (the snapshot store's blobs).
+ *
+ * @example Flush a store
+ * ```ts ignore
+ * await syncFs(storeFd);
+ * ```
+ *
+ * @param fd Any descriptor on the file system.
+ * @throws {FsError} On failure (`ENOSYS` where libc has no `syncfs`).
+ */
+export async function syncFs(fd: number): Promise<void> {
+  const result = await need(lib().syncfs, "syncfs")(fd);
+  if (result < 0) throw new FsError("syncfs", 5);
+}
+
+/**
  * Rename `from` in `fromDir` to `to` in `toDir` (replacing a file there), names not followed.
  *
  * @example Rename within a directory

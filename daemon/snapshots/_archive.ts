@@ -178,7 +178,7 @@ export async function importTar(
       const writer = batch.writer();
       try {
         for await (const chunk of body) writer.write(chunk);
-        const { hash } = await writer.finish();
+        const { hash } = writer.finish();
         index.set(path, entries.length);
         entries.push({
           path,

@@ -182,7 +182,7 @@ export class TreeWalker {
       }
       // A file that grew meanwhile: take what is there now, streamed.
       if (at === size && pread(fd, this.#buffer.subarray(0, 1), at) === 0) {
-        return { hash: await this.#batch.addBytes(bytes), size };
+        return { hash: this.#batch.addBytes(bytes), size };
       }
     }
     const writer = this.#batch.writer();
@@ -195,7 +195,7 @@ export class TreeWalker {
         offset += n;
         if (offset % YIELD_BYTES < n) await new Promise((r) => setTimeout(r, 0));
       }
-      const { hash } = await writer.finish();
+      const { hash } = writer.finish();
       return { hash, size: offset };
     } catch (error) {
       writer.discard();

@@ -224,7 +224,7 @@ export function snapshotHandlers(options: SnapshotHandlerOptions): SnapshotHandl
             await store.writeManifest(manifest);
             return { ...info(manifest.header), newBlobs: batch.newBlobs, newBytes: batch.newBytes };
           } catch (error) {
-            await batch.abandon();
+            batch.abandon();
             throw error;
           } finally {
             closeFd(fd);
@@ -353,12 +353,12 @@ export function snapshotHandlers(options: SnapshotHandlerOptions): SnapshotHandl
           }
           receiver.consumed(true);
           receiver.verify(`blob ${args.sha256}`, args.size);
-          const { stored } = await writer.finish(args.sha256);
+          const { stored } = writer.finish(args.sha256);
           await batch.sync();
           return { bytes: receiver.received, stored };
         } finally {
           writer.discard();
-          await batch.abandon();
+          batch.abandon();
         }
       },
     ),
@@ -457,7 +457,7 @@ export function snapshotHandlers(options: SnapshotHandlerOptions): SnapshotHandl
           await store.writeManifest(manifest);
           return info(manifest.header);
         } catch (error) {
-          await batch.abandon();
+          batch.abandon();
           throw error;
         }
       },

@@ -6,12 +6,13 @@
  *   snapshots/
  *     blobs/00 … blobs/ff/        one file per distinct content, named by its SHA-256 (fan-out by the first byte)
  *     manifests/ID.jsonl          one per snapshot (see _manifest.ts)
- *     tmp/                        named temporary files where the file system has no O_TMPFILE
+ *     tmp/                        blobs being written (and manifests where the file system has no O_TMPFILE)
  * ```
  *
- * Crash safety comes from the order of writes, each step atomic: a blob is written to an unnamed file
- * (`O_TMPFILE`), flushed, and only then linked under its digest; a manifest is written the same way after every
- * blob it names is on disk (and their directories flushed). A daemon killed at any point therefore leaves at
+ * Crash safety comes from the order of writes, each step atomic: a blob is written under a temporary name in
+ * `tmp/`; once a snapshot has written all its blobs, the file system is flushed once (`syncfs`, instead of an
+ * `fsync` per file: thousands of those cost seconds), the blobs are renamed to their digests and the file system
+ * flushed again; only then is the manifest written (to an unnamed file), flushed and named. A daemon killed at any point therefore leaves at
  * most blobs no manifest names (orphans) and never a manifest naming a missing blob. Orphans (and temporary
  * files) are removed when the store is first opened by a daemon. A deletion removes the manifest first, then the
  * blobs no remaining manifest names, so a crash in between also leaves only orphans.
@@ -39,6 +40,7 @@ import {
   pread,
   readDirFd,
   renameAt,
+  syncFs,
   unlinkAt,
   writeAll,
 } from "../ffi/fs.ts";
@@ -46,8 +48,6 @@ import { DaemonRequestError } from "../process_table.ts";
 import { RwLock } from "./_lock.ts";
 import { checkHeader, type Manifest, parse, serialize, type SnapshotHeader } from "./_manifest.ts";
 
-/** Blobs being flushed in the background at once during one snapshot (each holds a descriptor). */
-const MAX_IN_FLIGHT = 32;
 /** Read size for blobs and manifests. */
 export const CHUNK = 256 * 1024;
 
@@ -62,14 +62,11 @@ function isMissing(error: unknown): boolean {
   return error instanceof FsError && error.code === "ENOENT";
 }
 
-/** The blobs one snapshot adds: flushed in the background, awaited (with their directories) before its manifest. */
+/** The blobs one snapshot adds: written under pending names, made durable and named by {@linkcode BlobBatch.sync}. */
 export class BlobBatch {
   readonly #store: SnapshotStore;
-  /** Blobs of this batch already stored or on their way, by digest. */
-  readonly #known = new Map<string, Promise<void>>();
-  readonly #inFlight = new Set<Promise<void>>();
-  readonly #dirs = new Set<string>();
-  #failure: unknown = null;
+  /** Blobs of this batch already written, by digest: their pending names. */
+  readonly #pending = new Map<string, string>();
   /** Blobs this batch stored that the store did not have. */
   newBlobs = 0;
   /** Their bytes. */
@@ -79,9 +76,9 @@ export class BlobBatch {
     this.#store = store;
   }
 
-  /** Whether the blob is in the store or on its way there in this batch. */
+  /** Whether the blob is in the store or written by this batch. */
   has(hash: string): boolean {
-    return this.#known.has(hash) || this.#store.hasBlob(hash);
+    return this.#pending.has(hash) || this.#store.hasBlob(hash);
   }
 
   /**
@@ -89,59 +86,51 @@ export class BlobBatch {
    *
    * @returns Their SHA-256.
    */
-  async addBytes(bytes: Uint8Array): Promise<string> {
+  addBytes(bytes: Uint8Array): string {
     const hash = createHash("sha256").update(bytes).digest("hex");
     if (this.has(hash)) return hash;
-    const fd = this.#store.tempFile();
+    const temp = this.#store.blobFile();
     try {
-      writeAll(fd.fd, bytes);
+      writeAll(temp.fd, bytes);
     } catch (error) {
-      fd.discard();
+      temp.discard();
       throw error;
     }
-    await this.#commit(fd, hash, bytes.length);
+    this.#add(temp, hash, bytes.length);
     return hash;
   }
 
   /** Start a blob written piece by piece, hashed as it goes. */
   writer(): BlobWriter {
-    return new BlobWriter(this.#store.tempFile(), (temp, hash, size) => {
+    return new BlobWriter(this.#store.blobFile(), (temp, hash, size) => {
       if (this.has(hash)) {
         temp.discard();
-        return Promise.resolve(false);
+        return false;
       }
-      return this.#commit(temp, hash, size).then(() => true);
+      this.#add(temp, hash, size);
+      return true;
     });
   }
 
-  /** Flush and link one blob in the background (bounded), remembering it. */
-  async #commit(temp: TempFile, hash: string, size: number): Promise<void> {
-    if (this.#failure) {
-      temp.discard();
-      throw this.#failure;
-    }
-    while (this.#inFlight.size >= MAX_IN_FLIGHT) await Promise.race(this.#inFlight);
+  #add(temp: TempFile, hash: string, size: number): void {
+    this.#pending.set(hash, this.#store.stage(temp));
     this.newBlobs++;
     this.newBytes += size;
-    this.#dirs.add(hash.slice(0, 2));
-    const done = this.#store.commit(temp, hash).catch((error) => {
-      this.#failure ??= error;
-    });
-    this.#known.set(hash, done);
-    this.#inFlight.add(done);
-    done.finally(() => this.#inFlight.delete(done));
   }
 
-  /** Wait until every blob of the batch is on disk under its name, with its directory flushed. */
+  /** Make every blob of the batch durable under its digest (flush, rename, flush). */
   async sync(): Promise<void> {
-    await Promise.all(this.#inFlight);
-    if (this.#failure) throw this.#failure;
-    await Promise.all([...this.#dirs].map((dir) => this.#store.syncBlobDir(dir)));
+    if (this.#pending.size === 0) return;
+    await this.#store.flush();
+    for (const [hash, pending] of this.#pending) this.#store.publish(pending, hash);
+    this.#pending.clear();
+    await this.#store.flush();
   }
 
-  /** Give up: wait for what is in flight (so no descriptor is left open); the blobs stay as orphans. */
-  async abandon(): Promise<void> {
-    await Promise.allSettled(this.#inFlight);
+  /** Give up: remove the pending blobs (a crash leaves them to the next open). */
+  abandon(): void {
+    for (const pending of this.#pending.values()) this.#store.unstage(pending);
+    this.#pending.clear();
   }
 }
 
@@ -159,13 +148,13 @@ export interface TempFile {
 export class BlobWriter {
   readonly #temp: TempFile;
   readonly #hash: Hash = createHash("sha256");
-  readonly #done: (temp: TempFile, hash: string, size: number) => Promise<boolean>;
+  readonly #done: (temp: TempFile, hash: string, size: number) => boolean;
   #size = 0;
   #finished = false;
 
   constructor(
     temp: TempFile,
-    done: (temp: TempFile, hash: string, size: number) => Promise<boolean>,
+    done: (temp: TempFile, hash: string, size: number) => boolean,
   ) {
     this.#temp = temp;
     this.#done = done;
@@ -189,7 +178,7 @@ export class BlobWriter {
    * @param expected When given, the digest the bytes must have (`EINTEGRITY` otherwise, nothing stored).
    * @returns Its digest, and whether it was stored now.
    */
-  async finish(expected?: string): Promise<{ hash: string; stored: boolean }> {
+  finish(expected?: string): { hash: string; stored: boolean } {
     this.#finished = true;
     const hash = this.#hash.digest("hex");
     if (expected !== undefined && expected !== hash) {
@@ -199,7 +188,7 @@ export class BlobWriter {
         `Blob content has SHA-256 ${hash}, not the announced ${expected}`,
       );
     }
-    return { hash, stored: await this.#done(this.#temp, hash, this.#size) };
+    return { hash, stored: this.#done(this.#temp, hash, this.#size) };
   }
 
   /** Drop the bytes written (idempotent; does nothing after `finish`). */
@@ -338,35 +327,67 @@ export class SnapshotStore {
     };
   }
 
-  /** Flush `temp` and give it its digest's name (an existing blob of that name is the same bytes). Closes it. */
-  async commit(temp: TempFile, hash: string): Promise<void> {
-    const { blobs, tmp } = this.#open;
+  /** A new blob file under a temporary name in `tmp/` (read-only once closed; removed at the next open if left). */
+  blobFile(): TempFile {
+    const tmp = this.#open.tmp;
+    const name = `t-${crypto.randomUUID()}`;
+    const fd = openAt(tmp, name, O.RDWR | O.CREAT | O.EXCL | O.NOFOLLOW, 0o444);
+    return {
+      fd,
+      name,
+      discard: () => {
+        closeFd(fd);
+        this.unstage(name);
+      },
+    };
+  }
+
+  /** Close a written blob file, keeping it under its temporary name until {@linkcode SnapshotStore.publish}. */
+  stage(temp: TempFile): string {
+    closeFd(temp.fd);
+    return temp.name!;
+  }
+
+  /** Rename a flushed blob file to its digest (an existing blob of that name is the same bytes). */
+  publish(pending: string, hash: string): void {
+    renameAt(this.#open.tmp, pending, this.#open.blobs, blobName(hash));
+  }
+
+  /** Remove a blob file not published. */
+  unstage(pending: string): void {
     try {
-      fchmod(temp.fd, 0o444);
-      await fsync(temp.fd, true);
-      if (temp.name === null) {
-        try {
-          linkFd(temp.fd, blobs, blobName(hash));
-        } catch (error) {
-          if (!(error instanceof FsError) || error.code !== "EEXIST") throw error;
-        }
-      } else {
-        renameAt(tmp, temp.name, blobs, blobName(hash));
-      }
-    } finally {
-      temp.discard();
+      unlinkAt(this.#open.tmp, pending);
+    } catch {
+      // gone already
     }
   }
 
-  /** Flush one fan-out directory. */
-  async syncBlobDir(dir: string): Promise<void> {
-    const fd = openAt(this.#open.blobs, dir, O.RDONLY | O.DIRECTORY);
+  /** Flush the store's file system (`syncfs`); where libc has none, every fan-out directory and pending file. */
+  async flush(): Promise<void> {
     try {
-      await fsync(fd);
-    } catch {
-      // some file systems refuse fsync on directories
+      await syncFs(this.#open.blobs);
+      return;
+    } catch (error) {
+      if (!(error instanceof FsError) || error.code !== "ENOSYS") throw error;
+    }
+    const { blobs, tmp } = this.#open;
+    const dir = openAt(tmp, ".", O.RDONLY | O.DIRECTORY);
+    try {
+      for (const entry of readDirFd(dir)) {
+        const fd = openAt(dir, entry.raw, O.RDONLY | O.NOFOLLOW);
+        try {
+          await fsync(fd);
+        } finally {
+          closeFd(fd);
+        }
+      }
+      await fsync(dir).catch(() => {});
     } finally {
-      closeFd(fd);
+      closeFd(dir);
+    }
+    for (let i = 0; i < 256; i++) {
+      const fan = openAt(blobs, i.toString(16).padStart(2, "0"), O.RDONLY | O.DIRECTORY);
+      await fsync(fan).catch(() => {}).finally(() => closeFd(fan));
     }
   }
 
