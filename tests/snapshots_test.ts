@@ -10,7 +10,14 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "./_assert.ts";
-import { FileError, PolicyError, RemoteError, Server } from "../mod.ts";
+import {
+  type AuditRecord,
+  FileError,
+  PolicyError,
+  RemoteError,
+  Server,
+  type ServerOptions,
+} from "../mod.ts";
 import { TestDaemon } from "./_daemon.ts";
 
 const decoder = new TextDecoder();
@@ -20,8 +27,12 @@ async function tempDir(prefix: string): Promise<string> {
 }
 
 /** A controller and daemons `ids`, each with its own state directory; extra daemon args per id. */
-async function setup(ids: string[] = ["w1"], args: Record<string, string[]> = {}) {
-  const server = await Server.listen({ port: 0 });
+async function setup(
+  ids: string[] = ["w1"],
+  args: Record<string, string[]> = {},
+  options: ServerOptions = {},
+) {
+  const server = await Server.listen({ port: 0, ...options });
   const work = await tempDir("sandd-snap-");
   const state: Record<string, string> = {};
   const daemons = ids.map((id) => {
@@ -537,4 +548,40 @@ Deno.test("bad arguments are refused before anything is sent", async () => {
   );
   const bad = await assertRejects(() => snaps.get("../etc"), Error);
   assertLess(bad.message.length, 1000);
+});
+
+Deno.test("every snapshot call is audited, refused ones too", async () => {
+  const records: AuditRecord[] = [];
+  await using t = await setup(["w1", "w2"], {}, { audit: (record) => void records.push(record) });
+  const src = join(t.work, "tree");
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(join(src, "a"), "a");
+  const snaps = t.server.snapshots("w1");
+  const snap = await snaps.create(src, { message: "m" });
+  await snaps.list();
+  await snaps.get(snap.id);
+  await snaps.restore(snap.id, join(t.work, "r"));
+  await snaps.copyTo("w2", snap.id);
+  await new Response(await snaps.export(snap.id)).arrayBuffer();
+  await t.server.snapshots("w2").import(await snaps.export(snap.id));
+  await assertRejects(() => snaps.restore(snap.id, join(t.work, "r")), FileError);
+  await snaps.delete(snap.id);
+  const seen = records.filter((r) => r.action.startsWith("snapshot.")).map((r) =>
+    `${r.action} ${r.daemon} ${r.ok}`
+  );
+  assertEquals(seen, [
+    "snapshot.create w1 true",
+    "snapshot.list w1 true",
+    "snapshot.get w1 true",
+    "snapshot.restore w1 true",
+    "snapshot.copy w1 true",
+    "snapshot.export w1 true",
+    "snapshot.export w1 true",
+    "snapshot.import w2 true",
+    "snapshot.restore w1 false",
+    "snapshot.delete w1 true",
+  ]);
+  const create = records.find((r) => r.action === "snapshot.create")!;
+  assertEquals([create.path, create.bytes], [src, 1]);
+  assertEquals(records.find((r) => r.action === "snapshot.copy")?.to, "w2");
 });
