@@ -585,3 +585,34 @@ Deno.test("every snapshot call is audited, refused ones too", async () => {
   assertEquals([create.path, create.bytes], [src, 1]);
   assertEquals(records.find((r) => r.action === "snapshot.copy")?.to, "w2");
 });
+
+Deno.test("unchanged files are not read again, and a same-size change with its mtime put back is still seen", async () => {
+  await using t = await setup();
+  const src = join(t.work, "tree");
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(join(src, "same-size.txt"), "version 1");
+  await Deno.writeTextFile(join(src, "untouched.txt"), "untouched");
+  const before = await Deno.stat(join(src, "same-size.txt"));
+  // The daemon trusts a remembered digest only for files whose last change is 2 s old when read (a change in
+  // the same kernel clock tick as a read would keep the change time): let that time pass. No event marks it.
+  await new Promise((r) => setTimeout(r, 2_100));
+  const snaps = t.server.snapshots("w1");
+  const first = await snaps.create(src);
+  // Same size, and the modification time set back: only the change time (ctime) tells.
+  await Deno.writeTextFile(join(src, "same-size.txt"), "version 2");
+  await Deno.utime(join(src, "same-size.txt"), before.atime!, before.mtime!);
+  const second = await snaps.create(src);
+  assertEquals(second.newBlobs, 1);
+  await snaps.restore(first.id, join(t.work, "r1"));
+  await snaps.restore(second.id, join(t.work, "r2"));
+  assertEquals(await Deno.readTextFile(join(t.work, "r1/same-size.txt")), "version 1");
+  assertEquals(await Deno.readTextFile(join(t.work, "r2/same-size.txt")), "version 2");
+  assertEquals(await Deno.readTextFile(join(t.work, "r2/untouched.txt")), "untouched");
+  // A blob deleted from the store is written again, not trusted from memory.
+  await snaps.delete(first.id);
+  await snaps.delete(second.id);
+  const third = await snaps.create(src);
+  assertEquals(third.newBlobs, 2);
+  await snaps.restore(third.id, join(t.work, "r3"));
+  assertEquals(await diffTrees(src, join(t.work, "r3")), { code: 0, output: "" });
+});

@@ -387,6 +387,11 @@ export interface FileStat {
   mtimeMs: number;
   /** Device (major << 32 | minor as a string key) and inode: identity of the file. */
   id: string;
+  /**
+   * Status change time as `seconds.nanoseconds` (`stx_ctime`): the kernel sets it on every change of the file's
+   * content or metadata and nothing can set it back, so an equal value means an unchanged file (compare only).
+   */
+  ctime: string;
 }
 
 const KINDS: Record<number, FileKind> = {
@@ -416,6 +421,7 @@ function statx(dirFd: number, name: string | Uint8Array, flags: number): FileSta
     mtimeMs: Number(view.getBigInt64(112, true)) * 1000 +
       Math.floor(view.getUint32(120, true) / 1e6),
     id: `${view.getUint32(136, true)}:${view.getUint32(140, true)}:${view.getBigUint64(32, true)}`,
+    ctime: `${view.getBigInt64(96, true)}.${view.getUint32(104, true)}`,
   };
 }
 

@@ -24,7 +24,7 @@ import {
 } from "../ffi/fs.ts";
 import { DaemonRequestError } from "../process_table.ts";
 import type { ManifestEntry } from "./_manifest.ts";
-import { type BlobBatch, CHUNK } from "./store.ts";
+import { type BlobBatch, CHUNK, StatCache } from "./store.ts";
 
 /** Files up to this size are read whole into memory and hashed before anything is written. */
 const SMALL_FILE = 1024 * 1024;
@@ -47,6 +47,10 @@ export class TreeWalker {
   readonly entries: ManifestEntry[] = [];
   readonly #batch: BlobBatch;
   readonly #skip: RegExp | undefined;
+  readonly #cache: StatCache | undefined;
+  readonly #started = Date.now();
+  /** Files whose digest came from the stat cache (not read). */
+  cached = 0;
   readonly #buffer = new Uint8Array(CHUNK);
   #sinceYield = 0;
   #entriesSinceYield = 0;
@@ -54,10 +58,12 @@ export class TreeWalker {
   /**
    * @param batch Where blobs go.
    * @param skip Names to leave out (the file service's temporary names).
+   * @param cache Digests of unchanged files from earlier snapshots.
    */
-  constructor(batch: BlobBatch, skip?: RegExp) {
+  constructor(batch: BlobBatch, skip?: RegExp, cache?: StatCache) {
     this.#batch = batch;
     this.#skip = skip;
+    this.#cache = cache;
   }
 
   async #maybeYield(bytes: number): Promise<void> {
@@ -137,7 +143,15 @@ export class TreeWalker {
         try {
           const opened = fstat(file);
           if (opened.kind !== "file") continue; // swapped for something else meanwhile
-          const { hash, size } = await this.#store(file, opened.size);
+          const key = StatCache.key(opened.id, opened.size, opened.ctime);
+          let hash = this.#cache?.get(key);
+          let size = opened.size;
+          if (hash !== undefined && this.#batch.has(hash)) {
+            this.cached++;
+          } else {
+            ({ hash, size } = await this.#store(file, opened.size));
+            if (size === opened.size) this.#cache?.set(key, hash, opened.ctime, this.#started);
+          }
           this.entries.push({
             path,
             type: "file",

@@ -204,7 +204,7 @@ export function snapshotHandlers(options: SnapshotHandlerOptions): SnapshotHandl
           const batch = new BlobBatch(store);
           try {
             const top = fstat(fd);
-            const walker = new TreeWalker(batch, TEMP_NAME);
+            const walker = new TreeWalker(batch, TEMP_NAME, store.statCache);
             await walker.walk(fd, "");
             await batch.sync();
             const now = new Date();
