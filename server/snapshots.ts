@@ -164,8 +164,12 @@ function manifestBlobs(bytes: Uint8Array): string[] {
   const lines = new TextDecoder().decode(bytes).split("\n");
   for (let i = 1; i < lines.length; i++) {
     if (lines[i] === "") continue;
-    const entry = JSON.parse(lines[i]!) as { type?: string; sha256?: string };
-    if (entry.type === "file" && typeof entry.sha256 === "string") out.add(entry.sha256);
+    const entry = JSON.parse(lines[i]!) as { type?: string; sha256?: unknown };
+    if (entry.type !== "file") continue;
+    if (typeof entry.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) {
+      throw new TypeError(`The source worker sent a manifest with a bad blob digest on line ${i + 1}`);
+    }
+    out.add(entry.sha256);
   }
   return [...out];
 }
