@@ -167,7 +167,9 @@ function manifestBlobs(bytes: Uint8Array): string[] {
     const entry = JSON.parse(lines[i]!) as { type?: string; sha256?: unknown };
     if (entry.type !== "file") continue;
     if (typeof entry.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) {
-      throw new TypeError(`The source worker sent a manifest with a bad blob digest on line ${i + 1}`);
+      throw new TypeError(
+        `The source worker sent a manifest with a bad blob digest on line ${i + 1}`,
+      );
     }
     out.add(entry.sha256);
   }

@@ -24,7 +24,8 @@ import {
 } from "../ffi/fs.ts";
 import { DaemonRequestError } from "../process_table.ts";
 import type { ManifestEntry } from "./_manifest.ts";
-import { type BlobBatch, CHUNK, StatCache } from "./store.ts";
+import { type BlobBatch, CHUNK } from "./store.ts";
+import { StatCache } from "./_stat_cache.ts";
 
 /** Files up to this size are read whole into memory and hashed before anything is written. */
 const SMALL_FILE = 1024 * 1024;

@@ -46,8 +46,11 @@ import {
 } from "../ffi/fs.ts";
 import { DaemonRequestError } from "../process_table.ts";
 import { RwLock } from "./_lock.ts";
+import { StatCache } from "./_stat_cache.ts";
 import { checkHeader, type Manifest, parse, serialize, type SnapshotHeader } from "./_manifest.ts";
 
+/** Up to this many new blobs are flushed one by one; more with one `syncfs`. */
+const FEW_BLOBS = 64;
 /** Read size for blobs and manifests. */
 export const CHUNK = 256 * 1024;
 
@@ -121,10 +124,25 @@ export class BlobBatch {
   /** Make every blob of the batch durable under its digest (flush, rename, flush). */
   async sync(): Promise<void> {
     if (this.#pending.size === 0) return;
-    await this.#store.flush();
-    for (const [hash, pending] of this.#pending) this.#store.publish(pending, hash);
+    if (this.#pending.size > FEW_BLOBS) {
+      await this.#store.flush();
+      for (const [hash, pending] of this.#pending) this.#store.publish(pending, hash);
+      this.#pending.clear();
+      await this.#store.flush();
+      return;
+    }
+    // A few blobs (a snapshot after small changes, one copied blob): flush just them, not the file system (which
+    // may hold gigabytes of others' unwritten data).
+    await Promise.all(
+      [...this.#pending.values()].map((pending) => this.#store.flushBlobFile(pending)),
+    );
+    const dirs = new Set<string>();
+    for (const [hash, pending] of this.#pending) {
+      this.#store.publish(pending, hash);
+      dirs.add(hash.slice(0, 2));
+    }
     this.#pending.clear();
-    await this.#store.flush();
+    await Promise.all([...dirs].map((dir) => this.#store.flushBlobDir(dir)));
   }
 
   /** Give up: remove the pending blobs (a crash leaves them to the next open). */
@@ -196,38 +214,6 @@ export class BlobWriter {
     if (this.#finished) return;
     this.#finished = true;
     this.#temp.discard();
-  }
-}
-
-/** Most entries {@linkcode StatCache} keeps (the oldest are dropped beyond). */
-const MAX_CACHED = 500_000;
-
-/**
- * Digests of files snapshotted before, by identity (device, inode), size and status change time, so an unchanged
- * file is not read and hashed again (as git's index does). The change time (`ctime`) is set by the kernel on every
- * write and cannot be set back; a file changed within the kernel's timestamp granularity of being read could keep
- * its ctime, so files whose ctime is less than {@linkcode StatCache.SETTLE_MS} old when read are not cached.
- * In memory only: a restarted daemon hashes everything once more.
- */
-export class StatCache {
-  /** How old a change must be (ms) before a file's digest is trusted for later snapshots. */
-  static readonly SETTLE_MS = 2_000;
-  readonly #map = new Map<string, string>();
-
-  static key(id: string, size: number, ctime: string): string {
-    return `${id}|${size}|${ctime}`;
-  }
-
-  get(key: string): string | undefined {
-    return this.#map.get(key);
-  }
-
-  /** Remember `hash` for `key` when the change time `ctime` (`seconds.nanoseconds`) is settled at `now` (ms). */
-  set(key: string, hash: string, ctime: string, now: number): void {
-    if (Number(ctime) * 1000 > now - StatCache.SETTLE_MS) return;
-    this.#map.delete(key);
-    this.#map.set(key, hash);
-    if (this.#map.size > MAX_CACHED) this.#map.delete(this.#map.keys().next().value!);
   }
 }
 
@@ -393,6 +379,28 @@ export class SnapshotStore {
       unlinkAt(this.#open.tmp, pending);
     } catch {
       // gone already
+    }
+  }
+
+  /** Flush one blob file not yet published. */
+  async flushBlobFile(pending: string): Promise<void> {
+    const fd = openAt(this.#open.tmp, pending, O.RDONLY | O.NOFOLLOW);
+    try {
+      await fsync(fd, true);
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  /** Flush one fan-out directory (best effort: some file systems refuse fsync on directories). */
+  async flushBlobDir(dir: string): Promise<void> {
+    const fd = openAt(this.#open.blobs, dir, O.RDONLY | O.DIRECTORY);
+    try {
+      await fsync(fd);
+    } catch {
+      // as said
+    } finally {
+      closeFd(fd);
     }
   }
 
