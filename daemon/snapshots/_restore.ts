@@ -229,7 +229,11 @@ export async function restoreInto(
         throw error;
       }
       placed = true;
-      removeTree(dirFd, old);
+      try {
+        removeTree(dirFd, old);
+      } catch {
+        // The new tree is in place; what is left of the old one keeps its hidden temporary name.
+      }
     }
     placed = true;
     try {
