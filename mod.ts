@@ -144,3 +144,16 @@ export {
 // --- The HTTP control API (issue 11): `Server.listen({ control })` ---
 export type { ClientToken, ControlOptions, Scope } from "./server/control/options.ts";
 export { parseClientTokens } from "./server/control/tokens.ts";
+
+// --- workspace snapshots (issue 12) ---
+export {
+  type SnapshotCopyResult,
+  type SnapshotCreated,
+  type SnapshotCreateOptions,
+  type SnapshotDeleteResult,
+  type SnapshotInfo,
+  type SnapshotListOptions,
+  type SnapshotRestoreOptions,
+  type SnapshotRestoreResult,
+  Snapshots,
+} from "./server/snapshots.ts";

@@ -5,11 +5,13 @@
  */
 
 import { proxyFor } from "./_proxy.ts";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DAEMON_ID_RULE, isDaemonId } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
 import type { PolicyOptions } from "./policy/mod.ts";
 import { parseForwardPorts } from "./forward/forward_policy.ts";
+import { defaultStateDir } from "./snapshots/state_dir.ts";
 
 /** Usage text printed by `--help`. */
 export const USAGE: string =
@@ -45,6 +47,9 @@ Processes:
 Files:
   --root DIR              confine every file operation to DIR (refuses .., outside paths and every symlink);
                           the one root: it replaces a --policy file's root
+  --state-dir DIR         where the daemon keeps its state: the workspace snapshot store (env SANDD_STATE_DIR;
+                          default $XDG_STATE_HOME/sandd, else ~/.local/state/sandd; created 0700; must lie
+                          outside --root)
 
 Policy (what this worker lets any controller do; flags override the same fields of --policy):
   --policy FILE           JSON policy file (fields: allow, deny, noShell, noPty, noFiles, root, runAs,
@@ -143,6 +148,8 @@ export interface DaemonConfig {
   killGraceMs: number;
   /** Directory every file operation is confined to (`--root`), absolute. */
   root?: string;
+  /** The daemon's state directory (`--state-dir`), absolute: the snapshot store lives in it. */
+  stateDir: string;
   /** First reconnect delay bound in ms. */
   reconnectInitialMs: number;
   /** Reconnect delay cap in ms. */
@@ -207,6 +214,7 @@ export function parseDaemonArgs(
         "exit-retention": { type: "string" },
         "kill-grace": { type: "string" },
         root: { type: "string" },
+        "state-dir": { type: "string" },
         policy: { type: "string" },
         allow: { type: "string", multiple: true },
         deny: { type: "string", multiple: true },
@@ -307,6 +315,11 @@ export function parseDaemonArgs(
       );
     }
   }
+  const stateDirFlag = values["state-dir"] ?? env.SANDD_STATE_DIR;
+  if (stateDirFlag !== undefined && (stateDirFlag === "" || stateDirFlag.includes("\0"))) {
+    throw new UsageError(`--state-dir must be a directory path, got '${stateDirFlag}'`);
+  }
+  const stateDir = stateDirFlag === undefined ? defaultStateDir(env) : resolve(stateDirFlag);
   const policy: PolicyOptions = {};
   // One root: --root is the policy's root field, so it replaces a policy file's root rather than stacking on it.
   if (root !== undefined) policy.root = root;
@@ -382,6 +395,7 @@ export function parseDaemonArgs(
     caCerts,
     proxy,
     ...(root !== undefined ? { root } : {}),
+    stateDir,
     retainBytes: number("retain-bytes", values["retain-bytes"], 4 * 1024 * 1024, 65536),
     detachedHoldMs: number("detached-hold", values["detached-hold"], 300, 0) * 1000,
     orphanTimeoutMs: number("orphan-timeout", values["orphan-timeout"], 3600, 0) * 1000,

@@ -14,6 +14,7 @@ import { type DaemonConfig, parseDaemonArgs, USAGE, UsageError } from "./cli.ts"
 import { Daemon, RefusedError } from "./daemon.ts";
 import { Policy, type PolicyOptions } from "./policy/mod.ts";
 import { fileHandlers } from "./files.ts";
+import { snapshotHandlers } from "./snapshots/mod.ts";
 import { acquireFs, FS_UNSUPPORTED, releaseFs } from "./ffi/fs.ts";
 
 async function main(): Promise<number> {
@@ -84,10 +85,18 @@ async function main(): Promise<number> {
     reconnectInitialMs: config.reconnectInitialMs,
     reconnectMaxMs: config.reconnectMaxMs,
     // The file service gets the one root; the policy only to refuse everything under noFiles.
-    handlers: fileHandlers({
-      ...(policy.options.root !== undefined ? { root: policy.options.root } : {}),
-      policy,
-    }),
+    handlers: {
+      ...fileHandlers({
+        ...(policy.options.root !== undefined ? { root: policy.options.root } : {}),
+        policy,
+      }),
+      // Workspace snapshots (daemon/snapshots/): the same root and policy, the store in --state-dir.
+      ...snapshotHandlers({
+        stateDir: config.stateDir,
+        ...(policy.options.root !== undefined ? { root: policy.options.root } : {}),
+        policy,
+      }),
+    },
     policy,
   });
   const stop = () => {

@@ -26,6 +26,7 @@ import {
 import { MAX_PATH_LENGTH } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 import type { Operation } from "./requests.ts";
+import { SNAPSHOT_RESPONSE_SCHEMAS } from "./snapshots.ts";
 import { type Check, compile, type Infer, type Schema } from "./schema.ts";
 
 const compileUntyped = compile as (schema: Schema) => Check<unknown>;
@@ -159,6 +160,8 @@ export const RESPONSE_SCHEMAS = {
   // --- port forwarding ---
   /** The connection is open; `window` is the credit the controller may use on `input`. */
   connect: { type: "object", required: { window: WINDOW } },
+  // --- workspace snapshots (protocol/snapshots.ts) ---
+  ...SNAPSHOT_RESPONSE_SCHEMAS,
 } as const satisfies { readonly [Op in Operation]: Schema };
 
 /** The error half of a response: a stable `code`, a `message`, and `path` or `rule` where they apply. */

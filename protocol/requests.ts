@@ -19,6 +19,7 @@ import {
   WINDOW,
 } from "./_atoms.ts";
 import { MAX_RETAIN_BYTES, SIGNALS } from "./constants.ts";
+import { SNAPSHOT_REQUEST_SCHEMAS } from "./snapshots.ts";
 import { type Check, compile, type Infer, type Schema } from "./schema.ts";
 
 const compileUntyped = compile as (schema: Schema) => Check<unknown>;
@@ -137,6 +138,8 @@ export const REQUEST_SCHEMAS = {
     required: { port: PORT, sid: SID, input: SID, window: WINDOW },
     optional: { host: HOST },
   },
+  // --- workspace snapshots (protocol/snapshots.ts) ---
+  ...SNAPSHOT_REQUEST_SCHEMAS,
 } as const satisfies Record<string, Schema>;
 
 /** The argument type of each request operation. */

@@ -15,6 +15,115 @@ import { REQUEST_ARGS, REQUEST_SCHEMAS } from "./requests.ts";
 import { ProtocolError } from "./errors.ts";
 import { LOGIN_SHELL_COMMAND, MAX_PATH_LENGTH } from "./constants.ts";
 
+const SNAP_SHA = "b".repeat(64);
+const SNAP_INFO = {
+  id: "20261201T182030Z-1a2b3c4d",
+  createdAt: "2026-12-01T18:20:30.000Z",
+  message: "before",
+  tags: ["green"],
+  fileCount: 3,
+  dirCount: 1,
+  symlinkCount: 1,
+  totalSize: 12,
+};
+
+/** Good and bad args of the snapshot operations. */
+const SNAPSHOT_REQUESTS = {
+  snapshotCreate: {
+    good: [{ path: "/w" }, { path: "/w", message: "m", tags: ["a", "b"] }],
+    bad: [[{}, "'args.path'"], [{ path: "/w", tags: [""] }, "'args.tags[0]'"]] as [
+      unknown,
+      string,
+    ][],
+  },
+  snapshotRestore: {
+    good: [{ id: "s1", path: "/r" }, { id: "s1", path: "/r", overwrite: true }],
+    bad: [[{ id: "../x", path: "/r" }, "'args.id'"]] as [unknown, string][],
+  },
+  snapshotList: {
+    good: [{}, { tags: ["x"] }],
+    bad: [[{ tags: "x" }, "'args.tags'"]] as [unknown, string][],
+  },
+  snapshotGet: { good: [{ id: "s1" }], bad: [[{ id: "" }, "'args.id'"]] as [unknown, string][] },
+  snapshotDelete: {
+    good: [{ id: "s.1_-" }],
+    bad: [[{ id: "a/b" }, "'args.id'"]] as [unknown, string][],
+  },
+  snapshotHas: {
+    good: [{ blobs: [] }, { blobs: [SNAP_SHA] }],
+    bad: [[{ blobs: ["x"] }, "'args.blobs[0]'"]] as [unknown, string][],
+  },
+  snapshotBlobGet: {
+    good: [{ sha256: SNAP_SHA, sid: 3, window: 1024 }],
+    bad: [[{ sha256: SNAP_SHA, sid: 0, window: 1024 }, "'args.sid'"]] as [unknown, string][],
+  },
+  snapshotBlobPut: {
+    good: [{ sha256: SNAP_SHA, sid: 3, window: 1024, size: 0 }],
+    bad: [[{ sha256: SNAP_SHA, sid: 3, window: 1024 }, "'args.size'"]] as [unknown, string][],
+  },
+  snapshotExport: {
+    good: [{ id: "s1", sid: 3, window: 1024 }, { id: "s1", sid: 3, window: 1, format: "manifest" }],
+    bad: [[{ id: "s1", sid: 3, window: 1, format: "zip" }, "'args.format'"]] as [
+      unknown,
+      string,
+    ][],
+  },
+  snapshotImport: {
+    good: [{ sid: 3, window: 1024 }, { sid: 3, window: 1, format: "tar", message: "", tags: [] }],
+    bad: [[{ sid: 3 }, "'args.window'"]] as [unknown, string][],
+  },
+};
+
+/** Good and bad reply data of the snapshot operations. */
+const SNAPSHOT_REPLIES = {
+  snapshotCreate: {
+    good: [{ ...SNAP_INFO, newBlobs: 1, newBytes: 4 }],
+    bad: [[SNAP_INFO, "'data.newBlobs'"]] as [unknown, string][],
+  },
+  snapshotRestore: {
+    good: [{ fileCount: 1, dirCount: 0, symlinkCount: 0, totalSize: 3 }],
+    bad: [[{ fileCount: 1 }, "'data.dirCount'"]] as [unknown, string][],
+  },
+  snapshotList: {
+    good: [{ snapshots: [] }, { snapshots: [SNAP_INFO] }],
+    bad: [[
+      { snapshots: [{ ...SNAP_INFO, createdAt: "yesterday" }] },
+      "'data.snapshots[0].createdAt'",
+    ]] as [
+      unknown,
+      string,
+    ][],
+  },
+  snapshotGet: {
+    good: [SNAP_INFO],
+    bad: [[{ ...SNAP_INFO, totalSize: -1 }, "'data.totalSize'"]] as [unknown, string][],
+  },
+  snapshotDelete: {
+    good: [{ freedBlobs: 0, freedBytes: 0 }],
+    bad: [[{ freedBlobs: 0 }, "'data.freedBytes'"]] as [unknown, string][],
+  },
+  snapshotHas: {
+    good: [{ missing: [SNAP_SHA] }],
+    bad: [[{ missing: [1] }, "'data.missing[0]'"]] as [unknown, string][],
+  },
+  snapshotBlobGet: {
+    good: [{ size: 5 }],
+    bad: [[{ size: null }, "'data.size'"]] as [unknown, string][],
+  },
+  snapshotBlobPut: {
+    good: [{ bytes: 5, stored: true }],
+    bad: [[{ bytes: 5 }, "'data.stored'"]] as [unknown, string][],
+  },
+  snapshotExport: {
+    good: [{ size: null }, { size: 10 }],
+    bad: [[{}, "'data.size'"]] as [unknown, string][],
+  },
+  snapshotImport: {
+    good: [SNAP_INFO],
+    bad: [[{ ...SNAP_INFO, id: "" }, "'data.id'"]] as [unknown, string][],
+  },
+};
+
 /** Good args of every operation, then bad args with the text the error must include. */
 const REQUESTS: Record<Operation, { good: unknown[]; bad: [unknown, string][] }> = {
   spawn: {
@@ -118,6 +227,8 @@ const REQUESTS: Record<Operation, { good: unknown[]; bad: [unknown, string][] }>
       [{ port: 80, sid: 1, input: 2, window: 1, host: "x".repeat(254) }, "'args.host'"],
     ],
   },
+  // --- workspace snapshots ---
+  ...SNAPSHOT_REQUESTS,
 };
 
 const RUNNING = {
@@ -224,6 +335,8 @@ const REPLIES: Record<Operation, { good: unknown[]; bad: [unknown, string][] }> 
     good: [{ window: 65536 }],
     bad: [[{}, "'data.window'"], [{ window: 0 }, "'data.window'"]],
   },
+  // --- workspace snapshots ---
+  ...SNAPSHOT_REPLIES,
 };
 
 Deno.test("the test tables cover every operation", () => {

@@ -187,7 +187,11 @@ export class Connection {
     if (this.#closed) return Promise.reject(new DaemonDisconnectedError(this.info.id));
     const rid = ++this.#rid;
     return new Promise<ResponseData<Op>>((resolve, reject) => {
-      const sid = op === "upload" ? (args as RequestArgs<"upload">).sid : undefined;
+      // Requests that carry a controller stream (an upload, a snapshot blob or import): their deadline runs only
+      // while the controller waits on the daemon.
+      const sid = op === "upload" || op === "snapshotBlobPut" || op === "snapshotImport"
+        ? (args as RequestArgs<"upload">).sid
+        : undefined;
       const pending: Pending = {
         op,
         resolve: resolve as (data: unknown) => void,

@@ -14,6 +14,7 @@
  * @module
  */
 
+import type { Snapshots } from "./snapshots.ts";
 import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
 import type { DaemonInfo, ServerEventMap } from "./server.ts";
 import type {
@@ -189,6 +190,8 @@ export interface Controller extends AsyncDisposable {
   forward?(id: string, remotePort: number, options?: ForwardOptions): Promise<Forwarding>;
   /** Expose a worker's HTTP server at a URL on the controller (`Server`; a remote `Client` may not offer it). */
   exposeHttp?(id: string, options: ExposeHttpOptions): Promise<ExposedHttp>;
+  /** A worker's workspace snapshots (`Server`; a remote `Client` may not offer them). */
+  snapshots?(id: string): Snapshots;
   /** Close the controller (embedded) or the connection to it (remote). */
   close(): Promise<void>;
 }

@@ -76,6 +76,7 @@ import {
 
 import { ForwardService } from "./_forward_service.ts";
 import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
+import { Snapshots } from "./snapshots.ts";
 
 export type { DaemonInfo } from "./_connection.ts";
 export { DaemonEvent, type ServerEventMap } from "./events.ts";
@@ -832,6 +833,17 @@ export class Server extends EventTarget implements Controller {
   worker(id: string): RemoteWorker {
     checkDaemonId(id);
     return new RemoteWorker(this, id);
+  }
+
+  /**
+   * The workspace snapshots of a worker: create, restore, list, get, delete, copy to another worker, export and
+   * import as tar (see server/snapshots.ts). Every call is audited.
+   *
+   * @param id Daemon id (need not be connected yet; each call uses the current link).
+   * @returns The handle.
+   */
+  snapshots(id: string): Snapshots {
+    return new Snapshots({ connection: (d) => this.#connection(d), auditor: this.#auditor }, id);
   }
 
   /** Close every daemon link and stop listening. Processes on the workers keep running. */

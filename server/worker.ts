@@ -28,6 +28,7 @@
  * @module
  */
 
+import type { Snapshots } from "./snapshots.ts";
 import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
 import type { Controller } from "./controller.ts";
 import type { DaemonInfo } from "./server.ts";
@@ -278,9 +279,25 @@ export class RemoteWorker {
 
   // ---------------------------------------------------------------------------------------------------------------
   // Wired in by the lead at merge (not implemented here):
-  // - snapshots helper: `get snapshots(): Snapshots` returning `new Snapshots(this.#controller, this.id)`
-  //   (server/snapshots.ts), cached like `fs`.
   // ---------------------------------------------------------------------------------------------------------------
+
+  /**
+   * This worker's workspace snapshots: `create(dir, { message, tags })`, `restore(id, dest)`, `list({ tags })`,
+   * `findByTag`, `get`, `delete`, `copyTo(otherWorker, id)`, `export`, `import` (see {@linkcode Snapshots}).
+   *
+   * @example Snapshot a workspace, break it, restore it
+   * ```ts ignore
+   * const snap = await w.snapshots.create("/srv/work", { message: "before the upgrade", tags: ["green"] });
+   * await w.snapshots.restore(snap.id, "/srv/work", { overwrite: true });
+   * ```
+   *
+   * @throws {TypeError} When the controller offers no snapshots (see {@linkcode Controller.snapshots}).
+   */
+  get snapshots(): Snapshots {
+    const controller = this.#controller;
+    if (!controller.snapshots) throw new TypeError("This controller offers no workspace snapshots");
+    return controller.snapshots(this.id);
+  }
 
   /**
    * Listen on a local TCP port and tunnel each connection to `127.0.0.1:remotePort` on this worker (like

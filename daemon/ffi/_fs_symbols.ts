@@ -39,6 +39,8 @@ export const FS_SYMBOLS = {
   fsync: { parameters: ["i32"], result: "i32", nonblocking: true, optional: true },
   /** Runs off the main thread: a flush can take seconds. */
   fdatasync: { parameters: ["i32"], result: "i32", nonblocking: true, optional: true },
+  /** Runs off the main thread: flushes a whole file system (the snapshot store's batches). */
+  syncfs: { parameters: ["i32"], result: "i32", nonblocking: true, optional: true },
   renameat: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32", optional: true },
   unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32", optional: true },
   mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32", optional: true },

@@ -387,6 +387,11 @@ export interface FileStat {
   mtimeMs: number;
   /** Device (major << 32 | minor as a string key) and inode: identity of the file. */
   id: string;
+  /**
+   * Status change time as `seconds.nanoseconds` (`stx_ctime`): the kernel sets it on every change of the file's
+   * content or metadata and nothing can set it back, so an equal value means an unchanged file (compare only).
+   */
+  ctime: string;
 }
 
 const KINDS: Record<number, FileKind> = {
@@ -416,6 +421,7 @@ function statx(dirFd: number, name: string | Uint8Array, flags: number): FileSta
     mtimeMs: Number(view.getBigInt64(112, true)) * 1000 +
       Math.floor(view.getUint32(120, true) / 1e6),
     id: `${view.getUint32(136, true)}:${view.getUint32(140, true)}:${view.getBigUint64(32, true)}`,
+    ctime: `${view.getBigInt64(96, true)}.${view.getUint32(104, true)}`,
   };
 }
 
@@ -538,6 +544,23 @@ export async function fsync(fd: number, dataOnly = false): Promise<void> {
   const result = await fn(fd);
   // errno belongs to the worker thread that ran the call: report EIO, the usual cause.
   if (result < 0) throw new FsError(dataOnly ? "fdatasync" : "fsync", 5);
+}
+
+/**
+ * Flush the whole file system that holds `fd` (`syncfs`), off the main thread: one call instead of an `fsync` per
+ * file when many files were written (the snapshot store's blobs).
+ *
+ * @example Flush a store
+ * ```ts ignore
+ * await syncFs(storeFd);
+ * ```
+ *
+ * @param fd Any descriptor on the file system.
+ * @throws {FsError} On failure (`ENOSYS` where libc has no `syncfs`).
+ */
+export async function syncFs(fd: number): Promise<void> {
+  const result = await need(lib().syncfs, "syncfs")(fd);
+  if (result < 0) throw new FsError("syncfs", 5);
 }
 
 /**

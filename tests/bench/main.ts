@@ -11,7 +11,8 @@
  *   the baselines' daemon internals from DIR (see _checkout.ts). `compare.ts` uses this for before/after runs.
  *
  * Environment (also under --quick): BENCH_DAEMONS (throughput, default 100), BENCH_SOCKETS (memory, default
- * 19,000), BENCH_FILE_MIB (files, default 1024).
+ * 19,000), BENCH_FILE_MIB (files, default 1024), BENCH_SNAPSHOT_FILES and BENCH_SNAPSHOT_MIB (snapshots,
+ * default 10,000 files, 1024 MiB).
  *
  * @module
  */
@@ -31,6 +32,7 @@ import { memory } from "./memory.ts";
 import { wan } from "./wan.ts";
 import { forward } from "./forward.ts";
 import { api } from "./_api.ts";
+import { snapshots } from "./snapshots.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -45,6 +47,7 @@ export const SECTIONS: readonly Section[] = [
   wan,
   forward,
   api,
+  snapshots,
 ];
 
 /** What `--json` prints. */
