@@ -57,7 +57,14 @@ export {
   RemoteProcess,
   type StreamOffsets,
 } from "./server/process.ts";
-export { type AttachShellOptions, RemoteShell, type ShellOptions } from "./server/shell.ts";
+export {
+  type AttachShellOptions,
+  RemoteShell,
+  type ShellOptions,
+  ShellReadOnlyError,
+  type TerminalSize,
+  type ViewerInfo,
+} from "./server/shell.ts";
 export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 export {
   type DownloadDirOptions,
