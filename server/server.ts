@@ -37,6 +37,7 @@ import {
 } from "./_validate.ts";
 import type { AuditInput } from "./audit.ts";
 import { createControlMount } from "./control/control.ts";
+import { checkConsoleOptions, createConsoleMount } from "./console/console.ts";
 import { DaemonDisconnectedError, DaemonNotFoundError, tarFileError } from "./errors.ts";
 import type {
   AttachOptions,
@@ -172,6 +173,11 @@ export class Server extends EventTarget implements Controller {
       const connection = (id: string) => this.#hub.connection(id);
       this.#mounts.push(createControlMount({ ...host, connection }, options.control, security));
     }
+    if (options.console && options.control !== undefined) {
+      const dispatch = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
+        handleHttp(this.#routes, request, info);
+      this.#mounts.push(createConsoleMount(this, options.console, options.control, dispatch));
+    }
     options.signal?.addEventListener("abort", () => this.close(), { once: true });
   }
 
@@ -183,6 +189,7 @@ export class Server extends EventTarget implements Controller {
    */
   static async listen(options: ServerOptions = {}): Promise<Server> {
     checkServerOptions(options);
+    checkConsoleOptions(options.console, options.control);
     const security = createSecurity(options, log);
     // Requests reach the server once it exists (it is made as soon as the listener is open).
     const holder: { server?: Server } = {};

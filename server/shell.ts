@@ -298,6 +298,8 @@ export class RemoteShell implements ShellHandle {
       this.#viewer,
       new Error(`Detached from process ${this.#process.id}`),
     );
+    // The recording belongs to this handle: it ends when the handle stops following the session.
+    await this.#recorder?.close().catch(() => {});
   }
 
   /**

@@ -15,6 +15,8 @@
 
 import type { HttpMount } from "../_http.ts";
 import type { Server } from "../server.ts";
+import { ClientAuth } from "../control/_auth.ts";
+import type { ControlOptions } from "../control/options.ts";
 import { ASSETS, type ConsoleAsset } from "./_assets.generated.ts";
 import { serveTerminalSocket } from "../control/terminal.ts";
 
@@ -116,6 +118,78 @@ function randomId(): string {
 }
 
 /**
+ * Check `ServerOptions.console` before the socket opens.
+ *
+ * @param console The option.
+ * @param control `ServerOptions.control`: the console needs the control API.
+ * @throws {TypeError} For a malformed option, or a console without the control API.
+ */
+export function checkConsoleOptions(console: unknown, control: unknown): void {
+  if (console === undefined || console === false) return;
+  if (
+    console !== true && (typeof console !== "object" || console === null || Array.isArray(console))
+  ) {
+    throw new TypeError(`console must be a boolean or an object, got ${JSON.stringify(console)}`);
+  }
+  if (typeof console === "object") {
+    for (const key of Object.keys(console)) {
+      if (key !== "recordings" && key !== "sessionTtlMs") {
+        throw new TypeError(`console has an unknown option '${key}'`);
+      }
+    }
+    const { recordings, sessionTtlMs } = console as ConsoleOptions;
+    if (recordings !== undefined && (typeof recordings !== "string" || recordings === "")) {
+      throw new TypeError(
+        `console.recordings must be a directory path, got ${JSON.stringify(recordings)}`,
+      );
+    }
+    if (
+      sessionTtlMs !== undefined && (!Number.isSafeInteger(sessionTtlMs) || sessionTtlMs < 1000)
+    ) {
+      throw new RangeError(
+        `console.sessionTtlMs must be an integer of at least 1000, got ${sessionTtlMs}`,
+      );
+    }
+  }
+  if (control === undefined) {
+    throw new TypeError(
+      "console needs the control API: set control: true (open, loopback only) or control: { tokens }",
+    );
+  }
+}
+
+/**
+ * Make the console's mount for a server (`ServerOptions.console`), signing in with the control API's client
+ * tokens.
+ *
+ * @example In the Server constructor
+ * ```ts ignore
+ * if (options.console) mounts.push(createConsoleMount(this, options.console, options.control!, dispatch));
+ * ```
+ *
+ * @param server The controller.
+ * @param console `ServerOptions.console`.
+ * @param control `ServerOptions.control`.
+ * @param dispatch The server's HTTP handler.
+ * @returns The mount for `/console`.
+ */
+export function createConsoleMount(
+  server: Server,
+  console: true | ConsoleOptions,
+  control: true | ControlOptions,
+  dispatch: ConsoleHost["dispatch"],
+): HttpMount {
+  const auth = new ClientAuth(control === true ? [] : control.tokens ?? []);
+  const authenticate = auth.open ? null : (token: string) => {
+    const request = new Request("http://console.invalid/", {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    return auth.authenticate(request);
+  };
+  return consoleMount({ server, dispatch, authenticate }, console === true ? {} : console);
+}
+
+/**
  * Make the console's HTTP mount (the server adds it when `ServerOptions.console` is set).
  *
  * @example Mounted by the server
@@ -154,7 +228,9 @@ class ConsoleHandler {
         `console.recordings must be a directory path, got ${JSON.stringify(this.#recordings)}`,
       );
     }
-    for (const asset of ASSETS) this.#assets.set(asset.path, { ...asset, etag: etagOf(asset.text) });
+    for (const asset of ASSETS) {
+      this.#assets.set(asset.path, { ...asset, etag: etagOf(asset.text) });
+    }
   }
 
   async handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> {
@@ -248,7 +324,11 @@ class ConsoleHandler {
       });
     }
     if (request.method !== "POST") {
-      return problem(405, "BAD_REQUEST", `Method ${request.method} not allowed on /console/session`);
+      return problem(
+        405,
+        "BAD_REQUEST",
+        `Method ${request.method} not allowed on /console/session`,
+      );
     }
     const authenticate = this.#host.authenticate;
     if (authenticate === null) return json({ open: true });
@@ -328,7 +408,7 @@ class ConsoleHandler {
     return await this.#host.dispatch(forwarded, info);
   }
 
-  #terminal(request: Request, path: string): Response {
+  #terminal(request: Request, path: string): Response | Promise<Response> {
     if (!this.#sameOrigin(request)) return problem(403, "FORBIDDEN", "Cross-site request refused");
     const session = this.#who(request);
     if (!session) return problem(401, "UNAUTHORIZED", "Sign in with a client token");

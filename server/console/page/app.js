@@ -1,8 +1,10 @@
 // The SandD console: fleet view, processes and their output, terminals in the browser (shared, read-only
 // watching, reattach after reload), replays of asciicast recordings. Plain browser JavaScript; every asset is
 // served by the controller under /console.
-import { Terminal } from "/console/vendor/xterm.mjs";
-import { FitAddon } from "/console/vendor/addon-fit.mjs";
+// Loaded by URL at run time (the files exist only as the controller serves them, not beside this one).
+const VENDOR = "/console/vendor/";
+const { Terminal } = await import(VENDOR + "xterm.mjs");
+const { FitAddon } = await import(VENDOR + "addon-fit.mjs");
 
 const $ = (selector) => document.querySelector(selector);
 const encoder = new TextEncoder();
