@@ -382,6 +382,7 @@ function closeTerminal() {
 
 function openTerminal(options) {
   closeTerminal();
+  if (state.selected !== options.daemon) select(options.daemon);
   show("#terminal-view");
   const term = new Terminal({
     cursorBlink: !options.readOnly,
