@@ -6,52 +6,17 @@
 // `close()` has resolved (its transport drains asynchronously), which the op sanitizer counts as leaks of this
 // test. The browser is closed in `finally`, the controller and daemon are disposed and checked by their own
 // tests; only the op sanitizer is off, for the browser tests alone.
-import { chromium } from "playwright-core";
-import type { BrowserContext, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { assert, assertEquals } from "./_assert.ts";
 import { Server } from "../mod.ts";
 import { TestDaemon } from "./_daemon.ts";
+import { CHROMIUM, haveChromium, launchBrowser } from "./_browser.ts";
 import { buildAssets } from "../server/console/build_assets.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const HAVE_CHROMIUM = (() => {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-})();
+const HAVE_CHROMIUM = haveChromium();
 if (!HAVE_CHROMIUM) console.log(`console_test: skipped, ${CHROMIUM} is not installed`);
 
 const DEADLINE_MS = 20_000;
-
-/** Launch headless chromium with a fresh profile; the profile is removed by the returned closer. */
-export async function launchBrowser(): Promise<
-  { context: BrowserContext; close(): Promise<void> }
-> {
-  const profile = await Deno.makeTempDir({ prefix: "sandd-chromium-" });
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1100, height: 700 },
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  return {
-    context,
-    async close() {
-      await context.close().catch(() => {});
-      await Deno.remove(profile, { recursive: true }).catch(() => {});
-    },
-  };
-}
 
 /** The open terminal's screen text (xterm's buffer, scrollback included). */
 function screen(page: Page): Promise<string> {

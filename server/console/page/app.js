@@ -618,6 +618,7 @@ $("#nav-replays").addEventListener("click", () => {
 /** For tests and the curious: the visible screen of the open terminal as text. */
 globalThis.sandd = {
   state,
+  Terminal,
   term: null,
   player: null,
   screen() {
@@ -645,6 +646,8 @@ async function start() {
   show("#fleet-view");
   await loadFleet();
   follow();
+  const fresh = /^#new=(.+)$/.exec(location.hash);
+  if (fresh) openTerminal({ daemon: decodeURIComponent(fresh[1]) });
   const match = /^#([tw])=([^/]+)\/(.+)$/.exec(location.hash);
   if (match) {
     // A terminal was open before the reload: pick the session up again, scrollback first.
