@@ -105,3 +105,6 @@ export {
 // --- The HTTP control API (issue 11): `Server.listen({ control })` ---
 export type { ClientToken, ControlOptions, Scope } from "./server/control/options.ts";
 export { parseClientTokens } from "./server/control/tokens.ts";
+
+// --- The web console (issue 13): `Server.listen({ control, console })` ---
+export type { ConsoleOptions } from "./server/console/console.ts";
