@@ -14,6 +14,7 @@
  */
 
 import type { HttpMount } from "../_http.ts";
+import { auditActor } from "../_audited.ts";
 import type { Server } from "../server.ts";
 import { ClientAuth } from "../control/_auth.ts";
 import type { ControlOptions } from "../control/options.ts";
@@ -430,11 +431,16 @@ class ConsoleHandler {
       const safe = id.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 64);
       record = `${this.#recordings}/${safe}-${stamp}.cast`;
     }
-    return serveTerminalSocket(this.#host.server, request, id, {
-      canType,
-      ...(record !== undefined ? { record } : {}),
-      ignore: ["record"],
-    });
+    // Audited as the signed-in client, like the API's own routes.
+    return auditActor.run(
+      `client:${session.identity.name}`,
+      () =>
+        serveTerminalSocket(this.#host.server, request, id, {
+          canType,
+          ...(record !== undefined ? { record } : {}),
+          ignore: ["record"],
+        }),
+    );
   }
 
   async #recording(request: Request, path: string): Promise<Response> {

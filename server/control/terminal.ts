@@ -275,13 +275,13 @@ class Bridge {
       while (!this.#done) {
         while (!this.#room() && !this.#done) {
           // An ack wakes this at once; the socket's buffer draining has no event, so look again shortly.
+          const starved = this.#query.flow !== null && this.#sent - this.#acked >= this.#query.flow;
+          let timer: ReturnType<typeof setTimeout> | undefined;
           await new Promise<void>((resolve) => {
             this.#wake = resolve;
-            setTimeout(
-              resolve,
-              this.#query.flow !== null && this.#sent - this.#acked >= this.#query.flow ? 1_000 : 5,
-            );
+            timer = setTimeout(resolve, starved ? 1_000 : 5);
           });
+          clearTimeout(timer);
           this.#wake = null;
         }
         if (this.#done) break;

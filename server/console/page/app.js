@@ -11,6 +11,8 @@ const encoder = new TextEncoder();
 const API = "/console/api/v1";
 /** Bytes of terminal output the browser lets the controller send beyond what xterm has drawn. */
 const FLOW_WINDOW = 256 * 1024;
+/** Largest piece handed to xterm at once. */
+const WRITE_PIECE = 8 * 1024;
 
 const state = {
   daemons: new Map(),
@@ -425,7 +427,11 @@ function openTerminal(options) {
       const bytes = new Uint8Array(event.data);
       t.received += bytes.length;
       t.offset += bytes.length;
-      term.write(bytes, () => {
+      // Big messages go to xterm in pieces: it yields to the page between pieces, never inside one.
+      for (let at = 0; at + WRITE_PIECE < bytes.length; at += WRITE_PIECE) {
+        term.write(bytes.subarray(at, at + WRITE_PIECE));
+      }
+      term.write(bytes.subarray(Math.floor((bytes.length - 1) / WRITE_PIECE) * WRITE_PIECE), () => {
         // Credit back once xterm has drawn the bytes: a busy page slows the program, it never drowns.
         t.drawn += bytes.length;
         if (t.drawn - t.acked >= FLOW_WINDOW / 4 || t.drawn === t.received) {
