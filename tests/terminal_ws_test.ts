@@ -12,6 +12,8 @@ class TermClient {
   bytes = 0;
   readonly messages: Record<string, unknown>[] = [];
   readonly closed: Promise<CloseEvent>;
+  /** Ack every binary message as it arrives (for sockets opened with `flow`). */
+  autoAck = false;
   #wake = () => {};
   #decoder = new TextDecoder();
 
@@ -24,6 +26,7 @@ class TermClient {
       else {
         this.bytes += event.data.byteLength;
         this.text += this.#decoder.decode(new Uint8Array(event.data), { stream: true });
+        if (this.autoAck) this.control({ type: "ack", bytes: this.bytes });
       }
       this.#wake();
     });
@@ -137,4 +140,49 @@ Deno.test("terminal WebSocket: refusals are HTTP errors with codes", async () =>
   assertEquals(await get("/api/v1/daemons/w1/terminal?bogus=1"), [400, "BAD_REQUEST"]);
   assertEquals(await get("/api/v1/daemons/w1/terminal?attach=p-nope-1"), [404, "UNKNOWN_PROCESS"]);
   assertEquals(await get("/api/v1/daemons/nope/terminal"), [404, "DAEMON_NOT_FOUND"]);
+});
+
+Deno.test("terminal WebSocket: a watcher that does not ack is left behind, then told of the gap and resynced", async () => {
+  await using t = await startWorker("w1", [], { control: true });
+  const api = `${
+    t.server.url.replace(/\/ws$/, "").replace(/^http/, "ws")
+  }/api/v1/daemons/w1/terminal`;
+  const sh = await t.server.shell("w1", {
+    command: ["bash", "--norc", "--noprofile", "-i"],
+    env: { PS1: "$ ", TERM: "dumb" },
+    scrollback: 64 * 1024,
+  });
+  const decoder = new TextDecoder();
+  let owner = "";
+  const { promise: ownerDone, resolve: ownerSaw } = Promise.withResolvers<void>();
+  const reading = (async () => {
+    for await (const chunk of sh.output) {
+      owner += decoder.decode(chunk, { stream: true });
+      if (/end-4/.test(owner)) ownerSaw();
+    }
+  })();
+  // The watcher grants 4 KiB and never acks: the controller stops sending to it, nobody else waits.
+  const w = new TermClient(`${api}?attach=${sh.id}&readOnly=true&flow=4096`);
+  await w.message("open");
+  await sh.write("head -c 1000000 /dev/zero | tr '\\0' y; echo; echo end-$((2+2))\r");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    ownerDone,
+    new Promise((_, reject) =>
+      timer = setTimeout(() => reject(new Error("the owner was held back by the watcher")), 30_000)
+    ),
+  ]);
+  clearTimeout(timer);
+  assert(w.bytes <= 4096 + 65536, `watcher got ${w.bytes}`);
+  // Now it acks: the next bytes come after a gap message, then it reads on from the controller's scrollback.
+  w.autoAck = true;
+  w.control({ type: "ack", bytes: w.bytes });
+  await w.message("gap");
+  const gap = w.find("gap")!;
+  assert(Number(gap.to) - Number(gap.from) > 800_000, JSON.stringify(gap));
+  await w.text_(/end-4/);
+  w.socket.close();
+  await w.closed;
+  await sh.close();
+  await reading;
 });
