@@ -6,6 +6,7 @@
 // `close()` has resolved (its transport drains asynchronously), which the op sanitizer counts as leaks of this
 // test. The browser is closed in `finally`, the controller and daemon are disposed and checked by their own
 // tests; only the op sanitizer is off, for the browser tests alone.
+import { Buffer } from "node:buffer";
 import type { Page } from "playwright-core";
 import { assert, assertEquals } from "./_assert.ts";
 import { Server } from "../mod.ts";
@@ -43,7 +44,7 @@ Deno.test("the console's embedded assets match page/ and the npm packages deno.j
 
 Deno.test({
   name:
-    "console in chromium: a daemon appears, a terminal types 42, resizes, survives a reload, a watcher reads along",
+    "console in chromium: a daemon appears, files, a terminal types 42, resizes, survives a reload, a watcher reads along, a replay plays",
   ignore: !HAVE_CHROMIUM,
   sanitizeOps: false,
   async fn() {
@@ -55,7 +56,6 @@ Deno.test({
     let daemon: TestDaemon | null = null;
     try {
       const page = await browser.context.newPage();
-      const loaded = performance.now();
       await page.goto(`${http}/console/`);
       await page.waitForSelector("#fleet-view:not([hidden])");
       await page.waitForSelector("#status:text('live')", { timeout: DEADLINE_MS });
@@ -64,6 +64,8 @@ Deno.test({
         id: "w1",
         url: server.url,
         args: ["--label", "role=web", "--label", "zone=a"],
+        // The login shell is `$SHELL -l`; this machine's bash profile takes seconds, sh's does not.
+        env: { SHELL: "/bin/sh" },
       });
       const row = page.locator('tr[data-daemon="w1"]');
       await row.waitFor({ timeout: DEADLINE_MS });
@@ -75,12 +77,33 @@ Deno.test({
       await row.click();
       await page.waitForSelector("#detail-body:not([hidden])");
 
+      // Files: list a directory, download a file, upload one.
+      const dir = await Deno.makeTempDir({ prefix: "sandd-console-files-" });
+      try {
+        await Deno.writeTextFile(`${dir}/hello.txt`, "hello from the worker\n");
+        await page.fill("#files-path", dir);
+        await page.click("#files-go");
+        await page.locator('tr[data-file="hello.txt"]').waitFor({ timeout: DEADLINE_MS });
+        const [download] = await Promise.all([
+          page.waitForEvent("download"),
+          page.click('tr[data-file="hello.txt"] a'),
+        ]);
+        const saved = await download.path();
+        assertEquals(await Deno.readTextFile(saved), "hello from the worker\n");
+        await page.setInputFiles("#files-upload", {
+          name: "up.txt",
+          mimeType: "text/plain",
+          buffer: Buffer.from("hello from the browser\n"),
+        });
+        await page.locator('tr[data-file="up.txt"]').waitFor({ timeout: DEADLINE_MS });
+        assertEquals(await Deno.readTextFile(`${dir}/up.txt`), "hello from the browser\n");
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+
       // A terminal: open, type, read 42 from the screen.
       await page.click("#new-terminal");
       await page.waitForSelector("body[data-terminal='open']", { timeout: DEADLINE_MS });
-      console.log(
-        `console_test: page load to usable terminal ${(performance.now() - loaded).toFixed(0)} ms`,
-      );
       await page.locator("#terminal").click();
       await page.keyboard.type("echo $((6*7))\n");
       await screenUntil(page, /^42\s*$/m, "42");

@@ -19,6 +19,7 @@ const state = {
   running: new Map(),
   selected: null,
   canExec: true,
+  canFiles: false,
   recordings: false,
   term: null,
   output: null,
@@ -223,6 +224,7 @@ function select(id) {
   stopOutput();
   renderFleet();
   countRunning(id);
+  listFiles();
 }
 
 function renderProcesses(processes) {
@@ -353,6 +355,90 @@ async function loadOutput() {
 
 $("#output-go").addEventListener("click", loadOutput);
 $("#output-stop").addEventListener("click", stopOutput);
+
+// ------------------------------------------------------------------------------------------ files
+
+function joinPath(dir, name) {
+  if (dir === "." || dir === "") return name;
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+function parentPath(dir) {
+  if (dir === "/" || dir === "." || dir === "") return dir || ".";
+  const trimmed = dir.replace(/\/+$/, "");
+  const at = trimmed.lastIndexOf("/");
+  if (at < 0) return ".";
+  return at === 0 ? "/" : trimmed.slice(0, at);
+}
+
+async function listFiles() {
+  const id = state.selected;
+  const dir = $("#files-path").value.trim() || ".";
+  $("#files-state").textContent = "…";
+  try {
+    const { entries } = await (await api(
+      `/daemons/${encodeURIComponent(id)}/fs/list?path=${encodeURIComponent(dir)}`,
+    )).json();
+    entries.sort((a, b) =>
+      (a.type === "directory" ? 0 : 1) - (b.type === "directory" ? 0 : 1) ||
+      a.path.localeCompare(b.path)
+    );
+    $("#files tbody").replaceChildren(...entries.map((entry) => {
+      const path = joinPath(dir, entry.path);
+      const name = entry.type === "directory"
+        ? el("a", {
+          href: "#",
+          onclick: (event) => {
+            event.preventDefault();
+            $("#files-path").value = path;
+            listFiles();
+          },
+        }, `${entry.path}/`)
+        : entry.type === "file"
+        ? el("a", {
+          href: `${API}/daemons/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`,
+          download: entry.path,
+        }, entry.path)
+        : entry.path + (entry.target ? ` → ${entry.target}` : "");
+      return el(
+        "tr",
+        { "data-file": entry.path },
+        el("td", { class: "mono" }, name),
+        el("td", {}, entry.type),
+        el("td", {}, entry.type === "file" ? String(entry.size) : ""),
+        el("td", {}, entry.mtime ? `${since(entry.mtime)} ago` : ""),
+      );
+    }));
+    $("#files-state").textContent = `${entries.length} entries`;
+  } catch (error) {
+    $("#files-state").textContent = String(error.message);
+  }
+}
+
+$("#files-go").addEventListener("click", listFiles);
+$("#files-path").addEventListener("keydown", (event) => event.key === "Enter" && listFiles());
+$("#files-up").addEventListener("click", () => {
+  $("#files-path").value = parentPath($("#files-path").value.trim());
+  listFiles();
+});
+$("#files-upload").addEventListener("change", async () => {
+  const file = $("#files-upload").files[0];
+  if (!file) return;
+  const path = joinPath($("#files-path").value.trim() || ".", file.name);
+  $("#files-state").textContent = `uploading ${file.name}…`;
+  try {
+    const response = await api(
+      `/daemons/${encodeURIComponent(state.selected)}/files?path=${encodeURIComponent(path)}`,
+      { method: "PUT", body: file },
+    );
+    const { bytes } = await response.json();
+    $("#files-state").textContent = `uploaded ${bytes} bytes to ${path}`;
+    $("#files-upload").value = "";
+    await listFiles();
+  } catch (error) {
+    $("#files-state").textContent = String(error.message);
+  }
+});
 
 // ---------------------------------------------------------------------------------------- terminals
 
@@ -644,6 +730,8 @@ async function start() {
   if (response.status === 401) return showLogin();
   const session = await response.json();
   state.canExec = session.scopes.includes("exec") || session.scopes.includes("admin");
+  state.canFiles = session.scopes.includes("files") || session.scopes.includes("admin");
+  $("#files-upload-label").hidden = !state.canFiles;
   state.recordings = session.recordings;
   $("#who").textContent = session.open ? "open (loopback)" : `signed in as ${session.name}`;
   $("#logout").hidden = session.open;
