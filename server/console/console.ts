@@ -393,6 +393,10 @@ class ConsoleHandler {
     if (!this.#sameOrigin(request)) return problem(403, "FORBIDDEN", "Cross-site request refused");
     const session = this.#who(request);
     if (!session) return problem(401, "UNAUTHORIZED", "Sign in with a client token");
+    // A WebSocket upgrade cannot be handed on as a new request: terminals have their own route.
+    if (request.headers.get("upgrade") !== null) {
+      return problem(400, "BAD_REQUEST", "Open terminals at /console/terminal/{id}");
+    }
     const url = new URL(request.url);
     const target = new URL(path + url.search, url);
     const headers = new Headers(request.headers);
