@@ -475,7 +475,12 @@ class ConsoleHandler {
       recordings.sort((a, b) => b.modified.localeCompare(a.modified));
       return json({ enabled: dir !== undefined, recordings });
     }
-    const name = decodeURIComponent(path.slice("/recordings/".length));
+    let name = "";
+    try {
+      name = decodeURIComponent(path.slice("/recordings/".length));
+    } catch {
+      // not a name
+    }
     if (dir === undefined || !RECORDING_NAME.test(name)) {
       return problem(404, "NOT_FOUND", `No recording ${JSON.stringify(name)}`);
     }
