@@ -4,6 +4,10 @@
  * is kept in a bounded scrollback, and {@linkcode RemoteShell} handles resume by themselves after a reconnect, or
  * `server.attachShell()` picks the session up again from anywhere (a new `Server`, another script).
  *
+ * A session is shared by every handle of it on one controller (the `shell()` handle, more `attachShell()` handles,
+ * browsers in the web console): one daemon attachment and one bounded scrollback, the same bytes for each, input
+ * from the interactive handles, watching only for `readOnly` ones; see `sh.viewers`.
+ *
  * Sessions nobody is attached to are ended by the daemon's orphan timeout (`--orphan-timeout SEC`, default one
  * hour; 0 keeps them forever): that is the idle-session timeout. Several sessions per daemon are fine.
  *
