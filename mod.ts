@@ -58,7 +58,14 @@ export {
   RemoteProcess,
   type StreamOffsets,
 } from "./server/process.ts";
-export { type AttachShellOptions, RemoteShell, type ShellOptions } from "./server/shell.ts";
+export {
+  type AttachShellOptions,
+  RemoteShell,
+  type ShellOptions,
+  ShellReadOnlyError,
+  type TerminalSize,
+  type ViewerInfo,
+} from "./server/shell.ts";
 export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 export {
   type DownloadDirOptions,
@@ -157,3 +164,5 @@ export {
   type SnapshotRestoreResult,
   Snapshots,
 } from "./server/snapshots.ts";
+// --- The web console (issue 13): `Server.listen({ control, console })` ---
+export type { ConsoleOptions } from "./server/console/console.ts";

@@ -9,6 +9,7 @@ import type { Identity, JwtOptions } from "./auth.ts";
 import type { Gap, StreamOffsets } from "./process.ts";
 import type { RateLimit } from "./rate_limiter.ts";
 import type { ControlOptions } from "./control/options.ts";
+import type { ConsoleOptions } from "./console/console.ts";
 
 /** Options of {@linkcode Server.listen}. */
 export interface ServerOptions {
@@ -108,6 +109,12 @@ export interface ServerOptions {
    * is only allowed on a loopback `hostname` unless `control.insecure` is set. @default undefined (no API)
    */
   control?: true | ControlOptions;
+  /**
+   * Serve the web console under `/console` (`true`: with defaults): the fleet, processes, terminals in the
+   * browser, replays. Needs `control`; signs in with its client tokens (open when it has none, loopback only).
+   * @default undefined (no console)
+   */
+  console?: boolean | ConsoleOptions;
 }
 
 /**

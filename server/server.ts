@@ -38,6 +38,7 @@ import {
 } from "./_validate.ts";
 import type { AuditInput } from "./audit.ts";
 import { createControlMount } from "./control/control.ts";
+import { checkConsoleOptions, createConsoleMount } from "./console/console.ts";
 import { DaemonDisconnectedError, DaemonNotFoundError, tarFileError } from "./errors.ts";
 import type {
   AttachOptions,
@@ -52,6 +53,8 @@ import type {
 } from "./options.ts";
 import type { ProcessInfo, RemoteProcess } from "./process.ts";
 import type { ProcessSession } from "./_process_session.ts";
+import { DEFAULT_RING_BYTES, ShellHubs } from "./_shell_hub.ts";
+import type { Gap } from "./_inbound_stream.ts";
 import {
   type AttachShellOptions,
   openShellHandle,
@@ -115,6 +118,8 @@ export class Server extends EventTarget implements Controller {
   readonly #routes: HttpRoutes;
   /** HTTP features mounted beside the daemon endpoint (control API, metrics, console, exposed ports). */
   readonly #mounts: HttpMount[] = [];
+  /** Terminal sessions this controller follows, each shared by all its handles. */
+  readonly #shells: ShellHubs = new ShellHubs();
   readonly #startedAt = Date.now();
   #closing: Promise<void> | null = null;
   /** Port forwarding: TCP listeners and the `/x` exposed URLs (server/_forward_service.ts). */
@@ -180,6 +185,11 @@ export class Server extends EventTarget implements Controller {
       const connection = (id: string) => this.#hub.connection(id);
       this.#mounts.push(createControlMount({ ...host, connection }, options.control, security));
     }
+    if (options.console && options.control !== undefined) {
+      const dispatch = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
+        handleHttp(this.#routes, request, info);
+      this.#mounts.push(createConsoleMount(this, options.console, options.control, dispatch));
+    }
     options.signal?.addEventListener("abort", () => this.close(), { once: true });
     // Port forwarding: the `/x` mount for exposed URLs; a dropped link fails its tunnel connections.
     this.#forwarding = new ForwardService({
@@ -199,6 +209,7 @@ export class Server extends EventTarget implements Controller {
    */
   static async listen(options: ServerOptions = {}): Promise<Server> {
     checkServerOptions(options);
+    checkConsoleOptions(options.console, options.control);
     const security = createSecurity(options, log);
     // Requests reach the server once it exists (it is made as soon as the listener is open).
     const holder: { server?: Server } = {};
@@ -472,6 +483,7 @@ export class Server extends EventTarget implements Controller {
    */
   async shell(id: string, options: ShellOptions = {}): Promise<RemoteShell> {
     const command = options.command ?? LOGIN_SHELL_COMMAND;
+    const gapFeed: Gap[] = [];
     let recorder: AsciicastWriter | undefined;
     let process: ProcessSession;
     try {
@@ -496,7 +508,7 @@ export class Server extends EventTarget implements Controller {
             ...(options.env ? { env: options.env } : {}),
             ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
             ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
-            ...(options.onGap ? { onGap: options.onGap } : {}),
+            onGap: (gap) => gapFeed.push(gap),
           }, { cols, rows });
         },
       );
@@ -504,17 +516,38 @@ export class Server extends EventTarget implements Controller {
       await recorder?.close().catch(() => {});
       throw error;
     }
-    return openShellHandle(process, (c, r) => this.#resize(id, process.id, c, r), recorder);
+    const hub = this.#shells.open({
+      session: process,
+      resize: (c, r) => this.#resize(id, process.id, c, r),
+      ringBytes: options.scrollback ?? DEFAULT_RING_BYTES,
+      gapFeed,
+      from: 0,
+      size: { cols: options.cols ?? 80, rows: options.rows ?? 24 },
+    });
+    const viewer = hub.join({ from: 0, readOnly: false, onGap: options.onGap });
+    return openShellHandle(viewer, recorder);
   }
 
   /**
    * Attach to a terminal session already on a worker (after a long disconnect, or from another `Server`). The
    * retained scrollback replays first, then output is live; input is taken over from any earlier handle.
    *
+   * A session this controller follows already (a `shell()` handle, a browser in the console) is shared instead:
+   * the new handle reads the same bytes from the controller's scrollback, types into the same input, and with
+   * `readOnly: true` only watches. The fastest reader paces the program; a handle left behind by more than the
+   * scrollback skips ahead and is told through `onGap`. See `sh.viewers`.
+   *
    * @example Re-attach
    * ```ts ignore
    * const sh = await server.attachShell("worker-1", savedId);
    * sh.output.pipeTo(Deno.stdout.writable, { preventClose: true });
+   * ```
+   *
+   * @example Watch a session read-only beside its owner
+   * ```ts ignore
+   * const owner = await server.shell("worker-1");
+   * const watcher = await server.attachShell("worker-1", owner.id, { readOnly: true });
+   * console.log(watcher.viewers.length); // 2
    * ```
    *
    * @param id Daemon id.
@@ -528,15 +561,44 @@ export class Server extends EventTarget implements Controller {
     shellId: string,
     options: AttachShellOptions = {},
   ): Promise<RemoteShell> {
-    const process = await this.#auditor.run("attachShell", id, { process: String(shellId) }, () => {
-      checkAttach("Shell", shellId, options);
-      return this.#launcher.attach(id, shellId, {
-        stdin: true,
-        ...(options.from !== undefined ? { from: options.from } : {}),
-        ...(options.onGap ? { onGap: options.onGap } : {}),
-      }, true);
-    });
-    return openShellHandle(process, (c, r) => this.#resize(id, shellId, c, r));
+    const viewer = await this.#auditor.run(
+      "attachShell",
+      id,
+      { process: String(shellId) },
+      async () => {
+        checkAttach("Shell", shellId, options);
+        const readOnly = options.readOnly ?? false;
+        if (typeof readOnly !== "boolean") {
+          throw new TypeError(`readOnly must be a boolean, got ${JSON.stringify(readOnly)}`);
+        }
+        const join = {
+          from: options.from ?? null,
+          readOnly,
+          onGap: options.onGap,
+          onResize: options.onResize,
+        };
+        // A session this controller follows already is shared: one daemon attachment, one scrollback.
+        const shared = this.#shells.get(id, shellId);
+        if (shared && (readOnly || shared.interactive)) return shared.join(join);
+        const gapFeed: Gap[] = [];
+        const from = options.from ?? null;
+        const process = await this.#launcher.attach(id, shellId, {
+          stdin: !readOnly,
+          from,
+          onGap: (gap) => gapFeed.push(gap),
+        }, true);
+        const hub = this.#shells.open({
+          session: process,
+          resize: (c, r) => this.#resize(id, shellId, c, r),
+          ringBytes: DEFAULT_RING_BYTES,
+          gapFeed,
+          from,
+          size: null,
+        });
+        return hub.join(join);
+      },
+    );
+    return openShellHandle(viewer);
   }
 
   #resize(id: string, proc: string, cols: number, rows: number): Promise<void> {

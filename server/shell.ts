@@ -4,6 +4,10 @@
  * is kept in a bounded scrollback, and {@linkcode RemoteShell} handles resume by themselves after a reconnect, or
  * `server.attachShell()` picks the session up again from anywhere (a new `Server`, another script).
  *
+ * A session is shared by every handle of it on one controller (the `shell()` handle, more `attachShell()` handles,
+ * browsers in the web console): one daemon attachment and one bounded scrollback, the same bytes for each, input
+ * from the interactive handles, watching only for `readOnly` ones; see `sh.viewers`.
+ *
  * Sessions nobody is attached to are ended by the daemon's orphan timeout (`--orphan-timeout SEC`, default one
  * hour; 0 keeps them forever): that is the idle-session timeout. Several sessions per daemon are fine.
  *
@@ -15,6 +19,9 @@ import type { Gap, ProcessStatus } from "./process.ts";
 import type { ProcessSession } from "./_process_session.ts";
 import { ProcessExitedError } from "./errors.ts";
 import type { AsciicastWriter } from "./asciicast.ts";
+import type { ShellViewer, TerminalSize, ViewerInfo } from "./_shell_hub.ts";
+
+export type { TerminalSize, ViewerInfo } from "./_shell_hub.ts";
 
 /**
  * Options of `server.shell()`.
@@ -72,8 +79,16 @@ export interface ShellOptions {
 export interface AttachShellOptions {
   /** Output offset to replay from; `null` replays the whole retained scrollback. @default null */
   from?: number | null;
-  /** Called when bytes before the retained scrollback were asked for. */
+  /** Called when bytes before the retained scrollback were asked for, or skipped because this handle fell behind. */
   onGap?: (gap: Gap) => void;
+  /**
+   * Join read-only: watch the session without typing or resizing. Joining a session this controller follows
+   * already shares its output; otherwise a read-only attach leaves the session's input with whoever has it.
+   * @default false
+   */
+  readOnly?: boolean;
+  /** Called when another handle of the session changes the terminal size (a read-only viewer follows it). */
+  onResize?: (size: TerminalSize) => void;
 }
 
 function checkSize(name: string, value: unknown): void {
@@ -84,26 +99,42 @@ function checkSize(name: string, value: unknown): void {
 
 const encoder = new TextEncoder();
 
-let createShell: (
-  process: ProcessSession,
-  resize: (cols: number, rows: number) => Promise<void>,
-  recorder: AsciicastWriter | undefined,
-) => RemoteShell;
+let createShell: (viewer: ShellViewer, recorder: AsciicastWriter | undefined) => RemoteShell;
 
 /**
- * Make the handle of a terminal session (for the server; `mod.ts` does not export it).
+ * Make the handle of one viewer of a terminal session (for the server; `mod.ts` does not export it).
  *
- * @param process The underlying process handle (one output stream).
- * @param resize Sends a resize request for this session.
+ * @param viewer The viewer of the session's hub.
  * @param recorder Where the session is recorded, if anywhere.
  * @returns The handle.
  */
-export function openShellHandle(
-  process: ProcessSession,
-  resize: (cols: number, rows: number) => Promise<void>,
-  recorder?: AsciicastWriter,
-): RemoteShell {
-  return createShell(process, resize, recorder);
+export function openShellHandle(viewer: ShellViewer, recorder?: AsciicastWriter): RemoteShell {
+  return createShell(viewer, recorder);
+}
+
+/**
+ * A write or resize through a handle that joined a shared session read-only.
+ *
+ * @example Catch it
+ * ```ts
+ * import { ShellReadOnlyError } from "./shell.ts";
+ * const error = new ShellReadOnlyError("p-1-1", "write");
+ * console.assert(error.code === "READ_ONLY" && error.message.includes("p-1-1"));
+ * ```
+ */
+export class ShellReadOnlyError extends Error {
+  /** Stable code. */
+  readonly code: string = "READ_ONLY";
+  /**
+   * Make the error.
+   *
+   * @param shellId The session.
+   * @param action What was refused (`write` or `resize`).
+   */
+  constructor(shellId: string, action: string) {
+    super(`Shell ${shellId} was attached read-only; cannot ${action}`);
+    this.name = "ShellReadOnlyError";
+  }
 }
 
 /**
@@ -138,26 +169,21 @@ export class RemoteShell implements ShellHandle {
    * when the daemon stays away past the server's reconnect grace (the session may still be alive: attach again).
    */
   readonly exited: Promise<ProcessStatus>;
+  readonly #viewer: ShellViewer;
   readonly #process: ProcessSession;
-  readonly #resize: (cols: number, rows: number) => Promise<void>;
   readonly #recorder: AsciicastWriter | undefined;
   #output: ReadableStream<Uint8Array> | undefined;
-  #writes: Promise<void> = Promise.resolve();
 
   static {
-    createShell = (process, resize, recorder) => new RemoteShell(process, resize, recorder);
+    createShell = (viewer, recorder) => new RemoteShell(viewer, recorder);
   }
 
-  private constructor(
-    process: ProcessSession,
-    resize: (cols: number, rows: number) => Promise<void>,
-    recorder?: AsciicastWriter,
-  ) {
-    this.#process = process;
-    this.#resize = resize;
+  private constructor(viewer: ShellViewer, recorder?: AsciicastWriter) {
+    this.#viewer = viewer;
+    this.#process = viewer.hub.session;
     this.#recorder = recorder;
-    this.daemonId = process.daemonId;
-    this.exited = process.status;
+    this.daemonId = this.#process.daemonId;
+    this.exited = this.#process.status;
   }
 
   /** The session id on the daemon: keep it to `attachShell` again later. */
@@ -170,12 +196,16 @@ export class RemoteShell implements ShellHandle {
     return this.#process.pid;
   }
 
-  /** The terminal's output, byte-exact. A second `attachShell` gets its own copy. */
+  /**
+   * The terminal's output, byte-exact. Every handle of the session on this controller (a second `attachShell`,
+   * a browser in the console) reads the same bytes from one shared scrollback: the fastest reader paces the
+   * program, and a handle left further behind than the scrollback skips to its oldest byte (a gap, see `gaps`).
+   */
   get output(): ReadableStream<Uint8Array> {
     const recorder = this.#recorder;
-    if (!recorder) return this.#process.stdout;
+    if (!recorder) return this.#viewer.readable;
     // Record what the consumer reads; the recording ends with the stream.
-    this.#output ??= this.#process.stdout.pipeThrough(
+    this.#output ??= this.#viewer.readable.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, controller) {
           recorder.output(chunk);
@@ -187,16 +217,42 @@ export class RemoteShell implements ShellHandle {
     return this.#output;
   }
 
-  /** Output lost to scrollback overflow (empty unless nobody read for a long time). */
+  /** Output this handle did not get: lost to the daemon's scrollback overflow, or skipped when it fell behind. */
   get gaps(): readonly Gap[] {
-    return this.#process.gaps;
+    return this.#viewer.gaps;
+  }
+
+  /** Output offset of the next byte `output` delivers: `attachShell(..., { from })` resumes there. */
+  get offset(): number {
+    return this.#viewer.position;
+  }
+
+  /** Whether this handle joined read-only (`write` and `resize` throw {@linkcode ShellReadOnlyError}). */
+  get readOnly(): boolean {
+    return this.#viewer.readOnly;
+  }
+
+  /** The terminal size as last set through this controller, or null when not known (an attach before a resize). */
+  get size(): TerminalSize | null {
+    return this.#viewer.hub.size;
   }
 
   /**
-   * Type into the terminal. Writes are sent in call order; a write resolves once the daemon has credit for it.
+   * Every handle of this session on this controller (this one is `self`): read-only or not, which one owns the
+   * size (the interactive handle that resized last), and how far behind each reader is. Handles on other
+   * controllers attached to the same session are not listed.
+   */
+  get viewers(): ViewerInfo[] {
+    return this.#viewer.hub.viewers(this.#viewer);
+  }
+
+  /**
+   * Type into the terminal. Writes are sent in call order (across every handle of the session); a write resolves
+   * once the daemon has credit for it.
    *
    * @param data Bytes, or text sent as UTF-8.
    * @throws {TypeError} When `data` is neither a string nor a Uint8Array.
+   * @throws {ShellReadOnlyError} When this handle joined read-only.
    * @throws {ProcessExitedError} When the program has exited.
    */
   write(data: string | Uint8Array): Promise<void> {
@@ -204,26 +260,27 @@ export class RemoteShell implements ShellHandle {
     if (typeof data === "string") bytes = encoder.encode(data);
     else if (data instanceof Uint8Array) bytes = data.slice();
     else throw new TypeError(`data must be a string or Uint8Array, got ${typeof data}`);
-    const input = this.#process.input;
-    if (!input) return Promise.reject(new TypeError(`Shell ${this.id} has no input`));
+    if (this.#viewer.readOnly) return Promise.reject(new ShellReadOnlyError(this.id, "write"));
+    if (this.#viewer.left) return Promise.reject(this.#viewer.left);
     this.#recorder?.input(bytes);
-    const done = this.#writes.then(() => input.write(bytes));
-    this.#writes = done.catch(() => {});
-    return done;
+    return this.#viewer.hub.write(bytes);
   }
 
   /**
-   * Change the terminal size; the program gets SIGWINCH.
+   * Change the terminal size; the program gets SIGWINCH. The size follows the interactive handle that resized
+   * last; the other handles of the session are told (`onResize` of `attachShell`).
    *
    * @param cols Width, an integer from 1 to 65535.
    * @param rows Height, an integer from 1 to 65535.
    * @throws {RangeError} For a size out of range.
+   * @throws {ShellReadOnlyError} When this handle joined read-only.
    * @throws {ProcessExitedError} When the program has exited.
    */
   async resize(cols: number, rows: number): Promise<void> {
     checkSize("cols", cols);
     checkSize("rows", rows);
-    await this.#resize(cols, rows);
+    if (this.#viewer.readOnly) throw new ShellReadOnlyError(this.id, "resize");
+    await this.#viewer.hub.resize(this.#viewer, cols, rows);
     this.#recorder?.resize(cols, rows);
   }
 
@@ -237,10 +294,16 @@ export class RemoteShell implements ShellHandle {
   }
 
   /**
-   * Stop following the session without ending it; `server.attachShell(daemonId, id)` picks it up again.
+   * Stop following the session without ending it; `server.attachShell(daemonId, id)` picks it up again. Other
+   * handles of the session keep watching; the last one to leave detaches from the daemon.
    */
   async detach(): Promise<void> {
-    await this.#process.detach();
+    await this.#viewer.hub.leave(
+      this.#viewer,
+      new Error(`Detached from process ${this.#process.id}`),
+    );
+    // The recording belongs to this handle: it ends when the handle stops following the session.
+    await this.#recorder?.close().catch(() => {});
   }
 
   /**
@@ -258,7 +321,7 @@ export class RemoteShell implements ShellHandle {
       }
     }
     const status = await this.exited;
-    const output = this.#output ?? this.#process.stdout;
+    const output = this.#output ?? this.#viewer.readable;
     if (!output.locked) await output.cancel().catch(() => {});
     await this.#recorder?.close().catch(() => {});
     return status;

@@ -33,6 +33,7 @@ import { wan } from "./wan.ts";
 import { forward } from "./forward.ts";
 import { api } from "./_api.ts";
 import { snapshots } from "./snapshots.ts";
+import { consoleSection } from "./console.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -48,6 +49,7 @@ export const SECTIONS: readonly Section[] = [
   forward,
   api,
   snapshots,
+  consoleSection,
 ];
 
 /** What `--json` prints. */
