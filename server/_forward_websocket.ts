@@ -6,9 +6,9 @@ import { createHash } from "node:crypto";
 import type { TunnelSocket } from "./_forward_tunnel.ts";
 import {
   BadGatewayError,
-  endToEnd,
   parseResponseHead,
   type ProxyTarget,
+  publicHeaders,
   requestHead,
   responseBody,
   TunnelReader,
@@ -150,7 +150,7 @@ export async function proxyWebSocket(
     // Not upgraded: pass the worker's answer on as it is.
     return new Response(responseBody(reader, head.headers, onDone), {
       status: head.status,
-      headers: endToEnd(head.headers),
+      headers: publicHeaders(head.headers, target),
     });
   }
   const expected = createHash("sha1").update(key + GUID).digest("base64");

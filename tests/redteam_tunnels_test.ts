@@ -1,7 +1,7 @@
 // Red-team pass 2 on port tunnels: a hostile controller speaking the raw protocol to a real daemon, trying to leave
 // worker-side connections open behind the link's back (stream ids shared between tunnels and other streams).
 import { assert, assertEquals } from "./_assert.ts";
-import { TestDaemon } from "./_daemon.ts";
+import { startWorker, TestDaemon } from "./_daemon.ts";
 import { type RawMessage, serveRawController, within } from "./_raw_daemon.ts";
 
 /** A TCP server on 127.0.0.1 that counts the connections it holds open (each closed when the peer closes). */
@@ -151,4 +151,138 @@ Deno.test("redteam2: connects racing on the same stream ids leave no tunnel behi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/**
+ * A hostile HTTP server on the worker, raw TCP so it can send anything: it answers by the request path, then closes.
+ * `/echo` returns the request head it received.
+ */
+function hostileHttp() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const answers: Record<string, (head: string) => string> = {
+    "/echo": (head) =>
+      `HTTP/1.1 200 OK\r\ncontent-length: ${encoder.encode(head).length}\r\n\r\n${head}`,
+    "/takeover": () =>
+      "HTTP/1.1 200 OK\r\n" +
+      "set-cookie: a=1; Path=/; HttpOnly\r\n" +
+      "set-cookie: b=2; path=/other; Secure\r\n" +
+      "set-cookie: c=3\r\n" +
+      "set-cookie: d=4; Domain=127.0.0.1; Path=/x\r\n" +
+      "service-worker-allowed: /\r\n" +
+      'clear-site-data: "*"\r\n' +
+      "content-length: 2\r\n\r\nok",
+    "/huge": () => "HTTP/1.1 200 OK\r\nx-a: " + "a".repeat(70 * 1024),
+    "/101": () => "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\nraw bytes",
+    "/split": () => "HTTP/1.1 200 OK\r\nx-a: a\rset-cookie: evil=1\r\ncontent-length: 0\r\n\r\n",
+  };
+  const tasks: Promise<void>[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        tasks.push((async () => {
+          try {
+            let text = "";
+            const buffer = new Uint8Array(65536);
+            while (!text.includes("\r\n\r\n")) {
+              const n = await conn.read(buffer);
+              if (n === null) return;
+              text += decoder.decode(buffer.subarray(0, n));
+            }
+            const head = text.slice(0, text.indexOf("\r\n\r\n") + 4);
+            const path = head.split(" ")[1] ?? "";
+            const answer = answers[path]?.(head) ??
+              "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+            const bytes = encoder.encode(answer);
+            for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+          } catch {
+            // the proxy went away
+          } finally {
+            try {
+              conn.close();
+            } catch {
+              // closed
+            }
+          }
+        })());
+      }
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      await Promise.all(tasks);
+    },
+  };
+}
+
+Deno.test("redteam2: a client cannot forge the X-Forwarded headers the worker's server sees", async () => {
+  await using target = hostileHttp();
+  await using worker = await startWorker("rt2-xfwd");
+  await using exposed = await worker.server.exposeHttp("rt2-xfwd", { port: target.port });
+  const response = await fetch(new URL("echo", exposed.url), {
+    headers: {
+      "x-forwarded-proto": "https",
+      "x-forwarded-host": "evil.example",
+      "x-forwarded-prefix": "/evil",
+      "x-forwarded-port": "443",
+      "x-real-ip": "10.9.9.9",
+      "forwarded": "for=10.9.9.9;host=evil.example;proto=https",
+    },
+  });
+  const head = (await response.text()).toLowerCase();
+  const values = (name: string) =>
+    head.split("\r\n").filter((line) => line.startsWith(`${name}:`)).map((line) =>
+      line.slice(name.length + 1).trim()
+    );
+  const prefix = new URL(exposed.url).pathname.replace(/\/$/, "").toLowerCase();
+  assertEquals(values("x-forwarded-proto"), ["http"], head);
+  assertEquals(values("x-forwarded-host"), [new URL(exposed.url).host], head);
+  assertEquals(values("x-forwarded-prefix"), [prefix], head);
+  assertEquals(values("x-forwarded-port"), [], head);
+  assertEquals(values("x-real-ip"), [], head);
+  assertEquals(values("forwarded"), [], head);
+  assertEquals(values("host"), [`127.0.0.1:${target.port}`], head);
+});
+
+Deno.test("redteam2: a worker's server cannot take over the controller's origin (cookies, service workers)", async () => {
+  await using target = hostileHttp();
+  await using worker = await startWorker("rt2-origin");
+  await using exposed = await worker.server.exposeHttp("rt2-origin", { port: target.port });
+  const prefix = new URL(exposed.url).pathname;
+  const response = await fetch(new URL("takeover", exposed.url));
+  assertEquals(await response.text(), "ok");
+  // Every exposed URL shares the controller's origin: a worker's server may not scope state beyond its prefix.
+  assertEquals(response.headers.get("service-worker-allowed"), null);
+  assertEquals(response.headers.get("clear-site-data"), null);
+  const cookies = response.headers.getSetCookie();
+  assertEquals(cookies.length, 4, JSON.stringify(cookies));
+  for (const cookie of cookies) {
+    // A cookie without a path defaults to the request's directory, under the prefix.
+    const path = /;\s*path=([^;]*)/i.exec(cookie)?.[1];
+    assert(path === undefined || path.startsWith(prefix), `${cookie} escapes ${prefix}`);
+    assert(!/;\s*domain=/i.test(cookie), `${cookie} names a domain`);
+  }
+  assert(cookies.some((c) => c.startsWith("b=2") && c.includes(`${prefix}other`)), cookies.join());
+});
+
+Deno.test("redteam2: a worker's server sending a huge head, a stray 101 or a bare CR gets a 502, nothing more", async () => {
+  await using target = hostileHttp();
+  await using worker = await startWorker("rt2-badhttp");
+  await using exposed = await worker.server.exposeHttp("rt2-badhttp", { port: target.port });
+  for (const path of ["huge", "101", "split"]) {
+    const response = await fetch(new URL(path, exposed.url));
+    const text = await response.text();
+    assertEquals(response.status, 502, `${path}: ${text}`);
+    assertEquals(response.headers.getSetCookie(), [], path);
+  }
+  // The exposure still serves.
+  const ok = await fetch(new URL("echo", exposed.url));
+  assertEquals(ok.status, 200);
+  await ok.body?.cancel();
 });
