@@ -310,7 +310,7 @@ export type ExchangeDone = (error?: unknown, reusable?: boolean) => void;
 /**
  * Send `request` over `tunnel` (read with `reader`) and answer with the worker's response, its body streamed.
  * `onDone` is called once the response body has been read, cancelled or failed, saying whether the connection may
- * be reused.
+ * be reused; `onSent` once the whole request (head and body) has been written.
  */
 export async function proxyHttp(
   tunnel: TunnelSocket,
@@ -318,6 +318,7 @@ export async function proxyHttp(
   request: Request,
   target: ProxyTarget,
   onDone: ExchangeDone,
+  onSent?: () => void,
 ): Promise<Response> {
   const method = request.method;
   const length = request.headers.get("content-length");
@@ -335,6 +336,7 @@ export async function proxyHttp(
       return false;
     });
   }
+  if (onSent) void bodySent.then((sent) => sent && onSent());
   let head: ResponseHead;
   let first = true;
   while (true) {

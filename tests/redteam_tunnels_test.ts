@@ -286,3 +286,29 @@ Deno.test("redteam2: a worker's server sending a huge head, a stray 101 or a bar
   assertEquals(ok.status, 200);
   await ok.body?.cancel();
 });
+
+Deno.test("redteam2: a client that leaves before the worker answers does not keep the tunnel connection", async () => {
+  // The worker's server reads requests and never answers (a hung handler, or a long poll).
+  await using target = countingServer();
+  await using worker = await startWorker("rt2-leave");
+  // The controller cannot see a client leave before the worker answers: the response deadline bounds it.
+  await using exposed = await worker.server.exposeHttp("rt2-leave", {
+    port: target.port,
+    responseTimeoutMs: 500,
+  });
+  const url = new URL(exposed.url);
+  const rounds = 8;
+  for (let i = 0; i < rounds; i++) {
+    const client = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+    const request = `GET ${url.pathname}poll HTTP/1.1\r\nhost: ${url.host}\r\n\r\n`;
+    await client.write(new TextEncoder().encode(request));
+    assert(await until(() => target.accepted > i, 5_000), "the request reached the worker");
+    client.close();
+  }
+  // Each client left: its tunnel connection (one of the daemon's --max-tunnels) must not stay.
+  const released = await until(() => target.open === 0, 5_000);
+  assert(
+    released,
+    `${target.open} of ${rounds} tunnel connections still open after their clients left`,
+  );
+});
