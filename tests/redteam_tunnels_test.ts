@@ -153,6 +153,43 @@ Deno.test("redteam2: connects racing on the same stream ids leave no tunnel behi
   }
 });
 
+Deno.test("redteam2: other spellings of loopback and of listed hosts are refused, never resolved", async () => {
+  await using c = await hostile("rt2-hosts", ["--forward-host", "::1"]);
+  const spellings = [
+    "127.0.0.1.",
+    "127.1",
+    "127.0.0.01",
+    "2130706433",
+    "0x7f000001",
+    "0177.0.0.1",
+    "::ffff:127.0.0.1",
+    "::ffff:7f00:1",
+    "[::1]",
+    "0:0:0:0:0:0:0:1",
+    "localhost.",
+    "LOCALHOST",
+    " 127.0.0.1",
+    "127.0.0.1 ",
+    "127.0.0.1%lo",
+    "127.0.0.1:22",
+  ];
+  let sid = 1;
+  for (const host of spellings) {
+    const reply = await c.request("connect", {
+      port: 22,
+      sid: sid++,
+      input: sid++,
+      window: 65536,
+      host,
+    });
+    assertEquals(
+      reply.error?.rule,
+      "forwardHost",
+      `${JSON.stringify(host)}: ${JSON.stringify(reply)}`,
+    );
+  }
+});
+
 /**
  * A hostile HTTP server on the worker, raw TCP so it can send anything: it answers by the request path, then closes.
  * `/echo` returns the request head it received.
