@@ -3,6 +3,7 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { startWorker, TestDaemon } from "./_daemon.ts";
 import { type RawMessage, serveRawController, within } from "./_raw_daemon.ts";
+import { FrameParser } from "../server/_forward_websocket.ts";
 
 /** A TCP server on 127.0.0.1 that counts the connections it holds open (each closed when the peer closes). */
 function countingServer() {
@@ -348,4 +349,94 @@ Deno.test("redteam2: a client that leaves before the worker answers does not kee
     released,
     `${target.open} of ${rounds} tunnel connections still open after their clients left`,
   );
+});
+
+Deno.test("redteam2: a big WebSocket frame from a worker arriving in small reads costs linear time", () => {
+  // A hostile (or merely chatty) worker's server sends 16 MiB frames; the tunnel delivers them in small pieces.
+  // Each piece used to be joined onto everything before it: gigabytes copied on the controller's one thread.
+  const size = 16 * 1024 * 1024;
+  const header = new Uint8Array([0x82, 127, 0, 0, 0, 0, 0, 0, 0, 0]);
+  new DataView(header.buffer).setUint32(6, size);
+  const piece = new Uint8Array(4096).fill(7);
+  const parser = new FrameParser();
+  const started = performance.now();
+  for (let round = 0; round < 2; round++) {
+    parser.push(header);
+    for (let sent = 0; sent < size; sent += piece.length) {
+      parser.push(piece);
+      if (sent + piece.length < size) assertEquals(parser.next(), null);
+    }
+    const frame = parser.next();
+    assert(frame !== null && frame.payload.length === size && frame.fin && frame.opcode === 2);
+    assertEquals(parser.next(), null);
+  }
+  const ms = performance.now() - started;
+  assert(ms < 3_000, `two 16 MiB frames in 4 KiB reads took ${Math.round(ms)} ms`);
+});
+
+Deno.test("redteam2: a WebSocket client that never reads cannot make the controller buffer a worker's stream", async () => {
+  // The worker's server: accepts the upgrade, then writes 1 MiB binary messages as fast as it is let.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let written = 0;
+  let workerConn: Deno.Conn | undefined;
+  const limit = 256 * 1024 * 1024;
+  const serving = (async () => {
+    const conn = workerConn = await listener.accept();
+    let head = "";
+    const buffer = new Uint8Array(8192);
+    while (!head.includes("\r\n\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) return;
+      head += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    const key = /sec-websocket-key: *(\S+)/i.exec(head)![1]!;
+    const digest = await crypto.subtle.digest(
+      "SHA-1",
+      new TextEncoder().encode(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"),
+    );
+    const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
+    await conn.write(new TextEncoder().encode(
+      `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
+    ));
+    const size = 1024 * 1024;
+    const frame = new Uint8Array(10 + size);
+    frame[0] = 0x82;
+    frame[1] = 127;
+    new DataView(frame.buffer).setUint32(6, size);
+    try {
+      while (written < limit) {
+        for (let at = 0; at < frame.length;) at += await conn.write(frame.subarray(at));
+        written += frame.length;
+      }
+    } catch {
+      // the proxy closed
+    }
+  })();
+  await using worker = await startWorker("rt2-wsflood");
+  await using exposed = await worker.server.exposeHttp("rt2-wsflood", { port: listener.addr.port });
+  const url = new URL(exposed.url);
+  const client = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+  try {
+    await client.write(new TextEncoder().encode(
+      `GET ${url.pathname}ws HTTP/1.1\r\nhost: ${url.host}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n` +
+        `sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n`,
+    ));
+    // The client never reads. Wait until the worker's writes stall (or it wrote everything).
+    let last = -1;
+    const deadline = Date.now() + 60_000;
+    while (written < limit && Date.now() < deadline) {
+      last = written;
+      await new Promise((r) => setTimeout(r, 1_500));
+      if (written === last && written > 0) break;
+    }
+    assert(
+      written < 96 * 1024 * 1024,
+      `the worker pushed ${Math.round(written / 1048576)} MiB at a client that reads nothing`,
+    );
+  } finally {
+    client.close();
+    workerConn?.close();
+    listener.close();
+    await serving;
+  }
 });
