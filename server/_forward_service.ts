@@ -33,6 +33,11 @@ export interface ForwardHost {
   auditor: Auditor;
   /** `http://host:port` of the controller's HTTP server (`https` with TLS). */
   origin(): string;
+  /**
+   * Most requests through exposed URLs in flight at once, over all exposures (each holds one of the controller's
+   * HTTP connections until its response is sent). Beyond, 503: daemons must always find a connection.
+   */
+  maxExchanges: number;
 }
 
 function checkPort(name: string, value: unknown, min: number): number {
@@ -88,6 +93,8 @@ export class ForwardService {
   readonly #exposed: Map<string, Exposure> = new Map();
   readonly #forwardings: Set<TcpForwarding> = new Set();
   readonly #exposures: Set<{ close(): Promise<void> }> = new Set();
+  /** Requests through exposed URLs whose response is not sent yet. */
+  #exchanges = 0;
   /** The `/x` mount. */
   readonly mount: HttpMount;
 
@@ -260,6 +267,22 @@ export class ForwardService {
     if (!this.#host.connection(daemonId)) {
       return unavailable(daemonId);
     }
+    // Each request holds one of the controller's HTTP connections until its response is sent (a WebSocket: until
+    // the upgrade): without a bound, a client with an exposed URL (slow downloads, a hung handler) could take
+    // every connection and lock daemons out.
+    if (this.#exchanges >= this.#host.maxExchanges) {
+      return new Response(
+        `Too many requests through exposed URLs at once (at most ${this.#host.maxExchanges})\n`,
+        { status: 503, headers: { "retry-after": "1" } },
+      );
+    }
+    this.#exchanges++;
+    let counted = true;
+    const uncount = () => {
+      if (counted) this.#exchanges--;
+      counted = false;
+    };
+    info.completed.then(uncount, uncount);
     const target: ProxyTarget = {
       port,
       prefix: exposure.prefix,

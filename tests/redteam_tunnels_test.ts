@@ -2,6 +2,7 @@
 // worker-side connections open behind the link's back (stream ids shared between tunnels and other streams).
 import { assert, assertEquals } from "./_assert.ts";
 import { startWorker, TestDaemon } from "./_daemon.ts";
+import { Server } from "../mod.ts";
 import { type RawMessage, serveRawController, within } from "./_raw_daemon.ts";
 import { FrameParser } from "../server/_forward_websocket.ts";
 
@@ -438,5 +439,41 @@ Deno.test("redteam2: a WebSocket client that never reads cannot make the control
     workerConn?.close();
     listener.close();
     await serving;
+  }
+});
+
+Deno.test("redteam2: requests through an exposed URL cannot take every connection daemons need", async () => {
+  // The worker's server accepts and never answers; a client with the URL keeps requests in flight.
+  await using target = countingServer();
+  await using server = await Server.listen({ port: 0, maxConnections: 8 });
+  const first = new TestDaemon({ id: "rt2-cap-a", url: server.url, args: [] });
+  let second: TestDaemon | undefined;
+  const clients: Deno.Conn[] = [];
+  try {
+    await server.waitForDaemon("rt2-cap-a", { timeout: 20_000 });
+    await using exposed = await server.exposeHttp("rt2-cap-a", {
+      port: target.port,
+      responseTimeoutMs: 120_000,
+    });
+    const url = new URL(exposed.url);
+    for (let i = 0; i < 8; i++) {
+      const client = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+      clients.push(client);
+      await client.write(
+        new TextEncoder().encode(`GET ${url.pathname}hang HTTP/1.1\r\nhost: ${url.host}\r\n\r\n`),
+      );
+    }
+    // Half the cap at most goes to exposed URLs; those requests reach the worker, the rest are refused at once.
+    assert(
+      await until(() => target.accepted >= 4, 10_000),
+      `${target.accepted} requests reached the worker`,
+    );
+    // A daemon that connects now still gets in.
+    second = new TestDaemon({ id: "rt2-cap-b", url: server.url, args: [] });
+    await server.waitForDaemon("rt2-cap-b", { timeout: 15_000 });
+  } finally {
+    for (const client of clients) client.close();
+    await first.stop();
+    await second?.stop();
   }
 });
