@@ -15,6 +15,7 @@ export interface StreamRoute {
 export class Link {
   readonly #socket: WebSocketClient;
   readonly routes: Map<number, StreamRoute> = new Map();
+  readonly #closeListeners: Set<() => void> = new Set();
   #closed = false;
 
   constructor(socket: WebSocketClient) {
@@ -47,13 +48,29 @@ export class Link {
     if (!route || this.routes.get(sid) === route) this.routes.delete(sid);
   }
 
-  /** Mark closed and tell every route. */
+  /**
+   * Call `listener` once when the link closes (at once if it has), whatever its routes: for owners of resources
+   * that must not outlive the link even when another stream took over their stream ids. Returns the unsubscriber.
+   */
+  onClosed(listener: () => void): () => void {
+    if (this.#closed) {
+      listener();
+      return () => {};
+    }
+    this.#closeListeners.add(listener);
+    return () => this.#closeListeners.delete(listener);
+  }
+
+  /** Mark closed and tell every route, then every close listener. */
   closed(): void {
     if (this.#closed) return;
     this.#closed = true;
     const routes = [...this.routes.values()];
     this.routes.clear();
     for (const route of routes) route.onClose?.();
+    const listeners = [...this.#closeListeners];
+    this.#closeListeners.clear();
+    for (const listener of listeners) listener();
   }
 
   close(code: number, reason: string): void {

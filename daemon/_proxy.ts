@@ -7,10 +7,12 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 /** A proxy's answer to CONNECT longer than this is refused (a real one is a few hundred bytes). */
 const MAX_PROXY_HEAD = 16 * 1024;
+/** How long the proxy's part of a connection (its CONNECT answer, its SOCKS5 handshake) may take. */
+export const PROXY_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** A proxy that cannot be used or that refused the tunnel. */
 export class ProxyError extends Error {
-  /** Stable code: `PROXY_REFUSED`, `PROXY_AUTH`, `PROXY_PROTOCOL`, `PROXY_UNSUPPORTED`. */
+  /** Stable code: `PROXY_REFUSED`, `PROXY_AUTH`, `PROXY_PROTOCOL`, `PROXY_UNSUPPORTED`, `PROXY_TIMEOUT`. */
   readonly code: string;
   constructor(code: string, message: string) {
     super(message);
@@ -36,7 +38,11 @@ export function parseProxyUrl(value: string, source: string): URL {
     // curl accepts a bare host:port as an HTTP proxy; so do we.
     url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`);
   } catch {
-    throw new ProxyError("PROXY_UNSUPPORTED", `${source}: not a URL: '${value}'`);
+    // The text may hold a password (`http://user:pw@host:99999`): show it without the user part.
+    throw new ProxyError(
+      "PROXY_UNSUPPORTED",
+      `${source}: not a URL: '${value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^@/]*@/i, "$1***@")}'`,
+    );
   }
   if (!SCHEMES.has(url.protocol)) {
     throw new ProxyError(
@@ -46,7 +52,9 @@ export function parseProxyUrl(value: string, source: string): URL {
       }' (use http://, socks5:// or socks5h://)`,
     );
   }
-  if (!url.hostname) throw new ProxyError("PROXY_UNSUPPORTED", `${source}: no host in '${value}'`);
+  if (!url.hostname) {
+    throw new ProxyError("PROXY_UNSUPPORTED", `${source}: no host in '${redact(url)}'`);
+  }
   return url;
 }
 
@@ -91,18 +99,25 @@ export function proxyFor(
   }
   if (value === undefined || source === undefined) return null;
   // Like Go's net/http: a proxy from the environment never applies to a loopback controller.
-  const host = target.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const host = bareHost(target);
   if (explicit === undefined && isLoopback(host)) return null;
   if (noProxy(target, get("NO_PROXY") ?? "")) return null;
   return parseProxyUrl(value, source);
 }
 
+/** The URL's host without brackets, in lower case, without a final dot (`example.com.` is `example.com`). */
+function bareHost(target: URL): string {
+  return target.hostname.replace(/^\[|\]$/g, "").toLowerCase().replace(/\.$/, "");
+}
+
 function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+  // `[::ffff:127.0.0.1]` is written `::ffff:7f00:1` by the URL parser.
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host) ||
+    /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(host);
 }
 
 function noProxy(target: URL, list: string): boolean {
-  const host = target.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const host = bareHost(target);
   const port = target.port || (target.protocol === "wss:" ? "443" : "80");
   for (let entry of list.split(/[,\s]+/)) {
     entry = entry.trim().toLowerCase();
@@ -117,7 +132,8 @@ function noProxy(target: URL, list: string): boolean {
       [entry, entryPort] = entry.split(":") as [string, string];
     }
     if (entryPort !== undefined && entryPort !== port) continue;
-    const bare = entry.startsWith(".") ? entry.slice(1) : entry;
+    const bare = (entry.startsWith(".") ? entry.slice(1) : entry).replace(/\.$/, "");
+    if (!bare) continue;
     if (host === bare || host.endsWith("." + bare)) return true;
   }
   return false;
@@ -126,33 +142,71 @@ function noProxy(target: URL, list: string): boolean {
 /**
  * Open a TCP connection to `hostname:port` through a proxy.
  *
+ * The proxy's part (its CONNECT answer, the SOCKS5 handshake) must end within `timeoutMs`, and `signal` gives it up
+ * early: either closes the connection to the proxy (a proxy that accepts and never answers, or drips a byte at a
+ * time, would otherwise hold the socket and the caller forever).
+ *
  * @param proxy The proxy (from {@linkcode proxyFor}).
  * @param hostname The controller's host.
  * @param port The controller's port.
+ * @param options `timeoutMs` (default {@linkcode PROXY_HANDSHAKE_TIMEOUT_MS}) and `signal`.
  * @returns The tunnel: bytes written go to the controller.
- * @throws {ProxyError} When the proxy refuses or answers nonsense; connection errors to the proxy as they are.
+ * @throws {ProxyError} When the proxy refuses, answers nonsense or too late (`PROXY_TIMEOUT`); connection errors
+ * to the proxy as they are.
  */
 export async function dialThroughProxy(
   proxy: URL,
   hostname: string,
   port: number,
+  options: DialThroughProxyOptions = {},
 ): Promise<Deno.TcpConn> {
+  const timeoutMs = options.timeoutMs ?? PROXY_HANDSHAKE_TIMEOUT_MS;
+  options.signal?.throwIfAborted();
   const proxyPort = Number(proxy.port || (proxy.protocol === "http:" ? 80 : 1080));
   const conn = await Deno.connect({
     hostname: proxy.hostname.replace(/^\[|\]$/g, ""),
     port: proxyPort,
   });
-  conn.setNoDelay(true);
-  try {
-    if (proxy.protocol === "http:") await httpConnect(conn, proxy, hostname, port);
-    else await socks5Connect(conn, proxy, hostname, port, proxy.protocol === "socks5h:");
-    return conn;
-  } catch (error) {
+  let gaveUp: string | null = null;
+  const giveUp = (why: string) => {
+    gaveUp ??= why;
     try {
       conn.close();
     } catch { /* already closed */ }
-    throw error;
+  };
+  const timer = setTimeout(
+    () => giveUp(`did not complete its handshake within ${timeoutMs} ms`),
+    timeoutMs,
+  );
+  const onAbort = () => giveUp("was given up (the connection attempt was abandoned)");
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+  try {
+    conn.setNoDelay(true);
+    if (proxy.protocol === "http:") await httpConnect(conn, proxy, hostname, port);
+    else await socks5Connect(conn, proxy, hostname, port, proxy.protocol === "socks5h:");
+    if (gaveUp !== null) throw new Error("given up");
+    return conn;
+  } catch (error) {
+    if (gaveUp === null) {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+      throw error;
+    }
+    throw new ProxyError("PROXY_TIMEOUT", `Proxy ${redact(proxy)} ${gaveUp}`);
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/** Options of {@linkcode dialThroughProxy}. */
+export interface DialThroughProxyOptions {
+  /** Most time the proxy's handshake may take. @default {PROXY_HANDSHAKE_TIMEOUT_MS} */
+  timeoutMs?: number;
+  /** Abandon the attempt: the connection to the proxy is closed. */
+  signal?: AbortSignal;
 }
 
 async function httpConnect(

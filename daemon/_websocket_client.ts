@@ -92,6 +92,8 @@ export class WebSocketClient {
   #closeSent = false;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  /** Aborted when the socket is closed before it opened: abandons a proxy handshake in progress. */
+  readonly #connecting: AbortController = new AbortController();
 
   constructor(url: string, options: WebSocketClientOptions = {}) {
     this.#run(new URL(url), options).catch((error) => this.#fail(String(error?.message ?? error)));
@@ -102,8 +104,12 @@ export class WebSocketClient {
     const port = Number(url.port || (secure ? 443 : 80));
     const hostname = url.hostname.replace(/^\[|\]$/g, "");
     const tcp = options.proxy
-      ? await dialThroughProxy(options.proxy, hostname, port)
+      ? await dialThroughProxy(options.proxy, hostname, port, { signal: this.#connecting.signal })
       : await Deno.connect({ hostname, port });
+    if (this.#closed) {
+      tcp.close();
+      return;
+    }
     tcp.setNoDelay(true);
     const conn: Deno.Conn = secure
       ? await Deno.startTls(tcp, {
@@ -383,6 +389,7 @@ export class WebSocketClient {
   #finish(code: number, reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#connecting.abort();
     clearTimeout(this.#closeTimer);
     this.readyState = WebSocketClient.CLOSED;
     const conn = this.#conn;

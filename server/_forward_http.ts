@@ -25,6 +25,51 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "upgrade",
 ]);
 
+/**
+ * Request headers a client could use to pose as the proxy (its address, the public host, scheme and prefix): dropped
+ * before the proxy adds its own, so the worker's server sees only the proxy's. `x-forwarded-for` is kept and
+ * appended to, as proxies do (its last entry is the one the proxy saw).
+ */
+const PROXY_ASSERTED: readonly string[] = [
+  "forwarded",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-forwarded-prefix",
+  "x-forwarded-port",
+  "x-forwarded-server",
+  "x-forwarded-ssl",
+  "x-real-ip",
+];
+
+/**
+ * Response headers that act on the whole origin. Every exposed URL shares the controller's origin, so a worker's
+ * server could otherwise register a service worker for `/` (intercepting every other exposed URL and the
+ * controller's own paths in that browser) or wipe the origin's storage.
+ */
+const ORIGIN_WIDE: readonly string[] = ["service-worker-allowed", "clear-site-data"];
+
+/**
+ * Keep a cookie the worker sets within the exposure's prefix: `Path=/a` becomes `Path=<prefix>/a`, a `Domain`
+ * (which would widen it to other hosts) is dropped. A cookie without a path already defaults to a path under
+ * the prefix (the request's).
+ */
+export function scopeCookie(cookie: string, prefix: string): string {
+  const [pair, ...attributes] = cookie.split(";");
+  const kept: string[] = [pair!];
+  for (const attribute of attributes) {
+    const eq = attribute.indexOf("=");
+    const name = (eq < 0 ? attribute : attribute.slice(0, eq)).trim().toLowerCase();
+    if (name === "domain") continue;
+    if (name === "path") {
+      const value = eq < 0 ? "" : attribute.slice(eq + 1).trim();
+      kept.push(` Path=${prefix}${value.startsWith("/") ? value : "/"}`);
+      continue;
+    }
+    kept.push(attribute);
+  }
+  return kept.join(";");
+}
+
 /** The worker's answer was not HTTP the proxy can relay. */
 export class BadGatewayError extends Error {
   constructor(message: string) {
@@ -212,6 +257,7 @@ export function requestHead(
   const host = request.headers.get("host");
   headers.delete("host");
   headers.delete("content-length");
+  for (const name of PROXY_ASSERTED) headers.delete(name);
   const lines = [`${method} ${target.path} HTTP/1.1`, `host: 127.0.0.1:${target.port}`];
   for (const [name, value] of headers) lines.push(`${name}: ${value}`);
   const forwardedFor = request.headers.get("x-forwarded-for");
@@ -233,6 +279,23 @@ function rewriteLocation(location: string, target: ProxyTarget): string {
   return location;
 }
 
+/**
+ * The headers of a worker's response as the client gets them: end-to-end only, a redirect to the worker kept under
+ * the prefix, cookies scoped to the prefix, headers that act on the whole origin dropped.
+ */
+export function publicHeaders(response: Headers, target: ProxyTarget): Headers {
+  const headers = endToEnd(response);
+  const location = headers.get("location");
+  if (location !== null) headers.set("location", rewriteLocation(location, target));
+  for (const name of ORIGIN_WIDE) headers.delete(name);
+  const cookies = headers.getSetCookie();
+  if (cookies.length > 0) {
+    headers.delete("set-cookie");
+    for (const cookie of cookies) headers.append("set-cookie", scopeCookie(cookie, target.prefix));
+  }
+  return headers;
+}
+
 /** The worker closed a kept-alive connection before answering: the request may be sent again elsewhere. */
 export class StaleConnectionError extends BadGatewayError {
   constructor() {
@@ -247,7 +310,7 @@ export type ExchangeDone = (error?: unknown, reusable?: boolean) => void;
 /**
  * Send `request` over `tunnel` (read with `reader`) and answer with the worker's response, its body streamed.
  * `onDone` is called once the response body has been read, cancelled or failed, saying whether the connection may
- * be reused.
+ * be reused; `onSent` once the whole request (head and body) has been written.
  */
 export async function proxyHttp(
   tunnel: TunnelSocket,
@@ -255,6 +318,7 @@ export async function proxyHttp(
   request: Request,
   target: ProxyTarget,
   onDone: ExchangeDone,
+  onSent?: () => void,
 ): Promise<Response> {
   const method = request.method;
   const length = request.headers.get("content-length");
@@ -272,6 +336,7 @@ export async function proxyHttp(
       return false;
     });
   }
+  if (onSent) void bodySent.then((sent) => sent && onSent());
   let head: ResponseHead;
   let first = true;
   while (true) {
@@ -289,9 +354,7 @@ export async function proxyHttp(
       "The worker switched protocols on a request that did not ask to upgrade",
     );
   }
-  const headers = endToEnd(head.headers);
-  const location = headers.get("location");
-  if (location !== null) headers.set("location", rewriteLocation(location, target));
+  const headers = publicHeaders(head.headers, target);
   const keepAlive = head.version === "1.1" &&
     !(head.headers.get("connection") ?? "").toLowerCase().split(",").some((t) =>
       t.trim() === "close"

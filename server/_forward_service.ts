@@ -33,6 +33,11 @@ export interface ForwardHost {
   auditor: Auditor;
   /** `http://host:port` of the controller's HTTP server (`https` with TLS). */
   origin(): string;
+  /**
+   * Most requests through exposed URLs in flight at once, over all exposures (each holds one of the controller's
+   * HTTP connections until its response is sent). Beyond, 503: daemons must always find a connection.
+   */
+  maxExchanges: number;
 }
 
 function checkPort(name: string, value: unknown, min: number): number {
@@ -49,6 +54,17 @@ function digest(token: string): Buffer {
 /** An open tunnel connection counts as a relay to abort on close. */
 type Active = Set<TunnelSocket>;
 
+/** Default of `ExposeHttpOptions.responseTimeoutMs`. */
+const RESPONSE_TIMEOUT_MS = 60_000;
+
+/** The worker's server did not start its response in time. */
+class ResponseTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`The worker's server did not answer within ${ms} ms`);
+    this.name = "ResponseTimeoutError";
+  }
+}
+
 /** Kept-alive connections per exposure at most, and how long one may stay idle. */
 const MAX_IDLE = 16;
 const IDLE_MS = 4_000;
@@ -63,6 +79,7 @@ interface Idle {
 interface Exposure {
   daemonId: string;
   port: number;
+  responseTimeoutMs: number;
   digest: Buffer;
   prefix: string;
   active: Active;
@@ -76,6 +93,8 @@ export class ForwardService {
   readonly #exposed: Map<string, Exposure> = new Map();
   readonly #forwardings: Set<TcpForwarding> = new Set();
   readonly #exposures: Set<{ close(): Promise<void> }> = new Set();
+  /** Requests through exposed URLs whose response is not sent yet. */
+  #exchanges = 0;
   /** The `/x` mount. */
   readonly mount: HttpMount;
 
@@ -145,6 +164,15 @@ export class ForwardService {
       throw new TypeError(`exposeHttp options must be an object with a port, got ${options}`);
     }
     const port = checkPort("port", options.port, 1);
+    const responseTimeoutMs = options.responseTimeoutMs ?? RESPONSE_TIMEOUT_MS;
+    if (
+      typeof responseTimeoutMs !== "number" || !Number.isFinite(responseTimeoutMs) ||
+      responseTimeoutMs <= 0
+    ) {
+      throw new RangeError(
+        `responseTimeoutMs must be a positive number of milliseconds, got ${responseTimeoutMs}`,
+      );
+    }
     options.signal?.throwIfAborted();
     return await this.#host.auditor.run(
       "exposeHttp",
@@ -159,6 +187,7 @@ export class ForwardService {
         const exposure: Exposure = {
           daemonId: id,
           port,
+          responseTimeoutMs,
           digest: key,
           prefix: `${EXPOSE_PREFIX}/${token}`,
           active: new Set(),
@@ -238,6 +267,22 @@ export class ForwardService {
     if (!this.#host.connection(daemonId)) {
       return unavailable(daemonId);
     }
+    // Each request holds one of the controller's HTTP connections until its response is sent (a WebSocket: until
+    // the upgrade): without a bound, a client with an exposed URL (slow downloads, a hung handler) could take
+    // every connection and lock daemons out.
+    if (this.#exchanges >= this.#host.maxExchanges) {
+      return new Response(
+        `Too many requests through exposed URLs at once (at most ${this.#host.maxExchanges})\n`,
+        { status: 503, headers: { "retry-after": "1" } },
+      );
+    }
+    this.#exchanges++;
+    let counted = true;
+    const uncount = () => {
+      if (counted) this.#exchanges--;
+      counted = false;
+    };
+    info.completed.then(uncount, uncount);
     const target: ProxyTarget = {
       port,
       prefix: exposure.prefix,
@@ -273,16 +318,40 @@ export class ForwardService {
         if (error === undefined && reusable) this.#park(exposure, tunnel, reader);
         else release(tunnel, error);
       };
+      // A client that leaves before the response head arrives (a hung or long-polling handler) gives the
+      // connection up: it would otherwise hold one of the daemon's --max-tunnels until the worker answered. Once
+      // the head is back, the body stream's cancel does that.
+      // The controller's HTTP server (Deno.serveHttp) does not signal that; so the head also has a deadline.
+      const onClientGone = () => tunnel.abort("the client went away before the response");
+      request.signal.addEventListener("abort", onClientGone, { once: true });
+      // The deadline runs from the end of the request (a long upload does not count).
+      let timedOut: ResponseTimeoutError | null = null;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let answered = false;
+      const startDeadline = () => {
+        if (answered) return;
+        timer = setTimeout(() => {
+          timedOut = new ResponseTimeoutError(exposure.responseTimeoutMs);
+          tunnel.abort(timedOut.message);
+        }, exposure.responseTimeoutMs);
+      };
       try {
+        if (request.signal.aborted) throw new TunnelResetError("the client went away");
+        if (upgrade) startDeadline();
         return upgrade
           ? await proxyWebSocket(tunnel, request, target, done)
-          : await proxyHttp(tunnel, reader, request, target, done);
+          : await proxyHttp(tunnel, reader, request, target, done, startDeadline);
       } catch (error) {
         done(error ?? new Error("failed"));
+        if (timedOut) return failure(daemonId, port, timedOut);
         // The server closed a kept-alive connection meanwhile: a request without a body goes again, once.
         const stale = error instanceof StaleConnectionError || error instanceof TunnelResetError;
-        if (pooled && stale && request.body === null) continue;
+        if (pooled && stale && request.body === null && !request.signal.aborted) continue;
         return failure(daemonId, port, error);
+      } finally {
+        answered = true;
+        clearTimeout(timer);
+        request.signal.removeEventListener("abort", onClientGone);
       }
     }
   }
@@ -340,6 +409,11 @@ function failure(daemonId: string, port: number, error: unknown): Response {
     });
   }
   const message = String((error as Error)?.message ?? error);
+  if (error instanceof ResponseTimeoutError) {
+    return new Response(`Gateway timeout: port ${port} on worker '${daemonId}': ${message}\n`, {
+      status: 504,
+    });
+  }
   return new Response(`Bad gateway: port ${port} on worker '${daemonId}': ${message}\n`, {
     status: 502,
   });

@@ -6,9 +6,9 @@ import { createHash } from "node:crypto";
 import type { TunnelSocket } from "./_forward_tunnel.ts";
 import {
   BadGatewayError,
-  endToEnd,
   parseResponseHead,
   type ProxyTarget,
+  publicHeaders,
   requestHead,
   responseBody,
   TunnelReader,
@@ -17,6 +17,11 @@ import {
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /** Largest message relayed from the worker. */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/**
+ * Most bytes queued toward the browser before the worker's connection stops being read (the worker's server then
+ * waits on the tunnel's credit): a client that does not read cannot make the controller buffer without bound.
+ */
+const MAX_BROWSER_BUFFERED_BYTES = 16 * 1024 * 1024;
 /** Most bytes queued toward the worker before the browser's socket is closed (1008). */
 const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 
@@ -51,28 +56,41 @@ export function encodeClientFrame(opcode: number, payload: Uint8Array): Uint8Arr
 }
 
 /** One frame from the worker. */
-interface Frame {
+export interface Frame {
   fin: boolean;
   opcode: number;
   payload: Uint8Array;
 }
 
-/** Parses server frames out of the bytes a tunnel delivers. */
-class FrameParser {
+/**
+ * Parses server frames out of the bytes a tunnel delivers. The buffer grows by doubling and is consumed by an
+ * offset, so a large frame arriving in many small reads costs linear time (joining each read onto everything
+ * before it made a 64 MiB frame cost gigabytes of copying on the controller's one thread).
+ */
+export class FrameParser {
   #buffer: Uint8Array = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
 
   push(bytes: Uint8Array): void {
-    if (this.#buffer.length === 0) this.#buffer = bytes;
-    else {
-      const joined = new Uint8Array(this.#buffer.length + bytes.length);
-      joined.set(this.#buffer);
-      joined.set(bytes, this.#buffer.length);
-      this.#buffer = joined;
+    if (this.#end + bytes.length > this.#buffer.length) {
+      const used = this.#end - this.#start;
+      const need = used + bytes.length;
+      const grown = need <= this.#buffer.length
+        ? this.#buffer
+        : new Uint8Array(Math.max(need, this.#buffer.length * 2, 64 * 1024));
+      if (grown === this.#buffer) this.#buffer.copyWithin(0, this.#start, this.#end);
+      else grown.set(this.#buffer.subarray(this.#start, this.#end));
+      this.#buffer = grown;
+      this.#start = 0;
+      this.#end = used;
     }
+    this.#buffer.set(bytes, this.#end);
+    this.#end += bytes.length;
   }
 
   next(): Frame | null {
-    const b = this.#buffer;
+    const b = this.#buffer.subarray(this.#start, this.#end);
     if (b.length < 2) return null;
     const fin = (b[0]! & 0x80) !== 0;
     const opcode = b[0]! & 0x0f;
@@ -103,7 +121,8 @@ class FrameParser {
       const mask = b.subarray(maskAt, maskAt + 4);
       payload = payload.map((byte, i) => byte ^ mask[i & 3]!);
     }
-    this.#buffer = b.subarray(at + length);
+    this.#start += at + length;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
     return { fin, opcode, payload };
   }
 }
@@ -150,7 +169,7 @@ export async function proxyWebSocket(
     // Not upgraded: pass the worker's answer on as it is.
     return new Response(responseBody(reader, head.headers, onDone), {
       status: head.status,
-      headers: endToEnd(head.headers),
+      headers: publicHeaders(head.headers, target),
     });
   }
   const expected = createHash("sha1").update(key + GUID).digest("base64");
@@ -267,6 +286,11 @@ function relay(
           if (socket.readyState !== WebSocket.OPEN) continue;
           if (fragmentOpcode === 1) socket.send(decoder.decode(whole));
           else socket.send(whole);
+        }
+        while (
+          socket.readyState === WebSocket.OPEN && socket.bufferedAmount > MAX_BROWSER_BUFFERED_BYTES
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
         }
         const bytes = await tunnel.read();
         if (bytes === null) {

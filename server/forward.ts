@@ -51,6 +51,13 @@ export interface Forwarding extends AsyncDisposable {
 export interface ExposeHttpOptions {
   /** The port of the HTTP server on the worker (on its 127.0.0.1). */
   port: number;
+  /**
+   * How long the worker's server may take to start its response (its head) to a request; then the client gets
+   * `504` and the tunnel connection is closed. It bounds what a request whose client left holds (the controller
+   * cannot see the client leave before it answers), as a proxy's read timeout does. Raise it for long polls.
+   * @default 60_000
+   */
+  responseTimeoutMs?: number;
   /** Revokes the URL when aborted. */
   signal?: AbortSignal;
 }

@@ -78,6 +78,7 @@ import {
 } from "./files.ts";
 
 import { ForwardService } from "./_forward_service.ts";
+import { DEFAULT_MAX_CONNECTIONS } from "./_http_listener.ts";
 import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
 import { Snapshots } from "./snapshots.ts";
 
@@ -196,6 +197,11 @@ export class Server extends EventTarget implements Controller {
       connection: (id) => this.#hub.connection(id),
       auditor: this.#auditor,
       origin: () => this.url.replace(/^ws/, "http").slice(0, -this.#path.length),
+      // Half the HTTP connections at most for exposed URLs: daemons always find room for their upgrade.
+      maxExchanges: Math.max(
+        1,
+        Math.floor((options.maxConnections ?? DEFAULT_MAX_CONNECTIONS) / 2),
+      ),
     });
     this.#mounts.push(this.#forwarding.mount);
     this.addEventListener("disconnect", () => this.#forwarding.disconnected());

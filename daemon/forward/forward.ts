@@ -42,8 +42,12 @@ export class ForwardService {
   /** The policy in effect. */
   readonly policy: ForwardPolicy;
   readonly #open: Map<Link, Set<Tunnel>> = new Map();
+  /** Per link with open connections: stop listening for its close (once its last connection ended). */
+  readonly #unlisten: Map<Link, () => void> = new Map();
   /** Connections being set up per link (they count toward the limit too). */
   readonly #pending: Map<Link, number> = new Map();
+  /** Stream ids of connections being set up per link: no other `connect` may claim them meanwhile. */
+  readonly #reserved: Map<Link, Set<number>> = new Map();
 
   /**
    * @param options The policy options (`forward`, `forwardHosts`, `maxTunnels`, `allow`).
@@ -93,10 +97,12 @@ export class ForwardService {
         `Stream ids sid and input must differ, got ${sid}`,
       );
     }
-    if (link.routes.has(sid) || link.routes.has(input)) {
+    const reserved = this.#reserved.get(link);
+    const inUse = (id: number) => link.routes.has(id) || (reserved?.has(id) ?? false);
+    if (inUse(sid) || inUse(input)) {
       throw new DaemonRequestError(
         "BAD_REQUEST",
-        `Stream id ${link.routes.has(sid) ? sid : input} is in use`,
+        `Stream id ${inUse(sid) ? sid : input} is in use`,
       );
     }
     const open = this.#open.get(link)?.size ?? 0;
@@ -111,6 +117,11 @@ export class ForwardService {
     }
     const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
     this.#pending.set(link, pending + 1);
+    // The ids are claimed while dialling: two connects naming the same ids once both passed the check above,
+    // and the second's tunnel bound over the first's, whose socket then had no route left to close it.
+    let ids = reserved;
+    if (!ids) this.#reserved.set(link, ids = new Set());
+    ids.add(sid).add(input);
     let conn: Deno.TcpConn;
     try {
       conn = await dial(host, port, address);
@@ -118,10 +129,21 @@ export class ForwardService {
       const left = (this.#pending.get(link) ?? 1) - 1;
       if (left > 0) this.#pending.set(link, left);
       else this.#pending.delete(link);
+      ids.delete(sid);
+      ids.delete(input);
+      if (ids.size === 0 && this.#reserved.get(link) === ids) this.#reserved.delete(link);
     }
     if (!link.open) {
       conn.close();
       throw new DaemonRequestError("ECONNABORTED", "The link closed while connecting");
+    }
+    if (link.routes.has(sid) || link.routes.has(input)) {
+      // Another stream (a download, stdin...) took one of the ids while dialling.
+      conn.close();
+      throw new DaemonRequestError(
+        "BAD_REQUEST",
+        `Stream id ${link.routes.has(sid) ? sid : input} is in use`,
+      );
     }
     try {
       conn.setNoDelay(true);
@@ -130,7 +152,18 @@ export class ForwardService {
     }
     const inputWindow = Math.min(TUNNEL_INPUT_WINDOW, MAX_WINDOW_BYTES, args.window);
     let set = this.#open.get(link);
-    if (!set) this.#open.set(link, set = new Set());
+    if (!set) {
+      this.#open.set(link, set = new Set());
+      // Connections never outlive their link, even one whose stream ids another stream has taken over since
+      // (then neither of its routes hears the close).
+      const tunnelsOfLink = set;
+      this.#unlisten.set(
+        link,
+        link.onClosed(() => {
+          for (const tunnel of [...tunnelsOfLink]) tunnel.abort("the link closed");
+        }),
+      );
+    }
     const tunnels = set;
     const tunnel: Tunnel = new Tunnel(
       link,
@@ -138,7 +171,11 @@ export class ForwardService {
       { sid, input, window: args.window, inputWindow, address },
       () => {
         tunnels.delete(tunnel);
-        if (tunnels.size === 0 && this.#open.get(link) === tunnels) this.#open.delete(link);
+        if (tunnels.size === 0 && this.#open.get(link) === tunnels) {
+          this.#open.delete(link);
+          this.#unlisten.get(link)?.();
+          this.#unlisten.delete(link);
+        }
       },
     );
     tunnels.add(tunnel);
