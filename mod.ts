@@ -94,3 +94,6 @@ export {
   type FileAuditSinkOptions,
   logtapeAuditSink,
 } from "./server/audit.ts";
+
+// --- the remote controller over the control API (issue 11) ---
+export { Client, type ClientOptions, ControlApiError } from "./server/client.ts";
