@@ -95,5 +95,9 @@ export {
   logtapeAuditSink,
 } from "./server/audit.ts";
 
+// --- The HTTP control API (issue 11): `Server.listen({ control })` ---
+export type { ClientToken, ControlOptions, Scope } from "./server/control/options.ts";
+export { parseClientTokens } from "./server/control/tokens.ts";
+
 // --- the remote controller over the control API (issue 11) ---
 export { Client, type ClientOptions, ControlApiError } from "./server/client.ts";
