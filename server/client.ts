@@ -577,7 +577,9 @@ export class Client implements Controller {
 
   /**
    * Open an interactive terminal on a worker over the API's terminal WebSocket. When the WebSocket drops, the
-   * handle re-attaches from the last byte received.
+   * handle re-attaches from the last byte received. The route takes one shell string: an argv `command` is quoted
+   * into one and `env` is set with `env(1)` in front of it; `scrollback`, `timeout` and `record` are not offered
+   * (a {@linkcode ControlApiError} `UNSUPPORTED`).
    *
    * @param id Daemon id.
    * @param options Program, size, environment, directory, scrollback, timeout.
@@ -585,16 +587,10 @@ export class Client implements Controller {
    * @throws {RangeError} For `cols`/`rows` outside 1..65535.
    * @throws {DaemonNotFoundError} When no such daemon is connected.
    */
-  shell(id: string, options: ShellOptions = {}): Promise<ShellHandle> {
+  async shell(id: string, options: ShellOptions = {}): Promise<ShellHandle> {
     checkDaemonId(id);
     checkShell(options);
-    if (options.record !== undefined) {
-      throw new ControlApiError(
-        "UNSUPPORTED",
-        "Recording (the record option) is not supported over the control API",
-      );
-    }
-    return openShell(this.#transport, id, { kind: "new", options });
+    return await openShell(this.#transport, id, { kind: "new", options });
   }
 
   /**
@@ -606,14 +602,14 @@ export class Client implements Controller {
    * @returns The session.
    * @throws {UnknownProcessError} When the daemon holds no such session.
    */
-  attachShell(
+  async attachShell(
     id: string,
     shellId: string,
     options: AttachShellOptions = {},
   ): Promise<ShellHandle> {
     checkDaemonId(id);
     checkAttach("Shell", shellId, options);
-    return openShell(this.#transport, id, { kind: "attach", shellId, options });
+    return await openShell(this.#transport, id, { kind: "attach", shellId, options });
   }
 
   /**
@@ -626,14 +622,14 @@ export class Client implements Controller {
    * @returns Bytes written and their SHA-256.
    * @throws {FileError} `ENOENT`, `EACCES`, `EISDIR`, `ENOSPC`, `EINTEGRITY`... with the path.
    */
-  upload(
+  async upload(
     id: string,
     path: string,
     data: Uint8Array | ReadableStream<Uint8Array>,
     options: UploadOptions = {},
   ): Promise<UploadResult> {
     checkDaemonId(id);
-    return uploadFile(this.#transport, id, path, data, options);
+    return await uploadFile(this.#transport, id, path, data, options);
   }
 
   /**
@@ -645,9 +641,9 @@ export class Client implements Controller {
    * @returns The bytes (from `from` on).
    * @throws {FileError} `ENOENT`, `EACCES`, `EISDIR`, `EINTEGRITY`, `EFBIG`... with the path.
    */
-  download(id: string, path: string, options: DownloadOptions = {}): Promise<Uint8Array> {
+  async download(id: string, path: string, options: DownloadOptions = {}): Promise<Uint8Array> {
     checkDaemonId(id);
-    return downloadFile(this.#transport, id, path, options);
+    return await downloadFile(this.#transport, id, path, options);
   }
 
   /**
@@ -660,13 +656,13 @@ export class Client implements Controller {
    * @returns The bytes.
    * @throws {FileError} When the file cannot be opened.
    */
-  downloadStream(
+  async downloadStream(
     id: string,
     path: string,
     options: DownloadOptions = {},
   ): Promise<ReadableStream<Uint8Array>> {
     checkDaemonId(id);
-    return downloadFileStream(this.#transport, id, path, options);
+    return await downloadFileStream(this.#transport, id, path, options);
   }
 
   /**
@@ -679,14 +675,14 @@ export class Client implements Controller {
    * @returns Counts, bytes and the archive's SHA-256.
    * @throws {FileError} From the worker, or with a `TAR_*` code when the tree cannot be packed.
    */
-  uploadDir(
+  async uploadDir(
     id: string,
     localDir: string,
     remoteDir: string,
     options: UploadDirOptions = {},
   ): Promise<UploadDirResult> {
     checkDaemonId(id);
-    return uploadDirectory(this.#transport, id, localDir, remoteDir, options);
+    return await uploadDirectory(this.#transport, id, localDir, remoteDir, options);
   }
 
   /**
@@ -698,14 +694,14 @@ export class Client implements Controller {
    * @param options Progress, abort signal.
    * @throws {FileError} From the worker, or with a `TAR_*` code when the archive cannot be unpacked.
    */
-  downloadDir(
+  async downloadDir(
     id: string,
     remoteDir: string,
     localDir: string,
     options: DownloadDirOptions = {},
   ): Promise<void> {
     checkDaemonId(id);
-    return downloadDirectory(this.#transport, id, remoteDir, localDir, options);
+    return await downloadDirectory(this.#transport, id, remoteDir, localDir, options);
   }
 
   /**

@@ -10,7 +10,6 @@ import {
   type DaemonEvent,
   DaemonNotFoundError,
   Server,
-  type ServerOptions,
   UnknownProcessError,
 } from "../mod.ts";
 import { alive, eventually, TestDaemon } from "./_daemon.ts";
@@ -235,7 +234,7 @@ Deno.test("client: connect checks the URL, the controller and the token", async 
     port: 0,
     token: "daemon-token-0123456789",
     control: { tokens: [{ token, name: "agent" }] },
-  } as ServerOptions);
+  });
   const url = `http://127.0.0.1:${server.port}/`;
   await assertRejects(() => Client.connect(url), AuthenticationError, "refused");
   await assertRejects(
