@@ -139,6 +139,29 @@ testBoth("an aborted exec kills the command", async (kind) => {
   controller.abort(new Error("stop"));
   await assertRejects(() => pending, Error, "stop");
   await eventually(() => !alive(running[0]!.pid), 3_000, "aborted command to die");
+}, ["server"]);
+
+// Over the API an aborted exec closes its request at once; killing the command is then up to the controller
+// noticing that its client left, which its hardened listener does not report (docs/client.md: use a timeout).
+Deno.test("client: an aborted exec rejects at once with the signal's reason", async () => {
+  await using t = await startFleet("client", "w1");
+  const controller = new AbortController();
+  const pending = t.controller.exec("w1", "sleep 300", {
+    signal: controller.signal,
+    timeout: 2_000,
+  });
+  while ((await t.controller.processes("w1")).every((p) => p.state !== "running")) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const started = performance.now();
+  controller.abort(new Error("stop"));
+  await assertRejects(() => pending, Error, "stop");
+  assertLess(performance.now() - started, 1_000);
+  await assertRejects(
+    () => t.controller.exec("w1", "true", { signal: AbortSignal.abort(new Error("early")) }),
+    Error,
+    "early",
+  );
 });
 
 testBoth("bad arguments are refused before anything is sent", async (kind) => {
