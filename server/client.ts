@@ -4,8 +4,12 @@
  * between an embedded and a remote controller by changing one line.
  *
  * The work is in private modules: the transport and error mapping (`_client_http.ts`, `_client_errors.ts`), the
- * answers' checks (`_client_wire.ts`), processes (`_client_process.ts`), terminals (`_client_shell.ts`), files
+ * checks of options and answers (`_client_validate.ts`, `_client_wire.ts`), streams that resume
+ * (`_client_resume.ts`), processes (`_client_process.ts`), terminals (`_client_shell.ts`), files
  * (`_client_files.ts`) and events (`_client_events.ts`).
+ *
+ * Over ~600 lines only through the JSDoc of the public API (as `server.ts`); what is left is method signatures,
+ * argument checks shared with `Server` and delegations to the private modules.
  *
  * @module
  */
@@ -57,8 +61,13 @@ import {
   uploadFile,
 } from "./_client_files.ts";
 import { ClientEvents } from "./_client_events.ts";
+import { baseUrl, checkClientOptions, checkFilter, labelQuery } from "./_client_validate.ts";
 
 export { ControlApiError } from "./_client_errors.ts";
+
+function enc(value: string): string {
+  return encodeURIComponent(value);
+}
 
 /**
  * Options of {@linkcode Client.connect}.
@@ -93,92 +102,6 @@ export interface ClientOptions {
   caCerts?: string[];
   /** Closes the client when aborted (and aborts `connect` itself). @default undefined */
   signal?: AbortSignal;
-}
-
-function checkTimeout(name: string, value: unknown): void {
-  if (value !== undefined && (typeof value !== "number" || !Number.isInteger(value) || value < 1)) {
-    throw new RangeError(`${name} must be an integer >= 1, got ${String(value)}`);
-  }
-}
-
-function checkClientOptions(options: ClientOptions): void {
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(`options must be an object, got ${String(options)}`);
-  }
-  const token = options.token;
-  if (token !== undefined && (typeof token !== "string" || !/^[\x21-\x7e]+$/.test(token))) {
-    throw new TypeError("token must be a non-empty string of printable ASCII without spaces");
-  }
-  checkTimeout("requestTimeoutMs", options.requestTimeoutMs);
-  checkTimeout("reconnectTimeoutMs", options.reconnectTimeoutMs);
-  if (
-    options.caCerts !== undefined &&
-    (!Array.isArray(options.caCerts) ||
-      !options.caCerts.every((c) => typeof c === "string" && c.includes("-----BEGIN ")))
-  ) {
-    throw new TypeError("caCerts must be an array of PEM strings");
-  }
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw new TypeError(`signal must be an AbortSignal, got ${typeof options.signal}`);
-  }
-}
-
-/** The controller's base URL, checked: http(s), no credentials, query or fragment; no trailing slash. */
-function baseUrl(url: string | URL): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError(
-      `Controller URL must be an absolute http:// or https:// URL, got ${
-        JSON.stringify(String(url))
-      }`,
-    );
-  }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    throw new TypeError(
-      `Controller URL must use http:// or https://, got ${JSON.stringify(String(url))}`,
-    );
-  }
-  if (parsed.username || parsed.password) {
-    throw new TypeError("Controller URL must not carry credentials; use the token option");
-  }
-  if (parsed.search || parsed.hash) {
-    throw new TypeError(
-      `Controller URL must not have a query or fragment, got ${JSON.stringify(String(url))}`,
-    );
-  }
-  return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}`;
-}
-
-function enc(value: string): string {
-  return encodeURIComponent(value);
-}
-
-function labelQuery(filter: DaemonFilter): string[] | undefined {
-  const labels = Object.entries(filter.labels ?? {});
-  return labels.length ? labels.map(([k, v]) => `${k}=${v}`) : undefined;
-}
-
-function checkFilter(filter: unknown): asserts filter is DaemonFilter {
-  if (typeof filter !== "object" || filter === null || Array.isArray(filter)) {
-    throw new TypeError(`filter must be an object, got ${JSON.stringify(filter)}`);
-  }
-  const { labels, platform } = filter as DaemonFilter;
-  if (platform !== undefined && typeof platform !== "string") {
-    throw new TypeError(`filter.platform must be a string, got ${typeof platform}`);
-  }
-  if (labels === undefined) return;
-  if (typeof labels !== "object" || labels === null || Array.isArray(labels)) {
-    throw new TypeError(
-      `filter.labels must be an object of strings, got ${JSON.stringify(labels)}`,
-    );
-  }
-  for (const [key, value] of Object.entries(labels)) {
-    if (typeof value !== "string" || key === "" || key.includes("=")) {
-      throw new TypeError(`filter.labels.${key} must be a string with a key without '='`);
-    }
-  }
 }
 
 /**
