@@ -380,7 +380,7 @@ function connect(
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return new Promise<Opened>((resolve, reject) => {
     // Deno's WebSocket takes headers (the token) and an HTTP client (trusted certificates) as options.
-    const socket = new WebSocket(url, transport.webSocketOptions() as unknown as string[]);
+    const socket = new WebSocket(url, transport.webSocketOptions());
     socket.binaryType = "arraybuffer";
     const timer = setTimeout(() => {
       fail(

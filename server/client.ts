@@ -198,7 +198,18 @@ export class Client implements Controller {
       }
     }
     const client = new Client(transport);
-    options.signal?.addEventListener("abort", () => client.close(), { once: true });
+    const signal = options.signal;
+    if (signal) {
+      const onAbort = () => client.close();
+      signal.addEventListener("abort", onAbort, { once: true });
+      transport.closed.addEventListener(
+        "abort",
+        () => signal.removeEventListener("abort", onAbort),
+        {
+          once: true,
+        },
+      );
+    }
     return client;
   }
 

@@ -271,6 +271,12 @@ Deno.test("client: connect checks the URL, the controller and the token", async 
   await using client = await Client.connect(url, { token });
   assertEquals(client.url, `http://127.0.0.1:${server.port}`);
   assertEquals(await client.daemons(), []);
+  // The signal option closes the client; its calls then fail with CLOSED.
+  const stop = new AbortController();
+  const closing = await Client.connect(url, { token, signal: stop.signal });
+  stop.abort();
+  const closed = await assertRejects(() => closing.daemons(), ControlApiError);
+  assertEquals(closed.code, "CLOSED");
 });
 
 Deno.test("client: the API's errors come back as the same classes", async () => {
