@@ -134,6 +134,7 @@ export function apiError(
     case "STDIN_CLOSED":
     case "STDIN_UNAVAILABLE":
     case "INTERNAL":
+    case "SHUTTING_DOWN":
     case "METHOD_NOT_ALLOWED":
     case "UNSUPPORTED_MEDIA_TYPE":
       return new ControlApiError(code, message, status);
