@@ -93,8 +93,9 @@ export interface ClientOptions {
    */
   requestTimeoutMs?: number;
   /**
-   * How long process output, exit status, downloads and terminals keep trying to reach the controller again after
-   * their HTTP connection dropped, in milliseconds; they resume from the last byte received.
+   * How long process output, exit status, downloads and terminals keep trying again after their HTTP connection
+   * dropped (or the controller answered that the daemon is away), in milliseconds; they resume from the last byte
+   * received. Past it they fail with the last error (`ControlApiError` `UNREACHABLE`, `DaemonDisconnectedError`).
    * @default 30_000
    */
   reconnectTimeoutMs?: number;

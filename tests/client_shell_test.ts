@@ -11,6 +11,7 @@ import {
   UnknownProcessError,
 } from "../mod.ts";
 import { eventually } from "./_daemon.ts";
+import { terminalCommand } from "../server/_client_shell.ts";
 import {
   type ControllerKind,
   KINDS,
@@ -402,6 +403,29 @@ clientTest("shell options the terminal route has no field for are refused clearl
     assertEquals(error.code, "UNSUPPORTED");
   }
   assertEquals((await t.controller.processes("w1")).length, 0);
+});
+
+Deno.test("client: an argv and env become the one shell string the terminal route takes, run as given", async () => {
+  const run = async (command: string | undefined) => {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", command!],
+      env: { SHELL: "/bin/sh" },
+      stdin: "null",
+    }).output();
+    return new TextDecoder().decode(out.stdout);
+  };
+  const argv = ["printf", "%s|", "a b", "it's", "$HOME", "`x`", "-n", ""];
+  assertEquals(terminalCommand("echo hi", undefined), "echo hi");
+  assertEquals(terminalCommand(undefined, undefined), undefined);
+  assertEquals(await run(terminalCommand(argv, undefined)), "a b|it's|$HOME|`x`|-n||");
+  assertEquals(
+    await run(terminalCommand(["sh", "-c", 'printf "%s" "$A"'], { A: "x 'y' $z" })),
+    "x 'y' $z",
+  );
+  assertEquals(await run(terminalCommand('printf "%s" "$B"', { B: "b;c" })), "b;c");
+  // No command: the login shell ($SHELL here) with the environment in place.
+  const login = terminalCommand(undefined, { ENV: "/dev/null" })!;
+  assert(login.startsWith("exec env ENV=/dev/null sh -c "), login);
 });
 
 function pgrep(pattern: string): string[] {
