@@ -396,6 +396,34 @@ clientTest(
   },
 );
 
+clientTest("attach replays a bounded scrollback and reports the gap before it", async () => {
+  await using t = await startFleet("client", "w1");
+  // The session is made on the Server (the terminal route has no scrollback option), then attached remotely.
+  const sh = await t.server.shell("w1", { command: BASH, env: BASH_ENV, scrollback: 64 * 1024 });
+  const flag = await Deno.makeTempFile();
+  await Deno.remove(flag);
+  await sh.write(
+    `head -c 300000 /dev/zero | tr '\\0' x; echo; echo done-$((4+1)); touch ${flag}\r`,
+  );
+  await sh.detach();
+  await eventually(() => exists(flag), DEADLINE_MS, "the detached shell to finish its output");
+  await Deno.remove(flag);
+  const gaps: { from: number; to: number }[] = [];
+  const again = shellOf(
+    await t.controller.attachShell("w1", sh.id, { from: 0, onGap: (g) => gaps.push(g) }),
+  );
+  const tail = new Screen(again.output);
+  await again.write("echo tail-$((5+1))\r");
+  await tail.until(/done-5.*tail-6/s);
+  assertEquals(again.gaps.length, 1);
+  assertEquals(gaps, [...again.gaps]);
+  assertEquals(gaps[0]!.from, 0);
+  assert(gaps[0]!.to > 200_000, `gap ${JSON.stringify(gaps)}`);
+  assert(tail.text.length <= 70 * 1024, `replayed ${tail.text.length} bytes`);
+  await again.close();
+  await tail.done;
+});
+
 clientTest("shell options the terminal route has no field for are refused clearly", async () => {
   await using t = await startFleet("client", "w1");
   for (const options of [{ scrollback: 1024 }, { timeout: 1000 }, { record: "/tmp/x.cast" }]) {
@@ -432,6 +460,15 @@ function pgrep(pattern: string): string[] {
   const out = new Deno.Command("pgrep", { args: ["-x", "-f", pattern], stdout: "piped" })
     .outputSync();
   return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean);
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function which(program: string): boolean {
