@@ -166,3 +166,5 @@ export {
 } from "./server/snapshots.ts";
 // --- The web console (issue 13): `Server.listen({ control, console })` ---
 export type { ConsoleOptions } from "./server/console/console.ts";
+// --- the remote controller over the control API (issue 11) ---
+export { Client, type ClientOptions, ControlApiError } from "./server/client.ts";
