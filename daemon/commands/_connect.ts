@@ -1,0 +1,69 @@
+// Connecting an operator command to its controller through the TypeScript Client (server/client.ts), from the
+// connection flags, the environment and the config file.
+import type { Controller } from "@sandd/server";
+import { type ConnectionSettings, resolveConnection } from "./config.ts";
+import { str } from "./_args.ts";
+import { CliError, EXIT, isUnreachable } from "./exit_codes.ts";
+
+/** The connection settings from a command's parsed flags and the environment. */
+export function settingsFrom(values: Record<string, unknown>): ConnectionSettings {
+  return resolveConnection({
+    url: str(values, "url"),
+    token: str(values, "token"),
+    tokenFile: str(values, "token-file"),
+    profile: str(values, "profile"),
+    caCert: str(values, "ca-cert"),
+  }, Deno.env.toObject());
+}
+
+interface ClientClass {
+  connect(
+    url: string,
+    options?: { token?: string; caCerts?: string[] },
+  ): Promise<Controller>;
+}
+
+/** Connect to the controller; unreachable is exit 69, a refused token 77. */
+export async function connect(settings: ConnectionSettings): Promise<Controller> {
+  const mod = await import("@sandd/server") as unknown as { Client?: ClientClass };
+  if (mod.Client === undefined) {
+    throw new CliError(EXIT.INTERNAL, "The remote Client is not available in this build");
+  }
+  try {
+    return await mod.Client.connect(settings.url, {
+      ...(settings.token !== undefined ? { token: settings.token } : {}),
+      ...(settings.caCerts.length ? { caCerts: settings.caCerts } : {}),
+    });
+  } catch (error) {
+    throw annotate(error, settings);
+  }
+}
+
+/** Turn an unreachable-controller error into a CliError naming the URL; others pass through. */
+export function annotate(error: unknown, settings: ConnectionSettings): unknown {
+  if (error instanceof CliError) return error;
+  if (isUnreachable(error)) {
+    return new CliError(
+      EXIT.UNAVAILABLE,
+      `Cannot reach the controller at ${settings.url}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return error;
+}
+
+/** Run `fn` with a connected controller, closing it afterwards. */
+export async function withController<T>(
+  values: Record<string, unknown>,
+  fn: (controller: Controller) => Promise<T>,
+): Promise<T> {
+  const settings = settingsFrom(values);
+  const controller = await connect(settings);
+  try {
+    return await fn(controller);
+  } catch (error) {
+    throw annotate(error, settings);
+  } finally {
+    await controller.close().catch(() => {});
+  }
+}
