@@ -94,3 +94,7 @@ export {
   type FileAuditSinkOptions,
   logtapeAuditSink,
 } from "./server/audit.ts";
+
+// --- The HTTP control API (issue 11): `Server.listen({ control })` ---
+export type { ClientToken, ControlOptions, Scope } from "./server/control/options.ts";
+export { parseClientTokens } from "./server/control/tokens.ts";

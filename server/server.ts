@@ -36,6 +36,7 @@ import {
   positiveInt,
 } from "./_validate.ts";
 import type { AuditInput } from "./audit.ts";
+import { createControlMount } from "./control/control.ts";
 import { DaemonDisconnectedError, DaemonNotFoundError, tarFileError } from "./errors.ts";
 import type {
   AttachOptions,
@@ -162,6 +163,11 @@ export class Server extends EventTarget implements Controller {
       closing: () => this.#closing !== null,
       accept: (socket, remote, identity) => this.#hub.accept(socket, remote, identity),
     };
+    if (options.control !== undefined) {
+      const host = { server: this, files: this.#files, auditor: this.#auditor };
+      const connection = (id: string) => this.#hub.connection(id);
+      this.#mounts.push(createControlMount({ ...host, connection }, options.control, security));
+    }
     options.signal?.addEventListener("abort", () => this.close(), { once: true });
   }
 
@@ -735,6 +741,7 @@ export class Server extends EventTarget implements Controller {
   /** Close every daemon link and stop listening. Processes on the workers keep running. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      for (const mount of this.#mounts) await mount.close?.();
       await this.#hub.close();
       await this.#http.shutdown();
       const audit = this.#security.audit;
