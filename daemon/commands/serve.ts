@@ -6,10 +6,16 @@
  */
 
 import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
-import { type AuditSink, fileAuditSink, Server, type ServerOptions } from "@sandd/server";
+import {
+  type AuditSink,
+  type ControlOptions,
+  fileAuditSink,
+  parseClientTokens,
+  Server,
+  type ServerOptions,
+} from "@sandd/server";
 import { parse, str } from "./_args.ts";
 import { CliError, EXIT, usageError } from "./exit_codes.ts";
-import { parseClientTokenFile } from "./_client_tokens.ts";
 import { out } from "./_format.ts";
 
 /** Help of `sandd serve`. */
@@ -88,7 +94,7 @@ export async function serve(args: string[]): Promise<number> {
   if ((cert === undefined) !== (key === undefined)) {
     throw usageError("--cert and --key go together");
   }
-  const options: ServerOptions & { control?: unknown } = {
+  const options: ServerOptions = {
     hostname: str(values, "hostname") ?? "127.0.0.1",
     port,
   };
@@ -101,10 +107,10 @@ export async function serve(args: string[]): Promise<number> {
     options.token = token;
   }
   const clientTokenFile = str(values, "client-token-file");
-  const control: { tokens?: unknown[]; insecure?: boolean } = {};
+  const control: ControlOptions = {};
   if (clientTokenFile !== undefined) {
     try {
-      control.tokens = parseClientTokenFile(readFile(clientTokenFile, "client-token-file"));
+      control.tokens = parseClientTokens(readFile(clientTokenFile, "client-token-file"));
     } catch (error) {
       if (error instanceof CliError) throw error;
       throw new CliError(
@@ -152,7 +158,7 @@ export async function serve(args: string[]): Promise<number> {
   try {
     let server: Server;
     try {
-      server = await Server.listen(options as ServerOptions);
+      server = await Server.listen(options);
     } catch (error) {
       if (error instanceof TypeError || error instanceof RangeError) {
         throw usageError((error as Error).message);
