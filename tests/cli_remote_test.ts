@@ -189,6 +189,7 @@ Deno.test("cli: ps, logs (whole, --from, -f), kill and attach of a process left 
       headers: { "content-type": "application/json" },
       body: JSON.stringify({
         command: ["sh", "-c", 'echo first; echo oops >&2; read line; echo "got $line"; sleep 60'],
+        stdin: true,
       }),
     });
     assertEquals(spawned.status, 201);

@@ -67,3 +67,62 @@ export async function withController<T>(
     await controller.close().catch(() => {});
   }
 }
+
+/** An error answer of the control API, with its stable code and HTTP status. */
+export class ApiError extends Error {
+  /** Stable code from the answer (`DAEMON_NOT_FOUND`, `UNKNOWN_PROCESS`, ...). */
+  readonly code: string;
+  /** HTTP status. */
+  readonly status: number;
+  constructor(code: string, message: string, status: number) {
+    super(message);
+    this.name = "ApiError";
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/**
+ * One request to the control API, for the few things the `Controller` interface does not offer (the output a
+ * process has now, without following it). A non-2xx answer throws an {@linkcode ApiError}.
+ */
+export async function apiFetch(
+  settings: ConnectionSettings,
+  path: string,
+  init: RequestInit = {},
+): Promise<Response> {
+  const client = settings.caCerts.length
+    ? Deno.createHttpClient({ caCerts: settings.caCerts })
+    : undefined;
+  try {
+    const headers = new Headers(init.headers);
+    if (settings.token !== undefined) headers.set("authorization", `Bearer ${settings.token}`);
+    let response: Response;
+    try {
+      response = await fetch(`${settings.url}/api/v1${path}`, {
+        ...init,
+        headers,
+        ...(client ? { client } : {}),
+      });
+    } catch (error) {
+      throw annotate(error, settings);
+    }
+    if (response.ok) return response;
+    const text = await response.text();
+    let body: { code?: unknown; message?: unknown } = {};
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON: the status says it
+    }
+    throw new ApiError(
+      typeof body.code === "string" ? body.code : `HTTP_${response.status}`,
+      typeof body.message === "string"
+        ? body.message
+        : `HTTP ${response.status} ${text.slice(0, 200)}`,
+      response.status,
+    );
+  } finally {
+    client?.close();
+  }
+}

@@ -2,6 +2,11 @@
 // stdin (EOF included), SIGINT/SIGTERM/SIGHUP forwarded to it; the result is its exit status.
 import type { ProcessHandle, ProcessStatus } from "@sandd/server";
 
+const SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+
+/** How long after passing a signal on this process waits for the remote exit before it exits itself. */
+const SIGNAL_GRACE_MS = 5_000;
+
 /** Options of {@linkcode runAttached}. */
 export interface RunAttachedOptions {
   /** Forward local stdin to the process. @default true */
@@ -20,19 +25,28 @@ export async function runAttached(
     // that is not an error of ours.
     Deno.stdin.readable.pipeTo(handle.stdin).catch(() => {});
   }
+  // A signal is passed on to the process, whose exit then ends this one. Should that exit not come (the link is
+  // gone), a second signal, or the grace period after the first, ends this process anyway with 128 + n.
+  const given = Promise.withResolvers<ProcessStatus>();
+  let signalled = false;
+  let grace: ReturnType<typeof setTimeout> | undefined;
   const forwarded: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((
     signal,
-  ) => [signal, () => void handle.kill(signal).catch(() => {})]);
+  ) => [signal, () => {
+    const local = { exitCode: 128 + SIGNAL_NUMBERS[signal], signal, timedOut: false };
+    if (signalled) return given.resolve(local);
+    signalled = true;
+    handle.kill(signal).catch(() => {});
+    grace = setTimeout(() => given.resolve(local), SIGNAL_GRACE_MS);
+  }]);
   for (const [signal, listener] of forwarded) Deno.addSignalListener(signal, listener);
   try {
-    const [status] = await Promise.all([handle.status, stdoutDone, stderrDone]);
-    return status;
+    return await Promise.race([
+      Promise.all([handle.status, stdoutDone, stderrDone]).then(([status]) => status),
+      given.promise,
+    ]);
   } finally {
+    clearTimeout(grace);
     for (const [signal, listener] of forwarded) Deno.removeSignalListener(signal, listener);
   }
-}
-
-/** The exit code a process status maps to (its code; 128 + n for a signal, as the daemon reports it). */
-export function exitCodeOfStatus(status: ProcessStatus): number {
-  return status.exitCode;
 }

@@ -15,7 +15,7 @@ import {
   str,
   workerId,
 } from "./_args.ts";
-import { withController } from "./_connect.ts";
+import { apiFetch, settingsFrom, withController } from "./_connect.ts";
 import { commandLine, duration, json, out, table } from "./_format.ts";
 import { runAttached } from "./_stdio.ts";
 import { runTerminal, terminalSize } from "./_terminal.ts";
@@ -152,58 +152,50 @@ export async function logs(args: string[]): Promise<number> {
   if (values.json) throw usageError("logs prints raw output: --json is not supported");
   const wantOut = !values.stderr || Boolean(values.stdout);
   const wantErr = !values.stdout || Boolean(values.stderr);
+  if (!values.follow) {
+    // What is there now: each stream read once to its current end (follow=false), through the API directly,
+    // since the Controller interface only follows.
+    const settings = settingsFrom(values);
+    const base = `/daemons/${encodeURIComponent(worker)}/processes/${encodeURIComponent(proc)}`;
+    for (
+      const [stream, want, to] of [["stdout", wantOut, Deno.stdout], [
+        "stderr",
+        wantErr,
+        Deno.stderr,
+      ]] as const
+    ) {
+      if (!want) continue;
+      const response = await apiFetch(
+        settings,
+        `${base}/output?stream=${stream}&from=${from ?? 0}&follow=false`,
+      );
+      const offset = Number(response.headers.get("sandd-offset") ?? from ?? 0);
+      if (from !== undefined && offset > from) {
+        console.error(
+          `sandd: ${stream}: bytes ${from} to ${offset} are no longer retained by the worker (a gap)`,
+        );
+      }
+      if (response.body) await response.body.pipeTo(to.writable, { preventClose: true });
+    }
+    return EXIT.OK;
+  }
   return await withController(values, async (controller) => {
-    const info = await findProcess(controller, worker, proc);
+    await findProcess(controller, worker, proc);
     const handle = await controller.attach(worker, proc, {
-      from: from ?? null,
+      ...(from !== undefined ? { from } : {}),
       stdin: false,
       onGap: (gap) =>
         console.error(
           `sandd: ${JSON.stringify(gap)} (output older than the worker retains was dropped)`,
         ),
     });
-    // Without --follow, a running process's output is printed up to now: the streams are read until they stay
-    // quiet, then the handle detaches (the process keeps running).
-    const follow = Boolean(values.follow) || info.state === "exited";
-    const idle = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const poke = () => {
-      if (follow) return;
-      clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(), 300);
-    };
-    const copy = async (
-      stream: ReadableStream<Uint8Array>,
-      to: WritableStream<Uint8Array>,
-      want: boolean,
-    ) => {
-      const reader = stream.getReader();
-      const writer = to.getWriter();
-      idle.signal.addEventListener("abort", () => reader.cancel().catch(() => {}), { once: true });
-      try {
-        while (true) {
-          const { done, value } = await reader.read();
-          if (done) return;
-          poke();
-          if (want) await writer.write(value);
-        }
-      } catch (error) {
-        if (!idle.signal.aborted) throw error;
-      } finally {
-        writer.releaseLock();
-        reader.releaseLock();
-      }
-    };
-    poke();
-    try {
-      await Promise.all([
-        copy(handle.stdout, Deno.stdout.writable, wantOut),
-        copy(handle.stderr, Deno.stderr.writable, wantErr),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      if (!handle.exited) await handle.detach().catch(() => {});
-    }
+    const drop = new WritableStream<Uint8Array>();
+    await Promise.all([
+      handle.stdout.pipeTo(wantOut ? Deno.stdout.writable : drop, { preventClose: true }),
+      handle.stderr.pipeTo(wantErr ? Deno.stderr.writable : new WritableStream(), {
+        preventClose: true,
+      }),
+    ]);
     return EXIT.OK;
   });
 }
