@@ -2,6 +2,7 @@
 import { SIGNALS } from "@sandd/protocol/messages";
 import { DaemonNotFoundError, UnknownProcessError } from "../errors.ts";
 import type { Gap, ProcessInfo, ProcessStatus, RemoteProcess } from "../process.ts";
+import { sessionOf } from "../_process_session.ts";
 import type { ControlContext, RouteParams } from "./_context.ts";
 import { type BodySchema, boolParam, intParam, onlyParams, queryParam, readJson } from "./_body.ts";
 import { json, noContent } from "./_daemons.ts";
@@ -24,7 +25,7 @@ const SIGNAL: BodySchema = {
 };
 
 /** With `follow=false`, the answer ends once no output has come for this long (or at the end). */
-const IDLE_END_MS = 100;
+const IDLE_END_MS = 200;
 
 function infoJson(p: ProcessInfo): Record<string, unknown> {
   return { ...p, startedAt: p.startedAt.toISOString() };
@@ -53,14 +54,28 @@ function muteOutputs(handle: RemoteProcess, keep?: "stdout" | "stderr"): void {
   if (keep !== "stderr") handle.stderr.cancel().catch(() => {});
 }
 
+/**
+ * Let go of a handle the API attached for one request: its output streams are reset (the daemon drops those
+ * attachments; the process runs on) and the controller forgets it. Unlike `detach()`, this leaves the other
+ * handles this controller holds on the same process (the one that started it, other readers) untouched.
+ */
+function release(handle: RemoteProcess): void {
+  muteOutputs(handle);
+  sessionOf(handle).fail(new Error(`Released process ${handle.id}`));
+}
+
 /** Follow a process started through the API: announce its exit, then forget it. */
 function track(ctx: ControlContext, daemon: string, handle: RemoteProcess): void {
   const state: ControlState = ctx.state;
   const key = processKey(daemon, handle.id);
-  state.processes.set(key, { handle, stdinClosed: false });
+  state.processes.set(key, { handle, stdinClosed: false, held: { stdout: true, stderr: true } });
+  const forget = () => {
+    state.processes.delete(key);
+    muteOutputs(handle);
+  };
   handle.status.then(
     (status) => {
-      state.processes.delete(key);
+      forget();
       state.events.publish("exit", {
         daemon,
         process: handle.id,
@@ -70,7 +85,7 @@ function track(ctx: ControlContext, daemon: string, handle: RemoteProcess): void
         timedOut: status.timedOut,
       });
     },
-    () => state.processes.delete(key),
+    forget,
   );
 }
 
@@ -90,7 +105,6 @@ export async function spawnProcess(
     ...(body.timeout !== undefined ? { timeout: body.timeout as number } : {}),
     ...(body.retainBytes !== undefined ? { retainBytes: body.retainBytes as number } : {}),
   });
-  muteOutputs(handle);
   track(ctx, id, handle);
   return json({ id: handle.id, pid: handle.pid }, 201);
 }
@@ -140,6 +154,12 @@ export async function processOutput(
     onGap: (gap) => gaps.push(gap),
   });
   muteOutputs(handle, stream);
+  // The handle that started the process held this stream for its first reader: this is it.
+  const tracked = ctx.state.processes.get(processKey(params.id!, params.proc!));
+  if (tracked?.held[stream]) {
+    tracked.held[stream] = false;
+    (stream === "stdout" ? tracked.handle.stdout : tracked.handle.stderr).cancel().catch(() => {});
+  }
   // A gap before `from` arrives ahead of the attach's reply: where the bytes really start is known now.
   let offset = from;
   for (const gap of gaps) {
@@ -151,7 +171,8 @@ export async function processOutput(
   const finish = () => {
     if (finished) return;
     finished = true;
-    handle.detach().catch(() => {});
+    reader.cancel().catch(() => {});
+    release(handle);
   };
   const body = new ReadableStream<Uint8Array>({
     pull: async (controller) => {
@@ -162,7 +183,6 @@ export async function processOutput(
         if (next === null || next.done) {
           finish();
           controller.close();
-          reader.cancel().catch(() => {});
           return;
         }
         controller.enqueue(next.value);
@@ -171,10 +191,7 @@ export async function processOutput(
         controller.error(error);
       }
     },
-    cancel: () => {
-      reader.cancel().catch(() => {});
-      finish();
-    },
+    cancel: () => finish(),
   }, { highWaterMark: 0 });
   return new Response(body, {
     headers: {
@@ -227,7 +244,7 @@ export async function processStdin(
     writer = handle.stdin.getWriter();
   } catch (error) {
     await request.body?.cancel().catch(() => {});
-    if (!tracked) await handle.detach();
+    if (!tracked) release(handle);
     throw new HttpError(
       409,
       handle.exited ? "PROCESS_EXITED" : "STDIN_UNAVAILABLE",
@@ -254,7 +271,7 @@ export async function processStdin(
     writer.releaseLock();
     throw error;
   } finally {
-    if (!tracked) await handle.detach();
+    if (!tracked) release(handle);
   }
   return json({ bytes });
 }
@@ -305,12 +322,12 @@ export async function processStatus(
   if (tracked) return json(statusJson(await tracked.status));
   const handle = await ctx.server.attach(id, proc, { stdin: false });
   muteOutputs(handle);
-  const onAbort = () => handle.detach().catch(() => {});
+  const onAbort = () => release(handle);
   request.signal.addEventListener("abort", onAbort, { once: true });
   try {
     return json(statusJson(await handle.status));
   } finally {
     request.signal.removeEventListener("abort", onAbort);
-    await handle.detach().catch(() => {});
+    release(handle);
   }
 }

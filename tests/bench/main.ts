@@ -28,6 +28,7 @@ import { resume } from "./resume.ts";
 import { pty } from "./pty.ts";
 import { files } from "./files.ts";
 import { memory } from "./memory.ts";
+import { api } from "./_api.ts";
 import { cli } from "./cli.ts";
 
 /** Every section, in the order a full run takes them. */
@@ -40,6 +41,7 @@ export const SECTIONS: readonly Section[] = [
   pty,
   files,
   memory,
+  api,
   cli,
 ];
 
