@@ -98,3 +98,6 @@ export {
 // --- The HTTP control API (issue 11): `Server.listen({ control })` ---
 export type { ClientToken, ControlOptions, Scope } from "./server/control/options.ts";
 export { parseClientTokens } from "./server/control/tokens.ts";
+
+// --- the remote controller over the control API (issue 11) ---
+export { Client, type ClientOptions, ControlApiError } from "./server/client.ts";
