@@ -1,6 +1,6 @@
 // Connecting an operator command to its controller through the TypeScript Client (server/client.ts), from the
 // connection flags, the environment and the config file.
-import type { Controller } from "@sandd/server";
+import { Client, type Controller } from "@sandd/server";
 import { type ConnectionSettings, resolveConnection } from "./config.ts";
 import { str } from "./_args.ts";
 import { CliError, EXIT, isUnreachable } from "./exit_codes.ts";
@@ -16,21 +16,10 @@ export function settingsFrom(values: Record<string, unknown>): ConnectionSetting
   }, Deno.env.toObject());
 }
 
-interface ClientClass {
-  connect(
-    url: string,
-    options?: { token?: string; caCerts?: string[] },
-  ): Promise<Controller>;
-}
-
 /** Connect to the controller; unreachable is exit 69, a refused token 77. */
 export async function connect(settings: ConnectionSettings): Promise<Controller> {
-  const mod = await import("@sandd/server") as unknown as { Client?: ClientClass };
-  if (mod.Client === undefined) {
-    throw new CliError(EXIT.INTERNAL, "The remote Client is not available in this build");
-  }
   try {
-    return await mod.Client.connect(settings.url, {
+    return await Client.connect(settings.url, {
       ...(settings.token !== undefined ? { token: settings.token } : {}),
       ...(settings.caCerts.length ? { caCerts: settings.caCerts } : {}),
     });
