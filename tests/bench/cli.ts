@@ -134,6 +134,22 @@ async function bench({ checkout, quick, log }: BenchContext): Promise<SectionRes
     for (let i = 0; i < execRuns; i++) {
       execTimes.push(await milliseconds(() => sandd(["exec", WORKER, "--", "true"])));
     }
+    // The CLI's own start-up (Deno, the module graph, the commands' code), nothing sent: where exec's time goes.
+    const startTimes: number[] = [];
+    for (let i = 0; i < execRuns; i++) {
+      startTimes.push(await milliseconds(() => sandd(["help"])));
+    }
+    figures.push({
+      id: "cli.exec_true_vs_startup",
+      label: `sandd exec w -- true against sandd help, whole processes (median of ${execRuns})`,
+      unit: "ms",
+      value: median(execTimes),
+      baseline: median(startTimes),
+      baselineLabel: "sandd help (start-up alone)",
+      comparison: "overhead",
+      better: "lower",
+      goal: "—",
+    });
     const sshTimes: number[] = [];
     if (ssh) {
       await new Deno.Command("ssh", {
@@ -154,7 +170,8 @@ async function bench({ checkout, quick, log }: BenchContext): Promise<SectionRes
         unit: "ms",
         value: median(execTimes),
         baseline: median(sshTimes),
-        baselineLabel: "ssh localhost true, ControlMaster",
+        // sshd runs the command through root's login shell, whose rc files (here ~/.bashrc) are part of it.
+        baselineLabel: "ssh localhost true, ControlMaster (remote login shell start-up included)",
         comparison: "overhead",
         better: "lower",
         goal: "—",
