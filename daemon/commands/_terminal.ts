@@ -129,7 +129,8 @@ export async function runTerminal(sh: ShellHandle, options: RunTerminalOptions):
         }
         if (bytes.length) await sh.write(new Uint8Array(bytes));
       }
-    })().catch((error) => finish({ kind: "error", error }));
+      // A write fails once the program has ended: its output's end (or error) decides the outcome, not this.
+    })().catch(() => {});
 
     const outcome = await finished;
     restore();

@@ -97,6 +97,11 @@ function asCommand(argv: string[]): string | string[] {
   return argv.length === 1 && /\s/.test(argv[0]!) ? argv[0]! : argv;
 }
 
+/** A terminal's command as one shell string: a single word as it is, several quoted word by word. */
+function terminalCommand(argv: string[]): string {
+  return argv.length === 1 ? argv[0]! : commandLine(argv);
+}
+
 function execResultJson(r: ExecResult): Record<string, unknown> {
   return {
     exitCode: r.exitCode,
@@ -137,9 +142,10 @@ export async function exec(args: string[]): Promise<number> {
   if (values.tty && values.json) throw usageError("-t and --json do not go together");
   return await withController(values, async (controller) => {
     if (values.tty) {
+      // A terminal's command travels as one shell string (the terminal route takes one), quoted word by word.
       const sh = await controller.shell(worker, {
         ...options,
-        command: asCommand(argv),
+        command: terminalCommand(argv),
         ...terminalSize(),
       });
       return await runTerminal(sh, { worker, banner: false });
@@ -269,7 +275,7 @@ export async function shell(args: string[]): Promise<number> {
       ? await controller.attachShell(worker, attach)
       : await controller.shell(worker, {
         ...size,
-        ...(argv.length ? { command: asCommand(argv) } : {}),
+        ...(argv.length ? { command: terminalCommand(argv) } : {}),
         ...(Object.keys(env).length ? { env } : {}),
         ...(cwd !== undefined ? { cwd } : {}),
       });
