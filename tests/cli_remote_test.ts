@@ -214,6 +214,9 @@ Deno.test("cli: ps, logs (whole, --from, -f), kill and attach of a process left 
     assertStringIncludes(logs.stderr, "oops");
     const from = await sandd(["logs", "cli-a", proc.id, "--from", "2", "--stdout"], { env });
     assertEquals(from.stdout, "rst\n");
+    const asJson = JSON.parse((await sandd(["logs", "--json", "cli-a", proc.id], { env })).stdout);
+    assertEquals(asJson.stdout, { offset: 0, bytes: 6, text: "first\n" });
+    assertEquals(asJson.stderr.text, "oops\n");
 
     // attach: our stdin reaches it; then kill it and follow its logs to the end.
     const follow = sandd(["logs", "-f", "cli-a", proc.id, "--stdout"], { env });

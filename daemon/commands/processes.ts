@@ -44,6 +44,7 @@ Options:
   --from N            start at byte offset N of each stream (default: the oldest byte retained)
   --stderr            only stderr (default: both)
   --stdout            only stdout
+  --json              print { stdout: { offset, bytes, text }, stderr: {...} } (offset: of the first byte)
   -h, --help          print this and exit
 
 ${CONNECTION_HELP}`;
@@ -149,7 +150,9 @@ export async function logs(args: string[]): Promise<number> {
   if (proc === undefined) throw usageError("Missing PROC (see 'sandd ps WORKER')");
   noMore(positionals, 2);
   const from = integer(str(values, "from"), "from");
-  if (values.json) throw usageError("logs prints raw output: --json is not supported");
+  if (values.json && values.follow) {
+    throw usageError("--json prints what is there now: not with -f");
+  }
   const wantOut = !values.stderr || Boolean(values.stdout);
   const wantErr = !values.stdout || Boolean(values.stderr);
   if (!values.follow) {
@@ -157,6 +160,7 @@ export async function logs(args: string[]): Promise<number> {
     // since the Controller interface only follows.
     const settings = settingsFrom(values);
     const base = `/daemons/${encodeURIComponent(worker)}/processes/${encodeURIComponent(proc)}`;
+    const asJson: Record<string, { offset: number; bytes: number; text: string }> = {};
     for (
       const [stream, want, to] of [["stdout", wantOut, Deno.stdout], [
         "stderr",
@@ -170,6 +174,11 @@ export async function logs(args: string[]): Promise<number> {
         `${base}/output?stream=${stream}&from=${from ?? 0}&follow=false`,
       );
       const offset = Number(response.headers.get("sandd-offset") ?? from ?? 0);
+      if (values.json) {
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        asJson[stream] = { offset, bytes: bytes.length, text: new TextDecoder().decode(bytes) };
+        continue;
+      }
       if (from !== undefined && offset > from) {
         console.error(
           `sandd: ${stream}: bytes ${from} to ${offset} are no longer retained by the worker (a gap)`,
@@ -177,6 +186,7 @@ export async function logs(args: string[]): Promise<number> {
       }
       if (response.body) await response.body.pipeTo(to.writable, { preventClose: true });
     }
+    if (values.json) await json(asJson);
     return EXIT.OK;
   }
   return await withController(values, async (controller) => {
