@@ -3,7 +3,8 @@
 // byte, ls/stat/mkdir/mv/rm, ps/logs/kill/attach of a process left running, broadcast, and unknown workers,
 // processes and files with their documented exit codes.
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
-import { type Fleet, sandd, startFleet } from "./_cli.ts";
+import { type Fleet, SANDD, sandd, startFleet } from "./_cli.ts";
+import { DAEMON_PERMISSION_FLAGS } from "../daemon/permissions.ts";
 import { EXIT } from "../daemon/commands/exit_codes.ts";
 
 async function withFleet(fn: (fleet: Fleet) => Promise<void>): Promise<void> {
@@ -81,6 +82,21 @@ Deno.test("cli: daemons, exec exit codes, live output, stdin with EOF, --timeout
     assertEquals(unknown.code, EXIT.UNKNOWN_WORKER, unknown.stderr);
     assertStringIncludes(unknown.stderr, "nobody-here");
     assertEquals(missing.code, 127, missing.stderr);
+
+    // A local reader that goes away stops the remote command; sandd exits as SIGPIPE would (141).
+    const piped = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `"$0" run ${
+          DAEMON_PERMISSION_FLAGS.join(" ")
+        } "$1" exec cli-a -- yes | head -1; echo "rc=\${PIPESTATUS[0]}"`,
+        Deno.execPath(),
+        SANDD,
+      ],
+      env,
+      stdin: "null",
+    }).output();
+    assertEquals(new TextDecoder().decode(piped.stdout), "y\nrc=141\n");
 
     // Large binary stdin goes through whole and in order, EOF included.
     const big = randomBytes(3 * 1024 * 1024 + 17);

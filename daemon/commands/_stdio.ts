@@ -18,8 +18,18 @@ export async function runAttached(
   handle: ProcessHandle,
   options: RunAttachedOptions = {},
 ): Promise<ProcessStatus> {
-  const stdoutDone = handle.stdout.pipeTo(Deno.stdout.writable, { preventClose: true });
-  const stderrDone = handle.stderr.pipeTo(Deno.stderr.writable, { preventClose: true });
+  // The local reader went away (`sandd exec w -- yes | head`): stop the process and exit as a program killed by
+  // SIGPIPE would (141), as ssh does.
+  const brokenPipe = (error: unknown) => {
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    handle.kill("SIGTERM").catch(() => {});
+    given.resolve({ exitCode: 141, signal: null, timedOut: false });
+  };
+  const given = Promise.withResolvers<ProcessStatus>();
+  const stdoutDone = handle.stdout.pipeTo(Deno.stdout.writable, { preventClose: true })
+    .catch(brokenPipe);
+  const stderrDone = handle.stderr.pipeTo(Deno.stderr.writable, { preventClose: true })
+    .catch(brokenPipe);
   if (options.stdin ?? true) {
     // Our stdin to theirs; the end of ours closes theirs (EOF). A process that exits first makes the pipe fail:
     // that is not an error of ours.
@@ -27,7 +37,6 @@ export async function runAttached(
   }
   // A signal is passed on to the process, whose exit then ends this one. Should that exit not come (the link is
   // gone), a second signal, or the grace period after the first, ends this process anyway with 128 + n.
-  const given = Promise.withResolvers<ProcessStatus>();
   let signalled = false;
   let grace: ReturnType<typeof setTimeout> | undefined;
   const forwarded: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((
