@@ -115,6 +115,7 @@ export const EXIT_CODES_HELP = `Exit codes of the operator commands:
   77   refused: no or a wrong API token, a missing scope, or the worker's policy
   78   configuration: bad config file, unknown profile, unreadable token file
   124  exec --timeout expired (the remote command was killed)
+  141  exec: the local reader went away (| head); the remote command is stopped
 
 Every failure of sandd itself prints one line starting with 'sandd:' on stderr.
 The worker (sandd daemon) has its own: 0 after SIGINT/SIGTERM, 2 bad flags, 3 refused for good.`;
