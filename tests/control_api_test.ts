@@ -10,7 +10,8 @@ import {
 } from "./_assert.ts";
 import { alive, eventually, TestDaemon } from "./_daemon.ts";
 import { call, codeOf, nextEvent, startApiWorker } from "./_control.ts";
-import type { AuditRecord } from "../mod.ts";
+import { type AuditRecord, type DaemonEvent, Server } from "../mod.ts";
+import { LinkProxy } from "./_proxy.ts";
 
 function hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -410,4 +411,43 @@ Deno.test("control API: every action is audited with the client's identity", asy
   assertStrictEquals(records.find((r) => r.action === "api.daemons")?.identity, "client:ops");
   const refused = records.find((r) => r.action === "api.refused");
   assertStrictEquals(refused?.ok, false);
+});
+
+Deno.test("control API: a link that drops and comes back within the grace is invisible to API calls", async () => {
+  await using server = await Server.listen({ port: 0, control: true, reconnectGraceMs: 20_000 });
+  await using proxy = new LinkProxy(server.port);
+  await using _daemon = new TestDaemon({ id: "api-resume", url: proxy.url() });
+  await server.waitForDaemon("api-resume", { timeout: 20_000 });
+  const base = `http://127.0.0.1:${server.port}/api/v1/daemons/api-resume`;
+  const spawned = await call(`${base}/processes`, {
+    method: "POST",
+    json: { command: "i=0; while [ $i -lt 20 ]; do echo line$i; i=$((i+1)); sleep 0.05; done" },
+  });
+  const { id } = spawned.body as { id: string };
+  const response = await fetch(`${base}/processes/${id}/output`);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value, { stream: true });
+  const following = server.stats().inFlight;
+  const exec = call(`${base}/exec`, { method: "POST", json: { command: "sleep 0.5; echo done" } });
+  await eventually(() => server.stats().inFlight > following, 10_000, "the exec to start");
+  const back = new Promise<void>((resolve) => {
+    const onConnect = (event: DaemonEvent) => {
+      if (event.daemon.id !== "api-resume") return;
+      server.removeEventListener("connect", onConnect);
+      resolve();
+    };
+    server.addEventListener("connect", onConnect);
+  });
+  await proxy.cut();
+  await back;
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  assertEquals(text, Array.from({ length: 20 }, (_, i) => `line${i}\n`).join(""));
+  const result = await exec;
+  assertStrictEquals(result.status, 200);
+  assertStrictEquals((result.body as { stdout: string }).stdout, "done\n");
 });
