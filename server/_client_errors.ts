@@ -15,7 +15,7 @@ import { RateLimitedError } from "./rate_limiter.ts";
 
 /**
  * A control API failure that has no class of its own in the embedded controller: a missing scope (`FORBIDDEN`),
- * an unknown route (`NOT_FOUND`), a request the API refused (`BAD_REQUEST`, `TOO_LARGE`, `CONFLICT`), a controller
+ * an unknown route (`NOT_FOUND`), a request the API refused (`TOO_LARGE`, `STDIN_CLOSED`, `NOT_IMPLEMENTED`), a controller
  * that cannot be reached (`UNREACHABLE`) or did not answer in time (`TIMEOUT`), a malformed answer
  * (`BAD_RESPONSE`), or an operation the API does not offer (`UNSUPPORTED`).
  *
@@ -130,6 +130,11 @@ export function apiError(
     case "TOO_LARGE":
     case "CONFLICT":
     case "TIMEOUT":
+    case "NOT_IMPLEMENTED":
+    case "STDIN_CLOSED":
+    case "STDIN_UNAVAILABLE":
+    case "INTERNAL":
+    case "SHUTTING_DOWN":
     case "METHOD_NOT_ALLOWED":
     case "UNSUPPORTED_MEDIA_TYPE":
       return new ControlApiError(code, message, status);

@@ -75,7 +75,7 @@ export class Transport {
   }
 
   /** Options for a WebSocket to the API (the token on the upgrade, the trusted certificates). */
-  webSocketOptions(): { headers: Record<string, string>; client?: Deno.HttpClient } {
+  webSocketOptions(): WebSocketOptions {
     return {
       headers: this.authorization(),
       ...(this.#caCerts ? { client: this.#client } : {}),

@@ -1,6 +1,7 @@
 // Streams from the control API that survive dropped HTTP connections: a body is read into a bounded queue (so a
 // reader that falls behind leaves the connection unread: backpressure), and when the connection drops the same
 // resource is asked for again from the first byte not received. Used by process output and file downloads.
+import { DaemonDisconnectedError, DaemonNotFoundError } from "./errors.ts";
 import { isNetworkError, pause, type Transport } from "./_client_http.ts";
 
 /** First and longest pause between attempts to reach the controller again. */
@@ -27,10 +28,19 @@ export class Retry {
     this.#delay = RETRY_FIRST_MS;
   }
 
-  /** After a failure: resolves to retry, rethrows when the error is final or the streak is too long. */
+  /**
+   * After a failure: resolves to retry, rethrows when the error is final or the streak is too long. A dropped
+   * connection is worth retrying, and so is a daemon that is away (its link dropped while the controller was
+   * asked): it may come back, as the embedded handle waits for it within the controller's grace.
+   */
   async failed(error: unknown): Promise<void> {
     if (this.#stop.aborted) throw this.#stop.reason;
-    if (!isNetworkError(error)) throw error;
+    if (
+      !isNetworkError(error) && !(error instanceof DaemonDisconnectedError) &&
+      !(error instanceof DaemonNotFoundError)
+    ) {
+      throw error;
+    }
     this.#since ??= Date.now();
     if (Date.now() - this.#since > this.#limit) throw error;
     await pause(this.#delay, this.#stop);

@@ -1,13 +1,17 @@
-// A terminal over the control API's WebSocket (`GET /api/v1/daemons/{id}/terminal`): binary frames are terminal
-// bytes both ways, text frames JSON control (`open`, `exit` from the controller; `resize`, `detach`, `kill` to it).
-// When the WebSocket drops before the session ended, the handle re-attaches (`?attach={id}&from=N`) from the first
-// byte not received. Signals go through the process route, whose answers carry errors.
+// A terminal over the control API's WebSocket (`GET /api/v1/daemons/{id}/terminal`, served by
+// server/control/terminal.ts): binary frames are terminal bytes both ways, text frames JSON control (`open`,
+// `gap`, `resize`, `viewers`, `error`, `exit` from the controller; `resize`, `detach`, `ack` to it). Output is flow
+// controlled (`flow=`, acknowledged as the reader takes it), so a reader that falls behind pauses the program as
+// on the embedded handle. When the WebSocket drops before the session ended, the handle re-attaches
+// (`?attach={id}&from=N`) from the first byte not received. Signals go through the process route, whose answers
+// carry errors. The route takes the command as one shell string: an argv is quoted into one, and `env` is put in
+// front with `env(1)`.
 import { SIGNALS } from "@sandd/protocol/constants";
 import type { ShellHandle } from "./controller.ts";
 import type { Gap, ProcessStatus } from "./process.ts";
 import type { AttachShellOptions, ShellOptions } from "./shell.ts";
 import {
-  DaemonNotFoundError,
+  DaemonDisconnectedError,
   ProcessExitedError,
   SignalNotAllowedError,
   UnknownProcessError,
@@ -22,6 +26,13 @@ export type ShellTarget =
   | { kind: "new"; options: ShellOptions }
   | { kind: "attach"; shellId: string; options: AttachShellOptions };
 
+/** Terminal bytes the controller may send beyond what the reader has taken. */
+const FLOW_BYTES = 1024 * 1024;
+/** Acknowledge once this much has been taken since the last acknowledgement. */
+const ACK_EVERY = 64 * 1024;
+/** Controller `error` messages after which the socket closes and the session handle is done. */
+const FATAL = new Set(["STREAM", "DISCONNECTED"]);
+
 const encoder = new TextEncoder();
 
 function checkSize(name: string, value: unknown): void {
@@ -30,26 +41,42 @@ function checkSize(name: string, value: unknown): void {
   }
 }
 
-/** The query of a new session: one `command` is a shell string, several are an argv. */
-function newSessionQuery(options: ShellOptions): Query {
-  const command = options.command;
-  return {
-    cols: options.cols,
-    rows: options.rows,
-    command: command === undefined ? undefined : typeof command === "string" ? command : command,
-    cwd: options.cwd,
-    env: options.env ? Object.entries(options.env).map(([k, v]) => `${k}=${v}`) : undefined,
-    scrollback: options.scrollback,
-    timeout: options.timeout,
-  };
+/** One word for `sh`: as it is when it is safe, else in single quotes. */
+function quote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The one shell string the route takes: a string as it is, an argv quoted, and `env` in front through `env(1)`
+ * (the login shell, when no command is given, is started as the daemon would: `$SHELL -l`, else `bash -l`, else
+ * `sh -l`, with the given environment already in place).
+ */
+export function terminalCommand(
+  command: string | string[] | undefined,
+  env: Record<string, string> | undefined,
+): string | undefined {
+  const vars = Object.entries(env ?? {}).map(([k, v]) => quote(`${k}=${v}`));
+  if (vars.length === 0) {
+    if (command === undefined || typeof command === "string") return command;
+    return command.map(quote).join(" ");
+  }
+  const login = 'if [ -n "$SHELL" ] && [ -x "$SHELL" ]; then exec "$SHELL" -l; ' +
+    "elif command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi";
+  const argv = command === undefined
+    ? ["sh", "-c", login]
+    : typeof command === "string"
+    ? ["sh", "-c", command]
+    : command;
+  return `exec env ${vars.join(" ")} ${argv.map(quote).join(" ")}`;
 }
 
 interface Opened {
   socket: WebSocket;
   id: string;
   pid: number;
-  /** Offset of the first byte the socket will send, when the controller says. */
-  offset: number | undefined;
+  /** Output offset of the first byte the socket sends (before any `gap` message). */
+  offset: number;
+  /** Gaps announced before `open` was handled (none: they follow it on the socket). */
 }
 
 /** A `ShellHandle` over the control API. */
@@ -65,10 +92,17 @@ class ClientShell implements ShellHandle {
   readonly #onGap: ((gap: Gap) => void) | undefined;
   readonly #stop = new AbortController();
   #socket: WebSocket;
+  /** Output offset of the next byte. */
   #received: number;
+  /** Bytes received on the current socket, and how many of them were acknowledged. */
+  #socketBytes = 0;
+  #acked = 0;
+  /** Whether gaps are reported (not for the first replay of an attach that asked for the whole scrollback). */
+  #quietGaps: boolean;
   #output!: ReadableStreamDefaultController<Uint8Array>;
   #ended = false;
   #exit: ProcessStatus | null = null;
+  #refusal: Error | null = null;
   #resolve!: (status: ProcessStatus) => void;
   #reject!: (error: unknown) => void;
   #reconnecting: Promise<void> | null = null;
@@ -77,7 +111,7 @@ class ClientShell implements ShellHandle {
     transport: Transport,
     daemonId: string,
     opened: Opened,
-    from: number,
+    quietGaps: boolean,
     onGap: ((gap: Gap) => void) | undefined,
   ) {
     this.#transport = transport;
@@ -86,7 +120,8 @@ class ClientShell implements ShellHandle {
     this.pid = opened.pid;
     this.#onGap = onGap;
     this.#socket = opened.socket;
-    this.#received = from;
+    this.#received = opened.offset;
+    this.#quietGaps = quietGaps;
     this.exited = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -96,55 +131,40 @@ class ClientShell implements ShellHandle {
       start: (controller) => {
         this.#output = controller;
       },
+      // Called when the reader has taken everything queued: tell the controller.
+      pull: () => this.#ack(false),
       cancel: () => {
         this.#ended = true;
+        this.#ack(true);
       },
-    });
-    this.#gapTo(opened.offset);
+    }, { highWaterMark: 0 });
     this.#attach(opened.socket);
     const onClosed = () => this.#fail(transport.closed.reason);
     if (transport.closed.aborted) onClosed();
     else transport.closed.addEventListener("abort", onClosed, { once: true });
   }
 
-  #gapTo(offset: number | undefined): void {
-    if (offset === undefined || offset <= this.#received) return;
-    const gap = { stream: "output", from: this.#received, to: offset };
-    this.#received = offset;
-    this.gaps.push(gap);
-    this.#onGap?.(gap);
+  /** Acknowledge what the reader took (everything, once it stopped reading). */
+  #ack(force: boolean): void {
+    const bytes = this.#socketBytes;
+    if (bytes === this.#acked || (!force && bytes - this.#acked < ACK_EVERY)) return;
+    this.#acked = bytes;
+    if (this.#socket.readyState === WebSocket.OPEN) {
+      this.#socket.send(JSON.stringify({ type: "ack", bytes }));
+    }
   }
 
   #attach(socket: WebSocket): void {
     socket.onmessage = (event) => {
       if (socket !== this.#socket) return;
-      if (event.data instanceof ArrayBuffer) {
-        const bytes = new Uint8Array(event.data);
-        this.#received += bytes.length;
-        if (!this.#ended) this.#output.enqueue(bytes);
-        return;
-      }
+      if (event.data instanceof ArrayBuffer) return this.#bytes(new Uint8Array(event.data));
       let message: Record<string, unknown>;
       try {
         message = JSON.parse(String(event.data));
       } catch {
         return;
       }
-      if (message.type === "exit") {
-        this.#exit = {
-          exitCode: typeof message.exitCode === "number" ? message.exitCode : -1,
-          signal: typeof message.signal === "string" ? message.signal as Deno.Signal : null,
-          timedOut: message.timedOut === true,
-        };
-        this.#resolve(this.#exit);
-      } else if (message.type === "error") {
-        this.#fail(
-          new ControlApiError(
-            typeof message.code === "string" ? message.code : "TERMINAL",
-            typeof message.message === "string" ? message.message : "Terminal error",
-          ),
-        );
-      }
+      this.#control(message);
     };
     socket.onclose = () => {
       if (socket !== this.#socket) return;
@@ -152,6 +172,51 @@ class ClientShell implements ShellHandle {
       if (this.#stop.signal.aborted) return;
       this.#reconnecting ??= this.#reconnect().finally(() => this.#reconnecting = null);
     };
+  }
+
+  #bytes(bytes: Uint8Array): void {
+    this.#socketBytes += bytes.length;
+    this.#received += bytes.length;
+    this.#quietGaps = false;
+    if (this.#ended) return this.#ack(true);
+    this.#output.enqueue(bytes);
+  }
+
+  #control(message: Record<string, unknown>): void {
+    switch (message.type) {
+      case "gap": {
+        const { from, to } = message;
+        if (typeof from !== "number" || typeof to !== "number" || to <= from) return;
+        if (to <= this.#received) return;
+        const gap = { stream: "output", from: Math.max(from, this.#received), to };
+        this.#received = to;
+        if (this.#quietGaps) return;
+        this.gaps.push(gap);
+        this.#onGap?.(gap);
+        return;
+      }
+      case "exit":
+        this.#exit = {
+          exitCode: typeof message.exitCode === "number" ? message.exitCode : -1,
+          signal: typeof message.signal === "string" ? message.signal as Deno.Signal : null,
+          timedOut: message.timedOut === true,
+        };
+        this.#resolve(this.#exit);
+        return;
+      case "error": {
+        const code = typeof message.code === "string" ? message.code : "TERMINAL";
+        const text = typeof message.message === "string" ? message.message : "Terminal error";
+        if (code === "DISCONNECTED") {
+          return this.#fail(new DaemonDisconnectedError(this.daemonId, text));
+        }
+        if (FATAL.has(code)) return this.#fail(new ControlApiError(code, text));
+        // A refused write or resize: the next call reports it.
+        this.#refusal = code === "PROCESS_EXITED"
+          ? this.#exitedError("write")
+          : new ControlApiError(code, text);
+        return;
+      }
+    }
   }
 
   /** The socket dropped before the session ended: attach again from the first byte not received. */
@@ -168,19 +233,15 @@ class ClientShell implements ShellHandle {
           return;
         }
         this.#socket = opened.socket;
-        this.#gapTo(opened.offset);
+        this.#socketBytes = 0;
+        this.#acked = 0;
         this.#attach(opened.socket);
         return;
       } catch (error) {
         try {
           await retry.failed(error);
         } catch (final) {
-          // The session may have ended while the socket was down: learn how.
-          if (final instanceof UnknownProcessError || final instanceof ControlApiError) {
-            this.#fail(final);
-            return;
-          }
-          this.#fail(final);
+          this.#fail(await diagnose(this.#transport, this.daemonId, this.id, final));
           return;
         }
       }
@@ -229,12 +290,20 @@ class ClientShell implements ShellHandle {
   /** Send on the socket, waiting out a reconnect. */
   async #send(data: string | Uint8Array, action: string): Promise<void> {
     if (this.#exit) throw this.#exitedError(action);
-    if (this.#stop.signal.aborted) throw this.#stop.signal.reason ?? this.#exitedError(action);
     if (this.#reconnecting) await this.#reconnecting;
+    if (this.#stop.signal.aborted) {
+      throw this.#exit ? this.#exitedError(action) : this.#stop.signal.reason;
+    }
+    const refusal = this.#refusal;
+    if (refusal) {
+      this.#refusal = null;
+      throw refusal;
+    }
     if (this.#socket.readyState !== WebSocket.OPEN) {
-      if (this.#exit) throw this.#exitedError(action);
-      throw this.#stop.signal.reason ??
-        new ControlApiError("UNREACHABLE", `The terminal connection of shell ${this.id} is closed`);
+      throw new ControlApiError(
+        "UNREACHABLE",
+        `The terminal connection of shell ${this.id} is closed`,
+      );
     }
     this.#socket.send(data);
   }
@@ -278,7 +347,9 @@ class ClientShell implements ShellHandle {
   }
 
   async close(): Promise<ProcessStatus> {
-    if (!this.#exit) {
+    // Nobody reads the output any more: let it flow, or the exit (which follows the output) never comes.
+    if (!this.output.locked) await this.output.cancel().catch(() => {});
+    if (!this.#exit && !this.#stop.signal.aborted) {
       try {
         await this.kill("SIGHUP");
       } catch (error) {
@@ -287,9 +358,7 @@ class ClientShell implements ShellHandle {
         }
       }
     }
-    const status = await this.exited;
-    if (!this.output.locked) await this.output.cancel().catch(() => {});
-    return status;
+    return await this.exited;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -304,13 +373,14 @@ function connect(
   query: Query,
   signal: AbortSignal,
 ): Promise<Opened> {
-  const url = transport.url(`/daemons/${encodeURIComponent(daemonId)}/terminal`, query);
+  const url = transport.url(`/daemons/${encodeURIComponent(daemonId)}/terminal`, {
+    ...query,
+    flow: FLOW_BYTES,
+  });
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return new Promise<Opened>((resolve, reject) => {
-    const socket = new WebSocket(
-      url,
-      transport.webSocketOptions() as unknown as string[],
-    );
+    // Deno's WebSocket takes headers (the token) and an HTTP client (trusted certificates) as options.
+    const socket = new WebSocket(url, transport.webSocketOptions());
     socket.binaryType = "arraybuffer";
     const timer = setTimeout(() => {
       fail(
@@ -345,7 +415,7 @@ function connect(
         message = JSON.parse(event.data);
       } catch {
         return fail(
-          new ControlApiError("BAD_RESPONSE", `The terminal sent a malformed control message`),
+          new ControlApiError("BAD_RESPONSE", "The terminal sent a malformed control message"),
         );
       }
       if (message.type === "error") {
@@ -357,7 +427,10 @@ function connect(
         );
       }
       if (message.type !== "open") return;
-      if (typeof message.id !== "string" || typeof message.pid !== "number") {
+      if (
+        typeof message.id !== "string" || typeof message.pid !== "number" ||
+        (message.offset !== undefined && typeof message.offset !== "number")
+      ) {
         return fail(
           new ControlApiError(
             "BAD_RESPONSE",
@@ -370,7 +443,7 @@ function connect(
         socket,
         id: message.id,
         pid: message.pid,
-        offset: typeof message.offset === "number" ? message.offset : undefined,
+        offset: typeof message.offset === "number" ? message.offset : Number(query.from ?? 0),
       });
     };
     const refused = () =>
@@ -386,7 +459,7 @@ function connect(
 }
 
 /**
- * Why a terminal could not be opened: the WebSocket API gives no answer body, so ask the JSON routes (the daemon,
+ * Why a terminal could not be opened: the WebSocket gives no answer body, so ask the JSON routes (the daemon,
  * the session) for the error to throw.
  */
 async function diagnose(
@@ -396,8 +469,8 @@ async function diagnose(
   error: unknown,
 ): Promise<unknown> {
   if (!(error instanceof ControlApiError) || error.code !== "UNREACHABLE") return error;
+  const base = `/daemons/${encodeURIComponent(daemonId)}`;
   try {
-    const base = `/daemons/${encodeURIComponent(daemonId)}`;
     await transport.json("GET", base, { context: { daemonId } });
     if (shellId !== undefined) {
       processInfo(
@@ -406,11 +479,28 @@ async function diagnose(
         }),
       );
     }
+    // The route itself may refuse (a controller without terminals): its plain answer says so.
+    const plain = await transport.call("GET", `${base}/terminal`, { context: { daemonId } });
+    await plain.body?.cancel();
   } catch (cause) {
-    if (cause instanceof DaemonNotFoundError || cause instanceof UnknownProcessError) return cause;
-    if (cause instanceof ControlApiError || cause instanceof Error) return cause;
+    // 400 "expected a WebSocket upgrade": the route is there, the refusal was something else.
+    if (cause instanceof TypeError) return error;
+    return cause;
   }
   return error;
+}
+
+function checkTarget(target: ShellTarget): void {
+  if (target.kind !== "new") return;
+  const options = target.options;
+  for (const name of ["scrollback", "timeout", "record"] as const) {
+    if (options[name] !== undefined) {
+      throw new ControlApiError(
+        "UNSUPPORTED",
+        `The shell option '${name}' is not supported over the control API (its terminal route has none)`,
+      );
+    }
+  }
 }
 
 /** Open a terminal (new or attached) over the API. */
@@ -419,10 +509,25 @@ export async function openShell(
   daemonId: string,
   target: ShellTarget,
 ): Promise<ShellHandle> {
-  const from = target.kind === "attach" ? target.options.from ?? null : 0;
-  const query: Query = target.kind === "new"
-    ? newSessionQuery(target.options)
-    : { attach: target.shellId, from: from ?? undefined };
+  checkTarget(target);
+  let query: Query;
+  let quiet = false;
+  if (target.kind === "new") {
+    const o = target.options;
+    query = {
+      ...(o.cols !== undefined || o.rows !== undefined
+        ? { cols: o.cols ?? 80, rows: o.rows ?? 24 }
+        : {}),
+      command: terminalCommand(o.command, o.env),
+      cwd: o.cwd,
+    };
+  } else {
+    // Asked for the whole scrollback: ask from 0, so that where it really starts is told (as a gap, not
+    // reported: the caller did not ask for older bytes).
+    const from = target.options.from ?? null;
+    quiet = from === null;
+    query = { attach: target.shellId, from: from ?? 0 };
+  }
   let opened: Opened;
   try {
     opened = await connect(transport, daemonId, query, transport.closed);
@@ -434,13 +539,11 @@ export async function openShell(
       error,
     );
   }
-  // With `from: null` the replay starts wherever the scrollback does: not a gap.
-  const start = from ?? opened.offset ?? 0;
   return new ClientShell(
     transport,
     daemonId,
     opened,
-    start,
+    quiet,
     target.kind === "attach" ? target.options.onGap : undefined,
   );
 }

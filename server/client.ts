@@ -4,8 +4,12 @@
  * between an embedded and a remote controller by changing one line.
  *
  * The work is in private modules: the transport and error mapping (`_client_http.ts`, `_client_errors.ts`), the
- * answers' checks (`_client_wire.ts`), processes (`_client_process.ts`), terminals (`_client_shell.ts`), files
+ * checks of options and answers (`_client_validate.ts`, `_client_wire.ts`), streams that resume
+ * (`_client_resume.ts`), processes (`_client_process.ts`), terminals (`_client_shell.ts`), files
  * (`_client_files.ts`) and events (`_client_events.ts`).
+ *
+ * Over ~600 lines only through the JSDoc of the public API (as `server.ts`); what is left is method signatures,
+ * argument checks shared with `Server` and delegations to the private modules.
  *
  * @module
  */
@@ -57,8 +61,13 @@ import {
   uploadFile,
 } from "./_client_files.ts";
 import { ClientEvents } from "./_client_events.ts";
+import { baseUrl, checkClientOptions, checkFilter, labelQuery } from "./_client_validate.ts";
 
 export { ControlApiError } from "./_client_errors.ts";
+
+function enc(value: string): string {
+  return encodeURIComponent(value);
+}
 
 /**
  * Options of {@linkcode Client.connect}.
@@ -93,92 +102,6 @@ export interface ClientOptions {
   caCerts?: string[];
   /** Closes the client when aborted (and aborts `connect` itself). @default undefined */
   signal?: AbortSignal;
-}
-
-function checkTimeout(name: string, value: unknown): void {
-  if (value !== undefined && (typeof value !== "number" || !Number.isInteger(value) || value < 1)) {
-    throw new RangeError(`${name} must be an integer >= 1, got ${String(value)}`);
-  }
-}
-
-function checkClientOptions(options: ClientOptions): void {
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(`options must be an object, got ${String(options)}`);
-  }
-  const token = options.token;
-  if (token !== undefined && (typeof token !== "string" || !/^[\x21-\x7e]+$/.test(token))) {
-    throw new TypeError("token must be a non-empty string of printable ASCII without spaces");
-  }
-  checkTimeout("requestTimeoutMs", options.requestTimeoutMs);
-  checkTimeout("reconnectTimeoutMs", options.reconnectTimeoutMs);
-  if (
-    options.caCerts !== undefined &&
-    (!Array.isArray(options.caCerts) ||
-      !options.caCerts.every((c) => typeof c === "string" && c.includes("-----BEGIN ")))
-  ) {
-    throw new TypeError("caCerts must be an array of PEM strings");
-  }
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw new TypeError(`signal must be an AbortSignal, got ${typeof options.signal}`);
-  }
-}
-
-/** The controller's base URL, checked: http(s), no credentials, query or fragment; no trailing slash. */
-function baseUrl(url: string | URL): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError(
-      `Controller URL must be an absolute http:// or https:// URL, got ${
-        JSON.stringify(String(url))
-      }`,
-    );
-  }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    throw new TypeError(
-      `Controller URL must use http:// or https://, got ${JSON.stringify(String(url))}`,
-    );
-  }
-  if (parsed.username || parsed.password) {
-    throw new TypeError("Controller URL must not carry credentials; use the token option");
-  }
-  if (parsed.search || parsed.hash) {
-    throw new TypeError(
-      `Controller URL must not have a query or fragment, got ${JSON.stringify(String(url))}`,
-    );
-  }
-  return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}`;
-}
-
-function enc(value: string): string {
-  return encodeURIComponent(value);
-}
-
-function labelQuery(filter: DaemonFilter): string[] | undefined {
-  const labels = Object.entries(filter.labels ?? {});
-  return labels.length ? labels.map(([k, v]) => `${k}=${v}`) : undefined;
-}
-
-function checkFilter(filter: unknown): asserts filter is DaemonFilter {
-  if (typeof filter !== "object" || filter === null || Array.isArray(filter)) {
-    throw new TypeError(`filter must be an object, got ${JSON.stringify(filter)}`);
-  }
-  const { labels, platform } = filter as DaemonFilter;
-  if (platform !== undefined && typeof platform !== "string") {
-    throw new TypeError(`filter.platform must be a string, got ${typeof platform}`);
-  }
-  if (labels === undefined) return;
-  if (typeof labels !== "object" || labels === null || Array.isArray(labels)) {
-    throw new TypeError(
-      `filter.labels must be an object of strings, got ${JSON.stringify(labels)}`,
-    );
-  }
-  for (const [key, value] of Object.entries(labels)) {
-    if (typeof value !== "string" || key === "" || key.includes("=")) {
-      throw new TypeError(`filter.labels.${key} must be a string with a key without '='`);
-    }
-  }
 }
 
 /**
@@ -275,7 +198,18 @@ export class Client implements Controller {
       }
     }
     const client = new Client(transport);
-    options.signal?.addEventListener("abort", () => client.close(), { once: true });
+    const signal = options.signal;
+    if (signal) {
+      const onAbort = () => client.close();
+      signal.addEventListener("abort", onAbort, { once: true });
+      transport.closed.addEventListener(
+        "abort",
+        () => signal.removeEventListener("abort", onAbort),
+        {
+          once: true,
+        },
+      );
+    }
     return client;
   }
 
@@ -577,7 +511,9 @@ export class Client implements Controller {
 
   /**
    * Open an interactive terminal on a worker over the API's terminal WebSocket. When the WebSocket drops, the
-   * handle re-attaches from the last byte received.
+   * handle re-attaches from the last byte received. The route takes one shell string: an argv `command` is quoted
+   * into one and `env` is set with `env(1)` in front of it; `scrollback`, `timeout` and `record` are not offered
+   * (a {@linkcode ControlApiError} `UNSUPPORTED`).
    *
    * @param id Daemon id.
    * @param options Program, size, environment, directory, scrollback, timeout.
@@ -585,16 +521,10 @@ export class Client implements Controller {
    * @throws {RangeError} For `cols`/`rows` outside 1..65535.
    * @throws {DaemonNotFoundError} When no such daemon is connected.
    */
-  shell(id: string, options: ShellOptions = {}): Promise<ShellHandle> {
+  async shell(id: string, options: ShellOptions = {}): Promise<ShellHandle> {
     checkDaemonId(id);
     checkShell(options);
-    if (options.record !== undefined) {
-      throw new ControlApiError(
-        "UNSUPPORTED",
-        "Recording (the record option) is not supported over the control API",
-      );
-    }
-    return openShell(this.#transport, id, { kind: "new", options });
+    return await openShell(this.#transport, id, { kind: "new", options });
   }
 
   /**
@@ -606,14 +536,14 @@ export class Client implements Controller {
    * @returns The session.
    * @throws {UnknownProcessError} When the daemon holds no such session.
    */
-  attachShell(
+  async attachShell(
     id: string,
     shellId: string,
     options: AttachShellOptions = {},
   ): Promise<ShellHandle> {
     checkDaemonId(id);
     checkAttach("Shell", shellId, options);
-    return openShell(this.#transport, id, { kind: "attach", shellId, options });
+    return await openShell(this.#transport, id, { kind: "attach", shellId, options });
   }
 
   /**
@@ -626,14 +556,14 @@ export class Client implements Controller {
    * @returns Bytes written and their SHA-256.
    * @throws {FileError} `ENOENT`, `EACCES`, `EISDIR`, `ENOSPC`, `EINTEGRITY`... with the path.
    */
-  upload(
+  async upload(
     id: string,
     path: string,
     data: Uint8Array | ReadableStream<Uint8Array>,
     options: UploadOptions = {},
   ): Promise<UploadResult> {
     checkDaemonId(id);
-    return uploadFile(this.#transport, id, path, data, options);
+    return await uploadFile(this.#transport, id, path, data, options);
   }
 
   /**
@@ -645,9 +575,9 @@ export class Client implements Controller {
    * @returns The bytes (from `from` on).
    * @throws {FileError} `ENOENT`, `EACCES`, `EISDIR`, `EINTEGRITY`, `EFBIG`... with the path.
    */
-  download(id: string, path: string, options: DownloadOptions = {}): Promise<Uint8Array> {
+  async download(id: string, path: string, options: DownloadOptions = {}): Promise<Uint8Array> {
     checkDaemonId(id);
-    return downloadFile(this.#transport, id, path, options);
+    return await downloadFile(this.#transport, id, path, options);
   }
 
   /**
@@ -660,13 +590,13 @@ export class Client implements Controller {
    * @returns The bytes.
    * @throws {FileError} When the file cannot be opened.
    */
-  downloadStream(
+  async downloadStream(
     id: string,
     path: string,
     options: DownloadOptions = {},
   ): Promise<ReadableStream<Uint8Array>> {
     checkDaemonId(id);
-    return downloadFileStream(this.#transport, id, path, options);
+    return await downloadFileStream(this.#transport, id, path, options);
   }
 
   /**
@@ -679,14 +609,14 @@ export class Client implements Controller {
    * @returns Counts, bytes and the archive's SHA-256.
    * @throws {FileError} From the worker, or with a `TAR_*` code when the tree cannot be packed.
    */
-  uploadDir(
+  async uploadDir(
     id: string,
     localDir: string,
     remoteDir: string,
     options: UploadDirOptions = {},
   ): Promise<UploadDirResult> {
     checkDaemonId(id);
-    return uploadDirectory(this.#transport, id, localDir, remoteDir, options);
+    return await uploadDirectory(this.#transport, id, localDir, remoteDir, options);
   }
 
   /**
@@ -698,14 +628,14 @@ export class Client implements Controller {
    * @param options Progress, abort signal.
    * @throws {FileError} From the worker, or with a `TAR_*` code when the archive cannot be unpacked.
    */
-  downloadDir(
+  async downloadDir(
     id: string,
     remoteDir: string,
     localDir: string,
     options: DownloadDirOptions = {},
   ): Promise<void> {
     checkDaemonId(id);
-    return downloadDirectory(this.#transport, id, remoteDir, localDir, options);
+    return await downloadDirectory(this.#transport, id, remoteDir, localDir, options);
   }
 
   /**

@@ -41,7 +41,7 @@ export async function openController(
   options: TestControllerOptions = {},
 ): Promise<TestController> {
   const server = await Server.listen(
-    { port: 0, ...options.server, control: true } as ServerOptions,
+    { port: 0, ...options.server, control: true },
   );
   let client: Client | undefined;
   let proxy: LinkProxy | undefined;
@@ -119,4 +119,23 @@ export function testBoth(
   kinds: readonly ControllerKind[] = KINDS,
 ): void {
   for (const kind of kinds) Deno.test(`${kind}: ${name}`, (t) => fn(kind, t));
+}
+
+/**
+ * Whether this checkout's control API serves terminals (`GET /api/v1/daemons/{id}/terminal` is not a 501 stub),
+ * for tests of the Client's shells to skip with a reason where it does not.
+ */
+export async function terminalRouteServed(): Promise<boolean> {
+  await using server = await Server.listen({ port: 0, control: true });
+  const client = Deno.createHttpClient({});
+  try {
+    const response = await fetch(
+      `http://127.0.0.1:${server.port}/api/v1/daemons/probe/terminal`,
+      { client },
+    );
+    await response.body?.cancel();
+    return response.status !== 501;
+  } finally {
+    client.close();
+  }
 }

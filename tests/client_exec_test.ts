@@ -10,7 +10,6 @@ import {
   type DaemonEvent,
   DaemonNotFoundError,
   Server,
-  type ServerOptions,
   UnknownProcessError,
 } from "../mod.ts";
 import { alive, eventually, TestDaemon } from "./_daemon.ts";
@@ -140,6 +139,29 @@ testBoth("an aborted exec kills the command", async (kind) => {
   controller.abort(new Error("stop"));
   await assertRejects(() => pending, Error, "stop");
   await eventually(() => !alive(running[0]!.pid), 3_000, "aborted command to die");
+}, ["server"]);
+
+// Over the API an aborted exec closes its request at once; killing the command is then up to the controller
+// noticing that its client left, which its hardened listener does not report (docs/client.md: use a timeout).
+Deno.test("client: an aborted exec rejects at once with the signal's reason", async () => {
+  await using t = await startFleet("client", "w1");
+  const controller = new AbortController();
+  const pending = t.controller.exec("w1", "sleep 300", {
+    signal: controller.signal,
+    timeout: 2_000,
+  });
+  while ((await t.controller.processes("w1")).every((p) => p.state !== "running")) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const started = performance.now();
+  controller.abort(new Error("stop"));
+  await assertRejects(() => pending, Error, "stop");
+  assertLess(performance.now() - started, 1_000);
+  await assertRejects(
+    () => t.controller.exec("w1", "true", { signal: AbortSignal.abort(new Error("early")) }),
+    Error,
+    "early",
+  );
 });
 
 testBoth("bad arguments are refused before anything is sent", async (kind) => {
@@ -235,7 +257,7 @@ Deno.test("client: connect checks the URL, the controller and the token", async 
     port: 0,
     token: "daemon-token-0123456789",
     control: { tokens: [{ token, name: "agent" }] },
-  } as ServerOptions);
+  });
   const url = `http://127.0.0.1:${server.port}/`;
   await assertRejects(() => Client.connect(url), AuthenticationError, "refused");
   await assertRejects(
@@ -249,6 +271,12 @@ Deno.test("client: connect checks the URL, the controller and the token", async 
   await using client = await Client.connect(url, { token });
   assertEquals(client.url, `http://127.0.0.1:${server.port}`);
   assertEquals(await client.daemons(), []);
+  // The signal option closes the client; its calls then fail with CLOSED.
+  const stop = new AbortController();
+  const closing = await Client.connect(url, { token, signal: stop.signal });
+  stop.abort();
+  const closed = await assertRejects(() => closing.daemons(), ControlApiError);
+  assertEquals(closed.code, "CLOSED");
 });
 
 Deno.test("client: the API's errors come back as the same classes", async () => {

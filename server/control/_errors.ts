@@ -97,5 +97,10 @@ export function errorResponse(error: unknown): Response {
   const body: Record<string, unknown> = { code, message };
   if (error instanceof CommandTimeoutError) body.partial = error.partial;
   if (error instanceof FileError && error.path !== undefined) body.path = error.path;
+  // (client helper) A policy refusal carries its rule and path too, so the Client rebuilds the same PolicyError.
+  if (error instanceof PolicyError) {
+    body.rule = error.rule;
+    if (error.path !== undefined) body.path = error.path;
+  }
   return new Response(JSON.stringify(body), { status, headers });
 }

@@ -1,0 +1,384 @@
+// The file test bodies of files_test.ts run against both controllers, plus the Client's own: a download whose HTTP
+// connection is cut resumes from the last byte received, and `fs.watch` says clearly that the API has no route.
+import { assert, assertEquals, assertGreater, assertRejects } from "./_assert.ts";
+import { ControlApiError, FileError, PolicyError, type TransferProgress } from "../mod.ts";
+import { type ControllerKind, startFleet, testBoth } from "./_controllers.ts";
+import { createHash } from "node:crypto";
+
+const FRAME = 256 * 1024;
+
+async function setup(
+  kind: ControllerKind,
+  ids: string[] = ["w1"],
+  args: string[] = [],
+  proxy = false,
+) {
+  const fleet = await startFleet(kind, ids, args, { server: { reconnectGraceMs: 200 }, proxy });
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-files-" }));
+  return {
+    c: fleet.controller,
+    fleet,
+    dir,
+    async [Symbol.asyncDispose]() {
+      await fleet[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+function random(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(out.subarray(at, at + 65536));
+  return out;
+}
+
+/** A stream of `total` pseudo-random bytes in `chunk`-sized pieces, hashed as produced. */
+function randomStream(total: number, chunk: number, hash: ReturnType<typeof createHash>) {
+  let sent = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent >= total) return controller.close();
+      const piece = random(Math.min(chunk, total - sent));
+      hash.update(piece);
+      sent += piece.length;
+      controller.enqueue(piece);
+    },
+  }, { highWaterMark: 0 });
+}
+
+function tempLeftovers(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.includes(".sandd-"));
+}
+
+testBoth("upload and download round-trip 0 bytes, 1 byte and frame boundaries", async (kind) => {
+  await using t = await setup(kind);
+  for (const size of [0, 1, FRAME - 1, FRAME, FRAME + 1, 1024 * 1024 + 1]) {
+    const data = random(size);
+    const path = `${t.dir}/f-${size}.bin`;
+    const result = await t.c.upload("w1", path, data);
+    assertEquals(result, { bytes: size, sha256: sha256(data) });
+    assertEquals(sha256(await Deno.readFile(path)), sha256(data));
+    const back = await t.c.download("w1", path);
+    assertEquals(back.length, size);
+    assertEquals(sha256(back), sha256(data));
+    assertEquals((await t.c.fs("w1").stat(path)).size, size);
+  }
+  assertEquals(tempLeftovers(t.dir), []);
+});
+
+testBoth("100 MB of random bytes stream up and down with matching checksums", async (kind) => {
+  await using t = await setup(kind);
+  const total = 100 * 1000 * 1000;
+  const sent = createHash("sha256");
+  const path = `${t.dir}/big.bin`;
+  const result = await t.c.upload("w1", path, randomStream(total, 999_983, sent), { size: total });
+  const expected = sent.digest("hex");
+  assertEquals(result, { bytes: total, sha256: expected });
+  assertEquals((await Deno.stat(path)).size, total);
+  const received = createHash("sha256");
+  let length = 0;
+  for await (const chunk of await t.c.downloadStream("w1", path)) {
+    received.update(chunk);
+    length += chunk.length;
+  }
+  assertEquals(length, total);
+  assertEquals(received.digest("hex"), expected);
+});
+
+testBoth("a missing file is ENOENT, a directory is EISDIR, never empty bytes", async (kind) => {
+  await using t = await setup(kind);
+  const missing = `${t.dir}/missing.txt`;
+  const error = await assertRejects(() => t.c.download("w1", missing), FileError);
+  assertEquals(error.code, "ENOENT");
+  assertEquals(error.path, missing);
+  await assertRejects(() => t.c.downloadStream("w1", missing), FileError, "missing.txt");
+  const isDir = await assertRejects(() => t.c.download("w1", t.dir), FileError);
+  assertEquals(isDir.code, "EISDIR");
+  const upDir = await assertRejects(() => t.c.upload("w1", t.dir, new Uint8Array(3)), FileError);
+  assertEquals(upDir.code, "EISDIR");
+  assertEquals((await t.c.fs("w1").stat(t.dir)).type, "directory");
+  const stat = await assertRejects(() => t.c.fs("w1").stat(missing), FileError);
+  assertEquals(stat.code, "ENOENT");
+  // An empty file is empty, not an error.
+  await Deno.writeFile(`${t.dir}/empty`, new Uint8Array(0));
+  assertEquals((await t.c.download("w1", `${t.dir}/empty`)).length, 0);
+});
+
+testBoth(
+  "missing parents: ENOENT without mkdirs, created with it; a file as parent is ENOTDIR",
+  async (kind) => {
+    await using t = await setup(kind);
+    const deep = `${t.dir}/a/b/c/file.txt`;
+    const error = await assertRejects(() => t.c.upload("w1", deep, new Uint8Array([1])), FileError);
+    assertEquals(error.code, "ENOENT");
+    assertEquals(error.path, deep);
+    await t.c.upload("w1", deep, new TextEncoder().encode("hi"), { mkdirs: true });
+    assertEquals(await Deno.readTextFile(deep), "hi");
+    const underFile = await assertRejects(
+      () => t.c.upload("w1", `${deep}/x`, new Uint8Array([1])),
+      FileError,
+    );
+    assertEquals(underFile.code, "ENOTDIR");
+  },
+);
+
+testBoth(
+  "modes are set and kept; replacing keeps the old mode; the target is replaced atomically",
+  async (kind) => {
+    await using t = await setup(kind);
+    const path = `${t.dir}/script.sh`;
+    await t.c.upload("w1", path, new TextEncoder().encode("#!/bin/sh\n"), { mode: 0o750 });
+    assertEquals((await Deno.stat(path)).mode! & 0o7777, 0o750);
+    assertEquals((await t.c.fs("w1").stat(path)).mode, 0o750);
+    await t.c.upload("w1", path, new TextEncoder().encode("#!/bin/sh\necho 2\n"));
+    assertEquals((await Deno.stat(path)).mode! & 0o7777, 0o750);
+    await t.c.upload("w1", `${t.dir}/plain`, new Uint8Array(1));
+    assertEquals((await Deno.stat(`${t.dir}/plain`)).mode! & 0o7777, 0o644);
+    await assertRejects(
+      () => t.c.upload("w1", path, new Uint8Array(1), { mode: 0o10000 }),
+      RangeError,
+    );
+  },
+);
+
+testBoth("progress callbacks count up to the total", async (kind) => {
+  await using t = await setup(kind);
+  const data = random(5 * 1024 * 1024 + 7);
+  const up: TransferProgress[] = [];
+  await t.c.upload("w1", `${t.dir}/p.bin`, data, { onProgress: (p) => up.push(p) });
+  assertGreater(up.length, 1);
+  assertEquals(up.at(-1), { bytes: data.length, total: data.length });
+  assert(up.every((p, i) => i === 0 || p.bytes > up[i - 1]!.bytes));
+  const down: TransferProgress[] = [];
+  await t.c.download("w1", `${t.dir}/p.bin`, { onProgress: (p) => down.push(p) });
+  assertGreater(down.length, 1);
+  assertEquals(down.at(-1), { bytes: data.length, total: data.length });
+});
+
+testBoth("--root confines every operation and refuses escapes", async (kind) => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-root-" }));
+  const outside = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-outside-" }));
+  try {
+    await Deno.writeTextFile(`${outside}/secret`, "secret");
+    await Deno.symlink(outside, `${root}/escape`);
+    await Deno.writeTextFile(`${root}/inside.txt`, "inside");
+    await using t = await setup(kind, ["w1"], ["--root", root]);
+    const fs = t.c.fs("w1");
+    assertEquals(new TextDecoder().decode(await t.c.download("w1", "inside.txt")), "inside");
+    await t.c.upload("w1", "sub/new.txt", new TextEncoder().encode("n"), { mkdirs: true });
+    assertEquals(await Deno.readTextFile(`${root}/sub/new.txt`), "n");
+    for (const path of ["../outside", `${outside}/secret`, "escape/secret", "/etc/passwd"]) {
+      const down = await assertRejects(() => t.c.download("w1", path), PolicyError);
+      assertEquals(down.rule, "root");
+      assertEquals(down.path, path);
+      await assertRejects(() => t.c.upload("w1", path, new Uint8Array(1)), PolicyError);
+      await assertRejects(() => fs.stat(path), PolicyError);
+      await assertRejects(() => fs.remove(path), PolicyError);
+    }
+    await assertRejects(() => fs.list("escape"), PolicyError);
+    await assertRejects(() => fs.move("inside.txt", "../moved"), PolicyError);
+    await assertRejects(() => t.c.uploadDir("w1", root, "escape/tree"), PolicyError);
+    await fs.remove("escape");
+    assertEquals(await Deno.readTextFile(`${outside}/secret`), "secret");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+testBoth("concurrent transfers to three daemons", async (kind) => {
+  const ids = ["w1", "w2", "w3"];
+  await using t = await setup(kind, ids);
+  const data = ids.map(() => random(12 * 1024 * 1024));
+  await Promise.all(ids.map(async (id, i) => {
+    for (let k = 0; k < 2; k++) {
+      const path = `${t.dir}/${id}-${k}.bin`;
+      const result = await t.c.upload(id, path, data[i]!);
+      assertEquals(result.sha256, sha256(data[i]!));
+      assertEquals(sha256(await t.c.download(id, path)), sha256(data[i]!));
+    }
+  }));
+});
+
+testBoth(
+  "a tree with symlinks, modes and odd names goes up and comes back intact",
+  async (kind) => {
+    await using t = await setup(kind);
+    const src = `${t.dir}/src`;
+    const names = [
+      "plain.txt",
+      "with space",
+      "new\nline",
+      "-dash",
+      "ünï©ødé 🚀",
+      "a'b\"c",
+      "empty",
+    ];
+    await Deno.mkdir(`${src}/sub/deeper`, { recursive: true });
+    for (const [i, name] of names.entries()) {
+      await Deno.writeFile(
+        `${src}/${name}`,
+        name === "empty" ? new Uint8Array(0) : random(i * 1000 + 1),
+      );
+    }
+    await Deno.writeFile(`${src}/sub/deeper/big.bin`, random(3 * 1024 * 1024 + 5));
+    await Deno.chmod(`${src}/plain.txt`, 0o751);
+    await Deno.chmod(`${src}/sub`, 0o710);
+    await Deno.symlink("plain.txt", `${src}/link-to-file`);
+    await Deno.symlink("../sub", `${src}/sub/deeper/link-up`);
+    await Deno.symlink("/nowhere/at/all", `${src}/dangling`);
+    const progress: TransferProgress[] = [];
+    const result = await t.c.uploadDir("w1", src, `${t.dir}/remote/tree`, {
+      mkdirs: true,
+      onProgress: (p) => progress.push(p),
+    });
+    assertEquals(result.files, names.length + 1);
+    assertEquals(result.symlinks, 3);
+    assertGreater(progress.length, 0);
+    assertEquals(
+      (await Deno.stat(`${t.dir}/remote/tree`)).mode! & 0o777,
+      (await Deno.stat(src)).mode! & 0o777,
+    );
+    await compareTrees(src, `${t.dir}/remote/tree`);
+    // Uploading again replaces the tree (a file removed locally disappears remotely).
+    await Deno.remove(`${src}/with space`);
+    await t.c.uploadDir("w1", src, `${t.dir}/remote/tree`);
+    await compareTrees(src, `${t.dir}/remote/tree`);
+    await t.c.downloadDir("w1", `${t.dir}/remote/tree`, `${t.dir}/back`);
+    await compareTrees(src, `${t.dir}/back`);
+    assertEquals(tempLeftovers(`${t.dir}/remote`), []);
+    assertEquals(tempLeftovers(t.dir), []);
+    const notDir = await assertRejects(
+      () => t.c.downloadDir("w1", `${src}/plain.txt`, `${t.dir}/x`),
+      FileError,
+    );
+    assertEquals(notDir.code, "ENOTDIR");
+    assertEquals(tempLeftovers(t.dir), []);
+  },
+);
+
+async function compareTrees(a: string, b: string, rel = ""): Promise<void> {
+  const list = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  assertEquals(list(`${b}${rel}`), list(`${a}${rel}`), `entries of ${rel || "/"}`);
+  for (const name of list(`${a}${rel}`)) {
+    const path = `${rel}/${name}`;
+    const x = await Deno.lstat(`${a}${path}`);
+    const y = await Deno.lstat(`${b}${path}`);
+    assertEquals(
+      [y.isFile, y.isDirectory, y.isSymlink],
+      [x.isFile, x.isDirectory, x.isSymlink],
+      path,
+    );
+    if (x.isSymlink) {
+      assertEquals(await Deno.readLink(`${b}${path}`), await Deno.readLink(`${a}${path}`));
+      continue;
+    }
+    assertEquals(y.mode! & 0o7777, x.mode! & 0o7777, `mode of ${path}`);
+    if (x.isFile) {
+      assertEquals(
+        sha256(await Deno.readFile(`${b}${path}`)),
+        sha256(await Deno.readFile(`${a}${path}`)),
+      );
+    } else {
+      await compareTrees(a, b, path);
+    }
+  }
+}
+
+testBoth("fs: mkdir, list, move, remove, stat, and their errors", async (kind) => {
+  await using t = await setup(kind);
+  const fs = t.c.fs("w1");
+  await fs.mkdir(`${t.dir}/a/b`, { recursive: true });
+  await fs.mkdir(`${t.dir}/a/m`, { mode: 0o700 });
+  assertEquals((await fs.stat(`${t.dir}/a/m`)).mode, 0o700);
+  assertEquals((await assertRejects(() => fs.mkdir(`${t.dir}/a`), FileError)).code, "EEXIST");
+  await t.c.upload("w1", `${t.dir}/a/b/f.txt`, new TextEncoder().encode("12345"));
+  await Deno.symlink("b/f.txt", `${t.dir}/a/link`);
+  const flat = await fs.list(`${t.dir}/a`);
+  assertEquals(flat.map((e) => [e.path, e.type]), [["b", "directory"], ["link", "symlink"], [
+    "m",
+    "directory",
+  ]]);
+  assertEquals(flat[1]!.target, "b/f.txt");
+  const deep = await fs.list(`${t.dir}/a`, { recursive: true });
+  assertEquals(deep.map((e) => e.path), ["b", "link", "m", "b/f.txt"]);
+  assertEquals(deep[3]!.size, 5);
+  assert(deep[3]!.mtime instanceof Date);
+  assertEquals(
+    (await assertRejects(() => fs.list(`${t.dir}/a/b/f.txt`), FileError)).code,
+    "ENOTDIR",
+  );
+  await fs.move(`${t.dir}/a/b/f.txt`, `${t.dir}/a/g.txt`);
+  assertEquals(await Deno.readTextFile(`${t.dir}/a/g.txt`), "12345");
+  assertEquals(
+    (await assertRejects(() => fs.move(`${t.dir}/nope`, `${t.dir}/x`), FileError)).code,
+    "ENOENT",
+  );
+  assertEquals((await assertRejects(() => fs.remove(`${t.dir}/a`), FileError)).code, "ENOTEMPTY");
+  await fs.remove(`${t.dir}/a/link`);
+  assertEquals((await fs.stat(`${t.dir}/a/g.txt`)).type, "file");
+  await fs.remove(`${t.dir}/a`, { recursive: true });
+  assertEquals((await assertRejects(() => fs.stat(`${t.dir}/a`), FileError)).code, "ENOENT");
+  assertEquals((await assertRejects(() => fs.remove(`${t.dir}/a`), FileError)).code, "ENOENT");
+});
+
+// --- the Client's own ---
+
+Deno.test("client: a download whose HTTP connection is cut resumes from the last byte received", async () => {
+  await using t = await setup("client", ["w1"], [], true);
+  const proxy = t.fleet.proxy!;
+  const data = random(48 * 1024 * 1024);
+  await Deno.writeFile(`${t.dir}/big.bin`, data);
+  const progress: TransferProgress[] = [];
+  const stream = await t.c.downloadStream("w1", `${t.dir}/big.bin`, {
+    onProgress: (p) => progress.push(p),
+  });
+  const hash = createHash("sha256");
+  let received = 0;
+  let cuts = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    received += chunk.length;
+    if (received >= (cuts + 1) * 12 * 1024 * 1024 && cuts < 3) {
+      cuts++;
+      await proxy.cut();
+    }
+  }
+  assertEquals(cuts, 3);
+  assertEquals(received, data.length);
+  assertEquals(hash.digest("hex"), sha256(data));
+  assertEquals(progress.at(-1), { bytes: data.length, total: data.length });
+  assertGreater(proxy.accepted, 3);
+});
+
+Deno.test("client: fs.watch is not offered by the control API and says so", async () => {
+  await using t = await setup("client");
+  const error = await assertRejects(
+    () => t.c.fs("w1").watch(t.dir)[Symbol.asyncIterator]().next(),
+    ControlApiError,
+    "not supported over the control API",
+  );
+  assertEquals(error.code, "UNSUPPORTED");
+  await assertRejects(() => t.c.fs("w1").watch("")[Symbol.asyncIterator]().next(), TypeError);
+});
+
+Deno.test("client: an upload stream that is not the size it announced fails and leaves nothing", async () => {
+  await using t = await setup("client");
+  const path = `${t.dir}/sized.bin`;
+  await assertRejects(
+    () => t.c.upload("w1", path, new Blob([new Uint8Array(10)]).stream(), { size: 11 }),
+    RangeError,
+    "short",
+  );
+  await assertRejects(
+    () => t.c.upload("w1", path, new Blob([new Uint8Array(12)]).stream(), { size: 11 }),
+    RangeError,
+    "more than",
+  );
+  assertEquals(await Deno.lstat(path).catch(() => null), null);
+  assertEquals(tempLeftovers(t.dir), []);
+});
