@@ -17,7 +17,8 @@ import { defaultStateDir } from "./snapshots/state_dir.ts";
 export const USAGE: string =
   `sandd ${VERSION} — the SandD worker daemon. Dials out to a controller over WebSocket.
 
-Usage: sandd --server-url ws://HOST:PORT/ws [options]
+Usage: sandd [daemon] --server-url ws://HOST:PORT/ws [options]
+       sandd COMMAND ...       (serve, daemons, exec, shell, cp, ...: see 'sandd help')
 
 Connection:
   --server-url URL        controller URL, ws:// or wss:// (env SANDD_SERVER_URL)

@@ -1,8 +1,12 @@
 /**
- * The `sandd` daemon entry point.
+ * The `sandd` entry point: the worker daemon, and (loaded only when asked for) the standalone controller and the
+ * operator commands of `daemon/commands/`.
  *
  * ```sh
  * deno run -A daemon/main.ts --server-url ws://host:8765/ws --daemon-id worker-1 --label role=gpu
+ * deno run -A daemon/main.ts daemon --server-url ws://host:8765/ws   # the same, spelled out
+ * deno run -A daemon/main.ts serve --port 8765                         # a standalone controller
+ * deno run -A daemon/main.ts exec worker-1 -- uname -a                 # an operator command
  * ```
  *
  * @module
@@ -17,10 +21,24 @@ import { fileHandlers } from "./files.ts";
 import { snapshotHandlers } from "./snapshots/mod.ts";
 import { acquireFs, FS_UNSUPPORTED, releaseFs } from "./ffi/fs.ts";
 
-async function main(): Promise<number> {
+/**
+ * `sandd daemon ...` (or bare flags) runs the worker; any other first word is a subcommand of
+ * `commands/mod.ts`, imported only then so that the worker never loads the controller's code.
+ */
+async function main(args: string[]): Promise<number> {
+  const [first, ...rest] = args;
+  if (first === "daemon") return await daemonMain(rest);
+  if (first !== undefined && !first.startsWith("-")) {
+    const { runCommand } = await import("./commands/mod.ts");
+    return await runCommand(first, rest);
+  }
+  return await daemonMain(args);
+}
+
+async function daemonMain(args: string[]): Promise<number> {
   let config: DaemonConfig;
   try {
-    config = parseDaemonArgs(Deno.args, Deno.env.toObject());
+    config = parseDaemonArgs(args, Deno.env.toObject());
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(`sandd: ${error.message}\nRun 'sandd --help' for usage.`);
@@ -136,5 +154,5 @@ function rootDirectory(path: string): string {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main());
+  Deno.exit(await main(Deno.args));
 }

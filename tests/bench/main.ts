@@ -34,6 +34,7 @@ import { forward } from "./forward.ts";
 import { api } from "./_api.ts";
 import { snapshots } from "./snapshots.ts";
 import { consoleSection } from "./console.ts";
+import { cli } from "./cli.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -50,6 +51,7 @@ export const SECTIONS: readonly Section[] = [
   api,
   snapshots,
   consoleSection,
+  cli,
 ];
 
 /** What `--json` prints. */

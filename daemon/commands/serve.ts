@@ -1,0 +1,186 @@
+/**
+ * `sandd serve`: a standalone controller. Daemons dial in on the WebSocket path; operators and scripts use the
+ * HTTP control API under `/api/v1` on the same port; `/health` and `/stats` as with an embedded `Server`.
+ *
+ * @module
+ */
+
+import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
+import {
+  type AuditSink,
+  type ControlOptions,
+  fileAuditSink,
+  parseClientTokens,
+  Server,
+  type ServerOptions,
+} from "@sandd/server";
+import { parse, str } from "./_args.ts";
+import { CliError, EXIT, usageError } from "./exit_codes.ts";
+import { out } from "./_format.ts";
+
+/** Help of `sandd serve`. */
+export const SERVE_USAGE = `Usage: sandd serve [options]
+
+Run a standalone controller: daemons connect to ws://HOST:PORT/ws, clients use the control API at
+http://HOST:PORT/api/v1 (the sandd commands, the TypeScript Client, the Python client).
+
+Options:
+  --hostname HOST           interface to bind (default 127.0.0.1)
+  --port N                  port; 0 picks a free one (default 8765)
+  --path PATH               the daemons' WebSocket path (default /ws)
+  --token-file FILE         shared bearer token daemons must present (first line of FILE)
+  --client-token-file FILE  API client tokens: one 'TOKEN [scope,scope]' per line (scopes: read, exec,
+                            files, admin; none listed = all); without it the API is open, which is only
+                            allowed on a loopback address (or with --insecure)
+  --insecure                allow an open API (no client tokens) on a non-loopback address
+  --cert FILE, --key FILE   PEM certificate chain and key: serve https/wss
+  --audit FILE              append the audit trail to FILE (JSON lines)
+  --log-format FORMAT       text | json (default text)
+  --log-level LEVEL         debug | info | warning | error (default info)
+  -h, --help                print this and exit
+
+It prints 'listening on URL' once ready. SIGINT/SIGTERM close the daemon links and the listener (processes
+on the workers keep running) and exit 0. Exit 64 for bad flags, 78 for an unreadable file.`;
+
+function readFile(path: string, flag: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new CliError(EXIT.CONFIG, `Cannot read --${flag} '${path}': ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Run `sandd serve` until SIGINT or SIGTERM.
+ *
+ * @param args The arguments after `serve`.
+ * @returns The exit code.
+ */
+export async function serve(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    hostname: { type: "string" },
+    port: { type: "string" },
+    path: { type: "string" },
+    "token-file": { type: "string" },
+    "client-token-file": { type: "string" },
+    insecure: { type: "boolean" },
+    cert: { type: "string" },
+    key: { type: "string" },
+    audit: { type: "string" },
+    "log-format": { type: "string" },
+    "log-level": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    await out(SERVE_USAGE);
+    return EXIT.OK;
+  }
+  if (positionals.length) throw usageError(`Unexpected argument '${positionals[0]}'`);
+  const portText = str(values, "port") ?? "8765";
+  const port = Number(portText);
+  if (portText.trim() === "" || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw usageError(`--port must be an integer from 0 to 65535, got '${portText}'`);
+  }
+  const logFormat = str(values, "log-format") ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw usageError(`--log-format must be text or json, got '${logFormat}'`);
+  }
+  const logLevel = str(values, "log-level") ?? "info";
+  if (!["debug", "info", "warning", "error"].includes(logLevel)) {
+    throw usageError(`--log-level must be debug, info, warning or error, got '${logLevel}'`);
+  }
+  const cert = str(values, "cert");
+  const key = str(values, "key");
+  if ((cert === undefined) !== (key === undefined)) {
+    throw usageError("--cert and --key go together");
+  }
+  const options: ServerOptions = {
+    hostname: str(values, "hostname") ?? "127.0.0.1",
+    port,
+  };
+  const path = str(values, "path");
+  if (path !== undefined) options.path = path;
+  const tokenFile = str(values, "token-file");
+  if (tokenFile !== undefined) {
+    const token = readFile(tokenFile, "token-file").split(/\r?\n/)[0]!.trim();
+    if (token === "") throw new CliError(EXIT.CONFIG, `--token-file '${tokenFile}' is empty`);
+    options.token = token;
+  }
+  const clientTokenFile = str(values, "client-token-file");
+  const control: ControlOptions = {};
+  if (clientTokenFile !== undefined) {
+    try {
+      control.tokens = parseClientTokens(readFile(clientTokenFile, "client-token-file"));
+    } catch (error) {
+      if (error instanceof CliError) throw error;
+      throw new CliError(
+        EXIT.CONFIG,
+        `Bad --client-token-file '${clientTokenFile}': ${(error as Error).message}`,
+      );
+    }
+  }
+  if (values.insecure) control.insecure = true;
+  options.control = control;
+  if (cert !== undefined && key !== undefined) {
+    options.cert = readFile(cert, "cert");
+    options.key = readFile(key, "key");
+  }
+  let audit: (AuditSink & AsyncDisposable) | undefined;
+  const auditFile = str(values, "audit");
+  if (auditFile !== undefined) {
+    try {
+      audit = fileAuditSink(auditFile);
+    } catch (error) {
+      throw new CliError(EXIT.CONFIG, `Bad --audit '${auditFile}': ${(error as Error).message}`);
+    }
+    options.audit = audit;
+  }
+
+  const encoder = new TextEncoder();
+  const formatter = logFormat === "json" ? getJsonLinesFormatter() : getTextFormatter();
+  await configure({
+    sinks: { stderr: (record) => Deno.stderr.writeSync(encoder.encode(formatter(record))) },
+    loggers: [
+      {
+        category: ["sandd"],
+        lowestLevel: logLevel as "debug" | "info" | "warning" | "error",
+        sinks: ["stderr"],
+      },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+
+  const stopping = Promise.withResolvers<Deno.Signal>();
+  const onInt = () => stopping.resolve("SIGINT");
+  const onTerm = () => stopping.resolve("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  try {
+    let server: Server;
+    try {
+      server = await Server.listen(options);
+    } catch (error) {
+      if (error instanceof TypeError || error instanceof RangeError) {
+        throw usageError((error as Error).message);
+      }
+      if (error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied) {
+        throw new CliError(
+          EXIT.UNAVAILABLE,
+          `Cannot listen on ${options.hostname}:${port}: ${(error as Error).message}`,
+        );
+      }
+      throw error;
+    }
+    const http = new URL(server.url);
+    http.protocol = http.protocol === "wss:" ? "https:" : "http:";
+    const base = http.origin;
+    await out(`listening on ${base} (daemons: ${server.url}, API: ${base}/api/v1)`);
+    const signal = await stopping.promise;
+    console.error(`sandd: ${signal}: closing`);
+    await server.close();
+    return EXIT.OK;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInt);
+    Deno.removeSignalListener("SIGTERM", onTerm);
+  }
+}
