@@ -94,3 +94,4 @@ export {
   type FileAuditSinkOptions,
   logtapeAuditSink,
 } from "./server/audit.ts";
+export type { MetricsOptions } from "./server/metrics.ts";

@@ -23,6 +23,8 @@ import { AuditedFs } from "./_audited_fs.ts";
 import { Launcher } from "./_exec.ts";
 import { handleHttp, type HttpMount, type HttpRoutes, serveHttp } from "./_http.ts";
 import { Hub } from "./_hub.ts";
+import { MetricsState } from "./_metrics_state.ts";
+import { checkMetricsOptions, metricsLabelKeys, metricsMount } from "./metrics.ts";
 import { ProcessRegistry } from "./_registry.ts";
 import { createSecurity, type Security } from "./_security.ts";
 import {
@@ -109,6 +111,7 @@ export class Server extends EventTarget implements Controller {
   /** HTTP features mounted beside the daemon endpoint (control API, metrics, console, exposed ports). */
   readonly #mounts: HttpMount[] = [];
   readonly #startedAt = Date.now();
+  readonly #metrics: MetricsState;
   #closing: Promise<void> | null = null;
 
   private constructor(
@@ -119,6 +122,7 @@ export class Server extends EventTarget implements Controller {
     super();
     this.#path = options.path ?? "/ws";
     this.#security = security;
+    this.#metrics = new MetricsState(metricsLabelKeys(options));
     const hub = (): Hub => this.#hub;
     this.#auditor = new Auditor(
       security.audit,
@@ -137,6 +141,7 @@ export class Server extends EventTarget implements Controller {
       maxBufferedBytes: options.maxBufferedBytes ?? 64 * 1024 * 1024,
       auditor: this.#auditor,
       registry: this.#registry,
+      metrics: this.#metrics,
       onConnect: (info) => this.dispatchEvent(new DaemonEvent("connect", info)),
       onDisconnect: (info) => this.dispatchEvent(new DaemonEvent("disconnect", info)),
     });
@@ -150,6 +155,7 @@ export class Server extends EventTarget implements Controller {
       connection: (id) => this.#connection(id),
       charge: (id) => security.limiter?.take(id),
       registry: this.#registry,
+      metrics: this.#metrics,
       streamWindow: options.streamWindow ?? 1024 * 1024,
       reconnectGraceMs: options.reconnectGraceMs ?? 5_000,
     });
@@ -158,10 +164,17 @@ export class Server extends EventTarget implements Controller {
       mounts: this.#mounts,
       path: this.#path,
       security,
+      metrics: this.#metrics,
       stats: () => this.stats(),
       closing: () => this.#closing !== null,
       accept: (socket, remote, identity) => this.#hub.accept(socket, remote, identity),
     };
+    const metrics = metricsMount(options, {
+      state: this.#metrics,
+      followed: () => this.#registry.size,
+      failed: (address) => security.failures.failed(address),
+    });
+    if (metrics) this.#mounts.push(metrics);
     options.signal?.addEventListener("abort", () => this.close(), { once: true });
   }
 
@@ -173,6 +186,7 @@ export class Server extends EventTarget implements Controller {
    */
   static async listen(options: ServerOptions = {}): Promise<Server> {
     checkServerOptions(options);
+    checkMetricsOptions(options);
     const security = createSecurity(options, log);
     // Requests reach the server once it exists (it is made as soon as the listener is open).
     const holder: { server?: Server } = {};
@@ -735,6 +749,7 @@ export class Server extends EventTarget implements Controller {
   /** Close every daemon link and stop listening. Processes on the workers keep running. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#metrics.close();
       await this.#hub.close();
       await this.#http.shutdown();
       const audit = this.#security.audit;
