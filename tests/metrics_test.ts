@@ -308,3 +308,27 @@ Deno.test("metrics: a real Prometheus server scrapes sandd_daemons", async () =>
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("metrics: the bench section reports its figures beside their baselines", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./bench/main.ts", import.meta.url).pathname,
+      "--quick",
+      "--json",
+      "--only",
+      "metrics",
+    ],
+    env: { BENCH_SOCKETS: "50" },
+    stdin: "null",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 0, stderr);
+  const report = JSON.parse(new TextDecoder().decode(out.stdout));
+  const ids = report.figures.map((f: { id: string }) => f.id).sort();
+  assertEquals(ids, ["metrics.exec_p50", "metrics.scrape_max", "metrics.scrape_p50"]);
+  for (const figure of report.figures) {
+    assert(figure.value > 0 && figure.baseline > 0, `${figure.id}: ${JSON.stringify(figure)}`);
+  }
+});

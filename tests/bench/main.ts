@@ -28,6 +28,7 @@ import { resume } from "./resume.ts";
 import { pty } from "./pty.ts";
 import { files } from "./files.ts";
 import { memory } from "./memory.ts";
+import { metrics } from "./metrics.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -39,6 +40,7 @@ export const SECTIONS: readonly Section[] = [
   pty,
   files,
   memory,
+  metrics,
 ];
 
 /** What `--json` prints. */
