@@ -95,3 +95,7 @@ export {
   logtapeAuditSink,
 } from "./server/audit.ts";
 export type { MetricsOptions } from "./server/metrics.ts";
+
+// --- The HTTP control API (issue 11): `Server.listen({ control })` ---
+export type { ClientToken, ControlOptions, Scope } from "./server/control/options.ts";
+export { parseClientTokens } from "./server/control/tokens.ts";

@@ -1,5 +1,6 @@
 // The one audit wrapper: every action the controller takes on a daemon (every request it sends) goes through
 // `Auditor.run`, which writes one record with the outcome, refused and failed actions included.
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { AuditInput, AuditLog, AuditRecord } from "./audit.ts";
 import type { ProcessStatus } from "./process.ts";
 
@@ -18,6 +19,13 @@ interface Logger {
 function message(error: unknown): string {
   return String((error as Error)?.message ?? error);
 }
+
+/**
+ * Who is acting when it is not the script embedding the server: the control API runs each request inside
+ * `auditActor.run("client:<name>", ...)`, and the records written meanwhile carry that identity instead of the
+ * daemon's.
+ */
+export const auditActor: AsyncLocalStorage<string> = new AsyncLocalStorage<string>();
 
 export class Auditor {
   readonly #trail: AuditLog | undefined;
@@ -58,7 +66,7 @@ export class Auditor {
     if (!this.#trail) return await fn();
     const started = performance.now();
     const id = String(daemon);
-    const identity = this.#identityOf(id);
+    const identity = auditActor.getStore() ?? this.#identityOf(id);
     const base = { daemon: id, ...(identity !== undefined ? { identity } : {}), action, ...fields };
     let result: T;
     try {
@@ -85,7 +93,7 @@ export class Auditor {
   exit(daemon: string, fields: AuditFields, status: Promise<ProcessStatus>): void {
     if (!this.#trail) return;
     const started = performance.now();
-    const identity = this.#identityOf(daemon);
+    const identity = auditActor.getStore() ?? this.#identityOf(daemon);
     const base = {
       daemon,
       ...(identity !== undefined ? { identity } : {}),

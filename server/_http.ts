@@ -21,6 +21,8 @@ export interface HttpMount {
   prefix: string;
   /** Answer the request. */
   handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response>;
+  /** Optional: end long-lived answers (event streams, waits); called first when the server closes. */
+  close?(): void | Promise<void>;
 }
 
 /** What the HTTP handler needs from the server. */

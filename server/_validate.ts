@@ -3,6 +3,7 @@ import { DAEMON_ID_RULE, isDaemonId } from "@sandd/protocol/constants";
 import { streamOffsets } from "./_process_session.ts";
 import type { ShellOptions } from "./shell.ts";
 import type { AttachOptions, ExecOptions, ServerOptions, SpawnOptions } from "./options.ts";
+import { checkControlOptions } from "./control/options.ts";
 
 export function positiveInt(name: string, value: number | undefined, min = 1): void {
   if (value !== undefined && (!Number.isInteger(value) || value < min)) {
@@ -142,6 +143,9 @@ export function checkServerOptions(options: ServerOptions): void {
   positiveInt("streamWindow", options.streamWindow, 1024);
   if (options.path !== undefined && !options.path.startsWith("/")) {
     throw new TypeError(`path must start with '/', got '${options.path}'`);
+  }
+  if (options.control !== undefined) {
+    checkControlOptions(options.control, options.hostname ?? "127.0.0.1", options.token);
   }
   positiveInt("maxMessageBytes", options.maxMessageBytes, 1024);
   positiveInt("maxBufferedBytes", options.maxBufferedBytes, 1024);

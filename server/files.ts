@@ -507,6 +507,73 @@ const watchers: WeakMap<Connection, Map<number, (message: FsEventMessage) => voi
  * @param conn The connection it arrived on.
  * @param message The event.
  */
+// --- stream-based transfers for the control API (the HTTP body is the stream) ---
+
+/**
+ * @internal Stream a file from a worker with its size (the control API's download sends it as
+ * `Content-Length`). Resolves once the daemon has opened the file.
+ */
+export async function openFileDownload(
+  host: FileHost,
+  id: string,
+  path: string,
+  options: DownloadOptions = {},
+): Promise<{ readable: ReadableStream<Uint8Array>; size: number | null; mode: number }> {
+  checkDownload(path, options);
+  options.signal?.throwIfAborted();
+  const { readable, info } = await openDownload(host, host.connection(id), path, options, false);
+  return { readable, size: info.size, mode: info.mode };
+}
+
+/** @internal A directory tree on a worker as a tar stream (`GET /api/v1/daemons/{id}/dirs`). */
+export async function downloadTarStream(
+  host: FileHost,
+  id: string,
+  remoteDir: string,
+  options: DownloadDirOptions = {},
+): Promise<ReadableStream<Uint8Array>> {
+  checkPath("remoteDir", remoteDir);
+  checkCommon(options);
+  options.signal?.throwIfAborted();
+  return (await openDownload(host, host.connection(id), remoteDir, options, true)).readable;
+}
+
+/**
+ * @internal Unpack a tar stream into a directory on a worker, atomically as `uploadDirectory` does
+ * (`PUT /api/v1/daemons/{id}/dirs`).
+ */
+export async function uploadTarStream(
+  host: FileHost,
+  id: string,
+  remoteDir: string,
+  tar: ReadableStream<Uint8Array>,
+  options: UploadDirOptions = {},
+): Promise<UploadDirResult> {
+  checkPath("remoteDir", remoteDir);
+  checkMode(options.mode);
+  checkCommon(options);
+  const data = await sendUpload(
+    host,
+    host.connection(id),
+    {
+      path: remoteDir,
+      archive: "tar",
+      mode: options.mode ?? 0o755,
+      ...(options.mkdirs ? { mkdirs: true } : {}),
+    },
+    streamChunks(tar),
+    undefined,
+    options,
+  );
+  return {
+    bytes: data.bytes,
+    sha256: data.sha256,
+    files: data.files ?? 0,
+    directories: data.directories ?? 0,
+    symlinks: data.symlinks ?? 0,
+  };
+}
+
 export function dispatchFsEvent(conn: Connection, message: FsEventMessage): void {
   watchers.get(conn)?.get(message.wid)?.(message);
 }

@@ -9,6 +9,7 @@ import type { Identity, JwtOptions } from "./auth.ts";
 import type { MetricsOptions } from "./metrics.ts";
 import type { Gap, StreamOffsets } from "./process.ts";
 import type { RateLimit } from "./rate_limiter.ts";
+import type { ControlOptions } from "./control/options.ts";
 
 /** Options of {@linkcode Server.listen}. */
 export interface ServerOptions {
@@ -94,6 +95,12 @@ export interface ServerOptions {
    * previous response, else it is closed. @default 10_000
    */
   headerTimeoutMs?: number;
+  /**
+   * Serve the HTTP control API under `/api/v1` (`true`: with defaults). Clients authenticate with their own
+   * tokens (`control.tokens`), never with the daemons' credentials; without client tokens the API is open, which
+   * is only allowed on a loopback `hostname` unless `control.insecure` is set. @default undefined (no API)
+   */
+  control?: true | ControlOptions;
 }
 
 /**

@@ -38,6 +38,7 @@ import {
   positiveInt,
 } from "./_validate.ts";
 import type { AuditInput } from "./audit.ts";
+import { createControlMount } from "./control/control.ts";
 import { DaemonDisconnectedError, DaemonNotFoundError, tarFileError } from "./errors.ts";
 import type {
   AttachOptions,
@@ -175,6 +176,11 @@ export class Server extends EventTarget implements Controller {
       failed: (address) => security.failures.failed(address),
     });
     if (metrics) this.#mounts.push(metrics);
+    if (options.control !== undefined) {
+      const host = { server: this, files: this.#files, auditor: this.#auditor };
+      const connection = (id: string) => this.#hub.connection(id);
+      this.#mounts.push(createControlMount({ ...host, connection }, options.control, security));
+    }
     options.signal?.addEventListener("abort", () => this.close(), { once: true });
   }
 
@@ -750,6 +756,7 @@ export class Server extends EventTarget implements Controller {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#metrics.close();
+      for (const mount of this.#mounts) await mount.close?.();
       await this.#hub.close();
       await this.#http.shutdown();
       const audit = this.#security.audit;

@@ -1,0 +1,285 @@
+// File resources: download (streamed, Content-Length, integrity checked against the daemon's SHA-256), upload
+// (streamed, atomic, optional expected SHA-256), stat/list/mkdir/remove/move, and directories as tar streams.
+import { createHash } from "node:crypto";
+import {
+  downloadTarStream,
+  type FileEntry,
+  type FileStat,
+  openFileDownload,
+  uploadTarStream,
+} from "../files.ts";
+import { FileError } from "../errors.ts";
+import type { ControlContext, RouteParams } from "./_context.ts";
+import {
+  type BodySchema,
+  boolParam,
+  intParam,
+  onlyParams,
+  queryParam,
+  readJson,
+  requiredParam,
+} from "./_body.ts";
+import { json, noContent } from "./_daemons.ts";
+import { badRequest } from "./_errors.ts";
+
+const MKDIR: BodySchema = {
+  required: { path: { type: "string", nonEmpty: true } },
+  optional: { recursive: { type: "boolean" }, mode: { type: "int", min: 0, max: 0o7777 } },
+};
+const REMOVE: BodySchema = {
+  required: { path: { type: "string", nonEmpty: true } },
+  optional: { recursive: { type: "boolean" } },
+};
+const MOVE: BodySchema = {
+  required: { from: { type: "string", nonEmpty: true }, to: { type: "string", nonEmpty: true } },
+};
+
+function modeParam(ctx: ControlContext): number | undefined {
+  const text = queryParam(ctx.url, "mode");
+  if (text === undefined) return undefined;
+  if (!/^0?[0-7]{1,4}$/.test(text)) {
+    throw badRequest(
+      `Query parameter 'mode' must be octal 0000 to 7777, got '${text.slice(0, 100)}'`,
+    );
+  }
+  return parseInt(text, 8);
+}
+
+function dateJson(value: Date | null): string | null {
+  return value === null ? null : value.toISOString();
+}
+
+function statJson(stat: FileStat): Record<string, unknown> {
+  return { ...stat, mtime: dateJson(stat.mtime) };
+}
+
+function entryJson(entry: FileEntry): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...entry };
+  if ("mtime" in entry) out.mtime = dateJson(entry.mtime as Date | null);
+  return out;
+}
+
+/** `GET /daemons/{id}/files?path=&from=`: the file's bytes, streamed, with `Content-Length` and `Sandd-Size`. */
+export async function downloadFile(
+  ctx: ControlContext,
+  request: Request,
+  params: RouteParams,
+): Promise<Response> {
+  onlyParams(ctx.url, ["path", "from"]);
+  const path = requiredParam(ctx.url, "path");
+  const from = intParam(ctx.url, "from") ?? 0;
+  const id = params.id!;
+  const abort = new AbortController();
+  const { readable, size } = await ctx.host.auditor.run(
+    "download",
+    id,
+    { path },
+    () => openFileDownload(ctx.host.files, id, path, { from, signal: abort.signal }),
+    (r) => (r.size !== null ? { bytes: Math.max(0, r.size - from) } : {}),
+  );
+  request.signal.addEventListener("abort", () => abort.abort(), { once: true });
+  const headers: Record<string, string> = {
+    "content-type": "application/octet-stream",
+    "cache-control": "no-store",
+  };
+  if (size !== null) {
+    headers["content-length"] = String(Math.max(0, size - from));
+    headers["sandd-size"] = String(size);
+  }
+  // The stream errors (and the answer is cut short of its Content-Length) when what arrived does not match the
+  // daemon's SHA-256: a client never sees a short or corrupt body as complete.
+  return new Response(readable, { headers });
+}
+
+/** A stream that hashes what passes and fails at its end when the digest differs from `expected`. */
+function verifying(
+  body: ReadableStream<Uint8Array>,
+  expected: string,
+  id: string,
+  path: string,
+): ReadableStream<Uint8Array> {
+  const hash = createHash("sha256");
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        hash.update(chunk);
+        controller.enqueue(chunk);
+      },
+      flush() {
+        const actual = hash.digest("hex");
+        if (actual !== expected) {
+          throw new FileError(id, {
+            code: "EINTEGRITY",
+            message:
+              `Upload of '${path}' has SHA-256 ${actual}, expected ${expected}; nothing was written`,
+            path,
+          });
+        }
+      },
+    }),
+  );
+}
+
+/** `PUT /daemons/{id}/files?path=&mode=&mkdirs=`: the body, streamed into the file atomically. */
+export async function uploadFile(
+  ctx: ControlContext,
+  request: Request,
+  params: RouteParams,
+): Promise<Response> {
+  onlyParams(ctx.url, ["path", "mode", "mkdirs"]);
+  const path = requiredParam(ctx.url, "path");
+  const mode = modeParam(ctx);
+  const mkdirs = boolParam(ctx.url, "mkdirs", false);
+  const id = params.id!;
+  const expected = request.headers.get("sandd-sha256");
+  if (expected !== null && !/^[0-9a-f]{64}$/.test(expected)) {
+    throw badRequest(
+      `Header 'Sandd-Sha256' must be 64 lowercase hex digits, got '${expected.slice(0, 100)}'`,
+    );
+  }
+  const length = request.headers.get("content-length");
+  const size = length !== null && /^\d{1,16}$/.test(length) ? Number(length) : undefined;
+  const abort = new AbortController();
+  const onAbort = () => abort.abort(new Error("Client went away"));
+  request.signal.addEventListener("abort", onAbort, { once: true });
+  let data: Uint8Array | ReadableStream<Uint8Array> = request.body ?? new Uint8Array(0);
+  if (expected !== null) {
+    data = verifying(
+      data instanceof ReadableStream ? data : new Blob([data as Uint8Array<ArrayBuffer>]).stream(),
+      expected,
+      id,
+      path,
+    );
+  }
+  try {
+    const result = await ctx.server.upload(id, path, data, {
+      ...(mode !== undefined ? { mode } : {}),
+      ...(mkdirs ? { mkdirs } : {}),
+      ...(size !== undefined ? { size } : {}),
+      signal: abort.signal,
+    });
+    return json({ bytes: result.bytes, sha256: result.sha256 });
+  } finally {
+    request.signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** `GET /daemons/{id}/fs/stat?path=`. */
+export async function stat(ctx: ControlContext, params: RouteParams): Promise<Response> {
+  onlyParams(ctx.url, ["path"]);
+  return json(statJson(await ctx.server.fs(params.id!).stat(requiredParam(ctx.url, "path"))));
+}
+
+/** `GET /daemons/{id}/fs/list?path=`. */
+export async function list(ctx: ControlContext, params: RouteParams): Promise<Response> {
+  onlyParams(ctx.url, ["path", "recursive"]);
+  const recursive = boolParam(ctx.url, "recursive", false);
+  const entries = await ctx.server.fs(params.id!).list(requiredParam(ctx.url, "path"), {
+    recursive,
+  });
+  return json({ entries: entries.map(entryJson) });
+}
+
+/** `POST /daemons/{id}/fs/mkdir` `{ path, recursive?, mode? }`. */
+export async function mkdir(
+  ctx: ControlContext,
+  request: Request,
+  params: RouteParams,
+): Promise<Response> {
+  onlyParams(ctx.url, []);
+  const body = await readJson(request, MKDIR, ctx.state.maxJsonBytes);
+  await ctx.server.fs(params.id!).mkdir(body.path as string, {
+    ...(body.recursive !== undefined ? { recursive: body.recursive as boolean } : {}),
+    ...(body.mode !== undefined ? { mode: body.mode as number } : {}),
+  });
+  return noContent();
+}
+
+/** `POST /daemons/{id}/fs/remove` `{ path, recursive? }`. */
+export async function remove(
+  ctx: ControlContext,
+  request: Request,
+  params: RouteParams,
+): Promise<Response> {
+  onlyParams(ctx.url, []);
+  const body = await readJson(request, REMOVE, ctx.state.maxJsonBytes);
+  await ctx.server.fs(params.id!).remove(body.path as string, {
+    ...(body.recursive !== undefined ? { recursive: body.recursive as boolean } : {}),
+  });
+  return noContent();
+}
+
+/** `POST /daemons/{id}/fs/move` `{ from, to }`. */
+export async function move(
+  ctx: ControlContext,
+  request: Request,
+  params: RouteParams,
+): Promise<Response> {
+  onlyParams(ctx.url, []);
+  const body = await readJson(request, MOVE, ctx.state.maxJsonBytes);
+  await ctx.server.fs(params.id!).move(body.from as string, body.to as string);
+  return noContent();
+}
+
+/** `GET /daemons/{id}/dirs?path=`: the tree as a tar stream. */
+export async function downloadDir(
+  ctx: ControlContext,
+  request: Request,
+  params: RouteParams,
+): Promise<Response> {
+  onlyParams(ctx.url, ["path"]);
+  const path = requiredParam(ctx.url, "path");
+  const id = params.id!;
+  const abort = new AbortController();
+  const readable = await ctx.host.auditor.run(
+    "downloadDir",
+    id,
+    { path },
+    () => downloadTarStream(ctx.host.files, id, path, { signal: abort.signal }),
+  );
+  request.signal.addEventListener("abort", () => abort.abort(), { once: true });
+  return new Response(readable, {
+    headers: { "content-type": "application/x-tar", "cache-control": "no-store" },
+  });
+}
+
+/** `PUT /daemons/{id}/dirs?path=&mkdirs=&mode=`: a tar body unpacked into the directory (replaced atomically). */
+export async function uploadDir(
+  ctx: ControlContext,
+  request: Request,
+  params: RouteParams,
+): Promise<Response> {
+  onlyParams(ctx.url, ["path", "mkdirs", "mode"]);
+  const path = requiredParam(ctx.url, "path");
+  const mkdirs = boolParam(ctx.url, "mkdirs", false);
+  const mode = modeParam(ctx);
+  const id = params.id!;
+  if (!request.body) throw badRequest("The body must be a tar archive, got none");
+  const abort = new AbortController();
+  const onAbort = () => abort.abort(new Error("Client went away"));
+  request.signal.addEventListener("abort", onAbort, { once: true });
+  const body = request.body;
+  try {
+    const result = await ctx.host.auditor.run(
+      "uploadDir",
+      id,
+      { path },
+      () =>
+        uploadTarStream(ctx.host.files, id, path, body, {
+          ...(mkdirs ? { mkdirs } : {}),
+          ...(mode !== undefined ? { mode } : {}),
+          signal: abort.signal,
+        }),
+      (r) => ({ bytes: r.bytes }),
+    );
+    return json({
+      files: result.files,
+      dirs: result.directories,
+      symlinks: result.symlinks,
+      bytes: result.bytes,
+      sha256: result.sha256,
+    });
+  } finally {
+    request.signal.removeEventListener("abort", onAbort);
+  }
+}
