@@ -661,7 +661,8 @@ export class ProcessTable {
   attach(link: Link, args: AttachArgs): ManagedProcess {
     const process = this.get(args.proc);
     const resumes = [args.stdout, args.stderr];
-    process.detach(link);
+    // The link's earlier attachments stay: one controller may follow a process with several handles (each
+    // output stream is its own attachment, by stream id; stdin moves to the newest binding).
     process.attach(link, resumes, args.window, args.stdin);
     return process;
   }

@@ -2,6 +2,7 @@
 import { SIGNALS } from "@sandd/protocol/messages";
 import { DaemonNotFoundError, UnknownProcessError } from "../errors.ts";
 import type { Gap, ProcessInfo, ProcessStatus, RemoteProcess } from "../process.ts";
+import { sessionOf } from "../_process_session.ts";
 import type { ControlContext, RouteParams } from "./_context.ts";
 import { type BodySchema, boolParam, intParam, onlyParams, queryParam, readJson } from "./_body.ts";
 import { json, noContent } from "./_daemons.ts";
@@ -51,6 +52,16 @@ function unknownProcess(id: string, proc: string): UnknownProcessError {
 function muteOutputs(handle: RemoteProcess, keep?: "stdout" | "stderr"): void {
   if (keep !== "stdout") handle.stdout.cancel().catch(() => {});
   if (keep !== "stderr") handle.stderr.cancel().catch(() => {});
+}
+
+/**
+ * Let go of a handle the API attached for one request: its output streams are reset (the daemon drops those
+ * attachments; the process runs on) and the controller forgets it. Unlike `detach()`, this leaves the other
+ * handles this controller holds on the same process (the one that started it, other readers) untouched.
+ */
+function release(handle: RemoteProcess): void {
+  muteOutputs(handle);
+  sessionOf(handle).fail(new Error(`Released process ${handle.id}`));
 }
 
 /** Follow a process started through the API: announce its exit, then forget it. */
@@ -151,7 +162,8 @@ export async function processOutput(
   const finish = () => {
     if (finished) return;
     finished = true;
-    handle.detach().catch(() => {});
+    reader.cancel().catch(() => {});
+    release(handle);
   };
   const body = new ReadableStream<Uint8Array>({
     pull: async (controller) => {
@@ -162,7 +174,6 @@ export async function processOutput(
         if (next === null || next.done) {
           finish();
           controller.close();
-          reader.cancel().catch(() => {});
           return;
         }
         controller.enqueue(next.value);
@@ -171,10 +182,7 @@ export async function processOutput(
         controller.error(error);
       }
     },
-    cancel: () => {
-      reader.cancel().catch(() => {});
-      finish();
-    },
+    cancel: () => finish(),
   }, { highWaterMark: 0 });
   return new Response(body, {
     headers: {
@@ -227,7 +235,7 @@ export async function processStdin(
     writer = handle.stdin.getWriter();
   } catch (error) {
     await request.body?.cancel().catch(() => {});
-    if (!tracked) await handle.detach();
+    if (!tracked) release(handle);
     throw new HttpError(
       409,
       handle.exited ? "PROCESS_EXITED" : "STDIN_UNAVAILABLE",
@@ -254,7 +262,7 @@ export async function processStdin(
     writer.releaseLock();
     throw error;
   } finally {
-    if (!tracked) await handle.detach();
+    if (!tracked) release(handle);
   }
   return json({ bytes });
 }
@@ -305,12 +313,12 @@ export async function processStatus(
   if (tracked) return json(statusJson(await tracked.status));
   const handle = await ctx.server.attach(id, proc, { stdin: false });
   muteOutputs(handle);
-  const onAbort = () => handle.detach().catch(() => {});
+  const onAbort = () => release(handle);
   request.signal.addEventListener("abort", onAbort, { once: true });
   try {
     return json(statusJson(await handle.status));
   } finally {
     request.signal.removeEventListener("abort", onAbort);
-    await handle.detach().catch(() => {});
+    release(handle);
   }
 }
