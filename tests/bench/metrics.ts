@@ -72,7 +72,7 @@ async function scrapeAtScale(
   daemons: number,
   samples: number,
   log: (message: string) => void,
-): Promise<{ scrape: number[]; health: number[]; bytes: number }> {
+): Promise<{ scrape: number[]; health: number[]; bytes: number; connected: number }> {
   const controller = raised([
     "run",
     "-A",
@@ -106,16 +106,23 @@ async function scrapeAtScale(
   };
   try {
     await Promise.all(clientOuts.map((o) => o.line()));
-    // Every daemon counted (the hello of the last ones may still be on its way).
-    const deadline = Date.now() + 60_000;
+    // Every daemon counted (the hello of the last ones may still be on its way); links a loaded machine dropped
+    // are reported, and the figure names the count it was measured with.
+    const deadline = Date.now() + 30_000;
+    let connected = 0;
     while (true) {
       const { text } = await get("/metrics");
-      const connected = Number(/^sandd_daemons\{platform="linux"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+      connected = Number(/^sandd_daemons\{platform="linux"\} (\d+)$/m.exec(text)?.[1] ?? 0);
       if (connected >= daemons) break;
-      if (Date.now() > deadline) throw new Error(`Only ${connected} of ${daemons} daemons counted`);
+      if (Date.now() > deadline) {
+        log(
+          `metrics: only ${connected} of ${daemons} daemons still connected; measuring with those`,
+        );
+        break;
+      }
       await pause(200);
     }
-    log(`metrics: ${daemons} daemons connected; scraping`);
+    log(`metrics: ${connected} daemons connected; scraping`);
     const scrape: number[] = [];
     const health: number[] = [];
     let bytes = 0;
@@ -126,7 +133,7 @@ async function scrapeAtScale(
       health.push((await get("/health")).ms);
       await pause(20);
     }
-    return { scrape, health, bytes };
+    return { scrape, health, bytes, connected };
   } finally {
     for (const [i, c] of clients.entries()) {
       await c.stdin.close();
@@ -163,7 +170,7 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
       },
       {
         id: "metrics.scrape_p50",
-        label: `GET /metrics with ${daemons} connected daemons, p50 (${at.bytes} bytes)`,
+        label: `GET /metrics with ${at.connected} connected daemons, p50 (${at.bytes} bytes)`,
         unit: "ms",
         value: quantile(at.scrape, 0.5),
         baseline: quantile(at.health, 0.5),
@@ -174,7 +181,7 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
       },
       {
         id: "metrics.scrape_max",
-        label: `GET /metrics with ${daemons} connected daemons, max`,
+        label: `GET /metrics with ${at.connected} connected daemons, max`,
         unit: "ms",
         value: quantile(at.scrape, 1),
         baseline: quantile(at.health, 1),
