@@ -4,9 +4,11 @@
  * the text is built only when scraped, from aggregates kept at connect and disconnect, so a scrape costs the same
  * with 10 daemons or 19,000.
  *
- * Access: with `metrics: { token }` a scrape must send `Authorization: Bearer <token>` (401 otherwise; repeated
- * failures from one address get 429 like the daemon endpoint's). Without a token the endpoint is open, like
- * `/health`, which is only allowed on a loopback address unless `insecure: true` says it is meant.
+ * Access: with `metrics: { token }` a scrape must send `Authorization: Bearer <token>`; with client tokens
+ * configured for the control API (`control.tokens`), a client token with the `read` (or `admin`) scope is
+ * accepted too (401 otherwise; repeated failures from one address get 429 like the daemon endpoint's). With
+ * neither, the endpoint is open like `/health`, which is only allowed on a loopback address unless
+ * `insecure: true` says it is meant.
  *
  * @module
  */
@@ -58,7 +60,7 @@ function loopback(hostname: string): boolean {
 export function checkMetricsOptions(options: ServerOptions): void {
   const metrics = options.metrics;
   if (metrics === undefined || metrics === false || metrics === true) {
-    if (metrics === true) checkOpen(options.hostname, false);
+    if (metrics === true && clientTokens(options).length === 0) checkOpen(options.hostname, false);
     return;
   }
   if (typeof metrics !== "object" || metrics === null || Array.isArray(metrics)) {
@@ -99,7 +101,20 @@ export function checkMetricsOptions(options: ServerOptions): void {
       `metrics.insecure must be a boolean, got ${JSON.stringify(metrics.insecure)}`,
     );
   }
-  if (metrics.token === undefined) checkOpen(options.hostname, metrics.insecure === true);
+  if (metrics.token === undefined && clientTokens(options).length === 0) {
+    checkOpen(options.hostname, metrics.insecure === true);
+  }
+}
+
+/** Control API client tokens that may read metrics (scopes `read` or `admin`, or all scopes). */
+function clientTokens(options: ServerOptions): string[] {
+  const control = options.control;
+  if (typeof control !== "object" || control === null || !Array.isArray(control.tokens)) return [];
+  return control.tokens
+    .filter((t) =>
+      t.scopes === undefined || t.scopes.includes("read") || t.scopes.includes("admin")
+    )
+    .map((t) => t.token);
 }
 
 function checkOpen(hostname: string | undefined, insecure: boolean): void {
@@ -135,7 +150,7 @@ export function metricsMount(options: ServerOptions, host: MetricsHost): HttpMou
   const metrics = options.metrics;
   if (metrics === undefined || metrics === false) return null;
   const token = typeof metrics === "object" ? metrics.token : undefined;
-  const expected = token !== undefined ? digest(token) : undefined;
+  const accepted = [...(token !== undefined ? [token] : []), ...clientTokens(options)].map(digest);
   host.state.sampleEventLoop();
   return {
     prefix: "/metrics",
@@ -148,10 +163,10 @@ export function metricsMount(options: ServerOptions, host: MetricsHost): HttpMou
           headers: { allow: "GET, HEAD" },
         });
       }
-      if (expected !== undefined) {
+      if (accepted.length > 0) {
         const header = request.headers.get("authorization") ?? "";
         const credential = /^Bearer (.+)$/i.exec(header)?.[1];
-        if (credential === undefined || !timingSafeEqual(digest(credential), expected)) {
+        if (credential === undefined || !matches(digest(credential), accepted)) {
           host.state.authFailures[ENDPOINT_METRICS]!++;
           const retryMs = host.failed(info.remoteAddr.hostname);
           if (retryMs > 0) {
@@ -173,6 +188,13 @@ export function metricsMount(options: ServerOptions, host: MetricsHost): HttpMou
       });
     },
   };
+}
+
+/** Whether `candidate` equals one of `accepted` (every one compared, in constant time each). */
+function matches(candidate: Uint8Array, accepted: Uint8Array[]): boolean {
+  let found = false;
+  for (const digest of accepted) found = timingSafeEqual(candidate, digest) || found;
+  return found;
 }
 
 function digest(text: string): Uint8Array {

@@ -20,8 +20,10 @@ export interface ServerOptions {
   /** Path of the WebSocket endpoint. @default "/ws" */
   path?: string;
   /**
-   * Serve Prometheus metrics at `GET /metrics`: `true` (open like `/health`: only on a loopback address) or
-   * options (a bearer token, daemon label keys to count by). @default undefined (not served)
+   * Serve Prometheus metrics at `GET /metrics`: `true` or options (a bearer token, daemon label keys to count
+   * by). A scrape needs `metrics.token` or a control API client token with the `read` scope when either is
+   * configured; with neither it is open like `/health`, only allowed on a loopback address.
+   * @default undefined (not served)
    */
   metrics?: boolean | MetricsOptions;
   /**

@@ -176,6 +176,29 @@ Deno.test("metrics: a token protects the endpoint; auth failures and rate limits
   assertEquals(m.get('sandd_requests_total{op="spawn",outcome="ok"}'), 1);
 });
 
+Deno.test("metrics: with control API client tokens, a read-scoped client token may scrape", async () => {
+  const reader = "metrics-reader-token-0123456789";
+  const executor = "metrics-exec-only-token-0123456789";
+  await using server = await Server.listen({
+    hostname: "0.0.0.0",
+    port: 0,
+    metrics: true,
+    control: {
+      tokens: [{ token: reader, scopes: ["read"] }, { token: executor, scopes: ["exec"] }],
+    },
+  });
+  const url = `http://127.0.0.1:${server.port}/metrics`;
+  for (
+    const [headers, status] of [[{}, 401], [{ authorization: `Bearer ${executor}` }, 401]] as const
+  ) {
+    const response = await fetch(url, { headers });
+    assertEquals(response.status, status);
+    await response.body?.cancel();
+  }
+  const m = await scrape(server, { authorization: `Bearer ${reader}` });
+  assertEquals(m.get('sandd_auth_failures_total{endpoint="metrics"}'), 2);
+});
+
 Deno.test("metrics: not served unless asked for; open metrics need loopback or insecure", async () => {
   {
     await using server = await Server.listen({ port: 0 });
