@@ -24,6 +24,7 @@ import base64
 import hashlib
 import http.client
 import json
+import math
 import socket
 import ssl
 import time
@@ -369,7 +370,11 @@ class Client:
         if payload is not None:
             body = json.dumps(payload).encode("utf-8")
             headers["content-type"] = "application/json"
-        timeout = None if wait is None and self._timeout is None else (self._timeout or 0) + (wait or 0)
+        # `wait`: how long the call may legitimately take on top of the socket timeout (math.inf: no limit).
+        if wait == math.inf or (wait is None and self._timeout is None):
+            timeout: Optional[float] = None
+        else:
+            timeout = (self._timeout or 0) + (wait or 0)
         for attempt in (1, 2):
             reused = self._conn is not None
             if self._conn is None:
@@ -446,7 +451,7 @@ class Client:
             body["stdinBase64"] = base64.b64encode(bytes(stdin)).decode("ascii")
         if max_output_bytes is not None:
             body["maxOutputBytes"] = max_output_bytes
-        r = self._call("POST", f"{API}/daemons/{_q(daemon)}/exec", body, wait=timeout if timeout else 3600)
+        r = self._call("POST", f"{API}/daemons/{_q(daemon)}/exec", body, wait=timeout if timeout else math.inf)
         decode = base64.b64decode if r.get("encoding") == "base64" else (lambda s: s.encode("utf-8"))
         return ExecResult(
             stdout_bytes=decode(r["stdout"]),
@@ -468,7 +473,7 @@ class Client:
         ms = _seconds_to_ms("timeout", timeout)
         if ms is not None:
             body["timeout"] = ms
-        r = self._call("POST", f"{API}/broadcast", body, wait=timeout if timeout else 3600)
+        r = self._call("POST", f"{API}/broadcast", body, wait=timeout if timeout else math.inf)
         out: Dict[str, Any] = {}
         for daemon, result in r["results"].items():
             if "error" in result:
