@@ -148,6 +148,37 @@ Deno.test("metrics: exec, spawn, shell, files and a reconnect move their counter
   }
 });
 
+Deno.test("metrics: stream gaps and credit stalls are counted", async () => {
+  await using w = await startWorker("m5", [], { metrics: true });
+  const server = w.server;
+  // More stdin than one flow-control window (1 MiB): the writer waits for the daemon's credit.
+  const r = await server.exec("m5", "wc -c", { stdin: new Uint8Array(3 * 1024 * 1024) });
+  assertEquals(r.stdout.trim(), String(3 * 1024 * 1024));
+  let m = await scrape(server);
+  assertGreaterOrEqual(m.get('sandd_stream_credit_stalls_total{kind="stdin"}'), 1);
+  assertEquals(m.get("sandd_stream_gaps_total"), 0);
+  // Output nobody reads overflows the daemon's retention: re-attaching from 0 finds a gap.
+  const p = await server.spawn("m5", ["head", "-c", "300000", "/dev/zero"], {
+    retainBytes: 65536,
+    stdin: false,
+  });
+  await p.detach();
+  const deadline = Date.now() + 20_000;
+  while ((await server.processes("m5")).find((x) => x.id === p.id)?.state !== "exited") {
+    assert(Date.now() < deadline, "the process did not exit");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const again = await server.attach("m5", p.id, { from: 0, stdin: false });
+  let n = 0;
+  for await (const chunk of again.stdout) n += chunk.length;
+  for await (const _ of again.stderr) { /* drain */ }
+  await again.status;
+  m = await scrape(server);
+  assertEquals(m.get("sandd_stream_gaps_total"), 1);
+  assertEquals(m.get("sandd_stream_gap_bytes_total"), 300_000 - n);
+  assertGreaterOrEqual(300_000 - n, 300_000 - 65536);
+});
+
 Deno.test("metrics: a token protects the endpoint; auth failures and rate limits are counted", async () => {
   await using w = await startWorker("m2", ["--token", "daemon-secret"], {
     token: "daemon-secret",
