@@ -340,7 +340,10 @@ Deno.test("metrics: a real Prometheus server scrapes sandd_daemons", async () =>
         const response = await fetch(
           `http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent("sandd_daemons")}`,
         );
-        const body = await response.json();
+        // 503 while Prometheus is still starting (its storage not ready): ask again.
+        const body = response.status === 200
+          ? await response.json()
+          : await response.body?.cancel();
         const result = body?.data?.result?.[0];
         if (result) {
           assertEquals(result.metric.platform, "linux");
