@@ -10,7 +10,8 @@ import {
 } from "./_assert.ts";
 import { alive, eventually, TestDaemon } from "./_daemon.ts";
 import { call, codeOf, nextEvent, startApiWorker } from "./_control.ts";
-import type { AuditRecord } from "../mod.ts";
+import { type AuditRecord, type DaemonEvent, Server } from "../mod.ts";
+import { LinkProxy } from "./_proxy.ts";
 
 function hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -186,20 +187,35 @@ Deno.test("control API: output streams live, resumes by offset after the client 
   assertStrictEquals(codeOf(beyond), "BAD_OFFSET");
 });
 
-Deno.test("control API: output no longer retained is reported as a gap in Sandd-Offset", async () => {
+Deno.test("control API: output is held for its first reader, then runs free with gaps reported in Sandd-Offset", async () => {
   await using w = await startApiWorker("api-gap");
   const base = `${w.base}/daemons/api-gap/processes`;
-  // 200 KiB of output with 64 KiB retained: the first bytes are gone.
+  // 200 KiB of output with 64 KiB retained, once stdin says go.
   const spawned = await call(base, {
     method: "POST",
-    json: { command: "head -c 204800 /dev/zero | tr '\\0' x", retainBytes: 65536 },
+    json: {
+      command:
+        "head -c 30000 /dev/zero | tr '\\0' a; read go; head -c 204800 /dev/zero | tr '\\0' x",
+      stdin: true,
+      retainBytes: 65536,
+    },
   });
   const { id } = spawned.body as { id: string };
+  // Held for the first reader: the first bytes are there from 0.
+  const first = await fetch(`${base}/${id}/output?from=0`);
+  assertStrictEquals(first.headers.get("sandd-offset"), "0");
+  const reader = first.body!.getReader();
+  let got = 0;
+  while (got < 30000) got += (await reader.read()).value!.length;
+  assertStrictEquals(got, 30000);
+  await reader.cancel();
+  // Read once, the stream runs free: nobody reads now, and the oldest output is dropped.
+  await call(`${base}/${id}/stdin`, { method: "POST", body: "go\n" });
   await call(`${base}/${id}/status?wait=true`);
   const out = await call(`${base}/${id}/output?from=0`);
   const offset = Number(out.headers.get("sandd-offset"));
-  assertGreater(offset, 0);
-  assertStrictEquals(offset + out.text.length, 204800);
+  assertGreater(offset, 30000);
+  assertStrictEquals(offset + out.text.length, 30000 + 204800);
 });
 
 Deno.test("control API: files go up and down streamed, verified and atomic; fs operations work", async () => {
@@ -395,4 +411,43 @@ Deno.test("control API: every action is audited with the client's identity", asy
   assertStrictEquals(records.find((r) => r.action === "api.daemons")?.identity, "client:ops");
   const refused = records.find((r) => r.action === "api.refused");
   assertStrictEquals(refused?.ok, false);
+});
+
+Deno.test("control API: a link that drops and comes back within the grace is invisible to API calls", async () => {
+  await using server = await Server.listen({ port: 0, control: true, reconnectGraceMs: 20_000 });
+  await using proxy = new LinkProxy(server.port);
+  await using _daemon = new TestDaemon({ id: "api-resume", url: proxy.url() });
+  await server.waitForDaemon("api-resume", { timeout: 20_000 });
+  const base = `http://127.0.0.1:${server.port}/api/v1/daemons/api-resume`;
+  const spawned = await call(`${base}/processes`, {
+    method: "POST",
+    json: { command: "i=0; while [ $i -lt 20 ]; do echo line$i; i=$((i+1)); sleep 0.05; done" },
+  });
+  const { id } = spawned.body as { id: string };
+  const response = await fetch(`${base}/processes/${id}/output`);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value, { stream: true });
+  const following = server.stats().inFlight;
+  const exec = call(`${base}/exec`, { method: "POST", json: { command: "sleep 0.5; echo done" } });
+  await eventually(() => server.stats().inFlight > following, 10_000, "the exec to start");
+  const back = new Promise<void>((resolve) => {
+    const onConnect = (event: DaemonEvent) => {
+      if (event.daemon.id !== "api-resume") return;
+      server.removeEventListener("connect", onConnect);
+      resolve();
+    };
+    server.addEventListener("connect", onConnect);
+  });
+  await proxy.cut();
+  await back;
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  assertEquals(text, Array.from({ length: 20 }, (_, i) => `line${i}\n`).join(""));
+  const result = await exec;
+  assertStrictEquals(result.status, 200);
+  assertStrictEquals((result.body as { stdout: string }).stdout, "done\n");
 });

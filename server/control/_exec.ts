@@ -68,6 +68,9 @@ export async function exec(
     ...launchOptions(body),
     ...(stdin !== undefined ? { stdin } : {}),
     ...(body.maxOutputBytes !== undefined ? { maxOutputBytes: body.maxOutputBytes as number } : {}),
+    // Where the HTTP server reports a client gone before the answer, its command goes with it. (The hardened
+    // listener's per-connection server does not: there the command runs to its end or its timeout.)
+    signal: request.signal,
   });
   return json(resultJson(result, encoding));
 }

@@ -25,7 +25,7 @@ const SIGNAL: BodySchema = {
 };
 
 /** With `follow=false`, the answer ends once no output has come for this long (or at the end). */
-const IDLE_END_MS = 100;
+const IDLE_END_MS = 200;
 
 function infoJson(p: ProcessInfo): Record<string, unknown> {
   return { ...p, startedAt: p.startedAt.toISOString() };
@@ -68,10 +68,14 @@ function release(handle: RemoteProcess): void {
 function track(ctx: ControlContext, daemon: string, handle: RemoteProcess): void {
   const state: ControlState = ctx.state;
   const key = processKey(daemon, handle.id);
-  state.processes.set(key, { handle, stdinClosed: false });
+  state.processes.set(key, { handle, stdinClosed: false, held: { stdout: true, stderr: true } });
+  const forget = () => {
+    state.processes.delete(key);
+    muteOutputs(handle);
+  };
   handle.status.then(
     (status) => {
-      state.processes.delete(key);
+      forget();
       state.events.publish("exit", {
         daemon,
         process: handle.id,
@@ -81,7 +85,7 @@ function track(ctx: ControlContext, daemon: string, handle: RemoteProcess): void
         timedOut: status.timedOut,
       });
     },
-    () => state.processes.delete(key),
+    forget,
   );
 }
 
@@ -101,7 +105,6 @@ export async function spawnProcess(
     ...(body.timeout !== undefined ? { timeout: body.timeout as number } : {}),
     ...(body.retainBytes !== undefined ? { retainBytes: body.retainBytes as number } : {}),
   });
-  muteOutputs(handle);
   track(ctx, id, handle);
   return json({ id: handle.id, pid: handle.pid }, 201);
 }
@@ -151,6 +154,12 @@ export async function processOutput(
     onGap: (gap) => gaps.push(gap),
   });
   muteOutputs(handle, stream);
+  // The handle that started the process held this stream for its first reader: this is it.
+  const tracked = ctx.state.processes.get(processKey(params.id!, params.proc!));
+  if (tracked?.held[stream]) {
+    tracked.held[stream] = false;
+    (stream === "stdout" ? tracked.handle.stdout : tracked.handle.stderr).cancel().catch(() => {});
+  }
   // A gap before `from` arrives ahead of the attach's reply: where the bytes really start is known now.
   let offset = from;
   for (const gap of gaps) {

@@ -21,4 +21,9 @@ export interface TrackedProcess {
   handle: RemoteProcess;
   /** Whether a client closed its stdin (sent EOF). */
   stdinClosed: boolean;
+  /**
+   * Output streams the handle still holds unread, so the daemon keeps them (and holds the process back once its
+   * retention is full, as a pipe nobody reads would) until a client first fetches them.
+   */
+  held: { stdout: boolean; stderr: boolean };
 }

@@ -19,13 +19,15 @@ import { type Match, Router, ROUTES } from "./_router.ts";
 import type { ControlState } from "./_state.ts";
 import { daemonJson } from "./_daemons.ts";
 import type { ControlOptions } from "./options.ts";
+import openapi from "./openapi.json" with { type: "json" };
 
 const log = getLogger(["sandd", "control"]);
 
 /** Base path of the control API. */
 export const CONTROL_PREFIX = "/api/v1";
 
-const OPENAPI_URL = new URL("./openapi.json", import.meta.url);
+/** The OpenAPI document, serialized once on first use. */
+let openapiText: string | undefined;
 
 /** The control API mount with a way to end its long-lived answers when the server closes. */
 export interface ControlMount extends HttpMount {
@@ -65,7 +67,6 @@ export function createControlMount(
     "disconnect",
     (e) => state.events.publish("disconnect", daemonJson(e.daemon)),
   );
-  let openapi: Promise<Uint8Array> | null = null;
   const audited = security.audit !== undefined;
 
   const handle = async (
@@ -99,10 +100,8 @@ export function createControlMount(
       );
     }
     if (route.scope === null) {
-      openapi ??= Deno.readFile(OPENAPI_URL);
-      return new Response(await openapi as Uint8Array<ArrayBuffer>, {
-        headers: { "content-type": "application/json" },
-      });
+      openapiText ??= JSON.stringify(openapi);
+      return new Response(openapiText, { headers: { "content-type": "application/json" } });
     }
     const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
     const client = init.auth.authenticate(request);

@@ -29,6 +29,7 @@ import { pty } from "./pty.ts";
 import { files } from "./files.ts";
 import { memory } from "./memory.ts";
 import { metrics } from "./metrics.ts";
+import { api } from "./_api.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -41,6 +42,7 @@ export const SECTIONS: readonly Section[] = [
   files,
   memory,
   metrics,
+  api,
 ];
 
 /** What `--json` prints. */
