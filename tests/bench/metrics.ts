@@ -47,13 +47,20 @@ async function execCost(
       await a.server.exec("bench-metrics-on", ["true"]);
       await b.server.exec("bench-metrics-off", ["true"]);
     }
+    const time = async (server: Server, id: string, into: number[]) => {
+      const t = performance.now();
+      await server.exec(id, ["true"]);
+      into.push(performance.now() - t);
+    };
     for (let i = 0; i < rounds; i++) {
-      let t = performance.now();
-      await a.server.exec("bench-metrics-on", ["true"]);
-      on.push(performance.now() - t);
-      t = performance.now();
-      await b.server.exec("bench-metrics-off", ["true"]);
-      off.push(performance.now() - t);
+      // Interleaved, the order swapped every round, so both see the same machine noise and neither goes first.
+      if (i % 2 === 0) {
+        await time(a.server, "bench-metrics-on", on);
+        await time(b.server, "bench-metrics-off", off);
+      } else {
+        await time(b.server, "bench-metrics-off", off);
+        await time(a.server, "bench-metrics-on", on);
+      }
     }
     return { on: quantile(on, 0.5), off: quantile(off, 0.5), scrapes };
   } finally {
