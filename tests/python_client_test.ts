@@ -24,6 +24,8 @@ async function withController(
   const server = await Server.listen({
     port: 0,
     reconnectGraceMs: 5_000,
+    // Idle keep-alive connections are closed after this: the client must notice and send again.
+    headerTimeoutMs: 2_000,
     control: { tokens: [{ token: TOKEN, name: "python" }] },
   });
   const daemon = new TestDaemon({ id: "py-1", url: server.url, args: ["--label", "lang=python"] });
@@ -35,6 +37,7 @@ async function withController(
       SANDD_API_TOKEN: TOKEN,
       SANDD_DAEMON: "py-1",
       SANDD_TMP: dir,
+      SANDD_IDLE_CLOSE_MS: "2000",
       PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
       PYTHONDONTWRITEBYTECODE: "1",
     });

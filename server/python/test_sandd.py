@@ -9,6 +9,7 @@ import io
 import os
 import socket
 import threading
+import time
 import unittest
 
 import sandd
@@ -127,6 +128,16 @@ class ClientTest(unittest.TestCase):
     def test_many_calls_reuse_one_connection(self):
         for i in range(20):
             self.assertEqual(self.c.exec(DAEMON, ["echo", str(i)]).stdout, f"{i}\n")
+
+    def test_keep_alive_connection_closed_by_the_controller(self):
+        # The controller closes idle keep-alive connections (its header timeout); the next call opens a new one.
+        idle = int(os.environ.get("SANDD_IDLE_CLOSE_MS", "0"))
+        if not idle:
+            self.skipTest("SANDD_IDLE_CLOSE_MS not set")
+        self.assertEqual(self.c.exec(DAEMON, ["echo", "a"]).stdout, "a\n")
+        time.sleep(idle / 1000 + 0.5)
+        self.assertEqual(self.c.exec(DAEMON, ["echo", "b"]).stdout, "b\n")
+        self.assertEqual(len(self.c.daemons(labels={"lang": "python"})), 1)
 
     def test_spawn_stdin_logs_wait(self):
         proc = self.c.spawn(DAEMON, ["cat"], stdin=True)
