@@ -69,6 +69,9 @@ export async function waitDaemon(ctx: ControlContext, params: RouteParams): Prom
     return json(daemonJson(info));
   } catch (error) {
     audit(ctx, "api.wait", id, false);
+    if (ctx.closing.aborted) {
+      throw new HttpError(503, "SHUTTING_DOWN", "The controller is shutting down");
+    }
     if (error instanceof DaemonNotFoundError) {
       throw new HttpError(504, "TIMEOUT", error.message);
     }

@@ -42,7 +42,7 @@ export interface Route {
   path: string;
   /** The scope it needs; null: none (no authentication). */
   scope: Scope | null;
-  /** Audit action name for the record of a refusal. */
+  /** The handler (`/openapi.json` and `/events` are answered by the mount before it). */
   handle: Handler;
 }
 
