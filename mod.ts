@@ -147,6 +147,7 @@ export {
   type WorkerWatchFsOptions,
   type WorkerWriteFileOptions,
 } from "./server/worker.ts";
+export type { MetricsOptions } from "./server/metrics.ts";
 
 // --- The HTTP control API (issue 11): `Server.listen({ control })` ---
 export type { ClientToken, ControlOptions, Scope } from "./server/control/options.ts";

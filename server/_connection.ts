@@ -9,6 +9,15 @@ import type {
 } from "@sandd/protocol/messages";
 import type { ResponseData } from "@sandd/protocol/replies";
 import { DaemonDisconnectedError, remoteError, RequestTimeoutError } from "./errors.ts";
+import {
+  type MetricsState,
+  OUTCOME_DISCONNECTED,
+  OUTCOME_ERROR,
+  OUTCOME_INVALID,
+  OUTCOME_OK,
+  OUTCOME_TIMEOUT,
+  UNCOUNTED,
+} from "./_metrics_state.ts";
 
 /** Receives what a daemon sends on one stream id. */
 export interface InboundRoute {
@@ -71,6 +80,8 @@ interface Pending {
   reject: (error: Error) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
   sending: { sid: number; state: SendingStream } | undefined;
+  /** `performance.now()` at send (for the latency metric). */
+  startedAt: number;
 }
 
 /** Default deadline of a request, in milliseconds. */
@@ -87,6 +98,8 @@ export class Connection {
   /** When the unanswered ping went out (`performance.now()`), or 0. */
   #pingSentAt = 0;
   readonly instance: string;
+  /** Where this link's requests and streams are counted (the server's metrics once registered). */
+  metrics: MetricsState = UNCOUNTED;
   readonly #requestTimeoutMs: number;
   #rid = 0;
   #sid = 0;
@@ -198,6 +211,7 @@ export class Connection {
         reject,
         timer: undefined,
         sending: undefined,
+        startedAt: performance.now(),
       };
       if (sid !== undefined) {
         const state = { sent: 0, acked: 0, ended: false, progressAt: Date.now() };
@@ -206,6 +220,7 @@ export class Connection {
       }
       pending.timer = setTimeout(() => this.#expire(rid), this.#requestTimeoutMs);
       this.#pending.set(rid, pending);
+      this.metrics.requestSent();
       this.send({ t: "req", rid, op, args } as ControllerMessage);
     });
   }
@@ -226,15 +241,16 @@ export class Connection {
         return;
       }
     }
-    this.#take(rid)?.reject(
+    this.#take(rid, OUTCOME_TIMEOUT)?.reject(
       new RequestTimeoutError(this.info.id, pending.op, this.#requestTimeoutMs),
     );
   }
 
-  #take(rid: number): Pending | undefined {
+  #take(rid: number, outcome: number): Pending | undefined {
     const pending = this.#pending.get(rid);
     if (!pending) return undefined;
     this.#pending.delete(rid);
+    this.metrics.requestSettled(pending.op, outcome, pending.startedAt);
     clearTimeout(pending.timer);
     if (pending.sending) this.#sending.delete(pending.sending.sid);
     return pending;
@@ -250,7 +266,7 @@ export class Connection {
    * when no such request is pending.
    */
   resolved(rid: number, data: unknown): boolean {
-    const pending = this.#take(rid);
+    const pending = this.#take(rid, OUTCOME_OK);
     if (!pending) return false;
     pending.resolve(data);
     return true;
@@ -258,12 +274,17 @@ export class Connection {
 
   /** Fail request `rid` with the daemon's error reply. Returns false when no such request is pending. */
   refused(rid: number, error: WireError): boolean {
-    return this.fail(rid, remoteError(this.info.id, error));
+    if (error.code === "POLICY" && this.#pending.has(rid)) this.metrics.policyRefusals++;
+    return this.#failWith(rid, remoteError(this.info.id, error), OUTCOME_ERROR);
   }
 
   /** Fail request `rid` (a reply the controller cannot accept). Returns false when no such request is pending. */
   fail(rid: number, error: Error): boolean {
-    const pending = this.#take(rid);
+    return this.#failWith(rid, error, OUTCOME_INVALID);
+  }
+
+  #failWith(rid: number, error: Error, outcome: number): boolean {
+    const pending = this.#take(rid, outcome);
     if (!pending) return false;
     pending.reject(error);
     return true;
@@ -274,7 +295,7 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     for (const rid of [...this.#pending.keys()]) {
-      this.#take(rid)?.reject(new DaemonDisconnectedError(this.info.id));
+      this.#take(rid, OUTCOME_DISCONNECTED)?.reject(new DaemonDisconnectedError(this.info.id));
     }
     const routes = [...this.routes.values()];
     this.routes.clear();

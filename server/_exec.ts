@@ -3,6 +3,7 @@
 import type { SpawnArgs } from "@sandd/protocol/messages";
 import type { AttachReply, SpawnReply } from "@sandd/protocol/replies";
 import type { Connection } from "./_connection.ts";
+import type { MetricsState } from "./_metrics_state.ts";
 import type { ProcessRegistry } from "./_registry.ts";
 import { CommandTimeoutError } from "./errors.ts";
 import type { AttachOptions, ExecOptions, ExecResult, SpawnOptions } from "./options.ts";
@@ -24,6 +25,7 @@ export interface LauncherOptions {
   /** Charge one command to the rate limits; throws `RateLimitedError`. */
   charge(id: string): void;
   registry: ProcessRegistry;
+  metrics: MetricsState;
   streamWindow: number;
   /** The largest window a stream's measured round trip may grow it to. */
   maxStreamWindow: number;
@@ -64,7 +66,12 @@ export class Launcher {
     pty?: { cols: number; rows: number },
   ): Promise<ProcessSession> {
     const conn = this.#options.connection(id);
-    this.#options.charge(id);
+    try {
+      this.#options.charge(id);
+    } catch (error) {
+      this.#options.metrics.commandsRateLimited++;
+      throw error;
+    }
     const window = this.#window(pty !== undefined, conn.info.rttMs);
     const process = new ProcessSession({
       host: this.#options.registry.host,
@@ -75,6 +82,7 @@ export class Launcher {
         ? [{ name: "output", from: 0 }]
         : [{ name: "stdout", from: 0 }, { name: "stderr", from: 0 }],
       stdin: options.stdin ?? true,
+      terminal: pty !== undefined,
       onGap: options.onGap,
     });
     const { outputs, stdin } = process.bindStreams(conn);
@@ -99,6 +107,8 @@ export class Launcher {
     }
     process.started(conn, data.proc, data.pid, stdin, 0);
     this.#options.registry.register(process);
+    const ended = this.#options.metrics.processStarted(pty !== undefined);
+    process.status.then(ended, ended);
     return process;
   }
 
@@ -121,6 +131,7 @@ export class Launcher {
         ? [{ name: "output", from }]
         : [{ name: "stdout", from }, { name: "stderr", from: errFrom }],
       stdin: options.stdin ?? true,
+      terminal: pty,
       onGap: options.onGap,
     });
     const { outputs, stdin } = process.bindStreams(conn);
@@ -193,6 +204,7 @@ export class Launcher {
       ]);
       const status = await process.status;
       if (status.timedOut) throw new CommandTimeoutError(options.timeout!, partial());
+      this.#options.metrics.execLatency.observe((performance.now() - started) / 1000);
       return {
         stdout: out.text(),
         stderr: err.text(),

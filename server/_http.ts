@@ -5,6 +5,7 @@ import { serveHttp as serveHardened } from "./_http_listener.ts";
 import { getLogger } from "@logtape/logtape";
 import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 import type { Security } from "./_security.ts";
+import { ENDPOINT_DAEMON, type MetricsState } from "./_metrics_state.ts";
 import type { Identity } from "./auth.ts";
 import type { ServerStats } from "./options.ts";
 
@@ -31,6 +32,7 @@ export interface HttpRoutes {
   /** Path of the WebSocket endpoint. */
   path: string;
   security: Security;
+  metrics: MetricsState;
   stats(): ServerStats;
   /** Whether the server is shutting down (new links get 503). */
   closing(): boolean;
@@ -62,8 +64,10 @@ export async function handleHttp(
   // failures are limited per address: valid credentials are never refused because of others' failures.
   const identity = await routes.security.authenticator(request);
   if (identity === null) {
+    routes.metrics.authFailures[ENDPOINT_DAEMON]!++;
     const retryMs = routes.security.failures.failed(info.remoteAddr.hostname);
     if (retryMs > 0) {
+      routes.metrics.authRateLimited++;
       return new Response("Too many failed attempts\n", {
         status: 429,
         headers: { "retry-after": String(Math.ceil(retryMs / 1000)) },

@@ -22,6 +22,7 @@ import type { Connection, DaemonInfo } from "./_connection.ts";
 import { bindsDaemonId, GuardedConnection, messageBytes } from "./_security.ts";
 import { Heartbeat } from "./_heartbeat.ts";
 import type { Auditor } from "./_audited.ts";
+import type { MetricsState } from "./_metrics_state.ts";
 import type { ProcessRegistry } from "./_registry.ts";
 import type { Identity } from "./auth.ts";
 import { dispatchFsEvent } from "./files.ts";
@@ -39,6 +40,7 @@ export interface HubOptions {
   maxBufferedBytes: number;
   auditor: Auditor;
   registry: ProcessRegistry;
+  metrics: MetricsState;
   onConnect(info: DaemonInfo): void;
   onDisconnect(info: DaemonInfo): void;
 }
@@ -56,8 +58,12 @@ export class Hub {
     this.#options = options;
     this.#heartbeat = new Heartbeat({
       intervalMs: options.heartbeatMs,
-      ping: (conn) => conn.ping(),
+      ping: (conn) => {
+        options.metrics.heartbeatPings++;
+        conn.ping();
+      },
       drop: (conn, ms) => {
+        options.metrics.heartbeatTimeouts++;
         log.warn("Daemon {id} silent for {ms} ms; dropping it", { id: conn.info.id, ms });
         conn.close(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
         this.#disconnected(conn);
@@ -212,7 +218,9 @@ export class Hub {
         },
       },
     );
+    conn.metrics = this.#options.metrics;
     this.connections.set(info.id, conn);
+    this.#options.metrics.connected(conn);
     conn.send({ t: "welcome", version: VERSION, heartbeatMs: this.#options.heartbeatMs });
     // One ping at once: its round trip sizes the windows of the link's first streams.
     conn.ping();
@@ -230,6 +238,7 @@ export class Hub {
     this.#heartbeat.delete(conn);
     if (this.connections.get(conn.info.id) !== conn) return;
     this.connections.delete(conn.info.id);
+    this.#options.metrics.disconnected(conn);
     log.info("Daemon {id} disconnected", { id: conn.info.id });
     this.#options.auditor.write({
       daemon: conn.info.id,

@@ -5,6 +5,7 @@
 import { CreditReceiver, type SkippedRange } from "@sandd/protocol/stream";
 import type { Connection } from "./_connection.ts";
 import { StreamLink, Wakeup } from "./_stream_link.ts";
+import { KIND_PROCESS, type StreamKind } from "./_metrics_state.ts";
 
 /** Bytes lost from a stream because the daemon's retention window overflowed while nobody was reading. */
 export interface Gap {
@@ -21,6 +22,8 @@ export interface InboundStreamOptions {
   window: number;
   /** First offset wanted; null: whatever the daemon still retains. */
   from: number | null;
+  /** What the bytes are, for the metrics. @default KIND_PROCESS */
+  kind?: StreamKind;
   onGap?: (gap: Gap) => void;
   onEnd?: () => void;
 }
@@ -39,6 +42,7 @@ export class InboundStream {
   #draining = false;
   readonly #onGap: ((gap: Gap) => void) | undefined;
   readonly #onEnd: (() => void) | undefined;
+  readonly #kind: StreamKind;
   cancelled = false;
 
   constructor(options: InboundStreamOptions) {
@@ -51,6 +55,7 @@ export class InboundStream {
     });
     this.#onGap = options.onGap;
     this.#onEnd = options.onEnd;
+    this.#kind = options.kind ?? KIND_PROCESS;
   }
 
   /** Next offset expected from the daemon: where a re-attach resumes (null: from whatever it still retains). */
@@ -148,6 +153,8 @@ export class InboundStream {
   }
 
   #onData(offset: number, payload: Uint8Array): void {
+    const conn = this.#link.conn;
+    if (conn) conn.metrics.bytesReceived[this.#kind]! += payload.length;
     this.#apply(offset, () => this.#credit.data(offset, payload));
   }
 
@@ -174,10 +181,19 @@ export class InboundStream {
       return false;
     }
     // A reader that asked for "whatever is retained" learns what came before it as a gap from 0.
-    if (fresh && offset > 0) this.#onGap?.({ stream: this.name, from: 0, to: offset });
-    if (skipped) this.#onGap?.({ stream: this.name, ...skipped });
+    if (fresh && offset > 0) this.#gapped({ stream: this.name, from: 0, to: offset });
+    if (skipped) this.#gapped({ stream: this.name, ...skipped });
     this.#wakeup.wake();
     return true;
+  }
+
+  #gapped(gap: Gap): void {
+    const metrics = this.#link.conn?.metrics;
+    if (metrics) {
+      metrics.streamGaps++;
+      metrics.streamGapBytes += gap.to - gap.from;
+    }
+    this.#onGap?.(gap);
   }
 
   /** The daemon broke the credit rules: reset the stream and fail it, instead of growing our memory. */

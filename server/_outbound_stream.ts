@@ -8,6 +8,7 @@ import { StreamLink } from "./_stream_link.ts";
 import { MAX_FRAME_PAYLOAD_BYTES as MAX_FRAME } from "@sandd/protocol/constants";
 import { allocateDataFrame } from "@sandd/protocol/frame";
 import { CreditSender } from "@sandd/protocol/stream";
+import { KIND_STDIN, type StreamKind } from "./_metrics_state.ts";
 
 export interface OutboundStreamOptions {
   window: number;
@@ -15,6 +16,8 @@ export interface OutboundStreamOptions {
   check?: () => void;
   /** Daemon id for errors. */
   daemonId: string;
+  /** What the bytes are, for the metrics. @default KIND_STDIN */
+  kind?: StreamKind;
 }
 
 export class OutboundStream {
@@ -110,6 +113,7 @@ export class OutboundStream {
       const room = this.#credit.room;
       const conn = this.#link.conn;
       if (room <= 0 || !conn) {
+        if (conn) conn.metrics.creditStalls[this.#options.kind ?? KIND_STDIN]!++;
         await new Promise<void>((resolve) => this.#waiters.push(resolve));
         continue;
       }
@@ -120,6 +124,7 @@ export class OutboundStream {
       piece.set(chunk.subarray(at, at + piece.length));
       const offset = this.#credit.sent(piece);
       conn.sendData(this.#link.sid, offset, piece);
+      conn.metrics.bytesSent[this.#options.kind ?? KIND_STDIN]! += piece.length;
       at += piece.length;
     }
   }

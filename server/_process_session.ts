@@ -10,6 +10,7 @@ import {
 } from "./errors.ts";
 import { type Gap, InboundStream } from "./_inbound_stream.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
+import { KIND_PROCESS, KIND_STDIN, KIND_TERMINAL } from "./_metrics_state.ts";
 import { type ProcessStatus, RemoteProcess, type StreamOffsets } from "./process.ts";
 
 const sessions = new WeakMap<RemoteProcess, ProcessSession>();
@@ -76,6 +77,8 @@ export interface RemoteProcessInit {
   window: number;
   outputs: { name: string; from: number | null }[];
   stdin: boolean;
+  /** A terminal session (counted as terminal bytes, not process output and stdin). @default false */
+  terminal?: boolean;
   onGap?: ((gap: Gap) => void) | undefined;
 }
 
@@ -119,6 +122,7 @@ export class ProcessSession {
         name,
         window: init.window,
         from,
+        kind: init.terminal ? KIND_TERMINAL : KIND_PROCESS,
         onGap: (gap) => {
           this.gaps.push(gap);
           init.onGap?.(gap);
@@ -130,6 +134,7 @@ export class ProcessSession {
       ? new OutboundStream({
         window: init.window,
         daemonId: init.daemonId,
+        kind: init.terminal ? KIND_TERMINAL : KIND_STDIN,
         check: () => {
           if (this.#exit) {
             throw new ProcessExitedError(this.daemonId, {

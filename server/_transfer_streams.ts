@@ -11,6 +11,7 @@ import type { DaemonEvent } from "./events.ts";
 import type { DownloadOptions, FileHost, TransferProgress } from "./files.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
 import { Wakeup } from "./_stream_link.ts";
+import { KIND_FILE } from "./_metrics_state.ts";
 import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
 
 /** Flow-control window of a file transfer, in bytes. */
@@ -98,7 +99,7 @@ export async function sendUpload(
   if (resumable(host)) args = { ...args, transfer: transferKey() };
   const first = { conn, sid: conn.nextSid() };
   const current = { ...first };
-  const out = new OutboundStream({ window: FILE_WINDOW, daemonId: conn.info.id });
+  const out = new OutboundStream({ window: FILE_WINDOW, daemonId: conn.info.id, kind: KIND_FILE });
   out.bind(conn, first.sid, 0);
   const stop = new AbortController();
   const response = uploadReply(host, first, args, out, current, stop.signal);
@@ -412,6 +413,7 @@ class DownloadReceiver {
   }
 
   #onData(offset: number, payload: Uint8Array): void {
+    this.#conn.metrics.bytesReceived[KIND_FILE]! += payload.length;
     if (this.#error || this.#ended) return;
     if (!this.#refuse(() => this.#credit.data(offset, payload))) return;
     if (this.#credit.received - this.#from > this.#maxBytes) {

@@ -6,6 +6,7 @@
 
 import type { AuditLog, AuditSink } from "./audit.ts";
 import type { Identity, JwtOptions } from "./auth.ts";
+import type { MetricsOptions } from "./metrics.ts";
 import type { Gap, StreamOffsets } from "./process.ts";
 import type { RateLimit } from "./rate_limiter.ts";
 import type { ControlOptions } from "./control/options.ts";
@@ -19,6 +20,13 @@ export interface ServerOptions {
   port?: number;
   /** Path of the WebSocket endpoint. @default "/ws" */
   path?: string;
+  /**
+   * Serve Prometheus metrics at `GET /metrics`: `true` or options (a bearer token, daemon label keys to count
+   * by). A scrape needs `metrics.token` or a control API client token with the `read` scope when either is
+   * configured; with neither it is open like `/health`, only allowed on a loopback address.
+   * @default undefined (not served)
+   */
+  metrics?: boolean | MetricsOptions;
   /**
    * Heartbeat interval: a link quiet for an interval is pinged (a busy one is not), and a daemon silent for three
    * intervals is dropped, within three intervals of its last message. @default 5_000

@@ -24,6 +24,8 @@ import { AuditedFs } from "./_audited_fs.ts";
 import { Launcher } from "./_exec.ts";
 import { handleHttp, type HttpMount, type HttpRoutes, serveHttp } from "./_http.ts";
 import { Hub } from "./_hub.ts";
+import { MetricsState } from "./_metrics_state.ts";
+import { checkMetricsOptions, metricsLabelKeys, metricsMount } from "./metrics.ts";
 import { ProcessRegistry } from "./_registry.ts";
 import { createSecurity, type Security } from "./_security.ts";
 import {
@@ -122,6 +124,7 @@ export class Server extends EventTarget implements Controller {
   /** Terminal sessions this controller follows, each shared by all its handles. */
   readonly #shells: ShellHubs = new ShellHubs();
   readonly #startedAt = Date.now();
+  readonly #metrics: MetricsState;
   #closing: Promise<void> | null = null;
   /** Port forwarding: TCP listeners and the `/x` exposed URLs (server/_forward_service.ts). */
   readonly #forwarding: ForwardService;
@@ -134,6 +137,7 @@ export class Server extends EventTarget implements Controller {
     super();
     this.#path = options.path ?? "/ws";
     this.#security = security;
+    this.#metrics = new MetricsState(metricsLabelKeys(options));
     const hub = (): Hub => this.#hub;
     this.#auditor = new Auditor(
       security.audit,
@@ -152,6 +156,7 @@ export class Server extends EventTarget implements Controller {
       maxBufferedBytes: options.maxBufferedBytes ?? 64 * 1024 * 1024,
       auditor: this.#auditor,
       registry: this.#registry,
+      metrics: this.#metrics,
       onConnect: (info) => this.dispatchEvent(new DaemonEvent("connect", info)),
       onDisconnect: (info) => this.dispatchEvent(new DaemonEvent("disconnect", info)),
     });
@@ -165,6 +170,7 @@ export class Server extends EventTarget implements Controller {
       connection: (id) => this.#connection(id),
       charge: (id) => security.limiter?.take(id),
       registry: this.#registry,
+      metrics: this.#metrics,
       streamWindow: options.streamWindow ?? 1024 * 1024,
       maxStreamWindow: Math.max(
         options.maxStreamWindow ?? 16 * 1024 * 1024,
@@ -177,10 +183,17 @@ export class Server extends EventTarget implements Controller {
       mounts: this.#mounts,
       path: this.#path,
       security,
+      metrics: this.#metrics,
       stats: () => this.stats(),
       closing: () => this.#closing !== null,
       accept: (socket, remote, identity) => this.#hub.accept(socket, remote, identity),
     };
+    const metrics = metricsMount(options, {
+      state: this.#metrics,
+      followed: () => this.#registry.size,
+      failed: (address) => security.failures.failed(address),
+    });
+    if (metrics) this.#mounts.push(metrics);
     if (options.control !== undefined) {
       const host = { server: this, files: this.#files, auditor: this.#auditor };
       const connection = (id: string) => this.#hub.connection(id);
@@ -216,6 +229,7 @@ export class Server extends EventTarget implements Controller {
   static async listen(options: ServerOptions = {}): Promise<Server> {
     checkServerOptions(options);
     checkConsoleOptions(options.console, options.control);
+    checkMetricsOptions(options);
     const security = createSecurity(options, log);
     // Requests reach the server once it exists (it is made as soon as the listener is open).
     const holder: { server?: Server } = {};
@@ -918,6 +932,7 @@ export class Server extends EventTarget implements Controller {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#forwarding.closeAll();
+      this.#metrics.close();
       for (const mount of this.#mounts) await mount.close?.();
       await this.#hub.close();
       await this.#http.shutdown();

@@ -31,6 +31,7 @@ import { files } from "./files.ts";
 import { memory } from "./memory.ts";
 import { wan } from "./wan.ts";
 import { forward } from "./forward.ts";
+import { metrics } from "./metrics.ts";
 import { api } from "./_api.ts";
 import { snapshots } from "./snapshots.ts";
 import { consoleSection } from "./console.ts";
@@ -48,6 +49,7 @@ export const SECTIONS: readonly Section[] = [
   memory,
   wan,
   forward,
+  metrics,
   api,
   snapshots,
   consoleSection,

@@ -6,7 +6,7 @@ import type { Checkout } from "./_checkout.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 
-function raised(args: string[]): Deno.ChildProcess {
+export function raised(args: string[]): Deno.ChildProcess {
   return new Deno.Command("sh", {
     args: [
       "-c",
@@ -22,7 +22,7 @@ function raised(args: string[]): Deno.ChildProcess {
 }
 
 /** Reads a child's stdout line by line; `close` discards the rest. */
-function lineReader(
+export function lineReader(
   stream: ReadableStream<Uint8Array>,
 ): { line: () => Promise<string>; close: () => Promise<void> } {
   const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
