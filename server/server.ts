@@ -197,7 +197,10 @@ export class Server extends EventTarget implements Controller {
     if (options.control !== undefined) {
       const host = { server: this, files: this.#files, auditor: this.#auditor };
       const connection = (id: string) => this.#hub.connection(id);
-      this.#mounts.push(createControlMount({ ...host, connection }, options.control, security));
+      const tunnel = (id: string, port: number) => this.#forwarding.open(id, port);
+      this.#mounts.push(
+        createControlMount({ ...host, connection, tunnel }, options.control, security),
+      );
     }
     if (options.console && options.control !== undefined) {
       const dispatch = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>

@@ -2,6 +2,7 @@
 // internals the public `Server` API does not expose (file transfers with their reply metadata, daemon links).
 import type { Auditor } from "../_audited.ts";
 import type { Connection } from "../_connection.ts";
+import type { TunnelSocket } from "../_forward_tunnel.ts";
 import type { FileHost } from "../files.ts";
 import type { Server } from "../server.ts";
 import type { Scope } from "./options.ts";
@@ -25,6 +26,8 @@ export interface ControlHost {
   connection(id: string): Connection | null;
   /** The audit trail writer. */
   auditor: Auditor;
+  /** Open one audited TCP connection to a port on a worker (the tunnel route); absent: no tunnels. */
+  tunnel?(id: string, port: number): Promise<TunnelSocket>;
 }
 
 /**

@@ -27,6 +27,7 @@ import {
   uploadFile,
 } from "./_files.ts";
 import { handleTerminal } from "./terminal.ts";
+import { exposeClose, exposeCreate, handleTunnel } from "./_tunnels.ts";
 
 /** A route's handler. */
 export type Handler = (
@@ -112,6 +113,14 @@ export const ROUTES: readonly Route[] = [
   { method: "POST", path: "/daemons/{id}/fs/move", scope: "files", handle: move },
   { method: "GET", path: "/daemons/{id}/dirs", scope: "files", handle: downloadDir },
   { method: "PUT", path: "/daemons/{id}/dirs", scope: "files", handle: uploadDir },
+  { method: "GET", path: "/daemons/{id}/tunnel", scope: "exec", handle: handleTunnel },
+  { method: "POST", path: "/daemons/{id}/expose", scope: "exec", handle: exposeCreate },
+  {
+    method: "POST",
+    path: "/daemons/{id}/expose/{proc}/close",
+    scope: "exec",
+    handle: exposeClose,
+  },
 ];
 
 const PROC_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
