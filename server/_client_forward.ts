@@ -11,6 +11,10 @@ export interface ApiEndpoint {
   baseUrl: string;
   /** Headers every request carries (the bearer token). */
   headers: Record<string, string>;
+  /** WebSocket options (token, trusted certificates); default: just `headers`. */
+  webSocketOptions?: object;
+  /** An HTTP client for `fetch` (trusted certificates). */
+  client?: Deno.HttpClient;
 }
 
 function checkPort(name: string, value: unknown, min: number): number {
@@ -41,7 +45,10 @@ export async function relayThroughApi(
   remotePort: number,
   local: Deno.Conn,
 ): Promise<void> {
-  const socket = new WebSocket(wsUrl(api, id, remotePort), { headers: api.headers } as never);
+  const socket = new WebSocket(
+    wsUrl(api, id, remotePort),
+    (api.webSocketOptions ?? { headers: api.headers }) as never,
+  );
   socket.binaryType = "arraybuffer";
   const up = new CreditSender({ window: TUNNEL_API_WINDOW });
   const down = new CreditReceiver({
@@ -222,6 +229,7 @@ export async function exposeThroughApi(
     method: "POST",
     headers: { ...api.headers, "content-type": "application/json" },
     body: JSON.stringify({ port }),
+    ...(api.client ? { client: api.client } : {}),
   });
   if (response.status !== 201) throw await toError(response);
   const made = await response.json() as { url: string; handle: string };
@@ -235,6 +243,7 @@ export async function exposeThroughApi(
         const r = await fetch(`${base}/${encodeURIComponent(made.handle)}/close`, {
           method: "POST",
           headers: api.headers,
+          ...(api.client ? { client: api.client } : {}),
         });
         await r.body?.cancel();
         if (r.status !== 204 && r.status !== 404) throw await toError(r);

@@ -74,6 +74,11 @@ export class Transport {
     return this.#token === undefined ? {} : { authorization: `Bearer ${this.#token}` };
   }
 
+  /** The HTTP client requests use (it carries the trusted certificates). */
+  get httpClient(): Deno.HttpClient {
+    return this.#client;
+  }
+
   /** Options for a WebSocket to the API (the token on the upgrade, the trusted certificates). */
   webSocketOptions(): WebSocketOptions {
     return {

@@ -14,6 +14,8 @@
  * @module
  */
 
+import { type ApiEndpoint, exposeThroughApi, forwardThroughApi } from "./_client_forward.ts";
+import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
 import type { Controller, FileSystemHandle, ProcessHandle, ShellHandle } from "./controller.ts";
 import type { DaemonInfo } from "./_connection.ts";
 import type { ServerEventMap } from "./events.ts";
@@ -217,6 +219,65 @@ export class Client implements Controller {
   /** The controller's base URL. */
   get url(): string {
     return this.#transport.base;
+  }
+
+  #endpoint(): ApiEndpoint {
+    const t = this.#transport;
+    return {
+      baseUrl: t.base,
+      headers: t.authorization(),
+      webSocketOptions: t.webSocketOptions(),
+      client: t.httpClient,
+    };
+  }
+
+  /**
+   * Listen on a local TCP port (on this machine) and tunnel each connection through the controller to
+   * `127.0.0.1:remotePort` on a worker, like `ssh -L` (each connection is one WebSocket of the control API).
+   *
+   * @example Reach a worker's database from here
+   * ```ts ignore
+   * await using tunnel = await client.forward("worker-1", 5432);
+   * console.log(`psql -h ${tunnel.hostname} -p ${tunnel.port}`);
+   * ```
+   *
+   * @param id Daemon id.
+   * @param remotePort The port on the worker.
+   * @param options Local port (default 0: any free port), local address (default 127.0.0.1), abort signal.
+   * @returns The forwarding; close it (or `await using`) to stop.
+   */
+  forward(id: string, remotePort: number, options: ForwardOptions = {}): Promise<Forwarding> {
+    try {
+      checkDaemonId(id);
+      return forwardThroughApi(this.#endpoint(), id, remotePort, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Expose an HTTP server on a worker at a URL on the controller (`/x/<token>/`), HTTP and WebSocket.
+   *
+   * @example Open a worker's dev server
+   * ```ts ignore
+   * const exposed = await client.exposeHttp("worker-1", { port: 5173 });
+   * console.log(exposed.url);
+   * ```
+   *
+   * @param id Daemon id.
+   * @param options The worker's port.
+   * @returns The URL and its `close()`.
+   */
+  async exposeHttp(id: string, options: ExposeHttpOptions): Promise<ExposedHttp> {
+    checkDaemonId(id);
+    return await exposeThroughApi(this.#endpoint(), id, options, async (response) => {
+      const text = await response.text();
+      let body: unknown = null;
+      try {
+        body = JSON.parse(text);
+      } catch { /* not JSON */ }
+      return apiError(response.status, body, { daemonId: id }, response.headers);
+    });
   }
 
   /**

@@ -1,8 +1,10 @@
 // The terminal commands of `sandd` as child processes against a real `sandd serve` and daemon: `exec -t` runs on a
 // terminal and exits with the program's code; `shell -- CMD` passes piped input to the terminal (EOF as Ctrl-D) and
-// exits with its code; `attach` of a terminal session left running; forward says it is not available yet.
+// exits with its code; `attach` of a terminal session left running; `forward` tunnels a local port through the controller.
 import { assertEquals, assertStringIncludes } from "./_assert.ts";
-import { sandd, startFleet } from "./_cli.ts";
+import { SANDD, sandd, startFleet } from "./_cli.ts";
+import { denoServer, readAll } from "./_forward.ts";
+import { DAEMON_PERMISSION_FLAGS } from "../daemon/permissions.ts";
 import { EXIT } from "../daemon/commands/exit_codes.ts";
 
 Deno.test("cli: exec -t, shell -- CMD with piped input, and attach of a terminal session", async () => {
@@ -60,11 +62,50 @@ Deno.test("cli: exec -t, shell -- CMD with piped input, and attach of a terminal
   assertStringIncludes(attached.stdout, "again:later");
 });
 
-Deno.test("cli: forward says it is not available yet, with a distinct exit code", async () => {
+Deno.test("cli: forward tunnels a local port to the worker until SIGTERM; bad input is a usage error", async () => {
+  await using echo = denoServer("echo");
   await using fleet = await startFleet([{ id: "cli-f" }]);
-  const forward = await sandd(["forward", "cli-f", "8080", "0"], { env: fleet.env });
-  assertEquals(forward.code, EXIT.INTERNAL, forward.stderr);
-  assertStringIncludes(forward.stderr, "not available yet");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...DAEMON_PERMISSION_FLAGS,
+      SANDD,
+      "forward",
+      "--json",
+      "cli-f",
+      String(await echo.port),
+      "0",
+    ],
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", NO_COLOR: "1", ...fleet.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let printed = "";
+  while (!printed.trimEnd().endsWith("}")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    printed += value;
+  }
+  const listening = JSON.parse(printed) as { hostname: string; port: number; remotePort: number };
+  assertEquals(listening.remotePort, await echo.port);
+  const conn = await Deno.connect({ hostname: listening.hostname, port: listening.port });
+  const reading = readAll(conn);
+  await conn.write(new TextEncoder().encode("via sandd forward"));
+  await conn.closeWrite();
+  assertEquals(new TextDecoder().decode(await reading), "via sandd forward");
+  conn.close();
+  child.kill("SIGTERM");
+  const status = await child.status;
+  await reader.cancel();
+  assertEquals(status.code, EXIT.OK, await stderr);
   const bad = await sandd(["forward", "cli-f", "http"], { env: fleet.env });
   assertEquals(bad.code, EXIT.USAGE, bad.stderr);
+  const far = await sandd(["forward", "cli-f", "10.0.0.1:22"], { env: fleet.env });
+  assertEquals(far.code, EXIT.USAGE, far.stderr);
+  const unknown = await sandd(["forward", "nobody", "22"], { env: fleet.env });
+  assertEquals(unknown.code, EXIT.UNKNOWN_WORKER, unknown.stderr);
 });

@@ -6,6 +6,7 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_as
 import { call, startApiWorker } from "./_control.ts";
 import { denoServer, freePort, readAll } from "./_forward.ts";
 import { exposeThroughApi, forwardThroughApi } from "../server/_client_forward.ts";
+import { Client, RemoteWorker } from "../mod.ts";
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
@@ -144,4 +145,26 @@ Deno.test("control tunnel: an exposed URL made and revoked over the API", async 
     "404",
   );
   assert(exposed.url.startsWith(`http://127.0.0.1:${worker.server.port}/x/`));
+});
+
+Deno.test("control tunnel: Client.forward and Client.exposeHttp, and the worker handle on a Client", async () => {
+  await using echo = denoServer("echo");
+  await using http = denoServer("http");
+  await using worker = await startApiWorker("tun-client");
+  await using client = await Client.connect(`http://127.0.0.1:${worker.server.port}`);
+  const w = new RemoteWorker(client, "tun-client");
+  await using tunnel = await w.forward(await echo.port);
+  const conn = await Deno.connect({ hostname: tunnel.hostname, port: tunnel.port });
+  const reading = readAll(conn);
+  await writeAll(conn, new TextEncoder().encode("via the client"));
+  await conn.closeWrite();
+  assertEquals(new TextDecoder().decode(await reading), "via the client");
+  conn.close();
+  const exposed = await client.exposeHttp("tun-client", { port: await http.port });
+  assertEquals(
+    await (await fetch(new URL("hello", exposed.url))).text(),
+    "hello from the worker\n",
+  );
+  await exposed.close();
+  await assertRejects(() => client.forward("bad id!", 80), TypeError);
 });
