@@ -35,8 +35,10 @@ export const OUTCOMES: readonly string[] = ["ok", "error", "timeout", "disconnec
 export const ENDPOINT_DAEMON = 0;
 /** The `/metrics` endpoint. */
 export const ENDPOINT_METRICS = 1;
+/** The control API (`/api/v1`, and the console's sign-in). */
+export const ENDPOINT_API = 2;
 /** The `endpoint` label of each endpoint, by index. */
-export const ENDPOINTS: readonly string[] = ["daemon", "metrics"];
+export const ENDPOINTS: readonly string[] = ["daemon", "metrics", "api"];
 
 /** Latency buckets of requests and execs, in seconds. */
 export const LATENCY_BUCKETS: readonly number[] = [

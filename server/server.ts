@@ -199,7 +199,11 @@ export class Server extends EventTarget implements Controller {
       const connection = (id: string) => this.#hub.connection(id);
       const tunnel = (id: string, port: number) => this.#forwarding.open(id, port);
       this.#mounts.push(
-        createControlMount({ ...host, connection, tunnel }, options.control, security),
+        createControlMount(
+          { ...host, connection, tunnel, metrics: this.#metrics },
+          options.control,
+          security,
+        ),
       );
     }
     if (options.console && options.control !== undefined) {

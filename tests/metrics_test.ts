@@ -226,8 +226,15 @@ Deno.test("metrics: with control API client tokens, a read-scoped client token m
     assertEquals(response.status, status);
     await response.body?.cancel();
   }
+  // A wrong client token on the control API counts as an API authentication failure.
+  const refused = await fetch(`http://127.0.0.1:${server.port}/api/v1/daemons`, {
+    headers: { authorization: "Bearer not-a-client-token-0123456789" },
+  });
+  assertEquals(refused.status, 401);
+  await refused.body?.cancel();
   const m = await scrape(server, { authorization: `Bearer ${reader}` });
   assertEquals(m.get('sandd_auth_failures_total{endpoint="metrics"}'), 2);
+  assertEquals(m.get('sandd_auth_failures_total{endpoint="api"}'), 1);
 });
 
 Deno.test("metrics: not served unless asked for; open metrics need loopback or insecure", async () => {

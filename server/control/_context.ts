@@ -1,5 +1,6 @@
 // What every control API handler gets: the controller, the calling client, the parsed URL, and the controller's
 // internals the public `Server` API does not expose (file transfers with their reply metadata, daemon links).
+import type { MetricsState } from "../_metrics_state.ts";
 import type { Auditor } from "../_audited.ts";
 import type { Connection } from "../_connection.ts";
 import type { TunnelSocket } from "../_forward_tunnel.ts";
@@ -26,6 +27,8 @@ export interface ControlHost {
   connection(id: string): Connection | null;
   /** The audit trail writer. */
   auditor: Auditor;
+  /** The metrics counters (API authentication failures are counted there). */
+  metrics?: MetricsState;
   /** Open one audited TCP connection to a port on a worker (the tunnel route); absent: no tunnels. */
   tunnel?(id: string, port: number): Promise<TunnelSocket>;
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { ENDPOINT_API } from "../_metrics_state.ts";
 import { getLogger } from "@logtape/logtape";
 import { auditActor } from "../_audited.ts";
 import type { HttpMount } from "../_http.ts";
@@ -106,6 +107,7 @@ export function createControlMount(
     const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
     const client = init.auth.authenticate(request);
     if (client === null) {
+      if (host.metrics) host.metrics.authFailures[ENDPOINT_API]!++;
       const retryMs = init.failures.failed(info.remoteAddr.hostname);
       host.auditor.write({
         daemon: match.params.id ?? "",
