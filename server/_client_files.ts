@@ -23,7 +23,7 @@ import {
   type UploadResult,
   type WatchOptions,
 } from "./files.ts";
-import { ControlApiError } from "./_client_errors.ts";
+import { apiError, ControlApiError } from "./_client_errors.ts";
 import type { Query, Transport } from "./_client_http.ts";
 import { resumable } from "./_client_resume.ts";
 import { array, fileEntry, fileStat, object } from "./_client_wire.ts";
@@ -435,7 +435,7 @@ export async function downloadDirectory(
   }
 }
 
-/** A worker's file system over the API. `watch` has no route: it throws `UNSUPPORTED`. */
+/** A worker's file system over the API (`watch` streams the API's Server-Sent Events). */
 export class ClientFs implements FileSystemHandle {
   readonly daemonId: string;
   readonly #transport: Transport;
@@ -493,14 +493,52 @@ export class ClientFs implements FileSystemHandle {
     await this.#post("move", from, { from, to });
   }
 
-  // deno-lint-ignore require-yield
   async *watch(path: string, options: WatchOptions = {}): AsyncGenerator<FsEvent, void, undefined> {
     checkPath("path", path);
     checkCommon(options);
-    throw new ControlApiError(
-      "UNSUPPORTED",
-      `fs.watch('${path}') is not supported over the control API (it has no watch route)`,
-    );
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    let reader: ReadableStreamDefaultReader<string> | undefined;
+    try {
+      const response = await this.#transport.call("GET", `${this.#base}/watch`, {
+        query: { path, recursive: options.recursive === false ? false : undefined },
+        context: { daemonId: this.daemonId, path },
+        signal: stop.signal,
+        timeout: null,
+      });
+      reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      while (!stop.signal.aborted) {
+        let end = buffer.indexOf("\n\n");
+        while (end < 0) {
+          const { value, done } = await reader.read().catch((error) => {
+            if (stop.signal.aborted) return { value: undefined, done: true as const };
+            throw error;
+          });
+          if (done) return;
+          buffer += value;
+          end = buffer.indexOf("\n\n");
+        }
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const lines = block.split("\n");
+        const data = lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        if (data === "") continue;
+        const value = JSON.parse(data) as Record<string, unknown>;
+        if (lines.includes("event: error")) {
+          throw apiError(503, value, { daemonId: this.daemonId, path });
+        }
+        yield {
+          kind: String(value.kind) as FsEvent["kind"],
+          paths: Array.isArray(value.paths) ? value.paths.map(String) : [],
+        };
+      }
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      stop.abort();
+      await reader?.cancel().catch(() => {});
+    }
   }
 
   async #post(op: string, path: string, json: unknown): Promise<void> {

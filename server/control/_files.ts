@@ -180,6 +180,68 @@ export async function list(ctx: ControlContext, params: RouteParams): Promise<Re
   return json({ entries: entries.map(entryJson) });
 }
 
+/**
+ * `GET /daemons/{id}/fs/watch?path=&recursive=`: changes under a path as Server-Sent Events, `data: { kind,
+ * paths }` per change, until the client goes away (then the daemon's watch ends). The path is checked first (a
+ * missing one is 404). Events are taken from the daemon only as fast as the client reads; a reader that falls
+ * behind gets an `overflow` event instead of unbounded memory. A later failure (the daemon dropped) ends the
+ * stream with `event: error`.
+ */
+export async function watch(ctx: ControlContext, params: RouteParams): Promise<Response> {
+  onlyParams(ctx.url, ["path", "recursive"]);
+  const path = requiredParam(ctx.url, "path");
+  const recursive = boolParam(ctx.url, "recursive", true);
+  const fs = ctx.server.fs(params.id!);
+  await fs.stat(path);
+  const stop = new AbortController();
+  const onClosing = () => stop.abort();
+  ctx.closing.addEventListener("abort", onClosing, { once: true });
+  const events = fs.watch(path, { recursive, signal: stop.signal });
+  const encoder = new TextEncoder();
+  const finish = () => {
+    ctx.closing.removeEventListener("abort", onClosing);
+    stop.abort();
+  };
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(encoder.encode(": watching\n\n"));
+    },
+    async pull(controller) {
+      try {
+        const next = await events.next();
+        if (next.done) {
+          finish();
+          controller.close();
+          return;
+        }
+        controller.enqueue(encoder.encode(`data: ${JSON.stringify(next.value)}\n\n`));
+      } catch (error) {
+        finish();
+        const e = error as { code?: string; message?: string };
+        controller.enqueue(
+          encoder.encode(
+            `event: error\ndata: ${
+              JSON.stringify({ code: e.code ?? "ERROR", message: e.message ?? String(error) })
+            }\n\n`,
+          ),
+        );
+        controller.close();
+      }
+    },
+    async cancel() {
+      finish();
+      await events.return(undefined).catch(() => {});
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, {
+    headers: {
+      "content-type": "text/event-stream",
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+    },
+  });
+}
+
 /** `POST /daemons/{id}/fs/mkdir` `{ path, recursive?, mode? }`. */
 export async function mkdir(
   ctx: ControlContext,

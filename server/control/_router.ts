@@ -25,6 +25,7 @@ import {
   stat,
   uploadDir,
   uploadFile,
+  watch,
 } from "./_files.ts";
 import { handleTerminal } from "./terminal.ts";
 import { exposeClose, exposeCreate, handleTunnel } from "./_tunnels.ts";
@@ -108,6 +109,12 @@ export const ROUTES: readonly Route[] = [
   { method: "PUT", path: "/daemons/{id}/files", scope: "files", handle: uploadFile },
   { method: "GET", path: "/daemons/{id}/fs/stat", scope: "read", handle: (c, _r, p) => stat(c, p) },
   { method: "GET", path: "/daemons/{id}/fs/list", scope: "read", handle: (c, _r, p) => list(c, p) },
+  {
+    method: "GET",
+    path: "/daemons/{id}/fs/watch",
+    scope: "read",
+    handle: (c, _r, p) => watch(c, p),
+  },
   { method: "POST", path: "/daemons/{id}/fs/mkdir", scope: "files", handle: mkdir },
   { method: "POST", path: "/daemons/{id}/fs/remove", scope: "files", handle: remove },
   { method: "POST", path: "/daemons/{id}/fs/move", scope: "files", handle: move },
