@@ -82,6 +82,8 @@ export interface ShellHandle extends AsyncDisposable {
   readonly output: ReadableStream<Uint8Array>;
   /** Output no longer retained when this handle asked for it. */
   readonly gaps: readonly Gap[];
+  /** Resolves when the program on the terminal exits. */
+  readonly exited: Promise<ProcessStatus>;
   /** Type into the terminal. */
   write(data: string | Uint8Array): Promise<void>;
   /** Change the terminal size. */
