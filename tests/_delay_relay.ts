@@ -11,6 +11,20 @@ export class DelayRelay implements AsyncDisposable {
   readonly #oneWayMs: number;
   readonly #target: number;
   readonly #accepting: Promise<void>;
+  /** Pending delays, so closing ends them rather than leaving timers behind. */
+  readonly #sleeps = new Map<ReturnType<typeof setTimeout>, () => void>();
+  readonly #pipes = new Set<Promise<void>>();
+  #closed = false;
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#sleeps.delete(timer);
+        resolve();
+      }, ms);
+      this.#sleeps.set(timer, resolve);
+    });
+  }
 
   constructor(targetPort: number, rttMs: number) {
     this.#target = targetPort;
@@ -66,14 +80,15 @@ export class DelayRelay implements AsyncDisposable {
         waker.wake?.();
       }
     })();
-    (async () => {
+    const pipe = (async () => {
       try {
         while (true) {
           if (queue.length === 0) await new Promise<void>((r) => waker.wake = r);
           waker.wake = null;
           const next = queue.shift()!;
           const wait = next.due - performance.now();
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          if (wait > 0) await this.#sleep(wait);
+          if (this.#closed) break;
           if (next.bytes === null) {
             await to.closeWrite().catch(() => {});
             break;
@@ -92,9 +107,17 @@ export class DelayRelay implements AsyncDisposable {
         }
       }
     })();
+    this.#pipes.add(pipe);
+    pipe.finally(() => this.#pipes.delete(pipe));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    this.#closed = true;
+    for (const [timer, resolve] of this.#sleeps) {
+      clearTimeout(timer);
+      resolve();
+    }
+    this.#sleeps.clear();
     this.#listener.close();
     await this.#accepting;
     for (const c of this.#conns) {
@@ -103,5 +126,6 @@ export class DelayRelay implements AsyncDisposable {
       } catch { /* closed */ }
     }
     this.#conns.clear();
+    await Promise.all(this.#pipes);
   }
 }
