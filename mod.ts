@@ -21,6 +21,7 @@ export type {
   FileSystemHandle,
   ProcessHandle,
   ShellHandle,
+  SnapshotsHandle,
 } from "./server/controller.ts";
 export { DaemonEvent, type DaemonInfo, Server, type ServerEventMap } from "./server/server.ts";
 export type {

@@ -14,6 +14,8 @@
  * @module
  */
 
+import { ClientSnapshots } from "./_client_snapshots.ts";
+import type { SnapshotsHandle } from "./controller.ts";
 import { type ApiEndpoint, exposeThroughApi, forwardThroughApi } from "./_client_forward.ts";
 import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
 import type { Controller, FileSystemHandle, ProcessHandle, ShellHandle } from "./controller.ts";
@@ -219,6 +221,22 @@ export class Client implements Controller {
   /** The controller's base URL. */
   get url(): string {
     return this.#transport.base;
+  }
+
+  /**
+   * A worker's workspace snapshots through the control API: the same operations as `Server.snapshots(id)`.
+   *
+   * @example Snapshot a workspace on a remote controller's worker
+   * ```ts ignore
+   * const snap = await client.snapshots("worker-1").create("/srv/work", { tags: ["green"] });
+   * ```
+   *
+   * @param id Daemon id.
+   * @returns The handle.
+   */
+  snapshots(id: string): SnapshotsHandle {
+    checkDaemonId(id);
+    return new ClientSnapshots(this.#transport, id);
   }
 
   #endpoint(): ApiEndpoint {

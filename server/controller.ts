@@ -44,6 +44,23 @@ import type {
   WatchOptions,
 } from "./files.ts";
 
+/**
+ * A worker's workspace snapshots: what `snapshots(id)` returns, embedded ({@linkcode Snapshots}) or remote.
+ */
+export type SnapshotsHandle = Pick<
+  Snapshots,
+  | "daemonId"
+  | "create"
+  | "restore"
+  | "list"
+  | "findByTag"
+  | "get"
+  | "delete"
+  | "copyTo"
+  | "export"
+  | "import"
+>;
+
 /** A process on a worker: what `spawn` and `attach` return, embedded or remote. */
 export interface ProcessHandle {
   /** The daemon the process runs on. */
@@ -192,8 +209,8 @@ export interface Controller extends AsyncDisposable {
   forward?(id: string, remotePort: number, options?: ForwardOptions): Promise<Forwarding>;
   /** Expose a worker's HTTP server at a URL on the controller (`Server`; a remote `Client` may not offer it). */
   exposeHttp?(id: string, options: ExposeHttpOptions): Promise<ExposedHttp>;
-  /** A worker's workspace snapshots (`Server`; a remote `Client` may not offer them). */
-  snapshots?(id: string): Snapshots;
+  /** A worker's workspace snapshots (both `Server` and `Client` offer them). */
+  snapshots?(id: string): SnapshotsHandle;
   /** Close the controller (embedded) or the connection to it (remote). */
   close(): Promise<void>;
 }

@@ -28,9 +28,8 @@
  * @module
  */
 
-import type { Snapshots } from "./snapshots.ts";
 import type { ExposedHttp, ExposeHttpOptions, Forwarding, ForwardOptions } from "./forward.ts";
-import type { Controller } from "./controller.ts";
+import type { Controller, SnapshotsHandle } from "./controller.ts";
 import type { DaemonInfo } from "./server.ts";
 import type { WaitOptions } from "./options.ts";
 import type { StreamOffsets } from "./process.ts";
@@ -293,7 +292,7 @@ export class RemoteWorker {
    *
    * @throws {TypeError} When the controller offers no snapshots (see {@linkcode Controller.snapshots}).
    */
-  get snapshots(): Snapshots {
+  get snapshots(): SnapshotsHandle {
     const controller = this.#controller;
     if (!controller.snapshots) throw new TypeError("This controller offers no workspace snapshots");
     return controller.snapshots(this.id);

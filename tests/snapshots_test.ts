@@ -12,9 +12,11 @@ import {
 } from "./_assert.ts";
 import {
   type AuditRecord,
+  Client,
   FileError,
   PolicyError,
   RemoteError,
+  RemoteWorker,
   Server,
   type ServerOptions,
 } from "../mod.ts";
@@ -647,4 +649,37 @@ Deno.test("the worker handle's snapshots are the server's: create, findByTag, li
   const dest = join(t.work, "handle-restored");
   assertEquals((await w.snapshots.restore(made.id, dest)).fileCount, 1);
   assertEquals(await Deno.readTextFile(join(dest, "a.txt")), "one");
+});
+
+Deno.test("snapshots through a remote Client: the same operations, and w.snapshots on a Client", async () => {
+  await using t = await setup(["c1", "c2"], {}, { control: true });
+  await using client = await Client.connect(`http://127.0.0.1:${t.server.port}`);
+  const src = join(t.work, "client-tree");
+  await makeTree(src);
+  const w = new RemoteWorker(client, "c1");
+  const made = await w.snapshots.create(src, { message: "via the API", tags: ["api", "green"] });
+  assert(made.createdAt instanceof Date);
+  assertEquals(made.message, "via the API");
+  assertEquals((await w.snapshots.get(made.id)).fileCount, made.fileCount);
+  assertEquals((await w.snapshots.findByTag("green"))?.id, made.id);
+  assertEquals((await w.snapshots.list({ tags: ["api"] })).map((s) => s.id), [made.id]);
+  const dest = join(t.work, "client-restored");
+  assertEquals((await w.snapshots.restore(made.id, dest)).fileCount, made.fileCount);
+  const diff = await new Deno.Command("diff", { args: ["-r", "--no-dereference", src, dest] })
+    .output();
+  assertEquals(diff.code, 0, new TextDecoder().decode(diff.stdout));
+  // Copy to the other worker, then export from there and import back as a new snapshot.
+  const copied = await client.snapshots("c1").copyTo("c2", made.id);
+  assertEquals(copied.id, made.id);
+  const other = client.snapshots("c2");
+  assertEquals((await other.get(made.id)).totalSize, made.totalSize);
+  const imported = await client.snapshots("c1").import(await other.export(made.id), {
+    message: "round trip",
+  });
+  assertEquals([imported.fileCount, imported.totalSize], [made.fileCount, made.totalSize]);
+  await client.snapshots("c1").delete(imported.id);
+  // Errors are the embedded controller's: an unknown snapshot, a restore over an existing directory.
+  await assertRejects(() => w.snapshots.get("no-such-snapshot"), Error);
+  const exists = await assertRejects(() => w.snapshots.restore(made.id, dest), FileError);
+  assertEquals(exists.code, "EEXIST");
 });

@@ -9,6 +9,7 @@ export type FieldRule =
   | { type: "int"; min: number; max?: number }
   | { type: "command" }
   | { type: "strings" }
+  | { type: "list" }
   | { type: "enum"; values: readonly string[] };
 
 /** A body schema: required and optional fields. */
@@ -131,6 +132,11 @@ function checkField(name: string, value: unknown, rule: FieldRule): void {
             rule.max !== undefined ? ` to ${rule.max}` : " up"
           }, got ${value}`,
         );
+      }
+      return;
+    case "list":
+      if (!Array.isArray(value) || !value.every((a) => typeof a === "string")) {
+        throw badRequest(`Field '${name}' must be an array of strings, got ${kind(value)}`);
       }
       return;
     case "command":

@@ -29,6 +29,16 @@ import {
 } from "./_files.ts";
 import { handleTerminal } from "./terminal.ts";
 import { exposeClose, exposeCreate, handleTunnel } from "./_tunnels.ts";
+import {
+  snapshotCopy,
+  snapshotCreate,
+  snapshotDelete,
+  snapshotExport,
+  snapshotGet,
+  snapshotImport,
+  snapshotList,
+  snapshotRestore,
+} from "./_snapshots.ts";
 
 /** A route's handler. */
 export type Handler = (
@@ -121,6 +131,44 @@ export const ROUTES: readonly Route[] = [
   { method: "GET", path: "/daemons/{id}/dirs", scope: "files", handle: downloadDir },
   { method: "PUT", path: "/daemons/{id}/dirs", scope: "files", handle: uploadDir },
   { method: "GET", path: "/daemons/{id}/tunnel", scope: "exec", handle: handleTunnel },
+  { method: "POST", path: "/daemons/{id}/snapshots", scope: "files", handle: snapshotCreate },
+  { method: "PUT", path: "/daemons/{id}/snapshots", scope: "files", handle: snapshotImport },
+  {
+    method: "GET",
+    path: "/daemons/{id}/snapshots",
+    scope: "read",
+    handle: (c, _r, p) => snapshotList(c, p),
+  },
+  {
+    method: "GET",
+    path: "/daemons/{id}/snapshots/{proc}",
+    scope: "read",
+    handle: (c, _r, p) => snapshotGet(c, p),
+  },
+  {
+    method: "POST",
+    path: "/daemons/{id}/snapshots/{proc}/restore",
+    scope: "files",
+    handle: snapshotRestore,
+  },
+  {
+    method: "POST",
+    path: "/daemons/{id}/snapshots/{proc}/delete",
+    scope: "files",
+    handle: snapshotDelete,
+  },
+  {
+    method: "POST",
+    path: "/daemons/{id}/snapshots/{proc}/copy",
+    scope: "files",
+    handle: snapshotCopy,
+  },
+  {
+    method: "GET",
+    path: "/daemons/{id}/snapshots/{proc}/export",
+    scope: "files",
+    handle: (c, _r, p) => snapshotExport(c, p),
+  },
   { method: "POST", path: "/daemons/{id}/expose", scope: "exec", handle: exposeCreate },
   {
     method: "POST",
