@@ -115,6 +115,7 @@ export type {
 export {
   CommandFailedError,
   type OutputOffsets,
+  type ReadyWorker,
   RemoteAlreadyExistsError,
   RemoteBusyError,
   type RemoteFileErrorFields,

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { type ReadyWorker, readyWorker } from "./worker.ts";
 import { ClientSnapshots } from "./_client_snapshots.ts";
 import type { SnapshotsHandle } from "./controller.ts";
 import { type ApiEndpoint, exposeThroughApi, forwardThroughApi } from "./_client_forward.ts";
@@ -341,19 +342,22 @@ export class Client implements Controller {
    * @returns Its description.
    * @throws {DaemonNotFoundError} When it did not connect in time.
    */
-  async waitForDaemon(id: string, options: WaitOptions = {}): Promise<DaemonInfo> {
+  async waitForDaemon(id: string, options: WaitOptions = {}): Promise<ReadyWorker> {
     checkDaemonId(id);
     positiveInt("timeout", options.timeout, 0);
     options.signal?.throwIfAborted();
     const timeout = options.timeout ?? 30_000;
     try {
-      return daemonInfo(
-        await this.#transport.json("GET", `/daemons/${enc(id)}/wait`, {
-          query: { timeout },
-          timeout: timeout + this.#transport.requestTimeoutMs,
-          signal: options.signal,
-          context: { daemonId: id },
-        }),
+      return readyWorker(
+        this,
+        daemonInfo(
+          await this.#transport.json("GET", `/daemons/${enc(id)}/wait`, {
+            query: { timeout },
+            timeout: timeout + this.#transport.requestTimeoutMs,
+            signal: options.signal,
+            context: { daemonId: id },
+          }),
+        ),
       );
     } catch (error) {
       if (

@@ -16,7 +16,7 @@ import { LOGIN_SHELL_COMMAND } from "@sandd/protocol/constants";
 import { VERSION } from "@sandd/protocol/version";
 import { AsciicastWriter } from "./asciicast.ts";
 import { DaemonEvent, type ServerEventMap } from "./events.ts";
-import { RemoteWorker } from "./worker.ts";
+import { type ReadyWorker, readyWorker, RemoteWorker } from "./worker.ts";
 import type { Connection, DaemonInfo } from "./_connection.ts";
 import { DEFAULT_REQUEST_TIMEOUT_MS } from "./_connection.ts";
 import { Auditor } from "./_audited.ts";
@@ -324,17 +324,23 @@ export class Server extends EventTarget implements Controller {
   /**
    * Wait until a daemon with this id is connected. Event-driven: resolves on its `connect`.
    *
+   * @example Wait for a worker and use the handle it resolves to
+   * ```ts ignore
+   * const w = await server.waitForDaemon("worker-1", { timeout: 30_000 });
+   * console.log(w.platform, await w.sh`uname -r`.text());
+   * ```
+   *
    * @param id Daemon id.
    * @param options Timeout and abort signal.
-   * @returns Its description.
+   * @returns Its description, which is also its worker handle (the same as `server.worker(id)`).
    * @throws {DaemonNotFoundError} When it did not connect in time.
    */
-  waitForDaemon(id: string, options: WaitOptions = {}): Promise<DaemonInfo> {
+  waitForDaemon(id: string, options: WaitOptions = {}): Promise<ReadyWorker> {
     positiveInt("timeout", options.timeout, 0);
     const current = this.daemon(id);
-    if (current) return Promise.resolve(current);
+    if (current) return Promise.resolve(readyWorker(this, current));
     const timeout = options.timeout ?? 30_000;
-    return new Promise((resolve, reject) => {
+    return new Promise<ReadyWorker>((resolve, reject) => {
       const done = () => {
         clearTimeout(timer);
         this.removeEventListener("connect", onConnect);
@@ -343,7 +349,7 @@ export class Server extends EventTarget implements Controller {
       const onConnect = (event: DaemonEvent) => {
         if (event.daemon.id !== id) return;
         done();
-        resolve(event.daemon);
+        resolve(readyWorker(this, event.daemon));
       };
       const onAbort = () => {
         done();

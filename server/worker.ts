@@ -342,3 +342,20 @@ export class RemoteWorker {
     return controller.exposeHttp(this.id, options);
   }
 }
+
+/**
+ * What `waitForDaemon` resolves to: the daemon's description ({@linkcode DaemonInfo}) that is also its worker
+ * handle, so `const w = await server.waitForDaemon(id)` reads `w.platform` and runs `` w.sh`...` ``.
+ */
+export type ReadyWorker = RemoteWorker & DaemonInfo;
+
+/**
+ * A worker handle carrying a daemon's description.
+ *
+ * @param controller The controller.
+ * @param info The daemon's description.
+ * @returns The handle with the description's fields.
+ */
+export function readyWorker(controller: Controller, info: DaemonInfo): ReadyWorker {
+  return Object.assign(new RemoteWorker(controller, info.id), info);
+}

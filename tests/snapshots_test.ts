@@ -656,7 +656,10 @@ Deno.test("snapshots through a remote Client: the same operations, and w.snapsho
   await using client = await Client.connect(`http://127.0.0.1:${t.server.port}`);
   const src = join(t.work, "client-tree");
   await makeTree(src);
-  const w = new RemoteWorker(client, "c1");
+  // On a Client too, waitForDaemon resolves to the worker handle.
+  const w = await client.waitForDaemon("c1");
+  assert(w instanceof RemoteWorker);
+  assertEquals(w.id, "c1");
   const made = await w.snapshots.create(src, { message: "via the API", tags: ["api", "green"] });
   assert(made.createdAt instanceof Date);
   assertEquals(made.message, "via the API");

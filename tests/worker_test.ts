@@ -271,3 +271,13 @@ Deno.test("server.worker(): ids checked, ready() waits and times out, info() des
   const info = await h.server.worker("wc4").info();
   assertEquals(info?.platform, Deno.build.os);
 });
+
+Deno.test("waitForDaemon resolves to the worker handle, which also carries the daemon's description", async () => {
+  await using h = await startWorker("wfd");
+  const w = await h.server.waitForDaemon("wfd");
+  assertInstanceOf(w, RemoteWorker);
+  assertEquals([w.id, w.platform, w.pid], ["wfd", Deno.build.os, h.daemon.pid]);
+  assertEquals(await w.sh`echo ${"ready; rm -rf /"}`.text(), "ready; rm -rf /");
+  // Listing and JSON still see a plain description.
+  assertEquals(JSON.parse(JSON.stringify(w)).hostname, h.server.daemon("wfd")!.hostname);
+});
