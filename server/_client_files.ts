@@ -16,6 +16,7 @@ import {
   type FsEvent,
   type ListOptions,
   type MkdirOptions,
+  placeDirectory,
   type RemoveOptions,
   type UploadDirOptions,
   type UploadDirResult,
@@ -413,19 +414,7 @@ export async function downloadDirectory(
     const mode = Number.parseInt(response.headers.get("sandd-mode") ?? "", 8);
     if (Number.isInteger(mode)) await Deno.chmod(temp, mode & 0o777);
     else await Deno.chmod(temp, 0o755);
-    if (existing) {
-      const old = `${temp.slice(0, -5)}.old`;
-      await Deno.rename(target, old);
-      try {
-        await Deno.rename(temp, target);
-      } catch (error) {
-        await Deno.rename(old, target).catch(() => {});
-        throw error;
-      }
-      await Deno.remove(old, { recursive: true });
-    } else {
-      await Deno.rename(temp, target);
-    }
+    await placeDirectory(temp, target, existing !== null);
     placed = true;
   } finally {
     if (!placed) {

@@ -475,19 +475,7 @@ export async function downloadDirectory(
       done = next.done;
     }
     if (typeof info.mode === "number") await Deno.chmod(temp, info.mode);
-    if (existing) {
-      const old = `${temp.slice(0, -5)}.old`;
-      await Deno.rename(target, old);
-      try {
-        await Deno.rename(temp, target);
-      } catch (error) {
-        await Deno.rename(old, target).catch(() => {});
-        throw error;
-      }
-      await Deno.remove(old, { recursive: true });
-    } else {
-      await Deno.rename(temp, target);
-    }
+    await placeDirectory(temp, target, existing !== null);
     placed = true;
   } finally {
     if (!placed) {
@@ -495,6 +483,34 @@ export async function downloadDirectory(
       await Deno.remove(temp, { recursive: true }).catch(() => {});
     }
   }
+}
+
+/**
+ * Put a directory unpacked at `temp` (a sibling of `target` whose name ends in `.part`) in place of `target`:
+ * an existing target is moved aside, replaced, then removed; if the replacement fails it is moved back.
+ *
+ * @param temp The unpacked directory.
+ * @param target Where it goes.
+ * @param existing Whether `target` exists now.
+ */
+export async function placeDirectory(
+  temp: string,
+  target: string,
+  existing: boolean,
+): Promise<void> {
+  if (!existing) {
+    await Deno.rename(temp, target);
+    return;
+  }
+  const old = `${temp.slice(0, -5)}.old`;
+  await Deno.rename(target, old);
+  try {
+    await Deno.rename(temp, target);
+  } catch (error) {
+    await Deno.rename(old, target).catch(() => {});
+    throw error;
+  }
+  await Deno.remove(old, { recursive: true });
 }
 
 // --- the remote filesystem ---
