@@ -135,7 +135,7 @@ export async function getProcess(ctx: ControlContext, params: RouteParams): Prom
  */
 export async function processOutput(
   ctx: ControlContext,
-  _request: Request,
+  request: Request,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["stream", "from", "follow"]);
@@ -171,9 +171,12 @@ export async function processOutput(
   const finish = () => {
     if (finished) return;
     finished = true;
+    request.signal.removeEventListener("abort", finish);
     reader.cancel().catch(() => {});
     release(handle);
   };
+  // A client that goes away while nothing is written would otherwise be noticed only at the next write.
+  request.signal.addEventListener("abort", finish, { once: true });
   const body = new ReadableStream<Uint8Array>({
     pull: async (controller) => {
       try {
