@@ -1,9 +1,11 @@
 // The control API against the embedded controller, same daemon, same run: exec of `true` (one HTTP request with
-// keep-alive against `server.exec`), and a process's output streamed through `GET .../output` against
+// keep-alive against `server.exec`; from a lean HTTP/1.1 client, as curl or Python's http.client would send it,
+// and from Deno's fetch, whose own cost is shown by the same GET from both), and a process's output streamed through `GET .../output` against
 // `server.spawn` read directly.
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
 import { mibPerSecond, quantile, type SectionResult } from "./_stats.ts";
+import { LeanHttpClient } from "./_lean_http.ts";
 
 const ID = "bench-api";
 
@@ -24,31 +26,55 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     }
     // One client, so every request reuses the same keep-alive connection.
     const client = Deno.createHttpClient({});
+    const lean = await LeanHttpClient.connect(server.port);
     try {
       const body = JSON.stringify({ command: ["true"] });
-      const apiExec = async () => {
+      const check = (text: string) => {
+        const result = JSON.parse(text);
+        if (result.exitCode !== 0) throw new Error(`API exec failed: ${text}`);
+      };
+      const fetchExec = async () => {
         const response = await fetch(`${base}/daemons/${ID}/exec`, {
           method: "POST",
           body,
           headers: { "content-type": "application/json" },
           client,
         });
-        const result = await response.json();
-        if (result.exitCode !== 0) throw new Error(`API exec failed: ${JSON.stringify(result)}`);
+        check(await response.text());
       };
-      for (let i = 0; i < warmup; i++) await apiExec();
-      for (let i = 0; i < warmup; i++) await server.exec(ID, ["true"]);
-      const api: number[] = [];
-      const embedded: number[] = [];
+      const leanExec = async () =>
+        check(await lean.request("POST", `/api/v1/daemons/${ID}/exec`, body));
+      const fetchGet = async () => {
+        const response = await fetch(`${base}/daemons/${ID}`, { client });
+        await response.text();
+      };
+      const leanGet = async () => void await lean.request("GET", `/api/v1/daemons/${ID}`);
+      const embeddedExec = async () => void await server.exec(ID, ["true"]);
+      const runs = { leanExec, fetchExec, embeddedExec, leanGet, fetchGet };
+      const times: Record<keyof typeof runs, number[]> = {
+        leanExec: [],
+        fetchExec: [],
+        embeddedExec: [],
+        leanGet: [],
+        fetchGet: [],
+      };
+      for (const fn of Object.values(runs)) for (let i = 0; i < warmup; i++) await fn();
       for (let i = 0; i < rounds; i++) {
-        // Interleaved, so both see the same machine noise.
-        let t = performance.now();
-        await apiExec();
-        api.push(performance.now() - t);
-        t = performance.now();
-        await server.exec(ID, ["true"]);
-        embedded.push(performance.now() - t);
+        // Interleaved, so all see the same machine noise, in a new order each round, so none always pays for the
+        // work its predecessor leaves behind (acknowledgements, a connection's end of response).
+        const order = Object.entries(runs);
+        for (let k = order.length - 1; k > 0; k--) {
+          const j = Math.floor(Math.random() * (k + 1));
+          [order[k], order[j]] = [order[j]!, order[k]!];
+        }
+        for (const [name, fn] of order) {
+          const t = performance.now();
+          await fn();
+          times[name as keyof typeof runs].push(performance.now() - t);
+        }
       }
+      const api = times.leanExec;
+      const embedded = times.embeddedExec;
 
       // Output throughput, interleaved rounds (medians): the API read by a separate client process (curl, as a
       // real client would be; in-process fetch without curl) against an embedded spawn read in process.
@@ -95,7 +121,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
         figures: [
           {
             id: "api.exec_p50",
-            label: "exec of `true` through the HTTP API (keep-alive), p50",
+            label: "exec of `true` through the HTTP API (keep-alive, lean client), p50",
             unit: "ms",
             value: quantile(api, 0.5),
             baseline: quantile(embedded, 0.5),
@@ -105,8 +131,30 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
             goal: "overhead ≤ 0.3 ms",
           },
           {
+            id: "api.exec_fetch_p50",
+            label: "exec of `true` through the HTTP API with Deno's `fetch`, p50",
+            unit: "ms",
+            value: quantile(times.fetchExec, 0.5),
+            baseline: quantile(embedded, 0.5),
+            baselineLabel: "embedded server.exec",
+            comparison: "overhead",
+            better: "lower",
+            goal: "informational: fetch's own cost is the next row",
+          },
+          {
+            id: "api.get_fetch_p50",
+            label: "`GET /api/v1/daemons/{id}` with Deno's `fetch`, p50",
+            unit: "ms",
+            value: quantile(times.fetchGet, 0.5),
+            baseline: quantile(times.leanGet, 0.5),
+            baselineLabel: "the same GET from a lean client",
+            comparison: "overhead",
+            better: "lower",
+            goal: "informational",
+          },
+          {
             id: "api.exec_p99",
-            label: "exec of `true` through the HTTP API (keep-alive), p99",
+            label: "exec of `true` through the HTTP API (keep-alive, lean client), p99",
             unit: "ms",
             value: quantile(api, 0.99),
             baseline: quantile(embedded, 0.99),
@@ -133,6 +181,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
       };
     } finally {
       client.close();
+      lean.close();
     }
   }, { listen: { control: true } });
 }
