@@ -9,9 +9,10 @@
 // when a connect fails or a link drops, it waits the REAL `reconnectDelay` of BACKOFF_MODULE (the checkout's
 // daemon/backoff.ts, default options: 1 s first bound, 2 s cap for 5 minutes after a drop, 30 s otherwise) and
 // tries the next URL (round robin); a link without a welcome within 10 s is dropped (the daemon's handshake
-// timeout). Prints "started", then answers stdin lines: `go` starts every daemon at once (answers "going");
+// timeout). Prints "started", then answers stdin lines: `go` starts every daemon at once, `go RATE` RATE per
+// second (answers "going" once all are started);
 // `stats` prints `{ connected: [per URL], attempts }`; `times` prints `{ welcomes: [[ms since epoch, URL index],
-// ...] }` since the previous `times` (or `go`). Stdin closing closes every link and exits.
+// ...] }` since the previous `times` (or `go`), where a link that dropped is listed as -1 - its URL index. Stdin closing closes every link and exits.
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
 const count = Number(countText);
 if (mode === "failover") {
@@ -134,6 +135,7 @@ async function failover(): Promise<void> {
         if (stopping) return;
         if (welcomed) {
           connected[at]!--;
+          welcomes.push([Date.now(), -1 - at]);
           attempt = 0;
           lostAt = Date.now();
         }
@@ -154,9 +156,16 @@ async function failover(): Promise<void> {
     while ((at = pending.indexOf("\n")) >= 0) {
       const command = pending.slice(0, at).trim();
       pending = pending.slice(at + 1);
-      if (command === "go") {
+      if (command === "go" || command.startsWith("go ")) {
         welcomes = [];
-        for (let i = 0; i < count; i++) start(i);
+        const perSecond = Number(command.slice(3)) || Infinity;
+        for (let i = 0; i < count; i++) {
+          start(i);
+          // Paced: 1/100 of the rate every 10 ms.
+          if (perSecond < Infinity && i % Math.max(1, Math.round(perSecond / 100)) === 0) {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+        }
         console.log("going");
       } else if (command === "stats") {
         console.log(JSON.stringify({ connected, attempts }));
