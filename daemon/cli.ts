@@ -17,11 +17,14 @@ import { defaultStateDir } from "./snapshots/state_dir.ts";
 export const USAGE: string =
   `sandd ${VERSION} — the SandD worker daemon. Dials out to a controller over WebSocket.
 
-Usage: sandd [daemon] --server-url ws://HOST:PORT/ws [options]
+Usage: sandd [daemon] --server-url ws://HOST:PORT/ws [--server-url ...] [options]
        sandd COMMAND ...       (serve, daemons, exec, shell, cp, ...: see 'sandd help')
 
 Connection:
-  --server-url URL        controller URL, ws:// or wss:// (env SANDD_SERVER_URL)
+  --server-url URL        controller URL, ws:// or wss:// (env SANDD_SERVER_URL). Repeat it (or give
+                          SANDD_SERVER_URL a comma-separated list) for several controllers: the daemon
+                          holds one link; when it drops or a connect fails, the next attempt goes to
+                          the next URL in order (round robin), with the same backoff and jitter
   --daemon-id ID          this worker's id (env SANDD_DAEMON_ID; default: the host name)
   --label KEY=VALUE       a label; repeat for more
   --token TOKEN           bearer token; visible to local users in /proc/PID/cmdline, so prefer
@@ -125,8 +128,10 @@ export interface DaemonConfig {
   help: boolean;
   /** `--version` was given. */
   version: boolean;
-  /** Controller URL. */
+  /** The first controller URL (the one the daemon tries first). */
   serverUrl: string;
+  /** Every controller URL, in the order the daemon tries them (`--server-url` repeated, or SANDD_SERVER_URL split on commas). */
+  serverUrls: string[];
   /** Daemon id. */
   id: string;
   /** Labels. */
@@ -135,8 +140,10 @@ export interface DaemonConfig {
   token?: string;
   /** CA certificate files' contents. */
   caCerts: string[];
-  /** The proxy to reach the controller through (`--proxy` or the environment), or null. */
+  /** The proxy to reach the first controller URL through (`--proxy` or the environment), or null. */
   proxy: URL | null;
+  /** The proxy for each of {@linkcode DaemonConfig.serverUrls}, in the same order (null: direct). */
+  proxies: (URL | null)[];
   /** Bytes retained per stream. */
   retainBytes: number;
   /** Outage hold in ms. */
@@ -165,6 +172,18 @@ export interface DaemonConfig {
   policyFile?: string;
   /** Policy fields given as flags; they override the policy file's. Not validated here beyond their syntax. */
   policy: PolicyOptions;
+}
+
+/** Refuse a controller URL that is not ws:// or wss://, naming it. */
+function checkServerUrl(url: string): void {
+  if (!/^wss?:\/\/./.test(url)) {
+    throw new UsageError(`--server-url must start with ws:// or wss://, got '${url}'`);
+  }
+  try {
+    new URL(url);
+  } catch {
+    throw new UsageError(`--server-url must be a valid URL, got '${url}'`);
+  }
 }
 
 function number(name: string, value: string | undefined, fallback: number, min: number): number {
@@ -202,7 +221,7 @@ export function parseDaemonArgs(
       strict: true,
       allowPositionals: false,
       options: {
-        "server-url": { type: "string" },
+        "server-url": { type: "string", multiple: true },
         "daemon-id": { type: "string" },
         label: { type: "string", multiple: true },
         token: { type: "string" },
@@ -251,13 +270,15 @@ export function parseDaemonArgs(
     help: values.help ?? false,
     version: values.version ?? false,
   };
-  const serverUrl = values["server-url"] ?? env.SANDD_SERVER_URL ?? "";
+  const serverUrls = values["server-url"] ??
+    (env.SANDD_SERVER_URL ?? "").split(",").map((url) => url.trim()).filter((url) => url !== "");
   if (!base.help && !base.version) {
-    if (!serverUrl) throw new UsageError("--server-url is required (or set SANDD_SERVER_URL)");
-    if (!/^wss?:\/\/./.test(serverUrl)) {
-      throw new UsageError(`--server-url must start with ws:// or wss://, got '${serverUrl}'`);
+    if (!serverUrls.length) {
+      throw new UsageError("--server-url is required (or set SANDD_SERVER_URL)");
     }
+    for (const url of serverUrls) checkServerUrl(url);
   }
+  const serverUrl = serverUrls[0] ?? "";
   const labels: Record<string, string> = {};
   for (const label of values.label ?? []) {
     const eq = label.indexOf("=");
@@ -292,18 +313,20 @@ export function parseDaemonArgs(
       throw new UsageError(`Cannot read --ca-cert '${file}': ${(error as Error).message}`);
     }
   });
-  let proxy: URL | null = null;
-  if (serverUrl && /^wss?:\/\/./.test(serverUrl)) {
+  const proxies: (URL | null)[] = [];
+  for (const url of serverUrls) {
+    if (!/^wss?:\/\/./.test(url)) continue; // --help or --version with a bad URL: not checked
     try {
-      proxy = proxyFor(new URL(serverUrl), env, values.proxy);
+      proxies.push(proxyFor(new URL(url), env, values.proxy));
     } catch (error) {
       throw new UsageError((error as Error).message);
     }
-    if (values.proxy !== undefined && proxy?.password) {
-      warnings.push(
-        "--proxy carries a password, visible to local users in /proc/PID/cmdline; prefer HTTPS_PROXY/HTTP_PROXY in the environment",
-      );
-    }
+  }
+  const proxy = proxies[0] ?? null;
+  if (values.proxy !== undefined && proxy?.password) {
+    warnings.push(
+      "--proxy carries a password, visible to local users in /proc/PID/cmdline; prefer HTTPS_PROXY/HTTP_PROXY in the environment",
+    );
   }
   let root: string | undefined;
   if (values.root !== undefined) {
@@ -390,11 +413,13 @@ export function parseDaemonArgs(
   return {
     ...base,
     serverUrl,
+    serverUrls,
     id,
     labels,
     ...(token ? { token } : {}),
     caCerts,
     proxy,
+    proxies,
     ...(root !== undefined ? { root } : {}),
     stateDir,
     retainBytes: number("retain-bytes", values["retain-bytes"], 4 * 1024 * 1024, 65536),

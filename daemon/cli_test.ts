@@ -29,10 +29,12 @@ Deno.test("cli: defaults with only a server URL", () => {
     help: false,
     version: false,
     serverUrl: "ws://127.0.0.1:8765/ws",
+    serverUrls: ["ws://127.0.0.1:8765/ws"],
     id: Deno.hostname(),
     labels: {},
     caCerts: [],
     proxy: null,
+    proxies: [null],
     retainBytes: 4 * 1024 * 1024,
     detachedHoldMs: 300_000,
     orphanTimeoutMs: 3_600_000,
@@ -75,6 +77,68 @@ Deno.test("cli: environment variables fill in for missing flags, and flags win o
 
   // An empty SANDD_TOKEN is no token.
   assertStrictEquals(parseDaemonArgs(URL_ARGS, { SANDD_TOKEN: "" }).token, undefined);
+});
+
+Deno.test("cli: several controllers: --server-url repeated, or a comma-separated SANDD_SERVER_URL", () => {
+  const a = "ws://127.0.0.1:8765/ws";
+  const b = "wss://controller-b.example:443/ws";
+  const flags = parseDaemonArgs(["--server-url", a, "--server-url", b], {});
+  assertEquals(flags.serverUrls, [a, b]);
+  assertStrictEquals(flags.serverUrl, a);
+  assertEquals(flags.proxies, [null, null]);
+  // The environment's list (spaces and empty entries ignored); flags replace it whole.
+  const env = { SANDD_SERVER_URL: ` ${b} ,${a},` };
+  assertEquals(parseDaemonArgs([], env).serverUrls, [b, a]);
+  assertEquals(parseDaemonArgs(["--server-url", a], env).serverUrls, [a]);
+  // Each URL gets its own proxy: the environment's proxy never applies to a loopback controller, nor to a host
+  // NO_PROXY lists.
+  const proxied = parseDaemonArgs(
+    ["--server-url", a, "--server-url", b, "--server-url", "wss://c.internal/ws"],
+    {
+      HTTPS_PROXY: "http://proxy.corp:3128",
+      HTTP_PROXY: "http://proxy.corp:3128",
+      NO_PROXY: ".internal",
+    },
+  );
+  assertEquals(proxied.proxies.map((p) => p?.href ?? null), [
+    null,
+    "http://proxy.corp:3128/",
+    null,
+  ]);
+  assertStrictEquals(proxied.proxy, null);
+  // --proxy applies to every one of them.
+  const explicit = parseDaemonArgs([
+    "--server-url",
+    a,
+    "--server-url",
+    b,
+    "--proxy",
+    "socks5h://s:1080",
+  ], {});
+  assertEquals(explicit.proxies.map((p) => p?.href), ["socks5h://s:1080", "socks5h://s:1080"]);
+  // A bad one among good ones is named, from a flag or the environment.
+  for (
+    const [args, environment, bad] of [
+      [["--server-url", a, "--server-url", "http://b/ws"], {}, "http://b/ws"],
+      [["--server-url", "tcp://x", "--server-url", a], {}, "tcp://x"],
+      [["--server-url", a, "--server-url", "ws://[bad/ws"], {}, "ws://[bad/ws"],
+      [[], { SANDD_SERVER_URL: `${a},https://c/ws` }, "https://c/ws"],
+    ] as [string[], Record<string, string>, string][]
+  ) {
+    const error = assertThrows(
+      () => parseDaemonArgs(args, environment),
+      UsageError,
+      "--server-url",
+    );
+    assertStringIncludes(error.message, `'${bad}'`);
+  }
+  // A list of nothing but commas is no URL at all.
+  assertThrows(
+    () => parseDaemonArgs([], { SANDD_SERVER_URL: " , ," }),
+    UsageError,
+    "SANDD_SERVER_URL",
+  );
+  assertStringIncludes(USAGE, "round robin");
 });
 
 Deno.test("cli: connection, process, reconnect and logging flags", () => {

@@ -83,6 +83,14 @@ export class RefusedError extends Error {
   }
 }
 
+/** One controller the daemon may connect to. */
+interface Target {
+  /** The controller's WebSocket URL as given. */
+  url: string;
+  /** The proxy to reach it through, or null for a direct connection. */
+  proxy: URL | null;
+}
+
 /** How one connection attempt ended. */
 interface Attempt {
   /** The controller welcomed this link. */
@@ -120,8 +128,14 @@ export type RequestHandler<Op extends Operation = Operation> = (
 
 /** Options of {@linkcode Daemon}. */
 export interface DaemonOptions {
-  /** Controller WebSocket URL, `ws://host:port/ws` or `wss://...`. */
-  serverUrl: string;
+  /**
+   * Controller WebSocket URL, `ws://host:port/ws` or `wss://...`; or several (controllers of one fleet, e.g. the
+   * nodes of a cluster). The daemon holds one link at a time: it starts with the first URL, and whenever a connect
+   * fails or a link drops, its next attempt goes to the next URL in order (round robin), after the same backoff
+   * with full jitter as with one URL (the delay grows per failed attempt, so a round of dead controllers does not
+   * spin). A refusal for good (close code 4000/4001, HTTP 426) from any of them stops the daemon, as with one.
+   */
+  serverUrl: string | readonly string[];
   /** Daemon id. @default the host name */
   id?: string;
   /** Labels reported to the controller. @default {} */
@@ -132,9 +146,11 @@ export interface DaemonOptions {
   caCerts?: string[];
   /**
    * Reach the controller through this proxy: `http://[user:pass@]host:port` (CONNECT), `socks5://` or
-   * `socks5h://`. The environment is not read here (the `sandd` command line does that). @default undefined (direct)
+   * `socks5h://`; for several server URLs either one proxy for all, or an array with one entry per URL in the
+   * same order (null: direct). The environment is not read here (the `sandd` command line does that).
+   * @default undefined (direct)
    */
-  proxy?: string | URL;
+  proxy?: string | URL | readonly (string | URL | null)[];
   /** Output bytes kept per stream for resume. @default 4 MiB */
   retainBytes?: number;
   /**
@@ -200,26 +216,13 @@ export class Daemon implements AsyncDisposable {
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | undefined;
   readonly #instance: string = crypto.randomUUID();
-  #proxy: URL | null = null;
+  readonly #targets: Target[];
 
   /**
    * @param options Connection and process options.
    */
   constructor(options: DaemonOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.serverUrl);
-    } catch {
-      throw new TypeError(`Invalid server URL '${options.serverUrl}'`);
-    }
-    if (url.protocol !== "ws:" && url.protocol !== "wss:") {
-      throw new TypeError(`Server URL must start with ws:// or wss://, got '${options.serverUrl}'`);
-    }
-    if (options.proxy !== undefined) {
-      this.#proxy = typeof options.proxy === "string"
-        ? parseProxyUrl(options.proxy, "proxy")
-        : parseProxyUrl(options.proxy.href, "proxy");
-    }
+    this.#targets = targets(options.serverUrl, options.proxy);
     this.id = options.id ?? Deno.hostname();
     if (!isDaemonId(this.id)) {
       throw new TypeError(`Daemon id must be ${DAEMON_ID_RULE}, got '${this.id}'`);
@@ -338,8 +341,11 @@ export class Daemon implements AsyncDisposable {
     let attempt = 0;
     /** When the last link that was up went down (0: none yet). */
     let lostAt = 0;
+    /** Which of the targets the next attempt goes to. */
+    let index = 0;
     while (!this.#abort.signal.aborted) {
-      const { welcomed, refused } = await this.#connectOnce();
+      const target = this.#targets[index]!;
+      const { welcomed, refused } = await this.#connectOnce(target);
       if (this.#abort.signal.aborted) break;
       if (refused) {
         log.error("{message}; not reconnecting", { message: refused.message });
@@ -359,7 +365,10 @@ export class Daemon implements AsyncDisposable {
         maxMs: this.#options.reconnectMaxMs ?? 30_000,
         recentMs: this.#options.reconnectRecentMs ?? 300_000,
       });
-      log.debug("Reconnecting in {delay} ms", { delay });
+      // Fail over: whether the connect failed or a link that was up dropped, the next attempt goes to the next
+      // URL (round robin). The delay above still grows per failed attempt, so a round of dead URLs does not spin.
+      index = (index + 1) % this.#targets.length;
+      log.debug("Reconnecting to {url} in {delay} ms", { url: this.#targets[index]!.url, delay });
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
         this.#sleepTimer = setTimeout(resolve, delay);
@@ -367,22 +376,23 @@ export class Daemon implements AsyncDisposable {
     }
   }
 
-  #connectOnce(): Promise<Attempt> {
+  #connectOnce(target: Target): Promise<Attempt> {
     const options = this.#options;
     const headers: Record<string, string> = {};
     if (options.token) headers["authorization"] = `Bearer ${options.token}`;
     let socket: WebSocketClient;
     try {
       // Our own client: it sets TCP_NODELAY, which Deno's WebSocket does not (see _websocket_client.ts).
-      socket = new WebSocketClient(options.serverUrl, {
+      log.debug("Connecting to {url}", { url: target.url });
+      socket = new WebSocketClient(target.url, {
         protocols: [SUBPROTOCOL],
         headers,
         ...(options.caCerts?.length ? { caCerts: options.caCerts } : {}),
-        proxy: this.#proxy,
+        proxy: target.proxy,
       });
     } catch (error) {
       log.error("Cannot connect to {url}: {error}", {
-        url: options.serverUrl,
+        url: target.url,
         error: String(error),
       });
       return Promise.resolve({ welcomed: false });
@@ -449,7 +459,7 @@ export class Daemon implements AsyncDisposable {
             welcomed = true;
             clearTimeout(handshake);
             this.#link = link;
-            log.info("Connected to {url} as {id}", { url: options.serverUrl, id: this.id });
+            log.info("Connected to {url} as {id}", { url: target.url, id: this.id });
             // The controller pings a link that has been quiet for an interval, and this side answers; so a
             // live controller is never silent for long, and the daemon sends no pings of its own (that would
             // double the heartbeat traffic). A link silent for HEARTBEAT_MISSES intervals is dropped, checked by
@@ -474,7 +484,7 @@ export class Daemon implements AsyncDisposable {
       };
       socket.onerror = (event) => {
         const message = (event as ErrorEvent).message ?? "connection error";
-        log.warn("Link error: {message}", { message });
+        log.warn("Link error ({url}): {message}", { url: target.url, message });
       };
       socket.onclose = (event) => {
         if (event.code >= 4000 && !closedHere) {
@@ -600,6 +610,42 @@ export class Daemon implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** Check the server URL(s) and pair each with its proxy. */
+function targets(serverUrl: DaemonOptions["serverUrl"], proxy: DaemonOptions["proxy"]): Target[] {
+  const urls: readonly string[] = typeof serverUrl === "string" ? [serverUrl] : serverUrl;
+  if (!Array.isArray(urls) || urls.length === 0) {
+    throw new TypeError(
+      `Server URL must be a string or a non-empty array, got '${String(serverUrl)}'`,
+    );
+  }
+  const proxies: readonly (string | URL | null | undefined)[] = Array.isArray(proxy)
+    ? proxy
+    : urls.map(() => proxy as string | URL | undefined);
+  if (proxies.length !== urls.length) {
+    throw new TypeError(
+      `Proxy array must have one entry per server URL (${urls.length}), got ${proxies.length}`,
+    );
+  }
+  return urls.map((url, i) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new TypeError(`Invalid server URL '${url}'`);
+    }
+    if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+      throw new TypeError(`Server URL must start with ws:// or wss://, got '${url}'`);
+    }
+    const p = proxies[i];
+    return {
+      url,
+      proxy: p === null || p === undefined
+        ? null
+        : parseProxyUrl(typeof p === "string" ? p : p.href, "proxy"),
+    };
+  });
 }
 
 /** Why the daemon must stop reconnecting after this close, or undefined when it should retry. */

@@ -89,12 +89,12 @@ async function daemonMain(args: string[]): Promise<number> {
     ],
   });
   const daemon = new Daemon({
-    serverUrl: config.serverUrl,
+    serverUrl: config.serverUrls,
     id: config.id,
     labels: config.labels,
     ...(config.token ? { token: config.token } : {}),
     caCerts: config.caCerts,
-    ...(config.proxy ? { proxy: config.proxy } : {}),
+    ...(config.proxies.some((p) => p) ? { proxy: config.proxies } : {}),
     retainBytes: config.retainBytes,
     detachedHoldMs: config.detachedHoldMs,
     orphanTimeoutMs: config.orphanTimeoutMs,
