@@ -54,7 +54,7 @@ const LINGER_PROBE_MIN_MS = 100;
  * within microseconds of each other; this bound only delays a process that closes its output and runs on, or one
  * that leaves a job holding its pipes.
  */
-const ENDS_COALESCE_MS = 1;
+const ENDS_COALESCE_MS = 5;
 
 /** An error answered to the controller with a stable code. */
 export class DaemonRequestError extends Error {
