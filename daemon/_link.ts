@@ -1,5 +1,6 @@
 // The daemon's view of one WebSocket connection to the controller, and the routing of stream ids on it.
 import type { DaemonMessage } from "@sandd/protocol/messages";
+import { protocolRevision } from "@sandd/protocol/version";
 import { WebSocketClient } from "./_websocket_client.ts";
 
 /** Receives what the controller sends on one stream id. */
@@ -17,9 +18,19 @@ export class Link {
   readonly routes: Map<number, StreamRoute> = new Map();
   readonly #closeListeners: Set<() => void> = new Set();
   #closed = false;
+  #revision = -1;
 
   constructor(socket: WebSocketClient) {
     this.#socket = socket;
+  }
+
+  /**
+   * The revision of protocol 1 the controller selected on the upgrade (0: plain `sandd.v1`): which optional
+   * additions this link may carry (revision 1: `eofs` on `exit`).
+   */
+  get revision(): number {
+    if (this.#revision < 0) this.#revision = Math.max(0, protocolRevision(this.#socket.protocol));
+    return this.#revision;
   }
 
   get open(): boolean {

@@ -27,7 +27,7 @@ import {
   stopsReconnecting,
   VERSION_MISMATCH_STATUS,
 } from "@sandd/protocol/constants";
-import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
+import { SUBPROTOCOL, SUBPROTOCOLS, VERSION } from "@sandd/protocol/version";
 import { reconnectDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
 import { parseProxyUrl } from "./_proxy.ts";
@@ -385,7 +385,8 @@ export class Daemon implements AsyncDisposable {
       // Our own client: it sets TCP_NODELAY, which Deno's WebSocket does not (see _websocket_client.ts).
       log.debug("Connecting to {url}", { url: target.url });
       socket = new WebSocketClient(target.url, {
-        protocols: [SUBPROTOCOL],
+        // sandd.v1.1 first (exits carry the streams' ends), sandd.v1 for an older controller.
+        protocols: [...SUBPROTOCOLS],
         headers,
         ...(options.caCerts?.length ? { caCerts: options.caCerts } : {}),
         proxy: target.proxy,

@@ -27,6 +27,7 @@ import type { ProcessInfo } from "@sandd/protocol/replies";
 import { FRAME_HEADER_BYTES, writeDataFrameHeader } from "@sandd/protocol/frame";
 import { CreditSender } from "@sandd/protocol/stream";
 import type { AttachArgs, SpawnArgs, StreamResume } from "@sandd/protocol/messages";
+import { MAX_EXIT_EOFS } from "@sandd/protocol/constants";
 import type { Link, StreamRoute } from "./_link.ts";
 import { OutputBuffer } from "./_output_buffer.ts";
 import { StdinStream } from "./stream/_stdin_stream.ts";
@@ -47,6 +48,13 @@ const LINGER_SWEEP_MS = 1_000;
 /** Beyond this many lingering groups, `running` probes them at most every {@linkcode LINGER_PROBE_MIN_MS}. */
 const LINGER_PROBE_ALWAYS = 256;
 const LINGER_PROBE_MIN_MS = 100;
+/**
+ * How long the first of a process's ends (an output's end, or its exit) waits for the others, so that they leave
+ * together: on a revision-1 link as one `exit` carrying the `eof`s. A command's pipes and its exit become ready
+ * within microseconds of each other; this bound only delays a process that closes its output and runs on, or one
+ * that leaves a job holding its pipes.
+ */
+const ENDS_COALESCE_MS = 5;
 
 /** An error answered to the controller with a stable code. */
 export class DaemonRequestError extends Error {
@@ -104,11 +112,17 @@ interface Attachment {
   route: StreamRoute;
 }
 
+/** A stream end carried by an `exit` (protocol revision 1). */
+interface CarriedEof {
+  sid: number;
+  offset: number;
+}
+
 class OutputState {
   readonly buffer: OutputBuffer;
   readonly attachments: Set<Attachment> = new Set();
   readonly #read: () => Promise<Uint8Array | null>;
-  readonly #onEnd: () => void;
+  readonly #onEnd: (output: OutputState) => void;
   readonly #cap: number;
   readonly #holdMs: number;
   /** While a lost link's backpressure is held: the offset its reader had acknowledged; else null. */
@@ -118,11 +132,13 @@ class OutputState {
   ended = false;
   /** Bytes the child wrote past the cap (read and dropped, so the child never blocks on them). */
   dropped = 0;
+  /** While true, `eof`s are held back (the process's exit may carry them). */
+  holdEof = false;
 
   constructor(
     read: () => Promise<Uint8Array | null>,
     retain: number,
-    onEnd: () => void,
+    onEnd: (output: OutputState) => void,
     cap = Infinity,
     holdMs = 0,
   ) {
@@ -178,7 +194,7 @@ class OutputState {
     if (chunk === null) {
       this.ended = true;
       this.release();
-      this.#onEnd();
+      this.#onEnd(this);
     } else {
       const room = this.#cap - this.buffer.end;
       if (chunk.length > room) {
@@ -216,10 +232,24 @@ class OutputState {
         }
         a.link.sendBinary(writeDataFrameHeader(frame, a.sid, credit.sent(length)));
       }
-      if (this.ended && !a.eofSent && credit.offset >= this.buffer.end) {
+      if (this.ended && !a.eofSent && !this.holdEof && credit.offset >= this.buffer.end) {
         a.eofSent = true;
         a.link.send({ t: "eof", sid: a.sid, offset: this.buffer.end });
       }
+    }
+  }
+
+  /**
+   * The ends of `link`'s attachments that are due now (the output ended and every byte was sent), marked as sent:
+   * for an `exit` to carry. At most `max - into.length` are added to `into`.
+   */
+  takeEofs(link: Link, into: CarriedEof[], max: number): void {
+    if (!this.ended || !link.open) return;
+    for (const a of this.attachments) {
+      if (into.length >= max) return;
+      if (a.link !== link || a.eofSent || a.credit.offset < this.buffer.end) continue;
+      a.eofSent = true;
+      into.push({ sid: a.sid, offset: this.buffer.end });
     }
   }
 
@@ -315,6 +345,10 @@ export class ManagedProcess {
   #orphanTimer: ReturnType<typeof setTimeout> | undefined;
   #endedOutputs = 0;
   #disposed = false;
+  /** The exit is known but not sent yet: it waits (briefly) for the outputs to end, to carry their `eof`s. */
+  #exitHeld = false;
+  /** Bounds how long the first end waits for the others (see {@linkcode ENDS_COALESCE_MS}). */
+  #endsTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     table: ProcessTable,
@@ -333,7 +367,7 @@ export class ManagedProcess {
       new OutputState(
         read,
         retain,
-        () => this.#outputEnded(),
+        (output) => this.#outputEnded(output),
         table.maxOutputBytes,
         table.detachedHoldMs,
       )
@@ -412,7 +446,8 @@ export class ManagedProcess {
     clearTimeout(this.#orphanTimer);
     this.#orphanTimer = undefined;
     for (const output of this.outputs) output.pump();
-    if (this.exit) this.#sendExit(link);
+    // A held exit goes to every attached link, this one included, once it is released.
+    if (this.exit && !this.#exitHeld) this.#sendExit(link);
     return this.#stdin.written;
   }
 
@@ -503,8 +538,55 @@ export class ManagedProcess {
       this.#timers = [];
     }
     this.#stdin.closed();
-    for (const link of this.#exitLinks) this.#sendExit(link);
+    if (this.#endedOutputs >= this.outputs.length) {
+      this.#sendExits();
+    } else {
+      // The outputs usually end within microseconds: wait for them briefly, so the exit carries their eofs.
+      this.#exitHeld = true;
+      this.#holdEnds();
+    }
     this.#maybeDispose();
+  }
+
+  /** Start the short wait of the first end for the others (once). */
+  #holdEnds(): void {
+    if (this.#endsTimer !== undefined) return;
+    this.#endsTimer = setTimeout(() => this.#releaseEnds(), ENDS_COALESCE_MS);
+  }
+
+  /** The wait ran out: what has ended goes out as it is (eofs on their own; the exit, if known). */
+  #releaseEnds(): void {
+    this.#endsTimer = undefined;
+    if (this.#exitHeld) {
+      this.#sendExits();
+      return;
+    }
+    for (const output of this.outputs) {
+      output.holdEof = false;
+      output.pump();
+    }
+  }
+
+  /**
+   * Send the exit to every attached link, a revision-1 link's carrying the eofs that are due on it; the other
+   * links get theirs as `eof` messages first.
+   */
+  #sendExits(): void {
+    clearTimeout(this.#endsTimer);
+    this.#endsTimer = undefined;
+    this.#exitHeld = false;
+    const carried = new Map<Link, CarriedEof[]>();
+    for (const link of this.#exitLinks) {
+      if (link.revision < 1) continue;
+      const eofs: CarriedEof[] = [];
+      for (const output of this.outputs) output.takeEofs(link, eofs, MAX_EXIT_EOFS);
+      if (eofs.length > 0) carried.set(link, eofs);
+    }
+    for (const output of this.outputs) {
+      output.holdEof = false;
+      output.pump();
+    }
+    for (const link of this.#exitLinks) this.#sendExit(link, carried.get(link));
   }
 
   /**
@@ -519,7 +601,7 @@ export class ManagedProcess {
     return groupAlive(this.group) ? 1 : 0;
   }
 
-  #sendExit(link: Link): void {
+  #sendExit(link: Link, eofs?: CarriedEof[]): void {
     const exit = this.exit!;
     link.send({
       t: "exit",
@@ -530,11 +612,19 @@ export class ManagedProcess {
       ...(this.outputs.some((o) => o.dropped > 0)
         ? { truncated: this.outputs.map((o) => o.dropped > 0) }
         : {}),
+      ...(eofs ? { eofs } : {}),
     });
   }
 
-  #outputEnded(): void {
+  /** Called by an output as it ends, before it sends its eofs. */
+  #outputEnded(output: OutputState): void {
     this.#endedOutputs++;
+    if (!this.exit) {
+      // Running still: hold this output's eofs briefly, the exit may come to carry them.
+      output.holdEof = true;
+      this.#holdEnds();
+    }
+    if (this.#exitHeld && this.#endedOutputs >= this.outputs.length) this.#sendExits();
     this.#maybeDispose();
   }
 

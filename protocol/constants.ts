@@ -132,6 +132,12 @@ export const LOGIN_SHELL_COMMAND = "\0login-shell";
  */
 export const MAX_TEXT_MESSAGE_LENGTH: number = 4 * 1024 * 1024;
 
+/**
+ * Most stream ends one `exit` carries in its `eofs` (protocol revision 1); a daemon with more streams of the process
+ * on the link sends the others as `eof` messages.
+ */
+export const MAX_EXIT_EOFS: number = 16;
+
 /** Largest first (`hello`) message a controller accepts from a connection, in bytes; bigger closes with 1009. */
 export const MAX_HELLO_BYTES: number = 64 * 1024;
 

@@ -22,6 +22,7 @@ import {
 } from "./_atoms.ts";
 import {
   MAX_ERROR_MESSAGE_LENGTH,
+  MAX_EXIT_EOFS,
   MAX_LABEL_LENGTH,
   MAX_LABELS,
   MAX_TEXT_MESSAGE_LENGTH,
@@ -177,7 +178,19 @@ export const DAEMON_MESSAGE_SCHEMAS = {
       signal: EXIT_SIGNAL,
       timedOut: { type: "boolean" },
     },
-    optional: { truncated: { type: "array", of: { type: "boolean" }, max: 8 } },
+    optional: {
+      truncated: { type: "array", of: { type: "boolean" }, max: 8 },
+      /**
+       * Revision 1 (`sandd.v1.1` links): the `eof` of streams of this process on this link, carried here instead of
+       * in `eof` messages of their own. The receiver handles each as an `eof` that arrived just before the exit.
+       */
+      eofs: {
+        type: "array",
+        of: { type: "object", required: { sid: SID, offset: OFFSET } },
+        min: 1,
+        max: MAX_EXIT_EOFS,
+      },
+    },
   },
   /** A file system change under a watched path. */
   fsevent: {

@@ -102,6 +102,7 @@ export {
   MAX_DAEMON_ID_LENGTH,
   MAX_ENV_VARS,
   MAX_ERROR_MESSAGE_LENGTH,
+  MAX_EXIT_EOFS,
   MAX_FRAME_PAYLOAD_BYTES,
   MAX_HELLO_BYTES,
   MAX_LABEL_LENGTH,
@@ -146,4 +147,13 @@ export {
   MAX_OFFSET,
   MAX_STREAM_ID,
 } from "./frame.ts";
-export { PROTOCOL_VERSION, SUBPROTOCOL, VERSION } from "./version.ts";
+export {
+  PROTOCOL_REVISION,
+  PROTOCOL_VERSION,
+  protocolRevision,
+  selectSubprotocol,
+  SUBPROTOCOL,
+  SUBPROTOCOL_REVISED,
+  SUBPROTOCOLS,
+  VERSION,
+} from "./version.ts";

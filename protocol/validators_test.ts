@@ -242,6 +242,8 @@ const RUNNING = {
   pty: false,
   attached: 1,
 };
+/** A valid exit message, for variations. */
+const EXITED = { t: "exit", proc: "p", exitCode: 0, signal: null, timedOut: false };
 const KILLED = { ...RUNNING, state: "exited", exitCode: 137, signal: "SIGKILL", attached: 0 };
 const SHA = "a".repeat(64);
 const ENTRY = { path: "a/b", type: "file", size: 3, mode: 0o644, mtime: 1_700_000_000_000 };
@@ -474,9 +476,26 @@ const FROM_DAEMON: Record<string, { good: unknown[]; bad: [unknown, string][] }>
         timedOut: false,
         truncated: [true, false],
       },
+      // Revision 1: the ends of the streams ride on the exit.
+      {
+        t: "exit",
+        proc: "p",
+        exitCode: 0,
+        signal: null,
+        timedOut: false,
+        eofs: [{ sid: 1, offset: 0 }, { sid: 2, offset: 12 }],
+      },
     ],
     bad: [
       [{ t: "exit", proc: "p", exitCode: 256, signal: null, timedOut: false }, "'exitCode'"],
+      [{ ...EXITED, eofs: [] }, "'eofs'"],
+      [{ ...EXITED, eofs: [{ sid: 0, offset: 0 }] }, "'eofs[0].sid'"],
+      [{ ...EXITED, eofs: [{ sid: 1, offset: -1 }] }, "'eofs[0].offset'"],
+      [{ ...EXITED, eofs: [{ sid: 1, offset: 0, sha256: "0".repeat(64) }] }, "'eofs[0].sha256'"],
+      [
+        { ...EXITED, eofs: Array.from({ length: 17 }, (_, i) => ({ sid: i + 1, offset: 0 })) },
+        "'eofs'",
+      ],
       [{ t: "exit", proc: "p", exitCode: null, signal: "SIGKILL", timedOut: false }, "'exitCode'"],
       [{ t: "exit", proc: "p", exitCode: -1, signal: null, timedOut: false }, "'exitCode'"],
       [

@@ -3,7 +3,7 @@
 // listener, so it can be swapped for a hardened one.
 import { serveHttp as serveHardened } from "./_http_listener.ts";
 import { getLogger } from "@logtape/logtape";
-import { SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
+import { selectSubprotocol, SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 import type { Security } from "./_security.ts";
 import { ENDPOINT_DAEMON, type MetricsState } from "./_metrics_state.ts";
 import type { Identity } from "./auth.ts";
@@ -86,7 +86,9 @@ export async function handleHttp(
   const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",")
     .map((s) => s.trim())
     .filter(Boolean);
-  if (!offered.includes(SUBPROTOCOL)) {
+  // The highest revision of version 1 both sides speak (sandd.v1.1, else sandd.v1).
+  const selected = selectSubprotocol(offered);
+  if (selected === null) {
     return Response.json({
       error: `Unsupported protocol: offered [${
         offered.join(", ")
@@ -95,7 +97,7 @@ export async function handleHttp(
   }
   if (routes.closing()) return new Response("Shutting down\n", { status: 503 });
   const { socket, response } = Deno.upgradeWebSocket(request, {
-    protocol: SUBPROTOCOL,
+    protocol: selected,
     idleTimeout: 0,
   });
   routes.accept(socket, remote, identity);

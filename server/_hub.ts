@@ -283,6 +283,12 @@ export class Hub {
         conn.routes.get(message.sid)?.onReset?.(message.reason);
         return;
       case "exit":
+        // Revision 1: the ends of the process's streams ride on its exit; each is an eof arriving just before it.
+        if (message.eofs) {
+          for (const { sid, offset } of message.eofs) {
+            conn.routes.get(sid)?.onEof?.(offset, undefined);
+          }
+        }
         this.#options.registry.exited(conn.info.id, message.proc, {
           exitCode: message.exitCode,
           signal: message.signal,

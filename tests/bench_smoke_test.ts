@@ -16,6 +16,7 @@ async function bench(args: string[]): Promise<{ code: number; stdout: string; st
 }
 
 const EXPECTED = [
+  "exec.daemon_messages",
   "exec.p50",
   "exec.p99",
   "stream.mib_per_second",

@@ -14,7 +14,7 @@ export interface Figure {
   /** Stable key, `section.name`: what `compare.ts` and the smoke test match on. */
   id: string;
   label: string;
-  unit: "ms" | "MiB/s" | "/s" | "MiB" | "% of a core";
+  unit: "ms" | "MiB/s" | "/s" | "MiB" | "% of a core" | "messages";
   value: number;
   baseline: number;
   /** What the baseline is, e.g. "local Deno.Command spawn". */

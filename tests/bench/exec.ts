@@ -1,7 +1,30 @@
 // exec of `true` through the controller and a daemon, against a local Deno.Command spawn, interleaved.
 import { type BenchContext, localSpawn, type Section } from "./_context.ts";
-import { withDaemon } from "./_daemon.ts";
-import { quantile, type SectionResult } from "./_stats.ts";
+import { BenchDaemon, withDaemon } from "./_daemon.ts";
+import { FrameCounter } from "./_frame_counter.ts";
+import type { Checkout, Server } from "./_checkout.ts";
+import { type Figure, quantile, type SectionResult } from "./_stats.ts";
+
+/**
+ * Messages a daemon sends per exec of `true` (reply, exit, eofs), counted by a relay on its link: on a link as this
+ * checkout negotiates it, or made plain sandd.v1 (as an older controller would select it).
+ */
+async function messagesPerExec(
+  checkout: Checkout,
+  server: Server,
+  plainV1: boolean,
+  rounds: number,
+): Promise<number> {
+  await using counter = FrameCounter.start(server.url, { plainV1 });
+  const id = plainV1 ? "bench-exec-v1" : "bench-exec-counted";
+  await using _daemon = new BenchDaemon(checkout, { id, url: counter.url });
+  await server.waitForDaemon(id, { timeout: 60_000 });
+  for (let i = 0; i < 5; i++) await server.exec(id, ["true"]);
+  counter.reset();
+  for (let i = 0; i < rounds; i++) await server.exec(id, ["true"]);
+  // Heartbeat traffic is not the exec's.
+  return (counter.count("up") - counter.count("up", "pong") - counter.count("up", "ping")) / rounds;
+}
 
 async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
   const rounds = quick ? 30 : 400;
@@ -20,6 +43,18 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
       await localSpawn(["true"]);
       local.push(performance.now() - t);
     }
+    const counted = quick ? 10 : 100;
+    const messages: Figure = {
+      id: "exec.daemon_messages",
+      label: "daemon → controller messages per exec of `true`",
+      unit: "messages",
+      value: await messagesPerExec(checkout, server, false, counted),
+      baseline: await messagesPerExec(checkout, server, true, counted),
+      baselineLabel: "on a sandd.v1 link",
+      comparison: "ratio",
+      better: "lower",
+      goal: "reply + exit",
+    };
     return {
       figures: [
         {
@@ -44,6 +79,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
           better: "lower",
           goal: "≤ 5 ms",
         },
+        messages,
       ],
       skipped: [],
     };
