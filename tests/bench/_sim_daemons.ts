@@ -5,15 +5,15 @@
 //   other request is refused with an error reply (these daemons run nothing else).
 // - "echo": each sends one message once open, then echoes every message it receives (the peer of a bare
 //   WebSocket server doing request/reply round trips: the baseline of a broadcast).
-// A client whose connection fails before it is ready is opened again (up to 5 tries, 200 ms apart); past that the
-// process exits 1 naming the client. Prints "ready" once all are open, then waits for stdin to close.
+// A client whose connection fails before it is ready is opened again (up to 20 tries, 200 ms more apart each time);
+// past that the process exits 1 naming the client. Prints "ready" once all are open, then waits for stdin to close.
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
 const count = Number(countText);
 if (mode !== "sandd" && mode !== "echo" || !url || !(count > 0) || !prefix) {
   console.error("Usage: _sim_daemons.ts sandd|echo URL COUNT PREFIX SUBPROTOCOL");
   Deno.exit(2);
 }
-const MAX_TRIES = 5;
+const MAX_TRIES = 20;
 let open = 0;
 let closing = false;
 const sockets: WebSocket[] = [];
@@ -105,7 +105,7 @@ function connect(i: number, tries: number): void {
       console.error(`${prefix}: client ${i} could not connect after ${MAX_TRIES} tries`);
       Deno.exit(1);
     }
-    setTimeout(() => connect(i, tries + 1), 200);
+    setTimeout(() => connect(i, tries + 1), 200 * (tries + 1));
   };
 }
 
