@@ -252,6 +252,12 @@ export class Hub {
   }
 
   #onText(conn: Connection, text: string): void {
+    // A heartbeat's answer as every daemon spells it, taken without a parse (19,000 idle links send one each per
+    // interval). Anything else, a differently spelled pong included, is parsed and validated below.
+    if (text === '{"t":"pong"}') {
+      conn.pong();
+      return;
+    }
     let message: DaemonMessage;
     try {
       message = parseDaemonMessage(text);

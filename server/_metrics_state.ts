@@ -104,8 +104,11 @@ export interface OperationStats {
 /** What a connection counted toward the daemon gauges at connect (taken off again at disconnect). */
 interface Counted {
   platform: string;
-  labels: [key: string, value: string][];
+  labels: readonly (readonly [key: string, value: string])[];
 }
+
+/** The labels counted when no label keys are configured: one shared empty list, not one per connection. */
+const NO_LABELS: Counted["labels"] = Object.freeze([]);
 
 /** Everything the controller counts. Fields are incremented in place by the code that does the work. */
 export class MetricsState {
@@ -188,18 +191,22 @@ export class MetricsState {
     const { id, platform, labels } = conn.info;
     if (this.#gone.get(id) === conn.instance) this.reconnects++;
     this.#gone.delete(id);
-    const counted: Counted = { platform: this.#platform(platform), labels: [] };
+    const counted: Counted = { platform: this.#platform(platform), labels: NO_LABELS };
     this.daemonsByPlatform.set(
       counted.platform,
       (this.daemonsByPlatform.get(counted.platform) ?? 0) + 1,
     );
-    for (const key of this.labelKeys) {
-      const value = labels[key];
-      if (value === undefined) continue;
-      const values = this.daemonsByLabel.get(key)!;
-      const bucket = values.has(value) || values.size < MAX_LABEL_VALUES ? value : OTHER;
-      values.set(bucket, (values.get(bucket) ?? 0) + 1);
-      counted.labels.push([key, bucket]);
+    if (this.labelKeys.length > 0) {
+      const seen: [key: string, value: string][] = [];
+      for (const key of this.labelKeys) {
+        const value = labels[key];
+        if (value === undefined) continue;
+        const values = this.daemonsByLabel.get(key)!;
+        const bucket = values.has(value) || values.size < MAX_LABEL_VALUES ? value : OTHER;
+        values.set(bucket, (values.get(bucket) ?? 0) + 1);
+        seen.push([key, bucket]);
+      }
+      if (seen.length > 0) counted.labels = seen;
     }
     this.#counted.set(conn, counted);
   }

@@ -707,20 +707,24 @@ export class Server extends EventTarget implements Controller {
       throw new TypeError("onResult must be a function");
     }
     const { concurrency = 256, onResult, ...execOptions } = options;
-    const targets = this.daemons(filter).map((d) => d.id);
-    const results = new Map<string, ExecResult | Error>();
+    // The ids only (a whole fleet's DaemonInfo copies are not needed), in the order `daemons` lists them.
+    const targets: string[] = [];
+    for (const { info } of this.#hub.connections.values()) {
+      if (matches(info, filter)) targets.push(info.id);
+    }
+    const results: (ExecResult | Error)[] = new Array(targets.length);
     let next = 0;
     const worker = async () => {
       while (next < targets.length) {
-        const id = targets[next++]!;
+        const i = next++;
+        const id = targets[i]!;
         const result = await this.exec(id, command, execOptions).catch((error: Error) => error);
-        results.set(id, result);
+        results[i] = result;
         onResult?.(id, result);
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
-    // In the order of the daemons listed.
-    return new Map(targets.map((id) => [id, results.get(id)!]));
+    return new Map(targets.map((id, i) => [id, results[i]!]));
   }
 
   // --- files: thin entry points over server/files.ts, audited ---

@@ -29,6 +29,7 @@ import { resume } from "./resume.ts";
 import { pty } from "./pty.ts";
 import { files } from "./files.ts";
 import { memory } from "./memory.ts";
+import { broadcast } from "./broadcast.ts";
 import { wan } from "./wan.ts";
 import { forward } from "./forward.ts";
 import { metrics } from "./metrics.ts";
@@ -48,6 +49,7 @@ export const SECTIONS: readonly Section[] = [
   pty,
   files,
   memory,
+  broadcast,
   wan,
   forward,
   metrics,
