@@ -51,7 +51,7 @@ const { O_RDWR, O_NOCTTY, O_NONBLOCK, O_CLOEXEC } = OS.open;
 const { EAGAIN, EINTR, EIO } = OS.errno;
 const READ_CHUNK = 64 * 1024;
 /** Most bytes one batch read on a worker thread takes (see `#startBatch`). */
-const BATCH = 256 * 1024;
+const BATCH = 64 * 1024;
 /** A first read at least this large means bulk output: read on in batches. Smaller ones (echo) stay inline. */
 const BULK = 1024;
 /** `setvbuf` mode for an unbuffered stream (glibc and macOS alike). */
