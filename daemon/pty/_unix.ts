@@ -163,7 +163,7 @@ export class UnixPty implements PtyBackend {
         this.#batch = null;
         if (this.#closing) return null;
         if (got > 0) {
-          const chunk = this.#batchBuffer!.slice(0, got);
+          const chunk = this.#takeBatch(got);
           // Still busy: the next batch is read while this one is handed on.
           if (got >= BULK) this.#startBatch();
           return chunk;
@@ -238,6 +238,17 @@ export class UnixPty implements PtyBackend {
     libc.clearerr(this.#file);
     this.#batch = libc.fread_async(this.#batchBuffer!, 1n, BigInt(BATCH), this.#file);
     return true;
+  }
+
+  /**
+   * The bytes of the batch just read. A batch at least half full is handed on as it is (its memory moves to the
+   * chunk, no copy) and the next batch gets new memory; a smaller one is copied out.
+   */
+  #takeBatch(got: number): Uint8Array {
+    const buffer = this.#batchBuffer!;
+    if (got < BATCH / 2) return buffer.slice(0, got);
+    this.#batchBuffer = offHeap(BATCH);
+    return new Uint8Array(buffer.buffer.transfer(), 0, got);
   }
 
   write(data: Uint8Array): Promise<void> {
