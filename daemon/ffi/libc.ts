@@ -90,6 +90,22 @@ const PROCESS_SYMBOLS = {
   unlockpt: { parameters: ["i32"], result: "i32" },
   ptsname: { parameters: ["i32"], result: "pointer" },
   ptsname_r: { parameters: ["i32", "buffer", "usize"], result: "i32", optional: true },
+  /**
+   * Stdio over a descriptor, for batch reads on a worker thread (`../pty/_unix.ts`): `fread` on an unbuffered
+   * stream over a non-blocking descriptor loops `read` until the buffer is full or a read would block.
+   */
+  fdopen: { parameters: ["i32", "buffer"], result: "pointer", optional: true },
+  setvbuf: { parameters: ["pointer", "pointer", "i32", "usize"], result: "i32", optional: true },
+  clearerr: { parameters: ["pointer"], result: "void", optional: true },
+  fclose: { parameters: ["pointer"], result: "i32", optional: true },
+  /** `fread` on a worker thread (the event loop goes on meanwhile). */
+  fread_async: {
+    name: "fread",
+    parameters: ["buffer", "usize", "usize", "pointer"],
+    result: "usize",
+    nonblocking: true,
+    optional: true,
+  },
   /** `ioctl(fd, request, pointer)` in registers (Linux, x86_64 macOS). */
   ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
   /** `ioctl(fd, request, pointer)` on Apple arm64, whose variadic arguments go on the stack. */

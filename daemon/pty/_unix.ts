@@ -50,6 +50,12 @@ const IS_DARWIN = Deno.build.os === "darwin";
 const { O_RDWR, O_NOCTTY, O_NONBLOCK, O_CLOEXEC } = OS.open;
 const { EAGAIN, EINTR, EIO } = OS.errno;
 const READ_CHUNK = 64 * 1024;
+/** Most bytes one batch read on a worker thread takes (see `#startBatch`). */
+const BATCH = 64 * 1024;
+/** A first read at least this large means bulk output: read on in batches. Smaller ones (echo) stay inline. */
+const BULK = 1024;
+/** `setvbuf` mode for an unbuffered stream (glibc and macOS alike). */
+const IONBF = 2;
 /** How long `close()` waits after SIGHUP before it sends SIGKILL to the group. */
 const KILL_GRACE_MS = 2000;
 /**
@@ -92,6 +98,12 @@ export class UnixPty implements PtyBackend {
   #libc: Libc;
   #master: number;
   #readBuffer = offHeap(READ_CHUNK);
+  /** The stdio stream over the master for batch reads, made on the first bulk read. */
+  #file: Deno.PointerValue = null;
+  #noStdio = false;
+  #batchBuffer: Uint8Array<ArrayBuffer> | null = null;
+  /** The batch read in flight on a worker thread: the bytes it put in `#batchBuffer`. */
+  #batch: Promise<number | bigint> | null = null;
   #winsize = offHeap(8);
   #reaped = false;
   #eof = false;
@@ -146,8 +158,23 @@ export class UnixPty implements PtyBackend {
   async #readLoop(): Promise<Uint8Array | null> {
     for (;;) {
       if (this.#eof || this.#closing) return null;
+      if (this.#batch !== null) {
+        const got = Number(await this.#batch);
+        this.#batch = null;
+        if (this.#closing) return null;
+        if (got > 0) {
+          const chunk = this.#takeBatch(got);
+          // Still busy: the next batch is read while this one is handed on.
+          if (got >= BULK) this.#startBatch();
+          return chunk;
+        }
+        // The batch stopped at once (its read would block, or the end, or an error; errno stayed on the worker
+        // thread): the read below finds out which.
+      }
       const n = Number(this.#libc.read(this.#master, this.#readBuffer, BigInt(READ_CHUNK)));
       if (n > 0) {
+        // Bulk output: hand this on at once and read on in a batch on a worker thread.
+        if (n >= BULK && this.#startBatch()) return this.#readBuffer.slice(0, n);
         // The tty layer hands over about 4 KiB per read: take what else is already there (without waiting for
         // more) so a bulk writer costs one chunk per wakeup rather than one per 4 KiB.
         let filled = n;
@@ -178,6 +205,50 @@ export class UnixPty implements PtyBackend {
     }
     this.#eof = true;
     return null;
+  }
+
+  /**
+   * Start reading the next batch on a worker thread: `fread` on an unbuffered stdio stream over the non-blocking
+   * master loops `read` until `BATCH` bytes or until a read would block (or ends, or fails). The kernel hands a
+   * master ~4 KiB per read, and when its buffer is empty a read first waits for the kernel worker that refills it;
+   * on the worker thread those waits no longer stall the event loop, which meanwhile hands the last batch on.
+   *
+   * @returns False when this libc has no stdio to do it with (then the caller reads on the event loop).
+   */
+  #startBatch(): boolean {
+    const libc = this.#libc;
+    if (this.#closing || this.#noStdio || libc.fread_async === null || libc.clearerr === null) {
+      return false;
+    }
+    if (this.#file === null) {
+      const file = libc.fdopen?.(this.#master, cString("r")) ?? null;
+      if (file === null) {
+        this.#noStdio = true;
+        return false;
+      }
+      // From here on the stream owns the master: close() closes it with fclose.
+      this.#file = file;
+      if (libc.setvbuf === null || libc.setvbuf(file, null, IONBF, 0n) !== 0) {
+        this.#noStdio = true;
+        return false;
+      }
+      this.#batchBuffer = offHeap(BATCH);
+    }
+    // fread stops at the first failed read and remembers it: forget the last batch's EAGAIN.
+    libc.clearerr(this.#file);
+    this.#batch = libc.fread_async(this.#batchBuffer!, 1n, BigInt(BATCH), this.#file);
+    return true;
+  }
+
+  /**
+   * The bytes of the batch just read. A batch at least half full is handed on as it is (its memory moves to the
+   * chunk, no copy) and the next batch gets new memory; a smaller one is copied out.
+   */
+  #takeBatch(got: number): Uint8Array {
+    const buffer = this.#batchBuffer!;
+    if (got < BATCH / 2) return buffer.slice(0, got);
+    this.#batchBuffer = offHeap(BATCH);
+    return new Uint8Array(buffer.buffer.transfer(), 0, got);
   }
 
   write(data: Uint8Array): Promise<void> {
@@ -234,17 +305,19 @@ export class UnixPty implements PtyBackend {
   }
 
   async #close(): Promise<void> {
-    // 1. Stop our own I/O: release any wait on the master and let read()/write() finish.
+    // 1. Stop our own I/O: release any wait on the master and let read()/write() finish (a batch read in flight
+    //    ends by itself: the master is non-blocking, so it stops at the first read that would wait).
     this.#closing = true;
     await cancel(this.#master);
-    await Promise.allSettled([this.#reading, this.#writeChain]);
+    await Promise.allSettled([this.#reading, this.#writeChain, this.#batch]);
     // 2. Hang up like a terminal whose line dropped: SIGHUP to the session (the program's group
     //    and its background jobs), then close the master, which makes the kernel hang up the
     //    slave. Closing matters: a shell can miss a bare SIGHUP that races with its select().
     const deadline = performance.now() + KILL_GRACE_MS;
     this.kill("SIGHUP");
     signalSession(this.pid, "SIGHUP");
-    this.#libc.close(this.#master);
+    if (this.#file !== null) this.#libc.fclose?.(this.#file); // closes the master too
+    else this.#libc.close(this.#master);
     // 3. Whatever still runs after the grace period is killed.
     if (!this.#reaped) {
       let timer: ReturnType<typeof setTimeout> | undefined;

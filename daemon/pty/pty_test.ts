@@ -548,3 +548,49 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "Pty passes bulk output complete and in order, in chunks of at most 64 KiB",
+  ignore: IS_WINDOWS,
+  async fn() {
+    // About 2.7 MB: after the first 4 KiB the rest comes in batch reads on a worker thread.
+    await using pty = Pty.spawn({
+      command: "sh",
+      args: ["-c", "stty raw -echo && exec seq 1 400000"],
+      env: SHELL_ENV,
+    });
+    const chunks: Uint8Array[] = [];
+    await within(
+      30_000,
+      "end of output",
+      (async () => {
+        for (let chunk = await pty.read(); chunk !== null; chunk = await pty.read()) {
+          chunks.push(chunk);
+        }
+      })(),
+    );
+    const expected = Array.from({ length: 400000 }, (_, i) => `${i + 1}\n`).join("");
+    const text = decoder.decode(concat(chunks));
+    assertEquals(text.length, expected.length);
+    assert(text === expected, "the output differs from seq's");
+    assert(chunks.every((chunk) => chunk.length <= 64 * 1024));
+    assertEquals(await pty.exited, { exitCode: 0, signal: null });
+  },
+});
+
+Deno.test({
+  name: "Pty.close() during bulk output ends the batch read and the program",
+  ignore: IS_WINDOWS,
+  async fn() {
+    const pty = Pty.spawn({
+      command: "sh",
+      args: ["-c", "stty raw -echo && exec yes abcdefghijklmnop"],
+      env: SHELL_ENV,
+    });
+    // Read enough that batch reads are under way, then stop reading (one may still be in flight) and close.
+    await readUntil(pty, (bytes) => bytes.length >= 1024 * 1024, "1 MiB of output", 30_000);
+    await within(10_000, "close()", pty.close());
+    assertEquals((await pty.exited).signal, "SIGHUP");
+    assertEquals(await pty.read(), null);
+  },
+});

@@ -1,6 +1,10 @@
 // Terminals: keystroke echo round trip through `cat` on a raw-mode terminal, and bulk `cat` of a file, through a
 // remote shell, against the daemon's own local Pty (from the checkout's internals) and against plain pipes, all in
 // the same run; with the peak RSS of the controller and the daemon during the bulk output.
+//
+// Both are measured in interleaved rounds (remote, local pty, pipes; the order turns each round), so that a change
+// in the machine's load during the run falls on every side alike: the echo samples are pooled across rounds, the
+// bulk rates are the median of the rounds.
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
 import {
@@ -54,6 +58,12 @@ async function drain(read: Read, expected: number): Promise<number> {
   return mibPerSecond(expected, elapsed);
 }
 
+/** `items` turned left by `round` places: each round starts with another side. */
+function rotate<T>(items: readonly T[], round: number): T[] {
+  const at = round % items.length;
+  return [...items.slice(at), ...items.slice(0, at)];
+}
+
 function readerOf(stream: ReadableStream<Uint8Array>): { read: Read; release: () => void } {
   const reader = stream.getReader();
   return {
@@ -90,6 +100,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
   const spawnPty = await checkout.loadPty();
   const megabytes = quick ? 2 : 100;
   const keys = quick ? 50 : 2000;
+  const rounds = quick ? 1 : 5;
   const warmup = quick ? 5 : 50;
   const bytes = megabytes * 1024 * 1024;
   const file = await Deno.makeTempFile({ prefix: "sandd_bench_pty_" });
@@ -121,23 +132,49 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
       await remoteEcho(warmup);
       await localEcho(warmup);
       await pipeEcho(warmup);
-      const remote = await remoteEcho(keys);
-      const local = await localEcho(keys);
-      const pipe = await pipeEcho(keys);
+      const remote: number[] = [];
+      const local: number[] = [];
+      const pipe: number[] = [];
+      const echoRounds: [number[], (count: number) => Promise<number[]>][] = [
+        [remote, remoteEcho],
+        [local, localEcho],
+        [pipe, pipeEcho],
+      ];
+      for (let round = 0; round < rounds; round++) {
+        for (const [samples, measure] of rotate(echoRounds, round)) {
+          samples.push(...await measure(Math.ceil(keys / rounds)));
+        }
+      }
 
       // Bulk output: remote shell (with peak RSS), local pty, pipe.
+      // Peak RSS over the first remote round (the first of all), as one remote `cat` moves the bytes.
       const start = { controller: resetPeak("self"), daemon: resetPeak(daemon.pid) };
-      const sh = await server.shell("bench-pty", { command: cat, env: ENV });
-      const out = readerOf(sh.output);
-      const remoteRate = await drain(out.read, bytes);
-      out.release();
-      await sh.exited;
-      const peak = { controller: peakOf("self"), daemon: peakOf(daemon.pid) };
-      const localRate = await (async () => {
+      let peak: { controller: number; daemon: number } | undefined;
+      const remoteCat = async () => {
+        const sh = await server.shell("bench-pty", { command: cat, env: ENV });
+        const out = readerOf(sh.output);
+        const rate = await drain(out.read, bytes);
+        out.release();
+        await sh.exited;
+        peak ??= { controller: peakOf("self"), daemon: peakOf(daemon.pid) };
+        return rate;
+      };
+      const localCat = async () => {
         await using pty = localPty(cat);
         return await drain(() => pty.read(), bytes);
-      })();
-      const pipeRate = await pipeCat(file, bytes);
+      };
+      const rates = { remote: [] as number[], local: [] as number[], pipe: [] as number[] };
+      const catRounds: [number[], () => Promise<number>][] = [
+        [rates.remote, remoteCat],
+        [rates.local, localCat],
+        [rates.pipe, () => pipeCat(file, bytes)],
+      ];
+      for (let round = 0; round < rounds; round++) {
+        for (const [samples, measure] of rotate(catRounds, round)) samples.push(await measure());
+      }
+      const remoteRate = quantile(rates.remote, 0.5);
+      const localRate = quantile(rates.local, 0.5);
+      const pipeRate = quantile(rates.pipe, 0.5);
 
       const latency = (
         id: string,
@@ -158,12 +195,13 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
         better: "lower",
         goal,
       });
-      const echoLabel = `keystroke echo through raw \`cat\` (${keys} keys)`;
+      const echoLabel = `keystroke echo through raw \`cat\` (${keys} keys in ${rounds} rounds)`;
+      const catLabel = `\`cat\` of ${megabytes} MiB on a raw terminal, median of ${rounds} rounds`;
       const memory = (side: "controller" | "daemon"): Figure => ({
         id: `pty.${side}_peak_rss`,
-        label: `${side} peak RSS during the remote \`cat\` of ${megabytes} MiB`,
+        label: `${side} peak RSS during the (first) remote \`cat\` of ${megabytes} MiB`,
         unit: "MiB",
-        value: toMiB(peak[side]),
+        value: toMiB(peak![side]),
         baseline: toMiB(start[side]),
         baselineLabel: "at the start",
         comparison: "growth",
@@ -194,7 +232,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
           latency("pty.local_echo_p99", `local pty ${echoLabel}`, local, pipe, 0.99, "pipes", "—"),
           {
             id: "pty.cat_mib_per_second",
-            label: `remote \`cat\` of ${megabytes} MiB on a raw terminal`,
+            label: `remote ${catLabel}`,
             unit: "MiB/s",
             value: remoteRate,
             baseline: localRate,
@@ -205,7 +243,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
           },
           {
             id: "pty.local_cat_mib_per_second",
-            label: `local pty \`cat\` of ${megabytes} MiB on a raw terminal`,
+            label: `local pty ${catLabel}`,
             unit: "MiB/s",
             value: localRate,
             baseline: pipeRate,
