@@ -231,13 +231,19 @@ class DownloadReceiver {
   readonly #wakeup: Wakeup = new Wakeup();
   total: number | undefined = undefined;
   onProgress: ((p: TransferProgress) => void) | undefined;
+  /** Whether chunks are handed off (see `openDownload`): their memory is freed once the next one is asked for. */
+  readonly #handOff: boolean;
+  /** The chunk handed off last, freed at the next pull (or the end). */
+  #handed: Uint8Array | null = null;
 
   constructor(
     host: FileHost,
     conn: Connection,
     request: DownloadRequest,
     maxBytes: number,
+    handOff = false,
   ) {
+    this.#handOff = handOff;
     this.#host = host;
     this.#daemonId = conn.info.id;
     this.#request = request;
@@ -264,6 +270,7 @@ class DownloadReceiver {
         }
         this.#error ??= new Error("cancelled");
         this.#stop.abort();
+        this.#release();
         this.#credit.clear();
         this.#unbind();
         this.#wakeup.wake(); // a pull waiting for bytes ends (and its stall timer with it)
@@ -466,7 +473,25 @@ class DownloadReceiver {
     this.#wakeup.wake();
   }
 
+  /**
+   * Free the memory of the chunk handed off last. Its consumer asked for the next one, so it has passed this one on
+   * (an HTTP response hands its chunks to the runtime, which holds its own reference until they are written): the
+   * buffer, the WebSocket message it arrived in, is detached, which frees it now rather than at some later garbage
+   * collection. At 400 MiB/s those collections come late enough for the controller's RSS to grow by ~80 MiB.
+   */
+  #release(): void {
+    const chunk = this.#handed;
+    if (!chunk) return;
+    this.#handed = null;
+    try {
+      (chunk.buffer as ArrayBuffer).transfer(0);
+    } catch {
+      // not detachable: the garbage collector frees it
+    }
+  }
+
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    this.#release();
     while (true) {
       if (this.#error) {
         controller.error(this.#error);
@@ -474,6 +499,7 @@ class DownloadReceiver {
       }
       const chunk = this.#credit.take();
       if (chunk) {
+        if (this.#handOff) this.#handed = chunk;
         controller.enqueue(chunk);
         const ack = this.#ended ? null : this.#credit.ackDue();
         if (ack !== null) this.#conn.send({ t: "ack", sid: this.#sid, offset: ack });
@@ -537,12 +563,20 @@ function transferKey(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * Open a download (of a file, or of a directory as a tar archive) and resolve once the daemon has answered.
+ *
+ * With `handOff`, the consumer must be done with a chunk when it asks for the next one (an HTTP response body
+ * is: the runtime takes its own reference to each chunk before it reads again): the chunk's buffer is then
+ * detached, so its memory is freed at once instead of at a garbage collection.
+ */
 export async function openDownload(
   host: FileHost,
   conn: Connection,
   path: string,
   options: DownloadOptions,
   archive: boolean,
+  handOff = false,
 ): Promise<{ readable: ReadableStream<Uint8Array>; info: DownloadReply }> {
   const from = options.from ?? 0;
   const maxBytes = options.maxBytes ?? Infinity;
@@ -553,7 +587,7 @@ export async function openDownload(
     // Only a host that can wait for the daemon to come back asks it to hold the download.
     ...(resumable(host) ? { transfer: transferKey() } : {}),
   };
-  const receiver = new DownloadReceiver(host, conn, request, maxBytes);
+  const receiver = new DownloadReceiver(host, conn, request, maxBytes, handOff);
   let info: DownloadReply;
   try {
     info = await receiver.open();

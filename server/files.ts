@@ -527,7 +527,8 @@ const watchers: WeakMap<Connection, Map<number, (message: FsEventMessage) => voi
 
 /**
  * @internal Stream a file from a worker with its size (the control API's download sends it as
- * `Content-Length`). Resolves once the daemon has opened the file.
+ * `Content-Length`). Resolves once the daemon has opened the file. The stream is for an HTTP response body: each
+ * chunk's memory is freed when the next one is read (see `openDownload`).
  */
 export async function openFileDownload(
   host: FileHost,
@@ -537,11 +538,21 @@ export async function openFileDownload(
 ): Promise<{ readable: ReadableStream<Uint8Array>; size: number | null; mode: number }> {
   checkDownload(path, options);
   options.signal?.throwIfAborted();
-  const { readable, info } = await openDownload(host, host.connection(id), path, options, false);
+  const { readable, info } = await openDownload(
+    host,
+    host.connection(id),
+    path,
+    options,
+    false,
+    true,
+  );
   return { readable, size: info.size, mode: info.mode };
 }
 
-/** @internal A directory tree on a worker as a tar stream (`GET /api/v1/daemons/{id}/dirs`). */
+/**
+ * @internal A directory tree on a worker as a tar stream (`GET /api/v1/daemons/{id}/dirs`), for an HTTP
+ * response body: each chunk's memory is freed when the next one is read (see `openDownload`).
+ */
 export async function downloadTarStream(
   host: FileHost,
   id: string,
@@ -551,7 +562,7 @@ export async function downloadTarStream(
   checkPath("remoteDir", remoteDir);
   checkCommon(options);
   options.signal?.throwIfAborted();
-  return (await openDownload(host, host.connection(id), remoteDir, options, true)).readable;
+  return (await openDownload(host, host.connection(id), remoteDir, options, true, true)).readable;
 }
 
 /**
