@@ -235,6 +235,8 @@ class DownloadReceiver {
   readonly #handOff: boolean;
   /** The chunk handed off last, freed at the next pull (or the end). */
   #handed: Uint8Array | null = null;
+  /** The rest of a chunk a BYOB reader's buffer had no room for. */
+  #partial: Uint8Array | null = null;
 
   constructor(
     host: FileHost,
@@ -262,20 +264,27 @@ class DownloadReceiver {
     });
     this.#sid = this.#bind(conn);
     this.#info.promise.catch(() => {});
-    this.readable = new ReadableStream<Uint8Array>({
-      pull: (controller) => this.#pull(controller),
-      cancel: () => {
-        if (!this.#ended && !this.#error) {
-          this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
-        }
-        this.#error ??= new Error("cancelled");
-        this.#stop.abort();
-        this.#release();
-        this.#credit.clear();
-        this.#unbind();
-        this.#wakeup.wake(); // a pull waiting for bytes ends (and its stall timer with it)
-      },
-    }, { highWaterMark: 0 });
+    const cancel = () => {
+      if (!this.#ended && !this.#error) {
+        this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
+      }
+      this.#error ??= new Error("cancelled");
+      this.#stop.abort();
+      this.#release();
+      this.#partial = null;
+      this.#credit.clear();
+      this.#unbind();
+      this.#wakeup.wake(); // a pull waiting for bytes ends (and its stall timer with it)
+    };
+    // A byte stream: a BYOB reader gets the bytes copied into its own buffer and each message buffer is freed at
+    // once (memory stays at the window whatever the size); a default reader gets the message buffers themselves.
+    // Handed-off chunks (an HTTP body) need the buffer a default reader gets, which a byte stream would transfer.
+    this.readable = handOff
+      ? new ReadableStream<Uint8Array>({
+        pull: (controller) => this.#pull(controller),
+        cancel,
+      }, { highWaterMark: 0 })
+      : new ReadableStream({ type: "bytes", pull: (controller) => this.#pull(controller), cancel });
   }
 
   /**
@@ -468,6 +477,7 @@ class DownloadReceiver {
     this.#info.reject(error);
     this.#stop.abort();
     this.#credit.clear();
+    this.#partial = null;
     if (this.#route) this.#conn.send({ t: "reset", sid: this.#sid, reason });
     this.#unbind();
     this.#wakeup.wake();
@@ -483,31 +493,43 @@ class DownloadReceiver {
     const chunk = this.#handed;
     if (!chunk) return;
     this.#handed = null;
-    try {
-      (chunk.buffer as ArrayBuffer).transfer(0);
-    } catch {
-      // not detachable: the garbage collector frees it
-    }
+    release(chunk);
   }
 
-  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+  async #pull(
+    controller: ReadableStreamDefaultController<Uint8Array> | ReadableByteStreamController,
+  ): Promise<void> {
     this.#release();
+    const request = "byobRequest" in controller ? controller.byobRequest : null;
     while (true) {
       if (this.#error) {
         controller.error(this.#error);
         return;
       }
-      const chunk = this.#credit.take();
+      const chunk = this.#partial ?? this.#credit.take();
+      this.#partial = null;
       if (chunk) {
-        if (this.#handOff) this.#handed = chunk;
-        controller.enqueue(chunk);
+        if (request) {
+          // Copied into the reader's buffer: the message buffer is free now (or once its rest is read).
+          const view = request.view as Uint8Array;
+          const n = Math.min(view.byteLength, chunk.length);
+          view.set(chunk.subarray(0, n));
+          if (n < chunk.length) this.#partial = chunk.subarray(n);
+          else release(chunk);
+          request.respond(n);
+        } else {
+          if (this.#handOff) this.#handed = chunk;
+          controller.enqueue(chunk);
+        }
         const ack = this.#ended ? null : this.#credit.ackDue();
         if (ack !== null) this.#conn.send({ t: "ack", sid: this.#sid, offset: ack });
-        this.onProgress?.({ bytes: this.#credit.consumed, total: this.total });
+        const bytes = this.#credit.consumed - (this.#partial?.length ?? 0);
+        this.onProgress?.({ bytes, total: this.total });
         return;
       }
       if (this.#ended) {
         controller.close();
+        request?.respond(0);
         return;
       }
       const timer = this.#armStall();
@@ -544,6 +566,15 @@ class DownloadReceiver {
         `ETIMEDOUT: no data for ${ms} ms`,
       );
     }, ms);
+  }
+}
+
+/** Free a message buffer nothing holds any more, by detaching it (best effort). */
+function release(chunk: Uint8Array): void {
+  try {
+    (chunk.buffer as ArrayBuffer).transfer(0);
+  } catch {
+    // not detachable: the garbage collector frees it
   }
 }
 

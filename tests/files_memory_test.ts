@@ -56,3 +56,64 @@ Deno.test("control API: a 256 MiB download keeps the controller's buffer memory 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("server: a BYOB reader of a 256 MiB downloadStream gets every byte and the buffer memory stays bounded", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "sandd-memory-" });
+  try {
+    const size = 256 * MiB;
+    const digest = await writeFile(`${dir}/big.bin`, size);
+    await using worker = await startApiWorker("mem-byob");
+    const stream = await worker.server.downloadStream("mem-byob", `${dir}/big.bin`);
+    const reader = stream.getReader({ mode: "byob" });
+    let buffer = new ArrayBuffer(4 * MiB);
+    const hash = createHash("sha256");
+    const start = Deno.memoryUsage().external;
+    let peak = start;
+    let received = 0;
+    while (true) {
+      const { done, value } = await reader.read(new Uint8Array(buffer));
+      if (done) break;
+      hash.update(value);
+      received += value.length;
+      buffer = value.buffer as ArrayBuffer;
+      peak = Math.max(peak, Deno.memoryUsage().external);
+    }
+    assertEquals(received, size);
+    assertEquals(hash.digest("hex"), digest);
+    // Each message buffer is freed as its bytes are copied out: the 8 MiB window, not the file, bounds it.
+    assertLess(peak - start, 40 * MiB, `external memory grew by ${(peak - start) / MiB} MiB`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server: a BYOB reader with a buffer smaller than a frame gets the bytes in order, then the end", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sandd-memory-" });
+  try {
+    const data = new Uint8Array(600 * 1024 + 7);
+    for (let at = 0; at < data.length; at += 65536) {
+      crypto.getRandomValues(data.subarray(at, Math.min(data.length, at + 65536)));
+    }
+    await Deno.writeFile(`${dir}/small.bin`, data);
+    await using worker = await startApiWorker("mem-small");
+    const progress: number[] = [];
+    const stream = await worker.server.downloadStream("mem-small", `${dir}/small.bin`, {
+      onProgress: (p) => progress.push(p.bytes),
+    });
+    const reader = stream.getReader({ mode: "byob" });
+    const out = new Uint8Array(data.length);
+    let at = 0;
+    while (true) {
+      const { done, value } = await reader.read(new Uint8Array(1000));
+      if (done) break;
+      out.set(value, at);
+      at += value.length;
+    }
+    assertEquals(at, data.length);
+    assertEquals(out, data);
+    assertEquals(progress.at(-1), data.length);
+    for (let i = 1; i < progress.length; i++) assertLess(progress[i - 1]!, progress[i]! + 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
