@@ -97,9 +97,9 @@ export async function uploadFile(
   const hash = createHash("sha256");
   let sent = 0;
   const headers: Record<string, string> = { "content-type": "application/octet-stream" };
-  if (data instanceof Uint8Array) {
-    headers["sandd-sha256"] = createHash("sha256").update(data).digest("hex");
-  }
+  // Bytes are hashed once, ahead (the controller checks the body against it); a stream as it is sent.
+  const ahead = data instanceof Uint8Array ? createHash("sha256").update(data).digest("hex") : null;
+  if (ahead !== null) headers["sandd-sha256"] = ahead;
   const { body, failure } = requestBody(
     data instanceof Uint8Array ? chunksOf(data) : data,
     (chunk) => {
@@ -107,7 +107,7 @@ export async function uploadFile(
       if (total !== undefined && sent > total) {
         throw new RangeError(`Upload stream carries more than its size (${total} bytes)`);
       }
-      hash.update(chunk);
+      if (ahead === null) hash.update(chunk);
       options.onProgress?.({ bytes: sent, total });
     },
     () => {
@@ -135,7 +135,7 @@ export async function uploadFile(
     throw failure() ?? error;
   }
   const result = object("upload result", answer);
-  const digest = hash.digest("hex");
+  const digest = ahead ?? hash.digest("hex");
   if (typeof result.bytes !== "number" || typeof result.sha256 !== "string") {
     throw new ControlApiError(
       "BAD_RESPONSE",
