@@ -23,7 +23,8 @@
  * and frees it as soon as the response has taken it.
  *
  * Length: a third of this file is the public option, result and entry types of the file methods with their
- * documentation; the transfer streams themselves are in `_transfer_streams.ts`.
+ * documentation; the transfer streams themselves are in `_transfer_streams.ts` (uploads) and
+ * `_download_stream.ts` (downloads).
  *
  * @module
  */
@@ -34,7 +35,8 @@ import type { FsEventMessage } from "@sandd/protocol/messages";
 import { packDirectory, unpackTar } from "@sandd/protocol/tar";
 import type { Connection } from "./_connection.ts";
 import { DaemonDisconnectedError } from "./errors.ts";
-import { COALESCE, openDownload, sendUpload } from "./_transfer_streams.ts";
+import { COALESCE, sendUpload } from "./_transfer_streams.ts";
+import { openDownload } from "./_download_stream.ts";
 
 /** Chunk size when uploading from a `Uint8Array`. */
 const UPLOAD_CHUNK = 1024 * 1024;
