@@ -10,6 +10,7 @@ import type { DownloadOptions, FileHost, TransferProgress } from "./files.ts";
 import { Wakeup } from "./_stream_link.ts";
 import { KIND_FILE } from "./_metrics_state.ts";
 import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
+import { MAX_FRAME_PAYLOAD_BYTES } from "@sandd/protocol/constants";
 import {
   FILE_WINDOW,
   MAX_TIMER_MS,
@@ -17,6 +18,9 @@ import {
   resumable,
   transferKey,
 } from "./_transfer_streams.ts";
+
+/** Size of the chunks a default reader gets: a frame's payload (what the daemon sends at most). */
+const FRAME_PAYLOAD = MAX_FRAME_PAYLOAD_BYTES;
 
 /** The request of a download, as first sent (a resume sends it again with `resume`, a new `sid` and `from`). */
 type DownloadRequest = Omit<RequestArgs<"download">, "sid" | "window" | "resume">;
@@ -95,14 +99,23 @@ class DownloadReceiver {
       this.#wakeup.wake(); // a pull waiting for bytes ends (and its stall timer with it)
     };
     // A byte stream: a BYOB reader gets the bytes copied into its own buffer and each message buffer is freed at
-    // once (memory stays at the window whatever the size); a default reader gets the message buffers themselves.
-    // Handed-off chunks (an HTTP body) need the buffer a default reader gets, which a byte stream would transfer.
+    // once (memory stays at the window whatever the size). A default reader gets them copied into a buffer the
+    // stream allocates (one frame's size) and the message is freed too: the garbage collector then sees the
+    // consumer's chunks as its own allocations and collects them at its usual threshold, where it let the
+    // runtime's message buffers pile up to twice that (measured: 110-160 MiB of ArrayBuffers during a 1 GiB
+    // download, 65 MiB with the copy). Handed-off chunks (an HTTP body) are the message buffers themselves, freed
+    // once the response took them.
     this.readable = handOff
       ? new ReadableStream<Uint8Array>({
         pull: (controller) => this.#pull(controller),
         cancel,
       }, { highWaterMark: 0 })
-      : new ReadableStream({ type: "bytes", pull: (controller) => this.#pull(controller), cancel });
+      : new ReadableStream({
+        type: "bytes",
+        autoAllocateChunkSize: FRAME_PAYLOAD,
+        pull: (controller) => this.#pull(controller),
+        cancel,
+      });
   }
 
   /**

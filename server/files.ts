@@ -17,10 +17,10 @@
  *
  * Memory: a download stream is a byte stream. Read it with a BYOB reader (`getReader({ mode: "byob" })`, one reused
  * buffer) and the controller copies each arriving message into that buffer and frees the message at once, so its
- * memory stays within the 8 MiB window whatever the size. A default reader (`pipeTo`, `for await`) gets the
- * messages themselves as its chunks, and they are freed when the garbage collector gets to them (at 400 MiB/s,
- * late enough for the process to grow by 100 MiB or more). The control API hands each chunk to the HTTP response
- * and frees it as soon as the response has taken it.
+ * memory stays within the 8 MiB window whatever the size. A default reader (`pipeTo`, `for await`) gets chunks
+ * the stream allocates (the messages are freed as they are copied into them); they are the reader's, so the
+ * garbage collector frees them, at its own pace (V8 lets about 64 MiB of such buffers accumulate). The control
+ * API hands each chunk to the HTTP response and frees it as soon as the response has taken it.
  *
  * Length: a third of this file is the public option, result and entry types of the file methods with their
  * documentation; the transfer streams themselves are in `_transfer_streams.ts` (uploads) and
