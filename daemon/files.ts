@@ -317,8 +317,8 @@ async function uploadFile(
       const chunk = await receiver.read();
       if (chunk === null) break;
       writeAll(fd, chunk);
-      receiver.consumed();
       unflushed += chunk.length;
+      receiver.consumed(false, chunk);
       if (unflushed >= FLUSH_EVERY && flushing === null) {
         unflushed = 0;
         // A failure here shows again in the final fsync, which is awaited.

@@ -26,7 +26,7 @@ import {
 } from "./files.ts";
 import { apiError, ControlApiError } from "./_client_errors.ts";
 import type { Query, Transport } from "./_client_http.ts";
-import { resumable } from "./_client_resume.ts";
+import { downloadBody, requestBody } from "./_client_body.ts";
 import { array, fileEntry, fileStat, object } from "./_client_wire.ts";
 
 /** Chunk size when uploading from a `Uint8Array` (progress is reported per chunk). */
@@ -75,44 +75,6 @@ async function* chunksOf(data: Uint8Array): AsyncGenerator<Uint8Array> {
   }
 }
 
-/**
- * A request body from chunks, counted, hashed and reported as it is read. An error of the source (or of `check`)
- * is kept in `failure` so that the call can throw it instead of the fetch's generic one.
- */
-function countedBody(
-  source: AsyncIterable<Uint8Array>,
-  onChunk: (chunk: Uint8Array) => void,
-  onEnd: () => void = () => {},
-): { body: ReadableStream<Uint8Array>; failure: () => unknown } {
-  let failure: unknown = undefined;
-  const iterator = source[Symbol.asyncIterator]();
-  const body = new ReadableStream<Uint8Array>({
-    pull: async (controller) => {
-      try {
-        const next = await iterator.next();
-        if (next.done) {
-          onEnd();
-          controller.close();
-          return;
-        }
-        const chunk = next.value;
-        if (!(chunk instanceof Uint8Array)) {
-          throw new TypeError(`Upload streams must carry Uint8Array chunks, got ${typeof chunk}`);
-        }
-        onChunk(chunk);
-        controller.enqueue(chunk);
-      } catch (error) {
-        failure = error;
-        controller.error(error);
-      }
-    },
-    cancel: async (reason) => {
-      await iterator.return?.(reason);
-    },
-  }, { highWaterMark: 0 });
-  return { body, failure: () => failure };
-}
-
 /** `Server.upload` over the API. */
 export async function uploadFile(
   transport: Transport,
@@ -135,17 +97,17 @@ export async function uploadFile(
   const hash = createHash("sha256");
   let sent = 0;
   const headers: Record<string, string> = { "content-type": "application/octet-stream" };
-  if (data instanceof Uint8Array) {
-    headers["sandd-sha256"] = createHash("sha256").update(data).digest("hex");
-  }
-  const { body, failure } = countedBody(
+  // Bytes are hashed once, ahead (the controller checks the body against it); a stream as it is sent.
+  const ahead = data instanceof Uint8Array ? createHash("sha256").update(data).digest("hex") : null;
+  if (ahead !== null) headers["sandd-sha256"] = ahead;
+  const { body, failure } = requestBody(
     data instanceof Uint8Array ? chunksOf(data) : data,
     (chunk) => {
       sent += chunk.length;
       if (total !== undefined && sent > total) {
         throw new RangeError(`Upload stream carries more than its size (${total} bytes)`);
       }
-      hash.update(chunk);
+      if (ahead === null) hash.update(chunk);
       options.onProgress?.({ bytes: sent, total });
     },
     () => {
@@ -173,7 +135,7 @@ export async function uploadFile(
     throw failure() ?? error;
   }
   const result = object("upload result", answer);
-  const digest = hash.digest("hex");
+  const digest = ahead ?? hash.digest("hex");
   if (typeof result.bytes !== "number" || typeof result.sha256 !== "string") {
     throw new ControlApiError(
       "BAD_RESPONSE",
@@ -246,7 +208,7 @@ export async function downloadFileStream(
     throw tooLarge(id, path, max, `is ${total - from} bytes`);
   }
   let pending: typeof first | null = first;
-  return resumable({
+  return downloadBody({
     transport,
     from,
     stop,
@@ -311,7 +273,7 @@ export async function uploadDirectory(
       followSymlinks: options.followSymlinks ?? false,
       signal: abort.signal,
     });
-    const { body, failure } = countedBody(tar, (chunk) => {
+    const { body, failure } = requestBody(tar, (chunk) => {
       sent += chunk.length;
       hash.update(chunk);
       options.onProgress?.({ bytes: sent, total: undefined });

@@ -1,28 +1,26 @@
 // The streams of file transfers, controller side: an upload's sender (the shared OutboundStream, resent from
-// what the daemon has after a dropped link) and a download's receiver (the shared CreditReceiver, re-requested
-// from the first byte not received after a dropped link), both keyed by a transfer key so that a daemon coming
-// back within the reconnect grace takes them up again. The public entry points are in files.ts.
+// what the daemon has after a dropped link), keyed by a transfer key so that a daemon coming back within the
+// reconnect grace takes it up again, and what downloads share with it (window, transfer keys, waiting for the
+// daemon's next link). A download's receiver is in `_download_stream.ts`; the public entry points in files.ts.
 import { createHash } from "node:crypto";
 import type { RequestArgs } from "@sandd/protocol/messages";
-import type { DownloadReply, UploadReply } from "@sandd/protocol/replies";
-import type { Connection, InboundRoute } from "./_connection.ts";
-import { DaemonDisconnectedError, FileError, remoteError, RequestTimeoutError } from "./errors.ts";
+import type { UploadReply } from "@sandd/protocol/replies";
+import type { Connection } from "./_connection.ts";
+import { DaemonDisconnectedError, FileError } from "./errors.ts";
 import type { DaemonEvent } from "./events.ts";
-import type { DownloadOptions, FileHost, TransferProgress } from "./files.ts";
+import type { FileHost, TransferProgress } from "./files.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
-import { Wakeup } from "./_stream_link.ts";
 import { KIND_FILE } from "./_metrics_state.ts";
-import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
 
 /** Flow-control window of a file transfer, in bytes. */
-const FILE_WINDOW = 8 * 1024 * 1024;
+export const FILE_WINDOW = 8 * 1024 * 1024;
 /** Longest delay a timer takes (a longer stall deadline is no deadline). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Small stream chunks are gathered up to this size before they are sent. */
 export const COALESCE = 256 * 1024;
 
 /** Whether the host can wait for a daemon to come back (then transfers carry a key to resume by). */
-function resumable(host: FileHost): boolean {
+export function resumable(host: FileHost): boolean {
   return host.events !== undefined && (host.reconnectGraceMs ?? 0) > 0;
 }
 
@@ -160,13 +158,10 @@ export async function sendUpload(
   }
 }
 
-/** The request of a download, as first sent (a resume sends it again with `resume`, a new `sid` and `from`). */
-type DownloadRequest = Omit<RequestArgs<"download">, "sid" | "window" | "resume">;
-
 /**
  * Wait for a connection to `daemonId` other than `old`, at most `ms`. Resolves null on timeout or abort.
  */
-function nextConnection(
+export function nextConnection(
   host: FileHost,
   daemonId: string,
   old: Connection,
@@ -203,382 +198,8 @@ function nextConnection(
   });
 }
 
-/**
- * Receives a download: credit returned as the consumer reads (the shared {@linkcode CreditReceiver}: data beyond the
- * window, holes and gaps are refused), SHA-256 checked at the end, at most `maxBytes` taken. When the link drops,
- * it waits (the host's reconnect grace) for the daemon to come back and resumes the download by its transfer key
- * from the first byte it has not received.
- */
-class DownloadReceiver {
-  readonly readable: ReadableStream<Uint8Array>;
-  readonly #host: FileHost;
-  readonly #daemonId: string;
-  readonly #request: DownloadRequest;
-  #conn: Connection;
-  #sid: number;
-  readonly #path: string;
-  #route: InboundRoute | null = null;
-  readonly #credit: CreditReceiver;
-  readonly #from: number;
-  readonly #maxBytes: number;
-  readonly #stop = new AbortController();
-  #ended = false;
-  #error: Error | null = null;
-  #reconnecting = false;
-  /** Whether the daemon answered the request (or a resume of it). */
-  #opened = false;
-  readonly #info = Promise.withResolvers<DownloadReply>();
-  readonly #wakeup: Wakeup = new Wakeup();
-  total: number | undefined = undefined;
-  onProgress: ((p: TransferProgress) => void) | undefined;
-
-  constructor(
-    host: FileHost,
-    conn: Connection,
-    request: DownloadRequest,
-    maxBytes: number,
-  ) {
-    this.#host = host;
-    this.#daemonId = conn.info.id;
-    this.#request = request;
-    this.#conn = conn;
-    this.#path = request.path;
-    this.#from = request.from ?? 0;
-    this.#maxBytes = maxBytes;
-    this.#credit = new CreditReceiver({
-      window: FILE_WINDOW,
-      from: this.#from,
-      ackEvery: FILE_WINDOW / 8,
-      gaps: false,
-      sha256: true,
-      ackWhenCaughtUp: false,
-      name: `download of '${request.path}'`,
-    });
-    this.#sid = this.#bind(conn);
-    this.#info.promise.catch(() => {});
-    this.readable = new ReadableStream<Uint8Array>({
-      pull: (controller) => this.#pull(controller),
-      cancel: () => {
-        if (!this.#ended && !this.#error) {
-          this.#conn.send({ t: "reset", sid: this.#sid, reason: "consumer cancelled" });
-        }
-        this.#error ??= new Error("cancelled");
-        this.#stop.abort();
-        this.#credit.clear();
-        this.#unbind();
-        this.#wakeup.wake(); // a pull waiting for bytes ends (and its stall timer with it)
-      },
-    }, { highWaterMark: 0 });
-  }
-
-  /**
-   * Send the request. Resolves with the daemon's reply: to the request, or, when the link dropped before it came,
-   * to the request made again on the daemon's next link.
-   */
-  open(): Promise<DownloadReply> {
-    this.#conn.request("download", { ...this.#request, sid: this.#sid, window: FILE_WINDOW }).then(
-      (reply) => this.#open(reply),
-      (error) => {
-        // A dropped link is the resume's to handle (it fails the download when it cannot).
-        if (error instanceof DaemonDisconnectedError && this.#resumable) return;
-        this.fail(error);
-      },
-    );
-    return this.#info.promise;
-  }
-
-  #open(reply: DownloadReply): void {
-    this.#opened = true;
-    this.#info.resolve(reply);
-  }
-
-  get #resumable(): boolean {
-    return this.#request.transfer !== undefined && (this.#host.reconnectGraceMs ?? 0) > 0 &&
-      this.#host.events !== undefined;
-  }
-
-  /** Route a fresh stream id on `conn` here. */
-  #bind(conn: Connection): number {
-    this.#unbind();
-    const sid = conn.nextSid();
-    const route: InboundRoute = {
-      onData: (offset, payload) => this.#onData(offset, payload),
-      onEof: (offset, sha256) => this.#onEof(offset, sha256),
-      onGap: (from, to) => this.#refuse(() => this.#credit.gap(from, to)),
-      onReset: (reason) => {
-        this.#unbind(); // the daemon ended it: nothing to reset
-        this.fail(resetError(this.#daemonId, this.#path, reason));
-      },
-      onClose: () => {
-        if (this.#route !== route) return;
-        this.#route = null;
-        this.#linkLost(conn);
-      },
-    };
-    this.#conn = conn;
-    this.#sid = sid;
-    this.#route = route;
-    conn.routes.set(sid, route);
-    return sid;
-  }
-
-  #unbind(): void {
-    if (this.#route && this.#conn.routes.get(this.#sid) === this.#route) {
-      this.#conn.routes.delete(this.#sid);
-    }
-    this.#route = null;
-  }
-
-  /** The link dropped mid-download: resume on the daemon's next link, or fail. */
-  #linkLost(old: Connection): void {
-    if (this.#error || this.#ended || this.#reconnecting) return;
-    const grace = this.#host.reconnectGraceMs ?? 0;
-    if (!this.#resumable) {
-      this.fail(new DaemonDisconnectedError(this.#daemonId));
-      return;
-    }
-    this.#reconnecting = true;
-    this.#resume(old, Date.now() + grace).finally(() => this.#reconnecting = false);
-  }
-
-  async #resume(old: Connection, deadline: number): Promise<void> {
-    // The server marks itself closing right after it closes the links (this runs from inside that).
-    await Promise.resolve();
-    while (!this.#error && !this.#ended) {
-      if (this.#host.closing?.()) {
-        this.fail(new DaemonDisconnectedError(this.#daemonId, "Server closed"));
-        return;
-      }
-      const conn = await nextConnection(
-        this.#host,
-        this.#daemonId,
-        old,
-        deadline - Date.now(),
-        this.#stop.signal,
-      );
-      if (this.#error || this.#ended) return;
-      if (!conn) {
-        this.fail(new DaemonDisconnectedError(this.#daemonId));
-        return;
-      }
-      const sid = this.#bind(conn);
-      const from = this.#credit.rebind(FILE_WINDOW);
-      try {
-        let reply: DownloadReply;
-        try {
-          reply = await conn.request("download", {
-            ...this.#request,
-            sid,
-            window: FILE_WINDOW,
-            from,
-            resume: true,
-          });
-        } catch (error) {
-          if ((error as { code?: string }).code !== "ESTALE" || this.#opened) throw error;
-          // The first request was lost with the link (no reply, so no byte either): open it again.
-          reply = await conn.request("download", { ...this.#request, sid, window: FILE_WINDOW });
-        }
-        this.#open(reply);
-        return;
-      } catch (error) {
-        if (error instanceof DaemonDisconnectedError) {
-          old = conn; // dropped again: wait for the next link within the same grace
-          continue;
-        }
-        const cause = error as Error & { code?: string };
-        this.fail(
-          new FileError(this.#daemonId, {
-            code: "EIO",
-            message: `Download of '${this.#path}' could not resume after the link dropped: ${
-              cause.code ? `${cause.code}: ` : ""
-            }${cause.message}`,
-            path: this.#path,
-          }, { cause }),
-        );
-        return;
-      }
-    }
-  }
-
-  /** Apply one credit rule; a breach resets the stream and fails the download. */
-  #refuse(step: () => unknown): boolean {
-    try {
-      step();
-      return true;
-    } catch (error) {
-      if (!(error instanceof CreditError)) throw error;
-      this.fail(error, error.message.slice(0, 200));
-      return false;
-    }
-  }
-
-  #onData(offset: number, payload: Uint8Array): void {
-    this.#conn.metrics.bytesReceived[KIND_FILE]! += payload.length;
-    if (this.#error || this.#ended) return;
-    if (!this.#refuse(() => this.#credit.data(offset, payload))) return;
-    if (this.#credit.received - this.#from > this.#maxBytes) {
-      this.fail(this.#tooLarge(), "download larger than maxBytes");
-      return;
-    }
-    this.#wakeup.wake();
-  }
-
-  #tooLarge(): FileError {
-    return new FileError(this.#daemonId, {
-      code: "EFBIG",
-      message: `Download of '${this.#path}' exceeds maxBytes (${this.#maxBytes} bytes)`,
-      path: this.#path,
-    });
-  }
-
-  #onEof(offset: number, sha256: string | undefined): void {
-    if (this.#error || this.#ended) return;
-    // The daemon holds a resumable download until it knows the end arrived.
-    if (this.#request.transfer !== undefined) {
-      this.#conn.send({ t: "ack", sid: this.#sid, offset });
-    }
-    try {
-      this.#credit.eof(offset, sha256);
-    } catch (error) {
-      this.fail(
-        new FileError(this.#daemonId, {
-          code: "EINTEGRITY",
-          message: (error as Error).message,
-          path: this.#path,
-        }),
-      );
-      return;
-    }
-    this.#ended = true;
-    this.#unbind();
-    this.#wakeup.wake();
-  }
-
-  /** Give up: fail the stream and, while the link is there, tell the daemon to stop (`reason`). */
-  fail(error: Error, reason = "download failed on the controller"): void {
-    if (this.#error || this.#ended) return;
-    this.#error = error;
-    this.#info.reject(error);
-    this.#stop.abort();
-    this.#credit.clear();
-    if (this.#route) this.#conn.send({ t: "reset", sid: this.#sid, reason });
-    this.#unbind();
-    this.#wakeup.wake();
-  }
-
-  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    while (true) {
-      if (this.#error) {
-        controller.error(this.#error);
-        return;
-      }
-      const chunk = this.#credit.take();
-      if (chunk) {
-        controller.enqueue(chunk);
-        const ack = this.#ended ? null : this.#credit.ackDue();
-        if (ack !== null) this.#conn.send({ t: "ack", sid: this.#sid, offset: ack });
-        this.onProgress?.({ bytes: this.#credit.consumed, total: this.total });
-        return;
-      }
-      if (this.#ended) {
-        controller.close();
-        return;
-      }
-      const timer = this.#armStall();
-      try {
-        await this.#wakeup.wait();
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-  }
-
-  /**
-   * The consumer waits for bytes (everything received is read, so the daemon has credit): fail the download when
-   * none come within the connection's request deadline. A slow consumer is never timed out (this runs only while
-   * it waits), nor a download waiting for the daemon to come back (the reconnect grace bounds that).
-   */
-  #armStall(): ReturnType<typeof setTimeout> | undefined {
-    const ms = this.#conn.requestTimeoutMs;
-    if (!(ms > 0 && ms <= MAX_TIMER_MS)) return undefined;
-    return setTimeout(() => {
-      if (this.#error || this.#ended) return;
-      if (this.#reconnecting || !this.#route) {
-        this.#wakeup.wake(); // wait again on the new link
-        return;
-      }
-      const cause = new RequestTimeoutError(this.#daemonId, "download", ms);
-      this.fail(
-        new FileError(this.#daemonId, {
-          code: "ETIMEDOUT",
-          message:
-            `Download of '${this.#path}' stalled: daemon '${this.#daemonId}' sent no data for ${ms} ms`,
-          path: this.#path,
-        }, { cause }),
-        `ETIMEDOUT: no data for ${ms} ms`,
-      );
-    }, ms);
-  }
-}
-
-function resetError(daemonId: string, path: string, reason: string): Error {
-  const match = /^([A-Z][A-Z0-9_]{1,63}): (.*)$/s.exec(reason);
-  if (match) return remoteError(daemonId, { code: match[1]!, message: match[2]!, path });
-  return new FileError(daemonId, {
-    code: "EIO",
-    message: `Download of '${path}' reset by the daemon: ${reason}`,
-    path,
-  });
-}
-
 /** A fresh transfer key: 128 random bits in hex. */
-function transferKey(): string {
+export function transferKey(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-export async function openDownload(
-  host: FileHost,
-  conn: Connection,
-  path: string,
-  options: DownloadOptions,
-  archive: boolean,
-): Promise<{ readable: ReadableStream<Uint8Array>; info: DownloadReply }> {
-  const from = options.from ?? 0;
-  const maxBytes = options.maxBytes ?? Infinity;
-  const request: DownloadRequest = {
-    path,
-    ...(from > 0 ? { from } : {}),
-    ...(archive ? { archive: "tar" as const } : {}),
-    // Only a host that can wait for the daemon to come back asks it to hold the download.
-    ...(resumable(host) ? { transfer: transferKey() } : {}),
-  };
-  const receiver = new DownloadReceiver(host, conn, request, maxBytes);
-  let info: DownloadReply;
-  try {
-    info = await receiver.open();
-  } catch (error) {
-    receiver.fail(error as Error);
-    await receiver.readable.cancel().catch(() => {});
-    throw error;
-  }
-  receiver.total = info.size ?? undefined;
-  if (!archive && receiver.total !== undefined && receiver.total - from > maxBytes) {
-    await receiver.readable.cancel().catch(() => {});
-    throw new FileError(conn.info.id, {
-      code: "EFBIG",
-      message: `Download of '${path}' is ${
-        receiver.total - from
-      } bytes, more than maxBytes (${maxBytes} bytes)`,
-      path,
-    });
-  }
-  receiver.onProgress = options.onProgress;
-  const signal = options.signal;
-  if (signal) {
-    const onAbort = () => receiver.fail(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-  }
-  return { readable: receiver.readable, info };
 }

@@ -15,8 +15,16 @@
  * daemon restarted, the call fails (`DaemonDisconnectedError`, or a `FileError` `EIO` naming `ESTALE`); an upload
  * then leaves nothing behind on the worker, and a download can be started again at a byte offset (`from`).
  *
+ * Memory: a download stream is a byte stream. Read it with a BYOB reader (`getReader({ mode: "byob" })`, one reused
+ * buffer) and the controller copies each arriving message into that buffer and frees the message at once, so its
+ * memory stays within the 8 MiB window whatever the size. A default reader (`pipeTo`, `for await`) gets chunks
+ * the stream allocates (the messages are freed as they are copied into them); they are the reader's, so the
+ * garbage collector frees them, at its own pace (V8 lets about 64 MiB of such buffers accumulate). The control
+ * API hands each chunk to the HTTP response and frees it as soon as the response has taken it.
+ *
  * Length: a third of this file is the public option, result and entry types of the file methods with their
- * documentation; the transfer streams themselves are in `_transfer_streams.ts`.
+ * documentation; the transfer streams themselves are in `_transfer_streams.ts` (uploads) and
+ * `_download_stream.ts` (downloads).
  *
  * @module
  */
@@ -27,7 +35,8 @@ import type { FsEventMessage } from "@sandd/protocol/messages";
 import { packDirectory, unpackTar } from "@sandd/protocol/tar";
 import type { Connection } from "./_connection.ts";
 import { DaemonDisconnectedError } from "./errors.ts";
-import { COALESCE, openDownload, sendUpload } from "./_transfer_streams.ts";
+import { COALESCE, sendUpload } from "./_transfer_streams.ts";
+import { openDownload } from "./_download_stream.ts";
 
 /** Chunk size when uploading from a `Uint8Array`. */
 const UPLOAD_CHUNK = 1024 * 1024;
@@ -527,7 +536,8 @@ const watchers: WeakMap<Connection, Map<number, (message: FsEventMessage) => voi
 
 /**
  * @internal Stream a file from a worker with its size (the control API's download sends it as
- * `Content-Length`). Resolves once the daemon has opened the file.
+ * `Content-Length`). Resolves once the daemon has opened the file. The stream is for an HTTP response body: each
+ * chunk's memory is freed when the next one is read (see `openDownload`).
  */
 export async function openFileDownload(
   host: FileHost,
@@ -537,11 +547,21 @@ export async function openFileDownload(
 ): Promise<{ readable: ReadableStream<Uint8Array>; size: number | null; mode: number }> {
   checkDownload(path, options);
   options.signal?.throwIfAborted();
-  const { readable, info } = await openDownload(host, host.connection(id), path, options, false);
+  const { readable, info } = await openDownload(
+    host,
+    host.connection(id),
+    path,
+    options,
+    false,
+    true,
+  );
   return { readable, size: info.size, mode: info.mode };
 }
 
-/** @internal A directory tree on a worker as a tar stream (`GET /api/v1/daemons/{id}/dirs`). */
+/**
+ * @internal A directory tree on a worker as a tar stream (`GET /api/v1/daemons/{id}/dirs`), for an HTTP
+ * response body: each chunk's memory is freed when the next one is read (see `openDownload`).
+ */
 export async function downloadTarStream(
   host: FileHost,
   id: string,
@@ -551,7 +571,7 @@ export async function downloadTarStream(
   checkPath("remoteDir", remoteDir);
   checkCommon(options);
   options.signal?.throwIfAborted();
-  return (await openDownload(host, host.connection(id), remoteDir, options, true)).readable;
+  return (await openDownload(host, host.connection(id), remoteDir, options, true, true)).readable;
 }
 
 /**

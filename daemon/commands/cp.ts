@@ -60,6 +60,54 @@ async function localStat(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
+/** Bytes read from a download at a time, into one reused buffer. */
+const COPY_BUFFER = 4 * 1024 * 1024;
+
+/**
+ * Write a download's bytes with `write` (a file's or stdout's), read into one reused buffer where the stream
+ * allows it (a BYOB reader: the Client's downloads do), else chunk by chunk: no garbage and few large writes,
+ * where a `pipeTo` takes the runtime's small chunks one promise chain at a time.
+ */
+async function drain(
+  stream: ReadableStream<Uint8Array>,
+  write: (bytes: Uint8Array) => Promise<number>,
+): Promise<void> {
+  const writeAll = async (bytes: Uint8Array) => {
+    for (let at = 0; at < bytes.length;) at += await write(bytes.subarray(at));
+  };
+  let reader: ReadableStreamBYOBReader | null = null;
+  try {
+    reader = stream.getReader({ mode: "byob" });
+  } catch {
+    // not a byte stream
+  }
+  if (!reader) {
+    const chunks = stream.getReader();
+    try {
+      while (true) {
+        const { done, value } = await chunks.read();
+        if (done) return;
+        await writeAll(value);
+      }
+    } catch (error) {
+      await chunks.cancel(error).catch(() => {});
+      throw error;
+    }
+  }
+  let buffer = new ArrayBuffer(COPY_BUFFER);
+  try {
+    while (true) {
+      const { done, value } = await reader.read(new Uint8Array(buffer));
+      if (done) return;
+      await writeAll(value);
+      buffer = value.buffer as ArrayBuffer;
+    }
+  } catch (error) {
+    await reader.cancel(error).catch(() => {});
+    throw error;
+  }
+}
+
 /** The last component of a `/`-separated path, ignoring trailing slashes. */
 function lastName(path: string): string {
   return basename(path.replace(/\/+$/, "")) || path;
@@ -151,7 +199,7 @@ export async function cp(args: string[]): Promise<number> {
         throw usageError(`'${positionals[0]}' is a directory: it cannot go to stdout`);
       }
       const stream = await controller.downloadStream(worker, src.path);
-      await stream.pipeTo(Deno.stdout.writable, { preventClose: true });
+      await drain(stream, (bytes) => Deno.stdout.write(bytes));
       return EXIT.OK;
     }
     const local = await localStat(dst.path);
@@ -176,14 +224,17 @@ export async function cp(args: string[]): Promise<number> {
         onProgress: (p) => bar.update(p.bytes, p.total ?? stat.size),
       });
       try {
-        const file = await Deno.open(temp, {
-          write: true,
-          createNew: true,
-          mode: stat.mode & 0o777,
-        });
-        await stream.pipeTo(file.writable);
+        {
+          using file = await Deno.open(temp, {
+            write: true,
+            createNew: true,
+            mode: stat.mode & 0o777,
+          });
+          await drain(stream, (bytes) => file.write(bytes));
+        }
         await Deno.rename(temp, localPath);
       } catch (error) {
+        await stream.cancel().catch(() => {});
         await Deno.remove(temp).catch(() => {});
         throw error;
       }

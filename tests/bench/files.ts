@@ -1,6 +1,8 @@
 // File transfers through a daemon over loopback: upload and download of a random file against `cp` (the disk's
 // own pace) and `scp` over loopback (skipped with the reason when sshd/scp is unavailable), medians of several
-// runs, with how far the controller's and the daemon's peak RSS grow during each direction.
+// runs, with how far the controller's and the daemon's peak RSS grow during each direction. Downloads are read
+// two ways: `pipeTo(file.writable)` (the chunks are the caller's, freed by the garbage collector when it gets to
+// them) and a BYOB reader into one reused buffer (the controller frees each message as it copies it out).
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
 import { runQuietly, sshdMissing, startSshd } from "./_sshd.ts";
@@ -50,8 +52,14 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     return await withDaemon(checkout, "bench-files", async (server, daemon) => {
       const rates: Record<string, number[]> = {};
       const add = (name: string, s: number) => (rates[name] ??= []).push(sizeMiB / s);
-      const growth = { controllerUp: 0, daemonUp: 0, controllerDown: 0, daemonDown: 0 };
-      const start = { controllerUp: 0, daemonUp: 0, controllerDown: 0, daemonDown: 0 };
+      const growth = {
+        controllerUp: 0,
+        daemonUp: 0,
+        controllerDown: 0,
+        daemonDown: 0,
+        controllerByob: 0,
+      };
+      const start = { ...growth };
       for (let i = 0; i < runs; i++) {
         log(`files: run ${i + 1} of ${runs}`);
         await Deno.remove(`${work}/cp.bin`).catch(() => {});
@@ -102,6 +110,41 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
           start.daemonDown = at.daemon;
         }
 
+        at = { controller: resetPeak("self"), daemon: resetPeak(daemon.pid) };
+        add(
+          "download (BYOB)",
+          await seconds(async () => {
+            using file = await Deno.open(`${work}/byob.bin`, {
+              write: true,
+              create: true,
+              truncate: true,
+            });
+            const stream = await server.downloadStream("bench-files", source);
+            const write = async (bytes: Uint8Array) => {
+              for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+            };
+            let reader: ReadableStreamBYOBReader;
+            try {
+              reader = stream.getReader({ mode: "byob" });
+            } catch {
+              // A checkout whose downloads are not byte streams: its chunks, one by one.
+              for await (const chunk of stream) await write(chunk);
+              return;
+            }
+            let buffer = new ArrayBuffer(4 * 1024 * 1024);
+            while (true) {
+              const { done, value } = await reader.read(new Uint8Array(buffer));
+              if (done) break;
+              await write(value);
+              buffer = value.buffer as ArrayBuffer;
+            }
+          }),
+        );
+        if (peakOf("self") - at.controller >= growth.controllerByob) {
+          growth.controllerByob = peakOf("self") - at.controller;
+          start.controllerByob = at.controller;
+        }
+
         if (ssh) {
           add(
             "scp upload",
@@ -117,7 +160,7 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
           );
         }
       }
-      for (const name of ["up.bin", "down.bin"]) {
+      for (const name of ["up.bin", "down.bin", "byob.bin"]) {
         const actual = (await Deno.stat(`${work}/${name}`)).size;
         if (actual !== size) throw new Error(`${name} has ${actual} bytes, expected ${size}`);
       }
@@ -145,7 +188,7 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         side: "controller" | "daemon",
         direction: string,
       ): Figure => ({
-        id: `files.${side}_rss_${direction}`,
+        id: `files.${side}_rss_${direction.toLowerCase().replace(/\W+/g, "_")}`,
         label: `${side} peak RSS during the ${direction}s (${sizeMiB} MiB)`,
         unit: "MiB",
         value: toMiB(start[id] + growth[id]),
@@ -169,11 +212,19 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
             "scp download",
             "≥ 1.2×",
           ),
+          rate(
+            "files.download_byob_vs_scp",
+            "download read by a BYOB reader, against scp",
+            "download (BYOB)",
+            "scp download",
+            "≥ 1.2×",
+          ),
         );
       }
       figures.push(
         memory("controllerUp", "controller", "upload"),
         memory("controllerDown", "controller", "download"),
+        memory("controllerByob", "controller", "BYOB download"),
         memory("daemonUp", "daemon", "upload"),
         memory("daemonDown", "daemon", "download"),
       );
