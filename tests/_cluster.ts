@@ -58,3 +58,76 @@ export class TestCluster implements AsyncDisposable {
     await this.nats[Symbol.asyncDispose]();
   }
 }
+
+/** A TCP relay on 127.0.0.1 whose target can be changed: new connections go to the current target. */
+export class SwitchRelay implements AsyncDisposable {
+  readonly #listener: Deno.TcpListener;
+  readonly #conns = new Set<Deno.TcpConn>();
+  readonly #pipes = new Set<Promise<void>>();
+  readonly #accepting: Promise<void>;
+  /** Where new connections go. */
+  target: number;
+
+  constructor(target: number) {
+    this.target = target;
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#accepting = this.#accept();
+  }
+
+  get port(): number {
+    return (this.#listener.addr as Deno.NetAddr).port;
+  }
+
+  url(path = "/ws"): string {
+    return `ws://127.0.0.1:${this.port}${path}`;
+  }
+
+  async #accept(): Promise<void> {
+    try {
+      for await (const a of this.#listener) {
+        let b: Deno.TcpConn;
+        try {
+          b = await Deno.connect({ hostname: "127.0.0.1", port: this.target });
+        } catch {
+          a.close();
+          continue;
+        }
+        this.#conns.add(a);
+        this.#conns.add(b);
+        const close = () => {
+          for (const c of [a, b]) {
+            if (this.#conns.delete(c)) {
+              try {
+                c.close();
+              } catch {
+                // closed
+              }
+            }
+          }
+        };
+        const pipe = Promise.all([
+          a.readable.pipeTo(b.writable).catch(() => {}).finally(close),
+          b.readable.pipeTo(a.writable).catch(() => {}).finally(close),
+        ]).then(() => {});
+        this.#pipes.add(pipe);
+        pipe.finally(() => this.#pipes.delete(pipe));
+      }
+    } catch {
+      // listener closed
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#listener.close();
+    await this.#accepting;
+    for (const c of [...this.#conns]) {
+      try {
+        c.close();
+      } catch {
+        // closed
+      }
+    }
+    this.#conns.clear();
+    await Promise.all([...this.#pipes]);
+  }
+}
