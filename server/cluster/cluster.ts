@@ -120,6 +120,8 @@ export class Cluster {
   readonly #entries: Map<string, { entry: Entry; revision: number }> = new Map();
   /** Other nodes, by name. */
   readonly #peers: Map<string, NodeState> = new Map();
+  /** Nodes whose key is being checked. */
+  readonly #suspects: Set<string> = new Set();
   /** Daemons held elsewhere that this node announced (`connect`), by id. */
   readonly #shown: Map<string, Entry> = new Map();
   readonly #virtuals: Map<string, Virtual> = new Map();
@@ -279,8 +281,25 @@ export class Cluster {
       ]));
       const deadline = Date.now() - 3 * this.#heartbeatMs;
       for (const [name, state] of [...this.#peers]) {
-        if (state.seen < deadline) this.#nodeGone(name, state.slot);
+        if (state.seen < deadline) this.#task(this.#suspect(name, state));
       }
+    }
+  }
+
+  /**
+   * A node's heartbeat is late here (this event loop may be the slow one): it is gone only once its key left the
+   * bucket, which NATS expires by the server's clock three heartbeats after its last put.
+   */
+  async #suspect(name: string, state: NodeState): Promise<void> {
+    if (this.#suspects.has(name)) return;
+    this.#suspects.add(name);
+    try {
+      const entry = await this.#nodes.get(`node.${name}`);
+      if (this.#peers.get(name) !== state) return;
+      if (entry && entry.operation === "PUT") state.seen = Date.now();
+      else this.#nodeGone(name, state.slot);
+    } finally {
+      this.#suspects.delete(name);
     }
   }
 
@@ -309,7 +328,8 @@ export class Cluster {
       return;
     }
     const known = this.#peers.get(name);
-    this.#peers.set(name, { slot, seen: Date.now() });
+    if (known && known.slot === slot) known.seen = Date.now();
+    else this.#peers.set(name, { slot, seen: Date.now() });
     if (!known) {
       log.info("Cluster node {name} (slot {slot}) is up", { name, slot });
       for (const id of this.#entries.keys()) this.#refresh(id);
