@@ -3,6 +3,7 @@
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { haveNats } from "./_nats.ts";
 import { TestCluster } from "./_cluster.ts";
+import { TestDaemon } from "./_daemon.ts";
 
 const NATS = haveNats();
 
@@ -75,5 +76,31 @@ Deno.test({
     await sh.write("exit 3\r");
     while (!(await reader.read()).done) { /* drain */ }
     assertEquals((await sh.exited).exitCode, 3);
+  },
+});
+
+Deno.test({
+  name:
+    "cluster: a second daemon claiming an id held by another node is refused; the first keeps working",
+  ignore: !NATS,
+  async fn() {
+    await using cluster = await TestCluster.start();
+    const first = await cluster.daemon("twin", 0);
+    const second = new TestDaemon({ id: "twin", url: cluster.nodes[1]!.url });
+    try {
+      // Refused with close code 4009 as on one node; it keeps retrying with backoff.
+      await second.waitForLog("already connected");
+      for (const node of [cluster.nodes[0]!, cluster.nodes[2]!]) {
+        assertEquals(node.daemon("twin")?.pid, first.pid);
+      }
+      assertEquals((await cluster.nodes[2]!.exec("twin", "echo $PPID")).exitCode, 0);
+      assertEquals(cluster.nodes[0]!.daemonCount, 1);
+      assertEquals(
+        cluster.nodes[2]!.daemons().filter((d) => d.id === "twin").map((d) => d.pid),
+        [first.pid],
+      );
+    } finally {
+      await second.stop();
+    }
   },
 });
