@@ -49,6 +49,7 @@ import {
 } from "./errors.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import { checkClusterOptions } from "./cluster/options.ts";
+import { withClusterMetrics } from "./cluster/_metrics.ts";
 import type {
   AttachOptions,
   BroadcastOptions,
@@ -210,7 +211,7 @@ export class Server extends EventTarget implements Controller {
       followed: () => this.#registry.size,
       failed: (address) => security.failures.failed(address),
     });
-    if (metrics) this.#mounts.push(metrics);
+    if (metrics) this.#mounts.push(cluster ? withClusterMetrics(metrics, cluster) : metrics);
     if (options.control !== undefined) {
       const host = { server: this, files: this.#files, auditor: this.#auditor };
       const connection = (id: string) => this.#hub.connection(id);

@@ -104,3 +104,20 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "cluster: /metrics of any node counts the daemons of every node and says NATS is up",
+  ignore: !NATS,
+  async fn() {
+    await using cluster = await TestCluster.start(2, { metrics: true });
+    await cluster.daemon("m-a", 0);
+    await cluster.daemon("m-b", 1);
+    await cluster.daemon("m-b2", 1);
+    const url = cluster.nodes[0]!.url.replace(/^ws/, "http").replace(/\/ws$/, "/metrics");
+    const text = await (await fetch(url)).text();
+    assertStringIncludes(text, 'sandd_cluster_daemons{node="a"} 1');
+    assertStringIncludes(text, 'sandd_cluster_daemons{node="b"} 2');
+    assertStringIncludes(text, "sandd_cluster_nats_up 1");
+    assertStringIncludes(text, "sandd_build_info");
+  },
+});
