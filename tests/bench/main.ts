@@ -36,6 +36,7 @@ import { api } from "./_api.ts";
 import { snapshots } from "./snapshots.ts";
 import { consoleSection } from "./console.ts";
 import { cli } from "./cli.ts";
+import { cluster } from "./cluster.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -54,6 +55,7 @@ export const SECTIONS: readonly Section[] = [
   snapshots,
   consoleSection,
   cli,
+  cluster,
 ];
 
 /** What `--json` prints. */
