@@ -34,7 +34,7 @@ Deno.test({
   ignore: !NATS,
   async fn() {
     await using nats = await TestNats.start();
-    const cluster = (name: string) => ({ servers: nats.url, name, heartbeatMs: 300 });
+    const cluster = (name: string) => ({ servers: nats.url, name, heartbeatMs: 1_000 });
     const a = await startServe([
       "--cluster",
       nats.url,

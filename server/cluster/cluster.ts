@@ -113,11 +113,15 @@ export class Cluster {
   #up = true;
   #closed = false;
   readonly #timers: ReturnType<typeof setInterval>[] = [];
-  readonly #stops: (() => void)[] = [];
   readonly #subs: Subscription[] = [];
   readonly #tasks: Set<Promise<unknown>> = new Set();
-  /** The registry, by daemon id, with each entry's revision. */
-  readonly #entries: Map<string, { entry: Entry; revision: number }> = new Map();
+  /** The registry, by daemon id, with each entry's revision (and the NATS connection generation it came in). */
+  readonly #entries: Map<string, { entry: Entry; revision: number; generation: number }> =
+    new Map();
+  /** Counts NATS reconnects. */
+  #generation = 0;
+  #stopNodes: (() => void) | null = null;
+  #stopDaemons: (() => void) | null = null;
   /** Other nodes, by name. */
   readonly #peers: Map<string, NodeState> = new Map();
   /** Nodes whose key is being checked. */
@@ -308,8 +312,9 @@ export class Cluster {
   }
 
   async #watchNodes(): Promise<void> {
-    const watch = await this.#nodes.watch({ key: "node.*" });
-    this.#stops.push(() => watch.stop());
+    const watch = await this.#retry(() => this.#nodes.watch({ key: "node.*" }));
+    this.#stopNodes?.();
+    this.#stopNodes = () => watch.stop();
     for await (const e of watch) this.#onNode(e);
   }
 
@@ -370,6 +375,7 @@ export class Cluster {
           }
         }
         for (const id of this.#entries.keys()) this.#refresh(id);
+        this.#task(this.#rewatch());
       }
     }
   }
@@ -377,9 +383,41 @@ export class Cluster {
   // --- the registry ---
 
   async #watchDaemons(): Promise<void> {
-    const watch = await this.#daemons.watch({ key: "d.>" });
-    this.#stops.push(() => watch.stop());
+    const watch = await this.#retry(() => this.#daemons.watch({ key: "d.>" }));
+    this.#stopDaemons?.();
+    this.#stopDaemons = () => watch.stop();
     for await (const e of watch) this.#onEntry(e);
+  }
+
+  /** Try again (JetStream may still be starting on a server that just came back). */
+  async #retry<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await work();
+      } catch (error) {
+        if (this.#closed || attempt >= 40) throw error;
+        // close() waits for this task, so the timer never outlives the cluster.
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+  }
+
+  /**
+   * NATS is back: watch both buckets afresh (a watch may not survive a restarted server), then forget the
+   * entries deleted meanwhile (known before, absent from the bucket now and not delivered again since).
+   */
+  async #rewatch(): Promise<void> {
+    const generation = ++this.#generation;
+    this.#task(this.#watchNodes());
+    this.#task(this.#watchDaemons());
+    const keys = new Set<string>();
+    for await (const key of await this.#retry(() => this.#daemons.keys("d.>"))) keys.add(key);
+    for (const [id, known] of [...this.#entries]) {
+      if (known.generation < generation && !keys.has(daemonKey(id))) {
+        this.#entries.delete(id);
+        this.#refresh(id);
+      }
+    }
   }
 
   #onEntry(e: KvWatchEntry): void {
@@ -405,7 +443,7 @@ export class Cluster {
       return;
     }
     if (typeof entry?.id !== "string" || daemonKey(entry.id) !== e.key) return;
-    this.#entries.set(entry.id, { entry, revision: e.revision });
+    this.#entries.set(entry.id, { entry, revision: e.revision, generation: this.#generation });
     const local = this.#host?.hub.local(entry.id);
     const claimed = this.#claimed.get(entry.id);
     if (local && entry.node !== this.name && claimed !== undefined && e.revision > claimed) {
@@ -714,7 +752,8 @@ export class Cluster {
         this.#nodes.delete(`slot.${this.slot}`),
       ]);
     }
-    for (const stop of this.#stops) stop();
+    this.#stopNodes?.();
+    this.#stopDaemons?.();
     for (const sub of this.#subs) sub.unsubscribe();
     await this.#nc.close().catch(() => {});
     await Promise.allSettled([...this.#tasks]);
