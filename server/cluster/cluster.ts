@@ -120,6 +120,8 @@ export class Cluster {
     new Map();
   /** Counts NATS reconnects. */
   #generation = 0;
+  /** Another node holds this node's slot now (logged once). */
+  #slotLost = false;
   #stopNodes: (() => void) | null = null;
   #stopDaemons: (() => void) | null = null;
   /** Other nodes, by name. */
@@ -281,12 +283,32 @@ export class Cluster {
     if (this.#up) {
       this.#task(Promise.all([
         this.#nodes.put(`node.${this.name}`, JSON.stringify({ slot: this.slot })),
-        this.#nodes.put(`slot.${this.slot}`, this.name),
+        this.#keepSlot(),
       ]));
       const deadline = Date.now() - 3 * this.#heartbeatMs;
       for (const [name, state] of [...this.#peers]) {
         if (state.seen < deadline) this.#task(this.#suspect(name, state));
       }
+    }
+  }
+
+  /** Renew this node's slot key, never overwriting another node's (after an outage longer than its TTL). */
+  async #keepSlot(): Promise<void> {
+    const key = `slot.${this.slot}`;
+    const current = await this.#nodes.get(key);
+    if (!current || current.operation !== "PUT") {
+      await this.#nodes.create(key, this.name).catch(() => {});
+      return;
+    }
+    const holder = current.string();
+    if (holder === this.name) {
+      await this.#nodes.update(key, this.name, current.revision).catch(() => {});
+    } else if (!this.#slotLost) {
+      this.#slotLost = true;
+      log.error(
+        "Cluster slot {slot} of this node was taken by node {holder} while NATS was away; restart this node",
+        { slot: this.slot, holder },
+      );
     }
   }
 
