@@ -387,6 +387,8 @@ export class ClusterUnavailableError extends Error {
   readonly daemonId: string;
 
   /**
+   * Make the error.
+   *
    * @param daemonId The daemon asked for.
    */
   constructor(daemonId: string) {
