@@ -10,6 +10,10 @@
  *   in them is in the sender's slot, sends them on the daemon's socket, and publishes what the daemon sends about
  *   ids in that slot back (`<prefix>.back.<slot>`). Offsets, credit flow control and resume are end to end.
  *
+ * Over ~600 lines: the registry cache, node liveness and the relayed links all read and write one node state
+ * (the NATS connection, the buckets, the peers, the entries), kept in one class; the owner side of the relay is
+ * split out (`_owner_relay.ts`), as are the id checks and the virtual socket.
+ *
  * @module
  */
 
@@ -20,14 +24,11 @@ import { type KV, Kvm, type KvWatchEntry } from "@nats-io/kv";
 import { CLOSE_CODES } from "@sandd/protocol/constants";
 import type { Connection, DaemonInfo } from "../_connection.ts";
 import type { Hub, HubRelay } from "../_hub.ts";
-import { checkRelayed } from "./_ids.ts";
+import { OwnerRelay } from "./_owner_relay.ts";
 import { VirtualSocket } from "./_virtual_socket.ts";
 import type { ClusterOptions } from "./options.ts";
 
 const log = getLogger(["sandd", "cluster"]);
-
-/** Most stream ids remembered per node and daemon for releasing them when that node dies. */
-const MAX_TRACKED_SIDS = 65_536;
 
 /** A registry entry: the daemon's description and who holds it. */
 interface Entry {
@@ -133,14 +134,12 @@ export class Cluster {
   readonly #virtuals: Map<string, Virtual> = new Map();
   /** Daemons whose relayed link should be made again when they appear (something followed them here). */
   readonly #wanted: Set<string> = new Set();
-  /** Owner side: what each other node's slot opened on each local daemon (stream ids), by daemon id. */
-  readonly #fronts: Map<string, Map<number, Set<number>>> = new Map();
   /** Revision of this node's registry entry of each local daemon. */
   readonly #claimed: Map<string, number> = new Map();
   /** Registry writes per daemon, one at a time. */
   readonly #chains: Map<string, Promise<void>> = new Map();
-  /** Relayed messages refused (ids outside the sender's slot, or not valid). */
-  refused = 0;
+  /** Owner side: other nodes' traffic to the daemons held here (server/cluster/_owner_relay.ts). */
+  readonly #owner: OwnerRelay;
 
   private constructor(
     nc: NatsConnection,
@@ -158,6 +157,19 @@ export class Cluster {
     this.#heartbeatMs = heartbeatMs;
     this.#daemons = daemons;
     this.#nodes = nodes;
+    this.#owner = new OwnerRelay({
+      nc,
+      prefix,
+      slot,
+      up: () => this.#up,
+      slotOf: (node) => this.#peers.get(node)?.slot,
+      local: (id) => this.#host?.hub.local(id) ?? null,
+    });
+  }
+
+  /** Relayed messages refused (ids outside the sender's slot, or not valid). */
+  get refused(): number {
+    return this.#owner.refused;
   }
 
   /**
@@ -232,11 +244,8 @@ export class Cluster {
     slot: 0,
     connected: (conn) => this.#localConnected(conn),
     disconnected: (conn) => this.#localDisconnected(conn),
-    toFront: (conn, slot, data) => this.#toFront(conn.info.id, slot, data),
-    exit: (conn, text) => {
-      const fronts = this.#fronts.get(conn.info.id);
-      if (fronts) { for (const slot of fronts.keys()) this.#toFront(conn.info.id, slot, text); }
-    },
+    toFront: (conn, slot, data) => this.#owner.toFront(conn.info.id, slot, data),
+    exit: (conn, text) => this.#owner.exit(conn.info.id, text),
     remote: (id) => this.#remote(id),
   };
 
@@ -248,7 +257,7 @@ export class Cluster {
       this.#nc.subscribe(`${this.#prefix}.to.${this.slot}.*`, {
         callback: (error, msg) => {
           if (error) return;
-          this.#fromFront(
+          this.#owner.fromFront(
             msg.subject,
             msg.headers?.get("d") ?? "",
             msg.headers?.get("k") ?? "",
@@ -374,7 +383,7 @@ export class Cluster {
         this.#task(this.#daemons.delete(daemonKey(id), { previousSeq: revision }).catch(() => {}));
       }
     }
-    for (const id of [...this.#fronts.keys()]) this.#release(id, slot);
+    this.#owner.nodeGone(slot);
   }
 
   async #watchStatus(): Promise<void> {
@@ -537,7 +546,7 @@ export class Cluster {
 
   #localDisconnected(conn: Connection): void {
     const id = conn.info.id;
-    this.#fronts.delete(id);
+    this.#owner.forget(id);
     const hub = this.#host?.hub;
     if (hub?.local(id)) return; // replaced here by a newer link of the same daemon
     this.#claimed.delete(id);
@@ -662,87 +671,6 @@ export class Cluster {
     if (kind === "t") hub.deliver(virtual.conn, decoder.decode(data));
     else if (kind === "b") hub.deliver(virtual.conn, data);
     else if (kind === "gone") this.#dropVirtual(id, true);
-  }
-
-  // --- owner side: relaying other nodes' traffic to daemons held here ---
-
-  #fromFront(subject: string, id: string, kind: string, data: Uint8Array): void {
-    const node = subject.slice(subject.lastIndexOf(".") + 1);
-    const slot = this.#peers.get(node)?.slot;
-    if (slot === undefined || slot === this.slot) {
-      this.refused++;
-      log.warn("Refused a relayed message from unknown cluster node {node}", { node });
-      return;
-    }
-    const back = (k: string) => {
-      const h = headers();
-      h.set("d", id);
-      h.set("k", k);
-      this.#nc.publish(`${this.#prefix}.back.${slot}`, new Uint8Array(0), { headers: h });
-    };
-    const conn = this.#host?.hub.local(id);
-    if (kind === "bye") {
-      this.#release(id, slot);
-      return;
-    }
-    if (!conn || conn.closed) {
-      back("gone");
-      return;
-    }
-    const payload = kind === "t" ? decoder.decode(data) : data;
-    let checked;
-    try {
-      checked = checkRelayed(payload, slot);
-    } catch (error) {
-      this.refused++;
-      log.warn("Refused a relayed message from node {node} for daemon {id}: {message}", {
-        node,
-        id,
-        message: (error as Error).message,
-      });
-      return;
-    }
-    if (checked.sids.length > 0 && checked.op !== undefined || checked.ends) {
-      let fronts = this.#fronts.get(id);
-      if (!fronts) this.#fronts.set(id, fronts = new Map());
-      let sids = fronts.get(slot);
-      if (!sids) fronts.set(slot, sids = new Set());
-      if (checked.ends) sids.delete(checked.sids[0]!);
-      else {
-        for (const sid of checked.sids) sids.add(sid);
-        if (sids.size > MAX_TRACKED_SIDS) sids.delete(sids.values().next().value!);
-      }
-    } else if (checked.op !== undefined) {
-      // A request without streams still makes this node a follower of the daemon's exits.
-      let fronts = this.#fronts.get(id);
-      if (!fronts) this.#fronts.set(id, fronts = new Map());
-      if (!fronts.has(slot)) fronts.set(slot, new Set());
-    }
-    if (conn.socket.readyState === WebSocket.OPEN) conn.socket.send(payload);
-  }
-
-  #toFront(id: string, slot: number, data: string | Uint8Array): void {
-    if (!this.#up) return;
-    const h = headers();
-    h.set("d", id);
-    h.set("k", typeof data === "string" ? "t" : "b");
-    this.#nc.publish(
-      `${this.#prefix}.back.${slot}`,
-      typeof data === "string" ? encoder.encode(data) : data,
-      { headers: h },
-    );
-  }
-
-  /** A node went away (or dropped its link): reset on the daemon the streams it had open there. */
-  #release(id: string, slot: number): void {
-    const fronts = this.#fronts.get(id);
-    const sids = fronts?.get(slot);
-    if (!fronts || !sids) return;
-    fronts.delete(slot);
-    if (fronts.size === 0) this.#fronts.delete(id);
-    const conn = this.#host?.hub.local(id);
-    if (!conn) return;
-    for (const sid of sids) conn.send({ t: "reset", sid, reason: "cluster node gone" });
   }
 
   /** Leave the cluster: relayed links end, this node's entries and slot are removed. */
