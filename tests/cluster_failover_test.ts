@@ -41,7 +41,7 @@ Deno.test({
       "--cluster-name",
       "a",
       "--cluster-heartbeat-ms",
-      "300",
+      "1000",
     ]);
     let aKilled = false;
     await using b = await Server.listen({ port: 0, cluster: cluster("b") });

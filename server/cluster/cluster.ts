@@ -194,6 +194,15 @@ export class Cluster {
       const kvm = new Kvm(nc);
       const daemons = await kvm.create(`${prefix}_daemons`, { history: 1 });
       const nodes = await kvm.create(`${prefix}_nodes`, { history: 1, ttl: 3 * heartbeatMs });
+      // The bucket's max_age was set by the node that made it: beat often enough for it.
+      const ttl = (await nodes.status()).ttl;
+      const beat = ttl > 0 ? Math.min(heartbeatMs, Math.max(50, Math.floor(ttl / 3))) : heartbeatMs;
+      if (beat !== heartbeatMs) {
+        log.warn(
+          "The cluster's nodes bucket forgets a node after {ttl} ms: heartbeat every {beat} ms, not {heartbeatMs}",
+          { ttl, beat, heartbeatMs },
+        );
+      }
       let slot = 0;
       for (let n = 1; n <= 255 && slot === 0; n++) {
         try {
@@ -205,7 +214,7 @@ export class Cluster {
       }
       if (slot === 0) throw new Error("Every cluster slot (255 nodes) is taken");
       await nodes.put(`node.${name}`, JSON.stringify({ slot }));
-      return new Cluster(nc, name, slot, prefix, heartbeatMs, daemons, nodes);
+      return new Cluster(nc, name, slot, prefix, beat, daemons, nodes);
     } catch (error) {
       await nc.close().catch(() => {});
       throw error;
