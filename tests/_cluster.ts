@@ -30,7 +30,7 @@ export class TestCluster implements AsyncDisposable {
             cluster: {
               servers: nats.url,
               name: String.fromCharCode(97 + i),
-              heartbeatMs: 1_000,
+              heartbeatMs: 2_000,
               ...options.cluster,
             },
           }),

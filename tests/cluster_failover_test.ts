@@ -34,14 +34,14 @@ Deno.test({
   ignore: !NATS,
   async fn() {
     await using nats = await TestNats.start();
-    const cluster = (name: string) => ({ servers: nats.url, name, heartbeatMs: 1_000 });
+    const cluster = (name: string) => ({ servers: nats.url, name, heartbeatMs: 2_000 });
     const a = await startServe([
       "--cluster",
       nats.url,
       "--cluster-name",
       "a",
       "--cluster-heartbeat-ms",
-      "1000",
+      "2000",
     ]);
     let aKilled = false;
     await using b = await Server.listen({ port: 0, cluster: cluster("b") });

@@ -127,6 +127,11 @@ export class Cluster {
   #stopDaemons: (() => void) | null = null;
   /** Other nodes, by name. */
   readonly #peers: Map<string, NodeState> = new Map();
+  /**
+   * The slot of every node seen, kept when it is taken for dead (a node that still sends is alive: its messages
+   * are not refused while its next heartbeat is on the way); dropped when it leaves on purpose (its key deleted).
+   */
+  readonly #slots: Map<string, number> = new Map();
   /** Nodes whose key is being checked. */
   readonly #suspects: Set<string> = new Set();
   /** Daemons held elsewhere that this node announced (`connect`), by id. */
@@ -162,7 +167,7 @@ export class Cluster {
       prefix,
       slot,
       up: () => this.#up,
-      slotOf: (node) => this.#peers.get(node)?.slot,
+      slotOf: (node) => this.#slots.get(node),
       local: (id) => this.#host?.hub.local(id) ?? null,
     });
   }
@@ -362,6 +367,7 @@ export class Cluster {
     const name = e.key.slice("node.".length);
     if (name === this.name) return;
     if (e.operation !== "PUT") {
+      this.#slots.delete(name);
       const state = this.#peers.get(name);
       if (state) this.#nodeGone(name, state.slot);
       return;
@@ -375,6 +381,7 @@ export class Cluster {
     const known = this.#peers.get(name);
     if (known && known.slot === slot) known.seen = Date.now();
     else this.#peers.set(name, { slot, seen: Date.now() });
+    this.#slots.set(name, slot);
     if (!known) {
       log.info("Cluster node {name} (slot {slot}) is up", { name, slot });
       for (const id of this.#entries.keys()) this.#refresh(id);
