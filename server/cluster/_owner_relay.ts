@@ -20,8 +20,6 @@ export interface OwnerRelayHost {
   prefix: string;
   /** This node's slot. */
   slot: number;
-  /** Whether NATS is reachable. */
-  up(): boolean;
   /** The slot of a live node, by name. */
   slotOf(node: string): number | undefined;
   /** The link of a daemon held here. */
@@ -92,7 +90,8 @@ export class OwnerRelay {
 
   /** A message of a local daemon about another slot's ids: published to that node as it is. */
   toFront(id: string, slot: number, data: string | Uint8Array): void {
-    if (!this.#host.up()) return;
+    // Published even while NATS looks down here: the client holds it until it is back, and the other node may
+    // be back first (an answer dropped here would leave its request waiting for its whole deadline).
     const h = headers();
     h.set("d", id);
     h.set("k", typeof data === "string" ? "t" : "b");

@@ -166,7 +166,6 @@ export class Cluster {
       nc,
       prefix,
       slot,
-      up: () => this.#up,
       slotOf: (node) => this.#slots.get(node),
       local: (id) => this.#host?.hub.local(id) ?? null,
     });
