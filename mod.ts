@@ -38,6 +38,7 @@ export type {
 } from "./server/options.ts";
 export {
   AuthenticationError,
+  ClusterUnavailableError,
   CommandTimeoutError,
   DaemonDisconnectedError,
   DaemonNotFoundError,
@@ -171,3 +172,4 @@ export {
 export type { ConsoleOptions } from "./server/console/console.ts";
 // --- the remote controller over the control API (issue 11) ---
 export { Client, type ClientOptions, ControlApiError } from "./server/client.ts";
+export type { ClusterOptions, ClusterTlsOptions } from "./server/cluster/options.ts";

@@ -84,6 +84,11 @@ interface Pending {
   startedAt: number;
 }
 
+/** Stream ids per cluster slot: a slot's ids are `slot * SLOT_SID_SPAN + 1` up to the next slot's. */
+export const SLOT_SID_SPAN = 0x100_0000;
+/** Request ids per cluster slot. */
+export const SLOT_RID_SPAN = 0x1_0000_0000;
+
 /** Default deadline of a request, in milliseconds. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
@@ -98,6 +103,13 @@ export class Connection {
   /** When the unanswered ping went out (`performance.now()`), or 0. */
   #pingSentAt = 0;
   readonly instance: string;
+  /**
+   * The cluster slot this controller node allocates request and stream ids in (1-255), or 0 outside a cluster.
+   * With a slot, stream ids are `slot * 2^24 + counter` and request ids `slot * 2^32 + counter`, so the traffic of
+   * several nodes shares one daemon link without collisions and the owner routes answers by the slot in the id.
+   * 0 keeps the plain counters.
+   */
+  slot = 0;
   /** Where this link's requests and streams are counted (the server's metrics once registered). */
   metrics: MetricsState = UNCOUNTED;
   readonly #requestTimeoutMs: number;
@@ -185,8 +197,25 @@ export class Connection {
 
   /** A fresh stream id on this connection. */
   nextSid(): number {
-    this.#sid = this.#sid >= 0xffff_fff0 ? 1 : this.#sid + 1;
-    return this.#sid;
+    if (this.slot === 0) {
+      this.#sid = this.#sid >= 0xffff_fff0 ? 1 : this.#sid + 1;
+      return this.#sid;
+    }
+    // In the slot's range: wrap the counter and skip ids still bound.
+    for (;;) {
+      this.#sid = this.#sid >= 0xff_ffff ? 1 : this.#sid + 1;
+      const sid = this.slot * SLOT_SID_SPAN + this.#sid;
+      if (!this.routes.has(sid)) return sid;
+    }
+  }
+
+  #nextRid(): number {
+    if (this.slot === 0) return ++this.#rid;
+    for (;;) {
+      this.#rid = this.#rid >= 0xffff_ffff ? 1 : this.#rid + 1;
+      const rid = this.slot * SLOT_RID_SPAN + this.#rid;
+      if (!this.#pending.has(rid)) return rid;
+    }
   }
 
   /**
@@ -198,7 +227,7 @@ export class Connection {
    */
   request<Op extends Operation>(op: Op, args: RequestArgs<Op>): Promise<ResponseData<Op>> {
     if (this.#closed) return Promise.reject(new DaemonDisconnectedError(this.info.id));
-    const rid = ++this.#rid;
+    const rid = this.#nextRid();
     return new Promise<ResponseData<Op>>((resolve, reject) => {
       // Requests that carry a controller stream (an upload, a snapshot blob or import): their deadline runs only
       // while the controller waits on the daemon.

@@ -18,7 +18,7 @@ import {
 } from "@sandd/protocol/messages";
 import { parseResponseData } from "@sandd/protocol/replies";
 import { VERSION } from "@sandd/protocol/version";
-import type { Connection, DaemonInfo } from "./_connection.ts";
+import { type Connection, type DaemonInfo, SLOT_RID_SPAN, SLOT_SID_SPAN } from "./_connection.ts";
 import { bindsDaemonId, GuardedConnection, messageBytes } from "./_security.ts";
 import { Heartbeat } from "./_heartbeat.ts";
 import type { Auditor } from "./_audited.ts";
@@ -43,6 +43,28 @@ export interface HubOptions {
   metrics: MetricsState;
   onConnect(info: DaemonInfo): void;
   onDisconnect(info: DaemonInfo): void;
+  /** Cluster mode (server/cluster/): routes other nodes' traffic and reaches daemons held elsewhere. */
+  relay?: HubRelay;
+}
+
+/** What the hub asks of the cluster (server/cluster/cluster.ts) when the server is a cluster node. */
+export interface HubRelay {
+  /** This node's slot: ids in another slot belong to another node's traffic. */
+  readonly slot: number;
+  /** A daemon held here connected (registered cluster-wide) or dropped. */
+  connected(conn: Connection): void;
+  disconnected(conn: Connection): void;
+  /** A message from a local daemon about another slot's request or stream: sent to that node. */
+  toFront(conn: Connection, slot: number, data: string | Uint8Array): void;
+  /** A local daemon reported an exit: also told to the nodes that follow its processes. */
+  exit(conn: Connection, text: string): void;
+  /** The link to a daemon held by another node (made on first use), or null. */
+  remote(id: string): Connection | null;
+}
+
+/** The cluster slot of a stream id (0 outside a cluster). */
+function sidSlot(sid: number): number {
+  return Math.floor(sid / SLOT_SID_SPAN);
 }
 
 export class Hub {
@@ -75,9 +97,49 @@ export class Hub {
     return this.#closing;
   }
 
-  /** The live connection to a daemon, or null. */
+  /** The live connection to a daemon (held here, or through the node that holds it in a cluster), or null. */
   connection(id: string): Connection | null {
+    return this.connections.get(id) ?? this.#options.relay?.remote(id) ?? null;
+  }
+
+  /** The link to a daemon held by this node only (never a relayed one), or null. */
+  local(id: string): Connection | null {
     return this.connections.get(id) ?? null;
+  }
+
+  /**
+   * A link to a daemon held by another cluster node: no handshake or heartbeat here (the owner does both), its
+   * messages arrive through {@linkcode Hub.deliver}. Its processes resume on it as on a reconnect.
+   */
+  attachVirtual(
+    socket: WebSocket,
+    info: DaemonInfo,
+    instance: string,
+    slot: number,
+    keep: (conn: Connection) => void,
+  ): Connection {
+    const conn = this.#guarded(socket, info, instance, Number.MAX_SAFE_INTEGER);
+    conn.metrics = this.#options.metrics;
+    conn.slot = slot;
+    // Kept by the cluster before processes re-attach (they look the link up again).
+    keep(conn);
+    this.#options.registry.connected(conn);
+    return conn;
+  }
+
+  /** A relayed link ended (its owner dropped the daemon, died, or NATS went away): its handles wait for the next. */
+  detachVirtual(conn: Connection): void {
+    if (conn.closed) return;
+    conn.closedNow();
+    this.#options.registry.disconnected(conn.info.id, this.#closing);
+  }
+
+  /** A message of a relayed link, dispatched as one from a daemon's socket. */
+  deliver(conn: Connection, data: string | Uint8Array): void {
+    if (conn.closed) return;
+    conn.lastSeen = Date.now();
+    if (typeof data === "string") this.#onText(conn, data);
+    else this.#onBinary(conn, data);
   }
 
   /** Take an upgraded socket: it must say hello within the handshake timeout. */
@@ -193,14 +255,39 @@ export class Hub {
       previous.close(CLOSE_CODES.REPLACED, "replaced by a newer connection of the same daemon");
       this.#disconnected(previous);
     }
+    const conn = this.#guarded(socket, info, hello.instance, this.#options.maxBufferedBytes);
     const auditor = this.#options.auditor;
-    const conn = new GuardedConnection(
+    conn.metrics = this.#options.metrics;
+    conn.slot = this.#options.relay?.slot ?? 0;
+    this.connections.set(info.id, conn);
+    this.#options.metrics.connected(conn);
+    conn.send({ t: "welcome", version: VERSION, heartbeatMs: this.#options.heartbeatMs });
+    // One ping at once: its round trip sizes the windows of the link's first streams.
+    conn.ping();
+    this.#heartbeat.add(conn);
+    log.info("Daemon {id} connected from {remote}", { id: info.id, remote: remoteAddress });
+    auditor.write({ daemon: info.id, identity, action: "connect", ok: true });
+    // The cluster first: a relayed link to this daemon through another node ends before processes re-attach here.
+    this.#options.relay?.connected(conn);
+    this.#options.registry.connected(conn);
+    this.#options.onConnect({ ...info });
+    return conn;
+  }
+
+  #guarded(
+    socket: WebSocket,
+    info: DaemonInfo,
+    instance: string,
+    maxBufferedBytes: number,
+  ): Connection {
+    const auditor = this.#options.auditor;
+    return new GuardedConnection(
       socket,
       info,
-      hello.instance,
+      instance,
       this.#options.requestTimeoutMs,
       {
-        maxBufferedBytes: this.#options.maxBufferedBytes,
+        maxBufferedBytes,
         onOverflow: (guarded, buffered) => {
           log.warn("Daemon {id} is not reading: {buffered} bytes queued; dropping its link", {
             id: guarded.info.id,
@@ -218,18 +305,12 @@ export class Hub {
         },
       },
     );
-    conn.metrics = this.#options.metrics;
-    this.connections.set(info.id, conn);
-    this.#options.metrics.connected(conn);
-    conn.send({ t: "welcome", version: VERSION, heartbeatMs: this.#options.heartbeatMs });
-    // One ping at once: its round trip sizes the windows of the link's first streams.
-    conn.ping();
-    this.#heartbeat.add(conn);
-    log.info("Daemon {id} connected from {remote}", { id: info.id, remote: remoteAddress });
-    auditor.write({ daemon: info.id, identity, action: "connect", ok: true });
-    this.#options.registry.connected(conn);
-    this.#options.onConnect({ ...info });
-    return conn;
+  }
+
+  /** Drop a daemon held here (the cluster refuses a duplicate id, or another node took the daemon over). */
+  drop(conn: Connection, code: number, reason: string): void {
+    conn.close(code, reason);
+    this.#disconnected(conn);
   }
 
   #disconnected(conn: Connection): void {
@@ -248,6 +329,7 @@ export class Hub {
       ok: true,
     });
     this.#options.registry.disconnected(conn.info.id, this.#closing);
+    this.#options.relay?.disconnected(conn);
     this.#options.onDisconnect({ ...conn.info });
   }
 
@@ -264,6 +346,22 @@ export class Hub {
     } catch (error) {
       this.#refused(conn, error as Error);
       return;
+    }
+    const relay = this.#options.relay;
+    if (relay && this.connections.get(conn.info.id) === conn) {
+      // Another node's request or stream: its answer goes there, untouched.
+      const slot = message.t === "res"
+        ? Math.floor(message.rid / SLOT_RID_SPAN)
+        : message.t === "fsevent"
+        ? sidSlot(message.wid)
+        : "sid" in message
+        ? sidSlot(message.sid)
+        : relay.slot;
+      if (slot !== relay.slot) {
+        relay.toFront(conn, slot, text);
+        return;
+      }
+      if (message.t === "exit") relay.exit(conn, text);
     }
     switch (message.t) {
       case "ping":
@@ -403,6 +501,16 @@ export class Hub {
   }
 
   #onBinary(conn: Connection, bytes: Uint8Array): void {
+    const relay = this.#options.relay;
+    if (
+      relay && bytes.length >= FRAME_HEADER_BYTES && this.connections.get(conn.info.id) === conn
+    ) {
+      const slot = sidSlot(new DataView(bytes.buffer, bytes.byteOffset).getUint32(1));
+      if (slot !== relay.slot) {
+        relay.toFront(conn, slot, bytes);
+        return;
+      }
+    }
     let frame: DataFrame;
     try {
       frame = decodeDataFrame(bytes);

@@ -369,3 +369,33 @@ export class SignalNotAllowedError extends TypeError {
     this.signal = signal;
   }
 }
+
+/**
+ * The daemon is not held by this controller node and the cluster cannot be reached (NATS is down), so the
+ * request cannot be routed to the node that holds it. Daemons held by this node keep working.
+ *
+ * @example Check the code
+ * ```ts
+ * import { ClusterUnavailableError } from "./errors.ts";
+ * console.assert(new ClusterUnavailableError("worker-1").code === "CLUSTER_UNAVAILABLE");
+ * ```
+ */
+export class ClusterUnavailableError extends Error {
+  /** Stable code. */
+  readonly code: "CLUSTER_UNAVAILABLE" = "CLUSTER_UNAVAILABLE";
+  /** The daemon asked for. */
+  readonly daemonId: string;
+
+  /**
+   * Make the error.
+   *
+   * @param daemonId The daemon asked for.
+   */
+  constructor(daemonId: string) {
+    super(
+      `Daemon '${daemonId}' is not connected to this controller node and the cluster (NATS) is unreachable`,
+    );
+    this.name = "ClusterUnavailableError";
+    this.daemonId = daemonId;
+  }
+}

@@ -11,6 +11,7 @@ import type { Gap, StreamOffsets } from "./process.ts";
 import type { RateLimit } from "./rate_limiter.ts";
 import type { ControlOptions } from "./control/options.ts";
 import type { ConsoleOptions } from "./console/console.ts";
+import type { ClusterOptions } from "./cluster/options.ts";
 
 /** Options of {@linkcode Server.listen}. */
 export interface ServerOptions {
@@ -123,6 +124,11 @@ export interface ServerOptions {
    * @default undefined (no console)
    */
   console?: boolean | ConsoleOptions;
+  /**
+   * Join a cluster of controller nodes over NATS (JetStream on): every node sees and reaches the daemons of all
+   * (see server/CLUSTER.md). @default undefined (a standalone controller)
+   */
+  cluster?: ClusterOptions;
 }
 
 /**

@@ -41,7 +41,15 @@ import {
 import type { AuditInput } from "./audit.ts";
 import { createControlMount } from "./control/control.ts";
 import { checkConsoleOptions, createConsoleMount } from "./console/console.ts";
-import { DaemonDisconnectedError, DaemonNotFoundError, tarFileError } from "./errors.ts";
+import {
+  ClusterUnavailableError,
+  DaemonDisconnectedError,
+  DaemonNotFoundError,
+  tarFileError,
+} from "./errors.ts";
+import { Cluster } from "./cluster/cluster.ts";
+import { checkClusterOptions } from "./cluster/options.ts";
+import { withClusterMetrics } from "./cluster/_metrics.ts";
 import type {
   AttachOptions,
   BroadcastOptions,
@@ -128,13 +136,17 @@ export class Server extends EventTarget implements Controller {
   #closing: Promise<void> | null = null;
   /** Port forwarding: TCP listeners and the `/x` exposed URLs (server/_forward_service.ts). */
   readonly #forwarding: ForwardService;
+  /** Cluster mode: the NATS registry and relay (server/cluster/), or null for a standalone controller. */
+  readonly #cluster: Cluster | null;
 
   private constructor(
     options: ServerOptions,
     security: Security,
     http: Deno.HttpServer<Deno.NetAddr>,
+    cluster: Cluster | null,
   ) {
     super();
+    this.#cluster = cluster;
     this.#path = options.path ?? "/ws";
     this.#security = security;
     this.#metrics = new MetricsState(metricsLabelKeys(options));
@@ -159,6 +171,12 @@ export class Server extends EventTarget implements Controller {
       metrics: this.#metrics,
       onConnect: (info) => this.dispatchEvent(new DaemonEvent("connect", info)),
       onDisconnect: (info) => this.dispatchEvent(new DaemonEvent("disconnect", info)),
+      ...(cluster ? { relay: cluster.relay } : {}),
+    });
+    cluster?.start({
+      hub: this.#hub,
+      connect: (info) => this.dispatchEvent(new DaemonEvent("connect", info)),
+      disconnect: (info) => this.dispatchEvent(new DaemonEvent("disconnect", info)),
     });
     this.#files = {
       connection: (id) => this.#connection(id),
@@ -193,7 +211,7 @@ export class Server extends EventTarget implements Controller {
       followed: () => this.#registry.size,
       failed: (address) => security.failures.failed(address),
     });
-    if (metrics) this.#mounts.push(metrics);
+    if (metrics) this.#mounts.push(cluster ? withClusterMetrics(metrics, cluster) : metrics);
     if (options.control !== undefined) {
       const host = { server: this, files: this.#files, auditor: this.#auditor };
       const connection = (id: string) => this.#hub.connection(id);
@@ -237,7 +255,16 @@ export class Server extends EventTarget implements Controller {
     checkServerOptions(options);
     checkConsoleOptions(options.console, options.control);
     checkMetricsOptions(options);
+    if (options.cluster !== undefined) checkClusterOptions(options.cluster);
     const security = createSecurity(options, log);
+    // A cluster node has its slot before any daemon connects (its ids are allocated in it).
+    let cluster: Cluster | null = null;
+    try {
+      if (options.cluster !== undefined) cluster = await Cluster.connect(options.cluster);
+    } catch (error) {
+      if (security.ownsAudit) await security.audit?.close();
+      throw error;
+    }
     // Requests reach the server once it exists (it is made as soon as the listener is open).
     const holder: { server?: Server } = {};
     let http: Deno.HttpServer<Deno.NetAddr>;
@@ -251,10 +278,11 @@ export class Server extends EventTarget implements Controller {
         headerTimeoutMs: options.headerTimeoutMs,
       }, (request, info) => handleHttp(holder.server!.#routes, request, info));
     } catch (error) {
+      await cluster?.close();
       if (security.ownsAudit) await security.audit?.close();
       throw error;
     }
-    holder.server = new Server(options, security, http);
+    holder.server = new Server(options, security, http, cluster);
     return holder.server;
   }
 
@@ -292,6 +320,9 @@ export class Server extends EventTarget implements Controller {
     for (const { info } of this.#hub.connections.values()) {
       if (matches(info, filter)) out.push({ ...info, labels: { ...info.labels } });
     }
+    for (const info of this.#cluster?.remoteDaemons() ?? []) {
+      if (matches(info, filter)) out.push(info);
+    }
     return out;
   }
 
@@ -302,8 +333,9 @@ export class Server extends EventTarget implements Controller {
    * @returns Its description, or undefined when it is not connected.
    */
   daemon(id: string): DaemonInfo | undefined {
-    const info = this.#hub.connection(id)?.info;
-    return info ? { ...info, labels: { ...info.labels } } : undefined;
+    const info = this.#hub.local(id)?.info;
+    if (!info) return this.#cluster?.remoteDaemon(id);
+    return { ...info, labels: { ...info.labels } };
   }
 
   /** Statistics, as served at `GET /stats`. */
@@ -432,8 +464,9 @@ export class Server extends EventTarget implements Controller {
   #connection(id: string): Connection {
     checkDaemonId(id);
     const conn = this.#hub.connection(id);
-    if (!conn) throw new DaemonNotFoundError(id);
-    return conn;
+    if (conn) return conn;
+    if (this.#cluster && !this.#cluster.up) throw new ClusterUnavailableError(id);
+    throw new DaemonNotFoundError(id);
   }
 
   /**
@@ -952,6 +985,7 @@ export class Server extends EventTarget implements Controller {
       this.#metrics.close();
       for (const mount of this.#mounts) await mount.close?.();
       await this.#hub.close();
+      await this.#cluster?.close();
       await this.#http.shutdown();
       const audit = this.#security.audit;
       if (audit && this.#security.ownsAudit) await audit.close();

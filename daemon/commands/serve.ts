@@ -8,6 +8,7 @@
 import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
 import {
   type AuditSink,
+  type ClusterOptions,
   type ControlOptions,
   fileAuditSink,
   parseClientTokens,
@@ -35,6 +36,12 @@ Options:
   --insecure                allow an open API (no client tokens) on a non-loopback address
   --cert FILE, --key FILE   PEM certificate chain and key: serve https/wss
   --audit FILE              append the audit trail to FILE (JSON lines)
+  --cluster URL[,URL]       join a cluster of controller nodes over NATS (JetStream on): nats:// or tls://
+                            URLs; every node sees and reaches the daemons of all (server/CLUSTER.md)
+  --cluster-name NAME       this node's name in the cluster (default hostname-pid-random)
+  --cluster-token-file FILE NATS token (first line of FILE)
+  --cluster-ca FILE         PEM CA of the NATS servers' certificates (TLS to NATS)
+  --cluster-heartbeat-ms N  node heartbeat; a node silent for 3 of them is dead (default 2000)
   --log-format FORMAT       text | json (default text)
   --log-level LEVEL         debug | info | warning | error (default info)
   -h, --help                print this and exit
@@ -67,6 +74,11 @@ export async function serve(args: string[]): Promise<number> {
     cert: { type: "string" },
     key: { type: "string" },
     audit: { type: "string" },
+    cluster: { type: "string" },
+    "cluster-name": { type: "string" },
+    "cluster-token-file": { type: "string" },
+    "cluster-ca": { type: "string" },
+    "cluster-heartbeat-ms": { type: "string" },
     "log-format": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean", short: "h" },
@@ -125,6 +137,40 @@ export async function serve(args: string[]): Promise<number> {
     options.cert = readFile(cert, "cert");
     options.key = readFile(key, "key");
   }
+  const clusterUrls = str(values, "cluster");
+  if (clusterUrls !== undefined) {
+    const cluster: ClusterOptions = { servers: clusterUrls.split(",").map((u) => u.trim()) };
+    const name = str(values, "cluster-name");
+    if (name !== undefined) cluster.name = name;
+    const tokenFile = str(values, "cluster-token-file");
+    if (tokenFile !== undefined) {
+      const token = readFile(tokenFile, "cluster-token-file").split(/\r?\n/)[0]!.trim();
+      if (token === "") {
+        throw new CliError(EXIT.CONFIG, `--cluster-token-file '${tokenFile}' is empty`);
+      }
+      cluster.token = token;
+    }
+    const ca = str(values, "cluster-ca");
+    if (ca !== undefined) {
+      readFile(ca, "cluster-ca");
+      cluster.tls = { caFile: ca };
+    }
+    const heartbeat = str(values, "cluster-heartbeat-ms");
+    if (heartbeat !== undefined) {
+      const ms = Number(heartbeat);
+      if (heartbeat.trim() === "" || !Number.isInteger(ms)) {
+        throw usageError(`--cluster-heartbeat-ms must be an integer, got '${heartbeat}'`);
+      }
+      cluster.heartbeatMs = ms;
+    }
+    options.cluster = cluster;
+  } else {
+    for (
+      const flag of ["cluster-name", "cluster-token-file", "cluster-ca", "cluster-heartbeat-ms"]
+    ) {
+      if (str(values, flag) !== undefined) throw usageError(`--${flag} needs --cluster`);
+    }
+  }
   let audit: (AuditSink & AsyncDisposable) | undefined;
   const auditFile = str(values, "audit");
   if (auditFile !== undefined) {
@@ -167,6 +213,14 @@ export async function serve(args: string[]): Promise<number> {
         throw new CliError(
           EXIT.UNAVAILABLE,
           `Cannot listen on ${options.hostname}:${port}: ${(error as Error).message}`,
+        );
+      }
+      if (options.cluster) {
+        throw new CliError(
+          EXIT.UNAVAILABLE,
+          `Cannot join the cluster at ${[options.cluster.servers].flat().join(",")}: ${
+            (error as Error).message
+          }`,
         );
       }
       throw error;

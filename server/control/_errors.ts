@@ -2,6 +2,7 @@
 // (server/errors.ts) and the statuses of the contract.
 import { AuthenticationError } from "../auth.ts";
 import {
+  ClusterUnavailableError,
   CommandTimeoutError,
   DaemonDisconnectedError,
   DaemonNotFoundError,
@@ -49,6 +50,7 @@ export function statusOf(error: unknown): { status: number; code: string } {
   if (error instanceof HttpError) return { status: error.status, code: error.code };
   if (error instanceof DaemonNotFoundError) return { status: 404, code: error.code };
   if (error instanceof DaemonDisconnectedError) return { status: 503, code: error.code };
+  if (error instanceof ClusterUnavailableError) return { status: 503, code: error.code };
   if (error instanceof CommandTimeoutError) return { status: 504, code: error.code };
   if (error instanceof RequestTimeoutError) return { status: 504, code: error.code };
   if (error instanceof RateLimitedError) return { status: 429, code: error.code };

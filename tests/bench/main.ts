@@ -38,6 +38,7 @@ import { snapshots } from "./snapshots.ts";
 import { consoleSection } from "./console.ts";
 import { cli } from "./cli.ts";
 import { failoverSection } from "./failover.ts";
+import { cluster } from "./cluster.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -58,6 +59,7 @@ export const SECTIONS: readonly Section[] = [
   consoleSection,
   cli,
   failoverSection,
+  cluster,
 ];
 
 /** What `--json` prints. */

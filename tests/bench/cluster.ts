@@ -1,0 +1,147 @@
+// The cluster over NATS: a command and a stream through a node that does not hold the daemon, against the same
+// through the node that holds it, interleaved round by round (medians).
+import type { BenchContext, Section } from "./_context.ts";
+import { BenchDaemon } from "./_daemon.ts";
+import { type Figure, median, mibPerSecond, quantile, type SectionResult } from "./_stats.ts";
+import { TestNats } from "../_nats.ts";
+import type { Server } from "./_checkout.ts";
+
+function natsInstalled(): boolean {
+  try {
+    new Deno.Command("nats-server", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function streamRate(server: Server, id: string, size: number): Promise<number> {
+  const t = performance.now();
+  const p = await server.spawn(id, ["head", "-c", String(size), "/dev/zero"], { stdin: false });
+  let n = 0;
+  for await (const chunk of p.stdout) n += chunk.length;
+  await p.status;
+  if (n !== size) throw new Error(`Streamed ${n} bytes, expected ${size}`);
+  return mibPerSecond(n, performance.now() - t);
+}
+
+async function run({ checkout, quick, log }: BenchContext): Promise<SectionResult> {
+  if (!natsInstalled()) {
+    return { figures: [], skipped: [{ id: "cluster", reason: "nats-server is not installed" }] };
+  }
+  await using nats = await TestNats.start();
+  const listen = (name: string) =>
+    checkout.mod.Server.listen(
+      {
+        port: 0,
+        cluster: { servers: nats.url, name },
+      } as Parameters<typeof checkout.mod.Server.listen>[0],
+    );
+  let owner: Server;
+  try {
+    owner = await listen("bench-a");
+  } catch (error) {
+    return {
+      figures: [],
+      skipped: [{ id: "cluster", reason: `no cluster option: ${(error as Error).message}` }],
+    };
+  }
+  const front = await listen("bench-b");
+  const id = "bench-cluster";
+  const daemon = new BenchDaemon(checkout, { id, url: owner.url });
+  try {
+    await front.waitForDaemon(id, { timeout: 60_000 });
+    await owner.exec(id, "true");
+    await front.exec(id, "true");
+    // exec: rounds alternate the node (same node first in even rounds).
+    const rounds = quick ? 20 : 400;
+    const same: number[] = [];
+    const cross: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      for (
+        const [server, out] of i % 2 ? [[front, cross], [owner, same]] as const : [
+          [owner, same],
+          [front, cross],
+        ] as const
+      ) {
+        const t = performance.now();
+        await server.exec(id, ["true"]);
+        out.push(performance.now() - t);
+      }
+    }
+    log(
+      `cluster exec p50: same node ${median(same).toFixed(3)} ms, other node ${
+        median(cross).toFixed(3)
+      } ms`,
+    );
+    // Streaming: alternate direct and through the other node.
+    const size = quick ? 8 * 1024 * 1024 : 256 * 1024 * 1024;
+    const direct: number[] = [];
+    const relayed: number[] = [];
+    for (let i = 0; i < (quick ? 1 : 3); i++) {
+      direct.push(await streamRate(owner, id, size));
+      relayed.push(await streamRate(front, id, size));
+    }
+    log(
+      `cluster stream: direct ${median(direct).toFixed(0)} MiB/s, relayed ${
+        median(relayed).toFixed(0)
+      } MiB/s`,
+    );
+    const sizeLabel = quick ? "8 MiB" : "256 MiB";
+    const figures: Figure[] = [
+      {
+        id: "cluster.exec_p50",
+        label: "exec true through another node (p50)",
+        unit: "ms",
+        value: median(cross),
+        baseline: median(same),
+        baselineLabel: "through the node holding the daemon",
+        comparison: "overhead",
+        better: "lower",
+        goal: "≤ +0.5 ms",
+      },
+      {
+        id: "cluster.exec_p99",
+        label: "exec true through another node (p99)",
+        unit: "ms",
+        value: quantile(cross, 0.99),
+        baseline: quantile(same, 0.99),
+        baselineLabel: "through the node holding the daemon",
+        comparison: "overhead",
+        better: "lower",
+        goal: "bounded",
+      },
+      {
+        id: "cluster.stream_mib_per_second",
+        label: `stream ${sizeLabel} through another node`,
+        unit: "MiB/s",
+        value: median(relayed),
+        baseline: median(direct),
+        baselineLabel: "through the node holding the daemon",
+        comparison: "ratio",
+        better: "higher",
+        goal: "≥ 0.7×",
+      },
+    ];
+    return {
+      figures,
+      skipped: [{
+        id: "cluster.capacity",
+        reason: "3 × 15,000 simulated daemons and kill-to-back time are not measured yet",
+      }],
+    };
+  } finally {
+    await daemon.stop();
+    await front.close();
+    await owner.close();
+  }
+}
+
+/** The cluster over NATS. */
+export const cluster: Section = {
+  name: "cluster",
+  about:
+    "exec and streaming through a node that does not hold the daemon, against the one that does",
+  run,
+};
