@@ -36,6 +36,7 @@ const EXPECTED = [
   "files.download_vs_cp",
   "files.controller_rss_upload",
   "files.controller_rss_download",
+  "files.controller_rss_byob_download",
   "files.daemon_rss_upload",
   "files.daemon_rss_download",
   "memory.controller_rss",
@@ -45,7 +46,7 @@ const EXPECTED = [
   "memory.exec_p99",
   "memory.exec_max",
 ];
-const SCP = ["files.upload_vs_scp", "files.download_vs_scp"];
+const SCP = ["files.upload_vs_scp", "files.download_vs_scp", "files.download_byob_vs_scp"];
 
 Deno.test("deno task bench --quick --json reports every figure beside its baseline", async () => {
   const { code, stdout, stderr } = await bench([
