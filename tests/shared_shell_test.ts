@@ -118,7 +118,10 @@ Deno.test("a watcher that stops reading does not freeze the others: it is skippe
   assertEquals(gaps[0], 0);
   assert(gaps[1]! > 1_800_000, `gap ${gaps}`);
   reader.releaseLock();
+  // The first chunk after the gap may already hold the end of the output (PTY output comes in batches of up to
+  // 64 KiB): it counts toward what the watcher saw.
   const w = new Reader(watcher.output);
+  w.text = new TextDecoder().decode(first.value) + w.text;
   await w.until(/big-5/);
   assertEquals(owner.gaps, []);
   await owner.close();

@@ -53,13 +53,14 @@ async function writeRandomFile(path: string, size: number): Promise<void> {
   }
 }
 
-/** `sandd serve` of the checkout on a free port; its base URL, daemon URL and process. */
-async function startServe(
+/** `sandd serve` of the checkout on a free port (with `extra` flags); its base URL, daemon URL and process. */
+export async function startServe(
   main: string,
   flags: readonly string[],
+  extra: readonly string[] = [],
 ): Promise<{ child: Deno.ChildProcess; url: string; wsUrl: string; stop(): Promise<void> }> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, main, "serve", "--port", "0", "--log-level", "error"],
+    args: ["run", ...flags, main, "serve", "--port", "0", "--log-level", "error", ...extra],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",

@@ -2,7 +2,16 @@
 // through the node that holds it, interleaved round by round (medians).
 import type { BenchContext, Section } from "./_context.ts";
 import { BenchDaemon } from "./_daemon.ts";
-import { type Figure, median, mibPerSecond, quantile, type SectionResult } from "./_stats.ts";
+import {
+  type Figure,
+  median,
+  mibPerSecond,
+  quantile,
+  type SectionResult,
+  type Skipped,
+} from "./_stats.ts";
+import { startServe } from "./cli.ts";
+import type { Checkout } from "./_checkout.ts";
 import { TestNats } from "../_nats.ts";
 import type { Server } from "./_checkout.ts";
 
@@ -89,6 +98,7 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
       } MiB/s`,
     );
     const sizeLabel = quick ? "8 MiB" : "256 MiB";
+    const apart = await ownerInItsOwnProcess(checkout, front, nats.url, quick, size, log);
     const figures: Figure[] = [
       {
         id: "cluster.exec_p50",
@@ -124,17 +134,118 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         goal: "≥ 0.7×",
       },
     ];
-    return {
-      figures,
-      skipped: [{
-        id: "cluster.capacity",
-        reason: "3 × 15,000 simulated daemons and kill-to-back time are not measured yet",
-      }],
-    };
+    const skipped: Skipped[] = [{
+      id: "cluster.capacity",
+      reason: "3 × 15,000 simulated daemons and kill-to-back time are not measured yet",
+    }];
+    if ("reason" in apart) {
+      skipped.push({ id: "cluster.process", reason: apart.reason });
+    } else {
+      figures.push(
+        {
+          id: "cluster.process_exec_p50",
+          label: "exec true through another node in its own process (p50)",
+          unit: "ms",
+          value: median(apart.crossExec),
+          baseline: median(apart.localExec),
+          baselineLabel: "a daemon of the node itself",
+          comparison: "overhead",
+          better: "lower",
+          goal: "≤ +0.5 ms",
+        },
+        {
+          id: "cluster.process_stream_mib_per_second",
+          label: `stream ${sizeLabel} through another node in its own process`,
+          unit: "MiB/s",
+          value: median(apart.crossRates),
+          baseline: median(apart.localRates),
+          baselineLabel: "a daemon of the node itself",
+          comparison: "ratio",
+          better: "higher",
+          goal: "≥ 0.7×",
+        },
+      );
+    }
+    return { figures, skipped };
   } finally {
     await daemon.stop();
     await front.close();
     await owner.close();
+  }
+}
+
+/** What {@linkcode ownerInItsOwnProcess} measured. */
+interface Apart {
+  crossExec: number[];
+  localExec: number[];
+  crossRates: number[];
+  localRates: number[];
+}
+
+/**
+ * The same figures with the owner in its own process (a `sandd serve --cluster` child), as nodes run in a real
+ * deployment: `front` reaches one daemon through that node and another daemon of its own, interleaved. In the
+ * in-process figures above, a relayed byte is handled twice on the bench's one event loop.
+ */
+async function ownerInItsOwnProcess(
+  checkout: Checkout,
+  front: Server,
+  natsUrl: string,
+  quick: boolean,
+  size: number,
+  log: (line: string) => void,
+): Promise<Apart | { reason: string }> {
+  let serve: Awaited<ReturnType<typeof startServe>>;
+  try {
+    serve = await startServe(checkout.daemonMain, checkout.daemonFlags, [
+      "--cluster",
+      natsUrl,
+      "--cluster-name",
+      "bench-apart",
+    ]);
+  } catch (error) {
+    return { reason: `sandd serve --cluster did not start: ${(error as Error).message}` };
+  }
+  const far = "bench-cluster-far";
+  const near = "bench-cluster-near";
+  const farDaemon = new BenchDaemon(checkout, { id: far, url: serve.wsUrl });
+  const nearDaemon = new BenchDaemon(checkout, { id: near, url: front.url });
+  try {
+    await front.waitForDaemon(far, { timeout: 60_000 });
+    await front.waitForDaemon(near, { timeout: 60_000 });
+    for (let i = 0; i < 20; i++) {
+      await front.exec(far, ["true"]);
+      await front.exec(near, ["true"]);
+    }
+    const out: Apart = { crossExec: [], localExec: [], crossRates: [], localRates: [] };
+    const rounds = quick ? 20 : 400;
+    for (let i = 0; i < rounds; i++) {
+      const order = i % 2 ? [[far, out.crossExec], [near, out.localExec]] as const : [
+        [near, out.localExec],
+        [far, out.crossExec],
+      ] as const;
+      for (const [id, times] of order) {
+        const t = performance.now();
+        await front.exec(id, ["true"]);
+        times.push(performance.now() - t);
+      }
+    }
+    for (let i = 0; i < (quick ? 1 : 3); i++) {
+      out.localRates.push(await streamRate(front, near, size));
+      out.crossRates.push(await streamRate(front, far, size));
+    }
+    log(
+      `cluster, owner in its own process: exec p50 ${median(out.crossExec).toFixed(3)} vs ${
+        median(out.localExec).toFixed(3)
+      } ms, stream ${median(out.crossRates).toFixed(0)} vs ${
+        median(out.localRates).toFixed(0)
+      } MiB/s`,
+    );
+    return out;
+  } finally {
+    await farDaemon.stop();
+    await nearDaemon.stop();
+    await serve.stop();
   }
 }
 
