@@ -1,3 +1,7 @@
+// File transfer and the worker's file system end to end: a real controller, the real daemon as a child process, real
+// files. Each test runs against both controllers (the embedded Server, and a Client over the control API) where it
+// makes sense on both; then the Client's own: a download whose HTTP connection is cut resumes from the last byte
+// received, an upload stream of the wrong size.
 import { assert, assertEquals, assertGreater, assertRejects } from "./_assert.ts";
 import {
   DaemonDisconnectedError,
@@ -9,6 +13,7 @@ import {
 } from "../mod.ts";
 import { eventually, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
+import { type ControllerKind, startFleet, testBoth } from "./_controllers.ts";
 import { createHash } from "node:crypto";
 import { fileHandlers } from "../daemon/files.ts";
 import { Link } from "../daemon/_link.ts";
@@ -17,18 +22,21 @@ import { DAEMON_PERMISSION_FLAGS } from "../daemon/permissions.ts";
 
 const FRAME = 256 * 1024;
 
-async function setup(ids: string[] = ["w1"], args: string[] = [], via?: LinkProxy) {
-  const server = await Server.listen({ port: 0, reconnectGraceMs: 200 });
-  const daemons = ids.map((id) => new TestDaemon({ id, url: via ? via.url() : server.url, args }));
-  await Promise.all(ids.map((id) => server.waitForDaemon(id, { timeout: 20_000 })));
+async function setup(
+  kind: ControllerKind,
+  ids: string[] = ["w1"],
+  args: string[] = [],
+  proxy = false,
+) {
+  const fleet = await startFleet(kind, ids, args, { server: { reconnectGraceMs: 200 }, proxy });
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-files-" }));
   return {
-    server,
+    c: fleet.controller,
+    server: fleet.server,
+    fleet,
     dir,
     async [Symbol.asyncDispose]() {
-      await Promise.all(daemons.map((d) => d.stop()));
-      await server.close();
-      await via?.close();
+      await fleet[Symbol.asyncDispose]();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
@@ -62,36 +70,34 @@ function tempLeftovers(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.includes(".sandd-"));
 }
 
-Deno.test("upload and download round-trip 0 bytes, 1 byte and frame boundaries", async () => {
-  await using t = await setup();
+testBoth("upload and download round-trip 0 bytes, 1 byte and frame boundaries", async (kind) => {
+  await using t = await setup(kind);
   for (const size of [0, 1, FRAME - 1, FRAME, FRAME + 1, 1024 * 1024 + 1]) {
     const data = random(size);
     const path = `${t.dir}/f-${size}.bin`;
-    const result = await t.server.upload("w1", path, data);
+    const result = await t.c.upload("w1", path, data);
     assertEquals(result, { bytes: size, sha256: sha256(data) });
     assertEquals(sha256(await Deno.readFile(path)), sha256(data));
-    const back = await t.server.download("w1", path);
+    const back = await t.c.download("w1", path);
     assertEquals(back.length, size);
     assertEquals(sha256(back), sha256(data));
-    assertEquals((await t.server.fs("w1").stat(path)).size, size);
+    assertEquals((await t.c.fs("w1").stat(path)).size, size);
   }
   assertEquals(tempLeftovers(t.dir), []);
 });
 
-Deno.test("100 MB of random bytes stream up and down with matching checksums", async () => {
-  await using t = await setup();
+testBoth("100 MB of random bytes stream up and down with matching checksums", async (kind) => {
+  await using t = await setup(kind);
   const total = 100 * 1000 * 1000;
   const sent = createHash("sha256");
   const path = `${t.dir}/big.bin`;
-  const result = await t.server.upload("w1", path, randomStream(total, 999_983, sent), {
-    size: total,
-  });
+  const result = await t.c.upload("w1", path, randomStream(total, 999_983, sent), { size: total });
   const expected = sent.digest("hex");
   assertEquals(result, { bytes: total, sha256: expected });
   assertEquals((await Deno.stat(path)).size, total);
   const received = createHash("sha256");
   let length = 0;
-  for await (const chunk of await t.server.downloadStream("w1", path)) {
+  for await (const chunk of await t.c.downloadStream("w1", path)) {
     received.update(chunk);
     length += chunk.length;
   }
@@ -99,47 +105,45 @@ Deno.test("100 MB of random bytes stream up and down with matching checksums", a
   assertEquals(received.digest("hex"), expected);
 });
 
-Deno.test("a missing file is ENOENT, a directory is EISDIR, never empty bytes", async () => {
-  await using t = await setup();
+testBoth("a missing file is ENOENT, a directory is EISDIR, never empty bytes", async (kind) => {
+  await using t = await setup(kind);
   const missing = `${t.dir}/missing.txt`;
-  const error = await assertRejects(() => t.server.download("w1", missing), FileError);
+  const error = await assertRejects(() => t.c.download("w1", missing), FileError);
   assertEquals(error.code, "ENOENT");
   assertEquals(error.path, missing);
-  await assertRejects(() => t.server.downloadStream("w1", missing), FileError, "missing.txt");
-  const isDir = await assertRejects(() => t.server.download("w1", t.dir), FileError);
+  await assertRejects(() => t.c.downloadStream("w1", missing), FileError, "missing.txt");
+  const isDir = await assertRejects(() => t.c.download("w1", t.dir), FileError);
   assertEquals(isDir.code, "EISDIR");
-  const upDir = await assertRejects(
-    () => t.server.upload("w1", t.dir, new Uint8Array(3)),
-    FileError,
-  );
+  const upDir = await assertRejects(() => t.c.upload("w1", t.dir, new Uint8Array(3)), FileError);
   assertEquals(upDir.code, "EISDIR");
-  assertEquals((await t.server.fs("w1").stat(t.dir)).type, "directory");
-  const stat = await assertRejects(() => t.server.fs("w1").stat(missing), FileError);
+  assertEquals((await t.c.fs("w1").stat(t.dir)).type, "directory");
+  const stat = await assertRejects(() => t.c.fs("w1").stat(missing), FileError);
   assertEquals(stat.code, "ENOENT");
   // An empty file is empty, not an error.
   await Deno.writeFile(`${t.dir}/empty`, new Uint8Array(0));
-  assertEquals((await t.server.download("w1", `${t.dir}/empty`)).length, 0);
+  assertEquals((await t.c.download("w1", `${t.dir}/empty`)).length, 0);
 });
 
-Deno.test("missing parents: ENOENT without mkdirs, created with it; a file as parent is ENOTDIR", async () => {
-  await using t = await setup();
-  const deep = `${t.dir}/a/b/c/file.txt`;
-  const error = await assertRejects(
-    () => t.server.upload("w1", deep, new Uint8Array([1])),
-    FileError,
-  );
-  assertEquals(error.code, "ENOENT");
-  assertEquals(error.path, deep);
-  await t.server.upload("w1", deep, new TextEncoder().encode("hi"), { mkdirs: true });
-  assertEquals(await Deno.readTextFile(deep), "hi");
-  const underFile = await assertRejects(
-    () => t.server.upload("w1", `${deep}/x`, new Uint8Array([1])),
-    FileError,
-  );
-  assertEquals(underFile.code, "ENOTDIR");
-});
+testBoth(
+  "missing parents: ENOENT without mkdirs, created with it; a file as parent is ENOTDIR",
+  async (kind) => {
+    await using t = await setup(kind);
+    const deep = `${t.dir}/a/b/c/file.txt`;
+    const error = await assertRejects(() => t.c.upload("w1", deep, new Uint8Array([1])), FileError);
+    assertEquals(error.code, "ENOENT");
+    assertEquals(error.path, deep);
+    await t.c.upload("w1", deep, new TextEncoder().encode("hi"), { mkdirs: true });
+    assertEquals(await Deno.readTextFile(deep), "hi");
+    const underFile = await assertRejects(
+      () => t.c.upload("w1", `${deep}/x`, new Uint8Array([1])),
+      FileError,
+    );
+    assertEquals(underFile.code, "ENOTDIR");
+  },
+);
 
-Deno.test("permission denied is EACCES with the path (daemon run as an unprivileged user)", async () => {
+// A daemon started as `nobody` on the embedded controller only (the Client maps FileError codes as above).
+Deno.test("server: permission denied is EACCES with the path (daemon run as an unprivileged user)", async () => {
   // Root ignores mode bits, so run the daemon as `nobody`: bundle it (no module cache needed) and start it
   // through setpriv.
   const setpriv = await new Deno.Command("sh", { args: ["-c", "command -v setpriv"] }).output();
@@ -210,64 +214,71 @@ Deno.test("permission denied is EACCES with the path (daemon run as an unprivile
   }
 });
 
-Deno.test("a full disk is ENOSPC and leaves neither target nor temporary file", async (test) => {
-  const mount = `${await Deno.makeTempDir()}`;
-  const mounted = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mount],
-    stderr: "null",
-  }).output();
-  if (!mounted.success) {
-    console.log("skipped: cannot mount a tmpfs here");
-    await Deno.remove(mount);
-    return;
-  }
-  try {
-    await using t = await setup();
-    await test.step("upload 3 MB into 1 MB", async () => {
-      const error = await assertRejects(
-        () => t.server.upload("w1", `${mount}/big.bin`, random(3 * 1024 * 1024)),
-        FileError,
-      );
-      assertEquals(error.code, "ENOSPC");
-      await eventually(() => [...Deno.readDirSync(mount)].length === 0, 5_000, "cleanup");
-    });
-  } finally {
-    await new Deno.Command("umount", { args: [mount] }).output();
-    await Deno.remove(mount);
-  }
-});
+testBoth(
+  "a full disk is ENOSPC and leaves neither target nor temporary file",
+  async (kind, test) => {
+    const mount = `${await Deno.makeTempDir()}`;
+    const mounted = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mount],
+      stderr: "null",
+    }).output();
+    if (!mounted.success) {
+      console.log("skipped: cannot mount a tmpfs here");
+      await Deno.remove(mount);
+      return;
+    }
+    try {
+      await using t = await setup(kind);
+      await test.step("upload 3 MB into 1 MB", async () => {
+        const error = await assertRejects(
+          () => t.c.upload("w1", `${mount}/big.bin`, random(3 * 1024 * 1024)),
+          FileError,
+        );
+        assertEquals(error.code, "ENOSPC");
+        await eventually(() => [...Deno.readDirSync(mount)].length === 0, 5_000, "cleanup");
+      });
+    } finally {
+      await new Deno.Command("umount", { args: [mount] }).output();
+      await Deno.remove(mount);
+    }
+  },
+);
 
-Deno.test("modes are set and kept; replacing keeps the old mode; the target is replaced atomically", async () => {
-  await using t = await setup();
-  const path = `${t.dir}/script.sh`;
-  await t.server.upload("w1", path, new TextEncoder().encode("#!/bin/sh\n"), { mode: 0o750 });
-  assertEquals((await Deno.stat(path)).mode! & 0o7777, 0o750);
-  assertEquals((await t.server.fs("w1").stat(path)).mode, 0o750);
-  await t.server.upload("w1", path, new TextEncoder().encode("#!/bin/sh\necho 2\n"));
-  assertEquals((await Deno.stat(path)).mode! & 0o7777, 0o750);
-  await t.server.upload("w1", `${t.dir}/plain`, new Uint8Array(1));
-  assertEquals((await Deno.stat(`${t.dir}/plain`)).mode! & 0o7777, 0o644);
-  await assertRejects(
-    () => t.server.upload("w1", path, new Uint8Array(1), { mode: 0o10000 }),
-    RangeError,
-  );
-});
+testBoth(
+  "modes are set and kept; replacing keeps the old mode; the target is replaced atomically",
+  async (kind) => {
+    await using t = await setup(kind);
+    const path = `${t.dir}/script.sh`;
+    await t.c.upload("w1", path, new TextEncoder().encode("#!/bin/sh\n"), { mode: 0o750 });
+    assertEquals((await Deno.stat(path)).mode! & 0o7777, 0o750);
+    assertEquals((await t.c.fs("w1").stat(path)).mode, 0o750);
+    await t.c.upload("w1", path, new TextEncoder().encode("#!/bin/sh\necho 2\n"));
+    assertEquals((await Deno.stat(path)).mode! & 0o7777, 0o750);
+    await t.c.upload("w1", `${t.dir}/plain`, new Uint8Array(1));
+    assertEquals((await Deno.stat(`${t.dir}/plain`)).mode! & 0o7777, 0o644);
+    await assertRejects(
+      () => t.c.upload("w1", path, new Uint8Array(1), { mode: 0o10000 }),
+      RangeError,
+    );
+  },
+);
 
-Deno.test("progress callbacks count up to the total", async () => {
-  await using t = await setup();
+testBoth("progress callbacks count up to the total", async (kind) => {
+  await using t = await setup(kind);
   const data = random(5 * 1024 * 1024 + 7);
   const up: TransferProgress[] = [];
-  await t.server.upload("w1", `${t.dir}/p.bin`, data, { onProgress: (p) => up.push(p) });
+  await t.c.upload("w1", `${t.dir}/p.bin`, data, { onProgress: (p) => up.push(p) });
   assertGreater(up.length, 1);
   assertEquals(up.at(-1), { bytes: data.length, total: data.length });
   assert(up.every((p, i) => i === 0 || p.bytes > up[i - 1]!.bytes));
   const down: TransferProgress[] = [];
-  await t.server.download("w1", `${t.dir}/p.bin`, { onProgress: (p) => down.push(p) });
+  await t.c.download("w1", `${t.dir}/p.bin`, { onProgress: (p) => down.push(p) });
   assertGreater(down.length, 1);
   assertEquals(down.at(-1), { bytes: data.length, total: data.length });
 });
 
-Deno.test("a link cut mid-upload leaves the old target and no temporary file", async () => {
+// The daemon's link cut with no reconnect grace, on the embedded controller; the Client's own cut is below.
+Deno.test("server: a link cut mid-upload leaves the old target and no temporary file", async () => {
   // No reconnect grace: the cut upload fails at once instead of resuming by itself (files_resume_test.ts).
   const server = await Server.listen({ port: 0, reconnectGraceMs: 0 });
   await using _ = {
@@ -304,7 +315,7 @@ Deno.test("a link cut mid-upload leaves the old target and no temporary file", a
   }
 });
 
-Deno.test("a download cut mid-way errors, then resumes from the offset received", async () => {
+Deno.test("server: a download cut mid-way errors, then resumes from the offset received", async () => {
   // No reconnect grace: the cut download fails at once instead of resuming by itself (files_resume_test.ts).
   const server = await Server.listen({ port: 0, reconnectGraceMs: 0 });
   await using proxied = new LinkProxy(server.port);
@@ -354,19 +365,18 @@ Deno.test("a download cut mid-way errors, then resumes from the offset received"
   }
 });
 
-Deno.test("--root confines every operation and refuses escapes", async () => {
+testBoth("--root confines every operation and refuses escapes", async (kind) => {
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-root-" }));
   const outside = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-outside-" }));
   try {
     await Deno.writeTextFile(`${outside}/secret`, "secret");
     await Deno.symlink(outside, `${root}/escape`);
     await Deno.writeTextFile(`${root}/inside.txt`, "inside");
-    await using t = await setup(["w1"], ["--root", root]);
-    const fs = t.server.fs("w1");
+    await using t = await setup(kind, ["w1"], ["--root", root]);
+    const fs = t.c.fs("w1");
     // Inside works, relative paths resolve against the root.
-    assertEquals(new TextDecoder().decode(await t.server.download("w1", "inside.txt")), "inside");
-    await t.server.upload("w1", "sub/new.txt", new TextEncoder().encode("n"), { mkdirs: true });
-    assertEquals(await Deno.readTextFile(`${root}/sub/new.txt`), "n");
+    assertEquals(new TextDecoder().decode(await t.c.download("w1", "inside.txt")), "inside");
+    await t.c.upload("w1", "sub/new.txt", new TextEncoder().encode("n"), { mkdirs: true });
     assertEquals(await Deno.readTextFile(`${root}/sub/new.txt`), "n");
     for (
       const path of [
@@ -377,17 +387,17 @@ Deno.test("--root confines every operation and refuses escapes", async () => {
         "/etc/passwd",
       ]
     ) {
-      const down = await assertRejects(() => t.server.download("w1", path), PolicyError);
+      const down = await assertRejects(() => t.c.download("w1", path), PolicyError);
       assertEquals(down.rule, "root");
       assertEquals(down.path, path);
-      await assertRejects(() => t.server.upload("w1", path, new Uint8Array(1)), PolicyError);
+      await assertRejects(() => t.c.upload("w1", path, new Uint8Array(1)), PolicyError);
       await assertRejects(() => fs.stat(path), PolicyError);
       await assertRejects(() => fs.remove(path), PolicyError);
     }
     await assertRejects(() => fs.list("escape"), PolicyError);
     await assertRejects(() => fs.move("inside.txt", "../moved"), PolicyError);
     await assertRejects(() => fs.remove(root, { recursive: true }), PolicyError);
-    await assertRejects(() => t.server.uploadDir("w1", root, "escape/tree"), PolicyError);
+    await assertRejects(() => t.c.uploadDir("w1", root, "escape/tree"), PolicyError);
     // Removing the symlink removes the link, not what it points to.
     await fs.remove("escape");
     assertEquals(await Deno.readTextFile(`${outside}/secret`), "secret");
@@ -397,60 +407,76 @@ Deno.test("--root confines every operation and refuses escapes", async () => {
   }
 });
 
-Deno.test("concurrent transfers to three daemons", async () => {
+testBoth("concurrent transfers to three daemons", async (kind) => {
   const ids = ["w1", "w2", "w3"];
-  await using t = await setup(ids);
+  await using t = await setup(kind, ids);
   const data = ids.map(() => random(12 * 1024 * 1024));
   await Promise.all(ids.map(async (id, i) => {
     for (let k = 0; k < 2; k++) {
       const path = `${t.dir}/${id}-${k}.bin`;
-      const result = await t.server.upload(id, path, data[i]!);
+      const result = await t.c.upload(id, path, data[i]!);
       assertEquals(result.sha256, sha256(data[i]!));
-      assertEquals(sha256(await t.server.download(id, path)), sha256(data[i]!));
+      assertEquals(sha256(await t.c.download(id, path)), sha256(data[i]!));
     }
   }));
 });
 
-Deno.test("a tree with symlinks, modes and odd names goes up and comes back intact", async () => {
-  await using t = await setup();
-  const src = `${t.dir}/src`;
-  const names = ["plain.txt", "with space", "new\nline", "-dash", "ünï©ødé 🚀", "a'b\"c", "empty"];
-  await Deno.mkdir(`${src}/sub/deeper`, { recursive: true });
-  for (const [i, name] of names.entries()) {
-    await Deno.writeFile(
-      `${src}/${name}`,
-      name === "empty" ? new Uint8Array(0) : random(i * 1000 + 1),
+testBoth(
+  "a tree with symlinks, modes and odd names goes up and comes back intact",
+  async (kind) => {
+    await using t = await setup(kind);
+    const src = `${t.dir}/src`;
+    const names = [
+      "plain.txt",
+      "with space",
+      "new\nline",
+      "-dash",
+      "ünï©ødé 🚀",
+      "a'b\"c",
+      "empty",
+    ];
+    await Deno.mkdir(`${src}/sub/deeper`, { recursive: true });
+    for (const [i, name] of names.entries()) {
+      await Deno.writeFile(
+        `${src}/${name}`,
+        name === "empty" ? new Uint8Array(0) : random(i * 1000 + 1),
+      );
+    }
+    await Deno.writeFile(`${src}/sub/deeper/big.bin`, random(3 * 1024 * 1024 + 5));
+    await Deno.chmod(`${src}/plain.txt`, 0o751);
+    await Deno.chmod(`${src}/sub`, 0o710);
+    await Deno.symlink("plain.txt", `${src}/link-to-file`);
+    await Deno.symlink("../sub", `${src}/sub/deeper/link-up`);
+    await Deno.symlink("/nowhere/at/all", `${src}/dangling`);
+    const progress: TransferProgress[] = [];
+    const result = await t.c.uploadDir("w1", src, `${t.dir}/remote/tree`, {
+      mkdirs: true,
+      onProgress: (p) => progress.push(p),
+    });
+    assertEquals(result.files, names.length + 1);
+    assertEquals(result.symlinks, 3);
+    assertGreater(progress.length, 0);
+    assertEquals(
+      (await Deno.stat(`${t.dir}/remote/tree`)).mode! & 0o777,
+      (await Deno.stat(src)).mode! & 0o777,
     );
-  }
-  await Deno.writeFile(`${src}/sub/deeper/big.bin`, random(3 * 1024 * 1024 + 5));
-  await Deno.chmod(`${src}/plain.txt`, 0o751);
-  await Deno.chmod(`${src}/sub`, 0o710);
-  await Deno.symlink("plain.txt", `${src}/link-to-file`);
-  await Deno.symlink("../sub", `${src}/sub/deeper/link-up`);
-  await Deno.symlink("/nowhere/at/all", `${src}/dangling`);
-  const progress: TransferProgress[] = [];
-  const result = await t.server.uploadDir("w1", src, `${t.dir}/remote/tree`, {
-    mkdirs: true,
-    onProgress: (p) => progress.push(p),
-  });
-  assertEquals(result.files, names.length + 1);
-  assertEquals(result.symlinks, 3);
-  assertGreater(progress.length, 0);
-  await compareTrees(src, `${t.dir}/remote/tree`);
-  // Uploading again replaces the tree (a file removed locally disappears remotely).
-  await Deno.remove(`${src}/with space`);
-  await t.server.uploadDir("w1", src, `${t.dir}/remote/tree`);
-  await compareTrees(src, `${t.dir}/remote/tree`);
-  await t.server.downloadDir("w1", `${t.dir}/remote/tree`, `${t.dir}/back`);
-  await compareTrees(src, `${t.dir}/back`);
-  assertEquals(tempLeftovers(`${t.dir}/remote`), []);
-  assertEquals(tempLeftovers(t.dir), []);
-  const notDir = await assertRejects(
-    () => t.server.downloadDir("w1", `${src}/plain.txt`, `${t.dir}/x`),
-    FileError,
-  );
-  assertEquals(notDir.code, "ENOTDIR");
-});
+    await compareTrees(src, `${t.dir}/remote/tree`);
+    // Uploading again replaces the tree (a file removed locally disappears remotely).
+    await Deno.remove(`${src}/with space`);
+    await t.c.uploadDir("w1", src, `${t.dir}/remote/tree`);
+    await compareTrees(src, `${t.dir}/remote/tree`);
+    await t.c.downloadDir("w1", `${t.dir}/remote/tree`, `${t.dir}/back`);
+    await compareTrees(src, `${t.dir}/back`);
+    assertEquals(tempLeftovers(`${t.dir}/remote`), []);
+    assertEquals(tempLeftovers(t.dir), []);
+    const notDir = await assertRejects(
+      () => t.c.downloadDir("w1", `${src}/plain.txt`, `${t.dir}/x`),
+      FileError,
+    );
+    assertEquals(notDir.code, "ENOTDIR");
+    assertEquals(tempLeftovers(t.dir), []);
+  },
+);
 
 async function compareTrees(a: string, b: string, rel = ""): Promise<void> {
   const list = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
@@ -480,14 +506,14 @@ async function compareTrees(a: string, b: string, rel = ""): Promise<void> {
   }
 }
 
-Deno.test("fs: mkdir, list, move, remove, stat, and their errors", async () => {
-  await using t = await setup();
-  const fs = t.server.fs("w1");
+testBoth("fs: mkdir, list, move, remove, stat, and their errors", async (kind) => {
+  await using t = await setup(kind);
+  const fs = t.c.fs("w1");
   await fs.mkdir(`${t.dir}/a/b`, { recursive: true });
   await fs.mkdir(`${t.dir}/a/m`, { mode: 0o700 });
   assertEquals((await fs.stat(`${t.dir}/a/m`)).mode, 0o700);
   assertEquals((await assertRejects(() => fs.mkdir(`${t.dir}/a`), FileError)).code, "EEXIST");
-  await t.server.upload("w1", `${t.dir}/a/b/f.txt`, new TextEncoder().encode("12345"));
+  await t.c.upload("w1", `${t.dir}/a/b/f.txt`, new TextEncoder().encode("12345"));
   await Deno.symlink("b/f.txt", `${t.dir}/a/link`);
   const flat = await fs.list(`${t.dir}/a`);
   assertEquals(flat.map((e) => [e.path, e.type]), [["b", "directory"], ["link", "symlink"], [
@@ -517,11 +543,11 @@ Deno.test("fs: mkdir, list, move, remove, stat, and their errors", async () => {
   assertEquals((await assertRejects(() => fs.remove(`${t.dir}/a`), FileError)).code, "ENOENT");
 });
 
-Deno.test("fs.watch reports changes and stops when the loop breaks", async () => {
-  await using t = await setup();
-  const fs = t.server.fs("w1");
+testBoth("fs.watch reports changes and stops when the loop breaks", async (kind) => {
+  await using t = await setup(kind);
+  const fs = t.c.fs("w1");
   const events: FsEvent[] = [];
-  const iterator = fs.watch(t.dir);
+  const iterator = fs.watch(t.dir)[Symbol.asyncIterator]();
   // The first next() sends the watch request; create the file once the daemon answered.
   const first = iterator.next();
   let created = false;
@@ -537,10 +563,12 @@ Deno.test("fs.watch reports changes and stops when the loop breaks", async () =>
   created = true;
   await writer;
   assert(!result.done);
-  events.push(result.value as FsEvent);
+  events.push(result.value);
   assert(events[0]!.paths.some((p) => p.endsWith("watched.txt")), JSON.stringify(events));
-  await iterator.return(undefined);
-  await assertRejects(() => fs.watch(`${t.dir}/missing`).next(), FileError);
+  await iterator.return?.(undefined);
+  // A missing path is FileError on both; a bad one is refused before any request.
+  await assertRejects(() => fs.watch(`${t.dir}/missing`)[Symbol.asyncIterator]().next(), FileError);
+  await assertRejects(() => fs.watch("")[Symbol.asyncIterator]().next(), TypeError);
 });
 
 Deno.test("daemon: a checksum mismatch is EINTEGRITY and nothing is renamed", async () => {
@@ -581,50 +609,99 @@ Deno.test("daemon: a checksum mismatch is EINTEGRITY and nothing is renamed", as
   }
 });
 
-Deno.test("--root: symlinks beneath the root are not followed; stat describes the link itself", async () => {
-  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-root-" }));
-  try {
-    await Deno.mkdir(`${root}/real`);
-    await Deno.writeTextFile(`${root}/real/f.txt`, "inside");
-    await Deno.symlink("real", `${root}/dirlink`);
-    await Deno.symlink("real/f.txt", `${root}/filelink`);
-    await using t = await setup(["w1"], ["--root", root]);
-    const fs = t.server.fs("w1");
-    assertEquals(new TextDecoder().decode(await t.server.download("w1", "real/f.txt")), "inside");
-    for (const path of ["dirlink/f.txt", "filelink"]) {
-      const error = await assertRejects(() => t.server.download("w1", path), PolicyError);
-      assertEquals(error.rule, "root");
-    }
-    await assertRejects(() => t.server.upload("w1", "dirlink/new", new Uint8Array(1)), PolicyError);
-    await assertRejects(
-      () => t.server.upload("w1", "dirlink/a/new", new Uint8Array(1), { mkdirs: true }),
-      PolicyError,
-    );
-    await assertRejects(() => fs.mkdir("dirlink/a/b", { recursive: true }), PolicyError);
-    assertEquals([...Deno.readDirSync(`${root}/real`)].map((e) => e.name), ["f.txt"]);
-    await assertRejects(() => fs.list("dirlink"), PolicyError);
-    assertEquals((await fs.stat("filelink")).type, "symlink");
-    // Uploading over a symlink replaces the link, never writes through it.
-    await t.server.upload("w1", "filelink", new TextEncoder().encode("new"));
-    assertEquals((await Deno.lstat(`${root}/filelink`)).isFile, true);
-    assertEquals(await Deno.readTextFile(`${root}/real/f.txt`), "inside");
-    // A FIFO is refused at once, and stat does not block on it.
-    const made = await new Deno.Command("mkfifo", { args: [`${root}/pipe`] }).output();
-    assert(made.success);
-    assertEquals((await fs.stat("pipe")).type, "other");
-    const fifo = await assertRejects(() => t.server.download("w1", "pipe"), FileError);
-    assertEquals(fifo.code, "EINVAL");
-    // A directory download skips the FIFO and stores the links as links.
-    const dest = await Deno.makeTempDir({ prefix: "sandd-dest-" });
+testBoth(
+  "--root: symlinks beneath the root are not followed; stat describes the link itself",
+  async (kind) => {
+    const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandd-root-" }));
     try {
-      await t.server.downloadDir("w1", ".", `${dest}/copy`);
-      assertEquals((await Deno.lstat(`${dest}/copy/dirlink`)).isSymlink, true);
-      assertEquals(await Deno.readTextFile(`${dest}/copy/real/f.txt`), "inside");
-      assertEquals(await Deno.lstat(`${dest}/copy/pipe`).catch(() => null), null);
+      await Deno.mkdir(`${root}/real`);
+      await Deno.writeTextFile(`${root}/real/f.txt`, "inside");
+      await Deno.symlink("real", `${root}/dirlink`);
+      await Deno.symlink("real/f.txt", `${root}/filelink`);
+      await using t = await setup(kind, ["w1"], ["--root", root]);
+      const fs = t.c.fs("w1");
+      assertEquals(new TextDecoder().decode(await t.c.download("w1", "real/f.txt")), "inside");
+      for (const path of ["dirlink/f.txt", "filelink"]) {
+        const error = await assertRejects(() => t.c.download("w1", path), PolicyError);
+        assertEquals(error.rule, "root");
+      }
+      await assertRejects(() => t.c.upload("w1", "dirlink/new", new Uint8Array(1)), PolicyError);
+      await assertRejects(
+        () => t.c.upload("w1", "dirlink/a/new", new Uint8Array(1), { mkdirs: true }),
+        PolicyError,
+      );
+      await assertRejects(() => fs.mkdir("dirlink/a/b", { recursive: true }), PolicyError);
+      assertEquals([...Deno.readDirSync(`${root}/real`)].map((e) => e.name), ["f.txt"]);
+      await assertRejects(() => fs.list("dirlink"), PolicyError);
+      assertEquals((await fs.stat("filelink")).type, "symlink");
+      // Uploading over a symlink replaces the link, never writes through it.
+      await t.c.upload("w1", "filelink", new TextEncoder().encode("new"));
+      assertEquals((await Deno.lstat(`${root}/filelink`)).isFile, true);
+      assertEquals(await Deno.readTextFile(`${root}/real/f.txt`), "inside");
+      // A FIFO is refused at once, and stat does not block on it.
+      const made = await new Deno.Command("mkfifo", { args: [`${root}/pipe`] }).output();
+      assert(made.success);
+      assertEquals((await fs.stat("pipe")).type, "other");
+      const fifo = await assertRejects(() => t.c.download("w1", "pipe"), FileError);
+      assertEquals(fifo.code, "EINVAL");
+      // A directory download skips the FIFO and stores the links as links.
+      const dest = await Deno.makeTempDir({ prefix: "sandd-dest-" });
+      try {
+        await t.c.downloadDir("w1", ".", `${dest}/copy`);
+        assertEquals((await Deno.lstat(`${dest}/copy/dirlink`)).isSymlink, true);
+        assertEquals(await Deno.readTextFile(`${dest}/copy/real/f.txt`), "inside");
+        assertEquals(await Deno.lstat(`${dest}/copy/pipe`).catch(() => null), null);
+      } finally {
+        await Deno.remove(dest, { recursive: true });
+      }
     } finally {
-      await Deno.remove(dest, { recursive: true });
+      await Deno.remove(root, { recursive: true });
     }
-  } finally {
-    await Deno.remove(root, { recursive: true });
+  },
+);
+
+// --- the Client's own ---
+
+Deno.test("client: a download whose HTTP connection is cut resumes from the last byte received", async () => {
+  await using t = await setup("client", ["w1"], [], true);
+  const proxy = t.fleet.proxy!;
+  const data = random(48 * 1024 * 1024);
+  await Deno.writeFile(`${t.dir}/big.bin`, data);
+  const progress: TransferProgress[] = [];
+  const stream = await t.c.downloadStream("w1", `${t.dir}/big.bin`, {
+    onProgress: (p) => progress.push(p),
+  });
+  const hash = createHash("sha256");
+  let received = 0;
+  let cuts = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    received += chunk.length;
+    if (received >= (cuts + 1) * 12 * 1024 * 1024 && cuts < 3) {
+      cuts++;
+      await proxy.cut();
+    }
   }
+  assertEquals(cuts, 3);
+  assertEquals(received, data.length);
+  assertEquals(hash.digest("hex"), sha256(data));
+  assertEquals(progress.at(-1), { bytes: data.length, total: data.length });
+  assertGreater(proxy.accepted, 3);
+});
+
+Deno.test("client: an upload stream that is not the size it announced fails and leaves nothing", async () => {
+  await using t = await setup("client");
+  const path = `${t.dir}/sized.bin`;
+  await assertRejects(
+    () => t.c.upload("w1", path, new Blob([new Uint8Array(10)]).stream(), { size: 11 }),
+    RangeError,
+    "short",
+  );
+  await assertRejects(
+    () => t.c.upload("w1", path, new Blob([new Uint8Array(12)]).stream(), { size: 11 }),
+    RangeError,
+    "more than",
+  );
+  assertEquals(await Deno.lstat(path).catch(() => null), null);
+  assertEquals(tempLeftovers(t.dir), []);
 });

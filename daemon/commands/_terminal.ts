@@ -1,7 +1,7 @@
-// The interactive terminal client of `sandd shell`, `sandd exec -t` and `sandd attach` (of a terminal session): the
-// local terminal in raw mode attached to a remote PTY, resizes forwarded, `Ctrl-]` then `d` detaches. The local
-// terminal is restored on every exit path.
-import type { ShellHandle } from "@sandd/server";
+// The interactive terminal client of `sandd shell`, `sandd exec -t` and `sandd attach` (of a terminal session), and of
+// examples/terminal.ts: the local terminal in raw mode attached to a remote PTY, resizes forwarded, `Ctrl-]` then `d`
+// detaches. The local terminal is restored on every exit path.
+import type { ProcessStatus, ShellHandle } from "@sandd/server";
 import { writeAll } from "./_format.ts";
 
 const ESCAPE = 0x1d; // Ctrl-]
@@ -44,17 +44,38 @@ class ModeTracker {
   }
 }
 
-/** Options of {@linkcode runTerminal}. */
-export interface RunTerminalOptions {
-  /** The worker, for the re-attach hint. */
-  worker: string;
-  /** Print the detach hint at the start. @default true when stdin is a terminal */
-  banner?: boolean;
+/** What SIGINT does while a terminal is attached. */
+export type InterruptAction = "forward" | "detach";
+
+/** Options of {@linkcode attachTerminal}. */
+export interface AttachTerminalOptions {
+  /** `Ctrl-]` then `d` detaches (`Ctrl-]` twice sends one). @default true when stdin is a terminal */
+  escape?: boolean;
+  /**
+   * SIGINT sends `Ctrl-C` to the program (`forward`) or detaches (`detach`). A local terminal in raw mode sends
+   * `Ctrl-C` as a byte, not as SIGINT. @default "forward" when stdin is not a terminal, else no listener
+   */
+  interrupt?: InterruptAction;
 }
 
-/** Run the terminal client until the program exits (its exit code) or the user detaches (0). */
-export async function runTerminal(sh: ShellHandle, options: RunTerminalOptions): Promise<number> {
+/** How an attached terminal ended: the program exited (its status), or the user detached. */
+export type TerminalOutcome =
+  | { kind: "exit"; status: ProcessStatus }
+  | { kind: "detach" };
+
+/**
+ * Attach the local terminal (raw mode when stdin is one) to `sh` until the program exits or the user detaches
+ * (`sh.detach()` is called then). Resizes are forwarded; SIGTERM and SIGHUP detach. The local terminal is restored
+ * on every exit path; the terminal modes the program switched on are reset on a detach or an error, which is
+ * rethrown. Prints nothing of its own: the caller says what happened.
+ */
+export async function attachTerminal(
+  sh: ShellHandle,
+  options: AttachTerminalOptions = {},
+): Promise<TerminalOutcome> {
   const interactive = Deno.stdin.isTerminal();
+  const escape = options.escape ?? interactive;
+  const interrupt = options.interrupt ?? (interactive ? undefined : "forward");
   const modes = new ModeTracker();
   type Outcome = { kind: "exit" } | { kind: "detach" } | { kind: "error"; error: unknown };
   const { promise: finished, resolve: finish } = Promise.withResolvers<Outcome>();
@@ -76,8 +97,12 @@ export async function runTerminal(sh: ShellHandle, options: RunTerminalOptions):
       sh.resize(cols, rows).catch(() => {});
     }],
   ];
-  // Without a local terminal, Ctrl-C arrives as SIGINT: pass it on as the terminal would.
-  if (!interactive) signals.push(["SIGINT", () => void sh.write("\x03").catch(() => {})]);
+  if (interrupt === "forward") {
+    // Without a local terminal, Ctrl-C arrives as SIGINT: pass it on as the terminal would.
+    signals.push(["SIGINT", () => void sh.write("\x03").catch(() => {})]);
+  } else if (interrupt === "detach") {
+    signals.push(["SIGINT", () => finish({ kind: "detach" })]);
+  }
   for (const [signal, handler] of signals) {
     try {
       Deno.addSignalListener(signal, handler);
@@ -89,9 +114,6 @@ export async function runTerminal(sh: ShellHandle, options: RunTerminalOptions):
     if (interactive) {
       Deno.stdin.setRaw(true);
       raw = true;
-    }
-    if (options.banner ?? interactive) {
-      note(`session ${sh.id} on ${options.worker}; detach with Ctrl-] then d`);
     }
     (async () => {
       for await (const chunk of sh.output) {
@@ -121,7 +143,7 @@ export async function runTerminal(sh: ShellHandle, options: RunTerminalOptions):
             }
             bytes.push(ESCAPE);
             if (byte !== ESCAPE) bytes.push(byte);
-          } else if (byte === ESCAPE && interactive) {
+          } else if (byte === ESCAPE && escape) {
             pendingEscape = true;
           } else {
             bytes.push(byte);
@@ -134,17 +156,11 @@ export async function runTerminal(sh: ShellHandle, options: RunTerminalOptions):
 
     const outcome = await finished;
     restore();
-    if (outcome.kind === "exit") {
-      const status = await sh.close();
-      return status.exitCode;
-    }
+    if (outcome.kind === "exit") return { kind: "exit", status: await sh.close() };
     await writeAll(Deno.stdout, modes.reset());
     if (outcome.kind === "detach") {
       await sh.detach().catch(() => {});
-      note(
-        `detached; session ${sh.id} keeps running. Re-attach: sandd shell ${options.worker} --attach ${sh.id}`,
-      );
-      return 0;
+      return { kind: "detach" };
     }
     throw outcome.error;
   } finally {
@@ -157,4 +173,25 @@ export async function runTerminal(sh: ShellHandle, options: RunTerminalOptions):
       }
     }
   }
+}
+
+/** Options of {@linkcode runTerminal}. */
+export interface RunTerminalOptions {
+  /** The worker, for the re-attach hint. */
+  worker: string;
+  /** Print the detach hint at the start. @default true when stdin is a terminal */
+  banner?: boolean;
+}
+
+/** Run the terminal client until the program exits (its exit code) or the user detaches (0). */
+export async function runTerminal(sh: ShellHandle, options: RunTerminalOptions): Promise<number> {
+  if (options.banner ?? Deno.stdin.isTerminal()) {
+    note(`session ${sh.id} on ${options.worker}; detach with Ctrl-] then d`);
+  }
+  const outcome = await attachTerminal(sh);
+  if (outcome.kind === "exit") return outcome.status.exitCode;
+  note(
+    `detached; session ${sh.id} keeps running. Re-attach: sandd shell ${options.worker} --attach ${sh.id}`,
+  );
+  return 0;
 }
