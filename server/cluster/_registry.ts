@@ -63,6 +63,15 @@ export function infoOf(entry: Entry): DaemonInfo {
 
 const encoder = new TextEncoder();
 
+/**
+ * Registry writes (claims, removals, a dead node's cleanup) in flight at once on one node. 15,000 daemons connecting
+ * or failing over at once would otherwise be 15,000-30,000 JetStream requests at once: their replies time out and
+ * the heartbeats wait behind them. Heartbeats are not counted.
+ */
+const MAX_WRITES = 64;
+/** Attempts of one registry read or write that failed without an answer (a timeout under load). */
+const READ_TRIES = 4;
+
 /** What the registry asks of the cluster node it belongs to. */
 export interface RegistryHost {
   /** The server's hub, once the server exists. */
@@ -110,6 +119,11 @@ export class Registry {
   readonly #claimed: Map<string, number> = new Map();
   /** Registry writes per daemon, one at a time. */
   readonly #chains: Map<string, Promise<void>> = new Map();
+  /** The daemon id of each registry key in the cache. */
+  readonly #idOfKey: Map<string, string> = new Map();
+  /** Registry writes in flight (at most MAX_WRITES), and those waiting for a turn. */
+  #writing = 0;
+  readonly #waiting: (() => void)[] = [];
 
   constructor(
     name: string,
@@ -249,20 +263,42 @@ export class Registry {
     }
   }
 
-  /** A node stopped: forget its daemons (and clean their entries), release what it followed here. */
+  /**
+   * A node stopped: forget its daemons, release what it followed here. Their entries are removed by one node only
+   * (the live one with the lowest slot; each only if unchanged since, by revision), paced like every registry
+   * write: most of them are taken over by their daemons' new nodes meanwhile.
+   */
   #nodeGone(name: string, slot: number): void {
     if (!this.#peers.delete(name)) return;
     log.info("Cluster node {name} (slot {slot}) is gone", { name, slot });
+    const cleaner = [...this.#peers.values()].every((peer) => peer.slot > this.#slot);
     for (const [id, { entry, revision }] of [...this.#entries]) {
       if (entry.node !== name) continue;
       this.#host.changed(id);
-      if (this.#host.up()) {
+      if (cleaner && this.#host.up()) {
         this.#host.task(
-          this.#daemons.delete(daemonKey(id), { previousSeq: revision }).catch(() => {}),
+          this.#gated(async () => {
+            const known = this.#entries.get(id);
+            if (!this.#host.up() || known?.revision !== revision) return; // taken over meanwhile
+            await this.#daemons.delete(daemonKey(id), { previousSeq: revision });
+          }).catch(() => {}),
         );
       }
     }
     this.#host.nodeGone(slot);
+  }
+
+  /** Run one registry write when fewer than MAX_WRITES are in flight (in the order asked). */
+  async #gated<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#writing < MAX_WRITES) this.#writing++;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve)); // handed a turn
+    try {
+      return await work();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#writing--;
+    }
   }
 
   /** NATS is back: beat, register this node's daemons again, watch both buckets afresh. */
@@ -314,25 +350,29 @@ export class Registry {
     for await (const key of await this.#retry(() => this.#daemons.keys("d.>"))) keys.add(key);
     for (const [id, known] of [...this.#entries]) {
       if (known.generation < generation && !keys.has(daemonKey(id))) {
-        this.#entries.delete(id);
+        this.#forget(id);
         this.#host.changed(id);
       }
     }
   }
 
+  /** Drop a daemon from the cache. */
+  #forget(id: string): void {
+    this.#entries.delete(id);
+    this.#idOfKey.delete(daemonKey(id));
+  }
+
   #onEntry(e: KvWatchEntry): void {
     if (e.operation !== "PUT") {
-      for (const [id, known] of this.#entries) {
-        if (daemonKey(id) === e.key) {
-          this.#entries.delete(id);
-          this.#host.changed(id);
-          // Not in the registry, yet held here: register it again (someone cleaned it up).
-          const conn = this.#host.hub()?.local(id);
-          if (conn && known.entry.node === this.#name && this.#claimed.has(id)) {
-            this.#serial(id, () => this.#claim(conn));
-          }
-          break;
-        }
+      const id = this.#idOfKey.get(e.key);
+      const known = id === undefined ? undefined : this.#entries.get(id);
+      if (id === undefined || !known) return;
+      this.#forget(id);
+      this.#host.changed(id);
+      // Not in the registry, yet held here: register it again (someone cleaned it up).
+      const conn = this.#host.hub()?.local(id);
+      if (conn && known.entry.node === this.#name && this.#claimed.has(id)) {
+        this.#serial(id, () => this.#claim(conn));
       }
       return;
     }
@@ -344,6 +384,7 @@ export class Registry {
     }
     if (typeof entry?.id !== "string" || daemonKey(entry.id) !== e.key) return;
     this.#entries.set(entry.id, { entry, revision: e.revision, generation: this.#generation });
+    this.#idOfKey.set(e.key, entry.id);
     const hub = this.#host.hub();
     const local = hub?.local(entry.id);
     const claimed = this.#claimed.get(entry.id);
@@ -359,16 +400,18 @@ export class Registry {
     this.#host.changed(entry.id);
   }
 
-  /** Run registry writes for one daemon one after another. */
+  /** Run registry writes for one daemon one after another (each paced with every other write). */
   #serial(id: string, work: () => Promise<void>): void {
-    const next = (this.#chains.get(id) ?? Promise.resolve()).then(work).catch((error) => {
-      if (!this.#host.closed()) {
-        log.warn("Cluster registry update of {id} failed: {message}", {
-          id,
-          message: String(error),
-        });
-      }
-    });
+    const next = (this.#chains.get(id) ?? Promise.resolve()).then(() => this.#gated(work)).catch(
+      (error) => {
+        if (!this.#host.closed()) {
+          log.warn("Cluster registry update of {id} failed: {message}", {
+            id,
+            message: String(error),
+          });
+        }
+      },
+    );
     this.#chains.set(id, next);
     this.#host.task(next.finally(() => {
       if (this.#chains.get(id) === next) this.#chains.delete(id);
@@ -393,7 +436,7 @@ export class Registry {
     if (this.#host.closed()) return;
     this.#serial(id, async () => {
       if (!this.#host.up() || hub?.local(id)) return;
-      const current = await this.#daemons.get(daemonKey(id));
+      const current = await this.#read(daemonKey(id));
       if (!current || current.operation !== "PUT") return;
       const entry = current.json() as Entry;
       if (entry.node !== this.#name || entry.instance !== conn.instance) return;
@@ -428,17 +471,29 @@ export class Registry {
     const value = encoder.encode(JSON.stringify(entry));
     for (let attempt = 0; attempt < 8; attempt++) {
       if (conn.closed || !this.#host.up()) return;
-      const current = await this.#daemons.get(key);
+      // First from the cache (one write when it is current: a new daemon, or one taking over its entry from a
+      // dead node); after a failed write, or before refusing, from the bucket itself.
+      const cached = attempt === 0 ? this.#entries.get(id) : undefined;
+      let other: Entry | null;
+      let previous: number;
+      if (attempt === 0) {
+        other = cached?.entry ?? null;
+        previous = cached?.revision ?? 0;
+      } else {
+        const current = await this.#read(key);
+        other = current && current.operation === "PUT" ? current.json() as Entry : null;
+        previous = current?.revision ?? 0;
+      }
       let revision: number;
       try {
-        if (!current || current.operation !== "PUT") {
+        if (!other) {
           revision = await this.#daemons.create(key, value);
         } else {
-          const other = current.json() as Entry;
           if (
             other.node !== this.#name && this.alive(other.node) &&
             (other.instance !== conn.instance || other.identity !== info.identity)
           ) {
+            if (attempt === 0) continue; // the cache may be behind: refuse only on the bucket's word
             log.warn("Refused daemon id {id}: node {node} holds another daemon with it", {
               id,
               node: other.node,
@@ -450,7 +505,7 @@ export class Registry {
             );
             return;
           }
-          revision = await this.#daemons.update(key, value, current.revision);
+          revision = await this.#daemons.update(key, value, previous);
         }
       } catch {
         continue; // someone wrote in between: decide again
@@ -463,6 +518,17 @@ export class Registry {
       return;
     }
     throw new Error(`Could not register daemon '${id}': the registry entry kept changing`);
+  }
+
+  /** Read a registry entry, again after a failure without an answer (a timeout under load). */
+  async #read(key: string): ReturnType<KV["get"]> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#daemons.get(key);
+      } catch (error) {
+        if (this.#host.closed() || !this.#host.up() || attempt >= READ_TRIES) throw error;
+      }
+    }
   }
 
   /** Wait for the registry writes under way (the daemons a closing hub just dropped). */
