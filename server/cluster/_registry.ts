@@ -121,6 +121,8 @@ export class Registry {
   readonly #chains: Map<string, Promise<void>> = new Map();
   /** The daemon id of each registry key in the cache. */
   readonly #idOfKey: Map<string, string> = new Map();
+  /** Cleanups of dead nodes' entries, waiting to see whether the node comes back. */
+  readonly #cleanups: Set<ReturnType<typeof setTimeout>> = new Set();
   /** Registry writes in flight (at most MAX_WRITES), and those waiting for a turn. */
   #writing = 0;
   readonly #waiting: (() => void)[] = [];
@@ -265,27 +267,35 @@ export class Registry {
 
   /**
    * A node stopped: forget its daemons, release what it followed here. Their entries are removed by one node only
-   * (the live one with the lowest slot; each only if unchanged since, by revision), paced like every registry
-   * write: most of them are taken over by their daemons' new nodes meanwhile.
+   * (the live one with the lowest slot), and only three heartbeats later if the node is still gone then (a node
+   * whose heartbeats were only late under load comes back with its daemons), each only if unchanged since (by
+   * revision: most are taken over by their daemons' new nodes meanwhile), paced like every registry write.
    */
   #nodeGone(name: string, slot: number): void {
     if (!this.#peers.delete(name)) return;
     log.info("Cluster node {name} (slot {slot}) is gone", { name, slot });
     const cleaner = [...this.#peers.values()].every((peer) => peer.slot > this.#slot);
+    const stale: [string, number][] = [];
     for (const [id, { entry, revision }] of [...this.#entries]) {
       if (entry.node !== name) continue;
       this.#host.changed(id);
-      if (cleaner && this.#host.up()) {
+      stale.push([id, revision]);
+    }
+    this.#host.nodeGone(slot);
+    if (!cleaner || stale.length === 0) return;
+    const timer = setTimeout(() => {
+      this.#cleanups.delete(timer);
+      if (this.#peers.has(name) || !this.#host.up() || this.#host.closed()) return;
+      for (const [id, revision] of stale) {
         this.#host.task(
           this.#gated(async () => {
-            const known = this.#entries.get(id);
-            if (!this.#host.up() || known?.revision !== revision) return; // taken over meanwhile
+            if (!this.#host.up() || this.#entries.get(id)?.revision !== revision) return;
             await this.#daemons.delete(daemonKey(id), { previousSeq: revision });
           }).catch(() => {}),
         );
       }
-    }
-    this.#host.nodeGone(slot);
+    }, 3 * this.#heartbeatMs);
+    this.#cleanups.add(timer);
   }
 
   /** Run one registry write when fewer than MAX_WRITES are in flight (in the order asked). */
@@ -539,6 +549,8 @@ export class Registry {
   /** Stop beating and watching; remove this node's keys when NATS is reachable (leaving on purpose). */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    for (const timer of this.#cleanups) clearTimeout(timer);
+    this.#cleanups.clear();
     if (this.#host.up()) {
       await Promise.allSettled([
         this.#nodes.delete(`node.${this.#name}`),

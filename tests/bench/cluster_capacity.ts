@@ -387,7 +387,7 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     {
       id: "cluster-capacity.peak_connects",
       label: `peak connects per second on the 2 surviving nodes (busiest ${PEAK_WINDOW_MS} ms; ` +
-        `they held ${count - m.trim} each before)`,
+        `they held ${m.held[1]! - m.trim} and ${m.held[2]! - m.trim} before)`,
       unit: "/s",
       value: m.peak,
       baseline: m.mean,
