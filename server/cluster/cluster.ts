@@ -10,9 +10,8 @@
  *   in them is in the sender's slot, sends them on the daemon's socket, and publishes what the daemon sends about
  *   ids in that slot back (`<prefix>.back.<slot>`). Offsets, credit flow control and resume are end to end.
  *
- * Over ~600 lines: the registry cache, node liveness and the relayed links all read and write one node state
- * (the NATS connection, the buckets, the peers, the entries), kept in one class; the owner side of the relay is
- * split out (`_owner_relay.ts`), as are the id checks and the virtual socket.
+ * The registry cache and node liveness are in `_registry.ts`; the owner side of the relay is in `_owner_relay.ts`,
+ * as are the id checks and the virtual socket in their own files.
  *
  * @module
  */
@@ -20,39 +19,15 @@
 import { hostname } from "node:os";
 import { getLogger } from "@logtape/logtape";
 import { connect, headers, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { type KV, Kvm, type KvWatchEntry } from "@nats-io/kv";
-import { CLOSE_CODES } from "@sandd/protocol/constants";
+import { type KV, Kvm } from "@nats-io/kv";
 import type { Connection, DaemonInfo } from "../_connection.ts";
 import type { Hub, HubRelay } from "../_hub.ts";
 import { OwnerRelay } from "./_owner_relay.ts";
+import { type Entry, infoOf, Registry } from "./_registry.ts";
 import { VirtualSocket } from "./_virtual_socket.ts";
 import type { ClusterOptions } from "./options.ts";
 
 const log = getLogger(["sandd", "cluster"]);
-
-/** A registry entry: the daemon's description and who holds it. */
-interface Entry {
-  id: string;
-  node: string;
-  slot: number;
-  instance: string;
-  labels: Record<string, string>;
-  hostname: string;
-  platform: string;
-  arch: string;
-  version: string;
-  pid: number;
-  connectedAt: string;
-  remoteAddress: string;
-  identity: string;
-}
-
-/** What a node knows of another. */
-interface NodeState {
-  slot: number;
-  /** When its last heartbeat arrived here (`Date.now()`). */
-  seen: number;
-}
 
 /** A relayed link to a daemon held by another node. */
 interface Virtual {
@@ -70,31 +45,10 @@ export interface ClusterHost {
   disconnect(info: DaemonInfo): void;
 }
 
-/** A daemon id as a NATS key: characters other than letters, digits and `-` as `_xx`. */
-export function daemonKey(id: string): string {
-  return "d." +
-    id.replace(/[^A-Za-z0-9-]/g, (c) => `_${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-}
-
 /** The default node name: `hostname-pid-random`, reduced to the characters NATS subjects allow. */
 function defaultName(): string {
   const host = hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40) || "node";
   return `${host}-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-}
-
-function infoOf(entry: Entry): DaemonInfo {
-  return {
-    id: entry.id,
-    labels: { ...entry.labels },
-    hostname: entry.hostname,
-    platform: entry.platform,
-    arch: entry.arch,
-    version: entry.version,
-    pid: entry.pid,
-    connectedAt: new Date(entry.connectedAt),
-    remoteAddress: entry.remoteAddress,
-    identity: entry.identity,
-  };
 }
 
 const encoder = new TextEncoder();
@@ -107,42 +61,18 @@ export class Cluster {
   readonly slot: number;
   readonly #nc: NatsConnection;
   readonly #prefix: string;
-  readonly #heartbeatMs: number;
-  readonly #daemons: KV;
-  readonly #nodes: KV;
   #host: ClusterHost | null = null;
   #up = true;
   #closed = false;
-  readonly #timers: ReturnType<typeof setInterval>[] = [];
   readonly #subs: Subscription[] = [];
   readonly #tasks: Set<Promise<unknown>> = new Set();
-  /** The registry, by daemon id, with each entry's revision (and the NATS connection generation it came in). */
-  readonly #entries: Map<string, { entry: Entry; revision: number; generation: number }> =
-    new Map();
-  /** Counts NATS reconnects. */
-  #generation = 0;
-  /** Another node holds this node's slot now (logged once). */
-  #slotLost = false;
-  #stopNodes: (() => void) | null = null;
-  #stopDaemons: (() => void) | null = null;
-  /** Other nodes, by name. */
-  readonly #peers: Map<string, NodeState> = new Map();
-  /**
-   * The slot of every node seen, kept when it is taken for dead (a node that still sends is alive: its messages
-   * are not refused while its next heartbeat is on the way); dropped when it leaves on purpose (its key deleted).
-   */
-  readonly #slots: Map<string, number> = new Map();
-  /** Nodes whose key is being checked. */
-  readonly #suspects: Set<string> = new Set();
+  /** The registry cache and node liveness (server/cluster/_registry.ts). */
+  readonly #registry: Registry;
   /** Daemons held elsewhere that this node announced (`connect`), by id. */
   readonly #shown: Map<string, Entry> = new Map();
   readonly #virtuals: Map<string, Virtual> = new Map();
   /** Daemons whose relayed link should be made again when they appear (something followed them here). */
   readonly #wanted: Set<string> = new Set();
-  /** Revision of this node's registry entry of each local daemon. */
-  readonly #claimed: Map<string, number> = new Map();
-  /** Registry writes per daemon, one at a time. */
-  readonly #chains: Map<string, Promise<void>> = new Map();
   /** Owner side: other nodes' traffic to the daemons held here (server/cluster/_owner_relay.ts). */
   readonly #owner: OwnerRelay;
 
@@ -159,14 +89,19 @@ export class Cluster {
     this.name = name;
     this.slot = slot;
     this.#prefix = prefix;
-    this.#heartbeatMs = heartbeatMs;
-    this.#daemons = daemons;
-    this.#nodes = nodes;
+    this.#registry = new Registry(name, slot, heartbeatMs, daemons, nodes, {
+      hub: () => this.#host?.hub ?? null,
+      up: () => this.#up,
+      closed: () => this.#closed,
+      task: (promise) => this.#task(promise),
+      changed: (id) => this.#refresh(id),
+      nodeGone: (slot) => this.#owner.nodeGone(slot),
+    });
     this.#owner = new OwnerRelay({
       nc,
       prefix,
       slot,
-      slotOf: (node) => this.#slots.get(node),
+      slotOf: (node) => this.#registry.slotOf(node),
       local: (id) => this.#host?.hub.local(id) ?? null,
     });
   }
@@ -244,12 +179,7 @@ export class Cluster {
 
   /** Daemons in the whole cluster by the node that holds them (alive nodes only). */
   daemonsByNode(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const { entry } of this.#entries.values()) {
-      if (entry.node !== this.name && !this.#alive(entry.node)) continue;
-      out.set(entry.node, (out.get(entry.node) ?? 0) + 1);
-    }
-    return out;
+    return this.#registry.daemonsByNode();
   }
 
   /** What the hub calls. */
@@ -285,10 +215,8 @@ export class Cluster {
         },
       }),
     );
-    this.#task(this.#watchNodes());
-    this.#task(this.#watchDaemons());
+    this.#registry.start();
     this.#task(this.#watchStatus());
-    this.#timers.push(setInterval(() => this.#beat(), this.#heartbeatMs));
   }
 
   #task(promise: Promise<unknown>): void {
@@ -296,109 +224,6 @@ export class Cluster {
       if (!this.#closed) log.warn("Cluster task failed: {message}", { message: String(error) });
     }).finally(() => this.#tasks.delete(p));
     this.#tasks.add(p);
-  }
-
-  // --- liveness ---
-
-  #beat(): void {
-    if (this.#closed) return;
-    if (this.#up) {
-      this.#task(Promise.all([
-        this.#nodes.put(`node.${this.name}`, JSON.stringify({ slot: this.slot })),
-        this.#keepSlot(),
-      ]));
-      const deadline = Date.now() - 3 * this.#heartbeatMs;
-      for (const [name, state] of [...this.#peers]) {
-        if (state.seen < deadline) this.#task(this.#suspect(name, state));
-      }
-    }
-  }
-
-  /** Renew this node's slot key, never overwriting another node's (after an outage longer than its TTL). */
-  async #keepSlot(): Promise<void> {
-    const key = `slot.${this.slot}`;
-    const current = await this.#nodes.get(key);
-    if (!current || current.operation !== "PUT") {
-      await this.#nodes.create(key, this.name).catch(() => {});
-      return;
-    }
-    const holder = current.string();
-    if (holder === this.name) {
-      await this.#nodes.update(key, this.name, current.revision).catch(() => {});
-    } else if (!this.#slotLost) {
-      this.#slotLost = true;
-      log.error(
-        "Cluster slot {slot} of this node was taken by node {holder} while NATS was away; restart this node",
-        { slot: this.slot, holder },
-      );
-    }
-  }
-
-  /**
-   * A node's heartbeat is late here (this event loop may be the slow one): it is gone only once its key left the
-   * bucket, which NATS expires by the server's clock three heartbeats after its last put.
-   */
-  async #suspect(name: string, state: NodeState): Promise<void> {
-    if (this.#suspects.has(name)) return;
-    this.#suspects.add(name);
-    try {
-      const entry = await this.#nodes.get(`node.${name}`);
-      if (this.#peers.get(name) !== state) return;
-      if (entry && entry.operation === "PUT") state.seen = Date.now();
-      else this.#nodeGone(name, state.slot);
-    } finally {
-      this.#suspects.delete(name);
-    }
-  }
-
-  #alive(node: string): boolean {
-    return node === this.name || this.#peers.has(node);
-  }
-
-  async #watchNodes(): Promise<void> {
-    const watch = await this.#retry(() => this.#nodes.watch({ key: "node.*" }));
-    this.#stopNodes?.();
-    this.#stopNodes = () => watch.stop();
-    for await (const e of watch) this.#onNode(e);
-  }
-
-  #onNode(e: KvWatchEntry): void {
-    const name = e.key.slice("node.".length);
-    if (name === this.name) return;
-    if (e.operation !== "PUT") {
-      this.#slots.delete(name);
-      const state = this.#peers.get(name);
-      if (state) this.#nodeGone(name, state.slot);
-      return;
-    }
-    let slot: number;
-    try {
-      slot = (e.json() as { slot: number }).slot;
-    } catch {
-      return;
-    }
-    const known = this.#peers.get(name);
-    if (known && known.slot === slot) known.seen = Date.now();
-    else this.#peers.set(name, { slot, seen: Date.now() });
-    this.#slots.set(name, slot);
-    if (!known) {
-      log.info("Cluster node {name} (slot {slot}) is up", { name, slot });
-      for (const id of this.#entries.keys()) this.#refresh(id);
-    }
-  }
-
-  /** A node stopped: forget its daemons (and clean their entries), release what it followed here. */
-  #nodeGone(name: string, slot: number): void {
-    if (!this.#peers.delete(name)) return;
-    log.info("Cluster node {name} (slot {slot}) is gone", { name, slot });
-    for (const [id, { entry, revision }] of [...this.#entries]) {
-      if (entry.node !== name) continue;
-      this.#refresh(id);
-      if (this.#up) {
-        this.#task(this.#daemons.delete(daemonKey(id), { previousSeq: revision }).catch(() => {}));
-      }
-    }
-    this.#owner.nodeGone(slot);
   }
 
   async #watchStatus(): Promise<void> {
@@ -411,110 +236,20 @@ export class Cluster {
       } else if (status.type === "reconnect") {
         this.#up = true;
         log.info("NATS is back: registering this node's daemons again");
-        const now = Date.now();
-        for (const state of this.#peers.values()) state.seen = now;
-        this.#beat();
-        const hub = this.#host?.hub;
-        if (hub) {
-          for (const conn of hub.connections.values()) {
-            this.#serial(conn.info.id, () => this.#claim(conn));
-          }
-        }
-        for (const id of this.#entries.keys()) this.#refresh(id);
-        this.#task(this.#rewatch());
+        this.#registry.reconnected();
       }
     }
   }
 
-  // --- the registry ---
-
-  async #watchDaemons(): Promise<void> {
-    const watch = await this.#retry(() => this.#daemons.watch({ key: "d.>" }));
-    this.#stopDaemons?.();
-    this.#stopDaemons = () => watch.stop();
-    for await (const e of watch) this.#onEntry(e);
-  }
-
-  /** Try again (JetStream may still be starting on a server that just came back). */
-  async #retry<T>(work: () => Promise<T>): Promise<T> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await work();
-      } catch (error) {
-        if (this.#closed || attempt >= 40) throw error;
-        // close() waits for this task, so the timer never outlives the cluster.
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-    }
-  }
-
-  /**
-   * NATS is back: watch both buckets afresh (a watch may not survive a restarted server), then forget the
-   * entries deleted meanwhile (known before, absent from the bucket now and not delivered again since).
-   */
-  async #rewatch(): Promise<void> {
-    const generation = ++this.#generation;
-    this.#task(this.#watchNodes());
-    this.#task(this.#watchDaemons());
-    const keys = new Set<string>();
-    for await (const key of await this.#retry(() => this.#daemons.keys("d.>"))) keys.add(key);
-    for (const [id, known] of [...this.#entries]) {
-      if (known.generation < generation && !keys.has(daemonKey(id))) {
-        this.#entries.delete(id);
-        this.#refresh(id);
-      }
-    }
-  }
-
-  #onEntry(e: KvWatchEntry): void {
-    if (e.operation !== "PUT") {
-      for (const [id, known] of this.#entries) {
-        if (daemonKey(id) === e.key) {
-          this.#entries.delete(id);
-          this.#refresh(id);
-          // Not in the registry, yet held here: register it again (someone cleaned it up).
-          const conn = this.#host?.hub.local(id);
-          if (conn && known.entry.node === this.name && this.#claimed.has(id)) {
-            this.#serial(id, () => this.#claim(conn));
-          }
-          break;
-        }
-      }
-      return;
-    }
-    let entry: Entry;
-    try {
-      entry = e.json() as Entry;
-    } catch {
-      return;
-    }
-    if (typeof entry?.id !== "string" || daemonKey(entry.id) !== e.key) return;
-    this.#entries.set(entry.id, { entry, revision: e.revision, generation: this.#generation });
-    const local = this.#host?.hub.local(entry.id);
-    const claimed = this.#claimed.get(entry.id);
-    if (local && entry.node !== this.name && claimed !== undefined && e.revision > claimed) {
-      // Another node took this daemon over (the same daemon reconnected there): the newer link wins.
-      log.info("Daemon {id} moved to node {node}; closing its link here", {
-        id: entry.id,
-        node: entry.node,
-      });
-      this.#claimed.delete(entry.id);
-      this.#host!.hub.drop(
-        local,
-        CLOSE_CODES.REPLACED,
-        "replaced by a newer connection of the same daemon",
-      );
-    }
-    this.#refresh(entry.id);
-  }
+  // --- the registry's view: events and relayed links ---
 
   /** Bring events and relayed links in line with the registry for one daemon. */
   #refresh(id: string): void {
     const host = this.#host;
     if (!host) return;
-    const entry = this.#entries.get(id)?.entry;
+    const entry = this.#registry.entry(id);
     const visible = entry !== undefined && entry.node !== this.name &&
-      this.#alive(entry.node) && host.hub.local(id) === null;
+      this.#registry.alive(entry.node) && host.hub.local(id) === null;
     const shown = this.#shown.get(id);
     const same = shown !== undefined && entry !== undefined && shown.node === entry.node &&
       shown.instance === entry.instance;
@@ -536,117 +271,21 @@ export class Cluster {
     if (visible && this.#wanted.has(id) && !this.#virtuals.has(id)) this.#remote(id);
   }
 
-  /** Run registry writes for one daemon one after another. */
-  #serial(id: string, work: () => Promise<void>): void {
-    const next = (this.#chains.get(id) ?? Promise.resolve()).then(work).catch((error) => {
-      if (!this.#closed) {
-        log.warn("Cluster registry update of {id} failed: {message}", {
-          id,
-          message: String(error),
-        });
-      }
-    });
-    this.#chains.set(id, next);
-    this.#task(next.finally(() => {
-      if (this.#chains.get(id) === next) this.#chains.delete(id);
-    }));
-  }
-
   #localConnected(conn: Connection): void {
-    const id = conn.info.id;
-    this.#claimed.delete(id);
-    this.#refresh(id);
-    this.#serial(id, () => this.#claim(conn));
+    this.#registry.localConnected(conn);
   }
 
   #localDisconnected(conn: Connection): void {
-    const id = conn.info.id;
-    this.#owner.forget(id);
-    const hub = this.#host?.hub;
-    if (hub?.local(id)) return; // replaced here by a newer link of the same daemon
-    this.#claimed.delete(id);
-    this.#refresh(id);
-    if (this.#closed) return;
-    this.#serial(id, async () => {
-      if (!this.#up || hub?.local(id)) return;
-      const current = await this.#daemons.get(daemonKey(id));
-      if (!current || current.operation !== "PUT") return;
-      const entry = current.json() as Entry;
-      if (entry.node !== this.name || entry.instance !== conn.instance) return;
-      await this.#daemons.delete(daemonKey(id), { previousSeq: current.revision });
-    });
-  }
-
-  /**
-   * Register a daemon held here, with the one-node policy across nodes: an entry of another live node for the
-   * same daemon instance and identity is taken over (that node closes its older link); any other holder refuses
-   * this link with `ID_IN_USE`. The compare-and-set on the entry's revision decides a race.
-   */
-  async #claim(conn: Connection): Promise<void> {
-    const id = conn.info.id;
-    const key = daemonKey(id);
-    const info = conn.info;
-    const entry: Entry = {
-      id,
-      node: this.name,
-      slot: this.slot,
-      instance: conn.instance,
-      labels: info.labels,
-      hostname: info.hostname,
-      platform: info.platform,
-      arch: info.arch,
-      version: info.version,
-      pid: info.pid,
-      connectedAt: info.connectedAt.toISOString(),
-      remoteAddress: info.remoteAddress,
-      identity: info.identity,
-    };
-    const value = encoder.encode(JSON.stringify(entry));
-    for (let attempt = 0; attempt < 8; attempt++) {
-      if (conn.closed || !this.#up) return;
-      const current = await this.#daemons.get(key);
-      let revision: number;
-      try {
-        if (!current || current.operation !== "PUT") {
-          revision = await this.#daemons.create(key, value);
-        } else {
-          const other = current.json() as Entry;
-          if (
-            other.node !== this.name && this.#alive(other.node) &&
-            (other.instance !== conn.instance || other.identity !== info.identity)
-          ) {
-            log.warn("Refused daemon id {id}: node {node} holds another daemon with it", {
-              id,
-              node: other.node,
-            });
-            this.#host?.hub.drop(
-              conn,
-              CLOSE_CODES.ID_IN_USE,
-              `Daemon id '${id}' is already connected`,
-            );
-            return;
-          }
-          revision = await this.#daemons.update(key, value, current.revision);
-        }
-      } catch {
-        continue; // someone wrote in between: decide again
-      }
-      if (conn.closed) {
-        await this.#daemons.delete(key, { previousSeq: revision }).catch(() => {});
-        return;
-      }
-      this.#claimed.set(id, revision);
-      return;
-    }
-    throw new Error(`Could not register daemon '${id}': the registry entry kept changing`);
+    this.#owner.forget(conn.info.id);
+    this.#registry.localDisconnected(conn);
   }
 
   // --- front side: relayed links to daemons held elsewhere ---
 
   #remote(id: string): Connection | null {
     if (!this.#up || this.#closed || !this.#host) return null;
-    const entry = this.#entries.get(id)?.entry;
-    if (!entry || entry.node === this.name || !this.#alive(entry.node)) return null;
+    const entry = this.#registry.entry(id);
+    if (!entry || entry.node === this.name || !this.#registry.alive(entry.node)) return null;
     const existing = this.#virtuals.get(id);
     if (existing && !existing.conn.closed) return existing.conn;
     const subject = `${this.#prefix}.to.${entry.slot}.${this.name}`;
@@ -694,7 +333,7 @@ export class Cluster {
     for (const id of [...this.#virtuals.keys()]) {
       const virtual = this.#virtuals.get(id)!;
       if (this.#up) {
-        const entry = this.#entries.get(id)?.entry;
+        const entry = this.#registry.entry(id);
         if (entry) {
           const h = headers();
           h.set("d", id);
@@ -708,17 +347,9 @@ export class Cluster {
       void virtual;
     }
     // Registry updates of the daemons the hub just dropped, then this node's keys.
-    await Promise.allSettled([...this.#chains.values()]);
+    await this.#registry.settle();
     this.#closed = true;
-    for (const timer of this.#timers) clearInterval(timer);
-    if (this.#up) {
-      await Promise.allSettled([
-        this.#nodes.delete(`node.${this.name}`),
-        this.#nodes.delete(`slot.${this.slot}`),
-      ]);
-    }
-    this.#stopNodes?.();
-    this.#stopDaemons?.();
+    await this.#registry.stop();
     for (const sub of this.#subs) sub.unsubscribe();
     await this.#nc.close().catch(() => {});
     await Promise.allSettled([...this.#tasks]);

@@ -1,5 +1,7 @@
-// `deno run -A _sim_daemons.ts sandd|echo URL COUNT PREFIX SUBPROTOCOL` opens COUNT simulated daemons to URL, for
-// the benchmarks that need more daemons than a machine can run (19,000: a real daemon per target is impossible).
+// Simulated daemons, for the benchmarks that need more daemons than a machine can run (15,000-19,000: a real daemon
+// per target is impossible). One module for every such bench (memory, metrics, broadcast, failover, cluster-capacity).
+//
+// `deno run -A _sim_daemons.ts sandd|echo URL COUNT PREFIX SUBPROTOCOL` opens COUNT simulated daemons to URL.
 // - "sandd": each speaks the real handshake (hello, welcome), answers pings, and answers every `spawn` the way a
 //   daemon running `true` does: the spawn reply, an empty stdout and stderr (eof at offset 0), then exit 0. Any
 //   other request is refused with an error reply (these daemons run nothing else).
@@ -7,11 +9,30 @@
 //   WebSocket server doing request/reply round trips: the baseline of a broadcast).
 // A client whose connection fails before it is ready is opened again (up to 20 tries, 200 ms more apart each time);
 // past that the process exits 1 naming the client. Prints "ready" once all are open, then waits for stdin to close.
+//
+// `deno run -A _sim_daemons.ts failover URL,URL,... COUNT PREFIX SUBPROTOCOL BACKOFF_MODULE`: COUNT simulated
+// daemons that fail over like the real one (daemon/daemon.ts, several `--server-url`s): each holds one link,
+// starting on the first URL; when a connect fails or a link drops, it waits the REAL `reconnectDelay` of
+// BACKOFF_MODULE (the checkout's daemon/backoff.ts, default options: 1 s first bound, 2 s cap for 5 minutes after a
+// drop, 30 s otherwise) and tries the next URL (round robin); a link without a welcome within 10 s is dropped (the
+// daemon's handshake timeout). Daemon i is given the URLs after the first in an order rotated by i (with three URLs
+// A,B,C: even daemons A,B,C, odd ones A,C,B), as a fleet configured with the other nodes in varied order; with two
+// URLs every daemon has A,B. Each answers like a "sandd" one once welcomed. Prints "started", then answers stdin
+// lines: `go` starts every daemon at once, `go RATE` RATE per second (answers "going" once all are started);
+// `stats` prints `{ connected: [per URL], attempts }`; `times` prints `{ welcomes: [[ms since epoch, URL index],
+// ...] }` since the previous `times` (or `go`), where a link that dropped is listed as -1 - its URL index. Stdin
+// closing closes every link and exits.
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
 const count = Number(countText);
-if (mode !== "sandd" && mode !== "echo" || !url || !(count > 0) || !prefix) {
-  console.error("Usage: _sim_daemons.ts sandd|echo URL COUNT PREFIX SUBPROTOCOL");
+if (mode !== "sandd" && mode !== "echo" && mode !== "failover" || !url || !(count > 0) || !prefix) {
+  console.error(
+    "Usage: _sim_daemons.ts sandd|echo URL COUNT PREFIX SUBPROTOCOL | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF",
+  );
   Deno.exit(2);
+}
+if (mode === "failover") {
+  await failover();
+  Deno.exit(0);
 }
 const MAX_TRIES = 20;
 let open = 0;
@@ -57,6 +78,22 @@ function answer(socket: WebSocket, text: string, procs: { next: number }): void 
   socket.send(`{"t":"exit","proc":"${proc}","exitCode":0,"signal":null,"timedOut":false}`);
 }
 
+/** The hello of simulated daemon `id` (pid `i`). */
+function hello(id: string, i: number): string {
+  return JSON.stringify({
+    t: "hello",
+    id,
+    labels: { bench: "sim" },
+    hostname: "sim",
+    platform: "linux",
+    arch: "x86_64",
+    version: "sim",
+    pid: i,
+    processes: 0,
+    instance: id,
+  });
+}
+
 function connect(i: number, tries: number): void {
   const socket = mode === "sandd" ? new WebSocket(url!, [subprotocol!]) : new WebSocket(url!);
   sockets[i] = socket;
@@ -73,18 +110,7 @@ function connect(i: number, tries: number): void {
       markReady();
       return;
     }
-    socket.send(JSON.stringify({
-      t: "hello",
-      id: `${prefix}-${i}`,
-      labels: { bench: "sim" },
-      hostname: "sim",
-      platform: "linux",
-      arch: "x86_64",
-      version: "sim",
-      pid: i,
-      processes: 0,
-      instance: `${prefix}-${i}`,
-    }));
+    socket.send(hello(`${prefix}-${i}`, i));
   };
   socket.onmessage = (event) => {
     if (mode === "echo") {
@@ -119,3 +145,96 @@ for await (const _ of Deno.stdin.readable) { /* wait for EOF */ }
 closing = true;
 for (const socket of sockets) socket.close();
 Deno.exit(0);
+
+/** The "failover" mode (see the top of this file). */
+async function failover(): Promise<void> {
+  const urls = url!.split(",");
+  const { reconnectDelay } = await import(new URL(Deno.args[5]!, "file:///").href) as {
+    reconnectDelay: (attempt: number, sinceLostMs: number) => number;
+  };
+  const connected = urls.map(() => 0);
+  let attempts = 0;
+  let welcomes: [number, number][] = [];
+  let stopping = false;
+  const sockets = new Set<WebSocket>();
+
+  function start(i: number): void {
+    let attempt = 0;
+    let lostAt = 0;
+    let index = 0;
+    const text = hello(`${prefix}-${i}`, i);
+    // This daemon's URL list: the first URL, then the others rotated by i.
+    const tail = urls.slice(1);
+    const shift = tail.length > 0 ? i % tail.length : 0;
+    const order = [0, ...tail.map((_, k) => 1 + (k + shift) % tail.length)];
+    const procs = { next: 0 };
+    const once = () => {
+      if (stopping) return;
+      attempts++;
+      const at = order[index]!;
+      const socket = new WebSocket(urls[at]!, [subprotocol!]);
+      sockets.add(socket);
+      let welcomed = false;
+      const handshake = setTimeout(() => socket.close(), 10_000);
+      socket.onopen = () => socket.send(text);
+      socket.onmessage = (event) => {
+        const data = event.data as string;
+        if (welcomed) {
+          answer(socket, data, procs);
+        } else if (data.startsWith('{"t":"welcome"')) {
+          welcomed = true;
+          clearTimeout(handshake);
+          connected[at]!++;
+          welcomes.push([Date.now(), at]);
+        }
+      };
+      socket.onerror = () => {};
+      socket.onclose = () => {
+        clearTimeout(handshake);
+        sockets.delete(socket);
+        if (stopping) return;
+        if (welcomed) {
+          connected[at]!--;
+          welcomes.push([Date.now(), -1 - at]);
+          attempt = 0;
+          lostAt = Date.now();
+        }
+        const delay = reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity);
+        index = (index + 1) % urls.length;
+        setTimeout(once, delay);
+      };
+    };
+    once();
+  }
+
+  console.log("started");
+  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
+  let pending = "";
+  for await (const chunk of lines) {
+    pending += chunk;
+    let at;
+    while ((at = pending.indexOf("\n")) >= 0) {
+      const command = pending.slice(0, at).trim();
+      pending = pending.slice(at + 1);
+      if (command === "go" || command.startsWith("go ")) {
+        welcomes = [];
+        const perSecond = Number(command.slice(3)) || Infinity;
+        for (let i = 0; i < count; i++) {
+          start(i);
+          // Paced: 1/100 of the rate every 10 ms.
+          if (perSecond < Infinity && i % Math.max(1, Math.round(perSecond / 100)) === 0) {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+        }
+        console.log("going");
+      } else if (command === "stats") {
+        console.log(JSON.stringify({ connected, attempts }));
+      } else if (command === "times") {
+        console.log(JSON.stringify({ welcomes }));
+        welcomes = [];
+      }
+    }
+  }
+  stopping = true;
+  for (const socket of sockets) socket.close();
+}

@@ -1,6 +1,6 @@
 // Daemon failover at scale (issue 14): N simulated daemons (default 15,000, BENCH_FAILOVER_DAEMONS) that reconnect
 // with the REAL `reconnectDelay` of the checkout's daemon/backoff.ts over two controller URLs, as the daemon does
-// (round robin, see _fake_daemons.ts "failover"), are connected to controller A (a `sandd serve` child process);
+// (round robin, see _sim_daemons.ts "failover"), are connected to controller A (a `sandd serve` child process);
 // A is SIGKILLed, and we measure the time until all N are connected to B (another `sandd serve`), and the peak
 // connects per second B saw. Baseline in the same run: N fresh daemons connecting to an idle controller from cold,
 // all at once (a daemon's first attempt has no delay).
@@ -18,10 +18,11 @@ const SETUP_RATE = Number(Deno.env.get("BENCH_FAILOVER_SETUP_RATE") ?? 2_000);
 /** Simulated daemons per helper process. */
 const PER_PROCESS = 5_000;
 
-/** A `sandd serve` child with a raised descriptor limit. */
-async function startController(
+/** A `sandd serve` child with a raised descriptor limit (`extra`: more `sandd serve` flags). */
+export async function startController(
   checkout: Checkout,
   port = 0,
+  extra: string[] = [],
 ): Promise<
   { wsUrl: string; child: Deno.ChildProcess; stop: (signal: Deno.Signal) => Promise<void> }
 > {
@@ -35,6 +36,7 @@ async function startController(
     String(port),
     "--log-level",
     "error",
+    ...extra,
   ]);
   const out = lineReader(child.stdout);
   const first = await out.line();
@@ -60,7 +62,7 @@ async function startController(
 }
 
 /** CPU time a process has used, in milliseconds (schedstat: nanoseconds on the CPU). */
-function cpuOf(pid: number): number {
+export function cpuOf(pid: number): number {
   return Number(Deno.readTextFileSync(`/proc/${pid}/schedstat`).split(" ")[0]) / 1e6;
 }
 
@@ -73,7 +75,7 @@ function freePort(): number {
 }
 
 /** The simulated daemons: helper processes of at most PER_PROCESS each. */
-class Fleet {
+export class Fleet {
   readonly #children: Deno.ChildProcess[];
   readonly #outs: ReturnType<typeof lineReader>[];
   readonly #writers: WritableStreamDefaultWriter<Uint8Array>[];
@@ -87,7 +89,7 @@ class Fleet {
       return raised([
         "run",
         "-A",
-        `${here}_fake_daemons.ts`,
+        `${here}_sim_daemons.ts`,
         "failover",
         urls.join(","),
         String(n),
@@ -180,10 +182,10 @@ class Fleet {
 }
 
 /** Width of the windows the peak connect rate is counted in (a 1 s window would hide a burst inside it). */
-const PEAK_WINDOW_MS = 100;
+export const PEAK_WINDOW_MS = 100;
 
 /** The peak rate, per second, of timestamps (sorted, ms) within any PEAK_WINDOW_MS window. */
-function peakPerSecond(times: number[]): number {
+export function peakPerSecond(times: number[]): number {
   let peak = 0;
   let start = 0;
   for (let end = 0; end < times.length; end++) {

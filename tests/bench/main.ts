@@ -12,7 +12,8 @@
  *
  * Environment (also under --quick): BENCH_DAEMONS (throughput, default 100), BENCH_SOCKETS (memory, default
  * 19,000), BENCH_FILE_MIB (files, default 1024), BENCH_SNAPSHOT_FILES and BENCH_SNAPSHOT_MIB (snapshots,
- * default 10,000 files, 1024 MiB).
+ * default 10,000 files, 1024 MiB), BENCH_CAPACITY_DAEMONS (cluster-capacity, per node, default 15,000; 300 under
+ * --quick), BENCH_CAPACITY_SETUP_RATE, BENCH_CAPACITY_TRIM.
  *
  * @module
  */
@@ -39,6 +40,7 @@ import { consoleSection } from "./console.ts";
 import { cli } from "./cli.ts";
 import { failoverSection } from "./failover.ts";
 import { cluster } from "./cluster.ts";
+import { clusterCapacity } from "./cluster_capacity.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
@@ -60,6 +62,7 @@ export const SECTIONS: readonly Section[] = [
   cli,
   failoverSection,
   cluster,
+  clusterCapacity,
 ];
 
 /** What `--json` prints. */

@@ -100,7 +100,7 @@ async function measure(
     return raised([
       "run",
       "-A",
-      `${here}_fake_daemons.ts`,
+      `${here}_sim_daemons.ts`,
       kind,
       url,
       String(n),

@@ -96,7 +96,7 @@ async function scrapeAtScale(
     return raised([
       "run",
       "-A",
-      `${here}_fake_daemons.ts`,
+      `${here}_sim_daemons.ts`,
       "sandd",
       `ws://127.0.0.1:${port}/ws`,
       String(n),
