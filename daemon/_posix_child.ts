@@ -17,7 +17,7 @@
 
 import type { ChildHandle, ExitStatus } from "./process_table.ts";
 import { acquireLibc, errno, errnoError, type Libc, releaseLibc, setFlag } from "./ffi/libc.ts";
-import { cancel, waitReadable, waitWritable } from "./ffi/poller.ts";
+import { cancel, holdPoller, pollWatches, waitReadable, waitWritable } from "./ffi/poller.ts";
 import { OS, signalNumber } from "./ffi/constants.ts";
 import { watchExit } from "./ffi/child_exit.ts";
 import { failedChild, findProgram, spawnFailure } from "./ffi/spawn.ts";
@@ -105,7 +105,7 @@ function releaseRuntime(): void {
 }
 
 /**
- * Keep libc loaded until the returned handle is disposed. Without a hold they are
+ * Keep libc loaded (and the poller's `SIGCHLD` sweep bound) until the returned handle is disposed. Without a hold they are
  * loaded with the first child and unloaded with the last one (clean for test sanitizers), and loading costs
  * about 3 ms, which back-to-back spawns would pay each time. A daemon holds this for its whole life.
  *
@@ -126,11 +126,14 @@ export function holdPosixChildRuntime(): Disposable {
     throw new TypeError(`Posix children are not supported on ${Deno.build.os}`);
   }
   acquireRuntime();
+  // The poller's SIGCHLD sweep stays bound too (see ffi/poller.ts).
+  const poller = holdPoller();
   let held = true;
   return {
     [Symbol.dispose]() {
       if (!held) return;
       held = false;
+      poller[Symbol.dispose]();
       releaseRuntime();
     },
   };
@@ -298,6 +301,8 @@ class PosixChild {
   readonly #fds: [number, number, number];
   #reaped = false;
   #released = false;
+  /** Closes waiting for the poller to let go of their fds (see {@linkcode pollWatches}). */
+  readonly #closing: Set<Promise<void>> = new Set();
   /** Whether the stdout and stderr pipes were grown already (or growing is not possible). */
   readonly #grown: [boolean, boolean, boolean] = [true, !IS_LINUX, !IS_LINUX];
   #writeChain: Promise<void> = Promise.resolve();
@@ -332,7 +337,7 @@ class PosixChild {
   /** Reap the child (a pidfd on the shared poller on Linux). Never rejects. */
   async #watchExit(): Promise<ExitStatus> {
     try {
-      return await watchExit(this.#pid, LOST_STATUS);
+      return await watchExit(this.#pid, LOST_STATUS, (closing) => this.#track(closing));
     } catch {
       return LOST_STATUS;
     } finally {
@@ -417,12 +422,33 @@ class PosixChild {
     }
   }
 
+  /**
+   * Close one of the child's fds once the poller has let go of it: the `SIGCHLD` sweep can serve an end while the
+   * worker thread's `poll` still watches the fd, and a number closed (and reused) under it could be missed.
+   */
   #closeFd(index: 0 | 1 | 2): void {
     const fd = this.#fds[index];
     if (fd < 0) return;
     this.#fds[index] = -1;
-    this.#libc.close(fd);
-    this.#maybeRelease();
+    if (!pollWatches(fd)) {
+      this.#libc.close(fd);
+      this.#maybeRelease();
+      return;
+    }
+    this.#track(
+      cancel(fd).then(() => {
+        this.#libc.close(fd);
+      }),
+    );
+  }
+
+  /** Keep the runtime (and {@linkcode #dispose}) until a deferred close is done. */
+  #track(closing: Promise<void>): void {
+    this.#closing.add(closing);
+    closing.then(() => {
+      this.#closing.delete(closing);
+      this.#maybeRelease();
+    });
   }
 
   async #dispose(): Promise<void> {
@@ -436,11 +462,12 @@ class PosixChild {
     }
     await Promise.all(open.map((fd) => cancel(fd)));
     for (const fd of open) this.#libc.close(fd);
+    await Promise.all(this.#closing);
     this.#maybeRelease();
   }
 
   #maybeRelease(): void {
-    if (this.#released || !this.#reaped) return;
+    if (this.#released || !this.#reaped || this.#closing.size > 0) return;
     if (this.#fds[0] >= 0 || this.#fds[1] >= 0 || this.#fds[2] >= 0) return;
     this.#released = true;
     releaseRuntime();

@@ -9,7 +9,7 @@
 
 import { acquireLibc, errno, releaseLibc } from "./libc.ts";
 import { decodeWaitStatus, OS, SYSCALL, type WaitStatus, WNOHANG } from "./constants.ts";
-import { waitReadable } from "./poller.ts";
+import { cancel, pollWatches, waitReadable } from "./poller.ts";
 
 const IS_LINUX = Deno.build.os === "linux";
 
@@ -24,9 +24,15 @@ const IS_LINUX = Deno.build.os === "linux";
  *
  * @param pid A child of this process (not reaped yet).
  * @param lost The status to report when the real one is lost.
+ * @param onClosing Told of the pidfd's close when it has to wait for the poller to let go of it (after the
+ * status is known): await it before expecting the descriptor closed.
  * @returns The exit status.
  */
-export async function watchExit(pid: number, lost: WaitStatus): Promise<WaitStatus> {
+export async function watchExit(
+  pid: number,
+  lost: WaitStatus,
+  onClosing?: (done: Promise<void>) => void,
+): Promise<WaitStatus> {
   if (!Number.isInteger(pid) || pid <= 0) {
     throw new RangeError(`Process id must be a positive integer: received ${pid}`);
   }
@@ -34,6 +40,8 @@ export async function watchExit(pid: number, lost: WaitStatus): Promise<WaitStat
   const status = new Int32Array(new ArrayBuffer(4));
   const buffer = new Uint8Array(status.buffer);
   const { EINTR, ECHILD } = OS.errno;
+  /** The pidfd's close, once the poller let go of it (libc is released after it). */
+  let closing: Promise<void> | null = null;
   try {
     const pidfd = IS_LINUX && libc.syscall3
       ? Number(libc.syscall3(SYSCALL.pidfd_open, BigInt(pid), 0n))
@@ -49,7 +57,15 @@ export async function watchExit(pid: number, lost: WaitStatus): Promise<WaitStat
       } catch {
         // the poller failed: fall through to a blocking wait
       } finally {
-        libc.close(pidfd);
+        // The SIGCHLD sweep may have served it while the worker thread's poll still watches it.
+        if (pollWatches(pidfd)) {
+          closing = cancel(pidfd).then(() => {
+            libc.close(pidfd);
+          });
+          onClosing?.(closing);
+        } else {
+          libc.close(pidfd);
+        }
       }
     }
     for (;;) {
@@ -63,6 +79,7 @@ export async function watchExit(pid: number, lost: WaitStatus): Promise<WaitStat
   } catch {
     return lost;
   } finally {
-    releaseLibc();
+    if (closing === null) releaseLibc();
+    else closing.then(releaseLibc);
   }
 }

@@ -11,6 +11,13 @@
  * While no descriptor is registered the poll loop is stopped and libc released, so Deno's test sanitizers see no
  * pending op.
  *
+ * A child's exit wakes the worker thread (its pipes hang up, its pidfd becomes readable), which then has to wake
+ * the event loop: two thread wake-ups in a row, each a scheduling delay on a busy machine. So while the loop runs
+ * (or while {@linkcode holdPoller} is held) a `SIGCHLD` listener also sweeps the registered descriptors with a
+ * zero-timeout `poll` on the event loop itself: the exit, the pipes' ends and the status are then served as soon
+ * as the signal arrives, whichever of the two is first. A descriptor may thus be served while the worker's `poll`
+ * still watches it: close it only after {@linkcode cancel} has resolved (as every closer here does).
+ *
  * @module
  */
 
@@ -27,6 +34,8 @@ const WRITABLE = POLLOUT | POLLERR | POLLHUP | POLLNVAL;
 const MAX_POLL_FAILURES = 100;
 /** Microtask turns to wait after waking waiters, before polling again. */
 const SETTLE_TICKS = 8;
+/** Whether a `SIGCHLD` listener may sweep (see the module documentation). */
+const SIGNAL_SWEEP = Deno.build.os === "linux" || Deno.build.os === "darwin";
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 interface Waiter {
@@ -51,6 +60,10 @@ let woken = false;
 let wakeRead = -1;
 let wakeWrite = -1;
 let libc: Libc | null = null;
+/** {@linkcode holdPoller} holds: while any is kept, the `SIGCHLD` listener stays bound between loops. */
+let holds = 0;
+/** Whether the `SIGCHLD` listener is bound. */
+let signalBound = false;
 const wakeValue = new Uint8Array(new BigUint64Array([1n]).buffer);
 const drainBuffer = new Uint8Array(new ArrayBuffer(64));
 
@@ -138,6 +151,23 @@ export function cancel(fd: number): Promise<void> {
 }
 
 /**
+ * Whether the `poll` in flight on the worker thread watches `fd`: then close `fd` only after {@linkcode cancel}
+ * has resolved (the `SIGCHLD` sweep can serve a descriptor while that `poll` still watches it).
+ *
+ * @example Close at once or after the poll let go
+ * ```ts ignore
+ * if (pollWatches(fd)) cancel(fd).then(() => libc.close(fd));
+ * else libc.close(fd);
+ * ```
+ *
+ * @param fd A file descriptor.
+ * @returns True while the worker thread's `poll` has it.
+ */
+export function pollWatches(fd: number): boolean {
+  return inFlight !== null && inFlight.has(fd);
+}
+
+/**
  * Whether the poll loop is running (some fd is registered or the loop is winding down). For tests.
  *
  * @example Idle when nothing waits
@@ -151,6 +181,91 @@ export function cancel(fd: number): Promise<void> {
  */
 export function pollerActive(): boolean {
   return running;
+}
+
+/**
+ * Keep the `SIGCHLD` sweep bound between the poll loop's runs (binding it per loop costs two ops per command);
+ * a daemon holds this for its life. Without a hold the listener is bound only while the loop runs, so test
+ * sanitizers see nothing left behind.
+ *
+ * @example Hold for a daemon's lifetime
+ * ```ts ignore
+ * using _hold = holdPoller();
+ * ```
+ *
+ * @returns A disposable that releases the hold (idempotent).
+ */
+export function holdPoller(): Disposable {
+  holds++;
+  bindSignal();
+  let held = true;
+  return {
+    [Symbol.dispose]() {
+      if (!held) return;
+      held = false;
+      holds--;
+      if (holds === 0 && !running) unbindSignal();
+    },
+  };
+}
+
+function onChildSignal(): void {
+  if (running) sweep();
+}
+
+function bindSignal(): void {
+  if (signalBound || !SIGNAL_SWEEP) return;
+  try {
+    Deno.addSignalListener("SIGCHLD", onChildSignal);
+    signalBound = true;
+  } catch {
+    // not allowed here: the worker thread's poll alone serves
+  }
+}
+
+function unbindSignal(): void {
+  if (!signalBound) return;
+  signalBound = false;
+  Deno.removeSignalListener("SIGCHLD", onChildSignal);
+}
+
+/** Resolve the waiters of the descriptors in `view` (a `pollfd` array from `start`) that `poll` reported. */
+function serve(view: DataView, start: number, end: number): void {
+  for (let offset = start; offset < end; offset += 8) {
+    const revents = view.getInt16(offset + 6, LITTLE_ENDIAN);
+    if (revents === 0) continue;
+    const fd = view.getInt32(offset, LITTLE_ENDIAN);
+    const entry = entries.get(fd);
+    if (entry === undefined) continue;
+    if ((revents & READABLE) !== 0 && entry.readers.length > 0) {
+      const waiters = entry.readers;
+      entry.readers = [];
+      for (const waiter of waiters) waiter.resolve();
+    }
+    if ((revents & WRITABLE) !== 0 && entry.writers.length > 0) {
+      const waiters = entry.writers;
+      entry.writers = [];
+      for (const waiter of waiters) waiter.resolve();
+    }
+    if (entry.readers.length === 0 && entry.writers.length === 0) entries.delete(fd);
+  }
+}
+
+/**
+ * A child changed state: serve whatever is ready now with one zero-timeout `poll` on this thread, instead of
+ * waiting for the worker thread's `poll` to return and hand over.
+ */
+function sweep(): void {
+  if (libc === null || entries.size === 0) return;
+  const count = entries.size;
+  const view = new DataView(new ArrayBuffer(count * 8));
+  let at = 0;
+  for (const [fd, entry] of entries) {
+    view.setInt32(at, fd, LITTLE_ENDIAN);
+    view.setInt16(at + 4, eventsOf(entry), LITTLE_ENDIAN);
+    at += 8;
+  }
+  if (libc.poll_now(new Uint8Array(view.buffer), BigInt(count), 0) > 0) serve(view, 0, count * 8);
 }
 
 function wake(): void {
@@ -194,6 +309,7 @@ function start(): void {
   }
   running = true;
   woken = false;
+  bindSignal();
   loop().catch((error: Error) => failAll(error));
 }
 
@@ -263,24 +379,7 @@ async function loop(): Promise<void> {
           }
           woken = false;
         }
-        for (let offset = 8; offset < count * 8; offset += 8) {
-          const revents = view.getInt16(offset + 6, LITTLE_ENDIAN);
-          if (revents === 0) continue;
-          const fd = view.getInt32(offset, LITTLE_ENDIAN);
-          const entry = entries.get(fd);
-          if (entry === undefined) continue;
-          if ((revents & READABLE) !== 0 && entry.readers.length > 0) {
-            const waiters = entry.readers;
-            entry.readers = [];
-            for (const waiter of waiters) waiter.resolve();
-          }
-          if ((revents & WRITABLE) !== 0 && entry.writers.length > 0) {
-            const waiters = entry.writers;
-            entry.writers = [];
-            for (const waiter of waiters) waiter.resolve();
-          }
-          if (entry.readers.length === 0 && entry.writers.length === 0) entries.delete(fd);
-        }
+        serve(view, 8, count * 8);
       }
       for (const resolve of released) resolve();
       // Let the woken waiters run (read, hand the chunk on, read again until EAGAIN) so that their next
@@ -297,6 +396,7 @@ async function loop(): Promise<void> {
     if (wakeWrite !== wakeRead) symbols.close(wakeWrite);
     wakeRead = wakeWrite = -1;
     running = false;
+    if (holds === 0) unbindSignal();
     libc = null;
     releaseLibc();
   }
