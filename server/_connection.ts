@@ -78,7 +78,10 @@ interface Pending {
   /** Settles with the reply's data, validated for `op` (see `Hub`). */
   resolve: (data: unknown) => void;
   reject: (error: Error) => void;
+  /** An upload's own deadline timer; other requests share the connection's (`deadline`). */
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** `performance.now()` by which the reply is due (0 for an upload, whose deadline is `timer`'s). */
+  deadline: number;
   sending: { sid: number; state: SendingStream } | undefined;
   /** `performance.now()` at send (for the latency metric). */
   startedAt: number;
@@ -124,6 +127,8 @@ export class Connection {
   /** Pending uploads by the stream id they send on; made on first use, dropped again when the last settles. */
   #sending: Map<number, SendingStream> | undefined;
   #closed = false;
+  /** The deadline timer shared by the pending requests (uploads aside), armed while any is pending. */
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     socket: WebSocket,
@@ -255,6 +260,7 @@ export class Connection {
         resolve: resolve as (data: unknown) => void,
         reject,
         timer: undefined,
+        deadline: 0,
         sending: undefined,
         startedAt: performance.now(),
       };
@@ -262,8 +268,13 @@ export class Connection {
         const state = { sent: 0, acked: 0, ended: false, progressAt: Date.now() };
         pending.sending = { sid, state };
         (this.#sending ??= new Map()).set(sid, state);
+        pending.timer = setTimeout(() => this.#expire(rid), this.#requestTimeoutMs);
+      } else {
+        // One timer per connection, not one per request: armed for the oldest pending request's deadline (every
+        // request gets the same timeout, so the map's insertion order is deadline order).
+        pending.deadline = pending.startedAt + this.#requestTimeoutMs;
+        this.#deadlineTimer ??= setTimeout(() => this.#sweep(), this.#requestTimeoutMs);
       }
-      pending.timer = setTimeout(() => this.#expire(rid), this.#requestTimeoutMs);
       (this.#pending ??= new Map()).set(rid, pending);
       this.metrics.requestSent();
       this.send({ t: "req", rid, op, args } as ControllerMessage);
@@ -291,13 +302,42 @@ export class Connection {
     );
   }
 
+  /** The shared deadline timer fired: fail every request past its deadline, then wait for the next one's. */
+  #sweep(): void {
+    this.#deadlineTimer = undefined;
+    const all = this.#pending;
+    if (!all) return;
+    const now = performance.now();
+    const expired: number[] = [];
+    let next = 0;
+    for (const [rid, pending] of all) {
+      if (pending.deadline === 0) continue;
+      if (pending.deadline > now) {
+        next = pending.deadline;
+        break;
+      }
+      expired.push(rid);
+    }
+    for (const rid of expired) {
+      const pending = this.#take(rid, OUTCOME_TIMEOUT);
+      pending?.reject(new RequestTimeoutError(this.info.id, pending.op, this.#requestTimeoutMs));
+    }
+    if (next > 0 && !this.#closed) {
+      this.#deadlineTimer ??= setTimeout(() => this.#sweep(), Math.max(1, Math.ceil(next - now)));
+    }
+  }
+
   #take(rid: number, outcome: number): Pending | undefined {
     const all = this.#pending;
     const pending = all?.get(rid);
     if (!pending) return undefined;
     all!.delete(rid);
-    // An idle link holds no maps (a large fleet is mostly idle links).
-    if (all!.size === 0) this.#pending = undefined;
+    // An idle link holds no maps and no timer (a large fleet is mostly idle links).
+    if (all!.size === 0) {
+      this.#pending = undefined;
+      clearTimeout(this.#deadlineTimer);
+      this.#deadlineTimer = undefined;
+    }
     this.metrics.requestSettled(pending.op, outcome, pending.startedAt);
     clearTimeout(pending.timer);
     if (pending.sending && this.#sending) {
