@@ -78,7 +78,10 @@ interface Pending {
   /** Settles with the reply's data, validated for `op` (see `Hub`). */
   resolve: (data: unknown) => void;
   reject: (error: Error) => void;
+  /** An upload's own deadline timer; other requests share the connection's (`deadline`). */
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** `performance.now()` by which the reply is due (0 for an upload, whose deadline is `timer`'s). */
+  deadline: number;
   sending: { sid: number; state: SendingStream } | undefined;
   /** `performance.now()` at send (for the latency metric). */
   startedAt: number;
@@ -89,13 +92,17 @@ export const SLOT_SID_SPAN = 0x100_0000;
 /** Request ids per cluster slot. */
 export const SLOT_RID_SPAN = 0x1_0000_0000;
 
+/** The heartbeat's ping. */
+const PING: ControllerMessage = Object.freeze({ t: "ping" });
+
 /** Default deadline of a request, in milliseconds. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 export class Connection {
   readonly info: DaemonInfo;
   readonly socket: WebSocket;
-  readonly routes: Map<number, InboundRoute> = new Map();
+  /** Made on first use: an idle link (most of a large fleet) carries no stream and holds no map. */
+  #routes: Map<number, InboundRoute> | undefined;
   /** When the last message arrived from the daemon (`Date.now()`). */
   lastSeen: number = Date.now();
   /** When the controller last sent the daemon anything (`Date.now()`). */
@@ -115,10 +122,13 @@ export class Connection {
   readonly #requestTimeoutMs: number;
   #rid = 0;
   #sid = 0;
-  readonly #pending: Map<number, Pending> = new Map();
-  /** Pending uploads by the stream id they send on. */
-  readonly #sending: Map<number, SendingStream> = new Map();
+  /** Pending requests by id; made on first use, dropped again when the last settles. */
+  #pending: Map<number, Pending> | undefined;
+  /** Pending uploads by the stream id they send on; made on first use, dropped again when the last settles. */
+  #sending: Map<number, SendingStream> | undefined;
   #closed = false;
+  /** The deadline timer shared by the pending requests (uploads aside), armed while any is pending. */
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     socket: WebSocket,
@@ -132,6 +142,16 @@ export class Connection {
     this.#requestTimeoutMs = requestTimeoutMs;
   }
 
+  /** The routes of the streams bound on this link, by stream id. */
+  get routes(): Map<number, InboundRoute> {
+    return this.#routes ??= new Map();
+  }
+
+  /** The route bound to stream `sid`, if any (a lookup that makes no map on an idle link). */
+  route(sid: number): InboundRoute | undefined {
+    return this.#routes?.get(sid);
+  }
+
   get closed(): boolean {
     return this.#closed;
   }
@@ -139,7 +159,8 @@ export class Connection {
   /** Send a ping and time its pong (the round trip sizes stream windows). */
   ping(): void {
     this.#pingSentAt = performance.now();
-    this.send({ t: "ping" });
+    // One shared message object (the heartbeat's most frequent message allocates nothing of its own).
+    this.send(PING);
   }
 
   /** A pong arrived: fold the round trip into `info.rttMs` (the first sample, then 7/8 of the old plus 1/8). */
@@ -157,14 +178,14 @@ export class Connection {
   }
 
   get inFlight(): number {
-    return this.#pending.size;
+    return this.#pending?.size ?? 0;
   }
 
   send(message: ControllerMessage): void {
     if (this.#closed || this.socket.readyState !== WebSocket.OPEN) return;
     this.socket.send(JSON.stringify(message));
     this.lastSent = Date.now();
-    if (message.t === "eof" && this.#sending.size > 0) {
+    if (message.t === "eof" && this.#sending !== undefined) {
       const state = this.#sending.get(message.sid);
       if (state && !state.ended) {
         state.ended = true;
@@ -177,7 +198,7 @@ export class Connection {
     if (this.#closed || this.socket.readyState !== WebSocket.OPEN) return;
     this.socket.send(encodeDataFrame(sid, offset, payload));
     this.lastSent = Date.now();
-    if (this.#sending.size > 0) {
+    if (this.#sending !== undefined) {
       const state = this.#sending.get(sid);
       if (state) {
         // Starting to wait on the daemon's credit: its deadline runs from now.
@@ -189,7 +210,7 @@ export class Connection {
 
   /** The daemon acknowledged `offset` on stream `sid` (progress for a pending upload's deadline). */
   acked(sid: number, offset: number): void {
-    const state = this.#sending.get(sid);
+    const state = this.#sending?.get(sid);
     if (!state) return;
     state.acked = Math.max(state.acked, offset);
     state.progressAt = Date.now();
@@ -205,7 +226,7 @@ export class Connection {
     for (;;) {
       this.#sid = this.#sid >= 0xff_ffff ? 1 : this.#sid + 1;
       const sid = this.slot * SLOT_SID_SPAN + this.#sid;
-      if (!this.routes.has(sid)) return sid;
+      if (!this.#routes?.has(sid)) return sid;
     }
   }
 
@@ -214,7 +235,7 @@ export class Connection {
     for (;;) {
       this.#rid = this.#rid >= 0xffff_ffff ? 1 : this.#rid + 1;
       const rid = this.slot * SLOT_RID_SPAN + this.#rid;
-      if (!this.#pending.has(rid)) return rid;
+      if (!this.#pending?.has(rid)) return rid;
     }
   }
 
@@ -239,23 +260,29 @@ export class Connection {
         resolve: resolve as (data: unknown) => void,
         reject,
         timer: undefined,
+        deadline: 0,
         sending: undefined,
         startedAt: performance.now(),
       };
       if (sid !== undefined) {
         const state = { sent: 0, acked: 0, ended: false, progressAt: Date.now() };
         pending.sending = { sid, state };
-        this.#sending.set(sid, state);
+        (this.#sending ??= new Map()).set(sid, state);
+        pending.timer = setTimeout(() => this.#expire(rid), this.#requestTimeoutMs);
+      } else {
+        // One timer per connection, not one per request: armed for the oldest pending request's deadline (every
+        // request gets the same timeout, so the map's insertion order is deadline order).
+        pending.deadline = pending.startedAt + this.#requestTimeoutMs;
+        this.#deadlineTimer ??= setTimeout(() => this.#sweep(), this.#requestTimeoutMs);
       }
-      pending.timer = setTimeout(() => this.#expire(rid), this.#requestTimeoutMs);
-      this.#pending.set(rid, pending);
+      (this.#pending ??= new Map()).set(rid, pending);
       this.metrics.requestSent();
       this.send({ t: "req", rid, op, args } as ControllerMessage);
     });
   }
 
   #expire(rid: number): void {
-    const pending = this.#pending.get(rid);
+    const pending = this.#pending?.get(rid);
     if (!pending) return;
     const state = pending.sending?.state;
     if (state) {
@@ -275,19 +302,54 @@ export class Connection {
     );
   }
 
+  /** The shared deadline timer fired: fail every request past its deadline, then wait for the next one's. */
+  #sweep(): void {
+    this.#deadlineTimer = undefined;
+    const all = this.#pending;
+    if (!all) return;
+    const now = performance.now();
+    const expired: number[] = [];
+    let next = 0;
+    for (const [rid, pending] of all) {
+      if (pending.deadline === 0) continue;
+      if (pending.deadline > now) {
+        next = pending.deadline;
+        break;
+      }
+      expired.push(rid);
+    }
+    for (const rid of expired) {
+      const pending = this.#take(rid, OUTCOME_TIMEOUT);
+      pending?.reject(new RequestTimeoutError(this.info.id, pending.op, this.#requestTimeoutMs));
+    }
+    if (next > 0 && !this.#closed) {
+      this.#deadlineTimer ??= setTimeout(() => this.#sweep(), Math.max(1, Math.ceil(next - now)));
+    }
+  }
+
   #take(rid: number, outcome: number): Pending | undefined {
-    const pending = this.#pending.get(rid);
+    const all = this.#pending;
+    const pending = all?.get(rid);
     if (!pending) return undefined;
-    this.#pending.delete(rid);
+    all!.delete(rid);
+    // An idle link holds no maps and no timer (a large fleet is mostly idle links).
+    if (all!.size === 0) {
+      this.#pending = undefined;
+      clearTimeout(this.#deadlineTimer);
+      this.#deadlineTimer = undefined;
+    }
     this.metrics.requestSettled(pending.op, outcome, pending.startedAt);
     clearTimeout(pending.timer);
-    if (pending.sending) this.#sending.delete(pending.sending.sid);
+    if (pending.sending && this.#sending) {
+      this.#sending.delete(pending.sending.sid);
+      if (this.#sending.size === 0) this.#sending = undefined;
+    }
     return pending;
   }
 
   /** The operation of pending request `rid`, if it is pending. */
   pendingOp(rid: number): Operation | undefined {
-    return this.#pending.get(rid)?.op;
+    return this.#pending?.get(rid)?.op;
   }
 
   /**
@@ -303,7 +365,7 @@ export class Connection {
 
   /** Fail request `rid` with the daemon's error reply. Returns false when no such request is pending. */
   refused(rid: number, error: WireError): boolean {
-    if (error.code === "POLICY" && this.#pending.has(rid)) this.metrics.policyRefusals++;
+    if (error.code === "POLICY" && this.#pending?.has(rid)) this.metrics.policyRefusals++;
     return this.#failWith(rid, remoteError(this.info.id, error), OUTCOME_ERROR);
   }
 
@@ -323,12 +385,14 @@ export class Connection {
   closedNow(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const rid of [...this.#pending.keys()]) {
+    for (const rid of [...(this.#pending?.keys() ?? [])]) {
       this.#take(rid, OUTCOME_DISCONNECTED)?.reject(new DaemonDisconnectedError(this.info.id));
     }
-    const routes = [...this.routes.values()];
-    this.routes.clear();
-    for (const route of routes) route.onClose?.();
+    const routes = this.#routes;
+    if (!routes) return;
+    const bound = [...routes.values()];
+    routes.clear();
+    for (const route of bound) route.onClose?.();
   }
 
   close(code: number, reason: string): void {

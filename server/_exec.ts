@@ -225,6 +225,9 @@ export class Launcher {
   }
 }
 
+/** One decoder for every collector: `decode` without `stream` keeps no state between calls. */
+const DECODER = new TextDecoder();
+
 /** Output of one stream, up to a cap. */
 class Collector {
   readonly #max: number;
@@ -247,6 +250,7 @@ class Collector {
 
   bytes(): Uint8Array {
     if (this.#chunks.length === 1) return this.#chunks[0]!;
+    if (this.#length === 0) return new Uint8Array(0);
     const out = new Uint8Array(this.#length);
     let at = 0;
     for (const chunk of this.#chunks) {
@@ -257,6 +261,6 @@ class Collector {
   }
 
   text(): string {
-    return new TextDecoder().decode(this.bytes());
+    return this.#length === 0 ? "" : DECODER.decode(this.bytes());
   }
 }

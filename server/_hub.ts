@@ -10,6 +10,7 @@ import {
 import { type DataFrame, decodeDataFrame, FRAME_HEADER_BYTES } from "@sandd/protocol/frame";
 import { ProtocolError } from "@sandd/protocol/errors";
 import {
+  type ControllerMessage,
   type DaemonMessage,
   type HelloMessage,
   type Operation,
@@ -19,7 +20,12 @@ import {
 import { parseResponseData } from "@sandd/protocol/replies";
 import { VERSION } from "@sandd/protocol/version";
 import { type Connection, type DaemonInfo, SLOT_RID_SPAN, SLOT_SID_SPAN } from "./_connection.ts";
-import { bindsDaemonId, GuardedConnection, messageBytes } from "./_security.ts";
+import {
+  bindsDaemonId,
+  type ConnectionGuards,
+  GuardedConnection,
+  messageBytes,
+} from "./_security.ts";
 import { Heartbeat } from "./_heartbeat.ts";
 import type { Auditor } from "./_audited.ts";
 import type { MetricsState } from "./_metrics_state.ts";
@@ -62,6 +68,12 @@ export interface HubRelay {
   remote(id: string): Connection | null;
 }
 
+/** The answer to a daemon's ping (one shared object). */
+const PONG: ControllerMessage = Object.freeze({ t: "pong" });
+
+/** A socket's error handler: its close event follows, which is handled. */
+function ignore(): void {}
+
 /** The cluster slot of a stream id (0 outside a cluster). */
 function sidSlot(sid: number): number {
   return Math.floor(sid / SLOT_SID_SPAN);
@@ -72,12 +84,19 @@ export class Hub {
   readonly #options: HubOptions;
   readonly #pendingSockets: Set<WebSocket> = new Set();
   /** Every accepted socket until its close event, so `close()` can wait for all of them. */
-  readonly #openSockets: Map<WebSocket, Promise<void>> = new Map();
+  readonly #openSockets: Set<WebSocket> = new Set();
+  /** Made by `close()`: settles when the last accepted socket has closed (no promise per socket meanwhile). */
+  #allClosed: PromiseWithResolvers<void> | undefined;
+  /** The guards of links held here and of relayed links: one object each for all links, not closures per link. */
+  readonly #guards: ConnectionGuards;
+  readonly #virtualGuards: ConnectionGuards;
   readonly #heartbeat: Heartbeat;
   #closing = false;
 
   constructor(options: HubOptions) {
     this.#options = options;
+    this.#guards = this.#guardsFor(options.maxBufferedBytes);
+    this.#virtualGuards = this.#guardsFor(Number.MAX_SAFE_INTEGER);
     this.#heartbeat = new Heartbeat({
       intervalMs: options.heartbeatMs,
       ping: (conn) => {
@@ -146,11 +165,11 @@ export class Hub {
   accept(socket: WebSocket, remoteAddress: string, identity: Identity): void {
     socket.binaryType = "arraybuffer";
     this.#pendingSockets.add(socket);
-    const closed = Promise.withResolvers<void>();
-    this.#openSockets.set(socket, closed.promise);
+    this.#openSockets.add(socket);
     let conn: Connection | null = null;
     let refused = false;
-    const handshake = setTimeout(() => {
+    // Cleared and released at the hello: a connected link keeps no timer of its own.
+    let handshake: ReturnType<typeof setTimeout> | undefined = setTimeout(() => {
       log.warn("No hello from {remote} within the handshake timeout", { remote: remoteAddress });
       socket.close(CLOSE_CODES.TIMEOUT, "handshake timeout");
     }, this.#options.handshakeTimeoutMs);
@@ -166,6 +185,7 @@ export class Hub {
         });
         refused = true;
         clearTimeout(handshake);
+        handshake = undefined;
         socket.close(CLOSE_CODES.MESSAGE_TOO_BIG, "message too big");
         if (conn) this.#disconnected(conn);
         return;
@@ -177,6 +197,7 @@ export class Hub {
         return;
       }
       clearTimeout(handshake);
+      handshake = undefined;
       conn = this.#handshake(socket, event.data, remoteAddress, identity);
       if (!conn) refused = true;
     };
@@ -184,10 +205,10 @@ export class Hub {
       clearTimeout(handshake);
       this.#pendingSockets.delete(socket);
       this.#openSockets.delete(socket);
-      closed.resolve();
+      if (this.#openSockets.size === 0) this.#allClosed?.resolve();
       if (conn) this.#disconnected(conn);
     };
-    socket.onerror = () => {};
+    socket.onerror = ignore;
   }
 
   /** The first message: a valid hello from a daemon its credential may speak for. */
@@ -280,31 +301,34 @@ export class Hub {
     instance: string,
     maxBufferedBytes: number,
   ): Connection {
+    const guards = maxBufferedBytes === this.#options.maxBufferedBytes
+      ? this.#guards
+      : maxBufferedBytes === Number.MAX_SAFE_INTEGER
+      ? this.#virtualGuards
+      : this.#guardsFor(maxBufferedBytes);
+    return new GuardedConnection(socket, info, instance, this.#options.requestTimeoutMs, guards);
+  }
+
+  #guardsFor(maxBufferedBytes: number): ConnectionGuards {
     const auditor = this.#options.auditor;
-    return new GuardedConnection(
-      socket,
-      info,
-      instance,
-      this.#options.requestTimeoutMs,
-      {
-        maxBufferedBytes,
-        onOverflow: (guarded, buffered) => {
-          log.warn("Daemon {id} is not reading: {buffered} bytes queued; dropping its link", {
-            id: guarded.info.id,
-            buffered,
-          });
-          guarded.close(CLOSE_CODES.POLICY_VIOLATION, "send buffer overflow");
-          this.#disconnected(guarded);
-        },
-        onRequest: (guarded, op, args, result) => {
-          if (!AUDITED_HERE.has(op)) return;
-          auditor.run(op, guarded.info.id, {
-            process: String(args.proc),
-            ...(op === "signal" ? { command: String(args.signal) } : {}),
-          }, () => result).catch(() => {});
-        },
+    return {
+      maxBufferedBytes,
+      onOverflow: (guarded, buffered) => {
+        log.warn("Daemon {id} is not reading: {buffered} bytes queued; dropping its link", {
+          id: guarded.info.id,
+          buffered,
+        });
+        guarded.close(CLOSE_CODES.POLICY_VIOLATION, "send buffer overflow");
+        this.#disconnected(guarded);
       },
-    );
+      onRequest: (guarded, op, args, result) => {
+        if (!AUDITED_HERE.has(op)) return;
+        auditor.run(op, guarded.info.id, {
+          process: String(args.proc),
+          ...(op === "signal" ? { command: String(args.signal) } : {}),
+        }, () => result).catch(() => {});
+      },
+    };
   }
 
   /** Drop a daemon held here (the cluster refuses a duplicate id, or another node took the daemon over). */
@@ -340,6 +364,10 @@ export class Hub {
       conn.pong();
       return;
     }
+    if (text === '{"t":"ping"}') {
+      conn.send(PONG);
+      return;
+    }
     let message: DaemonMessage;
     try {
       message = parseDaemonMessage(text);
@@ -365,7 +393,7 @@ export class Hub {
     }
     switch (message.t) {
       case "ping":
-        conn.send({ t: "pong" });
+        conn.send(PONG);
         return;
       case "pong":
         conn.pong();
@@ -375,22 +403,22 @@ export class Hub {
         return;
       case "ack":
         conn.acked(message.sid, message.offset);
-        conn.routes.get(message.sid)?.onAck?.(message.offset);
+        conn.route(message.sid)?.onAck?.(message.offset);
         return;
       case "eof":
-        conn.routes.get(message.sid)?.onEof?.(message.offset, message.sha256);
+        conn.route(message.sid)?.onEof?.(message.offset, message.sha256);
         return;
       case "gap":
-        conn.routes.get(message.sid)?.onGap?.(message.from, message.to);
+        conn.route(message.sid)?.onGap?.(message.from, message.to);
         return;
       case "reset":
-        conn.routes.get(message.sid)?.onReset?.(message.reason);
+        conn.route(message.sid)?.onReset?.(message.reason);
         return;
       case "exit":
         // Revision 1: the ends of the process's streams ride on its exit; each is an eof arriving just before it.
         if (message.eofs) {
           for (const { sid, offset } of message.eofs) {
-            conn.routes.get(sid)?.onEof?.(offset, undefined);
+            conn.route(sid)?.onEof?.(offset, undefined);
           }
         }
         this.#options.registry.exited(conn.info.id, message.proc, {
@@ -476,7 +504,7 @@ export class Hub {
     }
     const sid = about.sid ?? about.wid;
     if (sid !== undefined) {
-      const route = conn.routes.get(sid);
+      const route = conn.route(sid);
       if (route) {
         const failure = new ProtocolError(
           `Daemon '${conn.info.id}' sent ${what} about stream ${sid} that the controller cannot accept: ${error.message}`,
@@ -524,7 +552,7 @@ export class Hub {
       );
       return;
     }
-    const route = conn.routes.get(frame.sid);
+    const route = conn.route(frame.sid);
     if (!route?.onData) {
       conn.send({ t: "reset", sid: frame.sid, reason: `No open stream ${frame.sid}` });
       return;
@@ -545,8 +573,10 @@ export class Hub {
     }
     this.#options.registry.failAll();
     let timer: ReturnType<typeof setTimeout> | undefined;
+    this.#allClosed = Promise.withResolvers<void>();
+    if (this.#openSockets.size === 0) this.#allClosed.resolve();
     await Promise.race([
-      Promise.all(this.#openSockets.values()),
+      this.#allClosed.promise,
       new Promise((resolve) => timer = setTimeout(resolve, 2_000)),
     ]);
     clearTimeout(timer);

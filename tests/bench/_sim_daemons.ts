@@ -3,7 +3,8 @@
 //
 // `deno run -A _sim_daemons.ts sandd|echo URL COUNT PREFIX SUBPROTOCOL` opens COUNT simulated daemons to URL.
 // - "sandd": each speaks the real handshake (hello, welcome), answers pings, and answers every `spawn` the way a
-//   daemon running `true` does: the spawn reply, an empty stdout and stderr (eof at offset 0), then exit 0. Any
+//   daemon running `true` does: the spawn reply, an empty stdout and stderr (eof at offset 0), then exit 0 (on a
+//   revision-1 link, SUBPROTOCOL listing `sandd.v1.1` first, the eofs ride on the exit as the real daemon's do). Any
 //   other request is refused with an error reply (these daemons run nothing else).
 // - "echo": each sends one message once open, then echoes every message it receives (the peer of a bare
 //   WebSocket server doing request/reply round trips: the baseline of a broadcast).
@@ -71,10 +72,19 @@ function answer(socket: WebSocket, text: string, procs: { next: number }): void 
   }
   const proc = `sim-${++procs.next}`;
   socket.send(`{"t":"res","rid":${message.rid},"ok":true,"data":{"proc":"${proc}","pid":1}}`);
-  socket.send(`{"t":"eof","sid":${message.args!.stdout},"offset":0}`);
-  if (message.args!.stderr !== undefined) {
-    socket.send(`{"t":"eof","sid":${message.args!.stderr},"offset":0}`);
+  const { stdout, stderr } = message.args!;
+  if (socket.protocol.split(".").length > 2) {
+    // A revision-1 link (the controller selected it): the eofs ride on the exit, as the real daemon sends them.
+    const eofs = stderr !== undefined
+      ? `[{"sid":${stdout},"offset":0},{"sid":${stderr},"offset":0}]`
+      : `[{"sid":${stdout},"offset":0}]`;
+    socket.send(
+      `{"t":"exit","proc":"${proc}","exitCode":0,"signal":null,"timedOut":false,"eofs":${eofs}}`,
+    );
+    return;
   }
+  socket.send(`{"t":"eof","sid":${stdout},"offset":0}`);
+  if (stderr !== undefined) socket.send(`{"t":"eof","sid":${stderr},"offset":0}`);
   socket.send(`{"t":"exit","proc":"${proc}","exitCode":0,"signal":null,"timedOut":false}`);
 }
 
@@ -95,7 +105,10 @@ function hello(id: string, i: number): string {
 }
 
 function connect(i: number, tries: number): void {
-  const socket = mode === "sandd" ? new WebSocket(url!, [subprotocol!]) : new WebSocket(url!);
+  // SUBPROTOCOL may list several, comma-separated, in the order a daemon offers them.
+  const socket = mode === "sandd"
+    ? new WebSocket(url!, subprotocol!.split(","))
+    : new WebSocket(url!);
   sockets[i] = socket;
   let ready = false;
   const procs = { next: 0 };

@@ -31,6 +31,24 @@ interface Measured {
   rssPeak: number;
 }
 
+/**
+ * What the simulated daemons offer, comma-separated: the revised subprotocol first when the checkout has one, as
+ * the real daemon does (a revision-1 link carries a process's eofs on its exit: 3 messages per exec, not 5).
+ */
+async function offeredSubprotocols(checkout: Checkout): Promise<string> {
+  try {
+    const version = await import(`file://${checkout.root}/protocol/version.ts`) as {
+      SUBPROTOCOL_REVISED?: unknown;
+    };
+    if (typeof version.SUBPROTOCOL_REVISED === "string") {
+      return `${version.SUBPROTOCOL_REVISED},${checkout.subprotocol}`;
+    }
+  } catch {
+    // an older checkout: the plain subprotocol only
+  }
+  return checkout.subprotocol;
+}
+
 async function measure(
   checkout: Checkout,
   kind: "sandd" | "echo",
@@ -58,6 +76,7 @@ async function measure(
   const port = Number(await out.line());
   const url = kind === "sandd" ? `ws://127.0.0.1:${port}/ws` : `ws://127.0.0.1:${port}/`;
   const simulated = sockets - own;
+  const offered = kind === "sandd" ? await offeredSubprotocols(checkout) : checkout.subprotocol;
   const clientCount = Math.ceil(simulated / 5_000);
   const clients = Array.from({ length: clientCount }, (_, i) => {
     const n = Math.floor(simulated / clientCount) + (i < simulated % clientCount ? 1 : 0);
@@ -69,7 +88,7 @@ async function measure(
       url,
       String(n),
       `s${i}`,
-      checkout.subprotocol,
+      offered,
     ]);
   });
   const clientOuts = clients.map((c) => lineReader(c.stdout));
