@@ -3,11 +3,11 @@
 // runtime has taken it, and a download that a BYOB reader can read into one reused buffer (no garbage at all).
 //
 // - `downloadBody`: a byte stream over the HTTP answer that re-opens it from the first byte not received when the
-//   connection drops (as `resumable` does for process output), reading the body in up-to-1 MiB pieces.
+//   connection drops (the `Resumer` of `_client_resume.ts`, which `resumable` uses for process output too),
+//   reading the body in up-to-1 MiB pieces.
 // - `requestBody`: an upload's request body from a stream or chunks, counted and hashed on the way, read from a
 //   byte stream (a file) in 1 MiB pieces whose buffers are freed once the runtime has taken them.
-import { type Opened, Retry } from "./_client_resume.ts";
-import type { Transport } from "./_client_http.ts";
+import { type ResumableInit, Resumer } from "./_client_resume.ts";
 
 /** Most bytes one read of a download's HTTP body takes (what has arrived, up to this). */
 const READ_BYTES = 1024 * 1024;
@@ -16,20 +16,8 @@ const DEFAULT_READER_CHUNK = 256 * 1024;
 /** Size of the pieces an upload reads from a byte stream. */
 const UPLOAD_PIECE = 1024 * 1024;
 
-/** What a download body is made with (as `resumable`). */
-export interface DownloadBodyInit {
-  transport: Transport;
-  /** Offset of the first byte wanted. */
-  from: number;
-  /** Make the request for the bytes from `offset` on; rejects with the mapped error. */
-  open: (offset: number, signal: AbortSignal) => Promise<Opened>;
-  /** The stream fails with this signal's reason when it aborts. */
-  stop: AbortSignal;
-  /** Called with each piece and the offset after it, before it is delivered; throw to fail the stream. */
-  onChunk?: (chunk: Uint8Array, offset: number) => void;
-  /** The path, to name it in a network error. */
-  path: string;
-}
+/** What a download body is made with: the same as `resumable`. */
+export type DownloadBodyInit = ResumableInit;
 
 /** Reads an HTTP body into a caller's view: BYOB into a reused scratch buffer, or chunk by chunk. */
 class BodyReader {
@@ -87,83 +75,27 @@ class BodyReader {
  * to 256 KiB.
  */
 export function downloadBody(init: DownloadBodyInit): ReadableStream<Uint8Array> {
-  const { transport } = init;
-  const cancelled = new AbortController();
-  const stop = AbortSignal.any([init.stop, cancelled.signal]);
-  const retry = new Retry(transport.reconnectTimeoutMs, stop);
-  let offset = init.from;
-  let reader: BodyReader | null = null;
-  let ended = false;
-  const open = async (): Promise<BodyReader> => {
-    const opened = await init.open(offset, stop);
-    offset = opened.start;
-    return new BodyReader(
-      opened.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() }),
-    );
-  };
+  const resumer = new Resumer(init, (body) => new BodyReader(body));
   return new ReadableStream({
     type: "bytes",
     autoAllocateChunkSize: DEFAULT_READER_CHUNK,
-    start: (controller) => {
-      // Stopping fails the stream at once, even while nobody is reading.
-      const onStop = () => {
-        if (cancelled.signal.aborted || ended) return;
-        ended = true;
-        try {
-          controller.error(init.stop.reason);
-        } catch {
-          // ended already
-        }
-      };
-      if (init.stop.aborted) onStop();
-      else init.stop.addEventListener("abort", onStop, { once: true });
-    },
+    start: (controller) => resumer.start(controller),
     pull: async (controller) => {
       // With `autoAllocateChunkSize` there always is a request: the reader's own view, or an allocated one.
       const request = controller.byobRequest!;
       const view = request.view as Uint8Array;
-      while (!ended) {
-        try {
-          reader ??= await open();
-          const n = await reader.read(view);
-          retry.ok();
-          if (n === null) {
-            reader = null;
-            ended = true;
-            controller.close();
-            request.respond(0);
-            return;
-          }
-          if (n === 0) continue;
-          offset += n;
-          init.onChunk?.(view.subarray(0, n), offset);
-          request.respond(n);
-          return;
-        } catch (error) {
-          reader?.cancel();
-          reader = null;
-          if (ended) return;
-          // A body cut mid-way is a TypeError from the reader: a network failure like a refused connection.
-          const failure = error instanceof TypeError && !stop.aborted
-            ? transport.failure(error, "GET", transport.url(init.path), stop)
-            : error;
-          try {
-            await retry.failed(failure);
-          } catch (final) {
-            if (!cancelled.signal.aborted && !ended) {
-              ended = true;
-              controller.error(final);
-            }
-            return;
-          }
-        }
+      const chunk = await resumer.next(async (reader) => {
+        const n = await reader.read(view);
+        return n === null ? null : view.subarray(0, n);
+      });
+      if (chunk === null) {
+        controller.close();
+        request.respond(0);
+      } else if (chunk) {
+        request.respond(chunk.length);
       }
     },
-    cancel: async () => {
-      ended = true;
-      cancelled.abort();
-      await reader?.cancel();
-    },
+    cancel: () => resumer.cancel(),
   });
 }
 

@@ -66,10 +66,124 @@ export interface ResumableInit {
   open: (offset: number, signal: AbortSignal) => Promise<Opened>;
   /** The stream fails with this signal's reason when it aborts (detach, client closed, caller's abort). */
   stop: AbortSignal;
-  /** Called with each chunk and the offset after it, before it is queued; throw to fail the stream. */
+  /** Called with each chunk and the offset after it, before it is delivered; throw to fail the stream. */
   onChunk?: (chunk: Uint8Array, offset: number) => void;
   /** The path, to name it in a network error. */
   path: string;
+}
+
+/** What {@linkcode Resumer} reads an opened body with: its own reader over the body, cancelled without throwing. */
+export interface BodySource {
+  /** Stop reading the body (never rejects). */
+  cancel(): Promise<void>;
+}
+
+/**
+ * The part every resumable stream shares (`resumable` here, `downloadBody` for files): the offset reached, the
+ * body opened and re-opened from it after a dropped connection (for at most the client's `reconnectTimeoutMs` of
+ * failures in a row; errors from the API, 404, 503..., end it), and failing the stream when `stop` aborts. The
+ * stream's own `pull` says how one piece is read and delivered.
+ */
+export class Resumer<R extends BodySource> {
+  readonly #init: ResumableInit;
+  readonly #wrap: (body: ReadableStream<Uint8Array>) => R;
+  readonly #cancelled = new AbortController();
+  readonly #stop: AbortSignal;
+  readonly #retry: Retry;
+  #offset: number;
+  #reader: R | null = null;
+  #ended = false;
+  #fail: ((error: unknown) => void) | null = null;
+
+  constructor(init: ResumableInit, wrap: (body: ReadableStream<Uint8Array>) => R) {
+    this.#init = init;
+    this.#wrap = wrap;
+    this.#offset = init.from;
+    this.#stop = AbortSignal.any([init.stop, this.#cancelled.signal]);
+    this.#retry = new Retry(init.transport.reconnectTimeoutMs, this.#stop);
+  }
+
+  /** The stream's `start`: stopping fails the stream at once, even while nobody is reading. */
+  start(controller: { error(reason: unknown): void }): void {
+    this.#fail = (error) => controller.error(error);
+    const init = this.#init;
+    const onStop = () => {
+      if (this.#cancelled.signal.aborted || this.#ended) return;
+      this.#ended = true;
+      try {
+        controller.error(init.stop.reason);
+      } catch {
+        // ended already
+      }
+    };
+    if (init.stop.aborted) onStop();
+    else init.stop.addEventListener("abort", onStop, { once: true });
+  }
+
+  /**
+   * The next piece of the body, read with `read` from the (re-)opened body: a non-empty chunk (passed to
+   * `onChunk` with the offset after it), `null` at the end of the body, or `undefined` when the stream has ended
+   * otherwise (failed with the final error, cancelled or stopped): then the caller delivers nothing.
+   */
+  async next(
+    read: (reader: R) => Promise<Uint8Array | null>,
+  ): Promise<Uint8Array | null | undefined> {
+    const init = this.#init;
+    while (!this.#ended) {
+      try {
+        this.#reader ??= await this.#open();
+        const chunk = await read(this.#reader);
+        this.#retry.ok();
+        if (chunk === null) {
+          this.#reader = null;
+          this.#ended = true;
+          return null;
+        }
+        if (chunk.length === 0) continue;
+        this.#offset += chunk.length;
+        init.onChunk?.(chunk, this.#offset);
+        return chunk;
+      } catch (error) {
+        void this.#reader?.cancel();
+        this.#reader = null;
+        if (this.#ended) return undefined;
+        // A body cut mid-way is a TypeError from the reader: a network failure like a refused connection.
+        const failure = error instanceof TypeError && !this.#stop.aborted
+          ? init.transport.failure(error, "GET", init.transport.url(init.path), this.#stop)
+          : error;
+        try {
+          await this.#retry.failed(failure);
+        } catch (final) {
+          if (!this.#cancelled.signal.aborted && !this.#ended) {
+            this.#ended = true;
+            this.#fail?.(final);
+          }
+          return undefined;
+        }
+      }
+    }
+    return undefined;
+  }
+
+  /** The stream's `cancel`. */
+  async cancel(): Promise<void> {
+    this.#ended = true;
+    this.#cancelled.abort();
+    await this.#reader?.cancel();
+  }
+
+  async #open(): Promise<R> {
+    const opened = await this.#init.open(this.#offset, this.#stop);
+    this.#offset = opened.start;
+    return this.#wrap(
+      opened.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() }),
+    );
+  }
+}
+
+/** A default reader over a body, as a {@linkcode BodySource}. */
+interface ChunkSource extends BodySource {
+  readonly reader: ReadableStreamDefaultReader<Uint8Array>;
 }
 
 /**
@@ -77,75 +191,20 @@ export interface ResumableInit {
  * most the client's `reconnectTimeoutMs` of failures in a row. Errors from the API (404, 503...) end it.
  */
 export function resumable(init: ResumableInit): ReadableStream<Uint8Array> {
-  const { transport } = init;
-  const cancelled = new AbortController();
-  const stop = AbortSignal.any([init.stop, cancelled.signal]);
-  const retry = new Retry(transport.reconnectTimeoutMs, stop);
-  let offset = init.from;
-  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
-  let ended = false;
-  const open = async (): Promise<ReadableStreamDefaultReader<Uint8Array>> => {
-    const opened = await init.open(offset, stop);
-    offset = opened.start;
-    return (opened.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() }))
-      .getReader();
-  };
+  const resumer = new Resumer<ChunkSource>(init, (body) => {
+    const reader = body.getReader();
+    return { reader, cancel: () => reader.cancel().catch(() => {}) };
+  });
   return new ReadableStream<Uint8Array>({
-    start: (controller) => {
-      // Stopping fails the stream at once, even while nobody is reading.
-      const onStop = () => {
-        if (cancelled.signal.aborted || ended) return;
-        ended = true;
-        try {
-          controller.error(init.stop.reason);
-        } catch {
-          // ended already
-        }
-      };
-      if (init.stop.aborted) onStop();
-      else init.stop.addEventListener("abort", onStop, { once: true });
-    },
+    start: (controller) => resumer.start(controller),
     pull: async (controller) => {
-      while (!ended) {
-        try {
-          reader ??= await open();
-          const { done, value } = await reader.read();
-          retry.ok();
-          if (done) {
-            reader = null;
-            ended = true;
-            controller.close();
-            return;
-          }
-          if (value.length === 0) continue;
-          offset += value.length;
-          init.onChunk?.(value, offset);
-          controller.enqueue(value);
-          return;
-        } catch (error) {
-          reader?.cancel().catch(() => {});
-          reader = null;
-          if (ended) return;
-          // A body cut mid-way is a TypeError from the reader: a network failure like a refused connection.
-          const failure = error instanceof TypeError && !stop.aborted
-            ? transport.failure(error, "GET", transport.url(init.path), stop)
-            : error;
-          try {
-            await retry.failed(failure);
-          } catch (final) {
-            if (!cancelled.signal.aborted && !ended) {
-              ended = true;
-              controller.error(final);
-            }
-            return;
-          }
-        }
-      }
+      const chunk = await resumer.next(async ({ reader }) => {
+        const { done, value } = await reader.read();
+        return done ? null : value;
+      });
+      if (chunk === null) controller.close();
+      else if (chunk) controller.enqueue(chunk);
     },
-    cancel: async () => {
-      ended = true;
-      cancelled.abort();
-      await reader?.cancel().catch(() => {});
-    },
+    cancel: () => resumer.cancel(),
   }, new ByteLengthQueuingStrategy({ highWaterMark: BUFFER_BYTES }));
 }

@@ -220,7 +220,8 @@ class ThrottledWarning {
 class Connection {
   readonly conn: Deno.Conn;
   http: LegacyHttpConn | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** When its request head is due (`performance.now()` time), while it is waiting for one. */
+  deadline = 0;
   inFlight = 0;
   upgraded = false;
   /** No more requests will come (the peer closed, or the connection was upgraded). */
@@ -243,8 +244,13 @@ class HardenedListener implements HttpListener {
   #headerTimeoutMs: number;
   /** Every connection still HTTP. */
   #open = new Set<Connection>();
-  /** Those waiting for a request head, oldest first. */
+  /** Those waiting for a request head, oldest first: so also by deadline (every wait is `headerTimeoutMs`). */
   #waiting = new Set<Connection>();
+  /**
+   * The one timer behind every head deadline, due at the oldest waiting connection's. A timer per wait cost a
+   * setTimeout and a clearTimeout per request, which a keep-alive API client pays on every call.
+   */
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #tasks = new Set<Promise<void>>();
   #closing = false;
   #wake: (() => void) | undefined;
@@ -371,7 +377,6 @@ class HardenedListener implements HttpListener {
       while (!connection.closed) {
         const event = await connection.http.nextRequest();
         if (event === null) break;
-        clearTimeout(connection.timer);
         this.#waiting.delete(connection);
         connection.inFlight++;
         this.#track(this.#respond(connection, event));
@@ -424,23 +429,47 @@ class HardenedListener implements HttpListener {
       this.#close(connection);
       return;
     }
-    clearTimeout(connection.timer);
     this.#waiting.delete(connection);
     this.#waiting.add(connection);
-    connection.timer = setTimeout(() => {
+    connection.deadline = performance.now() + this.#headerTimeoutMs;
+    // A timer already due no later than the oldest deadline serves this one too (it re-arms when it fires).
+    if (this.#deadlineTimer === undefined) this.#armDeadline(connection.deadline);
+  }
+
+  #armDeadline(at: number): void {
+    this.#deadlineTimer = setTimeout(
+      () => this.#expireHeads(),
+      Math.max(0, Math.ceil(at - performance.now())),
+    );
+  }
+
+  /** Close the connections whose head is overdue (the oldest first), and re-arm for the next deadline. */
+  #expireHeads(): void {
+    this.#deadlineTimer = undefined;
+    const now = performance.now();
+    for (const connection of this.#waiting) {
+      if (connection.deadline > now) {
+        this.#armDeadline(connection.deadline);
+        return;
+      }
       log.debug("Closed a connection that sent no request head within {ms} ms", {
         ms: this.#headerTimeoutMs,
       });
       this.#close(connection);
-    }, this.#headerTimeoutMs);
+    }
+  }
+
+  #clearDeadline(): void {
+    clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
   }
 
   /** Stop counting the connection, and close its HTTP side (an upgraded WebSocket lives on). */
   #close(connection: Connection): void {
     if (connection.closed) return;
     connection.closed = true;
-    clearTimeout(connection.timer);
     this.#waiting.delete(connection);
+    if (this.#waiting.size === 0 && this.#deadlineTimer !== undefined) this.#clearDeadline();
     this.#open.delete(connection);
     try {
       if (connection.http) connection.http.close();
@@ -462,6 +491,7 @@ class HardenedListener implements HttpListener {
       for (const connection of [...this.#open]) {
         if (connection.inFlight === 0) this.#close(connection);
       }
+      this.#clearDeadline();
       this.#wake?.();
     }
     await this.finished;

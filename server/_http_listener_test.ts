@@ -95,6 +95,32 @@ Deno.test("http listener: an idle keep-alive connection gets headerTimeoutMs for
   }
 });
 
+Deno.test("http listener: staggered waits each get their own full headerTimeoutMs (one shared timer)", async () => {
+  await using server = listen({ headerTimeoutMs: 400 });
+  const first = await slowHead(server.addr.port);
+  const firstAt = performance.now();
+  // The second starts waiting while the first's deadline is armed; a keep-alive answer in between re-arms
+  // nothing early.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const second = await slowHead(server.addr.port);
+  const secondAt = performance.now();
+  const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+  assertEquals(await response.text(), "ok");
+  try {
+    const [a, b] = await Promise.all([
+      readToClose(first).then(() => performance.now() - firstAt),
+      readToClose(second).then(() => performance.now() - secondAt),
+    ]);
+    assert(a >= 390, `first closed after ${a} ms, before its deadline`);
+    assert(b >= 390, `second closed after ${b} ms, before its deadline`);
+    assertLess(a, 3_000);
+    assertLess(b, 3_000);
+  } finally {
+    first.close();
+    second.close();
+  }
+});
+
 Deno.test("http listener: at maxConnections the oldest connection waiting for a head makes room", async () => {
   await using server = listen({ maxConnections: 4, headerTimeoutMs: 60_000 });
   const slow: Deno.Conn[] = [];

@@ -15,7 +15,6 @@
 import { VERSION } from "@sandd/protocol/version";
 import { CliError, EXIT, exitCodeOf } from "./exit_codes.ts";
 import { out } from "./_format.ts";
-import { serve, SERVE_USAGE } from "./serve.ts";
 import { daemons, DAEMONS_USAGE } from "./daemons.ts";
 import { broadcast, BROADCAST_USAGE, exec, EXEC_USAGE, shell, SHELL_USAGE } from "./exec.ts";
 import {
@@ -34,12 +33,20 @@ import { forward, FORWARD_USAGE } from "./forward.ts";
 
 interface Command {
   summary: string;
-  usage: string;
+  /** The help text, or how to load it. */
+  usage: string | (() => Promise<string>);
   run(args: string[]): Promise<number>;
 }
 
+/** `serve` loads the whole controller (Server, the cluster and NATS): only `sandd serve` and its help pay for it. */
+const loadServe = () => import("./serve.ts");
+
 const COMMANDS: Record<string, Command> = {
-  serve: { summary: "run a standalone controller", usage: SERVE_USAGE, run: serve },
+  serve: {
+    summary: "run a standalone controller",
+    usage: async () => (await loadServe()).SERVE_USAGE,
+    run: async (args) => (await loadServe()).serve(args),
+  },
   daemons: { summary: "list the connected workers", usage: DAEMONS_USAGE, run: daemons },
   exec: {
     summary: "run a command on a worker (its exit code is sandd's)",
@@ -144,8 +151,10 @@ async function help(args: string[]): Promise<number> {
   else if (topic === "daemon") {
     const { USAGE } = await import("../cli.ts");
     await out(USAGE);
-  } else if (COMMANDS[topic]) await out(COMMANDS[topic].usage);
-  else throw new CliError(EXIT.USAGE, `Unknown help topic '${topic}'`, { showUsage: true });
+  } else if (COMMANDS[topic]) {
+    const usage = COMMANDS[topic].usage;
+    await out(typeof usage === "string" ? usage : await usage());
+  } else throw new CliError(EXIT.USAGE, `Unknown help topic '${topic}'`, { showUsage: true });
   return EXIT.OK;
 }
 

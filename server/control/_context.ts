@@ -44,8 +44,10 @@ export interface ControlContext {
   readonly server: Server;
   /** Who is calling. */
   readonly client: ClientIdentity;
-  /** The request URL, parsed. */
+  /** The request URL, parsed (on first use). */
   readonly url: URL;
+  /** Whether the URL has a query string (known without parsing it). */
+  readonly hasQuery: boolean;
   /** The remote address (`host:port`). */
   readonly remote: string;
   /** Aborted when the server closes: long-lived answers (streams, waits, events) end then. */

@@ -57,7 +57,7 @@ export async function exec(
   request: Request,
   params: RouteParams,
 ): Promise<Response> {
-  onlyParams(ctx.url, []);
+  if (ctx.hasQuery) onlyParams(ctx.url, []);
   const body = await readJson(request, EXEC, ctx.state.maxJsonBytes);
   if (body.stdin !== undefined && body.stdinBase64 !== undefined) {
     throw badRequest("Fields 'stdin' and 'stdinBase64' are exclusive");
@@ -81,7 +81,7 @@ export async function exec(
 
 /** `POST /broadcast`. */
 export async function broadcast(ctx: ControlContext, request: Request): Promise<Response> {
-  onlyParams(ctx.url, []);
+  if (ctx.hasQuery) onlyParams(ctx.url, []);
   const body = await readJson(request, BROADCAST, ctx.state.maxJsonBytes);
   const results = await ctx.server.broadcast(
     {

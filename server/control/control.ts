@@ -30,6 +30,26 @@ export const CONTROL_PREFIX = "/api/v1";
 /** The OpenAPI document, serialized once on first use. */
 let openapiText: string | undefined;
 
+/** Characters of a request target whose path `new URL` leaves as it is (no percent-encoding, no `\\`). */
+const PLAIN_TARGET = /^[A-Za-z0-9_~!$&'()*+,;=:@/.?-]*$/;
+
+/**
+ * The path of an absolute request URL (`http://host:port/path?query`) and whether it has a query, without a URL
+ * parse (which, with its query object, was a noticeable share of an API call): only for a plain target with no
+ * dot segment, where the result is what `new URL(url).pathname` gives; null otherwise (parse it then).
+ */
+function fastPath(url: string): { pathname: string; query: boolean } | null {
+  const scheme = url.indexOf("://");
+  if (scheme < 0) return null;
+  const start = url.indexOf("/", scheme + 3);
+  if (start < 0) return null;
+  const target = url.slice(start);
+  const queryAt = target.indexOf("?");
+  const pathname = queryAt < 0 ? target : target.slice(0, queryAt);
+  if (!PLAIN_TARGET.test(target) || pathname.includes("/.") || target.includes("#")) return null;
+  return { pathname, query: queryAt >= 0 && queryAt < target.length - 1 };
+}
+
 /** The control API mount with a way to end its long-lived answers when the server closes. */
 export interface ControlMount extends HttpMount {
   /** End event streams and waits (the server closes). */
@@ -74,8 +94,11 @@ export function createControlMount(
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> => {
-    const url = new URL(request.url);
-    const path = url.pathname.slice(CONTROL_PREFIX.length) || "/";
+    const raw = request.url;
+    const fast = fastPath(raw);
+    let parsed: URL | undefined = fast === null ? new URL(raw) : undefined;
+    const pathname = fast === null ? parsed!.pathname : fast.pathname;
+    const path = pathname.slice(CONTROL_PREFIX.length) || "/";
     let match: Match | null;
     try {
       match = router.match(path);
@@ -124,7 +147,7 @@ export function createControlMount(
           }),
         );
       }
-      log.warn("Answered 401 to {remote} on {path}", { remote, path: url.pathname });
+      log.warn("Answered 401 to {remote} on {path}", { remote, path: pathname });
       return errorResponse(
         new HttpError(401, "UNAUTHORIZED", "A valid client token is required", {
           "www-authenticate": 'Bearer realm="sandd"',
@@ -148,7 +171,10 @@ export function createControlMount(
       host,
       server: host.server,
       client,
-      url,
+      get url() {
+        return parsed ??= new URL(raw);
+      },
+      hasQuery: fast === null ? parsed!.search !== "" : fast.query,
       remote,
       closing: closing.signal,
       state,
