@@ -2,14 +2,26 @@
 // and the controller spend per MiB (a figure that holds on a busy machine, where the rates do not), against the local
 // reader's; the RSS both sides reach meanwhile; and the RSS growth while nothing reads a stream that could deliver as
 // much.
+import process from "node:process";
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
 import { type Figure, mibPerSecond, pause, rssOf, type SectionResult, toMiB } from "./_stats.ts";
 
-/** CPU time (user + system, every thread) a process has used, in milliseconds (Linux; 10 ms resolution). */
+/** CPU time (every thread) a process has used, in milliseconds (Linux: the threads' schedstat, in ns). */
 function cpuOf(pid: number | "self"): number {
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  if (pid === "self") {
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1000;
+  }
+  let ns = 0;
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns / 1e6;
 }
 
 async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
