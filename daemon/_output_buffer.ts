@@ -1,5 +1,9 @@
 // A bounded window of a stream's most recent bytes, addressed by absolute byte offset. Chunks are kept as they were
-// read (no copy); the oldest are dropped once more than `capacity` bytes are held.
+// read (no copy); the oldest are dropped once more than `capacity` bytes are held, and a dropped chunk's buffer goes
+// back to the chunk pool (the buffer owns its chunks: `read` views must not outlive the caller's turn).
+import { releaseChunk } from "./_chunk_pool.ts";
+
+const EMPTY = new Uint8Array(0);
 
 export class OutputBuffer {
   readonly capacity: number;
@@ -42,7 +46,9 @@ export class OutputBuffer {
       const chunkStart = this.#starts[this.#head]!;
       const chunkEnd = chunkStart + chunk.length;
       if (chunkEnd <= floor) {
+        this.#chunks[this.#head] = EMPTY;
         this.#head++;
+        releaseChunk(chunk);
         continue;
       }
       if (chunkStart < floor) {
@@ -60,7 +66,8 @@ export class OutputBuffer {
   }
 
   /**
-   * Bytes from `from` (clamped to the window) up to `maxBytes`, as views into the held chunks.
+   * Bytes from `from` (clamped to the window) up to `maxBytes`, as views into the held chunks: copy them before
+   * the next `append` (a dropped chunk's memory is reused).
    * Returns an empty list when nothing is available at `from`.
    */
   read(from: number, maxBytes: number): Uint8Array[] {

@@ -16,13 +16,29 @@ const HEADROOM = 16;
 const WRITE_ALONE = 16 * 1024;
 /** Buffers made by {@linkcode allocateBinaryMessage}: sending one frames it in place. */
 const prepared = new WeakSet<ArrayBuffer>();
-/** Sent prepared buffers, by size, for the next {@linkcode allocateBinaryMessage} of that size. */
+/**
+ * Sent prepared buffers, by capacity class, for the next {@linkcode allocateBinaryMessage} of that class. A class
+ * holds payloads up to a power of two plus {@linkcode POOL_SLACK} (room for a data frame's header), so frames of
+ * varying lengths share buffers: a new buffer is zero-filled by the allocator, a reused one is not.
+ */
 const pool = new Map<number, ArrayBuffer[]>();
-/** Only buffers at least this large are kept for reuse, at most this many per size. */
+/** Only buffers at least this large are kept for reuse, at most this many per class. */
 const POOL_MIN = 32 * 1024;
 const POOL_PER_SIZE = 8;
+/** Most classes kept (32 KiB to 4 MiB). */
+const POOL_CLASSES = 8;
+/** Bytes a class holds beyond its power of two. */
+const POOL_SLACK = 256;
 /** Frames handed to the socket whose buffer goes back to the pool once written. */
 const recyclable = new WeakSet<ArrayBuffer>();
+
+/** The buffer size that holds `length` bytes after the headroom: a pooled class, or exactly that when small. */
+function capacityFor(length: number): number {
+  if (length < POOL_MIN) return HEADROOM + length;
+  let power = POOL_MIN;
+  while (power + POOL_SLACK < length) power *= 2;
+  return HEADROOM + power + POOL_SLACK;
+}
 
 /**
  * A buffer for one binary message, with room in front of it for the WebSocket frame header. Fill it and pass it
@@ -31,7 +47,7 @@ const recyclable = new WeakSet<ArrayBuffer>();
  * Its initial contents are unspecified (a reused buffer is not cleared).
  */
 export function allocateBinaryMessage(length: number): Uint8Array<ArrayBuffer> {
-  const size = HEADROOM + length;
+  const size = capacityFor(length);
   const buffer = pool.get(size)?.pop() ?? new ArrayBuffer(size);
   prepared.add(buffer);
   return new Uint8Array(buffer, HEADROOM, length);
@@ -44,7 +60,7 @@ function recycle(frame: Uint8Array): void {
   if (buffer.byteLength < POOL_MIN) return;
   let free = pool.get(buffer.byteLength);
   if (free === undefined) {
-    if (pool.size >= 4) return;
+    if (pool.size >= POOL_CLASSES) return;
     pool.set(buffer.byteLength, free = []);
   }
   if (free.length < POOL_PER_SIZE) free.push(buffer);

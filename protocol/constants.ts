@@ -144,7 +144,7 @@ export const MAX_HELLO_BYTES: number = 64 * 1024;
 /**
  * Largest payload a sender puts in one binary data frame, in bytes. Receivers accept frames up to their message
  * limit (the controller's `maxMessageBytes`, 8 MiB by default; the daemon's 64 MiB), and charge the payload to
- * the stream's credit. The reference daemon sends process output in frames of at most 64 KiB.
+ * the stream's credit. The reference daemon sends process output in frames of up to this size.
  */
 export const MAX_FRAME_PAYLOAD_BYTES: number = 256 * 1024;
 

@@ -20,6 +20,8 @@ const EXPECTED = [
   "exec.p50",
   "exec.p99",
   "stream.mib_per_second",
+  "stream.daemon_cpu_per_mib",
+  "stream.controller_cpu_per_mib",
   "stream.controller_peak_rss",
   "stream.daemon_peak_rss",
   "stream.stalled_controller_rss",

@@ -23,6 +23,7 @@ import { watchExit } from "../ffi/child_exit.ts";
 import { cwdProblem, findProgram } from "../ffi/spawn.ts";
 import { posixSpawn } from "../ffi/_posix_spawn.ts";
 import { cString, offHeap } from "../ffi/_c_memory.ts";
+import { takeChunk } from "../_chunk_pool.ts";
 import { sessionMembers, signalSession } from "./_session.ts";
 
 /** What the public `Pty` class needs from a platform backend. */
@@ -50,8 +51,11 @@ const IS_DARWIN = Deno.build.os === "darwin";
 const { O_RDWR, O_NOCTTY, O_NONBLOCK, O_CLOEXEC } = OS.open;
 const { EAGAIN, EINTR, EIO } = OS.errno;
 const READ_CHUNK = 64 * 1024;
-/** Most bytes one batch read on a worker thread takes (see `#startBatch`). */
-const BATCH = 64 * 1024;
+/**
+ * Most bytes one batch read on a worker thread takes (see `#startBatch`): a data frame's largest payload, so that a
+ * busy terminal costs one hand-off, one frame and one WebSocket message per 256 KiB.
+ */
+const BATCH = 256 * 1024;
 /** A first read at least this large means bulk output: read on in batches. Smaller ones (echo) stay inline. */
 const BULK = 1024;
 /** `setvbuf` mode for an unbuffered stream (glibc and macOS alike). */
@@ -232,7 +236,7 @@ export class UnixPty implements PtyBackend {
         this.#noStdio = true;
         return false;
       }
-      this.#batchBuffer = offHeap(BATCH);
+      this.#batchBuffer = takeChunk(BATCH);
     }
     // fread stops at the first failed read and remembers it: forget the last batch's EAGAIN.
     libc.clearerr(this.#file);
@@ -241,14 +245,15 @@ export class UnixPty implements PtyBackend {
   }
 
   /**
-   * The bytes of the batch just read. A batch at least half full is handed on as it is (its memory moves to the
-   * chunk, no copy) and the next batch gets new memory; a smaller one is copied out.
+   * The bytes of the batch just read. A batch at least half full is handed on as it is (the buffer becomes the
+   * chunk, no copy; whoever keeps it gives it back to the chunk pool) and the next batch gets a reused buffer; a
+   * smaller one is copied out.
    */
   #takeBatch(got: number): Uint8Array {
     const buffer = this.#batchBuffer!;
     if (got < BATCH / 2) return buffer.slice(0, got);
-    this.#batchBuffer = offHeap(BATCH);
-    return new Uint8Array(buffer.buffer.transfer(), 0, got);
+    this.#batchBuffer = takeChunk(BATCH);
+    return buffer.subarray(0, got);
   }
 
   write(data: Uint8Array): Promise<void> {
