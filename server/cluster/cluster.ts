@@ -26,6 +26,7 @@ import type { Connection, DaemonInfo } from "../_connection.ts";
 import type { Hub, HubRelay } from "../_hub.ts";
 import { OwnerRelay } from "./_owner_relay.ts";
 import { VirtualSocket } from "./_virtual_socket.ts";
+import { decodeBatch } from "./_relay_batch.ts";
 import type { ClusterOptions } from "./options.ts";
 
 const log = getLogger(["sandd", "cluster"]);
@@ -307,6 +308,10 @@ export class Cluster {
         this.#nodes.put(`node.${this.name}`, JSON.stringify({ slot: this.slot })),
         this.#keepSlot(),
       ]));
+      // Relayed links carrying streams: their round trip again (it sizes new streams' windows).
+      for (const [id, virtual] of this.#virtuals) {
+        if (virtual.conn.routes.size > 0) this.#ping(id, virtual);
+      }
       const deadline = Date.now() - 3 * this.#heartbeatMs;
       for (const [name, state] of [...this.#peers]) {
         if (state.seen < deadline) this.#task(this.#suspect(name, state));
@@ -650,16 +655,14 @@ export class Cluster {
     const existing = this.#virtuals.get(id);
     if (existing && !existing.conn.closed) return existing.conn;
     const subject = `${this.#prefix}.to.${entry.slot}.${this.name}`;
-    const socket = new VirtualSocket((data) => {
+    const socket = new VirtualSocket((kind, payload) => {
       const h = headers();
       h.set("d", id);
-      h.set("k", typeof data === "string" ? "t" : "b");
-      this.#nc.publish(subject, typeof data === "string" ? encoder.encode(data) : data, {
-        headers: h,
-      });
+      h.set("k", kind);
+      this.#nc.publish(subject, payload, { headers: h });
     });
     this.#wanted.add(id);
-    return this.#host.hub.attachVirtual(
+    const conn = this.#host.hub.attachVirtual(
       socket.asWebSocket(),
       infoOf(entry),
       entry.instance,
@@ -667,6 +670,22 @@ export class Cluster {
       (conn) =>
         this.#virtuals.set(id, { conn, socket, node: entry.node, instance: entry.instance }),
     );
+    const virtual = this.#virtuals.get(id);
+    if (virtual) this.#ping(id, virtual);
+    return conn;
+  }
+
+  /** Time the relayed link's round trip (the owner answers `pong` with its own link's). */
+  #ping(id: string, virtual: Virtual): void {
+    const entry = this.#entries.get(id)?.entry;
+    if (!entry) return;
+    virtual.socket.pinged();
+    const h = headers();
+    h.set("d", id);
+    h.set("k", "ping");
+    this.#nc.publish(`${this.#prefix}.to.${entry.slot}.${this.name}`, new Uint8Array(0), {
+      headers: h,
+    });
   }
 
   /** End a relayed link; its handles wait for the daemon to appear again (`keep`: link again when it does). */
@@ -685,7 +704,19 @@ export class Cluster {
     const hub = this.#host!.hub;
     if (kind === "t") hub.deliver(virtual.conn, decoder.decode(data));
     else if (kind === "b") hub.deliver(virtual.conn, data);
-    else if (kind === "gone") this.#dropVirtual(id, true);
+    else if (kind === "m") {
+      try {
+        decodeBatch(data, (message) => hub.deliver(virtual.conn, message));
+      } catch (error) {
+        log.warn("Dropped a bad relayed batch for daemon {id}: {message}", {
+          id,
+          message: (error as Error).message,
+        });
+      }
+    } else if (kind === "pong") {
+      const rtt = virtual.socket.ponged(virtual.conn.info.rttMs, Number(decoder.decode(data)));
+      if (rtt !== undefined) virtual.conn.info.rttMs = rtt;
+    } else if (kind === "gone") this.#dropVirtual(id, true);
   }
 
   /** Leave the cluster: relayed links end, this node's entries and slot are removed. */
@@ -707,6 +738,7 @@ export class Cluster {
       this.#dropVirtual(id, false);
       void virtual;
     }
+    this.#owner.close();
     // Registry updates of the daemons the hub just dropped, then this node's keys.
     await Promise.allSettled([...this.#chains.values()]);
     this.#closed = true;
