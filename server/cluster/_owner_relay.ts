@@ -5,7 +5,7 @@ import { getLogger } from "@logtape/logtape";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { Connection } from "../_connection.ts";
 import { checkRelayed } from "./_ids.ts";
-import { decodeBatch, RelayBatch } from "./_relay_batch.ts";
+import { batchBytesFor, decodeBatch, RelayBatch } from "./_relay_batch.ts";
 
 const log = getLogger(["sandd", "cluster"]);
 
@@ -137,6 +137,7 @@ export class OwnerRelay {
     if (!batch) {
       const subject = `${this.#host.prefix}.back.${slot}`;
       batch = new RelayBatch({
+        maxBytes: batchBytesFor(this.#host.nc.info?.max_payload),
         publish: (kind, payload) => {
           const h = headers();
           h.set("d", id);

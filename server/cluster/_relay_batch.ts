@@ -7,6 +7,9 @@
 //
 // Envelope (kind `m`): entries one after another, each `[type: u8 (0 text, 1 binary)][length: u32 BE][bytes]`.
 
+import { getLogger } from "@logtape/logtape";
+
+const log = getLogger(["sandd", "cluster"]);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -20,13 +23,22 @@ export type BatchPublish = (kind: "t" | "b" | "m", payload: Uint8Array) => void;
 export interface RelayBatchOptions {
   /** Publishes a message or a batch. */
   publish: BatchPublish;
-  /** Publish at once when this many bytes are held. @default 512 KiB */
+  /**
+   * Most bytes of one batch (keep it under the NATS `max_payload`, less room for headers); a single larger
+   * message goes alone. @default 512 KiB
+   */
   maxBytes?: number;
   /**
    * Hold data frames too (only when nothing else may reuse or transfer their buffers meanwhile, as a WebSocket
    * message's); else a frame goes at once, after the acks held. @default true
    */
   holdBinary?: boolean;
+}
+
+/** The batch size for a NATS server's `max_payload` (room left for the headers), at most 512 KiB. */
+export function batchBytesFor(maxPayload: number | undefined): number {
+  const limit = maxPayload !== undefined && maxPayload > 0 ? maxPayload : 1024 * 1024;
+  return Math.max(1024, Math.min(512 * 1024, limit - 4096));
 }
 
 /** The stream id of an ack as `Connection.send` spells it (`{"t":"ack","sid":N,...}`), or -1. */
@@ -108,29 +120,37 @@ export class RelayBatch {
   /** Send a message: data frames and acks wait for the next macrotask, anything else goes now (after them). */
   send(data: string | Uint8Array): void {
     this.messages++;
-    if (typeof data === "string") {
-      const sid = ackSid(data);
-      if (sid < 0) {
-        this.#held.push(data);
-        this.flush();
-        return;
-      }
-      const older = this.#acks.get(sid);
-      if (older !== undefined) this.#held[older] = null;
-      this.#acks.set(sid, this.#held.length);
-    } else if (!this.#holdBinary) {
+    const sid = typeof data === "string" ? ackSid(data) : -1;
+    if (typeof data === "string" ? sid < 0 : !this.#holdBinary) {
       this.#held.push(data);
       this.flush();
       return;
     }
+    // What is held and this message stay within one NATS message.
+    const size = ENTRY_HEADER_BYTES + data.length;
+    if (this.#held.length > 0 && this.#bytes + size > this.#maxBytes) this.flush();
+    if (sid >= 0) {
+      const older = this.#acks.get(sid);
+      if (older !== undefined) this.#held[older] = null;
+      this.#acks.set(sid, this.#held.length);
+    }
     this.#held.push(data);
-    this.#bytes += data.length;
-    if (this.#bytes >= this.#maxBytes) this.flush();
-    else {this.#timer ??= setTimeout(() => {
-        this.#timer = undefined;
-        this.flush();
-      }, 0);}
+    this.#bytes += size;
+    if (this.#timer === undefined) this.#timer = setTimeout(this.#due, 0);
   }
+
+  readonly #due = (): void => {
+    this.#timer = undefined;
+    try {
+      this.flush();
+    } catch (error) {
+      // NATS closed, or one message over its max_payload (a sender's flush throws to its caller): lost as on
+      // a dropped link, the reader resumes from its offset.
+      log.warn("Could not publish relayed messages: {message}", {
+        message: (error as Error).message,
+      });
+    }
+  };
 
   /** Publish what is held now. */
   flush(): void {
