@@ -1,7 +1,8 @@
 // The relay's batches (server/cluster/_relay_batch.ts): the envelope, the order of a link's messages, acks
 // replaced by newer ones, and what is held going out on the next macrotask or when large.
 import { decodeBatch, encodeBatch, RelayBatch } from "../server/cluster/_relay_batch.ts";
-import { assertEquals, assertThrows } from "./_assert.ts";
+import { assert, assertEquals, assertThrows } from "./_assert.ts";
+import { VirtualSocket } from "../server/cluster/_virtual_socket.ts";
 
 type Published = { kind: string; messages: (string | Uint8Array)[] };
 
@@ -114,4 +115,19 @@ Deno.test("relay batch: close drops what is held and its timer", async () => {
   b.close();
   await new Promise((resolve) => setTimeout(resolve, 0));
   assertEquals(out, []);
+});
+
+Deno.test("virtual socket: a relay pong folds NATS's round trip plus the owner's into the link's", () => {
+  const socket = new VirtualSocket(() => {});
+  assertEquals(socket.ponged(undefined, 1), undefined); // no ping out
+  socket.pinged();
+  const first = socket.ponged(undefined, 40)!;
+  assert(first >= 40 && first < 40 + 1_000, String(first));
+  assertEquals(socket.ponged(first, 40), undefined); // answered already
+  socket.pinged();
+  assertEquals(socket.ponged(first, Number.NaN), undefined); // a bad answer
+  socket.pinged();
+  const next = socket.ponged(80, 0)!;
+  assert(next >= 70 && next < 80, String(next)); // 7/8 of the old plus 1/8 of a short sample
+  socket.close();
 });

@@ -308,9 +308,14 @@ export class Cluster {
         this.#nodes.put(`node.${this.name}`, JSON.stringify({ slot: this.slot })),
         this.#keepSlot(),
       ]));
-      // Relayed links carrying streams: their round trip again (it sizes new streams' windows).
+      // The round trip of relayed links (it sizes new streams' windows): once, then while they follow something.
+      // Timed only while quiet: behind a window of data in NATS a ping would time the queue (and grow the next
+      // windows with it), and a link's first moments (its owner just answered its first requests) are noisy.
+      const quiet = Date.now() - this.#heartbeatMs;
       for (const [id, virtual] of this.#virtuals) {
-        if (virtual.conn.routes.size > 0) this.#ping(id, virtual);
+        const { conn } = virtual;
+        const wanted = conn.routes.size > 0 || conn.info.rttMs === undefined;
+        if (wanted && conn.lastSeen <= quiet && conn.lastSent <= quiet) this.#ping(id, virtual);
       }
       const deadline = Date.now() - 3 * this.#heartbeatMs;
       for (const [name, state] of [...this.#peers]) {
@@ -662,7 +667,7 @@ export class Cluster {
       this.#nc.publish(subject, payload, { headers: h });
     });
     this.#wanted.add(id);
-    const conn = this.#host.hub.attachVirtual(
+    return this.#host.hub.attachVirtual(
       socket.asWebSocket(),
       infoOf(entry),
       entry.instance,
@@ -670,9 +675,6 @@ export class Cluster {
       (conn) =>
         this.#virtuals.set(id, { conn, socket, node: entry.node, instance: entry.instance }),
     );
-    const virtual = this.#virtuals.get(id);
-    if (virtual) this.#ping(id, virtual);
-    return conn;
   }
 
   /** Time the relayed link's round trip (the owner answers `pong` with its own link's). */
