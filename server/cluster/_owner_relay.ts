@@ -150,36 +150,25 @@ export class OwnerRelay {
     batch.send(data);
   }
 
-  /** Messages and NATS publishes of the batches to other nodes so far. */
-  counts(): { messages: number; publishes: number } {
-    let messages = 0;
-    let publishes = 0;
-    for (const batch of this.#batches.values()) {
-      messages += batch.messages;
-      publishes += batch.publishes;
-    }
-    return { messages, publishes };
-  }
-
   /** Send what the batches hold now and drop them (the node leaves the cluster). */
   close(): void {
     this.#closed = true;
-    for (const batch of this.#batches.values()) {
-      batch.flush();
-      batch.close();
-    }
-    this.#batches.clear();
+    for (const key of [...this.#batches.keys()]) this.#endBatch(key, true);
   }
 
-  /** Drop the batches of one daemon (to one node, or to all). */
-  #dropBatches(id: string, slot?: number): void {
-    for (const [key, batch] of this.#batches) {
-      const space = key.indexOf(" ");
-      if (key.slice(space + 1) !== id) continue;
-      if (slot !== undefined && Number(key.slice(0, space)) !== slot) continue;
-      batch.flush();
+  /** End one batch, sending what it holds first (`flush`: else dropped). */
+  #endBatch(key: string, flush: boolean): void {
+    const batch = this.#batches.get(key);
+    if (!batch) return;
+    this.#batches.delete(key);
+    try {
+      if (flush) batch.flush();
+    } catch (error) {
+      log.warn("Could not publish relayed messages: {message}", {
+        message: (error as Error).message,
+      });
+    } finally {
       batch.close();
-      this.#batches.delete(key);
     }
   }
 
@@ -192,17 +181,17 @@ export class OwnerRelay {
   /** A node is gone: release what it held on every local daemon. */
   nodeGone(slot: number): void {
     for (const id of [...this.#fronts.keys()]) this.#release(id, slot);
-    for (const [key, batch] of this.#batches) {
-      if (Number(key.slice(0, key.indexOf(" "))) !== slot) continue;
-      batch.close();
-      this.#batches.delete(key);
+    for (const key of [...this.#batches.keys()]) {
+      if (Number(key.slice(0, key.indexOf(" "))) === slot) this.#endBatch(key, false);
     }
   }
 
   /** A local daemon left: nothing to release on it any more. */
   forget(id: string): void {
     this.#fronts.delete(id);
-    this.#dropBatches(id);
+    for (const key of [...this.#batches.keys()]) {
+      if (key.slice(key.indexOf(" ") + 1) === id) this.#endBatch(key, true);
+    }
   }
 
   /** A node went away (or dropped its link): reset on the daemon the streams it had open there. */
