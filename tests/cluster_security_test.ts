@@ -3,6 +3,7 @@
 import { connect, headers } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { encodeDataFrame } from "@sandd/protocol/frame";
+import { encodeBatch } from "../server/cluster/_relay_batch.ts";
 import { assertEquals } from "./_assert.ts";
 import { haveNats } from "./_nats.ts";
 import { TestCluster } from "./_cluster.ts";
@@ -43,6 +44,19 @@ Deno.test({
           { headers: h },
         );
       }
+      // The same frames several to a NATS message (the relay's batch envelope), and a truncated envelope.
+      const hb = headers();
+      hb.set("d", "w-sec");
+      hb.set("k", "m");
+      const frames = [];
+      for (let k = 1; k <= 32; k++) {
+        frames.push(encodeDataFrame(victimSlot * 0x100_0000 + k, 0, evil));
+      }
+      const batch = encodeBatch(frames);
+      nc.publish(`sandd.to.${ownerSlot}.evil`, batch, { headers: hb });
+      nc.publish(`sandd.to.${ownerSlot}.evil`, batch.subarray(0, batch.length - 3), {
+        headers: hb,
+      });
       await nc.flush();
       await cluster.nodes[0]!.exec("w-sec", "true"); // the owner has handled them by now
       const writer = p.stdin.getWriter();

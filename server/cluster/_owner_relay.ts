@@ -5,6 +5,7 @@ import { getLogger } from "@logtape/logtape";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { Connection } from "../_connection.ts";
 import { checkRelayed } from "./_ids.ts";
+import { batchBytesFor, decodeBatch, RelayBatch } from "./_relay_batch.ts";
 
 const log = getLogger(["sandd", "cluster"]);
 
@@ -30,6 +31,9 @@ export class OwnerRelay {
   readonly #host: OwnerRelayHost;
   /** What each other node's slot opened on each local daemon (stream ids), by daemon id. */
   readonly #fronts: Map<string, Map<number, Set<number>>> = new Map();
+  /** What each local daemon sends to each other node, batched; by `<slot> <daemon id>`. */
+  readonly #batches: Map<string, RelayBatch> = new Map();
+  #closed = false;
   /** Relayed messages refused (ids outside the sender's slot, or not valid). */
   refused = 0;
 
@@ -51,6 +55,18 @@ export class OwnerRelay {
       return;
     }
     const conn = this.#host.local(id);
+    if (kind === "ping" && conn && !conn.closed) {
+      // The relayed link's round trip: NATS both ways (timed by the sender) plus this node's link to the daemon.
+      const h = headers();
+      h.set("d", id);
+      h.set("k", "pong");
+      this.#host.nc.publish(
+        `${this.#host.prefix}.back.${slot}`,
+        encoder.encode(String(conn.info.rttMs ?? 0)),
+        { headers: h },
+      );
+      return;
+    }
     if (!conn || conn.closed) {
       const h = headers();
       h.set("d", id);
@@ -60,7 +76,30 @@ export class OwnerRelay {
       });
       return;
     }
-    const payload = kind === "t" ? decoder.decode(data) : data;
+    if (kind === "m") {
+      try {
+        decodeBatch(data, (message) => this.#one(node, slot, id, conn, message));
+      } catch (error) {
+        this.refused++;
+        log.warn("Refused a relayed batch from node {node} for daemon {id}: {message}", {
+          node,
+          id,
+          message: (error as Error).message,
+        });
+      }
+      return;
+    }
+    this.#one(node, slot, id, conn, kind === "t" ? decoder.decode(data) : data);
+  }
+
+  /** One message of a node for a local daemon: checked, followed, sent. */
+  #one(
+    node: string,
+    slot: number,
+    id: string,
+    conn: Connection,
+    payload: string | Uint8Array,
+  ): void {
     let checked;
     try {
       checked = checkRelayed(payload, slot);
@@ -92,14 +131,45 @@ export class OwnerRelay {
   toFront(id: string, slot: number, data: string | Uint8Array): void {
     // Published even while NATS looks down here: the client holds it until it is back, and the other node may
     // be back first (an answer dropped here would leave its request waiting for its whole deadline).
-    const h = headers();
-    h.set("d", id);
-    h.set("k", typeof data === "string" ? "t" : "b");
-    this.#host.nc.publish(
-      `${this.#host.prefix}.back.${slot}`,
-      typeof data === "string" ? encoder.encode(data) : data,
-      { headers: h },
-    );
+    if (this.#closed) return;
+    const key = `${slot} ${id}`;
+    let batch = this.#batches.get(key);
+    if (!batch) {
+      const subject = `${this.#host.prefix}.back.${slot}`;
+      batch = new RelayBatch({
+        maxBytes: batchBytesFor(this.#host.nc.info?.max_payload),
+        publish: (kind, payload) => {
+          const h = headers();
+          h.set("d", id);
+          h.set("k", kind);
+          this.#host.nc.publish(subject, payload, { headers: h });
+        },
+      });
+      this.#batches.set(key, batch);
+    }
+    batch.send(data);
+  }
+
+  /** Send what the batches hold now and drop them (the node leaves the cluster). */
+  close(): void {
+    this.#closed = true;
+    for (const key of [...this.#batches.keys()]) this.#endBatch(key, true);
+  }
+
+  /** End one batch, sending what it holds first (`flush`: else dropped). */
+  #endBatch(key: string, flush: boolean): void {
+    const batch = this.#batches.get(key);
+    if (!batch) return;
+    this.#batches.delete(key);
+    try {
+      if (flush) batch.flush();
+    } catch (error) {
+      log.warn("Could not publish relayed messages: {message}", {
+        message: (error as Error).message,
+      });
+    } finally {
+      batch.close();
+    }
   }
 
   /** A local daemon's process exited: every node that relayed for that daemon hears it too. */
@@ -111,11 +181,17 @@ export class OwnerRelay {
   /** A node is gone: release what it held on every local daemon. */
   nodeGone(slot: number): void {
     for (const id of [...this.#fronts.keys()]) this.#release(id, slot);
+    for (const key of [...this.#batches.keys()]) {
+      if (Number(key.slice(0, key.indexOf(" "))) === slot) this.#endBatch(key, false);
+    }
   }
 
   /** A local daemon left: nothing to release on it any more. */
   forget(id: string): void {
     this.#fronts.delete(id);
+    for (const key of [...this.#batches.keys()]) {
+      if (key.slice(key.indexOf(" ") + 1) === id) this.#endBatch(key, true);
+    }
   }
 
   /** A node went away (or dropped its link): reset on the daemon the streams it had open there. */

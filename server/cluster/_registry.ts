@@ -86,6 +86,8 @@ export interface RegistryHost {
   changed(id: string): void;
   /** A node stopped (its key left the nodes bucket): release what it followed here. */
   nodeGone(slot: number): void;
+  /** A heartbeat while NATS is reachable (the node times its relayed links then). */
+  beat(): void;
 }
 
 /** The registry and liveness state of one cluster node. */
@@ -193,6 +195,7 @@ export class Registry {
       for (const [name, state] of [...this.#peers]) {
         if (state.seen < deadline) this.#host.task(this.#suspect(name, state));
       }
+      this.#host.beat();
     }
   }
 

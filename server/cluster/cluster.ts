@@ -25,6 +25,7 @@ import type { Hub, HubRelay } from "../_hub.ts";
 import { OwnerRelay } from "./_owner_relay.ts";
 import { type Entry, infoOf, Registry } from "./_registry.ts";
 import { VirtualSocket } from "./_virtual_socket.ts";
+import { decodeBatch } from "./_relay_batch.ts";
 import type { ClusterOptions } from "./options.ts";
 
 const log = getLogger(["sandd", "cluster"]);
@@ -61,6 +62,7 @@ export class Cluster {
   readonly slot: number;
   readonly #nc: NatsConnection;
   readonly #prefix: string;
+  readonly #heartbeatMs: number;
   #host: ClusterHost | null = null;
   #up = true;
   #closed = false;
@@ -89,6 +91,7 @@ export class Cluster {
     this.name = name;
     this.slot = slot;
     this.#prefix = prefix;
+    this.#heartbeatMs = heartbeatMs;
     this.#registry = new Registry(name, slot, heartbeatMs, daemons, nodes, {
       hub: () => this.#host?.hub ?? null,
       up: () => this.#up,
@@ -96,6 +99,7 @@ export class Cluster {
       task: (promise) => this.#task(promise),
       changed: (id) => this.#refresh(id),
       nodeGone: (slot) => this.#owner.nodeGone(slot),
+      beat: () => this.#pingQuiet(),
     });
     this.#owner = new OwnerRelay({
       nc,
@@ -226,6 +230,20 @@ export class Cluster {
     this.#tasks.add(p);
   }
 
+  /**
+   * Time the round trip of relayed links (it sizes new streams' windows): once, then while they follow something.
+   * Timed only while quiet: behind a window of data in NATS a ping would time the queue (and grow the next windows
+   * with it), and a link's first moments (its owner just answered its first requests) are noisy.
+   */
+  #pingQuiet(): void {
+    const quiet = Date.now() - this.#heartbeatMs;
+    for (const [id, virtual] of this.#virtuals) {
+      const { conn } = virtual;
+      const wanted = conn.routes.size > 0 || conn.info.rttMs === undefined;
+      if (wanted && conn.lastSeen <= quiet && conn.lastSent <= quiet) this.#ping(id, virtual);
+    }
+  }
+
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
       if (status.type === "disconnect") {
@@ -289,13 +307,11 @@ export class Cluster {
     const existing = this.#virtuals.get(id);
     if (existing && !existing.conn.closed) return existing.conn;
     const subject = `${this.#prefix}.to.${entry.slot}.${this.name}`;
-    const socket = new VirtualSocket((data) => {
+    const socket = new VirtualSocket((kind, payload) => {
       const h = headers();
       h.set("d", id);
-      h.set("k", typeof data === "string" ? "t" : "b");
-      this.#nc.publish(subject, typeof data === "string" ? encoder.encode(data) : data, {
-        headers: h,
-      });
+      h.set("k", kind);
+      this.#nc.publish(subject, payload, { headers: h });
     });
     this.#wanted.add(id);
     return this.#host.hub.attachVirtual(
@@ -306,6 +322,19 @@ export class Cluster {
       (conn) =>
         this.#virtuals.set(id, { conn, socket, node: entry.node, instance: entry.instance }),
     );
+  }
+
+  /** Time the relayed link's round trip (the owner answers `pong` with its own link's). */
+  #ping(id: string, virtual: Virtual): void {
+    const entry = this.#registry.entry(id);
+    if (!entry) return;
+    virtual.socket.pinged();
+    const h = headers();
+    h.set("d", id);
+    h.set("k", "ping");
+    this.#nc.publish(`${this.#prefix}.to.${entry.slot}.${this.name}`, new Uint8Array(0), {
+      headers: h,
+    });
   }
 
   /** End a relayed link; its handles wait for the daemon to appear again (`keep`: link again when it does). */
@@ -324,7 +353,19 @@ export class Cluster {
     const hub = this.#host!.hub;
     if (kind === "t") hub.deliver(virtual.conn, decoder.decode(data));
     else if (kind === "b") hub.deliver(virtual.conn, data);
-    else if (kind === "gone") this.#dropVirtual(id, true);
+    else if (kind === "m") {
+      try {
+        decodeBatch(data, (message) => hub.deliver(virtual.conn, message));
+      } catch (error) {
+        log.warn("Dropped a bad relayed batch for daemon {id}: {message}", {
+          id,
+          message: (error as Error).message,
+        });
+      }
+    } else if (kind === "pong") {
+      const rtt = virtual.socket.ponged(virtual.conn.info.rttMs, Number(decoder.decode(data)));
+      if (rtt !== undefined) virtual.conn.info.rttMs = rtt;
+    } else if (kind === "gone") this.#dropVirtual(id, true);
   }
 
   /** Leave the cluster: relayed links end, this node's entries and slot are removed. */
@@ -346,6 +387,7 @@ export class Cluster {
       this.#dropVirtual(id, false);
       void virtual;
     }
+    this.#owner.close();
     // Registry updates of the daemons the hub just dropped, then this node's keys.
     await this.#registry.settle();
     this.#closed = true;

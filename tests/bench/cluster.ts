@@ -25,21 +25,46 @@ function natsInstalled(): boolean {
   }
 }
 
+/** Chunks the last {@linkcode streamRate} read (about one per data frame the daemon sent). */
+let lastChunks = 0;
+
 async function streamRate(server: Server, id: string, size: number): Promise<number> {
   const t = performance.now();
   const p = await server.spawn(id, ["head", "-c", String(size), "/dev/zero"], { stdin: false });
   let n = 0;
-  for await (const chunk of p.stdout) n += chunk.length;
+  lastChunks = 0;
+  for await (const chunk of p.stdout) {
+    n += chunk.length;
+    lastChunks++;
+  }
   await p.status;
   if (n !== size) throw new Error(`Streamed ${n} bytes, expected ${size}`);
   return mibPerSecond(n, performance.now() - t);
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Messages NATS received so far (its monitoring endpoint), or NaN. */
+async function natsMessages(monitor: number): Promise<number> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${monitor}/varz`);
+    return ((await res.json()) as { in_msgs: number }).in_msgs;
+  } catch {
+    return NaN;
+  }
 }
 
 async function run({ checkout, quick, log }: BenchContext): Promise<SectionResult> {
   if (!natsInstalled()) {
     return { figures: [], skipped: [{ id: "cluster", reason: "nats-server is not installed" }] };
   }
-  await using nats = await TestNats.start();
+  const monitor = freePort();
+  await using nats = await TestNats.start(["-m", String(monitor)]);
   const listen = (name: string) =>
     checkout.mod.Server.listen(
       {
@@ -88,14 +113,22 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     const size = quick ? 8 * 1024 * 1024 : 256 * 1024 * 1024;
     const direct: number[] = [];
     const relayed: number[] = [];
+    /** NATS messages and chunks read per MiB of each relayed stream. */
+    const perMib: number[] = [];
+    const chunksPerMib: number[] = [];
     for (let i = 0; i < (quick ? 1 : 3); i++) {
       direct.push(await streamRate(owner, id, size));
+      const before = await natsMessages(monitor);
       relayed.push(await streamRate(front, id, size));
+      perMib.push(((await natsMessages(monitor)) - before) / (size / (1024 * 1024)));
+      chunksPerMib.push(lastChunks / (size / (1024 * 1024)));
     }
     log(
       `cluster stream: direct ${median(direct).toFixed(0)} MiB/s, relayed ${
         median(relayed).toFixed(0)
-      } MiB/s`,
+      } MiB/s; NATS messages per MiB relayed ${median(perMib).toFixed(1)} (chunks read per MiB ${
+        median(chunksPerMib).toFixed(1)
+      })`,
     );
     const sizeLabel = quick ? "8 MiB" : "256 MiB";
     const apart = await ownerInItsOwnProcess(checkout, front, nats.url, quick, size, log);
@@ -134,6 +167,19 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         goal: "≥ 0.7×",
       },
     ];
+    if (!Number.isNaN(median(perMib))) {
+      figures.push({
+        id: "cluster.stream_nats_messages_per_mib",
+        label: `NATS messages per MiB of a ${sizeLabel} stream through another node`,
+        unit: "messages",
+        value: median(perMib),
+        baseline: median(chunksPerMib),
+        baselineLabel: "chunks the reader got per MiB (about the daemon's data frames)",
+        comparison: "ratio",
+        better: "lower",
+        goal: "fewer than one per data frame",
+      });
+    }
     const skipped: Skipped[] = [{
       id: "cluster.capacity",
       reason: "3 × 15,000 simulated daemons and kill-to-back time are not measured yet",
