@@ -45,6 +45,7 @@ const EXPECTED = [
   "memory.idle_cpu",
   "memory.longest_stall",
   "memory.exec_per_second",
+  "memory.exec_per_second_alone",
   "memory.exec_p99",
   "memory.exec_max",
 ];

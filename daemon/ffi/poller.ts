@@ -12,9 +12,9 @@
  * pending op.
  *
  * A child's exit wakes the worker thread (its pipes hang up, its pidfd becomes readable), which then has to wake
- * the event loop: two thread wake-ups in a row, each a scheduling delay on a busy machine. So while the loop runs
- * (or while {@linkcode holdPoller} is held) a `SIGCHLD` listener also sweeps the registered descriptors with a
- * zero-timeout `poll` on the event loop itself: the exit, the pipes' ends and the status are then served as soon
+ * the event loop: two thread wake-ups in a row, each a scheduling delay on a busy machine. So while
+ * {@linkcode holdPoller} is held (a daemon holds it for its life) a `SIGCHLD` listener also sweeps the registered
+ * descriptors with a zero-timeout `poll` on the event loop itself: the exit, the pipes' ends and the status are then served as soon
  * as the signal arrives, whichever of the two is first. A descriptor may thus be served while the worker's `poll`
  * still watches it: close it only after {@linkcode cancel} has resolved (as every closer here does).
  *
@@ -185,8 +185,8 @@ export function pollerActive(): boolean {
 
 /**
  * Keep the `SIGCHLD` sweep bound between the poll loop's runs (binding it per loop costs two ops per command);
- * a daemon holds this for its life. Without a hold the listener is bound only while the loop runs, so test
- * sanitizers see nothing left behind.
+ * a daemon holds this for its life. Without a hold no listener is bound (the worker thread's poll alone serves), so
+ * test sanitizers see nothing left behind.
  *
  * @example Hold for a daemon's lifetime
  * ```ts ignore
@@ -309,7 +309,6 @@ function start(): void {
   }
   running = true;
   woken = false;
-  bindSignal();
   loop().catch((error: Error) => failAll(error));
 }
 
