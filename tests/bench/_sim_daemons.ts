@@ -8,6 +8,8 @@
 //   other request is refused with an error reply (these daemons run nothing else).
 // - "echo": each sends one message once open, then echoes every message it receives (the peer of a bare
 //   WebSocket server doing request/reply round trips: the baseline of a broadcast).
+// - "idle": each sends one message once open, then stays silent (the peers of the bare echo server that is the
+//   memory bench's baseline: echoing its echo back would keep every socket busy forever).
 // A client whose connection fails before it is ready is opened again (up to 20 tries, 200 ms more apart each time);
 // past that the process exits 1 naming the client. Prints "ready" once all are open, then waits for stdin to close.
 //
@@ -25,9 +27,12 @@
 // closing closes every link and exits.
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
 const count = Number(countText);
-if (mode !== "sandd" && mode !== "echo" && mode !== "failover" || !url || !(count > 0) || !prefix) {
+if (
+  mode !== "sandd" && mode !== "echo" && mode !== "idle" && mode !== "failover" || !url ||
+  !(count > 0) || !prefix
+) {
   console.error(
-    "Usage: _sim_daemons.ts sandd|echo URL COUNT PREFIX SUBPROTOCOL | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF",
+    "Usage: _sim_daemons.ts sandd|echo|idle URL COUNT PREFIX SUBPROTOCOL | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF",
   );
   Deno.exit(2);
 }
@@ -118,7 +123,7 @@ function connect(i: number, tries: number): void {
     if (++open === count) opened.resolve();
   };
   socket.onopen = () => {
-    if (mode === "echo") {
+    if (mode !== "sandd") {
       socket.send("hello");
       markReady();
       return;
@@ -126,8 +131,8 @@ function connect(i: number, tries: number): void {
     socket.send(hello(`${prefix}-${i}`, i));
   };
   socket.onmessage = (event) => {
-    if (mode === "echo") {
-      socket.send(event.data);
+    if (mode !== "sandd") {
+      if (mode === "echo") socket.send(event.data);
       return;
     }
     const text = event.data as string;

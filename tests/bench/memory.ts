@@ -117,7 +117,7 @@ async function measure(
       "run",
       "-A",
       `${here}_sim_daemons.ts`,
-      kind,
+      kind === "echo" ? "idle" : kind,
       url,
       String(n),
       `c${i}`,
