@@ -52,7 +52,6 @@ function defaultName(): string {
   return `${host}-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export class Cluster {
