@@ -24,6 +24,31 @@ async function writeFile(path: string, size: number): Promise<string> {
   return hash.digest("hex");
 }
 
+/**
+ * Reads `body` through a BYOB reader into one reused buffer of `bufferSize` bytes, hashing what arrives; returns
+ * the byte count, the SHA-256 and how far the process's external (ArrayBuffer) memory rose above its start.
+ */
+async function readMeasured(
+  body: ReadableStream<Uint8Array>,
+  bufferSize: number,
+): Promise<{ received: number; digest: string; growth: number }> {
+  const reader = body.getReader({ mode: "byob" });
+  let buffer = new ArrayBuffer(bufferSize);
+  const hash = createHash("sha256");
+  const start = Deno.memoryUsage().external;
+  let peak = start;
+  let received = 0;
+  while (true) {
+    const { done, value } = await reader.read(new Uint8Array(buffer));
+    if (done) break;
+    hash.update(value);
+    received += value.length;
+    buffer = value.buffer as ArrayBuffer;
+    peak = Math.max(peak, Deno.memoryUsage().external);
+  }
+  return { received, digest: hash.digest("hex"), growth: peak - start };
+}
+
 Deno.test("control API: a 256 MiB download keeps the controller's buffer memory within a few windows", async () => {
   const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "sandd-memory-" });
   try {
@@ -34,24 +59,11 @@ Deno.test("control API: a 256 MiB download keeps the controller's buffer memory 
       `${worker.base}/daemons/mem/files?path=${encodeURIComponent(`${dir}/big.bin`)}`,
     );
     assertEquals(response.status, 200);
-    const reader = response.body!.getReader({ mode: "byob" });
-    let buffer = new ArrayBuffer(MiB);
-    const hash = createHash("sha256");
-    const start = Deno.memoryUsage().external;
-    let peak = start;
-    let received = 0;
-    while (true) {
-      const { done, value } = await reader.read(new Uint8Array(buffer));
-      if (done) break;
-      hash.update(value);
-      received += value.length;
-      buffer = value.buffer as ArrayBuffer;
-      peak = Math.max(peak, Deno.memoryUsage().external);
-    }
-    assertEquals(received, size);
-    assertEquals(hash.digest("hex"), digest);
+    const read = await readMeasured(response.body!, MiB);
+    assertEquals(read.received, size);
+    assertEquals(read.digest, digest);
     // The download window is 8 MiB; before the buffers were freed as they went, this reached 60-70 MiB.
-    assertLess(peak - start, 40 * MiB, `external memory grew by ${(peak - start) / MiB} MiB`);
+    assertLess(read.growth, 40 * MiB, `external memory grew by ${read.growth / MiB} MiB`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -64,24 +76,11 @@ Deno.test("server: a BYOB reader of a 256 MiB downloadStream gets every byte and
     const digest = await writeFile(`${dir}/big.bin`, size);
     await using worker = await startApiWorker("mem-byob");
     const stream = await worker.server.downloadStream("mem-byob", `${dir}/big.bin`);
-    const reader = stream.getReader({ mode: "byob" });
-    let buffer = new ArrayBuffer(4 * MiB);
-    const hash = createHash("sha256");
-    const start = Deno.memoryUsage().external;
-    let peak = start;
-    let received = 0;
-    while (true) {
-      const { done, value } = await reader.read(new Uint8Array(buffer));
-      if (done) break;
-      hash.update(value);
-      received += value.length;
-      buffer = value.buffer as ArrayBuffer;
-      peak = Math.max(peak, Deno.memoryUsage().external);
-    }
-    assertEquals(received, size);
-    assertEquals(hash.digest("hex"), digest);
+    const read = await readMeasured(stream, 4 * MiB);
+    assertEquals(read.received, size);
+    assertEquals(read.digest, digest);
     // Each message buffer is freed as its bytes are copied out: the 8 MiB window, not the file, bounds it.
-    assertLess(peak - start, 40 * MiB, `external memory grew by ${(peak - start) / MiB} MiB`);
+    assertLess(read.growth, 40 * MiB, `external memory grew by ${read.growth / MiB} MiB`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
