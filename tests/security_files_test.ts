@@ -72,6 +72,32 @@ function helperProcess(script: string): {
   };
 }
 
+/**
+ * A hostile process on the worker that keeps swapping the directory `path` for a symlink to `outside` and back
+ * (rename away, symlink, remove, rename back), 200 swaps per event-loop turn, until its stdin closes; prints the
+ * number of swaps.
+ */
+function pathToggler(path: string, outside: string): ReturnType<typeof helperProcess> {
+  return helperProcess(`
+    const path = ${JSON.stringify(path)};
+    const outside = ${JSON.stringify(outside)};
+    let done = false;
+    Deno.stdin.readable.pipeTo(new WritableStream()).finally(() => done = true);
+    let n = 0;
+    while (!done) {
+      for (let i = 0; i < 200; i++) {
+        Deno.renameSync(path, path + ".real");
+        Deno.symlinkSync(outside, path);
+        Deno.removeSync(path);
+        Deno.renameSync(path + ".real", path);
+        n++;
+      }
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    console.log(n);
+  `);
+}
+
 Deno.test("attack: swapping an upload's temporary file for a symlink cannot chmod an outside file", async () => {
   await using dirs = await tempDirs();
   const victim = `${dirs.outside}/victim`;
@@ -199,24 +225,7 @@ Deno.test("attack: toggling a path component between a directory and a symlink n
   await Deno.writeTextFile(`${dirs.root}/d/f`, "inside");
   await Deno.writeTextFile(`${dirs.outside}/f`, "SECRET");
   await using w = await startWorker("w1", ["--root", dirs.root]);
-  const toggler = helperProcess(`
-    const root = ${JSON.stringify(dirs.root)};
-    const outside = ${JSON.stringify(dirs.outside)};
-    let done = false;
-    Deno.stdin.readable.pipeTo(new WritableStream()).finally(() => done = true);
-    let n = 0;
-    while (!done) {
-      for (let i = 0; i < 200; i++) {
-        Deno.renameSync(root + "/d", root + "/d.real");
-        Deno.symlinkSync(outside, root + "/d");
-        Deno.removeSync(root + "/d");
-        Deno.renameSync(root + "/d.real", root + "/d");
-        n++;
-      }
-      await new Promise((r) => setTimeout(r, 0));
-    }
-    console.log(n);
-  `);
+  const toggler = pathToggler(`${dirs.root}/d`, dirs.outside);
   let leaked = 0;
   let inside = 0;
   try {
@@ -334,24 +343,8 @@ Deno.test("attack: toggling a directory for a symlink during downloadDir never p
   for (let i = 0; i < 20; i++) await Deno.writeTextFile(`${dirs.root}/tree/d/f${i}`, "inside");
   for (let i = 0; i < 20; i++) await Deno.writeTextFile(`${dirs.outside}/f${i}`, "SECRET");
   await using w = await startWorker("w1", ["--root", dirs.root]);
-  const toggler = helperProcess(`
-    const d = ${JSON.stringify(dirs.root + "/tree")};
-    const outside = ${JSON.stringify(dirs.outside)};
-    let done = false;
-    Deno.stdin.readable.pipeTo(new WritableStream()).finally(() => done = true);
-    let n = 0;
-    while (!done) {
-      for (let i = 0; i < 200; i++) {
-        Deno.renameSync(d + "/d", d + "/d.real");
-        Deno.symlinkSync(outside, d + "/d");
-        Deno.removeSync(d + "/d");
-        Deno.renameSync(d + "/d.real", d + "/d");
-        n++;
-      }
-      await new Promise((r) => setTimeout(r, 0));
-    }
-    console.log(n);
-  `);
+  const toggler = pathToggler(`${dirs.root}/tree/d`, dirs.outside);
+  let toggles = 0;
   const dest = await Deno.makeTempDir({ prefix: "sandd-dest-" });
   let leaked = 0;
   try {
@@ -372,9 +365,10 @@ Deno.test("attack: toggling a directory for a symlink during downloadDir never p
       }
     }
   } finally {
-    await toggler.stop();
+    toggles = Number(await toggler.stop());
     await Deno.remove(dest, { recursive: true });
   }
+  assert(toggles > 0, "the toggler never swapped the directory: the race did not run");
   assertEquals(leaked, 0, `${leaked} outside files were packed`);
 });
 
@@ -385,21 +379,8 @@ Deno.test("attack: toggling a directory for a symlink during a recursive list ne
   await Deno.mkdir(`${dirs.outside}/x`);
   await Deno.writeTextFile(`${dirs.outside}/x/outside-name`, "x");
   await using w = await startWorker("w1", ["--root", dirs.root]);
-  const toggler = helperProcess(`
-    const a = ${JSON.stringify(dirs.root + "/tree/a")};
-    const outside = ${JSON.stringify(dirs.outside)};
-    let done = false;
-    Deno.stdin.readable.pipeTo(new WritableStream()).finally(() => done = true);
-    while (!done) {
-      for (let i = 0; i < 200; i++) {
-        Deno.renameSync(a + "/b", a + "/b.real");
-        Deno.symlinkSync(outside, a + "/b");
-        Deno.removeSync(a + "/b");
-        Deno.renameSync(a + "/b.real", a + "/b");
-      }
-      await new Promise((r) => setTimeout(r, 0));
-    }
-  `);
+  const toggler = pathToggler(`${dirs.root}/tree/a/b`, dirs.outside);
+  let toggles = 0;
   let leaked = 0;
   try {
     const deadline = Date.now() + 3_000;
@@ -408,7 +389,8 @@ Deno.test("attack: toggling a directory for a symlink during a recursive list ne
       if (entries.some((e) => e.path.includes("outside-name") || e.path.endsWith("/x"))) leaked++;
     }
   } finally {
-    await toggler.stop();
+    toggles = Number(await toggler.stop());
   }
+  assert(toggles > 0, "the toggler never swapped the directory: the race did not run");
   assertEquals(leaked, 0, `${leaked} listings showed names from outside the root`);
 });
