@@ -476,38 +476,19 @@ Deno.test("policy: --no-pty refuses terminals; --policy file with flags overridi
     await daemon.stop();
     await Deno.remove(file);
   }
-  // A bad policy file or flag stops the daemon at start with exit code 2.
-  const bad = await runDaemonCli([
-    "--server-url",
-    "ws://127.0.0.1:1/ws",
-    "--policy",
-    "/nonexistent.json",
-  ]);
-  assertEquals(bad.code, 2);
-  assert(bad.stderr.includes("/nonexistent.json"), bad.stderr);
-  const badFlag = await runDaemonCli([
-    "--server-url",
-    "ws://127.0.0.1:1/ws",
-    "--max-processes",
-    "0",
-  ]);
-  assertEquals(badFlag.code, 2);
-  const badEnv = await runDaemonCli([
-    "--server-url",
-    "ws://127.0.0.1:1/ws",
-    "--env-set",
-    "NOEQUALS",
-  ]);
-  assertEquals(badEnv.code, 2);
-  // A user switch that cannot work here fails at start, not on the first command.
-  const badUser = await runDaemonCli([
-    "--server-url",
-    "ws://127.0.0.1:1/ws",
-    "--run-as",
-    "no-such-user-x9",
-  ]);
-  assertEquals(badUser.code, 2);
-  assert(badUser.stderr.includes("no-such-user-x9"), badUser.stderr);
+  // A bad policy file or flag stops the daemon at start with exit code 2, naming what was wrong; a user switch that
+  // cannot work here fails at start, not on the first command.
+  const refusals: [string[], string | undefined][] = [
+    [["--policy", "/nonexistent.json"], "/nonexistent.json"],
+    [["--max-processes", "0"], undefined],
+    [["--env-set", "NOEQUALS"], undefined],
+    [["--run-as", "no-such-user-x9"], "no-such-user-x9"],
+  ];
+  for (const [flags, named] of refusals) {
+    const result = await runDaemonCli(["--server-url", "ws://127.0.0.1:1/ws", ...flags]);
+    assertEquals(result.code, 2, `${flags.join(" ")}: ${result.stderr}`);
+    if (named) assert(result.stderr.includes(named), result.stderr);
+  }
 });
 
 Deno.test("rate limits per daemon and overall throw RateLimitedError", async () => {
