@@ -40,23 +40,66 @@ export interface HttpRoutes {
   accept(socket: WebSocket, remoteAddress: string, identity: Identity): void;
 }
 
+/** Characters of a request target whose path `new URL` leaves as it is (no percent-encoding, no `\\`). */
+const PLAIN_TARGET = /^[A-Za-z0-9_~!$&'()*+,;=:@/.?-]*$/;
+/** A host and port with nothing a URL parser would read as the start of a path, query or fragment. */
+const PLAIN_AUTHORITY = /^[A-Za-z0-9.:[\]-]+$/;
+
+/** The path of a request URL and whether it has a query (see {@linkcode fastPath}). */
+export interface RequestPath {
+  /** What `new URL(url).pathname` gives. */
+  pathname: string;
+  /** Whether the URL has a non-empty query string. */
+  query: boolean;
+}
+
+/**
+ * The path of an absolute request URL (`http://host:port/path?query`) and whether it has a query, without a URL
+ * parse (which, with its query object, was a noticeable share of an API call): only for a plain host and a plain
+ * target with no dot segment, where the result is what `new URL(url).pathname` gives; null otherwise (parse it
+ * then).
+ *
+ * @example
+ * ```ts
+ * import { fastPath } from "./_http.ts";
+ * console.assert(fastPath("http://127.0.0.1:8/api/v1/daemons?x=1")?.pathname === "/api/v1/daemons");
+ * console.assert(fastPath("http://127.0.0.1:8/a/%2e%2e/b") === null);
+ * ```
+ */
+export function fastPath(url: string): RequestPath | null {
+  const scheme = url.indexOf("://");
+  if (scheme < 0) return null;
+  const start = url.indexOf("/", scheme + 3);
+  if (start < 0 || !PLAIN_AUTHORITY.test(url.slice(scheme + 3, start))) return null;
+  const target = url.slice(start);
+  const queryAt = target.indexOf("?");
+  const pathname = queryAt < 0 ? target : target.slice(0, queryAt);
+  if (!PLAIN_TARGET.test(target) || pathname.includes("/.") || target.includes("#")) return null;
+  return { pathname, query: queryAt >= 0 && queryAt < target.length - 1 };
+}
+
 /** Handle one HTTP request. */
 export async function handleHttp(
   routes: HttpRoutes,
   request: Request,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ): Promise<Response> {
-  const url = new URL(request.url);
-  if (request.method === "GET" && url.pathname === "/health") {
+  // The path without a URL parse where that gives the same (a mount such as the control API pays for every call).
+  const pathname = fastPath(request.url)?.pathname ?? new URL(request.url).pathname;
+  if (request.method === "GET" && pathname === "/health") {
     return Response.json({ status: "ok", version: VERSION });
   }
   for (const mount of routes.mounts) {
-    if (url.pathname === mount.prefix || url.pathname.startsWith(mount.prefix + "/")) {
-      return await mount.handle(request, info);
+    if (
+      pathname.startsWith(mount.prefix) &&
+      (pathname.length === mount.prefix.length || pathname[mount.prefix.length] === "/")
+    ) {
+      // Not awaited here: the mount's promise is the answer (one hop less on every API call).
+      return mount.handle(request, info);
     }
   }
-  const stats = request.method === "GET" && url.pathname === "/stats";
-  if (!stats && url.pathname !== routes.path) {
+  const stats = request.method === "GET" && pathname === "/stats";
+  if (!stats && pathname !== routes.path) {
     return new Response("Not found\n", { status: 404 });
   }
   const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
@@ -73,7 +116,7 @@ export async function handleHttp(
         headers: { "retry-after": String(Math.ceil(retryMs / 1000)) },
       });
     }
-    log.warn("Answered 401 to {remote} on {path}", { remote, path: url.pathname });
+    log.warn("Answered 401 to {remote} on {path}", { remote, path: pathname });
     return new Response("Unauthorized\n", {
       status: 401,
       headers: { "www-authenticate": "Bearer" },

@@ -216,6 +216,42 @@ class ThrottledWarning {
   }
 }
 
+/**
+ * What a handler learns of its request. `completed` is made on first use: most handlers never read it, and a
+ * promise with its resolvers and rejection guard per request is work on every API call.
+ */
+class HandlerInfo implements Deno.ServeHandlerInfo<Deno.NetAddr> {
+  readonly remoteAddr: Deno.NetAddr;
+  #completed: PromiseWithResolvers<void> | undefined;
+  /** Undefined while the response is being sent; then null (sent) or the error. */
+  #outcome: Error | null | undefined;
+
+  constructor(remoteAddr: Deno.NetAddr) {
+    this.remoteAddr = remoteAddr;
+  }
+
+  /** Settles once the response has been sent (rejects when it could not be). */
+  get completed(): Promise<void> {
+    if (this.#completed === undefined) {
+      this.#completed = Promise.withResolvers<void>();
+      this.#completed.promise.catch(() => {});
+      if (this.#outcome !== undefined) this.#finish(this.#outcome);
+    }
+    return this.#completed.promise;
+  }
+
+  /** The response was sent (undefined) or could not be (the error). */
+  settle(error: Error | undefined): void {
+    this.#outcome = error ?? null;
+    if (this.#completed !== undefined) this.#finish(this.#outcome);
+  }
+
+  #finish(outcome: Error | null): void {
+    if (outcome === null) this.#completed!.resolve();
+    else this.#completed!.reject(outcome);
+  }
+}
+
 /** One accepted connection while it is HTTP. */
 class Connection {
   readonly conn: Deno.Conn;
@@ -390,12 +426,7 @@ class HardenedListener implements HttpListener {
   }
 
   async #respond(connection: Connection, event: LegacyRequestEvent): Promise<void> {
-    const { promise: completed, resolve, reject } = Promise.withResolvers<void>();
-    completed.catch(() => {});
-    const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
-      remoteAddr: connection.conn.remoteAddr as Deno.NetAddr,
-      completed,
-    };
+    const info = new HandlerInfo(connection.conn.remoteAddr as Deno.NetAddr);
     let response: Response;
     try {
       response = await this.#handler(event.request, info);
@@ -413,9 +444,9 @@ class HardenedListener implements HttpListener {
     if (response.status === 101) connection.upgraded = true;
     try {
       await event.respondWith(response);
-      resolve();
+      info.settle(undefined);
     } catch (error) {
-      reject(new Deno.errors.Interrupted(`The response could not be sent: ${error}`));
+      info.settle(new Deno.errors.Interrupted(`The response could not be sent: ${error}`));
     } finally {
       connection.inFlight--;
       if (connection.upgraded || connection.ended) this.#close(connection);

@@ -78,6 +78,8 @@ export async function readJson(
   return checkObject(value, schema, "body");
 }
 
+const NO_FIELDS: Record<string, FieldRule> = {};
+
 /** Check a parsed value against a schema. */
 export function checkObject(
   value: unknown,
@@ -88,19 +90,20 @@ export function checkObject(
     throw badRequest(`${where} must be a JSON object, got ${kind(value)}`);
   }
   const object = value as Record<string, unknown>;
-  const required = schema.required ?? {};
-  const optional = schema.optional ?? {};
-  for (const key of Object.keys(object)) {
-    if (!(key in required) && !(key in optional)) {
+  const required = schema.required ?? NO_FIELDS;
+  const optional = schema.optional ?? NO_FIELDS;
+  // `for...in` over the schemas (plain object literals): no key or entry arrays per request.
+  for (const key in object) {
+    if (!Object.hasOwn(required, key) && !Object.hasOwn(optional, key)) {
       throw badRequest(`${where} has an unknown field '${key.slice(0, 100)}'`);
     }
   }
-  for (const [key, rule] of Object.entries(required)) {
+  for (const key in required) {
     if (object[key] === undefined) throw badRequest(`Field '${key}' is required`);
-    checkField(key, object[key], rule);
+    checkField(key, object[key], required[key]!);
   }
-  for (const [key, rule] of Object.entries(optional)) {
-    if (object[key] !== undefined) checkField(key, object[key], rule);
+  for (const key in optional) {
+    if (object[key] !== undefined) checkField(key, object[key], optional[key]!);
   }
   return object;
 }

@@ -6,7 +6,6 @@ import type { ControlContext, RouteParams } from "./_context.ts";
 import { intParam, onlyParams, queryParam } from "./_body.ts";
 import { badRequest, HttpError } from "./_errors.ts";
 
-const SMALL_JSON = { "content-type": "application/json", "cache-control": "no-transform" };
 const JSON_HEADERS = { "content-type": "application/json" };
 
 /**
@@ -15,7 +14,12 @@ const JSON_HEADERS = { "content-type": "application/json" };
  */
 export function json(data: unknown, status = 200): Response {
   const text = JSON.stringify(data);
-  return new Response(text, { status, headers: text.length < 4096 ? SMALL_JSON : JSON_HEADERS });
+  // Deno (2.9.6) builds a response whose init has only a content-type on a fast path; another header in the init
+  // takes the slow one, about 10 µs more per answer (a sixth of an API call's HTTP work). So the other header is
+  // set afterwards; the answer on the wire is the same.
+  const response = new Response(text, { status, headers: JSON_HEADERS });
+  if (text.length < 4096) response.headers.set("cache-control", "no-transform");
+  return response;
 }
 
 /** An empty 204 answer. */

@@ -180,6 +180,11 @@ export const ROUTES: readonly Route[] = [
 
 const PROC_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
 
+/** A bad path parameter as an error message shows it. */
+function shown(value: string): string {
+  return JSON.stringify(value.slice(0, 140));
+}
+
 interface Node {
   /** Literal children. */
   children: Map<string, Node>;
@@ -233,21 +238,27 @@ export class Router {
         continue;
       }
       if (!at.param) return null;
-      let value: string;
-      try {
-        value = decodeURIComponent(raw);
-      } catch {
-        throw badRequest(`Path parameter '${at.param.name}' is not valid URL encoding`);
+      let value = raw;
+      // Decoded only when there is something to decode (it is the same string otherwise).
+      if (raw.includes("%")) {
+        try {
+          value = decodeURIComponent(raw);
+        } catch {
+          throw badRequest(`Path parameter '${at.param.name}' is not valid URL encoding`);
+        }
       }
-      const shown = JSON.stringify(value.slice(0, 140));
       if (at.param.name === "id" && !isDaemonId(value)) {
         throw badRequest(
-          `Path parameter 'id' must be a daemon id (1-128 of A-Z a-z 0-9 . _ : @ -), got ${shown}`,
+          `Path parameter 'id' must be a daemon id (1-128 of A-Z a-z 0-9 . _ : @ -), got ${
+            shown(value)
+          }`,
         );
       }
       if (at.param.name === "proc" && !PROC_PATTERN.test(value)) {
         throw badRequest(
-          `Path parameter 'proc' must be a process id (1-128 of A-Z a-z 0-9 . _ : @ -), got ${shown}`,
+          `Path parameter 'proc' must be a process id (1-128 of A-Z a-z 0-9 . _ : @ -), got ${
+            shown(value)
+          }`,
         );
       }
       params[at.param.name] = value;

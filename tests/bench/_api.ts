@@ -2,6 +2,13 @@
 // keep-alive against `server.exec`; from a lean HTTP/1.1 client, as curl or Python's http.client would send it,
 // and from Deno's fetch, whose own cost is shown by the same GET from both), and a process's output streamed through `GET .../output` against
 // `server.spawn` read directly.
+//
+// The lean client runs in this process, beside the controller. Tried and rejected: the same client in a process of
+// its own (as real API users are), driven over a pipe and timing itself. Its GET p50 was 0.24 ms against 0.07 ms in
+// process (interleaved, same run; a loaded machine, load 14 on 2 cores): every request then pays two cross-process
+// wake-ups, which the embedded baseline never does, so the figure would measure the scheduler more than the API. In
+// process the client's own work (its write, read and parse; some tens of µs of CPU a request on that loaded machine)
+// runs on the controller's thread, which makes the overhead shown here, if anything, a little high.
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
 import { mibPerSecond, quantile, type SectionResult } from "./_stats.ts";
