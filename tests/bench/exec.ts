@@ -54,14 +54,24 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     const local: number[] = [];
     for (let i = 0; i < warmup; i++) await server.exec("bench-exec", ["true"]);
     for (let i = 0; i < warmup; i++) await localSpawn(["true"]);
+    const runs: [() => Promise<unknown>, number[]][] = [
+      [() => server.exec("bench-exec", ["true"]), remote],
+      [() => localSpawn(["true"]), local],
+    ];
     for (let i = 0; i < rounds; i++) {
-      // Interleaved, so both see the same machine noise.
-      let t = performance.now();
-      await server.exec("bench-exec", ["true"]);
-      remote.push(performance.now() - t);
-      t = performance.now();
-      await localSpawn(["true"]);
-      local.push(performance.now() - t);
+      // Interleaved, so both see the same machine noise, in a random order each round (as in _api.ts): with a
+      // fixed order (remote, local, remote, ...) every remote exec followed a local spawn, which left the daemon
+      // idle (cold caches, a sleeping CPU to wake) for ~3.5 ms, and every local spawn followed a remote exec, which
+      // left the controller's process warm. Measured 2026-12-02 (quiet): remote 4.87 ms p50 alone and 5.06
+      // interleaved, local 3.45 alone and 3.98 interleaved; at load 9-17 the order effect was larger than the
+      // overhead itself (remote after local 17.7-23.3 ms, local after remote 12.0-15.6 ms, both after themselves
+      // 13.4-21.4 ms). A random order gives each the same mix of predecessors.
+      const first = Math.random() < 0.5 ? 0 : 1;
+      for (const [run, times] of [runs[first]!, runs[1 - first]!]) {
+        const t = performance.now();
+        await run();
+        times.push(performance.now() - t);
+      }
     }
     const counted = quick ? 10 : 100;
     const messages: Figure = {
