@@ -108,9 +108,9 @@ function releaseRuntime(): void {
 }
 
 /**
- * Keep libc loaded (and the poller's `SIGCHLD` sweep bound) until the returned handle is disposed. Without a hold they are
- * loaded with the first child and unloaded with the last one (clean for test sanitizers), and loading costs
- * about 3 ms, which back-to-back spawns would pay each time. A daemon holds this for its whole life.
+ * Keep libc loaded until the returned handle is disposed. Without a hold it is loaded with the first child and
+ * unloaded with the last one (clean for test sanitizers), and loading costs about 3 ms, which back-to-back
+ * spawns would pay each time. A daemon holds this for its whole life.
  *
  * @example Hold for a daemon's lifetime
  * ```ts
@@ -129,8 +129,6 @@ export function holdPosixChildRuntime(): Disposable {
     throw new TypeError(`Posix children are not supported on ${Deno.build.os}`);
   }
   acquireRuntime();
-  // The poller's SIGCHLD sweep (ffi/poller.ts `holdPoller`) is not held: measured on a quiet machine it made the
-  // exec round trip's p50 0.25-0.35 ms slower (an extra wake-up per exec; compare.ts, 3 interleaved rounds).
   let held = true;
   return {
     [Symbol.dispose]() {
@@ -192,9 +190,12 @@ function aboveStdio(libc: Libc, fd: number): number {
   return moved;
 }
 
+/** Where `pipe2` writes its two descriptors (read at once; `openPipe` is synchronous). */
+const pipePair = new Int32Array(2);
+
 /** A close-on-exec pipe; `[read, write]`. */
 function openPipe(libc: Libc): [number, number] {
-  const pair = new Int32Array(2);
+  const pair = pipePair;
   if (libc.pipe2 !== null) {
     if (libc.pipe2(pair, O_CLOEXEC) !== 0) throw errnoError("pipe2", errno());
   } else {
@@ -427,8 +428,8 @@ class PosixChild {
   }
 
   /**
-   * Close one of the child's fds once the poller has let go of it: the `SIGCHLD` sweep can serve an end while the
-   * worker thread's `poll` still watches the fd, and a number closed (and reused) under it could be missed.
+   * Close one of the child's fds once the poller has let go of it: a number closed (and reused) under the worker
+   * thread's `poll` could be missed (defensive: a read ends only after its wait was served, when no poll has it).
    */
   #closeFd(index: 0 | 1 | 2): void {
     const fd = this.#fds[index];

@@ -59,6 +59,13 @@ function makeAttributes(libc: Libc, flag: number): Uint8Array<ArrayBuffer> {
   return attr;
 }
 
+/**
+ * The file actions and the pid of a spawn, reused by every call (each call initialises and destroys the actions;
+ * `posixSpawn` is synchronous, so calls never overlap).
+ */
+const fileActions = offHeap(OPAQUE_SIZE);
+const spawnedPid = new Int32Array(1);
+
 function attributesFor(libc: Libc, session: boolean): Uint8Array<ArrayBuffer> {
   attributes ??= {
     group: makeAttributes(libc, OS.spawn.POSIX_SPAWN_SETPGROUP),
@@ -85,7 +92,7 @@ export function posixSpawn(libc: Libc, request: PosixSpawnRequest): { pid: numbe
     ? new Deno.UnsafePointerView(libc.environ).getPointer(0)
     : null;
   const env = environ === null ? request.env ?? Deno.env.toObject() : null;
-  const actions = offHeap(OPAQUE_SIZE);
+  const actions = fileActions;
   check(libc.posix_spawn_file_actions_init(actions), "posix_spawn_file_actions_init", true);
   try {
     const keep: Uint8Array[] = [];
@@ -134,7 +141,7 @@ export function posixSpawn(libc: Libc, request: PosixSpawnRequest): { pid: numbe
       ? []
       : Object.entries(env).map(([key, value]) => `${key}=${value}`);
     const { arrays, strings } = cStringArrays([request.argv, envList]);
-    const pid = new Int32Array(1);
+    const pid = spawnedPid;
     const path = cString(request.path);
     const result = environ === null
       ? libc.posix_spawn(pid, path, actions, attr, arrays[0]!, arrays[1]!)

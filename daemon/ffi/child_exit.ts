@@ -57,7 +57,7 @@ export async function watchExit(
       } catch {
         // the poller failed: fall through to a blocking wait
       } finally {
-        // The SIGCHLD sweep may have served it while the worker thread's poll still watches it.
+        // Defensive: only close it once no poll in flight on the worker thread watches it.
         if (pollWatches(pidfd)) {
           closing = cancel(pidfd).then(() => {
             libc.close(pidfd);

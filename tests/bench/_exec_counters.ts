@@ -1,6 +1,6 @@
 // Load-robust counters of the exec path, for diagnosis (not a section of `deno task bench`): the daemon's CPU time
-// and its threads' voluntary context switches (each one a sleep and a wake-up) per exec of `true`, with the round
-// trip beside them. On a shared 2-core machine the round trip drifts with the load; these counters hardly do.
+// and its threads' voluntary context switches (each one a sleep and a wake-up) per exec of `true`, the same for the
+// controller (this process), with the round trip beside them. On a shared 2-core machine the round trip drifts with the load; these counters hardly do.
 //
 //   deno run -A tests/bench/_exec_counters.ts [ROOT ...] [--rounds 400]
 //
@@ -42,6 +42,8 @@ async function measure(root: string, rounds: number): Promise<Record<string, num
   for (let i = 0; i < 50; i++) await server.exec(id, ["true"]);
   const cpu0 = cpuMs(daemon.pid);
   const switches0 = switches(daemon.pid);
+  const ownCpu0 = cpuMs(Deno.pid);
+  const ownSwitches0 = switches(Deno.pid);
   const times: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const t = performance.now();
@@ -49,11 +51,14 @@ async function measure(root: string, rounds: number): Promise<Record<string, num
     times.push(performance.now() - t);
   }
   const switches1 = switches(daemon.pid);
+  const ownSwitches1 = switches(Deno.pid);
   return {
     root,
     cpuMsPerExec: (cpuMs(daemon.pid) - cpu0) / rounds,
     wakeUpsPerExec: (switches1.voluntary - switches0.voluntary) / rounds,
     threads: switches1.threads,
+    controllerCpuMsPerExec: (cpuMs(Deno.pid) - ownCpu0) / rounds,
+    controllerWakeUpsPerExec: (ownSwitches1.voluntary - ownSwitches0.voluntary) / rounds,
     p50Ms: quantile(times, 0.5),
     p99Ms: quantile(times, 0.99),
   };

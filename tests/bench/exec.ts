@@ -1,24 +1,26 @@
-// exec of `true` through the controller and a daemon, against a local Deno.Command spawn, interleaved.
+// exec of `true` through the controller and a daemon, against a local Deno.Command spawn, interleaved in a random
+// order (see `run`).
 //
-// Where an exec's time goes (measured 2026-12-02 with performance.now() marks in a patched copy of the daemon,
-// a CPU profile of the daemon and strace, on the shared 2-core machine at load 12-25, so every figure is
-// inflated; p50 per stage, from the controller's send):
-//   controller send → daemon receives the request                    0.6-0.7 ms (WebSocket, both event loops)
-//   PATH lookup (access() per PATH entry, 11 entries here)            ~0.04 ms
-//   posix_spawn returns (the parent waits while the vfork child is
-//     scheduled, resets 64 signal dispositions, closes fds, execs)   2.6-4 ms (the local spawn pays the same)
-//   reply written                                                     +0.2-1.5 ms (TCP write op)
-//   `true` runs and exits; its pipes hang up (worker-thread poll)     ~12 ms later (the child's own scheduling)
-//   the exit is known (pidfd)                                         1-3 ms after the pipes under load: the
-//     kernel closes a child's files before it signals its exit; the SIGCHLD sweep (ffi/poller.ts) now serves the
-//     pidfd on the event loop instead of a second worker-thread poll round trip
-//   eofs + exit leave as one message                                  ~0.1-0.3 ms; ENDS_COALESCE_MS never waits
-//     here (it only bounds a process that ends its output and runs on)
-//   daemon's exit write → controller resolves                         0.6-0.7 ms
-// CPU profile of the daemon (wall-clock samples per exec): posixSpawn 8 ms (blocked in vfork), socket writes
-// 2.5 ms, the dispatch of the worker-thread poll 2.1 ms (wake-up preemption under load), GC 1.1 ms, the exec
-// path's own JavaScript ~0.3 ms. `_exec_counters.ts` prints load-robust counters (daemon CPU and thread wake-ups
-// per exec).
+// Where an exec's time goes (2026-12-02, timeOrigin + performance.now() marks in both processes of a patched copy,
+// 300 execs, shared 2-core machine at load 14-16, so every figure is inflated; p50 (p10) per stage):
+//   1 controller JS + send → daemon's onmessage                       0.39 (0.25) ms
+//   2 daemon: parse, validate, policy, table, PATH lookup, pipes       0.30 (0.23) ms
+//   3 posix_spawn (the parent waits while the vfork child resets
+//     its signals, closes fds and execs; the local spawn pays it too)  2.1 (0.9) ms
+//   4 child handle, pidfd, first reads, poller start, reply written   0.27 (0.16) ms
+//   5 `true` runs and exits; the worker thread's poll returns and
+//     the event loop resumes (one thread hand-off more than the
+//     local spawn, whose pidfd and pipes sit in the event loop's own
+//     epoll)                                                          6.2 (2.7) ms after the reply
+//   6 serve, reap, read the ends, table, exit (+eofs) written          0.44 (0.28) ms (a second poll round when the
+//     pidfd lags the pipes' hang-up: the kernel closes a child's files before it signals its exit)
+//   7 exit written → controller resolved                               0.61 (0.41) ms
+// So the overhead is two WebSocket hops, one thread hand-off and ~0.6 ms (p10, loaded) of JavaScript around the
+// spawn on the daemon, none dominant. Per exec the daemon makes ~1.5 poll calls, 2 socket writes, 1 pidfd_open,
+// 1 waitpid and one statx per PATH entry (`strace -c -f`); `_exec_counters.ts` prints load-robust counters (CPU
+// and thread wake-ups per exec of the daemon and of the controller). A `SIGCHLD` listener to learn of the exit
+// on the event loop does not save the hand-off: Deno delivers signals through its own signal thread (see
+// daemon/ffi/poller.ts).
 import { type BenchContext, localSpawn, type Section } from "./_context.ts";
 import { BenchDaemon, withDaemon } from "./_daemon.ts";
 import { FrameCounter } from "./_frame_counter.ts";
@@ -54,14 +56,24 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     const local: number[] = [];
     for (let i = 0; i < warmup; i++) await server.exec("bench-exec", ["true"]);
     for (let i = 0; i < warmup; i++) await localSpawn(["true"]);
+    const runs: [() => Promise<unknown>, number[]][] = [
+      [() => server.exec("bench-exec", ["true"]), remote],
+      [() => localSpawn(["true"]), local],
+    ];
     for (let i = 0; i < rounds; i++) {
-      // Interleaved, so both see the same machine noise.
-      let t = performance.now();
-      await server.exec("bench-exec", ["true"]);
-      remote.push(performance.now() - t);
-      t = performance.now();
-      await localSpawn(["true"]);
-      local.push(performance.now() - t);
+      // Interleaved, so both see the same machine noise, in a random order each round (as in _api.ts): with a
+      // fixed order (remote, local, remote, ...) every remote exec followed a local spawn, which left the daemon
+      // idle (cold caches, a sleeping CPU to wake) for ~3.5 ms, and every local spawn followed a remote exec, which
+      // left the controller's process warm. Measured 2026-12-02 (quiet): remote 4.87 ms p50 alone and 5.06
+      // interleaved, local 3.45 alone and 3.98 interleaved; at load 9-17 the order effect was larger than the
+      // overhead itself (remote after local 17.7-23.3 ms, local after remote 12.0-15.6 ms, both after themselves
+      // 13.4-21.4 ms). A random order gives each the same mix of predecessors.
+      const first = Math.random() < 0.5 ? 0 : 1;
+      for (const [run, times] of [runs[first]!, runs[1 - first]!]) {
+        const t = performance.now();
+        await run();
+        times.push(performance.now() - t);
+      }
     }
     const counted = quick ? 10 : 100;
     const messages: Figure = {
