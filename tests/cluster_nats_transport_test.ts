@@ -4,10 +4,34 @@
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Status } from "@nats-io/transport-node";
 import { connectDeno, DenoNatsTransport } from "../server/cluster/_nats_transport.ts";
+import { protocolCut } from "../server/cluster/_nats_framing.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { haveNats, TestNats } from "./_nats.ts";
 
 const NATS = haveNats();
+const encoder = new TextEncoder();
+
+Deno.test("nats framing: cuts after whole messages and says what the next one needs", () => {
+  const cut = (text: string) => {
+    const bytes = encoder.encode(text);
+    return protocolCut(bytes, bytes.length);
+  };
+  assertEquals(cut(""), { end: 0, want: 0 });
+  assertEquals(cut("PI"), { end: 0, want: 0 });
+  assertEquals(cut("PING\r\nPONG\r\n+OK\r\n"), { end: 17, want: 0 });
+  // MSG <subject> <sid> [reply] <size>; HMSG <subject> <sid> [reply] <header size> <total size>.
+  assertEquals(cut("MSG a 1 5\r\nhello\r\nPING\r\n"), { end: 24, want: 0 });
+  assertEquals(cut("MSG a 1 _INBOX.x 5\r\nhel"), { end: 0, want: 20 + 5 + 2 });
+  assertEquals(cut("PONG\r\nHMSG a 1 12 17\r\nNATS/1.0\r\n\r\nhello\r\n"), {
+    end: 41,
+    want: 0,
+  });
+  assertEquals(cut("PONG\r\nHMSG a 1 12 17\r\nNATS/1.0\r\n"), { end: 6, want: 16 + 17 + 2 });
+  // A payload holding protocol-looking bytes is skipped by its size.
+  assertEquals(cut("MSG a 1 6\r\nMSG \r\n\r\n"), { end: 19, want: 0 });
+  // A line it does not know (or a size it cannot read) counts as a whole message.
+  assertEquals(cut("MSG a 1 x\r\n-ERR 'y'\r\n"), { end: 21, want: 0 });
+});
 
 /** Wait for a connection status of one type. */
 async function statusOf(nc: NatsConnection, type: Status["type"]): Promise<void> {

@@ -1,8 +1,8 @@
 // A NATS transport on Deno's own TCP (`Deno.connect`, `Deno.startTls`) for the `@nats-io` client, in place of the
 // `node:net` socket of `@nats-io/transport-node`: the relay moves every relayed byte through NATS twice (owner and
-// reading node), and the `node:net` layer's per-write callbacks and stream buffering cost CPU on both. Reads go
-// straight into the client's parser (one copy out of a reused buffer); writes queued while one is under way go out
-// as one.
+// reading node), and the `node:net` layer's per-write callbacks and stream buffering cost CPU on both. The client's
+// parser gets whole messages (server/cluster/_nats_framing.ts: a large one is read into its own buffer and not
+// copied); writes queued while one is under way go out as one.
 //
 // The client's contract (`Transport` of `@nats-io/nats-core`): `connect` dials, reads the server's INFO (kept: the
 // parser gets it first), upgrades to TLS when the server requires or offers it, and resolves; the async iterator
@@ -26,9 +26,14 @@ import {
   setTransportFactory,
   type Transport,
 } from "@nats-io/transport-node";
+import { protocolCut } from "./_nats_framing.ts";
 
-/** Bytes of the reused read buffer. */
+/** Bytes of the read buffer. */
 const READ_BYTES = 256 * 1024;
+/** Complete messages of at least this many bytes are handed over in the read buffer itself (not copied). */
+const HANDOFF_BYTES = 32 * 1024;
+/** Largest message read into a buffer of its own size (larger ones reach the parser in parts). */
+const MAX_ASSEMBLE_BYTES = 64 * 1024 * 1024;
 
 /** Join byte arrays into one. */
 function concat(parts: readonly Uint8Array[]): Uint8Array {
@@ -53,7 +58,8 @@ export class DenoNatsTransport implements Transport {
   #encrypted = false;
   #connected = false;
   #done = false;
-  readonly #buffer = new Uint8Array(READ_BYTES);
+  /** The buffer of the reads before the INFO line. */
+  readonly #buffer = new Uint8Array(4096);
   /** What arrived and the iterator has not yielded yet. */
   #yields: Uint8Array[] = [];
   #signal: Deferred<void> = deferred<void>();
@@ -128,15 +134,50 @@ export class DenoNatsTransport implements Transport {
     }
   }
 
+  /**
+   * Read until the socket ends, handing the parser whole protocol messages (server/cluster/_nats_framing.ts): a
+   * large message is read into one buffer of its size and handed over as it is; small ones are copied out of the
+   * buffer, which is then reused.
+   */
   async #readLoop(): Promise<void> {
     let error: Error | undefined;
+    let buf = new Uint8Array(READ_BYTES);
+    let filled = 0;
+    /** Make `buf` hold `size` bytes, keeping what it holds. */
+    const grow = (size: number) => {
+      const next = new Uint8Array(size);
+      next.set(buf.subarray(0, filled));
+      buf = next;
+    };
     try {
       for (;;) {
         const conn = this.#conn;
         if (!conn || this.#done) return;
-        const n = await conn.read(this.#buffer);
+        const n = await conn.read(filled === 0 ? buf : buf.subarray(filled));
         if (n === null) break;
-        this.#yields.push(this.#buffer.slice(0, n));
+        filled += n;
+        const cut = protocolCut(buf, filled);
+        const want = cut.want <= MAX_ASSEMBLE_BYTES ? cut.want : 0;
+        if (cut.end >= HANDOFF_BYTES) {
+          this.#yields.push(buf.subarray(0, cut.end));
+          const next = new Uint8Array(Math.max(READ_BYTES, want));
+          next.set(buf.subarray(cut.end, filled));
+          buf = next;
+          filled -= cut.end;
+        } else if (cut.end > 0) {
+          this.#yields.push(buf.slice(0, cut.end));
+          buf.copyWithin(0, cut.end, filled);
+          filled -= cut.end;
+          if (want > buf.length) grow(want);
+        } else if (want > buf.length) {
+          grow(want);
+          continue;
+        } else if (filled === buf.length) {
+          // A line longer than the buffer, or a message over MAX_ASSEMBLE_BYTES: the parser takes it in parts.
+          this.#yields.push(buf);
+          buf = new Uint8Array(READ_BYTES);
+          filled = 0;
+        } else continue;
         this.#signal.resolve();
       }
     } catch (e) {
