@@ -26,6 +26,7 @@ import { OwnerRelay } from "./_owner_relay.ts";
 import { type Entry, infoOf, Registry } from "./_registry.ts";
 import { VirtualSocket } from "./_virtual_socket.ts";
 import { decodeBatch } from "./_relay_batch.ts";
+import { connectDeno } from "./_nats_transport.ts";
 import type { ClusterOptions } from "./options.ts";
 
 const log = getLogger(["sandd", "cluster"]);
@@ -123,7 +124,9 @@ export class Cluster {
     const name = options.name ?? defaultName();
     const prefix = options.prefix ?? "sandd";
     const heartbeatMs = options.heartbeatMs ?? 2_000;
-    const nc = await connect({
+    // Deno's own TCP (server/cluster/_nats_transport.ts), but for TLS client certificates (node's sockets only).
+    const dial = options.tls?.certFile !== undefined ? connect : connectDeno;
+    const nc = await dial({
       servers: options.servers,
       name: `sandd-${name}`,
       maxReconnectAttempts: -1,

@@ -1,5 +1,6 @@
 // The cluster over NATS: a command and a stream through a node that does not hold the daemon, against the same
 // through the node that holds it, interleaved round by round (medians).
+import process from "node:process";
 import type { BenchContext, Section } from "./_context.ts";
 import { BenchDaemon } from "./_daemon.ts";
 import {
@@ -27,9 +28,18 @@ function natsInstalled(): boolean {
 
 /** Chunks the last {@linkcode streamRate} read (about one per data frame the daemon sent). */
 let lastChunks = 0;
+/** CPU time (user + system, ms) this process spent in the last {@linkcode streamRate}. */
+let lastCpuMs = 0;
+
+/** CPU time (user + system) of this process so far, in ms. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
 
 async function streamRate(server: Server, id: string, size: number): Promise<number> {
   const t = performance.now();
+  const cpu = cpuMs();
   const p = await server.spawn(id, ["head", "-c", String(size), "/dev/zero"], { stdin: false });
   let n = 0;
   lastChunks = 0;
@@ -38,6 +48,7 @@ async function streamRate(server: Server, id: string, size: number): Promise<num
     lastChunks++;
   }
   await p.status;
+  lastCpuMs = cpuMs() - cpu;
   if (n !== size) throw new Error(`Streamed ${n} bytes, expected ${size}`);
   return mibPerSecond(n, performance.now() - t);
 }
@@ -116,12 +127,18 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     /** NATS messages and chunks read per MiB of each relayed stream. */
     const perMib: number[] = [];
     const chunksPerMib: number[] = [];
+    /** CPU ms this process (both nodes) spent per MiB, direct and relayed. */
+    const directCpu: number[] = [];
+    const relayedCpu: number[] = [];
+    const mib = size / (1024 * 1024);
     for (let i = 0; i < (quick ? 1 : 3); i++) {
       direct.push(await streamRate(owner, id, size));
+      directCpu.push(lastCpuMs / mib);
       const before = await natsMessages(monitor);
       relayed.push(await streamRate(front, id, size));
-      perMib.push(((await natsMessages(monitor)) - before) / (size / (1024 * 1024)));
-      chunksPerMib.push(lastChunks / (size / (1024 * 1024)));
+      relayedCpu.push(lastCpuMs / mib);
+      perMib.push(((await natsMessages(monitor)) - before) / mib);
+      chunksPerMib.push(lastChunks / mib);
     }
     log(
       `cluster stream: direct ${median(direct).toFixed(0)} MiB/s, relayed ${
@@ -167,6 +184,18 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         goal: "≥ 0.7×",
       },
     ];
+    figures.push({
+      id: "cluster.stream_cpu_ms_per_mib",
+      label:
+        `CPU of both nodes (one process) per MiB of a ${sizeLabel} stream through another node`,
+      unit: "ms",
+      value: median(relayedCpu),
+      baseline: median(directCpu),
+      baselineLabel: "through the node holding the daemon",
+      comparison: "ratio",
+      better: "lower",
+      goal: "bounded",
+    });
     if (!Number.isNaN(median(perMib))) {
       figures.push({
         id: "cluster.stream_nats_messages_per_mib",
@@ -180,10 +209,8 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         goal: "fewer than one per data frame",
       });
     }
-    const skipped: Skipped[] = [{
-      id: "cluster.capacity",
-      reason: "3 × 15,000 simulated daemons and kill-to-back time are not measured yet",
-    }];
+    // 3 × 15,000 daemons and the kill-to-back time: section cluster-capacity (tests/bench/cluster_capacity.ts).
+    const skipped: Skipped[] = [];
     if ("reason" in apart) {
       skipped.push({ id: "cluster.process", reason: apart.reason });
     } else {
