@@ -9,12 +9,17 @@ import { Kvm } from "@nats-io/kv";
 
 const NATS = haveNats();
 
-/** Resolves with the first `type` event of `node` about daemon `id`. */
-function nextEvent(node: EventTarget, type: string, id: string): Promise<void> {
-  const { promise, resolve } = Promise.withResolvers<void>();
+/** Resolves on the first `type` event of `node` about daemon `id`; rejects after `timeoutMs`. */
+function nextEvent(node: EventTarget, type: string, id: string, timeoutMs = 20_000): Promise<void> {
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  const timer = setTimeout(() => {
+    node.removeEventListener(type, listener);
+    reject(new Error(`No ${type} event for ${id} within ${timeoutMs} ms`));
+  }, timeoutMs);
   const listener = (event: Event) => {
     if ((event as DaemonEvent).daemon.id !== id) return;
     node.removeEventListener(type, listener);
+    clearTimeout(timer);
     resolve();
   };
   node.addEventListener(type, listener);
