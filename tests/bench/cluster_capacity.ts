@@ -10,8 +10,11 @@
 // - the peak connects per second on the surviving nodes, against the mean rate of that failover.
 // One process may hold 20,000 descriptors here: before the kill, B and C each let go of TRIM of their daemons
 // (default so that N + N/2 - TRIM stays at 17,500), so the survivors end at most ~17,500 links each.
-// The simulated daemons run in helper processes of at most 5,000 links; NATS, the nodes and the helpers share the
-// machine's cores, so the client side's CPU is part of what is measured. Skipped when nats-server is missing.
+// The simulated daemons run in helper processes of at most STAGE (2,500) links; NATS, the nodes and the helpers share
+// the machine's cores, so the client side's CPU is part of what is measured. The nodes are filled in stages (one
+// helper process per node each), the next once the registry holds all started so far, at about the rate the previous
+// stage was registered at (see server/CLUSTER.md, Capacity: connecting faster than the machine registers makes
+// handshakes and heartbeats time out, and the fleet churns). Skipped when nats-server is missing.
 import type { BenchContext, Section } from "./_context.ts";
 import type { Checkout } from "./_checkout.ts";
 import { type Figure, pause, rssOf, type SectionResult } from "./_stats.ts";
@@ -284,23 +287,30 @@ async function cluster(
     // fast as the machine registers it, not faster: past that, handshakes and heartbeats time out and links churn).
     // Under load a handshake can time out and its daemon go on to its next URL: counted wherever it is.
     let expected = 0;
+    let rate = SETUP_RATE;
     const registered = () => total() === expected;
     try {
       for (let k = 0;; k++) {
         const starting = perNode.map((g) => g[k]).filter((f): f is Fleet => f !== undefined);
         if (starting.length === 0) break;
-        expected += starting.reduce((sum, f) => sum + f.count, 0);
-        await Promise.all(starting.map((f) => f.go(SETUP_RATE / starting.length)));
-        if (!await registry.until(registered, STAGE_LIMIT_MS)) {
+        const size = starting.reduce((sum, f) => sum + f.count, 0);
+        expected += size;
+        const stageAt = Date.now();
+        await Promise.all(starting.map((f) => f.go(rate / starting.length)));
+        const done = await registry.until(registered, STAGE_LIMIT_MS);
+        if (!done) {
           return {
             reason: `only ${JSON.stringify(Object.fromEntries(registry.count()))} of ${expected} ` +
               `(${count} per node in all) were registered ${STAGE_LIMIT_MS / 1000} s after stage ${
                 k + 1
-              } started connecting at ${SETUP_RATE}/s (load average ${
+              } started connecting at ${rate.toFixed(0)}/s (load average ${
                 Deno.loadavg()[0]!.toFixed(1)
               }); try a smaller BENCH_CAPACITY_DAEMONS`,
           };
         }
+        // The next stage connects at about the rate this one was registered at (1.5×, at most SETUP_RATE): on a
+        // machine busy with other work the connects do not queue up past the handshake timeout.
+        rate = Math.max(100, Math.min(SETUP_RATE, 1.5 * size / ((Date.now() - stageAt) / 1_000)));
       }
     } finally {
       clearInterval(progress);
