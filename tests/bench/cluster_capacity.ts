@@ -29,7 +29,7 @@ const SETUP_RATE = Number(Deno.env.get("BENCH_CAPACITY_SETUP_RATE") ?? 1_500);
 const LIMIT_MS = 120_000;
 /** Simulated daemons per node per setup stage (one helper process each), and how long a stage may take. */
 const STAGE = 2_500;
-const STAGE_LIMIT_MS = 60_000;
+const STAGE_LIMIT_MS = 120_000;
 
 /** A share of daemons in stages of at most STAGE. */
 function stages(n: number): number[] {
