@@ -10,55 +10,19 @@
 import { getLogger } from "@logtape/logtape";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import { CLOSE_CODES } from "@sandd/protocol/constants";
-import type { Connection, DaemonInfo } from "../_connection.ts";
+import type { Connection } from "../_connection.ts";
 import type { Hub } from "../_hub.ts";
+import { daemonKey, type Entry } from "./_registry_entry.ts";
+
+export { daemonKey, type Entry, infoOf } from "./_registry_entry.ts";
 
 const log = getLogger(["sandd", "cluster"]);
-
-/** A registry entry: the daemon's description and who holds it. */
-export interface Entry {
-  id: string;
-  node: string;
-  slot: number;
-  instance: string;
-  labels: Record<string, string>;
-  hostname: string;
-  platform: string;
-  arch: string;
-  version: string;
-  pid: number;
-  connectedAt: string;
-  remoteAddress: string;
-  identity: string;
-}
 
 /** What a node knows of another. */
 interface NodeState {
   slot: number;
   /** When its last heartbeat arrived here (`Date.now()`). */
   seen: number;
-}
-
-/** A daemon id as a NATS key: characters other than letters, digits and `-` as `_xx`. */
-export function daemonKey(id: string): string {
-  return "d." +
-    id.replace(/[^A-Za-z0-9-]/g, (c) => `_${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-}
-
-/** A registry entry as the server's daemon description. */
-export function infoOf(entry: Entry): DaemonInfo {
-  return {
-    id: entry.id,
-    labels: { ...entry.labels },
-    hostname: entry.hostname,
-    platform: entry.platform,
-    arch: entry.arch,
-    version: entry.version,
-    pid: entry.pid,
-    connectedAt: new Date(entry.connectedAt),
-    remoteAddress: entry.remoteAddress,
-    identity: entry.identity,
-  };
 }
 
 const encoder = new TextEncoder();
@@ -195,6 +159,7 @@ export class Registry {
       for (const [name, state] of [...this.#peers]) {
         if (state.seen < deadline) this.#host.task(this.#suspect(name, state));
       }
+      this.#sweep();
       this.#host.beat();
     }
   }
@@ -276,7 +241,7 @@ export class Registry {
    */
   #nodeGone(name: string, slot: number): void {
     if (!this.#peers.delete(name)) return;
-    log.info("Cluster node {name} (slot {slot}) is gone", { name, slot });
+    log.warn("Cluster node {name} (slot {slot}) is gone", { name, slot });
     const cleaner = [...this.#peers.values()].every((peer) => peer.slot > this.#slot);
     const stale: [string, number][] = [];
     for (const [id, { entry, revision }] of [...this.#entries]) {
@@ -289,16 +254,31 @@ export class Registry {
     const timer = setTimeout(() => {
       this.#cleanups.delete(timer);
       if (this.#peers.has(name) || !this.#host.up() || this.#host.closed()) return;
-      for (const [id, revision] of stale) {
-        this.#host.task(
-          this.#gated(async () => {
-            if (!this.#host.up() || this.#entries.get(id)?.revision !== revision) return;
-            await this.#daemons.delete(daemonKey(id), { previousSeq: revision });
-          }).catch(() => {}),
-        );
-      }
+      this.#host.task(this.#cleanUp(name, stale));
     }, 3 * this.#heartbeatMs);
     this.#cleanups.add(timer);
+  }
+
+  /**
+   * Remove a dead node's entries that were not taken over, unless its key is back in the bucket: a node starved of
+   * CPU (or cut from NATS) for a few heartbeats is alive again, and removing its thousands of entries would only make
+   * it write them all again.
+   */
+  async #cleanUp(name: string, stale: [string, number][]): Promise<void> {
+    const key = await this.#nodes.get(`node.${name}`).catch(() => null);
+    if (key && key.operation === "PUT") {
+      log.info("Cluster node {name} is back; its registry entries stay", { name });
+      return;
+    }
+    if (this.#peers.has(name) || !this.#host.up() || this.#host.closed()) return;
+    for (const [id, revision] of stale) {
+      this.#host.task(
+        this.#gated(async () => {
+          if (!this.#host.up() || this.#entries.get(id)?.revision !== revision) return;
+          await this.#daemons.delete(daemonKey(id), { previousSeq: revision });
+        }).catch(() => {}),
+      );
+    }
   }
 
   /** Run one registry write when fewer than MAX_WRITES are in flight (in the order asked). */
@@ -327,6 +307,38 @@ export class Registry {
     }
     for (const id of this.#entries.keys()) this.#host.changed(id);
     this.#host.task(this.#rewatch());
+  }
+
+  /**
+   * Bring the registry in line with the links held here, each heartbeat: a daemon held here without a registered
+   * entry (its claim failed: requests timed out under load, or the entry kept changing) is claimed again, and an
+   * entry of this node for a daemon no longer held here (its removal failed) is removed, by revision. Daemons
+   * with a registry write under way are left to it. Without this, a node starved of CPU for a while (its writes
+   * timing out) would keep daemons connected yet missing from the registry, or listed after they left. A daemon
+   * another live node holds is not taken from it here (that link is the newer one, or this is a duplicate).
+   */
+  #sweep(): void {
+    const hub = this.#host.hub();
+    if (!hub) return;
+    for (const conn of hub.connections.values()) {
+      const id = conn.info.id;
+      if (conn.closed || this.#claimed.has(id) || this.#chains.has(id)) continue;
+      // Held by another live node: its link is newer, or a duplicate it was given first (left to that node).
+      const other = this.#entries.get(id)?.entry;
+      if (other && other.node !== this.#name && this.alive(other.node)) continue;
+      this.#serial(id, () => this.#claim(conn));
+    }
+    for (const [id, { entry, revision }] of this.#entries) {
+      if (entry.node !== this.#name || this.#chains.has(id) || hub.local(id)) continue;
+      this.#serial(id, async () => {
+        if (!this.#host.up() || hub.local(id) || this.#entries.get(id)?.revision !== revision) {
+          return;
+        }
+        await this.#daemons.delete(daemonKey(id), { previousSeq: revision }).catch(() => {
+          // changed meanwhile (taken over elsewhere): the watch brings the new entry
+        });
+      });
+    }
   }
 
   // --- the registry ---
@@ -453,7 +465,16 @@ export class Registry {
       if (!current || current.operation !== "PUT") return;
       const entry = current.json() as Entry;
       if (entry.node !== this.#name || entry.instance !== conn.instance) return;
-      await this.#daemons.delete(daemonKey(id), { previousSeq: current.revision });
+      await this.#daemons.delete(daemonKey(id), { previousSeq: current.revision }).catch(
+        async (error) => {
+          // Changed since the read: fine when it is no longer this link's (taken over elsewhere); otherwise
+          // the failure is reported, and the next sweep removes the entry.
+          const now = await this.#read(daemonKey(id)).catch(() => null);
+          if (!now || now.operation !== "PUT") return;
+          const held = now.json() as Entry;
+          if (held.node === this.#name && held.instance === conn.instance) throw error;
+        },
+      );
     });
   }
 

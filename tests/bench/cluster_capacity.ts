@@ -10,8 +10,11 @@
 // - the peak connects per second on the surviving nodes, against the mean rate of that failover.
 // One process may hold 20,000 descriptors here: before the kill, B and C each let go of TRIM of their daemons
 // (default so that N + N/2 - TRIM stays at 17,500), so the survivors end at most ~17,500 links each.
-// The simulated daemons run in helper processes of at most 5,000 links; NATS, the nodes and the helpers share the
-// machine's cores, so the client side's CPU is part of what is measured. Skipped when nats-server is missing.
+// The simulated daemons run in helper processes of at most STAGE (2,500) links; NATS, the nodes and the helpers share
+// the machine's cores, so the client side's CPU is part of what is measured. The nodes are filled in stages (one
+// helper process per node each), the next once the registry holds all started so far, at about the rate the previous
+// stage was registered at (see server/CLUSTER.md, Capacity: connecting faster than the machine registers makes
+// handshakes and heartbeats time out, and the fleet churns). Skipped when nats-server is missing.
 import type { BenchContext, Section } from "./_context.ts";
 import type { Checkout } from "./_checkout.ts";
 import { type Figure, pause, rssOf, type SectionResult } from "./_stats.ts";
@@ -24,10 +27,22 @@ import { Kvm } from "@nats-io/kv";
 const SETUP_RATE = Number(Deno.env.get("BENCH_CAPACITY_SETUP_RATE") ?? 1_500);
 /** How long a phase may take before it is reported as far as it got. */
 const LIMIT_MS = 120_000;
+/** Simulated daemons per node per setup stage (one helper process each), and how long a stage may take. */
+const STAGE = 2_500;
+const STAGE_LIMIT_MS = 120_000;
+
+/** A share of daemons in stages of at most STAGE. */
+function stages(n: number): number[] {
+  const out: number[] = [];
+  for (let left = n; left > 0; left -= STAGE) out.push(Math.min(STAGE, left));
+  return out;
+}
 /** Most links a surviving node should end with (descriptors: 20,000 per process here). */
 const SURVIVOR_MAX = 17_500;
 /** The nodes' heartbeat (a dead node's key leaves the nodes bucket three heartbeats after its last beat). */
 const HEARTBEAT_MS = 2_000;
+/** Diagnostics: the nodes' log level (BENCH_CAPACITY_NODE_LOG, e.g. "warning"; default: errors only). */
+const NODE_LOG = Deno.env.get("BENCH_CAPACITY_NODE_LOG");
 
 function natsInstalled(): boolean {
   try {
@@ -157,18 +172,24 @@ async function alone(
   log: (m: string) => void,
 ): Promise<{ rss: number; held: number }> {
   const node = await startController(checkout);
-  const fleet = new Fleet(checkout, [node.wsUrl], count, "al");
+  // In stages of STAGE, as the cluster's nodes are filled (each stage once the previous is all connected).
+  const fleets = stages(count).map((size, k) => new Fleet(checkout, [node.wsUrl], size, `al${k}-`));
+  const held = async () =>
+    (await Promise.all(fleets.map((f) => f.stats()))).reduce((sum, s) => sum + s.connected[0]!, 0);
   try {
-    await fleet.started();
-    await fleet.go(SETUP_RATE);
-    if (!await fleet.until((s) => s.connected[0] === count, LIMIT_MS)) {
-      // Reported, not fatal: the baseline then names the count it was measured with.
-      log(`cluster-capacity: the single node got only ${(await fleet.stats()).connected[0]}`);
+    await Promise.all(fleets.map((f) => f.started()));
+    for (const fleet of fleets) {
+      await fleet.go(SETUP_RATE);
+      if (!await fleet.until((s) => s.connected[0] === fleet.count, STAGE_LIMIT_MS)) {
+        // Reported, not fatal: the baseline then names the count it was measured with.
+        log(`cluster-capacity: the single node got only ${await held()}`);
+        break;
+      }
     }
     const rss = await settledRss(node.child.pid, settleMs);
-    return { rss, held: (await fleet.stats()).connected[0]! };
+    return { rss, held: await held() };
   } finally {
-    await fleet.close();
+    for (const fleet of fleets) await fleet.close();
     await node.stop("SIGTERM");
   }
 }
@@ -208,6 +229,7 @@ async function cluster(
     name,
     "--cluster-heartbeat-ms",
     String(HEARTBEAT_MS),
+    ...(NODE_LOG ? ["--log-level", NODE_LOG] : []),
   ];
   const trim = Number(
     Deno.env.get("BENCH_CAPACITY_TRIM") ??
@@ -222,38 +244,77 @@ async function cluster(
     }
     const [a, b, c] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0]];
     registry = await RegistryWatch.open(natsUrl);
-    // A's daemons know all three nodes (A first, then B and C in varied order); so do B's and C's.
-    const fleetA = new Fleet(checkout, [a.wsUrl, b.wsUrl, c.wsUrl], count, "ka");
-    const keepB = new Fleet(checkout, [b.wsUrl, c.wsUrl, a.wsUrl], count - trim, "kb");
-    const keepC = new Fleet(checkout, [c.wsUrl, a.wsUrl, b.wsUrl], count - trim, "kc");
-    const trimmed = trim > 0
-      ? [
-        new Fleet(checkout, [b.wsUrl, c.wsUrl, a.wsUrl], trim, "tb"),
-        new Fleet(checkout, [c.wsUrl, a.wsUrl, b.wsUrl], trim, "tc"),
-      ]
-      : [];
-    fleets.push(fleetA, keepB, keepC, ...trimmed);
+    // A's daemons know all three nodes (A first, then B and C in varied order); so do B's and C's. Each node's
+    // share comes in stages of STAGE daemons (one helper process each); B's and C's last stage is the TRIM let go
+    // before the kill.
+    const urls = [[a.wsUrl, b.wsUrl, c.wsUrl], [b.wsUrl, c.wsUrl, a.wsUrl], [
+      c.wsUrl,
+      a.wsUrl,
+      b.wsUrl,
+    ]];
+    const perNode: Fleet[][] = ["ka", "kb", "kc"].map((prefix, n) => {
+      const sizes = stages(n === 0 ? count : count - trim);
+      if (n > 0 && trim > 0) sizes.push(...stages(trim));
+      return sizes.map((size, k) => new Fleet(checkout, urls[n]!, size, `${prefix}${k}-`));
+    });
+    const trimStages = trim > 0 ? stages(trim).length : 0;
+    const groups = perNode.map((g, n) => n === 0 ? g : g.slice(0, g.length - trimStages));
+    const trimmed = perNode.slice(1).flatMap((g) => g.slice(g.length - trimStages));
+    fleets.push(...perNode.flat());
     await Promise.all(fleets.map((f) => f.started()));
     const startedAt = Date.now();
-    await Promise.all(fleets.map((f) => f.go(SETUP_RATE * f.count / (3 * count))));
-    // Under load a handshake can time out and its daemon go on to its next URL: count them wherever they are.
-    let expected = 3 * count;
     const total = () => [...registry!.count().values()].reduce((x, y) => x + y, 0);
-    const registered = () => total() === expected;
+    let cpuBefore = { nodes: nodes.map((n) => cpuOf(n.child.pid)), fleet: 0, at: Date.now() };
+    cpuBefore.fleet = fleets.reduce((sum, f) => sum + f.cpu(), 0);
     const progress = setInterval(() => {
       const now = JSON.stringify(Object.fromEntries(registry!.count()));
-      log(`cluster-capacity: setting up, registry ${now}`);
-    }, 10_000);
-    const ready = await registry.until(registered, LIMIT_MS).finally(() => clearInterval(progress));
-    if (!ready) {
-      return {
-        reason:
-          `only ${JSON.stringify(Object.fromEntries(registry.count()))} of ${count} per node ` +
-          `were registered after ${
-            LIMIT_MS / 1000
-          } s of connecting at ${SETUP_RATE}/s (load average ` +
-          `${Deno.loadavg()[0]!.toFixed(1)}); try a smaller BENCH_CAPACITY_DAEMONS`,
+      // CPU share of each node and of all the simulated daemons since the previous line (1.0 = one core).
+      const cpuNow = {
+        nodes: nodes.map((n) => cpuOf(n.child.pid)),
+        fleet: fleets.reduce((sum, f) => sum + f.cpu(), 0),
+        at: Date.now(),
       };
+      const span = cpuNow.at - cpuBefore.at;
+      const share = (x: number, y: number) => ((x - y) / span).toFixed(2);
+      log(
+        `cluster-capacity: setting up, registry ${now}; CPU nodes ${
+          cpuNow.nodes.map((c, i) => share(c, cpuBefore.nodes[i]!)).join(", ")
+        }, daemons ${share(cpuNow.fleet, cpuBefore.fleet)}; load ${Deno.loadavg()[0]!.toFixed(1)}`,
+      );
+      cpuBefore = cpuNow;
+    }, 10_000);
+    // Stage by stage: the next starts once the registry holds every daemon started so far (a fleet connecting as
+    // fast as the machine registers it, not faster: past that, handshakes and heartbeats time out and links churn).
+    // Under load a handshake can time out and its daemon go on to its next URL: counted wherever it is.
+    let expected = 0;
+    // The first stage at a fifth of the setup rate; each next one at most 1.5 times faster (see below).
+    let rate = SETUP_RATE / 5;
+    const registered = () => total() === expected;
+    try {
+      for (let k = 0;; k++) {
+        const starting = perNode.map((g) => g[k]).filter((f): f is Fleet => f !== undefined);
+        if (starting.length === 0) break;
+        const size = starting.reduce((sum, f) => sum + f.count, 0);
+        expected += size;
+        const stageAt = Date.now();
+        await Promise.all(starting.map((f) => f.go(rate / starting.length)));
+        const done = await registry.until(registered, STAGE_LIMIT_MS);
+        if (!done) {
+          return {
+            reason: `only ${JSON.stringify(Object.fromEntries(registry.count()))} of ${expected} ` +
+              `(${count} per node in all) were registered ${STAGE_LIMIT_MS / 1000} s after stage ${
+                k + 1
+              } started connecting at ${rate.toFixed(0)}/s (load average ${
+                Deno.loadavg()[0]!.toFixed(1)
+              }); try a smaller BENCH_CAPACITY_DAEMONS`,
+          };
+        }
+        // The next stage connects at about the rate this one was registered at (1.5×, at most SETUP_RATE): on a
+        // machine busy with other work the connects do not queue up past the handshake timeout.
+        rate = Math.max(100, Math.min(SETUP_RATE, 1.5 * size / ((Date.now() - stageAt) / 1_000)));
+      }
+    } finally {
+      clearInterval(progress);
     }
     log(`cluster-capacity: 3 × ${count} registered after ${Date.now() - startedAt} ms`);
     await pause(settleMs);
@@ -265,7 +326,7 @@ async function cluster(
     );
     // Make room on B and C for A's daemons (descriptors), then wait for the registry to say so.
     for (const f of trimmed) await f.close();
-    fleets.splice(3);
+    fleets.splice(fleets.length - trimmed.length);
     expected -= 2 * trim;
     if (!await registry.until(registered, LIMIT_MS)) {
       return {
@@ -274,9 +335,9 @@ async function cluster(
       };
     }
     await pause(HEARTBEAT_MS);
-    // Forget the welcomes so far; A's URL is index 0, 2 and 1 in the three fleets' lists.
-    const live = fleets.slice(0, 3);
-    const others = [[1, 2], [0, 1], [0, 2]];
+    // Forget the welcomes so far; A's URL is index 0, 2 and 1 in the three groups' lists.
+    const live = groups.flat();
+    const others = groups.flatMap((g, n) => g.map(() => [[1, 2], [0, 1], [0, 2]][n]!));
     await Promise.all(live.map((f) => f.welcomes()));
     const attempts0 = await Promise.all(live.map(async (f) => (await f.stats()).attempts));
     const fleetCpu = () => live.reduce((sum, f) => sum + f.cpu(), 0);
@@ -347,9 +408,14 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
   } catch {
     // an old checkout: the 2 s cap it had
   }
-  const { rss: single, held } = await alone(checkout, count, settleMs, log);
+  // Diagnostics: BENCH_CAPACITY_ALONE=0 skips the single-node baseline (its figure then says so).
+  const { rss: single, held } = Deno.env.get("BENCH_CAPACITY_ALONE") === "0"
+    ? { rss: NaN, held: 0 }
+    : await alone(checkout, count, settleMs, log);
   log(`cluster-capacity: one node alone with ${held} daemons: ${single.toFixed(0)} MiB`);
-  await using nats = await TestNats.start();
+  // Diagnostics: BENCH_CAPACITY_NATS_MONITOR=PORT serves nats-server's monitoring (varz, jsz) on that port.
+  const monitor = Deno.env.get("BENCH_CAPACITY_NATS_MONITOR");
+  await using nats = await TestNats.start(monitor ? ["-m", monitor] : []);
   const m = await cluster(checkout, nats.url, count, settleMs, log);
   if ("reason" in m) {
     return { figures: [], skipped: [{ id: "cluster-capacity", reason: m.reason }] };
