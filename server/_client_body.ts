@@ -6,8 +6,7 @@
 //   connection drops (the `Resumer` of `_client_resume.ts`, which `resumable` uses for process output too),
 //   reading the body in up-to-1 MiB pieces.
 // - `requestBody`: an upload's request body from a stream or chunks, counted and hashed on the way, read from a
-//   byte stream (a file) in 1 MiB pieces whose buffers are freed once the runtime has taken them; the next piece
-//   is read while the runtime sends the last one.
+//   byte stream (a file) in 1 MiB pieces whose buffers are freed once the runtime has taken them.
 import { type ResumableInit, Resumer } from "./_client_resume.ts";
 
 /** Most bytes one read of a download's HTTP body takes (what has arrived, up to this). */
@@ -155,17 +154,13 @@ export function requestBody(
   let failure: unknown = undefined;
   const iterator = pieces(source);
   let handed: Uint8Array | null = null;
-  // The piece after the one handed over is read while the runtime sends that one (a file read and a socket
-  // write in parallel rather than one after the other).
-  let ahead: Promise<IteratorResult<{ chunk: Uint8Array; owned: boolean }>> | null = null;
   const body = new ReadableStream<Uint8Array>({
     pull: async (controller) => {
       // The runtime asks for the next chunk once it has taken the last one.
       if (handed) release(handed);
       handed = null;
       try {
-        const next = await (ahead ?? iterator.next());
-        ahead = null;
+        const next = await iterator.next();
         if (next.done) {
           onEnd();
           controller.close();
@@ -176,22 +171,14 @@ export function requestBody(
           throw new TypeError(`Upload streams must carry Uint8Array chunks, got ${typeof chunk}`);
         }
         onChunk(chunk);
-        if (owned) {
-          handed = chunk;
-          ahead = iterator.next();
-          // Awaited at the next pull; a failure meanwhile is not unhandled.
-          ahead.catch(() => {});
-        }
+        if (owned) handed = chunk;
         controller.enqueue(chunk);
       } catch (error) {
-        ahead = null;
         failure = error;
         controller.error(error);
       }
     },
     cancel: async (reason) => {
-      await ahead?.catch(() => {});
-      ahead = null;
       await iterator.return(reason);
     },
   }, { highWaterMark: 0 });
