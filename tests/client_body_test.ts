@@ -1,5 +1,5 @@
-// The Client's upload body from a byte stream (a file's `readable`): read one piece ahead of what the runtime
-// sends, byte for byte in order, and a source that fails mid-way fails the upload with its own error and leaves
+// The Client's upload body from a byte stream (a file's `readable`): read in pieces as the runtime sends them,
+// byte for byte in order, and a source that fails mid-way fails the upload with its own error and leaves
 // nothing behind (`sandd cp` of a file uploads this way; tests/cli_remote_test.ts copies both ways).
 import { assertEquals, assertRejects } from "./_assert.ts";
 import { startFleet } from "./_controllers.ts";
@@ -53,7 +53,7 @@ async function setup() {
   };
 }
 
-Deno.test("client: an upload from a byte stream arrives byte for byte (pieces read ahead of the send)", async () => {
+Deno.test("client: an upload from a byte stream arrives byte for byte, progress in order", async () => {
   await using t = await setup();
   const data = random(9 * 1024 * 1024 + 12345);
   const path = `${t.dir}/ahead.bin`;
