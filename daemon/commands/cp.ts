@@ -60,13 +60,15 @@ async function localStat(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
-/** Bytes read from a download at a time, into one reused buffer. */
+/** Bytes read from a download at a time, into one of two reused buffers. */
 const COPY_BUFFER = 4 * 1024 * 1024;
 
 /**
- * Write a download's bytes with `write` (a file's or stdout's), read into one reused buffer where the stream
+ * Write a download's bytes with `write` (a file's or stdout's), read into two reused buffers where the stream
  * allows it (a BYOB reader: the Client's downloads do), else chunk by chunk: no garbage and few large writes,
- * where a `pipeTo` takes the runtime's small chunks one promise chain at a time.
+ * where a `pipeTo` takes the runtime's small chunks one promise chain at a time. The next piece is read while the
+ * last one is being written, so that the connection is drained while the disk write runs (one after the other,
+ * each waited for the other's latency).
  */
 async function drain(
   stream: ReadableStream<Uint8Array>,
@@ -94,15 +96,24 @@ async function drain(
       throw error;
     }
   }
-  let buffer = new ArrayBuffer(COPY_BUFFER);
+  // One buffer is read into while the other one's bytes are written.
+  let free = new ArrayBuffer(COPY_BUFFER);
+  let spare = new ArrayBuffer(COPY_BUFFER);
+  let writing: Promise<void> | null = null;
   try {
     while (true) {
-      const { done, value } = await reader.read(new Uint8Array(buffer));
+      const { done, value } = await reader.read(new Uint8Array(free));
+      await writing;
+      writing = null;
       if (done) return;
-      await writeAll(value);
-      buffer = value.buffer as ArrayBuffer;
+      free = spare;
+      spare = value.buffer as ArrayBuffer;
+      writing = writeAll(value);
+      // Awaited at the next turn; a failure meanwhile is not unhandled.
+      writing.catch(() => {});
     }
   } catch (error) {
+    await writing?.catch(() => {});
     await reader.cancel(error).catch(() => {});
     throw error;
   }

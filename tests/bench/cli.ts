@@ -4,6 +4,15 @@
 // - `sandd cp` of a random file (BENCH_FILE_MIB, default 1 GiB) up and down against `scp` of the same file, with how
 //   far the controller's (the `sandd serve` process's) peak RSS grows during each direction.
 // The ssh/scp baselines are skipped with the reason when sshd is unavailable (see _sshd.ts).
+//
+// Where a `sandd cp` download's time goes (perf record -g with --perf-basic-prof on each process, 512 MiB, Deno
+// 2.9.6, a machine at load 10-25, so as shares): `sandd serve` is the busy process, and about half of its CPU is
+// Deno's WebSocket receive (op_ws_next_event: memmove of each message into a fresh buffer, plus the page faults
+// and page clearing of that fresh memory), about a tenth the SHA-256 check, about a tenth writing the HTTP answer
+// (the kernel's copy included); its own JavaScript is a few per cent. Larger daemon frames make the receive
+// dearer (1 MiB frames: twice the controller's CPU of 256 KiB ones; 64 KiB: the same as 256 KiB). In the daemon,
+// SHA-256 is about a quarter, the page-cache read a seventh, zero-filling fresh socket buffers (pool misses) 7 %.
+// The CLI waits mostly; it now reads the next piece while it writes the last one.
 import type { BenchContext, Section } from "./_context.ts";
 import { BenchDaemon } from "./_daemon.ts";
 import { runQuietly, sshdMissing, startSshd } from "./_sshd.ts";
