@@ -55,10 +55,15 @@ export function releaseChunk(chunk: Uint8Array): void {
   if (list.length < FREE_PER_SIZE) list.push(buffer);
 }
 
+/** Reads at least this large that are copied out go into a pooled buffer (a power of two) rather than a fresh one. */
+const POOLED_COPY_MIN = 16 * 1024;
+
 /**
  * The bytes `chunk[0, n)` of a buffer from {@linkcode takeChunk}, as the chunk to keep: the buffer itself when at
  * least half full (it is then the caller's until released), a copy otherwise (and the buffer goes back at once),
- * so that small reads do not each hold a whole buffer.
+ * so that small reads do not each hold a whole buffer. A copy of at least 16 KiB goes into a pooled buffer of the
+ * next power of two (at most twice its bytes), so that a stream of mid-sized reads does not allocate per read
+ * either; a smaller copy is exactly its size (many tiny reads must not each hold a page).
  *
  * @param chunk The whole buffer, as {@linkcode takeChunk} returned it.
  * @param n Bytes filled.
@@ -66,7 +71,15 @@ export function releaseChunk(chunk: Uint8Array): void {
  */
 export function keepChunk(chunk: Uint8Array<ArrayBuffer>, n: number): Uint8Array<ArrayBuffer> {
   if (n * 2 >= chunk.length) return chunk.subarray(0, n);
-  const copy = chunk.slice(0, n);
+  let copy: Uint8Array<ArrayBuffer>;
+  if (n >= POOLED_COPY_MIN) {
+    let size = POOLED_COPY_MIN;
+    while (size < n) size *= 2;
+    copy = takeChunk(size).subarray(0, n);
+    copy.set(chunk.subarray(0, n));
+  } else {
+    copy = chunk.slice(0, n);
+  }
   releaseChunk(chunk);
   return copy;
 }

@@ -27,6 +27,18 @@ Deno.test("keepChunk keeps a full buffer and copies a small read out", () => {
   assert(takeChunk(SIZE).buffer === small.buffer, "the small read's buffer went back at once");
 });
 
+Deno.test("keepChunk copies a mid-sized read into a pooled buffer of its power of two", () => {
+  const big = takeChunk(256 * 1024);
+  big.fill(5, 0, 40_000);
+  const kept = keepChunk(big, 40_000);
+  assertEquals(kept.length, 40_000);
+  assertEquals(kept.buffer.byteLength, 64 * 1024);
+  assert(kept.every((byte) => byte === 5));
+  assert(takeChunk(256 * 1024).buffer === big.buffer, "the big buffer went back at once");
+  releaseChunk(kept);
+  assert(takeChunk(64 * 1024).buffer === kept.buffer, "the copy's buffer is a pooled one");
+});
+
 Deno.test("the output buffer gives dropped chunks back, and only dropped ones", () => {
   const buffer = new OutputBuffer(2 * SIZE);
   const chunks = [0, 1, 2].map((i) => {

@@ -45,10 +45,11 @@ const { F_SETFD, F_SETFL, FD_CLOEXEC, F_DUPFD_CLOEXEC, F_SETPIPE_SZ } = OS.fcntl
 const { EAGAIN, EINTR, EPIPE } = OS.errno;
 /**
  * Largest single read from a child's pipe. A wakeup reads on while there is data and credit (the next read follows
- * at once), so this bounds a syscall, not a wakeup; reads go into reused buffers (`_chunk_pool.ts`), and 256 KiB
- * reads measured no better than 64 KiB ones while holding up to twice the retention in half-full buffers.
+ * at once), so this bounds a syscall, not a wakeup; reads go into reused buffers (`_chunk_pool.ts`, which copies a
+ * read under half a buffer into a buffer of its size). A bulk stream's grown pipe (1 MiB) holds more than one read:
+ * 256 KiB reads make 256 KiB frames, a quarter of the messages (and per-message work on both sides) of 64 KiB ones.
  */
-const READ_CHUNK = 64 * 1024;
+const READ_CHUNK = 256 * 1024;
 const READ_CHUNK_BIG = BigInt(READ_CHUNK);
 /** A read that fills this much (a whole default pipe) marks a bulk stream, whose pipe then grows (Linux). */
 const PIPE_DEFAULT = 64 * 1024;

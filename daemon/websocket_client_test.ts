@@ -13,6 +13,7 @@ import {
 import {
   allocateBinaryMessage,
   type ClientCloseEvent,
+  maskingKernel,
   WebSocketClient,
   type WebSocketClientOptions,
 } from "./_websocket_client.ts";
@@ -361,6 +362,45 @@ Deno.test("websocket client: text and binary messages of every length encoding r
   probe.client.close();
   assertEquals(await probe.closed, { code: 1000, reason: "" });
   assertStrictEquals(probe.client.readyState, WebSocketClient.CLOSED);
+});
+
+Deno.test("websocket client: payloads masked in 16-byte SIMD blocks, with their ends and odd starts, arrive intact", async () => {
+  await using server = denoServer();
+  const probe = new Probe(server.url);
+  await probe.opened;
+  // Deno's V8 has WebAssembly SIMD: the kernel must load (a broken module would fall back silently).
+  assertStrictEquals(maskingKernel(), "simd");
+  const block = 128 * 1024; // the SIMD kernel's memory: longer payloads take several rounds through it
+  const lengths = [
+    1023,
+    1024,
+    1025,
+    1039,
+    1040,
+    1041,
+    block - 1,
+    block,
+    block + 15,
+    block + 16,
+    3 * block + 7,
+  ];
+  for (const length of lengths) {
+    const bytes = pattern(length, length % 251);
+    probe.client.send(bytes);
+    assertEquals(bytesOf(await probe.next()), bytes, `binary of ${length}`);
+    const prepared = allocateBinaryMessage(length);
+    prepared.set(pattern(length, 9));
+    probe.client.send(prepared);
+    assertEquals(bytesOf(await probe.next()), pattern(length, 9), `prepared binary of ${length}`);
+  }
+  const backing = pattern(block + 64, 11);
+  for (const offset of [1, 2, 3, 17]) {
+    const view = backing.subarray(offset, offset + block + 5);
+    probe.client.send(view);
+    assertEquals(bytesOf(await probe.next()), view, `view at offset ${offset}`);
+  }
+  probe.client.close();
+  await probe.closed;
 });
 
 Deno.test("websocket client: a burst of small and large messages arrives whole and in order", async () => {
