@@ -3,8 +3,11 @@
 // - `stats`: `{ sockets, longestTickMs }`: connected daemons or open sockets, and the longest gap between ticks of
 //   a 10 ms timer since the previous `stats` (the worst event-loop stall);
 // - `exec SECONDS IN_FLIGHT` (sandd only): `{ perSecond, p50, p99, max }` of execs of `true` on the one real
-//   daemon this controller starts, IN_FLIGHT at a time for SECONDS.
-// "sandd" is the checkout's Server with its default heartbeat; "echo" a bare Deno WebSocket echo server.
+//   daemon this controller starts, IN_FLIGHT at a time for SECONDS;
+// - `exec SECONDS IN_FLIGHT ID` (sandd only): the same on the (simulated) daemon ID, which answers at once: the
+//   controller's own cost per exec, with no real spawn to wait for.
+// "sandd" is the checkout's Server with its default heartbeat; "echo" a bare Deno WebSocket echo server that sends
+// every message back (its peers send it one heartbeat message per interval, see memory.ts).
 import { loadCheckout } from "./_checkout.ts";
 import { BenchDaemon } from "./_daemon.ts";
 import { quantile } from "./_stats.ts";
@@ -14,7 +17,7 @@ const [kind, root] = Deno.args;
 const REAL = "bench-real";
 
 let sockets: () => number;
-let exec: (seconds: number, inFlight: number) => Promise<object> = () => {
+let exec: (seconds: number, inFlight: number, id?: string) => Promise<object> = () => {
   throw new Error("exec needs the sandd controller");
 };
 let stop = async () => {};
@@ -35,13 +38,13 @@ if (kind === "echo") {
   const daemon = new BenchDaemon(checkout, { id: REAL, url: server.url });
   await server.waitForDaemon(REAL, { timeout: 60_000 });
   sockets = () => server.daemonCount;
-  exec = async (seconds, inFlight) => {
+  exec = async (seconds, inFlight, id = REAL) => {
     const samples: number[] = [];
     const end = performance.now() + seconds * 1000;
     await Promise.all(Array.from({ length: inFlight }, async () => {
       while (performance.now() < end) {
         const t = performance.now();
-        await server.exec(REAL, ["true"]);
+        await server.exec(id, ["true"]);
         samples.push(performance.now() - t);
       }
     }));
@@ -79,7 +82,7 @@ for await (const chunk of lines) {
       console.log(JSON.stringify({ sockets: sockets(), longestTickMs: longest }));
       longest = 0;
     } else if (command === "exec") {
-      console.log(JSON.stringify(await exec(Number(args[0]), Number(args[1]))));
+      console.log(JSON.stringify(await exec(Number(args[0]), Number(args[1]), args[2])));
     }
   }
 }

@@ -8,8 +8,14 @@
 //   other request is refused with an error reply (these daemons run nothing else).
 // - "echo": each sends one message once open, then echoes every message it receives (the peer of a bare
 //   WebSocket server doing request/reply round trips: the baseline of a broadcast).
-// - "idle": each sends one message once open, then stays silent (the peers of the bare echo server that is the
-//   memory bench's baseline: echoing its echo back would keep every socket busy forever).
+// - "idle": each sends one message once open, then stays silent.
+// - "heartbeat": the peers of the bare echo server that is the memory bench's baseline. Each sends one message
+//   once open, then a `{"t":"ping"}` every HEARTBEAT_MS (a 6th argument, default 5,000: the Server's default
+//   `heartbeatMs`), the first one HEARTBEAT_MS after it opened, and ignores what comes back (never echoing an
+//   echo: that would keep every socket busy forever). An idle sandd link carries the same: the controller sends
+//   a link it has sent nothing to for an interval one `ping` and the daemon answers one `pong` (the daemon sends
+//   no pings of its own), so per interval each socket carries one small message each way, the phases spread by
+//   when the sockets opened, as the controller's are.
 // A client whose connection fails before it is ready is opened again (up to 20 tries, 200 ms more apart each time);
 // past that the process exits 1 naming the client. Prints "ready" once all are open, then waits for stdin to close.
 //
@@ -28,11 +34,13 @@
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
 const count = Number(countText);
 if (
-  mode !== "sandd" && mode !== "echo" && mode !== "idle" && mode !== "failover" || !url ||
+  mode !== "sandd" && mode !== "echo" && mode !== "idle" && mode !== "heartbeat" &&
+    mode !== "failover" ||
+  !url ||
   !(count > 0) || !prefix
 ) {
   console.error(
-    "Usage: _sim_daemons.ts sandd|echo|idle URL COUNT PREFIX SUBPROTOCOL | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF",
+    "Usage: _sim_daemons.ts sandd|echo|idle|heartbeat URL COUNT PREFIX SUBPROTOCOL [HEARTBEAT_MS] | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF",
   );
   Deno.exit(2);
 }
@@ -41,6 +49,8 @@ if (mode === "failover") {
   Deno.exit(0);
 }
 const MAX_TRIES = 20;
+/** The "heartbeat" mode's interval. */
+const HEARTBEAT_MS = Number(Deno.args[5] ?? 5_000);
 let open = 0;
 let closing = false;
 const sockets: WebSocket[] = [];
@@ -125,6 +135,12 @@ function connect(i: number, tries: number): void {
   socket.onopen = () => {
     if (mode !== "sandd") {
       socket.send("hello");
+      if (mode === "heartbeat") {
+        const beat = setInterval(() => {
+          if (socket.readyState === WebSocket.OPEN) socket.send('{"t":"ping"}');
+        }, HEARTBEAT_MS);
+        socket.addEventListener("close", () => clearInterval(beat));
+      }
       markReady();
       return;
     }
