@@ -5,7 +5,7 @@
 // (_sim_daemons.ts) that answer a spawn at once the way a daemon running `true` does; the one real daemon among
 // them is the sanity check (its result must be exit 0).
 import type { BenchContext, Section } from "./_context.ts";
-import { lineReader, offeredSubprotocols, raised } from "./memory.ts";
+import { controllerFlags, lineReader, offeredSubprotocols, raised } from "./memory.ts";
 import { pause, peakOf, resetPeak, type SectionResult, toMiB } from "./_stats.ts";
 import type { Checkout } from "./_checkout.ts";
 
@@ -42,6 +42,7 @@ async function measure(
     "run",
     "-A",
     ...checkout.runFlags,
+    ...controllerFlags(kind),
     `${here}_broadcast_controller.ts`,
     kind,
     checkout.root,

@@ -17,6 +17,15 @@ import type { Checkout } from "./_checkout.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 
+/**
+ * Extra `deno run` flags for the sandd controller process, from BENCH_CONTROLLER_FLAGS (space-separated): e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the controller at scale. None for the echo baseline.
+ */
+export function controllerFlags(kind: "sandd" | "echo"): string[] {
+  const flags = Deno.env.get("BENCH_CONTROLLER_FLAGS")?.trim();
+  return kind === "sandd" && flags ? flags.split(/\s+/) : [];
+}
+
 /** The Server's default `heartbeatMs`: the interval the echo baseline's peers send their heartbeat at. */
 const HEARTBEAT_MS = 5_000;
 
@@ -121,6 +130,7 @@ async function measure(
     "run",
     "-A",
     ...checkout.runFlags,
+    ...controllerFlags(kind),
     `${here}_controller.ts`,
     kind,
     checkout.root,
