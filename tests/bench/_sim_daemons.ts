@@ -48,16 +48,24 @@ if (mode === "failover") {
   await failover();
   Deno.exit(0);
 }
+import { WebSocketClient } from "../../daemon/_websocket_client.ts";
+
+/** A "sandd" daemon's socket is the real daemon's WebSocket client; the other modes use Deno's. */
+type SimSocket = WebSocket | WebSocketClient;
 const MAX_TRIES = 20;
 /** The "heartbeat" mode's interval. */
 const HEARTBEAT_MS = Number(Deno.args[5] ?? 5_000);
 let open = 0;
 let closing = false;
-const sockets: WebSocket[] = [];
+const sockets: SimSocket[] = [];
 const opened = Promise.withResolvers<void>();
 
 /** What a simulated daemon answers to one controller message (sandd mode). */
-function answer(socket: WebSocket, text: string, procs: { next: number }): void {
+function answer(
+  socket: { send(data: string): void; readonly protocol: string },
+  text: string,
+  procs: { next: number },
+): void {
   if (text === '{"t":"ping"}') {
     socket.send('{"t":"pong"}');
     return;
@@ -121,10 +129,14 @@ function hello(id: string, i: number): string {
 
 function connect(i: number, tries: number): void {
   // SUBPROTOCOL may list several, comma-separated, in the order a daemon offers them.
-  const socket = mode === "sandd"
-    ? new WebSocket(url!, subprotocol!.split(","))
+  // The daemon's own client for "sandd": it sets TCP_NODELAY and writes a burst of messages at once, as a real
+  // daemon does. Deno's WebSocket client leaves Nagle's algorithm on, so the exit sent right after a spawn's reply
+  // waited for the controller's delayed ACK (~40 ms per exec: the exec rows and the broadcast measured that).
+  const socket: SimSocket = mode === "sandd"
+    ? new WebSocketClient(url!, { protocols: subprotocol!.split(",") })
     : new WebSocket(url!);
   sockets[i] = socket;
+  let beat: ReturnType<typeof setInterval> | undefined;
   let ready = false;
   const procs = { next: 0 };
   const markReady = () => {
@@ -136,19 +148,18 @@ function connect(i: number, tries: number): void {
     if (mode !== "sandd") {
       socket.send("hello");
       if (mode === "heartbeat") {
-        const beat = setInterval(() => {
+        beat = setInterval(() => {
           if (socket.readyState === WebSocket.OPEN) socket.send('{"t":"ping"}');
         }, HEARTBEAT_MS);
-        socket.addEventListener("close", () => clearInterval(beat));
       }
       markReady();
       return;
     }
     socket.send(hello(`${prefix}-${i}`, i));
   };
-  socket.onmessage = (event) => {
+  socket.onmessage = (event: { data: unknown }) => {
     if (mode !== "sandd") {
-      if (mode === "echo") socket.send(event.data);
+      if (mode === "echo") socket.send(event.data as string);
       return;
     }
     const text = event.data as string;
@@ -160,6 +171,7 @@ function connect(i: number, tries: number): void {
   };
   socket.onerror = () => {};
   socket.onclose = () => {
+    clearInterval(beat);
     if (ready || closing) return;
     if (tries + 1 >= MAX_TRIES) {
       console.error(`${prefix}: client ${i} could not connect after ${MAX_TRIES} tries`);
