@@ -16,7 +16,8 @@
 //   a link it has sent nothing to for an interval one `ping` and the daemon answers one `pong` (the daemon sends
 //   no pings of its own), so per interval each socket carries one small message each way, the phases spread by
 //   when the sockets opened, as the controller's are.
-// A client whose connection fails before it is ready is opened again (up to 20 tries, 200 ms more apart each time);
+// At most 128 clients are being opened at once. A client whose connection fails before it is ready is opened again
+// (up to 20 tries, 200 ms more apart each time);
 // past that the process exits 1 naming the client. Prints "ready" once all are open, then waits for stdin to close.
 //
 // `deno run -A _sim_daemons.ts failover URL,URL,... COUNT PREFIX SUBPROTOCOL BACKOFF_MODULE`: COUNT simulated
@@ -53,6 +54,23 @@ import { WebSocketClient } from "../../daemon/_websocket_client.ts";
 /** A "sandd" daemon's socket is the real daemon's WebSocket client; the other modes use Deno's. */
 type SimSocket = WebSocket | WebSocketClient;
 const MAX_TRIES = 20;
+/**
+ * Sockets being opened at once (a retry keeps its place). Opening thousands at once made the controller's listener
+ * close most of them (it holds at most 1,024 connections waiting for a request head, replacing the oldest) and the
+ * retries, with the handshakes, starved links already open of their heartbeat answers: on a loaded machine
+ * thousands were dropped as silent.
+ */
+const MAX_OPENING = 128;
+let opening = 0;
+let nextToOpen = 0;
+
+/** Starts opening sockets while fewer than MAX_OPENING are being opened. */
+function openMore(): void {
+  while (opening < MAX_OPENING && nextToOpen < count) {
+    opening++;
+    connect(nextToOpen++, 0);
+  }
+}
 /** The "heartbeat" mode's interval. */
 const HEARTBEAT_MS = Number(Deno.args[5] ?? 5_000);
 let open = 0;
@@ -142,7 +160,9 @@ function connect(i: number, tries: number): void {
   const markReady = () => {
     if (ready) return;
     ready = true;
+    opening--;
     if (++open === count) opened.resolve();
+    openMore();
   };
   socket.onopen = () => {
     if (mode !== "sandd") {
@@ -181,10 +201,7 @@ function connect(i: number, tries: number): void {
   };
 }
 
-for (let i = 0; i < count; i++) {
-  connect(i, 0);
-  if (i % 500 === 499) await new Promise((r) => setTimeout(r, 20));
-}
+openMore();
 await opened.promise;
 console.log("ready");
 for await (const _ of Deno.stdin.readable) { /* wait for EOF */ }
