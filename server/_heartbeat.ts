@@ -1,6 +1,6 @@
 // Liveness of daemon links, checked lazily per connection. Each link sits in one slot of a timing wheel (slot
-// width: a quarter interval) at its next deadline; a tick looks only at its slot's links, in batches that yield
-// to the event loop. A link is pinged only when the controller has sent it nothing for an interval, or heard
+// width: a quarter interval) at its next deadline; a tick looks only at its slot's links, in slices of at most
+// SLICE_MS that yield to the event loop. A link is pinged only when the controller has sent it nothing for an interval, or heard
 // nothing from it for an interval (and has not pinged it since): a busy link gets no pings at all. A link silent
 // for HEARTBEAT_MISSES intervals is dropped, and the slot rounding is taken off that bound, so a half-open link is
 // found within HEARTBEAT_MISSES x interval of its last message.
@@ -17,8 +17,13 @@ import type { Connection } from "./_connection.ts";
 const SLOTS_PER_INTERVAL = 4;
 /** Deadlines are at most HEARTBEAT_MISSES intervals ahead; one more slot keeps the wheel from wrapping onto itself. */
 const SLOTS = HEARTBEAT_MISSES * SLOTS_PER_INTERVAL + 1;
-/** Links handled before yielding to the event loop. */
-const BATCH = 256;
+/** Links handled between looks at the clock. */
+const CHECK_EVERY = 32;
+/**
+ * How long a tick handles links before yielding to the event loop, in ms: bounded by time, not by a count, so a
+ * slow moment (a loaded machine, a send that takes long) cannot stretch a batch into a stall.
+ */
+const SLICE_MS = 4;
 
 export interface HeartbeatOptions {
   intervalMs: number;
@@ -120,6 +125,7 @@ export class Heartbeat {
       // ahead, which is never this slot.
       const queued = this.#slots[slot]!;
       let n = 0;
+      let sliceStart = performance.now();
       for (let i = 0; i < this.#counts[slot]!; i++) {
         if (this.#closed) return;
         const beat = queued[i]!;
@@ -127,7 +133,10 @@ export class Heartbeat {
         if (beat.tick !== tick) continue;
         beat.tick = -1;
         this.#check(beat);
-        if (++n % BATCH === 0) await this.#yield();
+        if (++n % CHECK_EVERY === 0 && performance.now() - sliceStart >= SLICE_MS) {
+          await this.#yield();
+          sliceStart = performance.now();
+        }
       }
       this.#counts[slot] = 0;
     }

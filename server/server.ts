@@ -22,6 +22,7 @@ import { DEFAULT_REQUEST_TIMEOUT_MS } from "./_connection.ts";
 import { Auditor } from "./_audited.ts";
 import { AuditedFs } from "./_audited_fs.ts";
 import { Launcher } from "./_exec.ts";
+import { TurnSlicer } from "./_turn_slicer.ts";
 import { handleHttp, type HttpMount, type HttpRoutes, serveHttp } from "./_http.ts";
 import { Hub } from "./_hub.ts";
 import { MetricsState } from "./_metrics_state.ts";
@@ -747,8 +748,13 @@ export class Server extends EventTarget implements Controller {
     }
     const results: (ExecResult | Error)[] = new Array(targets.length);
     let next = 0;
+    // Starts are paced in slices (see _turn_slicer.ts): with a fleet answering at once, every worker would start
+    // its next command in the turn its last one ended, and a few long turns would hold the event loop.
+    const slicer = new TurnSlicer();
     const worker = async () => {
       while (next < targets.length) {
+        await slicer.pause();
+        if (next >= targets.length) return;
         const i = next++;
         const id = targets[i]!;
         const result = await this.exec(id, command, execOptions).catch((error: Error) => error);
@@ -756,8 +762,15 @@ export class Server extends EventTarget implements Controller {
         onResult?.(id, result);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
-    return new Map(targets.map((id, i) => [id, results[i]!]));
+    try {
+      await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
+    } finally {
+      slicer.close();
+    }
+    // Filled in place (no array of pairs for a whole fleet).
+    const byId = new Map<string, ExecResult | Error>();
+    for (let i = 0; i < targets.length; i++) byId.set(targets[i]!, results[i]!);
+    return byId;
   }
 
   // --- files: thin entry points over server/files.ts, audited ---

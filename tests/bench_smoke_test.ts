@@ -48,6 +48,8 @@ const EXPECTED = [
   "memory.exec_per_second_alone",
   "memory.exec_p99",
   "memory.exec_max",
+  "memory.sim_exec_per_second",
+  "memory.sim_exec_p99",
 ];
 const SCP = ["files.upload_vs_scp", "files.download_vs_scp", "files.download_byob_vs_scp"];
 

@@ -8,9 +8,16 @@
 //   other request is refused with an error reply (these daemons run nothing else).
 // - "echo": each sends one message once open, then echoes every message it receives (the peer of a bare
 //   WebSocket server doing request/reply round trips: the baseline of a broadcast).
-// - "idle": each sends one message once open, then stays silent (the peers of the bare echo server that is the
-//   memory bench's baseline: echoing its echo back would keep every socket busy forever).
-// A client whose connection fails before it is ready is opened again (up to 20 tries, 200 ms more apart each time);
+// - "idle": each sends one message once open, then stays silent.
+// - "heartbeat": the peers of the bare echo server that is the memory bench's baseline. Each sends one message
+//   once open, then a `{"t":"ping"}` every HEARTBEAT_MS (a 6th argument, default 5,000: the Server's default
+//   `heartbeatMs`), the first one HEARTBEAT_MS after it opened, and ignores what comes back (never echoing an
+//   echo: that would keep every socket busy forever). An idle sandd link carries the same: the controller sends
+//   a link it has sent nothing to for an interval one `ping` and the daemon answers one `pong` (the daemon sends
+//   no pings of its own), so per interval each socket carries one small message each way, the phases spread by
+//   when the sockets opened, as the controller's are.
+// At most 128 clients are being opened at once. A client whose connection fails before it is ready is opened again
+// (up to 20 tries, 200 ms more apart each time);
 // past that the process exits 1 naming the client. Prints "ready" once all are open, then waits for stdin to close.
 //
 // `deno run -A _sim_daemons.ts failover URL,URL,... COUNT PREFIX SUBPROTOCOL BACKOFF_MODULE`: COUNT simulated
@@ -28,11 +35,13 @@
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
 const count = Number(countText);
 if (
-  mode !== "sandd" && mode !== "echo" && mode !== "idle" && mode !== "failover" || !url ||
+  mode !== "sandd" && mode !== "echo" && mode !== "idle" && mode !== "heartbeat" &&
+    mode !== "failover" ||
+  !url ||
   !(count > 0) || !prefix
 ) {
   console.error(
-    "Usage: _sim_daemons.ts sandd|echo|idle URL COUNT PREFIX SUBPROTOCOL | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF",
+    "Usage: _sim_daemons.ts sandd|echo|idle|heartbeat URL COUNT PREFIX SUBPROTOCOL [HEARTBEAT_MS] | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF",
   );
   Deno.exit(2);
 }
@@ -40,14 +49,41 @@ if (mode === "failover") {
   await failover();
   Deno.exit(0);
 }
+import { WebSocketClient } from "../../daemon/_websocket_client.ts";
+
+/** A "sandd" daemon's socket is the real daemon's WebSocket client; the other modes use Deno's. */
+type SimSocket = WebSocket | WebSocketClient;
 const MAX_TRIES = 20;
+/**
+ * Sockets being opened at once (a retry keeps its place). Opening thousands at once made the controller's listener
+ * close most of them (it holds at most 1,024 connections waiting for a request head, replacing the oldest) and the
+ * retries, with the handshakes, starved links already open of their heartbeat answers: on a loaded machine
+ * thousands were dropped as silent.
+ */
+const MAX_OPENING = 128;
+let opening = 0;
+let nextToOpen = 0;
+
+/** Starts opening sockets while fewer than MAX_OPENING are being opened. */
+function openMore(): void {
+  while (opening < MAX_OPENING && nextToOpen < count) {
+    opening++;
+    connect(nextToOpen++, 0);
+  }
+}
+/** The "heartbeat" mode's interval. */
+const HEARTBEAT_MS = Number(Deno.args[5] ?? 5_000);
 let open = 0;
 let closing = false;
-const sockets: WebSocket[] = [];
+const sockets: SimSocket[] = [];
 const opened = Promise.withResolvers<void>();
 
 /** What a simulated daemon answers to one controller message (sandd mode). */
-function answer(socket: WebSocket, text: string, procs: { next: number }): void {
+function answer(
+  socket: { send(data: string): void; readonly protocol: string },
+  text: string,
+  procs: { next: number },
+): void {
   if (text === '{"t":"ping"}') {
     socket.send('{"t":"pong"}');
     return;
@@ -111,28 +147,39 @@ function hello(id: string, i: number): string {
 
 function connect(i: number, tries: number): void {
   // SUBPROTOCOL may list several, comma-separated, in the order a daemon offers them.
-  const socket = mode === "sandd"
-    ? new WebSocket(url!, subprotocol!.split(","))
+  // The daemon's own client for "sandd": it sets TCP_NODELAY and writes a burst of messages at once, as a real
+  // daemon does. Deno's WebSocket client leaves Nagle's algorithm on, so the exit sent right after a spawn's reply
+  // waited for the controller's delayed ACK (~40 ms per exec: the exec rows and the broadcast measured that).
+  const socket: SimSocket = mode === "sandd"
+    ? new WebSocketClient(url!, { protocols: subprotocol!.split(",") })
     : new WebSocket(url!);
   sockets[i] = socket;
+  let beat: ReturnType<typeof setInterval> | undefined;
   let ready = false;
   const procs = { next: 0 };
   const markReady = () => {
     if (ready) return;
     ready = true;
+    opening--;
     if (++open === count) opened.resolve();
+    openMore();
   };
   socket.onopen = () => {
     if (mode !== "sandd") {
       socket.send("hello");
+      if (mode === "heartbeat") {
+        beat = setInterval(() => {
+          if (socket.readyState === WebSocket.OPEN) socket.send('{"t":"ping"}');
+        }, HEARTBEAT_MS);
+      }
       markReady();
       return;
     }
     socket.send(hello(`${prefix}-${i}`, i));
   };
-  socket.onmessage = (event) => {
+  socket.onmessage = (event: { data: unknown }) => {
     if (mode !== "sandd") {
-      if (mode === "echo") socket.send(event.data);
+      if (mode === "echo") socket.send(event.data as string);
       return;
     }
     const text = event.data as string;
@@ -144,6 +191,7 @@ function connect(i: number, tries: number): void {
   };
   socket.onerror = () => {};
   socket.onclose = () => {
+    clearInterval(beat);
     if (ready || closing) return;
     if (tries + 1 >= MAX_TRIES) {
       console.error(`${prefix}: client ${i} could not connect after ${MAX_TRIES} tries`);
@@ -153,10 +201,7 @@ function connect(i: number, tries: number): void {
   };
 }
 
-for (let i = 0; i < count; i++) {
-  connect(i, 0);
-  if (i % 500 === 499) await new Promise((r) => setTimeout(r, 20));
-}
+openMore();
 await opened.promise;
 console.log("ready");
 for await (const _ of Deno.stdin.readable) { /* wait for EOF */ }

@@ -5,7 +5,7 @@
 // (_sim_daemons.ts) that answer a spawn at once the way a daemon running `true` does; the one real daemon among
 // them is the sanity check (its result must be exit 0).
 import type { BenchContext, Section } from "./_context.ts";
-import { lineReader, raised } from "./memory.ts";
+import { controllerFlags, lineReader, offeredSubprotocols, raised } from "./memory.ts";
 import { pause, peakOf, resetPeak, type SectionResult, toMiB } from "./_stats.ts";
 import type { Checkout } from "./_checkout.ts";
 
@@ -31,24 +31,6 @@ interface Measured {
   rssPeak: number;
 }
 
-/**
- * What the simulated daemons offer, comma-separated: the revised subprotocol first when the checkout has one, as
- * the real daemon does (a revision-1 link carries a process's eofs on its exit: 3 messages per exec, not 5).
- */
-async function offeredSubprotocols(checkout: Checkout): Promise<string> {
-  try {
-    const version = await import(`file://${checkout.root}/protocol/version.ts`) as {
-      SUBPROTOCOL_REVISED?: unknown;
-    };
-    if (typeof version.SUBPROTOCOL_REVISED === "string") {
-      return `${version.SUBPROTOCOL_REVISED},${checkout.subprotocol}`;
-    }
-  } catch {
-    // an older checkout: the plain subprotocol only
-  }
-  return checkout.subprotocol;
-}
-
 async function measure(
   checkout: Checkout,
   kind: "sandd" | "echo",
@@ -60,6 +42,7 @@ async function measure(
     "run",
     "-A",
     ...checkout.runFlags,
+    ...controllerFlags(kind),
     `${here}_broadcast_controller.ts`,
     kind,
     checkout.root,
