@@ -3,17 +3,7 @@
 // nothing behind (`sandd cp` of a file uploads this way; tests/cli_remote_test.ts copies both ways).
 import { assertEquals, assertRejects } from "./_assert.ts";
 import { startFleet } from "./_controllers.ts";
-import { createHash } from "node:crypto";
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-function random(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(out.subarray(at, at + 65536));
-  return out;
-}
+import { randomBytes as random, sha256 } from "./_bytes.ts";
 
 /** A byte stream over `data` in pieces of `piece` bytes, failing with `failAt`'s error once that many are out. */
 function byteStream(data: Uint8Array, piece: number, failAt?: number): ReadableStream<Uint8Array> {

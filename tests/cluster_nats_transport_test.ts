@@ -1,6 +1,7 @@
 // The cluster's NATS transport on Deno's own TCP (server/cluster/_nats_transport.ts) against a real nats-server:
 // messages in order and whole (large ones too), request/reply and JetStream over it, a server restart (the client
 // sees disconnect, reconnects, and its subscriptions work again), TLS with a CA file, and a clean close.
+import { hasOpenssl, makeTestCerts } from "./_certs.ts";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Status } from "@nats-io/transport-node";
 import { connectDeno, DenoNatsTransport } from "../server/cluster/_nats_transport.ts";
@@ -116,98 +117,26 @@ Deno.test({
   },
 });
 
-function haveOpenssl(): boolean {
-  try {
-    new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" }).outputSync();
-    return true;
-  } catch {
-    console.log("skipped: openssl is not installed (needed to make the test's certificates)");
-    return false;
-  }
-}
-
-/** A CA and a certificate for 127.0.0.1 signed by it, in a temporary directory. */
-async function certificates(): Promise<{ dir: string; ca: string; cert: string; key: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "sandd-nats-tls-" });
-  const run = async (args: string[]) => {
-    const out = await new Deno.Command("openssl", {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    if (!out.success) {
-      throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
-    }
-  };
-  await run([
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=sandd test CA",
-  ]);
-  await run([
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-    "-subj",
-    "/CN=127.0.0.1",
-  ]);
-  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1\n");
-  await run([
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "server.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
-  ]);
-  return { dir, ca: `${dir}/ca.pem`, cert: `${dir}/server.pem`, key: `${dir}/server.key` };
+const OPENSSL = await hasOpenssl();
+if (!OPENSSL) {
+  console.log("skipped: openssl is not installed (needed to make the test's certificates)");
 }
 
 Deno.test({
   name: "nats transport: TLS to a server that requires it, trusting a CA file",
-  ignore: !NATS || !haveOpenssl(),
+  ignore: !NATS || !OPENSSL,
   async fn() {
-    const certs = await certificates();
-    try {
+    await using certs = await makeTestCerts();
+    {
       await using nats = await TestNats.start([
         "--tls",
         "--tlscert",
-        certs.cert,
+        `${certs.dir}/server.pem`,
         "--tlskey",
-        certs.key,
+        `${certs.dir}/server.key`,
       ]);
       let transport: DenoNatsTransport | undefined;
-      const nc = await connectDeno({ servers: nats.url, tls: { caFile: certs.ca } });
+      const nc = await connectDeno({ servers: nats.url, tls: { caFile: certs.caFile } });
       try {
         // The client's transport is ours, and encrypted.
         transport = (nc as unknown as { protocol: { transport: unknown } }).protocol
@@ -230,8 +159,6 @@ Deno.test({
         () => refused = true,
       );
       assert(refused, "a certificate from an unknown CA is refused");
-    } finally {
-      await Deno.remove(certs.dir, { recursive: true });
     }
   },
 });

@@ -5,19 +5,10 @@ import { assert, assertEquals, assertGreater, assertRejects } from "./_assert.ts
 import { FileError, Server } from "../mod.ts";
 import { TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
+import { randomBytes as random, sha256 } from "./_bytes.ts";
 import { createHash } from "node:crypto";
 
 const MiB = 1024 * 1024;
-
-function random(n: number): Uint8Array {
-  const bytes = new Uint8Array(n);
-  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
-  return bytes;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
 
 async function setup(id: string) {
   const server = await Server.listen({ port: 0, reconnectGraceMs: 15_000 });

@@ -14,6 +14,7 @@ import {
 import { eventually, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
 import { type ControllerKind, startFleet, testBoth } from "./_controllers.ts";
+import { randomBytes as random, sha256 } from "./_bytes.ts";
 import { createHash } from "node:crypto";
 import { fileHandlers } from "../daemon/files.ts";
 import { Link } from "../daemon/_link.ts";
@@ -40,16 +41,6 @@ async function setup(
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-function random(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(out.subarray(at, at + 65536));
-  return out;
 }
 
 /** A stream of `total` pseudo-random bytes in `chunk`-sized pieces, hashed as produced. */
