@@ -16,7 +16,9 @@ async function bench(args: string[]): Promise<{ code: number; stdout: string; st
 }
 
 const EXPECTED = [
+  "exec.bare_p50",
   "exec.daemon_messages",
+  "exec.over_bare_p50",
   "exec.p50",
   "exec.p99",
   "stream.mib_per_second",

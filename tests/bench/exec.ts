@@ -24,6 +24,7 @@
 import { type BenchContext, localSpawn, type Section } from "./_context.ts";
 import { BenchDaemon, withDaemon } from "./_daemon.ts";
 import { FrameCounter } from "./_frame_counter.ts";
+import { BareExecPeer } from "./_bare_exec.ts";
 import type { Checkout, Server } from "./_checkout.ts";
 import { type Figure, quantile, type SectionResult } from "./_stats.ts";
 
@@ -54,11 +55,15 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
   return await withDaemon(checkout, "bench-exec", async (server) => {
     const remote: number[] = [];
     const local: number[] = [];
+    const bare: number[] = [];
+    await using peer = await BareExecPeer.start();
     for (let i = 0; i < warmup; i++) await server.exec("bench-exec", ["true"]);
     for (let i = 0; i < warmup; i++) await localSpawn(["true"]);
+    for (let i = 0; i < warmup; i++) await peer.exec(["true"]);
     const runs: [() => Promise<unknown>, number[]][] = [
       [() => server.exec("bench-exec", ["true"]), remote],
       [() => localSpawn(["true"]), local],
+      [() => peer.exec(["true"]), bare],
     ];
     for (let i = 0; i < rounds; i++) {
       // Interleaved, so both see the same machine noise, in a random order each round (as in _api.ts): with a
@@ -68,8 +73,12 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
       // interleaved, local 3.45 alone and 3.98 interleaved; at load 9-17 the order effect was larger than the
       // overhead itself (remote after local 17.7-23.3 ms, local after remote 12.0-15.6 ms, both after themselves
       // 13.4-21.4 ms). A random order gives each the same mix of predecessors.
-      const first = Math.random() < 0.5 ? 0 : 1;
-      for (const [run, times] of [runs[first]!, runs[1 - first]!]) {
+      const order = [...runs];
+      for (let k = order.length - 1; k > 0; k--) {
+        const j = Math.floor(Math.random() * (k + 1));
+        [order[k], order[j]] = [order[j]!, order[k]!];
+      }
+      for (const [run, times] of order) {
         const t = performance.now();
         await run();
         times.push(performance.now() - t);
@@ -99,6 +108,29 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
           comparison: "overhead",
           better: "lower",
           goal: "overhead ≤ 0.3 ms",
+        },
+        {
+          id: "exec.bare_p50",
+          label:
+            "floor: the same round trip to a bare remote peer (Deno WebSocket + Deno.Command, no SandD), p50",
+          unit: "ms",
+          value: quantile(bare, 0.5),
+          baseline: quantile(local, 0.5),
+          baselineLabel: "local Deno.Command",
+          comparison: "overhead",
+          better: "lower",
+          goal: "informational: what any remote exec pays here",
+        },
+        {
+          id: "exec.over_bare_p50",
+          label: "exec round trip of `true` over the bare remote peer's, p50",
+          unit: "ms",
+          value: quantile(remote, 0.5),
+          baseline: quantile(bare, 0.5),
+          baselineLabel: "bare remote peer",
+          comparison: "overhead",
+          better: "lower",
+          goal: "informational: SandD's own cost",
         },
         {
           id: "exec.p99",
