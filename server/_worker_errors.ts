@@ -19,19 +19,57 @@ export interface RemoteFileErrorFields {
   readonly daemonId: string;
 }
 
-/** Fields passed to the constructors. */
-interface Init {
+/** What a remote file error is made from. */
+export interface RemoteFileErrorInit {
+  /** OS-style code. */
   code: string;
+  /** What happened (the path and daemon are added when it names neither). */
   message: string;
+  /** The path the operation was about. */
   path: string;
+  /** The daemon. */
   daemonId: string;
+  /** The controller's error behind it. @default undefined */
   cause?: unknown;
 }
 
-function describe(init: Init): string {
+/**
+ * The class of one remote file error: `new` makes an instance of its Deno error class `E` that also carries
+ * {@linkcode RemoteFileErrorFields}, so `instanceof` works against both the Deno class and this one.
+ */
+export interface RemoteFileErrorClass<E extends Error> {
+  /** Make the error. */
+  new (init: RemoteFileErrorInit): E & RemoteFileErrorFields;
+  /** The prototype shared by its instances. */
+  readonly prototype: E & RemoteFileErrorFields;
+}
+
+function describe(init: RemoteFileErrorInit): string {
   return init.message.includes(init.path)
     ? init.message
     : `${init.message}: '${init.path}' on '${init.daemonId}'`;
+}
+
+/** One class per Deno error class: they differ only in their base and name. */
+function remoteFileError<E extends Error>(
+  Base: new (message?: string, options?: ErrorOptions) => E,
+  name: string,
+): RemoteFileErrorClass<E> {
+  const BaseError = Base as new (message?: string, options?: ErrorOptions) => Error;
+  const Class = class extends BaseError implements RemoteFileErrorFields {
+    readonly code: string;
+    readonly path: string;
+    readonly daemonId: string;
+    constructor(init: RemoteFileErrorInit) {
+      super(describe(init), init.cause !== undefined ? { cause: init.cause } : undefined);
+      this.name = name;
+      this.code = init.code;
+      this.path = init.path;
+      this.daemonId = init.daemonId;
+    }
+  };
+  Object.defineProperty(Class, "name", { value: name });
+  return Class as unknown as RemoteFileErrorClass<E>;
 }
 
 /**
@@ -40,30 +78,16 @@ function describe(init: Init): string {
  * @example Test it like a local error
  * ```ts
  * import { RemoteNotFoundError } from "./_worker_errors.ts";
- * const error = new RemoteNotFoundError({ code: "ENOENT", message: "No such file", path: "/x", daemonId: "w" });
- * console.assert(error instanceof Deno.errors.NotFound && error.code === "ENOENT" && error.path === "/x");
+ * const e = new RemoteNotFoundError({ code: "ENOENT", message: "No such file", path: "/x", daemonId: "w" });
+ * console.assert(e instanceof Deno.errors.NotFound && e instanceof RemoteNotFoundError && e.code === "ENOENT");
  * ```
  */
-export class RemoteNotFoundError extends Deno.errors.NotFound implements RemoteFileErrorFields {
-  /** OS-style code. */
-  readonly code: string;
-  /** The path. */
-  readonly path: string;
-  /** The daemon. */
-  readonly daemonId: string;
-  /**
-   * Make the error.
-   *
-   * @param init Code, message, path, daemon and cause.
-   */
-  constructor(init: Init) {
-    super(describe(init), init.cause !== undefined ? { cause: init.cause } : undefined);
-    this.name = "RemoteNotFoundError";
-    this.code = init.code;
-    this.path = init.path;
-    this.daemonId = init.daemonId;
-  }
-}
+export const RemoteNotFoundError: RemoteFileErrorClass<Deno.errors.NotFound> = remoteFileError(
+  Deno.errors.NotFound,
+  "RemoteNotFoundError",
+);
+/** An instance of {@linkcode RemoteNotFoundError}. */
+export type RemoteNotFoundError = Deno.errors.NotFound & RemoteFileErrorFields;
 
 /**
  * A path on a worker already exists (`EEXIST`). It is a `Deno.errors.AlreadyExists`.
@@ -72,63 +96,35 @@ export class RemoteNotFoundError extends Deno.errors.NotFound implements RemoteF
  * ```ts
  * import { RemoteAlreadyExistsError } from "./_worker_errors.ts";
  * const e = new RemoteAlreadyExistsError({ code: "EEXIST", message: "File exists", path: "/x", daemonId: "w" });
- * console.assert(e instanceof Deno.errors.AlreadyExists && e.code === "EEXIST");
+ * console.assert(e instanceof Deno.errors.AlreadyExists && e instanceof RemoteAlreadyExistsError && e.code === "EEXIST");
  * ```
  */
-export class RemoteAlreadyExistsError extends Deno.errors.AlreadyExists
-  implements RemoteFileErrorFields {
-  /** OS-style code. */
-  readonly code: string;
-  /** The path. */
-  readonly path: string;
-  /** The daemon. */
-  readonly daemonId: string;
-  /**
-   * Make the error.
-   *
-   * @param init Code, message, path, daemon and cause.
-   */
-  constructor(init: Init) {
-    super(describe(init), init.cause !== undefined ? { cause: init.cause } : undefined);
-    this.name = "RemoteAlreadyExistsError";
-    this.code = init.code;
-    this.path = init.path;
-    this.daemonId = init.daemonId;
-  }
-}
+export const RemoteAlreadyExistsError: RemoteFileErrorClass<Deno.errors.AlreadyExists> =
+  remoteFileError(
+    Deno.errors.AlreadyExists,
+    "RemoteAlreadyExistsError",
+  );
+/** An instance of {@linkcode RemoteAlreadyExistsError}. */
+export type RemoteAlreadyExistsError = Deno.errors.AlreadyExists & RemoteFileErrorFields;
 
 /**
- * The worker's OS refused access (`EACCES`, `EPERM`, `EROFS`). It is a `Deno.errors.PermissionDenied`. (A refusal
- * by the daemon's policy is a `PolicyError`, not this.)
+ * The worker's OS refused access (`EACCES`, `EPERM`, `EROFS`). (A refusal by the daemon's
+ * policy is a `PolicyError`, not this.) It is a `Deno.errors.PermissionDenied`.
  *
  * @example Test it like a local error
  * ```ts
  * import { RemotePermissionDeniedError } from "./_worker_errors.ts";
- * const e = new RemotePermissionDeniedError({ code: "EACCES", message: "denied", path: "/x", daemonId: "w" });
- * console.assert(e instanceof Deno.errors.PermissionDenied && e.code === "EACCES");
+ * const e = new RemotePermissionDeniedError({ code: "EACCES", message: "Permission denied", path: "/x", daemonId: "w" });
+ * console.assert(e instanceof Deno.errors.PermissionDenied && e instanceof RemotePermissionDeniedError && e.code === "EACCES");
  * ```
  */
-export class RemotePermissionDeniedError extends Deno.errors.PermissionDenied
-  implements RemoteFileErrorFields {
-  /** OS-style code. */
-  readonly code: string;
-  /** The path. */
-  readonly path: string;
-  /** The daemon. */
-  readonly daemonId: string;
-  /**
-   * Make the error.
-   *
-   * @param init Code, message, path, daemon and cause.
-   */
-  constructor(init: Init) {
-    super(describe(init), init.cause !== undefined ? { cause: init.cause } : undefined);
-    this.name = "RemotePermissionDeniedError";
-    this.code = init.code;
-    this.path = init.path;
-    this.daemonId = init.daemonId;
-  }
-}
+export const RemotePermissionDeniedError: RemoteFileErrorClass<Deno.errors.PermissionDenied> =
+  remoteFileError(
+    Deno.errors.PermissionDenied,
+    "RemotePermissionDeniedError",
+  );
+/** An instance of {@linkcode RemotePermissionDeniedError}. */
+export type RemotePermissionDeniedError = Deno.errors.PermissionDenied & RemoteFileErrorFields;
 
 /**
  * A path component on a worker is not a directory (`ENOTDIR`). It is a `Deno.errors.NotADirectory`.
@@ -137,30 +133,16 @@ export class RemotePermissionDeniedError extends Deno.errors.PermissionDenied
  * ```ts
  * import { RemoteNotADirectoryError } from "./_worker_errors.ts";
  * const e = new RemoteNotADirectoryError({ code: "ENOTDIR", message: "Not a directory", path: "/x", daemonId: "w" });
- * console.assert(e instanceof Deno.errors.NotADirectory);
+ * console.assert(e instanceof Deno.errors.NotADirectory && e instanceof RemoteNotADirectoryError && e.code === "ENOTDIR");
  * ```
  */
-export class RemoteNotADirectoryError extends Deno.errors.NotADirectory
-  implements RemoteFileErrorFields {
-  /** OS-style code. */
-  readonly code: string;
-  /** The path. */
-  readonly path: string;
-  /** The daemon. */
-  readonly daemonId: string;
-  /**
-   * Make the error.
-   *
-   * @param init Code, message, path, daemon and cause.
-   */
-  constructor(init: Init) {
-    super(describe(init), init.cause !== undefined ? { cause: init.cause } : undefined);
-    this.name = "RemoteNotADirectoryError";
-    this.code = init.code;
-    this.path = init.path;
-    this.daemonId = init.daemonId;
-  }
-}
+export const RemoteNotADirectoryError: RemoteFileErrorClass<Deno.errors.NotADirectory> =
+  remoteFileError(
+    Deno.errors.NotADirectory,
+    "RemoteNotADirectoryError",
+  );
+/** An instance of {@linkcode RemoteNotADirectoryError}. */
+export type RemoteNotADirectoryError = Deno.errors.NotADirectory & RemoteFileErrorFields;
 
 /**
  * A path on a worker is a directory where a file was expected (`EISDIR`). It is a `Deno.errors.IsADirectory`.
@@ -169,30 +151,16 @@ export class RemoteNotADirectoryError extends Deno.errors.NotADirectory
  * ```ts
  * import { RemoteIsADirectoryError } from "./_worker_errors.ts";
  * const e = new RemoteIsADirectoryError({ code: "EISDIR", message: "Is a directory", path: "/x", daemonId: "w" });
- * console.assert(e instanceof Deno.errors.IsADirectory);
+ * console.assert(e instanceof Deno.errors.IsADirectory && e instanceof RemoteIsADirectoryError && e.code === "EISDIR");
  * ```
  */
-export class RemoteIsADirectoryError extends Deno.errors.IsADirectory
-  implements RemoteFileErrorFields {
-  /** OS-style code. */
-  readonly code: string;
-  /** The path. */
-  readonly path: string;
-  /** The daemon. */
-  readonly daemonId: string;
-  /**
-   * Make the error.
-   *
-   * @param init Code, message, path, daemon and cause.
-   */
-  constructor(init: Init) {
-    super(describe(init), init.cause !== undefined ? { cause: init.cause } : undefined);
-    this.name = "RemoteIsADirectoryError";
-    this.code = init.code;
-    this.path = init.path;
-    this.daemonId = init.daemonId;
-  }
-}
+export const RemoteIsADirectoryError: RemoteFileErrorClass<Deno.errors.IsADirectory> =
+  remoteFileError(
+    Deno.errors.IsADirectory,
+    "RemoteIsADirectoryError",
+  );
+/** An instance of {@linkcode RemoteIsADirectoryError}. */
+export type RemoteIsADirectoryError = Deno.errors.IsADirectory & RemoteFileErrorFields;
 
 /**
  * Too many symlinks on a worker path (`ELOOP`). It is a `Deno.errors.FilesystemLoop`.
@@ -200,31 +168,17 @@ export class RemoteIsADirectoryError extends Deno.errors.IsADirectory
  * @example Test it like a local error
  * ```ts
  * import { RemoteFilesystemLoopError } from "./_worker_errors.ts";
- * const e = new RemoteFilesystemLoopError({ code: "ELOOP", message: "Loop", path: "/x", daemonId: "w" });
- * console.assert(e instanceof Deno.errors.FilesystemLoop);
+ * const e = new RemoteFilesystemLoopError({ code: "ELOOP", message: "Too many levels of symbolic links", path: "/x", daemonId: "w" });
+ * console.assert(e instanceof Deno.errors.FilesystemLoop && e instanceof RemoteFilesystemLoopError && e.code === "ELOOP");
  * ```
  */
-export class RemoteFilesystemLoopError extends Deno.errors.FilesystemLoop
-  implements RemoteFileErrorFields {
-  /** OS-style code. */
-  readonly code: string;
-  /** The path. */
-  readonly path: string;
-  /** The daemon. */
-  readonly daemonId: string;
-  /**
-   * Make the error.
-   *
-   * @param init Code, message, path, daemon and cause.
-   */
-  constructor(init: Init) {
-    super(describe(init), init.cause !== undefined ? { cause: init.cause } : undefined);
-    this.name = "RemoteFilesystemLoopError";
-    this.code = init.code;
-    this.path = init.path;
-    this.daemonId = init.daemonId;
-  }
-}
+export const RemoteFilesystemLoopError: RemoteFileErrorClass<Deno.errors.FilesystemLoop> =
+  remoteFileError(
+    Deno.errors.FilesystemLoop,
+    "RemoteFilesystemLoopError",
+  );
+/** An instance of {@linkcode RemoteFilesystemLoopError}. */
+export type RemoteFilesystemLoopError = Deno.errors.FilesystemLoop & RemoteFileErrorFields;
 
 /**
  * A path on a worker is busy (`EBUSY`). It is a `Deno.errors.Busy`.
@@ -232,32 +186,18 @@ export class RemoteFilesystemLoopError extends Deno.errors.FilesystemLoop
  * @example Test it like a local error
  * ```ts
  * import { RemoteBusyError } from "./_worker_errors.ts";
- * const e = new RemoteBusyError({ code: "EBUSY", message: "Busy", path: "/x", daemonId: "w" });
- * console.assert(e instanceof Deno.errors.Busy);
+ * const e = new RemoteBusyError({ code: "EBUSY", message: "Device or resource busy", path: "/x", daemonId: "w" });
+ * console.assert(e instanceof Deno.errors.Busy && e instanceof RemoteBusyError && e.code === "EBUSY");
  * ```
  */
-export class RemoteBusyError extends Deno.errors.Busy implements RemoteFileErrorFields {
-  /** OS-style code. */
-  readonly code: string;
-  /** The path. */
-  readonly path: string;
-  /** The daemon. */
-  readonly daemonId: string;
-  /**
-   * Make the error.
-   *
-   * @param init Code, message, path, daemon and cause.
-   */
-  constructor(init: Init) {
-    super(describe(init), init.cause !== undefined ? { cause: init.cause } : undefined);
-    this.name = "RemoteBusyError";
-    this.code = init.code;
-    this.path = init.path;
-    this.daemonId = init.daemonId;
-  }
-}
+export const RemoteBusyError: RemoteFileErrorClass<Deno.errors.Busy> = remoteFileError(
+  Deno.errors.Busy,
+  "RemoteBusyError",
+);
+/** An instance of {@linkcode RemoteBusyError}. */
+export type RemoteBusyError = Deno.errors.Busy & RemoteFileErrorFields;
 
-type ErrorClass = new (init: Init) => Error;
+type ErrorClass = new (init: RemoteFileErrorInit) => Error;
 
 const BY_CODE: Record<string, ErrorClass> = {
   ENOENT: RemoteNotFoundError,

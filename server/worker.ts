@@ -75,7 +75,9 @@ export { WorkerFile, WorkerFsWatcher } from "./_worker_fs_io.ts";
 export {
   RemoteAlreadyExistsError,
   RemoteBusyError,
+  type RemoteFileErrorClass,
   type RemoteFileErrorFields,
+  type RemoteFileErrorInit,
   RemoteFilesystemLoopError,
   RemoteIsADirectoryError,
   RemoteNotADirectoryError,
