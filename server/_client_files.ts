@@ -28,51 +28,14 @@ import { apiError, ControlApiError } from "./_client_errors.ts";
 import type { Query, Transport } from "./_client_http.ts";
 import { downloadBody, requestBody } from "./_client_body.ts";
 import { array, fileEntry, fileStat, object } from "./_client_wire.ts";
-
-/** Chunk size when uploading from a `Uint8Array` (progress is reported per chunk). */
-const UPLOAD_CHUNK = 1024 * 1024;
+import { checkMode, checkPath, checkTransferOptions, chunksOf } from "./_file_checks.ts";
 
 function enc(value: string): string {
   return encodeURIComponent(value);
 }
 
-function checkPath(name: string, path: unknown): asserts path is string {
-  if (typeof path !== "string" || path === "" || path.includes("\0")) {
-    throw new TypeError(
-      `${name} must be a non-empty string without NUL, got ${JSON.stringify(path)}`,
-    );
-  }
-}
-
-function checkMode(mode: unknown): void {
-  if (
-    mode !== undefined &&
-    (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777)
-  ) {
-    throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
-  }
-}
-
-function checkCommon(options: { onProgress?: unknown; signal?: unknown; mkdirs?: unknown }): void {
-  if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
-    throw new TypeError(`onProgress must be a function, got ${typeof options.onProgress}`);
-  }
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw new TypeError(`signal must be an AbortSignal, got ${typeof options.signal}`);
-  }
-  if (options.mkdirs !== undefined && typeof options.mkdirs !== "boolean") {
-    throw new TypeError(`mkdirs must be a boolean, got ${typeof options.mkdirs}`);
-  }
-}
-
 function octal(mode: number): string {
   return mode.toString(8).padStart(4, "0");
-}
-
-async function* chunksOf(data: Uint8Array): AsyncGenerator<Uint8Array> {
-  for (let at = 0; at < data.length; at += UPLOAD_CHUNK) {
-    yield data.subarray(at, at + UPLOAD_CHUNK);
-  }
 }
 
 /** `Server.upload` over the API. */
@@ -88,7 +51,7 @@ export async function uploadFile(
     throw new TypeError(`Upload data must be a Uint8Array or a ReadableStream, got ${typeof data}`);
   }
   checkMode(options.mode);
-  checkCommon(options);
+  checkTransferOptions(options);
   if (options.size !== undefined && (!Number.isSafeInteger(options.size) || options.size < 0)) {
     throw new RangeError(`size must be a non-negative integer, got ${options.size}`);
   }
@@ -155,7 +118,7 @@ export async function uploadFile(
 
 function checkDownload(path: string, options: DownloadOptions): void {
   checkPath("path", path);
-  checkCommon(options);
+  checkTransferOptions(options);
   if (options.from !== undefined && (!Number.isSafeInteger(options.from) || options.from < 0)) {
     throw new RangeError(`from must be a non-negative integer, got ${options.from}`);
   }
@@ -259,7 +222,7 @@ export async function uploadDirectory(
   checkPath("localDir", localDir);
   checkPath("remoteDir", remoteDir);
   checkMode(options.mode);
-  checkCommon(options);
+  checkTransferOptions(options);
   options.signal?.throwIfAborted();
   const info = await Deno.stat(localDir);
   if (!info.isDirectory) throw new TypeError(`localDir must be a directory, got '${localDir}'`);
@@ -324,7 +287,7 @@ export async function downloadDirectory(
 ): Promise<void> {
   checkPath("remoteDir", remoteDir);
   checkPath("localDir", localDir);
-  checkCommon(options);
+  checkTransferOptions(options);
   options.signal?.throwIfAborted();
   const target = resolve(localDir);
   const existing = await Deno.lstat(target).catch(() => null);
@@ -446,7 +409,7 @@ export class ClientFs implements FileSystemHandle {
 
   async *watch(path: string, options: WatchOptions = {}): AsyncGenerator<FsEvent, void, undefined> {
     checkPath("path", path);
-    checkCommon(options);
+    checkTransferOptions(options);
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     options.signal?.addEventListener("abort", onAbort, { once: true });

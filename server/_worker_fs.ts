@@ -37,6 +37,7 @@ import {
   WorkerFsWatcher,
   writeAllTo,
 } from "./_worker_fs_io.ts";
+import { checkMode, checkPath } from "./_file_checks.ts";
 
 /** Options of `w.fs.readFile` and `readTextFile`. */
 export interface WorkerReadFileOptions {
@@ -100,23 +101,6 @@ export interface WorkerOpenOptions {
   mode?: number;
   /** Cancel the transfer. @default undefined */
   signal?: AbortSignal;
-}
-
-function checkPath(name: string, path: unknown): asserts path is string {
-  if (typeof path !== "string" || path === "" || path.includes("\0")) {
-    throw new TypeError(
-      `${name} must be a non-empty string without NUL, got ${JSON.stringify(path)}`,
-    );
-  }
-}
-
-function checkMode(mode: unknown): void {
-  if (
-    mode !== undefined &&
-    (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777)
-  ) {
-    throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
-  }
 }
 
 function checkBooleans(options: object, names: string[]): void {

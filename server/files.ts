@@ -37,9 +37,8 @@ import type { Connection } from "./_connection.ts";
 import { DaemonDisconnectedError } from "./errors.ts";
 import { COALESCE, sendUpload } from "./_transfer_streams.ts";
 import { openDownload } from "./_download_stream.ts";
+import { checkMode, checkPath, checkTransferOptions, chunksOf } from "./_file_checks.ts";
 
-/** Chunk size when uploading from a `Uint8Array`. */
-const UPLOAD_CHUNK = 1024 * 1024;
 /** Fs events queued for a slow consumer before the oldest are dropped. */
 const MAX_QUEUED_EVENTS = 10_000;
 
@@ -213,46 +212,7 @@ export interface FileHost {
 
 // --- argument checks ---
 
-function checkPath(name: string, path: unknown): asserts path is string {
-  if (typeof path !== "string" || path === "" || path.includes("\0")) {
-    throw new TypeError(
-      `${name} must be a non-empty string without NUL, got ${JSON.stringify(path)}`,
-    );
-  }
-}
-
-function checkMode(mode: unknown): void {
-  if (
-    mode !== undefined &&
-    (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777)
-  ) {
-    throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
-  }
-}
-
-function checkCommon(options: {
-  onProgress?: unknown;
-  signal?: unknown;
-  mkdirs?: unknown;
-}): void {
-  if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
-    throw new TypeError(`onProgress must be a function, got ${typeof options.onProgress}`);
-  }
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw new TypeError(`signal must be an AbortSignal, got ${typeof options.signal}`);
-  }
-  if (options.mkdirs !== undefined && typeof options.mkdirs !== "boolean") {
-    throw new TypeError(`mkdirs must be a boolean, got ${typeof options.mkdirs}`);
-  }
-}
-
 // --- uploads ---
-
-async function* chunksOf(data: Uint8Array): AsyncGenerator<Uint8Array> {
-  for (let at = 0; at < data.length; at += UPLOAD_CHUNK) {
-    yield data.subarray(at, at + UPLOAD_CHUNK);
-  }
-}
 
 /**
  * The chunks of an upload stream. A byte stream (a file's `readable`, for one) is read into one reused buffer, so
@@ -302,7 +262,7 @@ export async function uploadFile(
     throw new TypeError(`Upload data must be a Uint8Array or a ReadableStream, got ${typeof data}`);
   }
   checkMode(options.mode);
-  checkCommon(options);
+  checkTransferOptions(options);
   if (options.size !== undefined && (!Number.isSafeInteger(options.size) || options.size < 0)) {
     throw new RangeError(`size must be a non-negative integer, got ${options.size}`);
   }
@@ -337,7 +297,7 @@ export async function uploadDirectory(
   checkPath("localDir", localDir);
   checkPath("remoteDir", remoteDir);
   checkMode(options.mode);
-  checkCommon(options);
+  checkTransferOptions(options);
   const info = await Deno.stat(localDir);
   if (!info.isDirectory) throw new TypeError(`localDir must be a directory, got '${localDir}'`);
   const conn = host.connection(id);
@@ -379,7 +339,7 @@ export async function uploadDirectory(
 
 function checkDownload(path: string, options: DownloadOptions): void {
   checkPath("path", path);
-  checkCommon(options);
+  checkTransferOptions(options);
   if (options.from !== undefined && (!Number.isSafeInteger(options.from) || options.from < 0)) {
     throw new RangeError(`from must be a non-negative integer, got ${options.from}`);
   }
@@ -447,7 +407,7 @@ export async function downloadDirectory(
 ): Promise<void> {
   checkPath("remoteDir", remoteDir);
   checkPath("localDir", localDir);
-  checkCommon(options);
+  checkTransferOptions(options);
   options.signal?.throwIfAborted();
   const target = resolve(localDir);
   const existing = await Deno.lstat(target).catch(() => null);
@@ -569,7 +529,7 @@ export async function downloadTarStream(
   options: DownloadDirOptions = {},
 ): Promise<ReadableStream<Uint8Array>> {
   checkPath("remoteDir", remoteDir);
-  checkCommon(options);
+  checkTransferOptions(options);
   options.signal?.throwIfAborted();
   return (await openDownload(host, host.connection(id), remoteDir, options, true, true)).readable;
 }
@@ -587,7 +547,7 @@ export async function uploadTarStream(
 ): Promise<UploadDirResult> {
   checkPath("remoteDir", remoteDir);
   checkMode(options.mode);
-  checkCommon(options);
+  checkTransferOptions(options);
   const data = await sendUpload(
     host,
     host.connection(id),
@@ -749,7 +709,7 @@ export class RemoteFs implements FileSystemHandle {
    */
   async *watch(path: string, options: WatchOptions = {}): AsyncGenerator<FsEvent, void, undefined> {
     checkPath("path", path);
-    checkCommon(options);
+    checkTransferOptions(options);
     const conn = this.#host.connection(this.daemonId);
     const wid = conn.nextSid();
     const queue: FsEvent[] = [];

@@ -1,0 +1,46 @@
+// The argument checks and upload chunking shared by the file calls of `Server` (files.ts), `Client`
+// (_client_files.ts) and the worker handle's fs (_worker_fs.ts): one rule each, one message each.
+
+/** Chunk size when uploading from a `Uint8Array` (progress is reported per chunk). */
+export const UPLOAD_CHUNK = 1024 * 1024;
+
+/** A remote path: a non-empty string without NUL. */
+export function checkPath(name: string, path: unknown): asserts path is string {
+  if (typeof path !== "string" || path === "" || path.includes("\0")) {
+    throw new TypeError(
+      `${name} must be a non-empty string without NUL, got ${JSON.stringify(path)}`,
+    );
+  }
+}
+
+/** Permission bits, when given: an integer from 0 to 0o7777. */
+export function checkMode(mode: unknown): void {
+  if (
+    mode !== undefined &&
+    (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777)
+  ) {
+    throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
+  }
+}
+
+/** The options every transfer takes: `onProgress`, `signal`, `mkdirs`. */
+export function checkTransferOptions(
+  options: { onProgress?: unknown; signal?: unknown; mkdirs?: unknown },
+): void {
+  if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
+    throw new TypeError(`onProgress must be a function, got ${typeof options.onProgress}`);
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError(`signal must be an AbortSignal, got ${typeof options.signal}`);
+  }
+  if (options.mkdirs !== undefined && typeof options.mkdirs !== "boolean") {
+    throw new TypeError(`mkdirs must be a boolean, got ${typeof options.mkdirs}`);
+  }
+}
+
+/** `data` in {@linkcode UPLOAD_CHUNK} pieces (views, not copies). */
+export async function* chunksOf(data: Uint8Array): AsyncGenerator<Uint8Array> {
+  for (let at = 0; at < data.length; at += UPLOAD_CHUNK) {
+    yield data.subarray(at, at + UPLOAD_CHUNK);
+  }
+}
