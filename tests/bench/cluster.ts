@@ -14,6 +14,7 @@ import {
 import { startServe } from "./cli.ts";
 import type { Checkout } from "./_checkout.ts";
 import { TestNats } from "../_nats.ts";
+import { NatsEcho } from "./_nats_echo.ts";
 import type { Server } from "./_checkout.ts";
 
 function natsInstalled(): boolean {
@@ -99,10 +100,14 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     await front.waitForDaemon(id, { timeout: 60_000 });
     await owner.exec(id, "true");
     await front.exec(id, "true");
-    // exec: rounds alternate the node (same node first in even rounds).
+    // exec: rounds alternate the node (same node first in even rounds); each round also times one bare NATS
+    // request/reply, the floor of what routing through another node adds.
     const rounds = quick ? 20 : 400;
     const same: number[] = [];
     const cross: number[] = [];
+    const floor: number[] = [];
+    await using echo = await NatsEcho.start(nats.url);
+    for (let i = 0; i < 20; i++) await echo.request();
     for (let i = 0; i < rounds; i++) {
       for (
         const [server, out] of i % 2 ? [[front, cross], [owner, same]] as const : [
@@ -114,6 +119,9 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         await server.exec(id, ["true"]);
         out.push(performance.now() - t);
       }
+      const t = performance.now();
+      await echo.request();
+      floor.push(performance.now() - t);
     }
     log(
       `cluster exec p50: same node ${median(same).toFixed(3)} ms, other node ${
@@ -160,6 +168,17 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         comparison: "overhead",
         better: "lower",
         goal: "≤ +0.5 ms",
+      },
+      {
+        id: "cluster.nats_request_p50",
+        label: "floor: a bare NATS request/reply between two connections (no SandD), p50",
+        unit: "ms",
+        value: median(floor),
+        baseline: 0,
+        baselineLabel: "nothing",
+        comparison: "overhead",
+        better: "lower",
+        goal: "informational: what any request routed through NATS adds here",
       },
       {
         id: "cluster.exec_p99",
