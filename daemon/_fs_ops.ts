@@ -15,6 +15,7 @@ import {
   lstatAtOrNull,
   type Resolved,
   TEMP_NAME,
+  tempName,
 } from "./_file_paths.ts";
 import {
   acquireFs,
@@ -44,6 +45,27 @@ function masked(mode: number): number {
 
 function closeQuietly(...fds: number[]): void {
   for (const fd of fds) closeFd(fd);
+}
+
+/**
+ * Put `temp` at `name` (both in `dirFd`) where `name` exists: `name` is first renamed aside to a hidden temporary
+ * name, which is returned for the caller to remove. If putting `temp` in place fails, the old entry is put back
+ * (or, failing that, left under its temporary name) and the error is thrown.
+ */
+export function swapIntoPlace(dirFd: number, temp: string, name: string): string {
+  const old = tempName(name, "old");
+  renameAt(dirFd, name, dirFd, old);
+  try {
+    renameAt(dirFd, temp, dirFd, name);
+  } catch (error) {
+    try {
+      renameAt(dirFd, old, dirFd, name);
+    } catch {
+      // left under the old name
+    }
+    throw error;
+  }
+  return old;
 }
 
 /** Remove `name` in `dirFd` and, if it is a directory, everything beneath it; nothing is followed. */

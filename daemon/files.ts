@@ -41,7 +41,7 @@ import { ParkedTransfers } from "./_parked_transfers.ts";
 import { MAX_TRANSFERS, TransferSlots } from "./_transfer_slots.ts";
 import { fileError, FilePaths, lstatAtOrNull, TEMP_NAME, tempName } from "./_file_paths.ts";
 import { unpackInto } from "./_unpack.ts";
-import { list, mkdir, move, remove, removeTree, stat, watch } from "./_fs_ops.ts";
+import { list, mkdir, move, remove, removeTree, stat, swapIntoPlace, watch } from "./_fs_ops.ts";
 import { packBeneath } from "./_pack.ts";
 import {
   acquireFs,
@@ -432,19 +432,7 @@ async function replaceDirectory(
   if (!exists) {
     renameAt(dirFd, temp, dirFd, name);
   } else {
-    const old = tempName(name, "old");
-    renameAt(dirFd, name, dirFd, old);
-    try {
-      renameAt(dirFd, temp, dirFd, name);
-    } catch (error) {
-      try {
-        renameAt(dirFd, old, dirFd, name);
-      } catch {
-        // leave it under the old name
-      }
-      throw error;
-    }
-    removeTree(dirFd, old);
+    removeTree(dirFd, swapIntoPlace(dirFd, temp, name));
   }
   await syncDirectory(dirFd);
 }

@@ -15,6 +15,7 @@ import {
   str,
   workerId,
 } from "./_args.ts";
+import { SIGNALS } from "@sandd/protocol/constants";
 import { apiFetch, settingsFrom, withController } from "./_connect.ts";
 import { commandLine, duration, json, out, table } from "./_format.ts";
 import { runAttached } from "./_stdio.ts";
@@ -210,19 +211,7 @@ export async function logs(args: string[]): Promise<number> {
   });
 }
 
-const SIGNALS = new Set([
-  "SIGTERM",
-  "SIGKILL",
-  "SIGINT",
-  "SIGHUP",
-  "SIGQUIT",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGSTOP",
-  "SIGCONT",
-  "SIGWINCH",
-  "SIGALRM",
-]);
+const SIGNAL_NAMES: ReadonlySet<string> = new Set(SIGNALS);
 
 /**
  * Run `sandd kill`.
@@ -246,9 +235,9 @@ export async function kill(args: string[]): Promise<number> {
   noMore(positionals, 2);
   const given = (str(values, "signal") ?? "SIGTERM").toUpperCase();
   const signal = given.startsWith("SIG") ? given : `SIG${given}`;
-  if (!SIGNALS.has(signal)) {
+  if (!SIGNAL_NAMES.has(signal)) {
     throw usageError(
-      `Unknown signal '${str(values, "signal")}' (expected one of ${[...SIGNALS].join(", ")})`,
+      `Unknown signal '${str(values, "signal")}' (expected one of ${SIGNALS.join(", ")})`,
     );
   }
   return await withController(values, async (controller) => {

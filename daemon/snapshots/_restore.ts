@@ -26,7 +26,7 @@ import {
   symlinkAt,
   writeAll,
 } from "../ffi/fs.ts";
-import { removeTree } from "../_fs_ops.ts";
+import { removeTree, swapIntoPlace } from "../_fs_ops.ts";
 import { lstatAtOrNull, tempName } from "../_file_paths.ts";
 import { DaemonRequestError } from "../process_table.ts";
 import type { Manifest } from "./_manifest.ts";
@@ -216,18 +216,7 @@ export async function restoreInto(
         { path },
       );
     } else {
-      const old = tempName(name, "old");
-      renameAt(dirFd, name, dirFd, old);
-      try {
-        renameAt(dirFd, temp, dirFd, name);
-      } catch (error) {
-        try {
-          renameAt(dirFd, old, dirFd, name);
-        } catch {
-          // left under the old name
-        }
-        throw error;
-      }
+      const old = swapIntoPlace(dirFd, temp, name);
       placed = true;
       try {
         removeTree(dirFd, old);
