@@ -28,7 +28,13 @@ import { apiError, ControlApiError } from "./_client_errors.ts";
 import type { Query, Transport } from "./_client_http.ts";
 import { downloadBody, requestBody } from "./_client_body.ts";
 import { array, fileEntry, fileStat, object } from "./_client_wire.ts";
-import { checkMode, checkPath, checkTransferOptions, chunksOf } from "./_file_checks.ts";
+import {
+  checkMode,
+  checkPath,
+  checkTransferOptions,
+  checkUpload,
+  chunksOf,
+} from "./_file_checks.ts";
 
 function enc(value: string): string {
   return encodeURIComponent(value);
@@ -46,15 +52,7 @@ export async function uploadFile(
   data: Uint8Array | ReadableStream<Uint8Array>,
   options: UploadOptions,
 ): Promise<UploadResult> {
-  checkPath("path", path);
-  if (!(data instanceof Uint8Array) && !(data instanceof ReadableStream)) {
-    throw new TypeError(`Upload data must be a Uint8Array or a ReadableStream, got ${typeof data}`);
-  }
-  checkMode(options.mode);
-  checkTransferOptions(options);
-  if (options.size !== undefined && (!Number.isSafeInteger(options.size) || options.size < 0)) {
-    throw new RangeError(`size must be a non-negative integer, got ${options.size}`);
-  }
+  checkUpload(path, data, options);
   options.signal?.throwIfAborted();
   const total = data instanceof Uint8Array ? data.length : options.size;
   const hash = createHash("sha256");

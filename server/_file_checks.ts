@@ -44,3 +44,27 @@ export async function* chunksOf(data: Uint8Array): AsyncGenerator<Uint8Array> {
     yield data.subarray(at, at + UPLOAD_CHUNK);
   }
 }
+
+/** The arguments of an upload: the path, the data (bytes or a byte stream) and its options. */
+export function checkUpload(
+  path: unknown,
+  data: unknown,
+  options: {
+    mode?: unknown;
+    size?: unknown;
+    onProgress?: unknown;
+    signal?: unknown;
+    mkdirs?: unknown;
+  },
+): void {
+  checkPath("path", path);
+  if (!(data instanceof Uint8Array) && !(data instanceof ReadableStream)) {
+    throw new TypeError(`Upload data must be a Uint8Array or a ReadableStream, got ${typeof data}`);
+  }
+  checkMode(options.mode);
+  checkTransferOptions(options);
+  const size = options.size;
+  if (size !== undefined && (!Number.isSafeInteger(size) || (size as number) < 0)) {
+    throw new RangeError(`size must be a non-negative integer, got ${size}`);
+  }
+}

@@ -37,7 +37,13 @@ import type { Connection } from "./_connection.ts";
 import { DaemonDisconnectedError } from "./errors.ts";
 import { COALESCE, sendUpload } from "./_transfer_streams.ts";
 import { openDownload } from "./_download_stream.ts";
-import { checkMode, checkPath, checkTransferOptions, chunksOf } from "./_file_checks.ts";
+import {
+  checkMode,
+  checkPath,
+  checkTransferOptions,
+  checkUpload,
+  chunksOf,
+} from "./_file_checks.ts";
 
 /** Fs events queued for a slow consumer before the oldest are dropped. */
 const MAX_QUEUED_EVENTS = 10_000;
@@ -257,15 +263,7 @@ export async function uploadFile(
   data: Uint8Array | ReadableStream<Uint8Array>,
   options: UploadOptions = {},
 ): Promise<UploadResult> {
-  checkPath("path", path);
-  if (!(data instanceof Uint8Array) && !(data instanceof ReadableStream)) {
-    throw new TypeError(`Upload data must be a Uint8Array or a ReadableStream, got ${typeof data}`);
-  }
-  checkMode(options.mode);
-  checkTransferOptions(options);
-  if (options.size !== undefined && (!Number.isSafeInteger(options.size) || options.size < 0)) {
-    throw new RangeError(`size must be a non-negative integer, got ${options.size}`);
-  }
+  checkUpload(path, data, options);
   const size = data instanceof Uint8Array ? data.length : options.size;
   const conn = host.connection(id);
   const data_ = await sendUpload(
