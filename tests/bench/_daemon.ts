@@ -7,6 +7,8 @@ export interface BenchDaemonOptions {
   url: string;
   /** Extra daemon flags. */
   args?: string[];
+  /** A command prefix to run the daemon under (e.g. `ip netns exec NAME`). @default none */
+  wrap?: string[];
 }
 
 /** One daemon process of the checkout under test. */
@@ -16,8 +18,10 @@ export class BenchDaemon implements AsyncDisposable {
   #stopped: Promise<Deno.CommandStatus> | null = null;
 
   constructor(checkout: Checkout, options: BenchDaemonOptions) {
-    this.#child = new Deno.Command(Deno.execPath(), {
+    const wrap = options.wrap ?? [];
+    this.#child = new Deno.Command(wrap[0] ?? Deno.execPath(), {
       args: [
+        ...(wrap.length > 0 ? [...wrap.slice(1), Deno.execPath()] : []),
         "run",
         ...checkout.daemonFlags,
         checkout.daemonMain,
@@ -72,6 +76,8 @@ export interface WithDaemonOptions {
   url?: (server: Server) => string;
   /** Extra daemon flags. */
   args?: string[];
+  /** A command prefix to run the daemon under. @default none */
+  wrap?: string[];
 }
 
 /** Starts a controller and one daemon, runs `fn`, then stops both. */
@@ -86,6 +92,7 @@ export async function withDaemon<T>(
     id,
     url: options.url?.(server) ?? server.url,
     args: options.args ?? [],
+    ...(options.wrap ? { wrap: options.wrap } : {}),
   });
   try {
     await server.waitForDaemon(id, { timeout: 60_000 }).catch(async (error) => {

@@ -27,7 +27,11 @@ export class NatsEcho implements AsyncDisposable {
   /** Connects both to `servers` and waits until the answering side's subscription is known to the server. */
   static async start(servers: string): Promise<NatsEcho> {
     const answerer = await connect({ servers });
-    answerer.subscribe(SUBJECT, { callback: (_error, msg) => msg.respond(msg.data) });
+    answerer.subscribe(SUBJECT, {
+      callback: (_error, msg) => {
+        msg.respond(msg.data);
+      },
+    });
     await answerer.flush();
     const asker = await connect({ servers });
     return new NatsEcho(asker, answerer);

@@ -33,8 +33,18 @@ export function sshdMissing(): string | null {
   return null;
 }
 
-/** Starts sshd on a free loopback port, or returns null when it does not come up. */
-export async function startSshd(dir: string): Promise<Sshd | null> {
+/** Where {@linkcode startSshd} runs sshd. */
+export interface SshdPlace {
+  /** The address it listens on. @default "127.0.0.1" */
+  hostname?: string;
+  /** A command prefix to run it under (e.g. `ip netns exec NAME`). @default none */
+  wrap?: string[];
+}
+
+/** Starts sshd on a free port (loopback unless `place` says), or returns null when it does not come up. */
+export async function startSshd(dir: string, place: SshdPlace = {}): Promise<Sshd | null> {
+  const hostname = place.hostname ?? "127.0.0.1";
+  const wrap = place.wrap ?? [];
   const sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].find((p) => {
     try {
       return Deno.statSync(p).isFile;
@@ -53,7 +63,7 @@ export async function startSshd(dir: string): Promise<Sshd | null> {
     `${dir}/sshd_config`,
     [
       `Port ${port}`,
-      "ListenAddress 127.0.0.1",
+      `ListenAddress ${hostname}`,
       `HostKey ${dir}/host_key`,
       `AuthorizedKeysFile ${dir}/authorized_keys`,
       "PermitRootLogin prohibit-password",
@@ -66,8 +76,14 @@ export async function startSshd(dir: string): Promise<Sshd | null> {
       "",
     ].join("\n"),
   );
-  const child = new Deno.Command(sshd, {
-    args: ["-D", "-e", "-f", `${dir}/sshd_config`],
+  const child = new Deno.Command(wrap[0] ?? sshd, {
+    args: [
+      ...(wrap.length > 0 ? [...wrap.slice(1), sshd] : []),
+      "-D",
+      "-e",
+      "-f",
+      `${dir}/sshd_config`,
+    ],
     stdout: "null",
     stderr: "null",
   }).spawn();
@@ -82,7 +98,7 @@ export async function startSshd(dir: string): Promise<Sshd | null> {
   // sshd has no readiness signal: retry a connection, bounded.
   for (let i = 0; i < 100; i++) {
     try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      (await Deno.connect({ hostname, port })).close();
       return {
         scpArgs: [
           "-q",
@@ -97,7 +113,7 @@ export async function startSshd(dir: string): Promise<Sshd | null> {
           "-o",
           "BatchMode=yes",
         ],
-        remote: "root@127.0.0.1:",
+        remote: `root@${hostname}:`,
         [Symbol.asyncDispose]: stop,
       };
     } catch {
