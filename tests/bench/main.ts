@@ -41,9 +41,11 @@ import { cli } from "./cli.ts";
 import { failoverSection } from "./failover.ts";
 import { cluster } from "./cluster.ts";
 import { clusterCapacity } from "./cluster_capacity.ts";
+import { machine } from "./machine.ts";
 
 /** Every section, in the order a full run takes them. */
 export const SECTIONS: readonly Section[] = [
+  machine,
   exec,
   spawn,
   throughput,
