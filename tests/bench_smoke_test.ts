@@ -34,6 +34,8 @@ const EXPECTED = [
   "pty.local_echo_p99",
   "pty.cat_mib_per_second",
   "pty.local_cat_mib_per_second",
+  "pty.daemon_cpu_per_mib",
+  "pty.controller_cpu_per_mib",
   "pty.controller_peak_rss",
   "pty.daemon_peak_rss",
   "files.upload_vs_cp",

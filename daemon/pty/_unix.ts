@@ -23,7 +23,7 @@ import { watchExit } from "../ffi/child_exit.ts";
 import { cwdProblem, findProgram } from "../ffi/spawn.ts";
 import { posixSpawn } from "../ffi/_posix_spawn.ts";
 import { cString, offHeap } from "../ffi/_c_memory.ts";
-import { takeChunk } from "../_chunk_pool.ts";
+import { keepChunk, takeChunk } from "../_chunk_pool.ts";
 import { sessionMembers, signalSession } from "./_session.ts";
 
 /** What the public `Pty` class needs from a platform backend. */
@@ -52,10 +52,15 @@ const { O_RDWR, O_NOCTTY, O_NONBLOCK, O_CLOEXEC } = OS.open;
 const { EAGAIN, EINTR, EIO } = OS.errno;
 const READ_CHUNK = 64 * 1024;
 /**
- * Most bytes one batch read on a worker thread takes (see `#startBatch`): a data frame's largest payload, so that a
- * busy terminal costs one hand-off, one frame and one WebSocket message per 256 KiB.
+ * Most bytes one batch read on a worker thread takes (see `#startBatch`). Between two batches nobody reads the
+ * master: the worker thread's result has to reach the event loop, which then starts the next batch (two thread
+ * wake-ups, 0.1-0.2 ms on a quiet machine, several ms under load or while the event loop is busy framing and
+ * sending), and with nobody reading, the kernel's 4 KiB line-discipline buffer stays full and the writer stalls.
+ * 1 MiB batches pay that gap once per MiB rather than four times (the daemon frames a chunk in data frames of at
+ * most 256 KiB whatever its size). A batch still ends at the first read that would block, so small output is
+ * not held back.
  */
-const BATCH = 256 * 1024;
+const BATCH = 1024 * 1024;
 /** A first read at least this large means bulk output: read on in batches. Smaller ones (echo) stay inline. */
 const BULK = 1024;
 /** `setvbuf` mode for an unbuffered stream (glibc and macOS alike). */
@@ -105,6 +110,7 @@ export class UnixPty implements PtyBackend {
   /** The stdio stream over the master for batch reads, made on the first bulk read. */
   #file: Deno.PointerValue = null;
   #noStdio = false;
+  /** The buffer the batch in flight reads into (from the chunk pool). */
   #batchBuffer: Uint8Array<ArrayBuffer> | null = null;
   /** The batch read in flight on a worker thread: the bytes it put in `#batchBuffer`. */
   #batch: Promise<number | bigint> | null = null;
@@ -236,24 +242,24 @@ export class UnixPty implements PtyBackend {
         this.#noStdio = true;
         return false;
       }
-      this.#batchBuffer = takeChunk(BATCH);
     }
+    this.#batchBuffer ??= takeChunk(BATCH);
     // fread stops at the first failed read and remembers it: forget the last batch's EAGAIN.
     libc.clearerr(this.#file);
-    this.#batch = libc.fread_async(this.#batchBuffer!, 1n, BigInt(BATCH), this.#file);
+    this.#batch = libc.fread_async(this.#batchBuffer, 1n, BigInt(BATCH), this.#file);
     return true;
   }
 
   /**
    * The bytes of the batch just read. A batch at least half full is handed on as it is (the buffer becomes the
-   * chunk, no copy; whoever keeps it gives it back to the chunk pool) and the next batch gets a reused buffer; a
-   * smaller one is copied out.
+   * chunk, no copy; whoever keeps it gives it back to the chunk pool) and the next batch takes another buffer
+   * from the pool; a smaller one is copied out (into a pooled buffer from 16 KiB on, `keepChunk`) and its buffer
+   * goes back to the pool, for the next batch.
    */
   #takeBatch(got: number): Uint8Array {
     const buffer = this.#batchBuffer!;
-    if (got < BATCH / 2) return buffer.slice(0, got);
-    this.#batchBuffer = takeChunk(BATCH);
-    return buffer.subarray(0, got);
+    this.#batchBuffer = null;
+    return keepChunk(buffer, got);
   }
 
   write(data: Uint8Array): Promise<void> {

@@ -245,7 +245,7 @@ export class Pty implements AsyncDisposable {
   }
 
   /**
-   * The next chunk of output (at most 256 KiB), or `null` once the program has exited and all
+   * The next chunk of output (at most 1 MiB), or `null` once the program has exited and all
    * its output was read. Only one read may be in flight at a time.
    *
    * @example Usage
