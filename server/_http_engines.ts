@@ -31,7 +31,7 @@ export type ServeOnConnection = (
 /**
  * `Deno.serve`'s engine for one connection, where this Deno has it. It closes a WebSocket upgraded on its
  * connection as soon as the upgrade completes (Deno 2.9.6, checked), so it only serves connections that do not
- * start with an upgrade, and refuses an upgrade later on one.
+ * start with an upgrade.
  */
 export function serveOnConnection(): ServeOnConnection | undefined {
   const internal = (Deno as unknown as Record<symbol, unknown>)[

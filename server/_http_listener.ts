@@ -8,7 +8,8 @@
  * owns the listener (`Deno.listen` / `Deno.listenTls`) and its accept loop, and hands each accepted connection to
  * Deno's HTTP server for one connection, `Deno.serveHttp` (soft-removed from the types in Deno 2, still shipped;
  * `Deno.upgradeWebSocket` and TLS work on it, and a WebSocket's round trip costs the same as on `Deno.serve`). The
- * internal `serveHttpOnConnection` was tried and closes an upgraded WebSocket as soon as the upgrade completes. On
+ * internal `serveHttpOnConnection` (`Deno.serve`'s engine on one connection) closes an upgraded WebSocket as soon as
+ * the upgrade completes, so it serves only the fast lane: plain connections whose first request is no upgrade. On
  * a Deno without `Deno.serveHttp` this falls back to plain `Deno.serve` and logs a warning that the hardening is
  * off.
  *
@@ -80,8 +81,8 @@ export interface HttpListenerOptions {
    * against 380 µs p50, same run, load 7). It needs FFI permission (the first request head is looked at without
    * consuming it, and a connection that must end is shut down by its socket); without it, on TLS, and for a
    * connection that starts with an upgrade, `Deno.serveHttp` serves as before. The head deadline, the connection
-   * cap, eviction and a request's `signal` behave the same on both; an upgrade later on a fast-lane connection is
-   * refused with 400 (clients open a new connection for a WebSocket).
+   * cap, eviction and a request's `signal` behave the same on both. A WebSocket accepted on a connection that
+   * started with a plain request ends as soon as it opens (clients open a new connection for a WebSocket).
    * @default true
    */
   fastLane?: boolean | undefined;
@@ -490,11 +491,9 @@ class HardenedListener implements HttpListener {
       shadowSignal(request, completed);
       const method = request.method;
       if (method === "GET" || method === "HEAD") {
-        if (request.headers.has("upgrade")) {
-          return new Response("A protocol upgrade must be the first request on its connection\n", {
-            status: 400,
-          });
-        }
+        // An upgrade goes to the handler too, so its refusals are what they are on every connection. One it
+        // accepts here ends as soon as it opens (this engine closes it with its connection's server, Deno 2.9.6):
+        // WebSocket clients (browsers, Deno) open a new connection for it, which the other engine serves.
         return await this.#handler(request, new FastHandlerInfo(remoteAddr, completed));
       }
       // An error answer may leave a large or streamed body unread, which this engine would go on reading and
