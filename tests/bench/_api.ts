@@ -34,6 +34,24 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     // One client, so every request reuses the same keep-alive connection.
     const client = Deno.createHttpClient({});
     const lean = await LeanHttpClient.connect(server.port);
+    // The floor of any HTTP API on Deno's own server: a bare Deno.serve handler around the same server.exec
+    // (request.json, server.exec, Response.json; no routing, auth, validation or audit), from its own lean client.
+    const bare = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      async (request) => {
+        const { command } = await request.json() as { command: string[] };
+        const result = await server.exec(ID, command);
+        return Response.json({
+          stdout: result.stdout,
+          stderr: result.stderr,
+          exitCode: result.exitCode,
+          signal: result.signal,
+          durationMs: result.durationMs,
+          truncated: result.truncated,
+        });
+      },
+    );
+    const leanBare = await LeanHttpClient.connect(bare.addr.port);
     try {
       const body = JSON.stringify({ command: ["true"] });
       const check = (text: string) => {
@@ -68,14 +86,22 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
         check(await lean.request("POST", `/api/v1/daemons/${ID}/exec`, body));
         share.push(performance.now() - t - inner);
       };
+      const bareShare: number[] = [];
+      const bareExec = async () => {
+        inner = 0;
+        const t = performance.now();
+        check(await leanBare.request("POST", "/exec", body));
+        bareShare.push(performance.now() - t - inner);
+      };
       const fetchGet = async () => {
         const response = await fetch(`${base}/daemons/${ID}`, { client });
         await response.text();
       };
       const leanGet = async () => void await lean.request("GET", `/api/v1/daemons/${ID}`);
       const embeddedExec = async () => void await server.exec(ID, ["true"]);
-      const runs = { leanExec, fetchExec, embeddedExec, leanGet, fetchGet };
+      const runs = { leanExec, fetchExec, embeddedExec, leanGet, fetchGet, bareExec };
       const times: Record<keyof typeof runs, number[]> = {
+        bareExec: [],
         leanExec: [],
         fetchExec: [],
         embeddedExec: [],
@@ -167,6 +193,31 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
             goal: "informational: the exec_p50 overhead without the exec's own noise",
           },
           {
+            id: "api.bare_exec_p50",
+            label:
+              "floor: exec of `true` through a bare Deno.serve handler (no SandD routing, auth, checks or " +
+              "audit), lean client, p50",
+            unit: "ms",
+            value: quantile(times.bareExec, 0.5),
+            baseline: quantile(embedded, 0.5),
+            baselineLabel: "embedded server.exec",
+            comparison: "overhead",
+            better: "lower",
+            goal: "informational: what any HTTP API on Deno's server pays here",
+          },
+          {
+            id: "api.bare_share_p50",
+            label:
+              "floor: that bare handler's share of an exec (round trip less the inner server.exec), p50",
+            unit: "ms",
+            value: quantile(bareShare.slice(-rounds), 0.5),
+            baseline: 0,
+            baselineLabel: "none (embedded)",
+            comparison: "overhead",
+            better: "lower",
+            goal: "informational",
+          },
+          {
             id: "api.exec_fetch_p50",
             label: "exec of `true` through the HTTP API with Deno's `fetch`, p50",
             unit: "ms",
@@ -218,6 +269,8 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     } finally {
       client.close();
       lean.close();
+      leanBare.close();
+      await bare.shutdown();
     }
   }, { listen: { control: true } });
 }
