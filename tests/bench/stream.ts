@@ -24,6 +24,21 @@ function perMiB(faults: number, bytes: number): number {
   return Math.max(faults / toMiB(bytes), 0.001);
 }
 
+/** Read `stream` to its end through a BYOB reader and one reused 256 KiB buffer; returns the byte count. */
+async function readByob(stream: ReadableStream<Uint8Array>): Promise<number> {
+  const reader = stream.getReader({ mode: "byob" });
+  let buffer = new ArrayBuffer(256 * 1024);
+  let n = 0;
+  while (true) {
+    const { value, done } = await reader.read(new Uint8Array(buffer));
+    if (done) break;
+    n += value.byteLength;
+    buffer = value.buffer as ArrayBuffer;
+  }
+  reader.releaseLock();
+  return n;
+}
+
 /** What the bare WebSocket stream cost: its rate, and CPU time (ms) and minor faults per MiB on each side. */
 interface WebSocketFloor {
   rate: number;
@@ -166,6 +181,31 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
 
     const floor = await websocketFloor(size, DAEMON_MESSAGE, WINDOW);
 
+    // The same with BYOB readers (one reused buffer) on both sides: no fresh memory per chunk for the reader.
+    cpu = cpuOf("self");
+    faults = processCounters("self").faults;
+    t = performance.now();
+    const localByob = new Deno.Command(argv[0]!, { args: argv.slice(1), stdout: "piped" }).spawn();
+    n = await readByob(localByob.stdout);
+    await localByob.status;
+    const byobLocal = {
+      rate: mibPerSecond(n, performance.now() - t),
+      cpu: (cpuOf("self") - cpu) / toMiB(n),
+      faults: perMiB(processCounters("self").faults - faults, n),
+    };
+    cpu = cpuOf("self");
+    faults = processCounters("self").faults;
+    t = performance.now();
+    const byobProcess = await server.spawn("bench-stream", argv, { stdin: false });
+    n = await readByob(byobProcess.stdout);
+    await byobProcess.status;
+    const byobRemote = {
+      rate: mibPerSecond(n, performance.now() - t),
+      cpu: (cpuOf("self") - cpu) / toMiB(n),
+      faults: perMiB(processCounters("self").faults - faults, n),
+    };
+    if (n !== size) throw new Error(`Streamed ${n} bytes to a BYOB reader, expected ${size}`);
+
     const memory = (
       id: string,
       label: string,
@@ -219,6 +259,39 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
           better: "lower",
           goal: "—",
         })),
+        {
+          id: "stream.byob_mib_per_second",
+          label: `stream ${sizeLabel} from one process, BYOB reader (one 256 KiB buffer)`,
+          unit: "MiB/s",
+          value: byobRemote.rate,
+          baseline: byobLocal.rate,
+          baselineLabel: "local pipe, BYOB reader",
+          comparison: "ratio",
+          better: "higher",
+          goal: "≥ 0.9×",
+        },
+        {
+          id: "stream.byob_controller_cpu_per_mib",
+          label: `controller CPU time per MiB streamed to a BYOB reader (${sizeLabel})`,
+          unit: "ms",
+          value: byobRemote.cpu,
+          baseline: byobLocal.cpu,
+          baselineLabel: "local pipe, BYOB reader",
+          comparison: "ratio",
+          better: "lower",
+          goal: "—",
+        },
+        {
+          id: "stream.byob_controller_faults_per_mib",
+          label: `controller minor page faults per MiB streamed to a BYOB reader (${sizeLabel})`,
+          unit: "faults/MiB",
+          value: byobRemote.faults,
+          baseline: byobLocal.faults,
+          baselineLabel: "local pipe, BYOB reader",
+          comparison: "overhead",
+          better: "lower",
+          goal: "—",
+        },
         {
           id: "stream.websocket_mib_per_second",
           label: `bare Deno WebSocket stream ${sizeLabel} between two processes (256 KiB messages)`,
