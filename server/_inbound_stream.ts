@@ -43,6 +43,8 @@ export class InboundStream {
   #draining = false;
   /** What a BYOB read left of the chunk it took (the next read goes on from here). */
   #partial: Uint8Array | null = null;
+  /** Whether the chunk `#partial` is part of was a message buffer of its own (freed once read). */
+  #partialOwned = false;
   readonly #onGap: ((gap: Gap) => void) | undefined;
   readonly #onEnd: (() => void) | undefined;
   readonly #kind: StreamKind;
@@ -165,9 +167,6 @@ export class InboundStream {
   #onData(offset: number, payload: Uint8Array): void {
     const conn = this.#link.conn;
     if (conn) conn.metrics.bytesReceived[this.#kind]! += payload.length;
-    // The byte stream transfers (or, for a BYOB reader, detaches) the buffer of what it hands out: a payload that
-    // shares its buffer with other messages (a relayed frame: one NATS read holds several) gets one of its own.
-    if (!ownsBuffer(payload)) payload = payload.slice();
     this.#apply(offset, () => this.#credit.data(offset, payload));
   }
 
@@ -224,19 +223,25 @@ export class InboundStream {
 
   async #pull(controller: ReadableByteStreamController): Promise<void> {
     while (true) {
-      const chunk = this.#partial ?? this.#take();
+      const partial = this.#partial;
+      const chunk = partial ?? this.#take();
       this.#partial = null;
       if (chunk) {
+        // A chunk that is not a message buffer of its own (a relayed frame shares one NATS read with other
+        // messages) is neither detached nor transferred: that would take the others' bytes away.
+        const owned = partial ? this.#partialOwned : ownsBuffer(chunk);
         const request = controller.byobRequest;
         const view = request?.view;
         if (request && view) {
           // Copied into the reader's buffer; the message buffer is freed once all of it is read.
           const n = Math.min(view.byteLength, chunk.length);
           new Uint8Array(view.buffer, view.byteOffset, n).set(chunk.subarray(0, n));
-          if (n < chunk.length) this.#partial = chunk.subarray(n);
-          else release(chunk);
+          if (n < chunk.length) {
+            this.#partial = chunk.subarray(n);
+            this.#partialOwned = owned;
+          } else if (owned) release(chunk);
           request.respond(n);
-        } else controller.enqueue(chunk);
+        } else controller.enqueue(owned ? chunk : chunk.slice());
         return;
       }
       if (this.#ended) {

@@ -3,6 +3,8 @@
 // the reader's buffer against the daemon's frames; a default reader of the same byte stream still gets chunks.
 import { assert, assertEquals } from "./_assert.ts";
 import { startWorker } from "./_daemon.ts";
+import { haveNats } from "./_nats.ts";
+import { TestCluster } from "./_cluster.ts";
 
 /** Read a byte stream to its end through one reused buffer of `size` bytes: the count, the reads, the text. */
 async function readByob(
@@ -81,4 +83,30 @@ Deno.test("process output: a default reader of the byte stream still gets chunks
   await reader.cancel();
   await endless.kill("SIGKILL");
   await endless.status;
+});
+
+Deno.test({
+  name:
+    "process output through another cluster node: BYOB and default readers get every byte though frames share NATS reads",
+  ignore: !haveNats(),
+  async fn() {
+    await using cluster = await TestCluster.start();
+    await cluster.daemon("w-byob", 0);
+    // stdout and stderr written at once: their frames travel in the same NATS reads on the reading node.
+    const p = await cluster.nodes[1]!.spawn(
+      "w-byob",
+      ["sh", "-c", "seq 1 300000 & seq 300001 600000 >&2; wait"],
+      { stdin: false },
+    );
+    const [out, err] = await Promise.all([
+      readByob(p.stdout, 1000),
+      new Response(p.stderr).text(),
+    ]);
+    assertEquals(out.text, Array.from({ length: 300_000 }, (_, i) => `${i + 1}\n`).join(""));
+    assertEquals(
+      err,
+      Array.from({ length: 300_000 }, (_, i) => `${i + 300_001}\n`).join(""),
+    );
+    assertEquals((await p.status).exitCode, 0);
+  },
 });
