@@ -24,9 +24,19 @@ function perMiB(faults: number, bytes: number): number {
   return Math.max(faults / toMiB(bytes), 0.001);
 }
 
-/** Read `stream` to its end through a BYOB reader and one reused 256 KiB buffer; returns the byte count. */
+/**
+ * Read `stream` to its end through a BYOB reader and one reused 256 KiB buffer; returns the byte count. (A checkout
+ * whose process output is not a byte stream is read with a default reader, so that `compare.ts` can run it.)
+ */
 async function readByob(stream: ReadableStream<Uint8Array>): Promise<number> {
-  const reader = stream.getReader({ mode: "byob" });
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = stream.getReader({ mode: "byob" });
+  } catch {
+    let n = 0;
+    for await (const chunk of stream) n += chunk.length;
+    return n;
+  }
   let buffer = new ArrayBuffer(256 * 1024);
   let n = 0;
   while (true) {
