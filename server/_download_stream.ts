@@ -11,6 +11,7 @@ import { Wakeup } from "./_stream_link.ts";
 import { KIND_FILE } from "./_metrics_state.ts";
 import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
 import { MAX_FRAME_PAYLOAD_BYTES } from "@sandd/protocol/constants";
+import { FRAME_HEADER_BYTES } from "@sandd/protocol/frame";
 import {
   FILE_WINDOW,
   MAX_TIMER_MS,
@@ -262,6 +263,9 @@ class DownloadReceiver {
   #onData(offset: number, payload: Uint8Array): void {
     this.#conn.metrics.bytesReceived[KIND_FILE]! += payload.length;
     if (this.#error || this.#ended) return;
+    // This byte stream transfers the buffers it hands out, and detaches them once read: a payload that shares its
+    // buffer with other messages (a relayed frame: one NATS read holds several) gets a buffer of its own first.
+    if (!ownsBuffer(payload)) payload = payload.slice();
     if (!this.#refuse(() => this.#credit.data(offset, payload))) return;
     if (this.#credit.received - this.#from > this.#maxBytes) {
       this.fail(this.#tooLarge(), "download larger than maxBytes");
@@ -398,6 +402,12 @@ class DownloadReceiver {
       );
     }, ms);
   }
+}
+
+/** Whether `payload` is all of its buffer after a data frame's header (a WebSocket message of its own). */
+function ownsBuffer(payload: Uint8Array): boolean {
+  return payload.byteOffset <= FRAME_HEADER_BYTES &&
+    payload.byteOffset + payload.byteLength === payload.buffer.byteLength;
 }
 
 /** Free a message buffer nothing holds any more, by detaching it (best effort). */

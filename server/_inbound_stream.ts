@@ -3,6 +3,7 @@
 // The credit rules (window, gaps, resend overlap, memory bound) are the shared CreditReceiver's; this class adds
 // the link, the gap reports and the ReadableStream.
 import { CreditReceiver, type SkippedRange } from "@sandd/protocol/stream";
+import { FRAME_HEADER_BYTES } from "@sandd/protocol/frame";
 import type { Connection } from "./_connection.ts";
 import { StreamLink, Wakeup } from "./_stream_link.ts";
 import { KIND_PROCESS, type StreamKind } from "./_metrics_state.ts";
@@ -40,6 +41,10 @@ export class InboundStream {
   #readable: ReadableStream<Uint8Array> | null = null;
   /** Whether {@linkcode InboundStream.drain} took the stream (then there is no ReadableStream). */
   #draining = false;
+  /** What a BYOB read left of the chunk it took (the next read goes on from here). */
+  #partial: Uint8Array | null = null;
+  /** Whether the chunk `#partial` is part of was a message buffer of its own (freed once read). */
+  #partialOwned = false;
   readonly #onGap: ((gap: Gap) => void) | undefined;
   readonly #onEnd: (() => void) | undefined;
   readonly #kind: StreamKind;
@@ -67,16 +72,23 @@ export class InboundStream {
   get readable(): ReadableStream<Uint8Array> {
     if (this.#readable) return this.#readable;
     if (this.#draining) throw new TypeError(`Stream ${this.name} is being drained already`);
-    this.#readable = new ReadableStream<Uint8Array>({
+    // A byte stream: a default reader gets each chunk as it arrived (its buffer transferred to the reader); a BYOB
+    // reader (`getReader({ mode: "byob" })`) gets the bytes copied into its own buffer, and each message buffer is
+    // detached once read, so its memory is reused for the next message at once instead of new pages being touched
+    // for every message until a late garbage collection (a page fault costs ~6 µs here: 0.2-0.7 against 8-90
+    // faults per MiB, about half the CPU per MiB of receiving).
+    this.#readable = new ReadableStream({
+      type: "bytes",
       pull: (controller) => this.#pull(controller),
       cancel: () => {
         this.cancelled = true;
+        this.#partial = null;
         this.#credit.clear();
         this.#link.conn?.send({ t: "reset", sid: this.#link.sid, reason: "consumer cancelled" });
         this.#unbind();
         this.#finish();
       },
-    }, { highWaterMark: 0 });
+    });
     return this.#readable;
   }
 
@@ -209,15 +221,32 @@ export class InboundStream {
     this.#wakeup.wake();
   }
 
-  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+  async #pull(controller: ReadableByteStreamController): Promise<void> {
     while (true) {
-      const chunk = this.#take();
+      const partial = this.#partial;
+      const chunk = partial ?? this.#take();
+      this.#partial = null;
       if (chunk) {
-        controller.enqueue(chunk);
+        // A chunk that is not a message buffer of its own (a relayed frame shares one NATS read with other
+        // messages) is neither detached nor transferred: that would take the others' bytes away.
+        const owned = partial ? this.#partialOwned : ownsBuffer(chunk);
+        const request = controller.byobRequest;
+        const view = request?.view;
+        if (request && view) {
+          // Copied into the reader's buffer; the message buffer is freed once all of it is read.
+          const n = Math.min(view.byteLength, chunk.length);
+          new Uint8Array(view.buffer, view.byteOffset, n).set(chunk.subarray(0, n));
+          if (n < chunk.length) {
+            this.#partial = chunk.subarray(n);
+            this.#partialOwned = owned;
+          } else if (owned) release(chunk);
+          request.respond(n);
+        } else controller.enqueue(owned ? chunk : chunk.slice());
         return;
       }
       if (this.#ended) {
         controller.close();
+        controller.byobRequest?.respond(0);
         this.#finish();
         return;
       }
@@ -234,5 +263,20 @@ export class InboundStream {
     if (this.#finished) return;
     this.#finished = true;
     this.#onEnd?.();
+  }
+}
+
+/** Whether `payload` is all of its buffer after a data frame's header (a WebSocket message of its own). */
+function ownsBuffer(payload: Uint8Array): boolean {
+  return payload.byteOffset <= FRAME_HEADER_BYTES &&
+    payload.byteOffset + payload.byteLength === payload.buffer.byteLength;
+}
+
+/** Free a message buffer nothing holds any more, by detaching it (best effort). */
+function release(chunk: Uint8Array): void {
+  try {
+    (chunk.buffer as ArrayBuffer).transfer(0);
+  } catch {
+    // not detachable (or detached already): the garbage collector frees it
   }
 }

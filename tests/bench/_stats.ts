@@ -14,7 +14,7 @@ export interface Figure {
   /** Stable key, `section.name`: what `compare.ts` and the smoke test match on. */
   id: string;
   label: string;
-  unit: "ms" | "MiB/s" | "/s" | "MiB" | "% of a core" | "messages";
+  unit: "ms" | "MiB/s" | "/s" | "MiB" | "% of a core" | "messages" | "faults/MiB";
   value: number;
   baseline: number;
   /** What the baseline is, e.g. "local Deno.Command spawn". */
@@ -106,12 +106,17 @@ export function formatValue(value: number, unit: Figure["unit"]): string {
   }
 }
 
+/** The unit of an overhead or growth: the figure's own for latencies and fault counts, else MiB. */
+export function overheadUnit(unit: Figure["unit"]): Figure["unit"] {
+  return unit === "ms" || unit === "faults/MiB" ? unit : "MiB";
+}
+
 /** The comparison column: `+0.512 ms`, `0.97×` or `+12.0 MiB`. */
 export function formatComparison(figure: Figure): string {
   const c = compared(figure);
   if (figure.comparison === "ratio") return `${c.toFixed(2)}×`;
   const sign = c >= 0 ? "+" : "−";
-  return `${sign}${formatValue(Math.abs(c), figure.unit === "ms" ? "ms" : "MiB")}`;
+  return `${sign}${formatValue(Math.abs(c), overheadUnit(figure.unit))}`;
 }
 
 /** The figures as a Markdown table, with the skipped ones listed below it. */

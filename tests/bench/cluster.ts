@@ -15,6 +15,7 @@ import { startServe } from "./cli.ts";
 import type { Checkout } from "./_checkout.ts";
 import { TestNats } from "../_nats.ts";
 import { NatsEcho } from "./_nats_echo.ts";
+import { processCounters } from "./_websocket_sender.ts";
 import type { Server } from "./_checkout.ts";
 
 function natsInstalled(): boolean {
@@ -31,6 +32,8 @@ function natsInstalled(): boolean {
 let lastChunks = 0;
 /** CPU time (user + system, ms) this process spent in the last {@linkcode streamRate}. */
 let lastCpuMs = 0;
+/** Minor page faults of this process (both nodes) in the last {@linkcode streamRate}. */
+let lastFaults = 0;
 
 /** CPU time (user + system) of this process so far, in ms. */
 function cpuMs(): number {
@@ -41,6 +44,7 @@ function cpuMs(): number {
 async function streamRate(server: Server, id: string, size: number): Promise<number> {
   const t = performance.now();
   const cpu = cpuMs();
+  const faults = processCounters("self").faults;
   const p = await server.spawn(id, ["head", "-c", String(size), "/dev/zero"], { stdin: false });
   let n = 0;
   lastChunks = 0;
@@ -50,6 +54,7 @@ async function streamRate(server: Server, id: string, size: number): Promise<num
   }
   await p.status;
   lastCpuMs = cpuMs() - cpu;
+  lastFaults = processCounters("self").faults - faults;
   if (n !== size) throw new Error(`Streamed ${n} bytes, expected ${size}`);
   return mibPerSecond(n, performance.now() - t);
 }
@@ -138,13 +143,18 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     /** CPU ms this process (both nodes) spent per MiB, direct and relayed. */
     const directCpu: number[] = [];
     const relayedCpu: number[] = [];
+    /** Minor page faults of this process per MiB, direct and relayed. */
+    const directFaults: number[] = [];
+    const relayedFaults: number[] = [];
     const mib = size / (1024 * 1024);
     for (let i = 0; i < (quick ? 1 : 3); i++) {
       direct.push(await streamRate(owner, id, size));
       directCpu.push(lastCpuMs / mib);
+      directFaults.push(lastFaults / mib);
       const before = await natsMessages(monitor);
       relayed.push(await streamRate(front, id, size));
       relayedCpu.push(lastCpuMs / mib);
+      relayedFaults.push(lastFaults / mib);
       perMib.push(((await natsMessages(monitor)) - before) / mib);
       chunksPerMib.push(lastChunks / mib);
     }
@@ -214,6 +224,18 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
       comparison: "ratio",
       better: "lower",
       goal: "bounded",
+    });
+    figures.push({
+      id: "cluster.stream_faults_per_mib",
+      label:
+        `minor page faults of both nodes (one process) per MiB of a ${sizeLabel} stream through another node`,
+      unit: "faults/MiB",
+      value: median(relayedFaults),
+      baseline: median(directFaults),
+      baselineLabel: "through the node holding the daemon",
+      comparison: "overhead",
+      better: "lower",
+      goal: "—",
     });
     if (!Number.isNaN(median(perMib))) {
       figures.push({

@@ -11,7 +11,7 @@
 
 import { parseArgs } from "node:util";
 import type { BenchReport } from "./main.ts";
-import { type Figure, formatValue, median, type Skipped } from "./_stats.ts";
+import { type Figure, formatValue, median, overheadUnit, type Skipped } from "./_stats.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 
@@ -57,7 +57,7 @@ function formatCompared(m: Medians): string {
   const { comparison, unit } = m.figure;
   if (comparison === "ratio") return `${m.compared.toFixed(2)}×`;
   const sign = m.compared >= 0 ? "+" : "−";
-  return `${sign}${formatValue(Math.abs(m.compared), unit === "ms" ? "ms" : "MiB")}`;
+  return `${sign}${formatValue(Math.abs(m.compared), overheadUnit(unit))}`;
 }
 
 /** The before/after table: values, their baselines, and each side set against its own same-run baseline. */
