@@ -8,8 +8,7 @@
  * owns the listener (`Deno.listen` / `Deno.listenTls`) and its accept loop, and hands each accepted connection to
  * Deno's HTTP server for one connection, `Deno.serveHttp` (soft-removed from the types in Deno 2, still shipped;
  * `Deno.upgradeWebSocket` and TLS work on it, and a WebSocket's round trip costs the same as on `Deno.serve`). The
- * internal `serveHttpOnConnection` (`Deno.serve`'s engine on one connection) closes an upgraded WebSocket as soon as
- * the upgrade completes, so it serves only the fast lane: plain connections whose first request is no upgrade. On
+ * internal `serveHttpOnConnection` was tried and closes an upgraded WebSocket as soon as the upgrade completes. On
  * a Deno without `Deno.serveHttp` this falls back to plain `Deno.serve` and logs a warning that the hardening is
  * off.
  *
@@ -31,21 +30,6 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { openPeeker, type PeekResult } from "./_http_peek.ts";
-import {
-  fallback,
-  FastHandlerInfo,
-  type FastLane,
-  HandlerInfo,
-  type LegacyHttpConn,
-  type LegacyRequestEvent,
-  type LegacyServeHttp,
-  legacyServeHttp,
-  NEVER,
-  serveOnConnection,
-} from "./_http_engines.ts";
-
-export { requestSignalReportsDisconnect } from "./_http_engines.ts";
 
 const log = getLogger(["sandd", "server"]);
 
@@ -75,17 +59,6 @@ export interface HttpListenerOptions {
    * previous response, else it is closed. @default 10_000
    */
   headerTimeoutMs?: number | undefined;
-  /**
-   * Serve a plain TCP connection whose first request is not an upgrade with Deno's newer HTTP engine (the one
-   * behind `Deno.serve`), which answered a small keep-alive POST in about half the time of `Deno.serveHttp` (203
-   * against 380 µs p50, same run, load 7). It needs FFI permission (the first request head is looked at without
-   * consuming it, and a connection that must end is shut down by its socket); without it, on TLS, and for a
-   * connection that starts with an upgrade, `Deno.serveHttp` serves as before. The head deadline, the connection
-   * cap, eviction and a request's `signal` behave the same on both. A WebSocket accepted on a connection that
-   * started with a plain request ends as soon as it opens (clients open a new connection for a WebSocket).
-   * @default true
-   */
-  fastLane?: boolean | undefined;
   /** Stops the listener when aborted (like {@linkcode HttpListener.shutdown}). */
   signal?: AbortSignal | undefined;
   /** Called once the socket is bound. */
@@ -100,8 +73,6 @@ export interface HttpListener extends Deno.HttpServer<Deno.NetAddr> {
   readonly connections: number;
   /** False when this Deno lacks `Deno.serveHttp` and plain `Deno.serve` (without the hardening) is used. */
   readonly hardened: boolean;
-  /** Connections handed to the fast lane so far (see {@linkcode HttpListenerOptions.fastLane}). */
-  readonly fastLaneConnections: number;
 }
 
 /** The default of {@linkcode HttpListenerOptions.maxConnections}. */
@@ -111,17 +82,34 @@ export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
 
 const LOG_EVERY_MS = 5_000;
 const MAX_ACCEPT_BACKOFF_MS = 1_000;
-/** Longest wait between two looks at a connection that has not sent its first request head yet. */
-const MAX_PEEK_WAIT_MS = 64;
+
+/** The soft-removed `Deno.serveHttp` connection, as much of it as is used here. */
+interface LegacyRequestEvent {
+  readonly request: Request;
+  respondWith(response: Response): Promise<void>;
+}
+interface LegacyHttpConn {
+  nextRequest(): Promise<LegacyRequestEvent | null>;
+  close(): void;
+}
+type LegacyServeHttp = (conn: Deno.Conn) => LegacyHttpConn;
+
 /**
- * How long a fast-lane connection being closed gets to end by itself (its last answer written, its graceful
- * shutdown done) before its socket is shut down under it.
+ * Whether a request's `signal` aborts as soon as its client goes away. Deno's per-connection server (what this
+ * listener runs on) aborts it only when the response is written (checked with Deno 2.9.6), so there a handler
+ * learns nothing from it while it works; merely reading `request.signal` costs about 0.1 ms. `Deno.serve` (the
+ * fallback) does abort it early.
  */
-const LINGER_MS = 500;
-/** The same for a connection closed after an error answer that left its request body unread. */
-const ERROR_LINGER_MS = 50;
-/** A request body of declared length up to this size is taken whole by the fast lane's engine. */
-const SMALL_BODY_BYTES = 64 * 1024;
+export function requestSignalReportsDisconnect(): boolean {
+  return legacyServeHttp() === undefined;
+}
+
+function legacyServeHttp(): LegacyServeHttp | undefined {
+  const serve = (Deno as unknown as { serveHttp?: unknown }).serveHttp;
+  return typeof serve === "function"
+    ? (conn) => serve.call(Deno, conn) as LegacyHttpConn
+    : undefined;
+}
 
 /**
  * Serve HTTP (and WebSocket upgrades) on a TCP or TLS socket, surviving descriptor exhaustion, with a cap on
@@ -171,16 +159,10 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
       alpnProtocols: ["h2", "http/1.1"],
     })
     : Deno.listen({ hostname, port, transport: "tcp" });
-  let fastLane: FastLane | undefined;
-  const serveFast = options.fastLane === false || options.cert !== undefined
-    ? undefined
-    : serveOnConnection();
-  const peeker = serveFast ? openPeeker() : undefined;
-  if (serveFast && peeker) fastLane = { serve: serveFast, peeker };
   const server = new HardenedListener(listener, serveConnection, handler, onError, {
     maxConnections,
     headerTimeoutMs,
-  }, fastLane);
+  });
   options.onListen?.(server.addr);
   const signal = options.signal;
   if (signal) {
@@ -234,24 +216,46 @@ class ThrottledWarning {
   }
 }
 
+/**
+ * What a handler learns of its request. `completed` is made on first use: most handlers never read it, and a
+ * promise with its resolvers and rejection guard per request is work on every API call.
+ */
+class HandlerInfo implements Deno.ServeHandlerInfo<Deno.NetAddr> {
+  readonly remoteAddr: Deno.NetAddr;
+  #completed: PromiseWithResolvers<void> | undefined;
+  /** Undefined while the response is being sent; then null (sent) or the error. */
+  #outcome: Error | null | undefined;
+
+  constructor(remoteAddr: Deno.NetAddr) {
+    this.remoteAddr = remoteAddr;
+  }
+
+  /** Settles once the response has been sent (rejects when it could not be). */
+  get completed(): Promise<void> {
+    if (this.#completed === undefined) {
+      this.#completed = Promise.withResolvers<void>();
+      this.#completed.promise.catch(() => {});
+      if (this.#outcome !== undefined) this.#finish(this.#outcome);
+    }
+    return this.#completed.promise;
+  }
+
+  /** The response was sent (undefined) or could not be (the error). */
+  settle(error: Error | undefined): void {
+    this.#outcome = error ?? null;
+    if (this.#completed !== undefined) this.#finish(this.#outcome);
+  }
+
+  #finish(outcome: Error | null): void {
+    if (outcome === null) this.#completed!.resolve();
+    else this.#completed!.reject(outcome);
+  }
+}
+
 /** One accepted connection while it is HTTP. */
 class Connection {
   readonly conn: Deno.Conn;
   http: LegacyHttpConn | undefined;
-  /**
-   * The fast lane's engine for this connection (it took the socket). Closed through its graceful shutdown, which
-   * ends an idle connection or one in the middle of a head at once (cancelling it by its signal once it is ending
-   * throws where nothing can catch it: Deno 2.9.6, checked).
-   */
-  fast: { shutdown(): Promise<void> } | undefined;
-  /** The fast-lane socket's identity, taken before its engine took it (to cut it off safely later). */
-  identity: Uint8Array | undefined;
-  /** The fast lane's cut-off timer of a closing connection. */
-  linger: ReturnType<typeof setTimeout> | undefined;
-  /** Close once the answer in flight is sent (an error answer to a request with a body). */
-  closeAfter = false;
-  /** Ends a wait for the first request head early (the connection closes). */
-  wake: (() => void) | undefined;
   /** When its request head is due (`performance.now()` time), while it is waiting for one. */
   deadline = 0;
   inFlight = 0;
@@ -263,28 +267,6 @@ class Connection {
   constructor(conn: Deno.Conn) {
     this.conn = conn;
   }
-}
-
-/**
- * Give a fast-lane request the `signal` a `Deno.serveHttp` request has: aborted once its answer has been sent (or
- * could not be), not before. Handlers get the same behaviour on both engines, and `Deno.serve`'s engine never sees
- * its own signal read (which, Deno 2.9.6, prints a warning about its legacy abort once per process).
- */
-function shadowSignal(request: Request, completed: Promise<void>): void {
-  let signal: AbortSignal | undefined;
-  Object.defineProperty(request, "signal", {
-    configurable: true,
-    get(): AbortSignal {
-      if (signal === undefined) {
-        const controller = new AbortController();
-        signal = controller.signal;
-        const abort = () =>
-          controller.abort(new DOMException("The response was sent", "AbortError"));
-        completed.then(abort, abort);
-      }
-      return signal;
-    },
-  });
 }
 
 class HardenedListener implements HttpListener {
@@ -306,8 +288,6 @@ class HardenedListener implements HttpListener {
    */
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #tasks = new Set<Promise<void>>();
-  #fastLane: FastLane | undefined;
-  #fastLaneConnections = 0;
   #closing = false;
   #wake: (() => void) | undefined;
   #acceptFailed = new ThrottledWarning(
@@ -326,9 +306,7 @@ class HardenedListener implements HttpListener {
     handler: HttpHandler,
     onError: (error: unknown) => Response | Promise<Response>,
     limits: { maxConnections: number; headerTimeoutMs: number },
-    fastLane: FastLane | undefined,
   ) {
-    this.#fastLane = fastLane;
     this.#listener = listener;
     this.#serveConnection = serveConnection;
     this.#handler = handler;
@@ -346,14 +324,9 @@ class HardenedListener implements HttpListener {
     return this.#open.size;
   }
 
-  get fastLaneConnections(): number {
-    return this.#fastLaneConnections;
-  }
-
   async #run(): Promise<void> {
     await this.#acceptLoop();
     while (this.#tasks.size > 0) await Promise.all(this.#tasks);
-    this.#fastLane?.peeker.close();
   }
 
   async #acceptLoop(): Promise<void> {
@@ -429,9 +402,6 @@ class HardenedListener implements HttpListener {
       // The TLS handshake first, under the header deadline: closing Deno.serveHttp's connection does not end a
       // handshake in progress (the task would wait for the peer forever); closing the TLS connection does.
       if ("handshake" in conn) await (conn as Deno.TlsConn).handshake();
-      else if (this.#fastLane && await this.#firstHead(connection, this.#fastLane) === "plain") {
-        return await this.#serveFast(connection, this.#fastLane);
-      }
       if (connection.closed) return;
       connection.http = this.#serveConnection(conn);
     } catch (error) {
@@ -453,89 +423,6 @@ class HardenedListener implements HttpListener {
     }
     connection.ended = true;
     if (connection.inFlight === 0) this.#close(connection);
-  }
-
-  /** Wait for the connection's first request head (looking, not reading) and classify it. */
-  async #firstHead(connection: Connection, lane: FastLane): Promise<PeekResult> {
-    let delay = 0;
-    while (!connection.closed) {
-      const found = lane.peeker.peek(connection.conn);
-      if (found !== "wait") return found;
-      // Clients send their head with or right after the connect: most are seen at once or within a millisecond.
-      delay = Math.min(delay * 2 || 1, MAX_PEEK_WAIT_MS);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, delay);
-        connection.wake = done;
-        function done(): void {
-          clearTimeout(timer);
-          connection.wake = undefined;
-          resolve();
-        }
-      });
-    }
-    return "other";
-  }
-
-  /** Serve the connection with the newer engine, under the same head deadline and connection accounting. */
-  async #serveFast(connection: Connection, lane: FastLane): Promise<void> {
-    if (connection.closed) return;
-    this.#fastLaneConnections++;
-    connection.identity = lane.peeker.identify(connection.conn);
-    const remoteAddr = connection.conn.remoteAddr as Deno.NetAddr;
-    const done = () => this.#fastDone(connection);
-    const handler = async (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
-      this.#waiting.delete(connection);
-      connection.inFlight++;
-      const completed = info.completed;
-      completed.then(done, done);
-      shadowSignal(request, completed);
-      const method = request.method;
-      if (method === "GET" || method === "HEAD") {
-        // An upgrade goes to the handler too, so its refusals are what they are on every connection. One it
-        // accepts here ends as soon as it opens (this engine closes it with its connection's server, Deno 2.9.6):
-        // WebSocket clients (browsers, Deno) open a new connection for it, which the other engine serves.
-        return await this.#handler(request, new FastHandlerInfo(remoteAddr, completed));
-      }
-      // An error answer may leave a large or streamed body unread, which this engine would go on reading and
-      // discarding for as long as the client sends it: such a connection is closed once the answer is out (and
-      // says so), as Deno.serveHttp closes it. A small body of declared length is read whole by the engine anyway.
-      const declared = request.headers.get("content-length");
-      const large = declared === null ? request.body !== null : Number(declared) > SMALL_BODY_BYTES;
-      let response: Response;
-      try {
-        response = await this.#handler(request, new FastHandlerInfo(remoteAddr, completed));
-      } catch (error) {
-        if (large) connection.closeAfter = true;
-        throw error;
-      }
-      if (large && response.status >= 400) {
-        connection.closeAfter = true;
-        try {
-          response.headers.set("connection", "close");
-        } catch {
-          // Immutable headers: closed all the same.
-        }
-      }
-      return response;
-    };
-    try {
-      const server = lane.serve(connection.conn, NEVER, handler, this.#onError, () => {});
-      connection.fast = server;
-      await server.finished;
-    } catch (error) {
-      log.debug("HTTP connection ended: {error}", { error: String(error) });
-    }
-    connection.ended = true;
-    clearTimeout(connection.linger);
-    connection.linger = undefined;
-    if (connection.inFlight === 0) this.#close(connection);
-  }
-
-  /** A response on the fast lane was sent (or could not be). */
-  #fastDone(connection: Connection): void {
-    connection.inFlight--;
-    if (connection.ended || connection.closeAfter) this.#close(connection);
-    else if (connection.inFlight === 0 && !connection.closed) this.#awaitHead(connection);
   }
 
   async #respond(connection: Connection, event: LegacyRequestEvent): Promise<void> {
@@ -565,26 +452,6 @@ class HardenedListener implements HttpListener {
       if (connection.upgraded || connection.ended) this.#close(connection);
       else if (connection.inFlight === 0 && !connection.closed) this.#awaitHead(connection);
     }
-  }
-
-  /**
-   * End a fast-lane connection: its engine's graceful shutdown (an idle connection, or one in the middle of a head,
-   * ends at once; an answer being written is finished), then, if it is still there after {@linkcode LINGER_MS} (a
-   * body the engine is still discarding, a peer that does not read), its socket is shut down under it.
-   */
-  #closeFast(connection: Connection, fast: { shutdown(): Promise<void> }): void {
-    this.#track(
-      fast.shutdown().catch((error) => {
-        log.debug("Closing an HTTP connection failed: {error}", { error: String(error) });
-      }),
-    );
-    const identity = connection.identity;
-    const peeker = this.#fastLane?.peeker;
-    if (connection.ended || identity === undefined || peeker === undefined) return;
-    connection.linger = setTimeout(() => {
-      connection.linger = undefined;
-      if (!connection.ended) peeker.cut(connection.conn, identity);
-    }, connection.closeAfter ? ERROR_LINGER_MS : LINGER_MS);
   }
 
   /** Give the connection `headerTimeoutMs` for its next request head. */
@@ -635,10 +502,8 @@ class HardenedListener implements HttpListener {
     this.#waiting.delete(connection);
     if (this.#waiting.size === 0 && this.#deadlineTimer !== undefined) this.#clearDeadline();
     this.#open.delete(connection);
-    connection.wake?.();
     try {
-      if (connection.fast) this.#closeFast(connection, connection.fast);
-      else if (connection.http) connection.http.close();
+      if (connection.http) connection.http.close();
       else connection.conn.close();
     } catch {
       // Closed by the peer already.
@@ -674,4 +539,40 @@ class HardenedListener implements HttpListener {
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
   }
+}
+
+/** Plain `Deno.serve`, for a Deno without `Deno.serveHttp`: works, without the hardening. */
+function fallback(
+  options: HttpListenerOptions,
+  port: number,
+  handler: HttpHandler,
+  onError: (error: unknown) => Response | Promise<Response>,
+): HttpListener {
+  log.warn(
+    "This Deno has no Deno.serveHttp: serving with Deno.serve, without the connection cap, the header " +
+      "timeout or surviving descriptor exhaustion",
+  );
+  const server = Deno.serve({
+    ...(options.cert !== undefined && options.key !== undefined
+      ? { cert: options.cert, key: options.key }
+      : {}),
+    hostname: options.hostname ?? "127.0.0.1",
+    port,
+    onListen: (addr) => options.onListen?.(addr),
+    onError,
+    ...(options.signal ? { signal: options.signal } : {}),
+  }, handler);
+  const finished = server.finished.catch((error) => {
+    log.error("The HTTP server stopped: {error}", { error: String(error) });
+  });
+  return {
+    hardened: false,
+    connections: 0,
+    addr: server.addr,
+    finished,
+    shutdown: () => server.shutdown(),
+    ref: () => server.ref(),
+    unref: () => server.unref(),
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
 }
