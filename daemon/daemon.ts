@@ -43,6 +43,11 @@ const log = getLogger(["sandd", "daemon"]);
 
 /** Protocol limits of an error reply's fields (`WIRE_ERROR_SCHEMA` in protocol/replies.ts). */
 const MAX_ERROR_MESSAGE = MAX_ERROR_MESSAGE_LENGTH;
+/**
+ * Lateness of the heartbeat watch's timer up to this is timer noise, in ms; beyond it, it is time this daemon's own
+ * loop was stalled, which is not counted as the controller's silence.
+ */
+const LAG_SLACK_MS = 20;
 const MAX_ERROR_PATH = MAX_PATH_LENGTH;
 const MAX_ERROR_RULE = 1024;
 
@@ -465,15 +470,40 @@ export class Daemon implements AsyncDisposable {
             // live controller is never silent for long, and the daemon sends no pings of its own (that would
             // double the heartbeat traffic). A link silent for HEARTBEAT_MISSES intervals is dropped, checked by
             // one timer that is re-armed lazily for the remaining time.
+            // Lag-aware (protocol/SPEC.md section 3): a daemon whose own loop was stalled (a starved machine, a
+            // stopped process) finds the controller's pings waiting unread. So the time the watch's timer fired
+            // late since the last message (beyond LAG_SLACK_MS) is not counted as the controller's silence, and
+            // before dropping the link the loop gets one more turn to read what is waiting.
             const limit = message.heartbeatMs * HEARTBEAT_MISSES;
+            let due = Date.now() + limit;
+            /** Stall measured since `stalledFrom` (the `lastSeen` it counts from), in ms. */
+            let stalled = 0;
+            let stalledFrom = lastSeen;
+            let confirming = false;
             const watch = () => {
-              const silent = Date.now() - lastSeen;
-              if (silent >= limit) {
+              const now = Date.now();
+              if (stalledFrom !== lastSeen) {
+                stalledFrom = lastSeen;
+                stalled = 0;
+              }
+              const late = now - due - LAG_SLACK_MS;
+              if (late > 0) stalled += late;
+              const silent = now - lastSeen;
+              if (silent - stalled >= limit) {
+                if (!confirming) {
+                  confirming = true;
+                  due = now;
+                  silence = setTimeout(watch, 0);
+                  return;
+                }
                 log.warn("Controller silent for {ms} ms; dropping the link", { ms: silent });
                 finish(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
                 return;
               }
-              silence = setTimeout(watch, limit - silent);
+              confirming = false;
+              const wait = limit + stalled - silent;
+              due = now + wait;
+              silence = setTimeout(watch, wait);
             };
             silence = setTimeout(watch, limit);
             return;

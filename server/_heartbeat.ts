@@ -10,6 +10,13 @@
 // record per link for the link's life, and its slots are arrays reused from tick to tick, so an idle controller
 // allocates nothing here that outlives a scavenge (hash sets rebuilt per tick were promoted to the old generation
 // and grew the heap by megabytes a minute).
+//
+// Lag-aware (issue 14, server/CLUSTER.md "Capacity"): a controller whose own event loop is starved reads its links'
+// pongs late, and dropping those links as silent only adds reconnects to the load that starved it. So the silence
+// counted against a link leaves out the time this process's loop was measured stalled since the link's last
+// message: how late the wheel's timer fired, and how late a sweep resumed after yielding, beyond LAG_SLACK_MS. The
+// stalls are kept per tick in a ring (STALL_RING ticks: 64 intervals), and summed only for a link that is about to
+// be dropped, so a healthy loop pays nothing per link and its bound stays HEARTBEAT_MISSES x interval.
 import { HEARTBEAT_MISSES } from "@sandd/protocol/constants";
 import type { Connection } from "./_connection.ts";
 
@@ -24,13 +31,17 @@ const CHECK_EVERY = 32;
  * slow moment (a loaded machine, a send that takes long) cannot stretch a batch into a stall.
  */
 const SLICE_MS = 4;
+/** Lateness of a timer up to this is timer noise, not a stall, in ms; above it, only the excess counts. */
+export const LAG_SLACK_MS = 20;
+/** Ticks of stall history kept: 64 intervals (older stalls no longer extend a link's bound). */
+const STALL_RING = 64 * SLOTS_PER_INTERVAL;
 
 export interface HeartbeatOptions {
   intervalMs: number;
   /** Send a ping. */
   ping(conn: Connection): void;
-  /** Drop a silent link. */
-  drop(conn: Connection, silentMs: number): void;
+  /** Drop a silent link: `silentMs` since its last message, `stalledMs` of which this loop was stalled. */
+  drop(conn: Connection, silentMs: number, stalledMs: number): void;
 }
 
 /** One link's place on the wheel, kept for the link's life. */
@@ -64,6 +75,13 @@ export class Heartbeat {
   readonly #timer: ReturnType<typeof setInterval>;
   #yieldTimer: ReturnType<typeof setTimeout> | undefined;
   #yielded: (() => void) | undefined;
+  /** When the wheel's timer last fired (`Date.now()`): its lateness on the next fire is loop lag. */
+  #lastFire = Date.now();
+  /** Stall history: the tick each ring entry holds, and the ms the loop was stalled during that tick. */
+  readonly #stallTick = new Float64Array(STALL_RING).fill(-1);
+  readonly #stallMs = new Float64Array(STALL_RING);
+  /** Total stall measured since the start, in ms. */
+  #stalledTotal = 0;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -71,9 +89,17 @@ export class Heartbeat {
     this.#slotMs = this.#interval / SLOTS_PER_INTERVAL;
     this.#dropAfter = HEARTBEAT_MISSES * this.#interval - this.#slotMs;
     this.#timer = setInterval(() => {
+      const now = Date.now();
+      this.#stalled(this.#lastFire + this.#slotMs, now);
+      this.#lastFire = now;
       if (this.#running) return;
       this.#running = this.#drain().finally(() => this.#running = null);
     }, this.#slotMs);
+  }
+
+  /** Total time this loop was measured stalled (timer lateness beyond `LAG_SLACK_MS`), in ms. */
+  get stalledMs(): number {
+    return this.#stalledTotal;
   }
 
   add(conn: Connection): void {
@@ -144,9 +170,54 @@ export class Heartbeat {
 
   #yield(): Promise<void> {
     return new Promise((resolve) => {
+      const since = Date.now();
       this.#yielded = resolve;
-      this.#yieldTimer = setTimeout(resolve, 0);
+      this.#yieldTimer = setTimeout(() => {
+        // A 0 ms timer that comes back late measures how long the loop's other work held it.
+        this.#stalled(since, Date.now());
+        resolve();
+      }, 0);
     });
+  }
+
+  /** A timer due at `due` fired at `now`: lateness beyond LAG_SLACK_MS is recorded as a stall ending at `now`. */
+  #stalled(due: number, now: number): void {
+    const late = now - due - LAG_SLACK_MS;
+    if (!(late > 0)) return;
+    this.#stalledTotal += late;
+    // Spread [now - late, now) over the ticks it covers (at most the ring: older stall time is forgotten).
+    let from = now - late;
+    let tick = Math.floor((from - this.#origin) / this.#slotMs);
+    const last = Math.floor((now - this.#origin) / this.#slotMs);
+    if (last - tick >= STALL_RING) {
+      tick = last - STALL_RING + 1;
+      from = this.#origin + tick * this.#slotMs;
+    }
+    for (; tick <= last; tick++) {
+      const end = Math.min(now, this.#origin + (tick + 1) * this.#slotMs);
+      const i = tick % STALL_RING;
+      if (this.#stallTick[i] !== tick) {
+        this.#stallTick[i] = tick;
+        this.#stallMs[i] = 0;
+      }
+      this.#stallMs[i]! += end - from;
+      from = end;
+    }
+  }
+
+  /** How long this loop was stalled since `since` (whole ticks: the tick of `since` counts fully), in ms. */
+  #stalledSince(since: number, now: number): number {
+    const last = Math.floor((now - this.#origin) / this.#slotMs);
+    const first = Math.max(
+      Math.floor((since - this.#origin) / this.#slotMs),
+      last - STALL_RING + 1,
+    );
+    let sum = 0;
+    for (let tick = first; tick <= last; tick++) {
+      const i = tick % STALL_RING;
+      if (this.#stallTick[i] === tick) sum += this.#stallMs[i]!;
+    }
+    return sum;
   }
 
   #check(beat: Beat): void {
@@ -157,9 +228,12 @@ export class Heartbeat {
     }
     const now = Date.now();
     const silent = now - conn.lastSeen;
-    if (silent >= this.#dropAfter) {
+    // The time this loop was stalled since the link's last message is not the link's silence (summed only here,
+    // for a link that would be dropped otherwise).
+    const stalled = silent >= this.#dropAfter ? this.#stalledSince(conn.lastSeen, now) : 0;
+    if (silent - stalled >= this.#dropAfter) {
       this.#beats.delete(conn);
-      this.#options.drop(conn, silent);
+      this.#options.drop(conn, silent, stalled);
       return;
     }
     if (
@@ -173,7 +247,7 @@ export class Heartbeat {
     // or when the link would be dropped, whichever comes first.
     let next = conn.lastSent + this.#interval;
     if (beat.pingedAt < conn.lastSeen) next = Math.min(next, conn.lastSeen + this.#interval);
-    next = Math.min(next, conn.lastSeen + this.#dropAfter);
+    next = Math.min(next, conn.lastSeen + stalled + this.#dropAfter);
     this.#schedule(beat, Math.max(next, now + 1));
   }
 }

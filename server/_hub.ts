@@ -103,9 +103,12 @@ export class Hub {
         options.metrics.heartbeatPings++;
         conn.ping();
       },
-      drop: (conn, ms) => {
+      drop: (conn, ms, stalledMs) => {
         options.metrics.heartbeatTimeouts++;
-        log.warn("Daemon {id} silent for {ms} ms; dropping it", { id: conn.info.id, ms });
+        log.warn(
+          "Daemon {id} silent for {ms} ms ({stalledMs} ms of them this controller's own loop stalled); dropping it",
+          { id: conn.info.id, ms, stalledMs: Math.round(stalledMs) },
+        );
         conn.close(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
         this.#disconnected(conn);
       },
