@@ -6,10 +6,11 @@
 // found within HEARTBEAT_MISSES x interval of its last message.
 //
 // Cost at scale (19,000 idle links): an idle link is looked at once per interval, when its ping is due (not again
-// when the pong is expected: the pong moves `lastSeen`, which only the drop deadline reads). The wheel holds one
-// record per link for the link's life, and its slots are arrays reused from tick to tick, so an idle controller
-// allocates nothing here that outlives a scavenge (hash sets rebuilt per tick were promoted to the old generation
-// and grew the heap by megabytes a minute).
+// when the pong is expected: the pong moves `lastSeen`, which only the drop deadline reads). The wheel keeps a
+// link's place on the link itself (`beatTick`, `pingedAt` on the Connection: no record or map entry per link, ~70
+// bytes a link less than a Map of records), and its slots are arrays reused from tick to tick, so an idle
+// controller allocates nothing here that outlives a scavenge (hash sets rebuilt per tick were promoted to the old
+// generation and grew the heap by megabytes a minute).
 //
 // Lag-aware (issue 14, server/CLUSTER.md "Capacity"): a controller whose own event loop is starved reads its links'
 // pongs late, and dropping those links as silent only adds reconnects to the load that starved it. So the silence
@@ -44,28 +45,14 @@ export interface HeartbeatOptions {
   drop(conn: Connection, silentMs: number, stalledMs: number): void;
 }
 
-/** One link's place on the wheel, kept for the link's life. */
-class Beat {
-  readonly conn: Connection;
-  /** The tick this record is queued for, or -1 when it is queued nowhere (being checked, or deleted). */
-  tick = -1;
-  /** When the link was last pinged (a ping answers for `lastSent` too, but not for silence), or 0. */
-  pingedAt = 0;
-
-  constructor(conn: Connection) {
-    this.conn = conn;
-  }
-}
-
 export class Heartbeat {
   readonly #interval: number;
   readonly #slotMs: number;
   /** Silence after which a link is dropped, less one slot of rounding. */
   readonly #dropAfter: number;
   readonly #options: HeartbeatOptions;
-  readonly #beats: Map<Connection, Beat> = new Map();
   /** Records queued per slot: `#slots[s][0 .. #counts[s])`, possibly stale (their `tick` moved on). */
-  readonly #slots: (Beat | undefined)[][] = Array.from({ length: SLOTS }, () => []);
+  readonly #slots: (Connection | undefined)[][] = Array.from({ length: SLOTS }, () => []);
   readonly #counts: number[] = new Array<number>(SLOTS).fill(0);
   readonly #origin = Date.now();
   /** The last tick handled; ticks are counted from the clock, so a late timer does not delay deadlines. */
@@ -103,20 +90,12 @@ export class Heartbeat {
   }
 
   add(conn: Connection): void {
-    let beat = this.#beats.get(conn);
-    if (!beat) {
-      beat = new Beat(conn);
-      this.#beats.set(conn, beat);
-    }
-    this.#schedule(beat, Date.now() + this.#interval);
+    this.#schedule(conn, Date.now() + this.#interval);
   }
 
   delete(conn: Connection): void {
-    const beat = this.#beats.get(conn);
-    if (!beat) return;
-    this.#beats.delete(conn);
     // Its slot entry goes stale and is skipped (and released) when that slot comes round.
-    beat.tick = -1;
+    conn.beatTick = -1;
   }
 
   async close(): Promise<void> {
@@ -129,18 +108,17 @@ export class Heartbeat {
       this.#slots[s] = [];
       this.#counts[s] = 0;
     }
-    this.#beats.clear();
   }
 
-  #schedule(beat: Beat, at: number): void {
+  #schedule(conn: Connection, at: number): void {
     // The first tick at or after `at`, but never the current one, nor further than the wheel reaches.
     const tick = Math.min(
       Math.max(Math.ceil((at - this.#origin) / this.#slotMs), this.#tick + 1),
       this.#tick + SLOTS - 1,
     );
-    beat.tick = tick;
+    conn.beatTick = tick;
     const slot = tick % SLOTS;
-    this.#slots[slot]![this.#counts[slot]!++] = beat;
+    this.#slots[slot]![this.#counts[slot]!++] = conn;
   }
 
   async #drain(): Promise<void> {
@@ -154,11 +132,11 @@ export class Heartbeat {
       let sliceStart = performance.now();
       for (let i = 0; i < this.#counts[slot]!; i++) {
         if (this.#closed) return;
-        const beat = queued[i]!;
+        const conn = queued[i]!;
         queued[i] = undefined;
-        if (beat.tick !== tick) continue;
-        beat.tick = -1;
-        this.#check(beat);
+        if (conn.beatTick !== tick) continue;
+        conn.beatTick = -1;
+        this.#check(conn);
         if (++n % CHECK_EVERY === 0 && performance.now() - sliceStart >= SLICE_MS) {
           await this.#yield();
           sliceStart = performance.now();
@@ -220,34 +198,29 @@ export class Heartbeat {
     return sum;
   }
 
-  #check(beat: Beat): void {
-    const conn = beat.conn;
-    if (conn.closed) {
-      this.#beats.delete(conn);
-      return;
-    }
+  #check(conn: Connection): void {
+    if (conn.closed) return;
     const now = Date.now();
     const silent = now - conn.lastSeen;
     // The time this loop was stalled since the link's last message is not the link's silence (summed only here,
     // for a link that would be dropped otherwise).
     const stalled = silent >= this.#dropAfter ? this.#stalledSince(conn.lastSeen, now) : 0;
     if (silent - stalled >= this.#dropAfter) {
-      this.#beats.delete(conn);
       this.#options.drop(conn, silent, stalled);
       return;
     }
     if (
       now - conn.lastSent >= this.#interval ||
-      (silent >= this.#interval && beat.pingedAt < conn.lastSeen)
+      (silent >= this.#interval && conn.pingedAt < conn.lastSeen)
     ) {
       this.#options.ping(conn);
-      beat.pingedAt = now;
+      conn.pingedAt = now;
     }
     // Next look: when a ping is due (nothing sent for an interval; or nothing heard for one, unless pinged since),
     // or when the link would be dropped, whichever comes first.
     let next = conn.lastSent + this.#interval;
-    if (beat.pingedAt < conn.lastSeen) next = Math.min(next, conn.lastSeen + this.#interval);
+    if (conn.pingedAt < conn.lastSeen) next = Math.min(next, conn.lastSeen + this.#interval);
     next = Math.min(next, conn.lastSeen + stalled + this.#dropAfter);
-    this.#schedule(beat, Math.max(next, now + 1));
+    this.#schedule(conn, Math.max(next, now + 1));
   }
 }
