@@ -30,6 +30,7 @@ import {
 import { SUBPROTOCOL, SUBPROTOCOLS, VERSION } from "@sandd/protocol/version";
 import { reconnectDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
+import { SilenceWatch } from "./_silence_watch.ts";
 import { parseProxyUrl } from "./_proxy.ts";
 import { WebSocketClient } from "./_websocket_client.ts";
 import { holdPosixChildRuntime, posixChildSupported } from "./_posix_child.ts";
@@ -43,11 +44,6 @@ const log = getLogger(["sandd", "daemon"]);
 
 /** Protocol limits of an error reply's fields (`WIRE_ERROR_SCHEMA` in protocol/replies.ts). */
 const MAX_ERROR_MESSAGE = MAX_ERROR_MESSAGE_LENGTH;
-/**
- * Lateness of the heartbeat watch's timer up to this is timer noise, in ms; beyond it, it is time this daemon's own
- * loop was stalled, which is not counted as the controller's silence.
- */
-const LAG_SLACK_MS = 20;
 const MAX_ERROR_PATH = MAX_PATH_LENGTH;
 const MAX_ERROR_RULE = 1024;
 
@@ -407,7 +403,7 @@ export class Daemon implements AsyncDisposable {
     return new Promise<Attempt>((resolve) => {
       let welcomed = false;
       let lastSeen = Date.now();
-      let silence: ReturnType<typeof setTimeout> | undefined;
+      let silence: SilenceWatch | undefined;
       /** Set when this side closed the link (handshake or heartbeat timeout), so its close is not blamed on the controller. */
       let closedHere = false;
       const handshake = setTimeout(() => {
@@ -416,7 +412,7 @@ export class Daemon implements AsyncDisposable {
       }, options.handshakeTimeoutMs ?? 10_000);
       const finish = (code?: number, reason?: string, refused?: RefusedError) => {
         clearTimeout(handshake);
-        clearTimeout(silence);
+        silence?.stop();
         if (code !== undefined) {
           closedHere = true;
           link.close(code, reason ?? "");
@@ -466,46 +462,19 @@ export class Daemon implements AsyncDisposable {
             clearTimeout(handshake);
             this.#link = link;
             log.info("Connected to {url} as {id}", { url: target.url, id: this.id });
-            // The controller pings a link that has been quiet for an interval, and this side answers; so a
-            // live controller is never silent for long, and the daemon sends no pings of its own (that would
-            // double the heartbeat traffic). A link silent for HEARTBEAT_MISSES intervals is dropped, checked by
-            // one timer that is re-armed lazily for the remaining time.
-            // Lag-aware (protocol/SPEC.md section 3): a daemon whose own loop was stalled (a starved machine, a
-            // stopped process) finds the controller's pings waiting unread. So the time the watch's timer fired
-            // late since the last message (beyond LAG_SLACK_MS) is not counted as the controller's silence, and
-            // before dropping the link the loop gets one more turn to read what is waiting.
-            const limit = message.heartbeatMs * HEARTBEAT_MISSES;
-            let due = Date.now() + limit;
-            /** Stall measured since `stalledFrom` (the `lastSeen` it counts from), in ms. */
-            let stalled = 0;
-            let stalledFrom = lastSeen;
-            let confirming = false;
-            const watch = () => {
-              const now = Date.now();
-              if (stalledFrom !== lastSeen) {
-                stalledFrom = lastSeen;
-                stalled = 0;
-              }
-              const late = now - due - LAG_SLACK_MS;
-              if (late > 0) stalled += late;
-              const silent = now - lastSeen;
-              if (silent - stalled >= limit) {
-                if (!confirming) {
-                  confirming = true;
-                  due = now;
-                  silence = setTimeout(watch, 0);
-                  return;
-                }
-                log.warn("Controller silent for {ms} ms; dropping the link", { ms: silent });
+            // The controller pings a quiet link and this side answers; a link silent for HEARTBEAT_MISSES
+            // intervals, less this daemon's own measured stall, is dropped (daemon/_silence_watch.ts).
+            silence = new SilenceWatch(
+              message.heartbeatMs * HEARTBEAT_MISSES,
+              () => lastSeen,
+              (ms, stalledMs) => {
+                log.warn(
+                  "Controller silent for {ms} ms ({stalledMs} ms of them this daemon's own loop stalled); dropping the link",
+                  { ms, stalledMs },
+                );
                 finish(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
-                return;
-              }
-              confirming = false;
-              const wait = limit + stalled - silent;
-              due = now + wait;
-              silence = setTimeout(watch, wait);
-            };
-            silence = setTimeout(watch, limit);
+              },
+            );
             return;
           }
           this.#onMessage(link, message);
