@@ -26,6 +26,9 @@
 // received a message since the last one: Deno's per-socket read promises, alive until the next message) and an
 // incremental mark-compact of a 234 MB heap (91 MB live) whose final pause was 92 ms. The levers left are bytes per
 // link and per message (Deno's WebSocket read loop holds 3 promises, 2 reactions and a generator per socket).
+// On a quiet machine (load 1.3, 5,000 idle links, 20 s): the longest 10 ms timer gap (57 ms) was a 32 ms scavenge
+// (the other gaps 26-28 ms, with no GC); scavenges came every ~10 s and promoted ~5 MB each (old space +0.5 MB/s).
+// Heap per link with 5,000 links (memoryUsage after gc(), same run): 4,419 B before this branch, 4,218 B after.
 //
 // The exec rows run twice: on the one real daemon (spawns of `true`, which cap at a few hundred a second on two
 // cores), and on a simulated daemon that answers a spawn at once (the controller's own cost per exec, which is what
