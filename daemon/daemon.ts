@@ -30,6 +30,7 @@ import {
 import { SUBPROTOCOL, SUBPROTOCOLS, VERSION } from "@sandd/protocol/version";
 import { reconnectDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
+import { SilenceWatch } from "./_silence_watch.ts";
 import { parseProxyUrl } from "./_proxy.ts";
 import { WebSocketClient } from "./_websocket_client.ts";
 import { holdPosixChildRuntime, posixChildSupported } from "./_posix_child.ts";
@@ -402,7 +403,7 @@ export class Daemon implements AsyncDisposable {
     return new Promise<Attempt>((resolve) => {
       let welcomed = false;
       let lastSeen = Date.now();
-      let silence: ReturnType<typeof setTimeout> | undefined;
+      let silence: SilenceWatch | undefined;
       /** Set when this side closed the link (handshake or heartbeat timeout), so its close is not blamed on the controller. */
       let closedHere = false;
       const handshake = setTimeout(() => {
@@ -411,7 +412,7 @@ export class Daemon implements AsyncDisposable {
       }, options.handshakeTimeoutMs ?? 10_000);
       const finish = (code?: number, reason?: string, refused?: RefusedError) => {
         clearTimeout(handshake);
-        clearTimeout(silence);
+        silence?.stop();
         if (code !== undefined) {
           closedHere = true;
           link.close(code, reason ?? "");
@@ -461,21 +462,19 @@ export class Daemon implements AsyncDisposable {
             clearTimeout(handshake);
             this.#link = link;
             log.info("Connected to {url} as {id}", { url: target.url, id: this.id });
-            // The controller pings a link that has been quiet for an interval, and this side answers; so a
-            // live controller is never silent for long, and the daemon sends no pings of its own (that would
-            // double the heartbeat traffic). A link silent for HEARTBEAT_MISSES intervals is dropped, checked by
-            // one timer that is re-armed lazily for the remaining time.
-            const limit = message.heartbeatMs * HEARTBEAT_MISSES;
-            const watch = () => {
-              const silent = Date.now() - lastSeen;
-              if (silent >= limit) {
-                log.warn("Controller silent for {ms} ms; dropping the link", { ms: silent });
+            // The controller pings a quiet link and this side answers; a link silent for HEARTBEAT_MISSES
+            // intervals, less this daemon's own measured stall, is dropped (daemon/_silence_watch.ts).
+            silence = new SilenceWatch(
+              message.heartbeatMs * HEARTBEAT_MISSES,
+              () => lastSeen,
+              (ms, stalledMs) => {
+                log.warn(
+                  "Controller silent for {ms} ms ({stalledMs} ms of them this daemon's own loop stalled); dropping the link",
+                  { ms, stalledMs },
+                );
                 finish(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
-                return;
-              }
-              silence = setTimeout(watch, limit - silent);
-            };
-            silence = setTimeout(watch, limit);
+              },
+            );
             return;
           }
           this.#onMessage(link, message);

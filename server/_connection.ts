@@ -111,6 +111,13 @@ export class Connection {
   lastSent: number = Date.now();
   /** When the unanswered ping went out (`performance.now()`), or 0. */
   #pingSentAt = 0;
+  /**
+   * The heartbeat's (server/_heartbeat.ts) place for this link on its wheel: the tick it is queued for, or -1 when
+   * queued nowhere. Kept here, not in a record per link in a map (19,000 links: ~70 bytes each less).
+   */
+  beatTick = -1;
+  /** When the heartbeat last pinged this link (`Date.now()`), or 0 (a ping answers for `lastSent`, not silence). */
+  pingedAt = 0;
   readonly instance: string;
   /**
    * The cluster slot this controller node allocates request and stream ids in (1-255), or 0 outside a cluster.

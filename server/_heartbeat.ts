@@ -6,10 +6,18 @@
 // found within HEARTBEAT_MISSES x interval of its last message.
 //
 // Cost at scale (19,000 idle links): an idle link is looked at once per interval, when its ping is due (not again
-// when the pong is expected: the pong moves `lastSeen`, which only the drop deadline reads). The wheel holds one
-// record per link for the link's life, and its slots are arrays reused from tick to tick, so an idle controller
-// allocates nothing here that outlives a scavenge (hash sets rebuilt per tick were promoted to the old generation
-// and grew the heap by megabytes a minute).
+// when the pong is expected: the pong moves `lastSeen`, which only the drop deadline reads). The wheel keeps a
+// link's place on the link itself (`beatTick`, `pingedAt` on the Connection: no record or map entry per link, ~70
+// bytes a link less than a Map of records), and its slots are arrays reused from tick to tick, so an idle
+// controller allocates nothing here that outlives a scavenge (hash sets rebuilt per tick were promoted to the old
+// generation and grew the heap by megabytes a minute).
+//
+// Lag-aware (issue 14, server/CLUSTER.md "Capacity"): a controller whose own event loop is starved reads its links'
+// pongs late, and dropping those links as silent only adds reconnects to the load that starved it. So the silence
+// counted against a link leaves out the time this process's loop was measured stalled since the link's last
+// message: how late the wheel's timer fired, and how late a sweep resumed after yielding, beyond LAG_SLACK_MS. The
+// stalls are kept per tick in a ring (STALL_RING ticks: 64 intervals), and summed only for a link that is about to
+// be dropped, so a healthy loop pays nothing per link and its bound stays HEARTBEAT_MISSES x interval.
 import { HEARTBEAT_MISSES } from "@sandd/protocol/constants";
 import type { Connection } from "./_connection.ts";
 
@@ -24,26 +32,17 @@ const CHECK_EVERY = 32;
  * slow moment (a loaded machine, a send that takes long) cannot stretch a batch into a stall.
  */
 const SLICE_MS = 4;
+/** Lateness of a timer up to this is timer noise, not a stall, in ms; above it, only the excess counts. */
+export const LAG_SLACK_MS = 20;
+/** Ticks of stall history kept: 64 intervals (older stalls no longer extend a link's bound). */
+const STALL_RING = 64 * SLOTS_PER_INTERVAL;
 
 export interface HeartbeatOptions {
   intervalMs: number;
   /** Send a ping. */
   ping(conn: Connection): void;
-  /** Drop a silent link. */
-  drop(conn: Connection, silentMs: number): void;
-}
-
-/** One link's place on the wheel, kept for the link's life. */
-class Beat {
-  readonly conn: Connection;
-  /** The tick this record is queued for, or -1 when it is queued nowhere (being checked, or deleted). */
-  tick = -1;
-  /** When the link was last pinged (a ping answers for `lastSent` too, but not for silence), or 0. */
-  pingedAt = 0;
-
-  constructor(conn: Connection) {
-    this.conn = conn;
-  }
+  /** Drop a silent link: `silentMs` since its last message, `stalledMs` of which this loop was stalled. */
+  drop(conn: Connection, silentMs: number, stalledMs: number): void;
 }
 
 export class Heartbeat {
@@ -52,9 +51,8 @@ export class Heartbeat {
   /** Silence after which a link is dropped, less one slot of rounding. */
   readonly #dropAfter: number;
   readonly #options: HeartbeatOptions;
-  readonly #beats: Map<Connection, Beat> = new Map();
   /** Records queued per slot: `#slots[s][0 .. #counts[s])`, possibly stale (their `tick` moved on). */
-  readonly #slots: (Beat | undefined)[][] = Array.from({ length: SLOTS }, () => []);
+  readonly #slots: (Connection | undefined)[][] = Array.from({ length: SLOTS }, () => []);
   readonly #counts: number[] = new Array<number>(SLOTS).fill(0);
   readonly #origin = Date.now();
   /** The last tick handled; ticks are counted from the clock, so a late timer does not delay deadlines. */
@@ -64,6 +62,13 @@ export class Heartbeat {
   readonly #timer: ReturnType<typeof setInterval>;
   #yieldTimer: ReturnType<typeof setTimeout> | undefined;
   #yielded: (() => void) | undefined;
+  /** When the wheel's timer last fired (`Date.now()`): its lateness on the next fire is loop lag. */
+  #lastFire = Date.now();
+  /** Stall history: the tick each ring entry holds, and the ms the loop was stalled during that tick. */
+  readonly #stallTick = new Float64Array(STALL_RING).fill(-1);
+  readonly #stallMs = new Float64Array(STALL_RING);
+  /** Total stall measured since the start, in ms. */
+  #stalledTotal = 0;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -71,26 +76,26 @@ export class Heartbeat {
     this.#slotMs = this.#interval / SLOTS_PER_INTERVAL;
     this.#dropAfter = HEARTBEAT_MISSES * this.#interval - this.#slotMs;
     this.#timer = setInterval(() => {
+      const now = Date.now();
+      this.#stalled(this.#lastFire + this.#slotMs, now);
+      this.#lastFire = now;
       if (this.#running) return;
       this.#running = this.#drain().finally(() => this.#running = null);
     }, this.#slotMs);
   }
 
+  /** Total time this loop was measured stalled (timer lateness beyond `LAG_SLACK_MS`), in ms. */
+  get stalledMs(): number {
+    return this.#stalledTotal;
+  }
+
   add(conn: Connection): void {
-    let beat = this.#beats.get(conn);
-    if (!beat) {
-      beat = new Beat(conn);
-      this.#beats.set(conn, beat);
-    }
-    this.#schedule(beat, Date.now() + this.#interval);
+    this.#schedule(conn, Date.now() + this.#interval);
   }
 
   delete(conn: Connection): void {
-    const beat = this.#beats.get(conn);
-    if (!beat) return;
-    this.#beats.delete(conn);
     // Its slot entry goes stale and is skipped (and released) when that slot comes round.
-    beat.tick = -1;
+    conn.beatTick = -1;
   }
 
   async close(): Promise<void> {
@@ -103,18 +108,17 @@ export class Heartbeat {
       this.#slots[s] = [];
       this.#counts[s] = 0;
     }
-    this.#beats.clear();
   }
 
-  #schedule(beat: Beat, at: number): void {
+  #schedule(conn: Connection, at: number): void {
     // The first tick at or after `at`, but never the current one, nor further than the wheel reaches.
     const tick = Math.min(
       Math.max(Math.ceil((at - this.#origin) / this.#slotMs), this.#tick + 1),
       this.#tick + SLOTS - 1,
     );
-    beat.tick = tick;
+    conn.beatTick = tick;
     const slot = tick % SLOTS;
-    this.#slots[slot]![this.#counts[slot]!++] = beat;
+    this.#slots[slot]![this.#counts[slot]!++] = conn;
   }
 
   async #drain(): Promise<void> {
@@ -128,11 +132,11 @@ export class Heartbeat {
       let sliceStart = performance.now();
       for (let i = 0; i < this.#counts[slot]!; i++) {
         if (this.#closed) return;
-        const beat = queued[i]!;
+        const conn = queued[i]!;
         queued[i] = undefined;
-        if (beat.tick !== tick) continue;
-        beat.tick = -1;
-        this.#check(beat);
+        if (conn.beatTick !== tick) continue;
+        conn.beatTick = -1;
+        this.#check(conn);
         if (++n % CHECK_EVERY === 0 && performance.now() - sliceStart >= SLICE_MS) {
           await this.#yield();
           sliceStart = performance.now();
@@ -144,36 +148,79 @@ export class Heartbeat {
 
   #yield(): Promise<void> {
     return new Promise((resolve) => {
+      const since = Date.now();
       this.#yielded = resolve;
-      this.#yieldTimer = setTimeout(resolve, 0);
+      this.#yieldTimer = setTimeout(() => {
+        // A 0 ms timer that comes back late measures how long the loop's other work held it.
+        this.#stalled(since, Date.now());
+        resolve();
+      }, 0);
     });
   }
 
-  #check(beat: Beat): void {
-    const conn = beat.conn;
-    if (conn.closed) {
-      this.#beats.delete(conn);
-      return;
+  /** A timer due at `due` fired at `now`: lateness beyond LAG_SLACK_MS is recorded as a stall ending at `now`. */
+  #stalled(due: number, now: number): void {
+    const late = now - due - LAG_SLACK_MS;
+    if (!(late > 0)) return;
+    this.#stalledTotal += late;
+    // Spread [now - late, now) over the ticks it covers (at most the ring: older stall time is forgotten).
+    let from = now - late;
+    let tick = Math.floor((from - this.#origin) / this.#slotMs);
+    const last = Math.floor((now - this.#origin) / this.#slotMs);
+    if (last - tick >= STALL_RING) {
+      tick = last - STALL_RING + 1;
+      from = this.#origin + tick * this.#slotMs;
     }
+    for (; tick <= last; tick++) {
+      const end = Math.min(now, this.#origin + (tick + 1) * this.#slotMs);
+      const i = tick % STALL_RING;
+      if (this.#stallTick[i] !== tick) {
+        this.#stallTick[i] = tick;
+        this.#stallMs[i] = 0;
+      }
+      this.#stallMs[i]! += end - from;
+      from = end;
+    }
+  }
+
+  /** How long this loop was stalled since `since` (whole ticks: the tick of `since` counts fully), in ms. */
+  #stalledSince(since: number, now: number): number {
+    const last = Math.floor((now - this.#origin) / this.#slotMs);
+    const first = Math.max(
+      Math.floor((since - this.#origin) / this.#slotMs),
+      last - STALL_RING + 1,
+    );
+    let sum = 0;
+    for (let tick = first; tick <= last; tick++) {
+      const i = tick % STALL_RING;
+      if (this.#stallTick[i] === tick) sum += this.#stallMs[i]!;
+    }
+    return sum;
+  }
+
+  #check(conn: Connection): void {
+    if (conn.closed) return;
     const now = Date.now();
     const silent = now - conn.lastSeen;
-    if (silent >= this.#dropAfter) {
-      this.#beats.delete(conn);
-      this.#options.drop(conn, silent);
+    // The time this loop was stalled since the link's last message is not the link's silence (summed only here,
+    // for a link that would be dropped otherwise).
+    const stalled = silent >= this.#dropAfter ? this.#stalledSince(conn.lastSeen, now) : 0;
+    if (silent - stalled >= this.#dropAfter) {
+      this.#options.drop(conn, silent, stalled);
       return;
     }
     if (
       now - conn.lastSent >= this.#interval ||
-      (silent >= this.#interval && beat.pingedAt < conn.lastSeen)
+      (silent >= this.#interval && conn.pingedAt < conn.lastSeen)
     ) {
       this.#options.ping(conn);
-      beat.pingedAt = now;
+      conn.pingedAt = now;
     }
     // Next look: when a ping is due (nothing sent for an interval; or nothing heard for one, unless pinged since),
     // or when the link would be dropped, whichever comes first.
     let next = conn.lastSent + this.#interval;
-    if (beat.pingedAt < conn.lastSeen) next = Math.min(next, conn.lastSeen + this.#interval);
-    next = Math.min(next, conn.lastSeen + this.#dropAfter);
-    this.#schedule(beat, Math.max(next, now + 1));
+    if (conn.pingedAt < conn.lastSeen) next = Math.min(next, conn.lastSeen + this.#interval);
+    next = Math.min(next, conn.lastSeen + stalled + this.#dropAfter);
+    this.#schedule(conn, Math.max(next, now + 1));
   }
 }

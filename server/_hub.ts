@@ -27,6 +27,7 @@ import {
   messageBytes,
 } from "./_security.ts";
 import { Heartbeat } from "./_heartbeat.ts";
+import { AcceptedSocket } from "./_accepted_socket.ts";
 import type { Auditor } from "./_audited.ts";
 import type { MetricsState } from "./_metrics_state.ts";
 import type { ProcessRegistry } from "./_registry.ts";
@@ -83,8 +84,8 @@ export class Hub {
   readonly connections: Map<string, Connection> = new Map();
   readonly #options: HubOptions;
   readonly #pendingSockets: Set<WebSocket> = new Set();
-  /** Every accepted socket until its close event, so `close()` can wait for all of them. */
-  readonly #openSockets: Set<WebSocket> = new Set();
+  /** Every accepted socket until its close event (so `close()` can wait for all of them), with its state. */
+  readonly #openSockets: Map<WebSocket, AcceptedSocket> = new Map();
   /** Made by `close()`: settles when the last accepted socket has closed (no promise per socket meanwhile). */
   #allClosed: PromiseWithResolvers<void> | undefined;
   /** The guards of links held here and of relayed links: one object each for all links, not closures per link. */
@@ -103,9 +104,12 @@ export class Hub {
         options.metrics.heartbeatPings++;
         conn.ping();
       },
-      drop: (conn, ms) => {
+      drop: (conn, ms, stalledMs) => {
         options.metrics.heartbeatTimeouts++;
-        log.warn("Daemon {id} silent for {ms} ms; dropping it", { id: conn.info.id, ms });
+        log.warn(
+          "Daemon {id} silent for {ms} ms ({stalledMs} ms of them this controller's own loop stalled); dropping it",
+          { id: conn.info.id, ms, stalledMs: Math.round(stalledMs) },
+        );
         conn.close(CLOSE_CODES.TIMEOUT, "heartbeat timeout");
         this.#disconnected(conn);
       },
@@ -164,52 +168,61 @@ export class Hub {
   /** Take an upgraded socket: it must say hello within the handshake timeout. */
   accept(socket: WebSocket, remoteAddress: string, identity: Identity): void {
     socket.binaryType = "arraybuffer";
+    const accepted = new AcceptedSocket(socket, remoteAddress, identity);
     this.#pendingSockets.add(socket);
-    this.#openSockets.add(socket);
-    let conn: Connection | null = null;
-    let refused = false;
-    // Cleared and released at the hello: a connected link keeps no timer of its own.
-    let handshake: ReturnType<typeof setTimeout> | undefined = setTimeout(() => {
+    this.#openSockets.set(socket, accepted);
+    accepted.handshake = setTimeout(() => {
       log.warn("No hello from {remote} within the handshake timeout", { remote: remoteAddress });
       socket.close(CLOSE_CODES.TIMEOUT, "handshake timeout");
     }, this.#options.handshakeTimeoutMs);
-    socket.onmessage = (event) => {
-      if (refused) return;
-      const limit = conn ? this.#options.maxMessageBytes : MAX_HELLO_BYTES;
-      const size = messageBytes(event.data, limit);
-      if (size > limit) {
-        log.warn("A {size}-byte message from {who} exceeds {limit} bytes; closing its link", {
-          size,
-          who: conn?.info.id ?? remoteAddress,
-          limit,
-        });
-        refused = true;
-        clearTimeout(handshake);
-        handshake = undefined;
-        socket.close(CLOSE_CODES.MESSAGE_TOO_BIG, "message too big");
-        if (conn) this.#disconnected(conn);
-        return;
-      }
-      if (conn) {
-        conn.lastSeen = Date.now();
-        if (typeof event.data === "string") this.#onText(conn, event.data);
-        else this.#onBinary(conn, new Uint8Array(event.data as ArrayBuffer));
-        return;
-      }
-      clearTimeout(handshake);
-      handshake = undefined;
-      conn = this.#handshake(socket, event.data, remoteAddress, identity);
-      if (!conn) refused = true;
-    };
-    socket.onclose = () => {
-      clearTimeout(handshake);
-      this.#pendingSockets.delete(socket);
-      this.#openSockets.delete(socket);
-      if (this.#openSockets.size === 0) this.#allClosed?.resolve();
-      if (conn) this.#disconnected(conn);
-    };
+    socket.onmessage = this.#onSocketMessage;
+    socket.onclose = this.#onSocketClose;
     socket.onerror = ignore;
   }
+
+  /** Every accepted socket's message handler (one function for all: the state is found by the event's target). */
+  readonly #onSocketMessage = (event: MessageEvent): void => {
+    const accepted = this.#openSockets.get(event.target as WebSocket);
+    if (!accepted || accepted.refused) return;
+    const { socket, conn } = accepted;
+    const limit = conn ? this.#options.maxMessageBytes : MAX_HELLO_BYTES;
+    const size = messageBytes(event.data, limit);
+    if (size > limit) {
+      log.warn("A {size}-byte message from {who} exceeds {limit} bytes; closing its link", {
+        size,
+        who: conn?.info.id ?? accepted.remoteAddress,
+        limit,
+      });
+      accepted.refused = true;
+      clearTimeout(accepted.handshake);
+      accepted.handshake = undefined;
+      socket.close(CLOSE_CODES.MESSAGE_TOO_BIG, "message too big");
+      if (conn) this.#disconnected(conn);
+      return;
+    }
+    if (conn) {
+      conn.lastSeen = Date.now();
+      if (typeof event.data === "string") this.#onText(conn, event.data);
+      else this.#onBinary(conn, new Uint8Array(event.data as ArrayBuffer));
+      return;
+    }
+    clearTimeout(accepted.handshake);
+    accepted.handshake = undefined;
+    accepted.conn = this.#handshake(socket, event.data, accepted.remoteAddress, accepted.identity);
+    if (!accepted.conn) accepted.refused = true;
+  };
+
+  /** Every accepted socket's close handler. */
+  readonly #onSocketClose = (event: CloseEvent): void => {
+    const socket = event.target as WebSocket;
+    const accepted = this.#openSockets.get(socket);
+    if (!accepted) return;
+    clearTimeout(accepted.handshake);
+    this.#pendingSockets.delete(socket);
+    this.#openSockets.delete(socket);
+    if (this.#openSockets.size === 0) this.#allClosed?.resolve();
+    if (accepted.conn) this.#disconnected(accepted.conn);
+  };
 
   /** The first message: a valid hello from a daemon its credential may speak for. */
   #handshake(

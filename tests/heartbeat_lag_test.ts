@@ -1,0 +1,212 @@
+// Lag-aware liveness (protocol/SPEC.md section 3): a side whose own event loop was stalled does not count the stall
+// as its peer's silence, so a starved controller or daemon does not drop healthy links (and add their reconnects to
+// the load that starved it); a peer that is truly silent while the loop is healthy is still dropped within
+// 3 x heartbeatMs. The stalls here are real: a busy loop in this test process (the controller's), SIGSTOP (the
+// daemon's).
+import { Server, SUBPROTOCOL } from "../mod.ts";
+import { assert, assertEquals, assertLess } from "./_assert.ts";
+import { TestDaemon } from "./_daemon.ts";
+import { within } from "./_raw_daemon.ts";
+
+/** Keep this thread's event loop busy for `ms` (nothing else in this process runs meanwhile). */
+function block(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // busy
+  }
+}
+
+/**
+ * A hand-written daemon on `url` that says hello and answers pings while `answering` is true. `pings` resolves
+ * each time a ping arrives (a fresh promise after each), so a test can await the controller's next ping.
+ */
+function answeringDaemon(url: string, id: string) {
+  const socket = new WebSocket(url, { protocols: [SUBPROTOCOL] });
+  const closed = new Promise<CloseEvent>((resolve) => socket.onclose = resolve);
+  const state = { answering: true, pings: 0, next: Promise.withResolvers<void>() };
+  socket.onopen = () =>
+    socket.send(JSON.stringify({
+      t: "hello",
+      id,
+      labels: {},
+      hostname: "lag",
+      platform: "linux",
+      arch: "x86_64",
+      version: "0",
+      pid: 1,
+      processes: 0,
+      instance: id,
+    }));
+  socket.onmessage = (event) => {
+    if (typeof event.data !== "string" || !event.data.includes('"ping"')) return;
+    state.pings++;
+    if (state.answering) socket.send('{"t":"pong"}');
+    const next = state.next;
+    state.next = Promise.withResolvers<void>();
+    next.resolve();
+  };
+  return {
+    socket,
+    closed,
+    state,
+    /** Resolves at the next ping after this call. */
+    nextPing: () => state.next.promise,
+  };
+}
+
+Deno.test("a controller whose loop was blocked past the silence bound keeps a daemon that answers", async () => {
+  const heartbeatMs = 300;
+  await using server = await Server.listen({ port: 0, heartbeatMs });
+  const daemon = answeringDaemon(server.url, "lag-1");
+  let dropped = false;
+  server.addEventListener("disconnect", () => dropped = true);
+  try {
+    await server.waitForDaemon("lag-1");
+    await daemon.nextPing();
+    // The whole process stops for 5 intervals: the daemon's pong to the last ping is older than the bound
+    // (3 intervals) when the controller's heartbeat runs again, which is this controller's stall, not silence.
+    block(5 * heartbeatMs);
+    // The next two pings are answered, so the link is seen alive again.
+    await within(daemon.nextPing(), 20 * heartbeatMs, "a ping after the stall");
+    await within(daemon.nextPing(), 20 * heartbeatMs, "a second ping after the stall");
+    assertEquals(dropped, false, "the controller dropped an answering daemon after its own stall");
+    assertEquals(server.daemonCount, 1);
+  } finally {
+    daemon.socket.close();
+    await daemon.closed;
+  }
+});
+
+Deno.test("after a stall, a daemon that goes silent is still dropped within 3 x heartbeatMs", async () => {
+  const heartbeatMs = 300;
+  await using server = await Server.listen({ port: 0, heartbeatMs });
+  const daemon = answeringDaemon(server.url, "lag-2");
+  try {
+    await server.waitForDaemon("lag-2");
+    await daemon.nextPing();
+    block(5 * heartbeatMs);
+    // Seen alive after the stall (a ping answered), then silent: the stall is before its last message, so it
+    // extends nothing.
+    await within(daemon.nextPing(), 20 * heartbeatMs, "a ping after the stall");
+    const gone = new Promise<number>((resolve) =>
+      server.addEventListener("disconnect", () => resolve(performance.now()), { once: true })
+    );
+    const muted = performance.now();
+    daemon.state.answering = false;
+    const at = await within(gone, 20 * heartbeatMs, "the silent daemon's drop");
+    assertLess(at - muted, 3 * heartbeatMs + 300);
+    const closed = await daemon.closed;
+    assertEquals(closed.code, 4008);
+  } finally {
+    daemon.socket.close();
+    await daemon.closed;
+  }
+});
+
+/**
+ * A controller written here: welcomes one daemon with `heartbeatMs`, pings it every `heartbeatMs` while `pinging`,
+ * and counts its pongs. It never drops the link itself (the test watches the daemon's side).
+ */
+function pingingController(heartbeatMs: number) {
+  const state = {
+    pinging: true,
+    pongs: 0,
+    nextPong: Promise.withResolvers<void>(),
+  };
+  const socketReady = Promise.withResolvers<WebSocket>();
+  const closed = Promise.withResolvers<CloseEvent>();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request, {
+      protocol: SUBPROTOCOL,
+      idleTimeout: 0,
+    });
+    socket.onerror = () => {};
+    socket.onclose = (event) => {
+      clearInterval(timer);
+      closed.resolve(event);
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string") return;
+      const message = JSON.parse(event.data);
+      if (message.t === "hello") {
+        socket.send(JSON.stringify({ t: "welcome", version: "0", heartbeatMs }));
+        timer = setInterval(() => {
+          if (state.pinging && socket.readyState === WebSocket.OPEN) socket.send('{"t":"ping"}');
+        }, heartbeatMs);
+        socketReady.resolve(socket);
+      } else if (message.t === "pong") {
+        state.pongs++;
+        const next = state.nextPong;
+        state.nextPong = Promise.withResolvers<void>();
+        next.resolve();
+      } else if (message.t === "ping") socket.send('{"t":"pong"}');
+    };
+    return response;
+  });
+  return {
+    server,
+    state,
+    socket: socketReady.promise,
+    closed: closed.promise,
+    url: `ws://127.0.0.1:${server.addr.port}/ws`,
+    stop: async () => {
+      clearInterval(timer);
+      await server.shutdown();
+    },
+  };
+}
+
+Deno.test("a daemon whose loop was stopped past the silence bound keeps a controller that pings", async () => {
+  const heartbeatMs = 300;
+  const controller = pingingController(heartbeatMs);
+  const daemon = new TestDaemon({ id: "lag-daemon-1", url: controller.url });
+  try {
+    await within(controller.socket, 30_000, "the daemon's hello");
+    await within(controller.state.nextPong.promise, 10_000, "a first pong");
+    // The daemon's process stops for 6 intervals (twice its bound) while the controller keeps pinging: the pings
+    // wait in its socket, which is its own stall, not the controller's silence.
+    Deno.kill(daemon.pid, "SIGSTOP");
+    const stoppedAt = performance.now();
+    while (performance.now() - stoppedAt < 6 * heartbeatMs) {
+      await new Promise((resolve) => setTimeout(resolve, heartbeatMs));
+    }
+    Deno.kill(daemon.pid, "SIGCONT");
+    // Three more pongs (about three intervals) and the link is still the same one.
+    for (let i = 0; i < 3; i++) {
+      await within(
+        controller.state.nextPong.promise,
+        20 * heartbeatMs,
+        `pong ${i + 1} after the stop`,
+      );
+    }
+    const closedEarly = await Promise.race([controller.closed, Promise.resolve(null)]);
+    assertEquals(closedEarly, null, "the daemon dropped a controller that kept pinging");
+    assert(!daemon.log.includes("Controller silent"), daemon.log);
+  } finally {
+    Deno.kill(daemon.pid, "SIGCONT");
+    await daemon.stop();
+    await controller.stop();
+  }
+});
+
+Deno.test("a daemon drops a controller that stops pinging within 3 x heartbeatMs", async () => {
+  const heartbeatMs = 300;
+  const controller = pingingController(heartbeatMs);
+  const daemon = new TestDaemon({ id: "lag-daemon-2", url: controller.url });
+  try {
+    await within(controller.socket, 30_000, "the daemon's hello");
+    await within(controller.state.nextPong.promise, 10_000, "a first pong");
+    const muted = performance.now();
+    controller.state.pinging = false;
+    const closed = await within(controller.closed, 20 * heartbeatMs, "the daemon's drop");
+    // Silent since the last ping (at most one interval before muting): 3 intervals from then, plus a margin for
+    // the close to travel and the one turn the daemon gives its loop before blaming the controller.
+    assertLess(performance.now() - muted, 3 * heartbeatMs + 400);
+    assertEquals(closed.code, 4008);
+    await daemon.waitForLog("Controller silent");
+  } finally {
+    await daemon.stop();
+    await controller.stop();
+  }
+});
