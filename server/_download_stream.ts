@@ -11,7 +11,7 @@ import { Wakeup } from "./_stream_link.ts";
 import { KIND_FILE } from "./_metrics_state.ts";
 import { CreditError, CreditReceiver } from "@sandd/protocol/stream";
 import { MAX_FRAME_PAYLOAD_BYTES } from "@sandd/protocol/constants";
-import { FRAME_HEADER_BYTES } from "@sandd/protocol/frame";
+import { ownsBuffer, release } from "./_message_buffers.ts";
 import {
   FILE_WINDOW,
   MAX_TIMER_MS,
@@ -401,21 +401,6 @@ class DownloadReceiver {
         `ETIMEDOUT: no data for ${ms} ms`,
       );
     }, ms);
-  }
-}
-
-/** Whether `payload` is all of its buffer after a data frame's header (a WebSocket message of its own). */
-function ownsBuffer(payload: Uint8Array): boolean {
-  return payload.byteOffset <= FRAME_HEADER_BYTES &&
-    payload.byteOffset + payload.byteLength === payload.buffer.byteLength;
-}
-
-/** Free a message buffer nothing holds any more, by detaching it (best effort). */
-function release(chunk: Uint8Array): void {
-  try {
-    (chunk.buffer as ArrayBuffer).transfer(0);
-  } catch {
-    // not detachable: the garbage collector frees it
   }
 }
 

@@ -3,7 +3,7 @@
 // The credit rules (window, gaps, resend overlap, memory bound) are the shared CreditReceiver's; this class adds
 // the link, the gap reports and the ReadableStream.
 import { CreditReceiver, type SkippedRange } from "@sandd/protocol/stream";
-import { FRAME_HEADER_BYTES } from "@sandd/protocol/frame";
+import { ownsBuffer, release } from "./_message_buffers.ts";
 import type { Connection } from "./_connection.ts";
 import { StreamLink, Wakeup } from "./_stream_link.ts";
 import { KIND_PROCESS, type StreamKind } from "./_metrics_state.ts";
@@ -263,20 +263,5 @@ export class InboundStream {
     if (this.#finished) return;
     this.#finished = true;
     this.#onEnd?.();
-  }
-}
-
-/** Whether `payload` is all of its buffer after a data frame's header (a WebSocket message of its own). */
-function ownsBuffer(payload: Uint8Array): boolean {
-  return payload.byteOffset <= FRAME_HEADER_BYTES &&
-    payload.byteOffset + payload.byteLength === payload.buffer.byteLength;
-}
-
-/** Free a message buffer nothing holds any more, by detaching it (best effort). */
-function release(chunk: Uint8Array): void {
-  try {
-    (chunk.buffer as ArrayBuffer).transfer(0);
-  } catch {
-    // not detachable (or detached already): the garbage collector frees it
   }
 }

@@ -7,7 +7,6 @@
 // bulk rates are the median of the rounds. Beside the rates, the CPU time the daemon and the controller spend per
 // MiB of the remote `cat`, against the local pty reader's (medians of the rounds): a figure that holds on a busy
 // machine, where the rates do not.
-import process from "node:process";
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
 import {
@@ -19,29 +18,13 @@ import {
   type SectionResult,
   toMiB,
 } from "./_stats.ts";
+import { threadsCpuMs } from "./_cpu.ts";
 
 type Read = () => Promise<Uint8Array | null>;
 type Write = (bytes: Uint8Array) => Promise<void>;
 
 const ENV = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", TERM: "dumb" };
 const ECHO = ["sh", "-c", "stty raw -echo && echo READY && exec cat"];
-
-/** CPU time (every thread) a process has used, in milliseconds (Linux: the threads' schedstat, in ns). */
-function cpuOf(pid: number | "self"): number {
-  if (pid === "self") {
-    const { user, system } = process.cpuUsage();
-    return (user + system) / 1000;
-  }
-  let ns = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return ns / 1e6;
-}
 
 /** `keys` times: type one byte, await its echo. Waits for READY first when `ready` is set. */
 async function echo(write: Write, read: Read, keys: number, ready: boolean): Promise<number[]> {
@@ -173,24 +156,24 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
       // CPU ms per MiB of each round: the daemon's and the controller's (remote), the local reader's.
       const cpu = { daemon: [] as number[], controller: [] as number[], local: [] as number[] };
       const remoteCat = async () => {
-        const before = { daemon: cpuOf(daemon.pid), controller: cpuOf("self") };
+        const before = { daemon: threadsCpuMs(daemon.pid), controller: threadsCpuMs("self") };
         const sh = await server.shell("bench-pty", { command: cat, env: ENV });
         const out = readerOf(sh.output);
         const rate = await drain(out.read, bytes);
         out.release();
         await sh.exited;
-        cpu.daemon.push((cpuOf(daemon.pid) - before.daemon) / megabytes);
-        cpu.controller.push((cpuOf("self") - before.controller) / megabytes);
+        cpu.daemon.push((threadsCpuMs(daemon.pid) - before.daemon) / megabytes);
+        cpu.controller.push((threadsCpuMs("self") - before.controller) / megabytes);
         peak ??= { controller: peakOf("self"), daemon: peakOf(daemon.pid) };
         return rate;
       };
       const localCat = async () => {
-        const before = cpuOf("self");
+        const before = threadsCpuMs("self");
         const rate = await (async () => {
           await using pty = localPty(cat);
           return await drain(() => pty.read(), bytes);
         })();
-        cpu.local.push((cpuOf("self") - before) / megabytes);
+        cpu.local.push((threadsCpuMs("self") - before) / megabytes);
         return rate;
       };
       const rates = { remote: [] as number[], local: [] as number[], pipe: [] as number[] };

@@ -4,11 +4,11 @@
 // stream that could deliver as much. A second baseline is the floor of any design on Deno's WebSocket here: a bare
 // Deno.upgradeWebSocket receiver taking the same bytes from a Deno WebSocket client in another process, in the
 // daemon's message size with the same credit window.
-import process from "node:process";
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
 import { type Figure, mibPerSecond, pause, rssOf, type SectionResult, toMiB } from "./_stats.ts";
 import { processCounters } from "./_websocket_sender.ts";
+import { threadsCpuMs } from "./_cpu.ts";
 
 /** The daemon's message: a full data frame (256 KiB of output after the 13-byte frame header). */
 const DAEMON_MESSAGE = 256 * 1024 + 13;
@@ -76,7 +76,7 @@ async function websocketFloor(
     let acked = 0;
     socket.onopen = () => {
       started = performance.now();
-      receiverStart = { cpu: cpuOf("self"), faults: processCounters("self").faults };
+      receiverStart = { cpu: threadsCpuMs("self"), faults: processCounters("self").faults };
     };
     socket.onmessage = (event) => {
       received += (event.data as ArrayBuffer).byteLength;
@@ -102,7 +102,7 @@ async function websocketFloor(
     await done.promise;
     const elapsed = performance.now() - started;
     const receiver = {
-      cpu: (cpuOf("self") - receiverStart.cpu) / toMiB(size),
+      cpu: (threadsCpuMs("self") - receiverStart.cpu) / toMiB(size),
       faults: perMiB(processCounters("self").faults - receiverStart.faults, size),
     };
     const status = await sender.status;
@@ -118,29 +118,12 @@ async function websocketFloor(
   }
 }
 
-/** CPU time (every thread) a process has used, in milliseconds (Linux: the threads' schedstat, in ns). */
-function cpuOf(pid: number | "self"): number {
-  if (pid === "self") {
-    const { user, system } = process.cpuUsage();
-    return (user + system) / 1000;
-  }
-  let ns = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return ns / 1e6;
-}
-
 async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
   const size = quick ? 8 * 1024 * 1024 : 1024 * 1024 * 1024;
   const sizeLabel = quick ? "8 MiB" : "1 GiB";
   const argv = ["head", "-c", String(size), "/dev/zero"];
   return await withDaemon(checkout, "bench-stream", async (server, daemon) => {
-    let cpu = cpuOf("self");
+    let cpu = threadsCpuMs("self");
     let faults = processCounters("self").faults;
     let t = performance.now();
     const local = new Deno.Command(argv[0]!, { args: argv.slice(1), stdout: "piped" }).spawn();
@@ -148,14 +131,14 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     for await (const chunk of local.stdout) n += chunk.length;
     await local.status;
     const localRate = mibPerSecond(n, performance.now() - t);
-    const localCpu = (cpuOf("self") - cpu) / toMiB(n);
+    const localCpu = (threadsCpuMs("self") - cpu) / toMiB(n);
     const localFaults = perMiB(processCounters("self").faults - faults, n);
 
     const before = { daemon: rssOf(daemon.pid), controller: rssOf("self") };
     const peak = { ...before };
-    cpu = cpuOf("self");
+    cpu = threadsCpuMs("self");
     faults = processCounters("self").faults;
-    const daemonCpu = cpuOf(daemon.pid);
+    const daemonCpu = threadsCpuMs(daemon.pid);
     const daemonFaults = processCounters(daemon.pid).faults;
     t = performance.now();
     const p = await server.spawn("bench-stream", argv, { stdin: false });
@@ -171,8 +154,8 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     await p.status;
     const remoteRate = mibPerSecond(n, performance.now() - t);
     const cpuPerMiB = {
-      daemon: (cpuOf(daemon.pid) - daemonCpu) / toMiB(n),
-      controller: (cpuOf("self") - cpu) / toMiB(n),
+      daemon: (threadsCpuMs(daemon.pid) - daemonCpu) / toMiB(n),
+      controller: (threadsCpuMs("self") - cpu) / toMiB(n),
     };
     const faultsPerMiB = {
       daemon: perMiB(processCounters(daemon.pid).faults - daemonFaults, n),
@@ -192,7 +175,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     const floor = await websocketFloor(size, DAEMON_MESSAGE, WINDOW);
 
     // The same with BYOB readers (one reused buffer) on both sides: no fresh memory per chunk for the reader.
-    cpu = cpuOf("self");
+    cpu = threadsCpuMs("self");
     faults = processCounters("self").faults;
     t = performance.now();
     const localByob = new Deno.Command(argv[0]!, { args: argv.slice(1), stdout: "piped" }).spawn();
@@ -200,10 +183,10 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     await localByob.status;
     const byobLocal = {
       rate: mibPerSecond(n, performance.now() - t),
-      cpu: (cpuOf("self") - cpu) / toMiB(n),
+      cpu: (threadsCpuMs("self") - cpu) / toMiB(n),
       faults: perMiB(processCounters("self").faults - faults, n),
     };
-    cpu = cpuOf("self");
+    cpu = threadsCpuMs("self");
     faults = processCounters("self").faults;
     t = performance.now();
     const byobProcess = await server.spawn("bench-stream", argv, { stdin: false });
@@ -211,7 +194,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
     await byobProcess.status;
     const byobRemote = {
       rate: mibPerSecond(n, performance.now() - t),
-      cpu: (cpuOf("self") - cpu) / toMiB(n),
+      cpu: (threadsCpuMs("self") - cpu) / toMiB(n),
       faults: perMiB(processCounters("self").faults - faults, n),
     };
     if (n !== size) throw new Error(`Streamed ${n} bytes to a BYOB reader, expected ${size}`);
