@@ -7,23 +7,19 @@ import { type Figure, median, type SectionResult } from "./_stats.ts";
 
 const PAGE = 4096;
 
-/** µs per 4 KiB page to write one byte into each page of `bytes`. */
-function perPage(bytes: Uint8Array, value: number): number {
-  const t = performance.now();
-  for (let i = 0; i < bytes.length; i += PAGE) bytes[i] = value;
-  return (performance.now() - t) * 1000 / (bytes.length / PAGE);
-}
-
-/** Fresh pages (a new 64 MiB buffer each round, first touch) against the same pages touched again. */
-function pages(rounds: number): { fresh: number; touched: number } {
-  const fresh: number[] = [];
-  const touched: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    const bytes = new Uint8Array(64 * 1024 * 1024);
-    fresh.push(perPage(bytes, 1));
-    touched.push(perPage(bytes, 2));
-  }
-  return { fresh: median(fresh), touched: median(touched) };
+/**
+ * Fresh pages (a new 64 MiB buffer each round, first touch) against the same pages touched again, in µs per page,
+ * measured in a process of its own (_fresh_pages.ts).
+ */
+async function pages(rounds: number): Promise<{ fresh: number; touched: number }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", `${OWN_ROOT}/tests/bench/_fresh_pages.ts`, String(rounds)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("The fresh-memory probe failed");
+  return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
 /** p50 of one-byte round trips on `conn`, each after a `gapMs` pause (0: back to back). */
@@ -72,7 +68,7 @@ async function localEcho(): Promise<{ conn: Deno.TcpConn; close(): Promise<void>
 }
 
 async function run({ quick }: BenchContext): Promise<SectionResult> {
-  const memory = pages(quick ? 3 : 9);
+  const memory = await pages(quick ? 3 : 9);
   const count = quick ? 50 : 500;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-net=127.0.0.1", `${OWN_ROOT}/tests/bench/_echo_peer.ts`],
