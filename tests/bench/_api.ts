@@ -11,7 +11,7 @@
 // runs on the controller's thread, which makes the overhead shown here, if anything, a little high.
 import type { BenchContext, Section } from "./_context.ts";
 import { withDaemon } from "./_daemon.ts";
-import { mibPerSecond, quantile, type SectionResult } from "./_stats.ts";
+import { mibPerSecond, quantile, type SectionResult, shuffle } from "./_stats.ts";
 import { LeanHttpClient } from "./_lean_http.ts";
 
 const ID = "bench-api";
@@ -112,12 +112,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
       for (let i = 0; i < rounds; i++) {
         // Interleaved, so all see the same machine noise, in a new order each round, so none always pays for the
         // work its predecessor leaves behind (acknowledgements, a connection's end of response).
-        const order = Object.entries(runs);
-        for (let k = order.length - 1; k > 0; k--) {
-          const j = Math.floor(Math.random() * (k + 1));
-          [order[k], order[j]] = [order[j]!, order[k]!];
-        }
-        for (const [name, fn] of order) {
+        for (const [name, fn] of shuffle(Object.entries(runs))) {
           const t = performance.now();
           await fn();
           times[name as keyof typeof runs].push(performance.now() - t);

@@ -133,3 +133,12 @@ export function table(figures: Figure[], skipped: Skipped[]): string {
   for (const s of skipped) lines.push(`\nskipped ${s.id}: ${s.reason}`);
   return lines.join("\n");
 }
+
+/** `items` in a random order (Fisher-Yates, in place), so interleaved runs do not always follow the same one. */
+export function shuffle<T>(items: T[]): T[] {
+  for (let k = items.length - 1; k > 0; k--) {
+    const j = Math.floor(Math.random() * (k + 1));
+    [items[k], items[j]] = [items[j]!, items[k]!];
+  }
+  return items;
+}

@@ -26,7 +26,7 @@ import { BenchDaemon, withDaemon } from "./_daemon.ts";
 import { FrameCounter } from "./_frame_counter.ts";
 import { BareExecPeer } from "./_bare_exec.ts";
 import type { Checkout, Server } from "./_checkout.ts";
-import { type Figure, quantile, type SectionResult } from "./_stats.ts";
+import { type Figure, quantile, type SectionResult, shuffle } from "./_stats.ts";
 
 /**
  * Messages a daemon sends per exec of `true` (reply, exit, eofs), counted by a relay on its link: on a link as this
@@ -73,12 +73,7 @@ async function run({ checkout, quick }: BenchContext): Promise<SectionResult> {
       // interleaved, local 3.45 alone and 3.98 interleaved; at load 9-17 the order effect was larger than the
       // overhead itself (remote after local 17.7-23.3 ms, local after remote 12.0-15.6 ms, both after themselves
       // 13.4-21.4 ms). A random order gives each the same mix of predecessors.
-      const order = [...runs];
-      for (let k = order.length - 1; k > 0; k--) {
-        const j = Math.floor(Math.random() * (k + 1));
-        [order[k], order[j]] = [order[j]!, order[k]!];
-      }
-      for (const [run, times] of order) {
+      for (const [run, times] of shuffle([...runs])) {
         const t = performance.now();
         await run();
         times.push(performance.now() - t);
