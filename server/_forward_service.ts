@@ -5,6 +5,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Connection } from "./_connection.ts";
 import type { Auditor } from "./_audited.ts";
 import type { HttpMount } from "./_http.ts";
+import { toRequest } from "./_http1_request.ts";
 import { DaemonDisconnectedError, DaemonNotFoundError } from "./errors.ts";
 import { checkDaemonId } from "./_validate.ts";
 import { TunnelSet, TunnelSocket } from "./_forward_tunnel.ts";
@@ -102,7 +103,7 @@ export class ForwardService {
     this.#host = host;
     this.mount = {
       prefix: EXPOSE_PREFIX,
-      handle: (request, info) => this.#handle(request, info),
+      handle: (request, info) => this.#handle(toRequest(request), info),
     };
   }
 

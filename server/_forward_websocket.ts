@@ -4,6 +4,7 @@
 // the browser's messages are framed (masked, as a client must) and written to the tunnel.
 import { createHash } from "node:crypto";
 import type { TunnelSocket } from "./_forward_tunnel.ts";
+import { upgradeWebSocket } from "./_http1_request.ts";
 import {
   BadGatewayError,
   parseResponseHead,
@@ -179,7 +180,7 @@ export async function proxyWebSocket(
     );
   }
   const protocol = head.headers.get("sec-websocket-protocol");
-  const { socket, response } = Deno.upgradeWebSocket(request, {
+  const { socket, response } = upgradeWebSocket(request, {
     ...(protocol ? { protocol } : {}),
     idleTimeout: 0,
   });

@@ -2,6 +2,7 @@
 // else, the failure limit, protocol negotiation and the upgrade. `serveHttp` is the one place that opens the
 // listener, so it can be swapped for a hardened one.
 import { serveHttp as serveHardened } from "./_http_listener.ts";
+import { type HttpRequest, toRequest, upgradeWebSocket } from "./_http1_request.ts";
 import { getLogger } from "@logtape/logtape";
 import { selectSubprotocol, SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 import type { Security } from "./_security.ts";
@@ -19,8 +20,14 @@ const log = getLogger(["sandd", "server"]);
 export interface HttpMount {
   /** Path prefix without a trailing slash, e.g. `"/api/v1"`. */
   prefix: string;
-  /** Answer the request. */
-  handle(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response>;
+  /**
+   * Answer the request: a `Request`, or the lighter request of SandD's HTTP engine (`toRequest` of
+   * `_http1_request.ts` makes a `Request` of it; `upgradeWebSocket` there upgrades either).
+   */
+  handle: (
+    request: HttpRequest,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ) => Response | Promise<Response>;
   /** Optional: end long-lived answers (event streams, waits); called first when the server closes. */
   close?(): void | Promise<void>;
 }
@@ -81,7 +88,7 @@ export function fastPath(url: string): RequestPath | null {
 /** Handle one HTTP request. */
 export async function handleHttp(
   routes: HttpRoutes,
-  request: Request,
+  request: HttpRequest,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ): Promise<Response> {
   // The path without a URL parse where that gives the same (a mount such as the control API pays for every call).
@@ -105,7 +112,7 @@ export async function handleHttp(
   const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
   // Authenticate before anything else is looked at; a refusal says nothing about why (the log does). Only
   // failures are limited per address: valid credentials are never refused because of others' failures.
-  const identity = await routes.security.authenticator(request);
+  const identity = await routes.security.authenticator(toRequest(request));
   if (identity === null) {
     routes.metrics.authFailures[ENDPOINT_DAEMON]!++;
     const retryMs = routes.security.failures.failed(info.remoteAddr.hostname);
@@ -139,7 +146,7 @@ export async function handleHttp(
     }, { status: 426 });
   }
   if (routes.closing()) return new Response("Shutting down\n", { status: 503 });
-  const { socket, response } = Deno.upgradeWebSocket(request, {
+  const { socket, response } = upgradeWebSocket(request, {
     protocol: selected,
     idleTimeout: 0,
   });
@@ -160,7 +167,7 @@ export interface ListenOptions {
 /** Open the listener; resolves once it listens. */
 export async function serveHttp(
   options: ListenOptions,
-  handler: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response>,
+  handler: (request: HttpRequest, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response>,
 ): Promise<Deno.HttpServer<Deno.NetAddr>> {
   const { promise: listening, resolve } = Promise.withResolvers<void>();
   const http = serveHardened({

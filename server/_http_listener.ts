@@ -30,12 +30,14 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { connRid, serveConnection as serveEngine } from "./_http1_connection.ts";
+import type { EngineRequest, HttpRequest } from "./_http1_request.ts";
 
 const log = getLogger(["sandd", "server"]);
 
 /** Handler of {@linkcode serveHttp}: the same shape as `Deno.serve`'s. */
 export type HttpHandler = (
-  request: Request,
+  request: HttpRequest,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ) => Response | Promise<Response>;
 
@@ -59,6 +61,14 @@ export interface HttpListenerOptions {
    * previous response, else it is closed. @default 10_000
    */
   headerTimeoutMs?: number | undefined;
+  /**
+   * What serves HTTP on a plain (not TLS) connection: `"sandd"`, SandD's own HTTP/1.1 engine (`_http1_*.ts`: the
+   * request a handler gets is an {@linkcode HttpRequest}, not a `Request`; WebSockets through `upgradeWebSocket`
+   * of `_http1_request.ts`), or `"deno"`, Deno's per-connection server (`Deno.serveHttp`). TLS connections are
+   * always served by Deno's (HTTP/2 included). `"sandd"` falls back to `"deno"`, with a warning, on a Deno where
+   * its WebSocket upgrade does not work. @default "sandd"
+   */
+  engine?: "sandd" | "deno" | undefined;
   /** Stops the listener when aborted (like {@linkcode HttpListener.shutdown}). */
   signal?: AbortSignal | undefined;
   /** Called once the socket is bound. */
@@ -144,6 +154,10 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
   if ((options.cert === undefined) !== (options.key === undefined)) {
     throw new TypeError("cert and key must be given together");
   }
+  const engine = options.engine ?? "sandd";
+  if (engine !== "sandd" && engine !== "deno") {
+    throw new TypeError(`engine must be "sandd" or "deno", got ${JSON.stringify(engine)}`);
+  }
   const onError = options.onError ?? defaultOnError;
   const serveConnection = legacyServeHttp();
   if (!serveConnection) return fallback(options, port, handler, onError);
@@ -159,9 +173,11 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
       alpnProtocols: ["h2", "http/1.1"],
     })
     : Deno.listen({ hostname, port, transport: "tcp" });
+  const tls = options.cert !== undefined && options.key !== undefined;
   const server = new HardenedListener(listener, serveConnection, handler, onError, {
     maxConnections,
     headerTimeoutMs,
+    engine: engine === "sandd" && !tls && engineUsable(),
   });
   options.onListen?.(server.addr);
   const signal = options.signal;
@@ -170,6 +186,26 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
     else signal.addEventListener("abort", () => void server.shutdown(), { once: true });
   }
   return server;
+}
+
+let engineChecked: boolean | undefined;
+
+/**
+ * Whether SandD's engine can upgrade WebSockets on this Deno: it needs a connection's resource id (an own symbol
+ * property `Deno.internal.rid`, checked on the first connection) and `Deno.upgradeWebSocket`'s upgrade of a
+ * socket Deno did not accept (the `socket` option node:http's upgrade uses). Checked once; warns when not.
+ */
+function engineUsable(): boolean {
+  if (engineChecked === undefined) {
+    engineChecked = String(Deno.upgradeWebSocket).includes("takeStream");
+    if (!engineChecked) {
+      log.warn(
+        "This Deno's Deno.upgradeWebSocket cannot upgrade a socket it did not accept: serving plain HTTP with " +
+          "Deno.serveHttp instead of SandD's HTTP/1.1 engine",
+      );
+    }
+  }
+  return engineChecked;
 }
 
 let signalsReady = false;
@@ -263,6 +299,8 @@ class Connection {
   /** No more requests will come (the peer closed, or the connection was upgraded). */
   ended = false;
   closed = false;
+  /** Served by SandD's engine: the request being answered's info. */
+  info: HandlerInfo | undefined;
 
   constructor(conn: Deno.Conn) {
     this.conn = conn;
@@ -278,6 +316,8 @@ class HardenedListener implements HttpListener {
   #onError: (error: unknown) => Response | Promise<Response>;
   #maxConnections: number;
   #headerTimeoutMs: number;
+  /** Plain connections are served by SandD's engine. */
+  #engine: boolean;
   /** Every connection still HTTP. */
   #open = new Set<Connection>();
   /** Those waiting for a request head, oldest first: so also by deadline (every wait is `headerTimeoutMs`). */
@@ -305,8 +345,9 @@ class HardenedListener implements HttpListener {
     serveConnection: LegacyServeHttp,
     handler: HttpHandler,
     onError: (error: unknown) => Response | Promise<Response>,
-    limits: { maxConnections: number; headerTimeoutMs: number },
+    limits: { maxConnections: number; headerTimeoutMs: number; engine: boolean },
   ) {
+    this.#engine = limits.engine;
     this.#listener = listener;
     this.#serveConnection = serveConnection;
     this.#handler = handler;
@@ -403,6 +444,13 @@ class HardenedListener implements HttpListener {
       // handshake in progress (the task would wait for the peer forever); closing the TLS connection does.
       if ("handshake" in conn) await (conn as Deno.TlsConn).handshake();
       if (connection.closed) return;
+      if (this.#engine && !("handshake" in conn)) {
+        const rid = connRid(conn);
+        if (rid !== null) {
+          await this.#serveWithEngine(connection, rid);
+          return;
+        }
+      }
       connection.http = this.#serveConnection(conn);
     } catch (error) {
       log.debug("Serving a connection failed: {error}", { error: String(error) });
@@ -425,22 +473,67 @@ class HardenedListener implements HttpListener {
     if (connection.inFlight === 0) this.#close(connection);
   }
 
-  async #respond(connection: Connection, event: LegacyRequestEvent): Promise<void> {
-    const info = new HandlerInfo(connection.conn.remoteAddr as Deno.NetAddr);
-    let response: Response;
+  /** Serve a plain connection with SandD's engine until it closes or becomes a WebSocket. */
+  async #serveWithEngine(connection: Connection, rid: number): Promise<void> {
+    const remoteAddr = connection.conn.remoteAddr as Deno.NetAddr;
     try {
-      response = await this.#handler(event.request, info);
+      await serveEngine(connection.conn, rid, "http", {
+        awaitHead: () => {
+          if (connection.inFlight === 0 && !connection.closed) this.#awaitHead(connection);
+        },
+        headArrived: () => {
+          this.#waiting.delete(connection);
+          connection.inFlight++;
+        },
+        upgraded: () => {
+          connection.upgraded = true;
+        },
+        respond: (request) => {
+          const info = new HandlerInfo(remoteAddr);
+          connection.info = info;
+          return this.#answer(request, info);
+        },
+        answered: (error) => {
+          connection.info?.settle(error);
+          connection.info = undefined;
+          connection.inFlight--;
+        },
+      });
+    } catch (error) {
+      log.debug("HTTP connection ended: {error}", { error: String(error) });
+    }
+    connection.ended = true;
+    if (connection.info !== undefined) {
+      connection.info.settle(
+        new Deno.errors.Interrupted("The connection closed before the answer was sent"),
+      );
+      connection.info = undefined;
+      connection.inFlight--;
+    }
+    this.#close(connection);
+  }
+
+  /** The handler's answer to a request; an error becomes `onError`'s answer (or a plain 500). */
+  async #answer(request: HttpRequest, info: HandlerInfo): Promise<Response> {
+    try {
+      const response = await this.#handler(request, info);
       if (!(response instanceof Response)) {
         throw new TypeError(`The handler must return a Response, got ${typeof response}`);
       }
+      return response;
     } catch (error) {
       try {
-        response = await this.#onError(error);
+        return await this.#onError(error);
       } catch (failure) {
         log.error("onError failed: {error}", { error: String(failure) });
-        response = new Response("Internal Server Error", { status: 500 });
+        return new Response("Internal Server Error", { status: 500 });
       }
     }
+  }
+
+  async #respond(connection: Connection, event: LegacyRequestEvent): Promise<void> {
+    const info = new HandlerInfo(connection.conn.remoteAddr as Deno.NetAddr);
+    const response = await this.#answer(event.request, info);
     if (response.status === 101) connection.upgraded = true;
     try {
       await event.respondWith(response);
@@ -504,7 +597,8 @@ class HardenedListener implements HttpListener {
     this.#open.delete(connection);
     try {
       if (connection.http) connection.http.close();
-      else connection.conn.close();
+      // A connection SandD's engine upgraded belongs to its WebSocket now.
+      else if (!connection.upgraded) connection.conn.close();
     } catch {
       // Closed by the peer already.
     }

@@ -4,6 +4,7 @@
 import { assert, assertEquals, assertLess, assertRejects, assertThrows } from "../tests/_assert.ts";
 import { hasOpenssl, makeTestCerts } from "../tests/_certs.ts";
 import { type HttpHandler, type HttpListenerOptions, serveHttp } from "./_http_listener.ts";
+import { upgradeWebSocket } from "./_http1_request.ts";
 
 const encoder = new TextEncoder();
 
@@ -162,7 +163,7 @@ Deno.test("http listener: at maxConnections with every connection busy, a new on
 Deno.test("http listener: a WebSocket upgrade stops counting and outlives the header timeout", async () => {
   const { promise: serverClosed, resolve: closedAtServer } = Promise.withResolvers<void>();
   await using server = listen({ headerTimeoutMs: 200 }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request);
+    const { socket, response } = upgradeWebSocket(request);
     socket.onmessage = (event) => socket.send(`echo ${event.data}`);
     socket.onclose = () => closedAtServer();
     return response;
@@ -198,7 +199,7 @@ Deno.test({
       { cert: certs.cert, key: certs.key, headerTimeoutMs: 2_000 },
       (request) => {
         if (request.headers.get("upgrade") !== "websocket") return new Response("secure");
-        const { socket, response } = Deno.upgradeWebSocket(request);
+        const { socket, response } = upgradeWebSocket(request);
         socket.onmessage = (event) => socket.send(event.data);
         return response;
       },

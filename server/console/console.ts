@@ -14,6 +14,7 @@
  */
 
 import type { HttpMount } from "../_http.ts";
+import { toRequest } from "../_http1_request.ts";
 import { auditActor } from "../_audited.ts";
 import type { Server } from "../server.ts";
 import { ClientAuth } from "../control/_auth.ts";
@@ -204,7 +205,10 @@ export function createConsoleMount(
  */
 export function consoleMount(host: ConsoleHost, options: ConsoleOptions = {}): HttpMount {
   const console = new ConsoleHandler(host, options);
-  return { prefix: "/console", handle: (request, info) => console.handle(request, info) };
+  return {
+    prefix: "/console",
+    handle: (request, info) => console.handle(toRequest(request), info),
+  };
 }
 
 class ConsoleHandler {

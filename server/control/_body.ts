@@ -1,5 +1,6 @@
 // Strict input of the control API: JSON bodies read under a size limit and checked field by field (unknown fields,
 // wrong types and bad values are 400 naming the field), and query parameters.
+import type { HttpRequest } from "../_http1_request.ts";
 import { badRequest, HttpError } from "./_errors.ts";
 
 /** How one field is checked. */
@@ -19,7 +20,7 @@ export interface BodySchema {
 }
 
 /** Read a request body as bytes, at most `max` (413 beyond). */
-export async function readLimited(request: Request, max: number): Promise<Uint8Array> {
+export async function readLimited(request: HttpRequest, max: number): Promise<Uint8Array> {
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > max) {
     await request.body?.cancel().catch(() => {});
@@ -64,7 +65,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Read and check a JSON object body (whatever its Content-Type says: `curl -d` sends a form type). */
 export async function readJson(
-  request: Request,
+  request: HttpRequest,
   schema: BodySchema,
   max: number,
 ): Promise<Record<string, unknown>> {

@@ -1,4 +1,5 @@
 // exec (one request, one JSON result) and broadcast.
+import type { HttpRequest } from "../_http1_request.ts";
 import { decodeBase64, encodeBase64 } from "./_base64.ts";
 import type { ExecResult } from "../options.ts";
 import type { ControlContext, RouteParams } from "./_context.ts";
@@ -54,7 +55,7 @@ function resultJson(result: ExecResult, encoding: "utf8" | "base64"): Record<str
 /** `POST /daemons/{id}/exec`. */
 export async function exec(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   if (ctx.hasQuery) onlyParams(ctx.url, []);
@@ -80,7 +81,7 @@ export async function exec(
 }
 
 /** `POST /broadcast`. */
-export async function broadcast(ctx: ControlContext, request: Request): Promise<Response> {
+export async function broadcast(ctx: ControlContext, request: HttpRequest): Promise<Response> {
   if (ctx.hasQuery) onlyParams(ctx.url, []);
   const body = await readJson(request, BROADCAST, ctx.state.maxJsonBytes);
   const results = await ctx.server.broadcast(

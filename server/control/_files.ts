@@ -1,5 +1,6 @@
 // File resources: download (streamed, Content-Length, integrity checked against the daemon's SHA-256), upload
 // (streamed, atomic, optional expected SHA-256), stat/list/mkdir/remove/move, and directories as tar streams.
+import type { HttpRequest } from "../_http1_request.ts";
 import { createHash } from "node:crypto";
 import {
   downloadTarStream,
@@ -62,7 +63,7 @@ function entryJson(entry: FileEntry): Record<string, unknown> {
 /** `GET /daemons/{id}/files?path=&from=`: the file's bytes, streamed, with `Content-Length` and `Sandd-Size`. */
 export async function downloadFile(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["path", "from"]);
@@ -123,7 +124,7 @@ function verifying(
 /** `PUT /daemons/{id}/files?path=&mode=&mkdirs=`: the body, streamed into the file atomically. */
 export async function uploadFile(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["path", "mode", "mkdirs"]);
@@ -245,7 +246,7 @@ export async function watch(ctx: ControlContext, params: RouteParams): Promise<R
 /** `POST /daemons/{id}/fs/mkdir` `{ path, recursive?, mode? }`. */
 export async function mkdir(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -260,7 +261,7 @@ export async function mkdir(
 /** `POST /daemons/{id}/fs/remove` `{ path, recursive? }`. */
 export async function remove(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -274,7 +275,7 @@ export async function remove(
 /** `POST /daemons/{id}/fs/move` `{ from, to }`. */
 export async function move(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -286,7 +287,7 @@ export async function move(
 /** `GET /daemons/{id}/dirs?path=`: the tree as a tar stream. */
 export async function downloadDir(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["path"]);
@@ -308,7 +309,7 @@ export async function downloadDir(
 /** `PUT /daemons/{id}/dirs?path=&mkdirs=&mode=`: a tar body unpacked into the directory (replaced atomically). */
 export async function uploadDir(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["path", "mkdirs", "mode"]);

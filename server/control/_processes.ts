@@ -1,4 +1,5 @@
 // Process resources: spawn, list, get, output streamed by byte offset, stdin as a streamed body, signal, status.
+import type { HttpRequest } from "../_http1_request.ts";
 import { SIGNALS } from "@sandd/protocol/messages";
 import { DaemonNotFoundError, UnknownProcessError } from "../errors.ts";
 import type { Gap, ProcessInfo, ProcessStatus, RemoteProcess } from "../process.ts";
@@ -92,7 +93,7 @@ function track(ctx: ControlContext, daemon: string, handle: RemoteProcess): void
 /** `POST /daemons/{id}/processes`: 201 `{ id, pid }`. */
 export async function spawnProcess(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -135,7 +136,7 @@ export async function getProcess(ctx: ControlContext, params: RouteParams): Prom
  */
 export async function processOutput(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["stream", "from", "follow"]);
@@ -223,7 +224,7 @@ async function readOrIdle(
 /** `POST .../processes/{proc}/stdin?eof=`: the body goes to the process's stdin; with `eof` (default) stdin closes. */
 export async function processStdin(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["eof"]);
@@ -282,7 +283,7 @@ export async function processStdin(
 /** `POST .../processes/{proc}/signal` `{ signal }`: 204. */
 export async function processSignal(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -304,7 +305,7 @@ export async function processSignal(
 /** `GET .../processes/{proc}/status?wait=`: `{ state, exitCode, signal, timedOut }`; `wait` blocks until the exit. */
 export async function processStatus(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["wait"]);

@@ -1,5 +1,6 @@
 // The control API's routes: method + path template -> scope and handler. One table, also what the OpenAPI test
 // compares against openapi.json.
+import type { HttpRequest } from "../_http1_request.ts";
 import { isDaemonId } from "@sandd/protocol/constants";
 import type { ControlContext, RouteParams } from "./_context.ts";
 import { badRequest } from "./_errors.ts";
@@ -43,7 +44,7 @@ import {
 /** A route's handler. */
 export type Handler = (
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ) => Response | Promise<Response>;
 

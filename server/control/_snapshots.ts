@@ -1,5 +1,6 @@
 // The control API's snapshot routes, so a remote `Client` (and `RemoteWorker.snapshots` on it) has the same
 // operations as the embedded controller. `{proc}` is the snapshot id.
+import type { HttpRequest } from "../_http1_request.ts";
 import type { ControlContext, RouteParams } from "./_context.ts";
 import { type BodySchema, onlyParams, readJson } from "./_body.ts";
 import { json } from "./_daemons.ts";
@@ -22,7 +23,7 @@ function infoJson<T extends SnapshotInfo>(info: T): Omit<T, "createdAt"> & { cre
 /** `POST /daemons/{id}/snapshots` `{ dir, message?, tags? }` → 201 the new snapshot. */
 export async function snapshotCreate(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -51,7 +52,7 @@ export async function snapshotGet(ctx: ControlContext, params: RouteParams): Pro
 /** `POST /daemons/{id}/snapshots/{proc}/restore` `{ dest, overwrite? }`. */
 export async function snapshotRestore(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -66,7 +67,7 @@ export async function snapshotRestore(
 /** `POST /daemons/{id}/snapshots/{proc}/delete`. */
 export async function snapshotDelete(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -77,7 +78,7 @@ export async function snapshotDelete(
 /** `POST /daemons/{id}/snapshots/{proc}/copy` `{ to }`: only the blobs the other worker lacks travel. */
 export async function snapshotCopy(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -95,7 +96,7 @@ export async function snapshotExport(ctx: ControlContext, params: RouteParams): 
 /** `PUT /daemons/{id}/snapshots?message=&tag=` with a tar body → 201 the new snapshot. */
 export async function snapshotImport(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, ["message", "tag"]);

@@ -6,8 +6,10 @@
 //   The worker connection is opened before the upgrade, so a refused port or a policy refusal is a JSON error.
 // - `POST /daemons/{id}/expose` `{ port }` → 201 `{ url, handle }`, and `POST /daemons/{id}/expose/{proc}/close`
 //   (`{proc}` = the handle) → 204: an `exposeHttp` URL made and revoked over the API.
+import type { HttpRequest } from "../_http1_request.ts";
 import { CreditReceiver, CreditSender } from "@sandd/protocol/stream";
 import type { ControlContext, RouteParams } from "./_context.ts";
+import { upgradeWebSocket } from "../_http1_request.ts";
 import { badRequest, errorResponse, HttpError } from "./_errors.ts";
 import { type BodySchema, onlyParams, readJson } from "./_body.ts";
 import type { ExposedHttp } from "../forward.ts";
@@ -29,7 +31,7 @@ function port(value: unknown, name: string): number {
 /** `GET /daemons/{id}/tunnel?port=N`. */
 export async function handleTunnel(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   const id = params.id!;
@@ -41,7 +43,7 @@ export async function handleTunnel(
   const open = ctx.host.tunnel;
   if (!open) throw new HttpError(501, "NOT_IMPLEMENTED", "This controller has no port tunnels");
   const tunnel = await open(id, remotePort);
-  const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
+  const { socket, response } = upgradeWebSocket(request, { idleTimeout: 0 });
   socket.binaryType = "arraybuffer";
   const up = new CreditReceiver({ window: TUNNEL_API_WINDOW, gaps: false, name: "tunnel input" });
   const down = new CreditSender({ window: TUNNEL_API_WINDOW });
@@ -176,7 +178,7 @@ export function parseControl(text: string): TunnelControl {
 /** `POST /daemons/{id}/expose` `{ port }`. */
 export async function exposeCreate(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);
@@ -197,7 +199,7 @@ export async function exposeCreate(
 /** `POST /daemons/{id}/expose/{proc}/close`. */
 export async function exposeClose(
   ctx: ControlContext,
-  _request: Request,
+  _request: HttpRequest,
   params: RouteParams,
 ): Promise<Response> {
   onlyParams(ctx.url, []);

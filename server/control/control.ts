@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { HttpRequest } from "../_http1_request.ts";
 import { ENDPOINT_API } from "../_metrics_state.ts";
 import { getLogger } from "@logtape/logtape";
 import { auditActor } from "../_audited.ts";
@@ -71,7 +72,7 @@ export function createControlMount(
   const audited = security.audit !== undefined;
 
   const handle = async (
-    request: Request,
+    request: HttpRequest,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> => {
     const raw = request.url;

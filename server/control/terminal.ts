@@ -22,10 +22,12 @@
  * @module
  */
 
+import type { HttpRequest } from "../_http1_request.ts";
 import { SIGNALS } from "@sandd/protocol/messages";
 import type { Server } from "../server.ts";
 import type { RemoteShell } from "../shell.ts";
 import type { ControlContext } from "./_context.ts";
+import { upgradeWebSocket } from "../_http1_request.ts";
 import { badRequest, errorResponse, HttpError } from "./_errors.ts";
 
 /** Largest JSON control message from a client. */
@@ -125,7 +127,7 @@ function parseQuery(url: URL, ignore: string[]): TerminalQuery {
  */
 export async function serveTerminalSocket(
   server: Server,
-  request: Request,
+  request: HttpRequest,
   id: string,
   options: TerminalSocketOptions,
 ): Promise<Response> {
@@ -183,7 +185,7 @@ export async function serveTerminalSocket(
   }
   let upgraded;
   try {
-    upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 60 });
+    upgraded = upgradeWebSocket(request, { idleTimeout: 60 });
   } catch (error) {
     await shell.detach().catch(() => {});
     return errorResponse(badRequest(`WebSocket upgrade failed: ${(error as Error).message}`));
@@ -454,7 +456,7 @@ function isSize(value: unknown): value is number {
  */
 export function handleTerminal(
   ctx: ControlContext,
-  request: Request,
+  request: HttpRequest,
   id: string,
 ): Promise<Response> {
   const scopes = ctx.client.scopes;

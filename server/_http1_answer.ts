@@ -1,0 +1,249 @@
+// SandD's HTTP/1.1 engine, part 4: writing a `Response`. A body that is all there at once (a JSON answer, an error)
+// goes out with its head in one write and a Content-Length; a stream goes out as it comes (chunked, or raw up to
+// its declared Content-Length), each piece written before the next is pulled, so a client that does not read
+// holds the producer back.
+import type { Wire } from "./_http1_wire.ts";
+
+const encoder = new TextEncoder();
+
+const REASONS: Record<number, string> = {
+  100: "Continue",
+  101: "Switching Protocols",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  206: "Partial Content",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  409: "Conflict",
+  410: "Gone",
+  411: "Length Required",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  416: "Range Not Satisfiable",
+  417: "Expectation Failed",
+  422: "Unprocessable Content",
+  426: "Upgrade Required",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
+};
+
+/** Headers the engine writes itself. */
+const OWN = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "date"]);
+
+let dateText = "";
+let dateSecond = -1;
+
+/** The `Date` header's value, made once a second. */
+function httpDate(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}
+
+/** How to answer one request. */
+export interface AnswerContext {
+  wire: Wire;
+  /** The request was HEAD: no body. */
+  head: boolean;
+  /** 0 for an HTTP/1.0 client. */
+  minor: 0 | 1;
+  /** Whether the connection stays open after this answer (before the answer has its say). */
+  keepAlive: boolean;
+  /** Called with the body's reader while it streams, so the connection can cancel it when the client leaves. */
+  streaming(reader: ReadableStreamDefaultReader<Uint8Array> | null): void;
+}
+
+function headText(
+  status: number,
+  headers: Headers,
+  length: number,
+  chunked: boolean,
+  keepAlive: boolean,
+  minor: 0 | 1,
+): string {
+  let text = `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\ndate: ${httpDate()}\r\n`;
+  for (const [name, value] of headers) {
+    if (!OWN.has(name)) text += `${name}: ${value}\r\n`;
+  }
+  if (length >= 0) text += `content-length: ${length}\r\n`;
+  if (chunked) text += "transfer-encoding: chunked\r\n";
+  if (!keepAlive) text += "connection: close\r\n";
+  else if (minor === 0) text += "connection: keep-alive\r\n";
+  return text + "\r\n";
+}
+
+/** Resolves true when `promise` has settled within a few microtask turns (a body already all there). */
+async function settlesAtOnce(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => settled = true, () => settled = true);
+  for (let i = 0; i < 4 && !settled; i++) await undefined;
+  return settled;
+}
+
+function concat(head: Uint8Array, body: Uint8Array | null): Uint8Array {
+  if (body === null || body.length === 0) return head;
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head);
+  out.set(body, head.length);
+  return out;
+}
+
+/**
+ * Write `response`; resolves whether the connection can carry another request (false: close it).
+ */
+export async function writeAnswer(response: Response, ctx: AnswerContext): Promise<boolean> {
+  const status = response.status;
+  const headers = response.headers;
+  const noBody = ctx.head || status === 204 || status === 304 || status < 200;
+  const declaredText = headers.get("content-length");
+  let declared = -1;
+  if (declaredText !== null && /^\d{1,15}$/.test(declaredText)) declared = Number(declaredText);
+  let keepAlive = ctx.keepAlive && headers.get("connection")?.toLowerCase() !== "close";
+  const body = response.body;
+  if (body === null || noBody) {
+    if (body !== null) await body.cancel().catch(() => {});
+    const length = status === 204 || status === 304 || status < 200
+      ? -1
+      : declared >= 0
+      ? declared
+      : ctx.head
+      ? -1
+      : 0;
+    const ok = await ctx.wire.write(
+      encoder.encode(headText(status, headers, length, false, keepAlive, ctx.minor)),
+    );
+    return ok && keepAlive;
+  }
+  const reader = body.getReader();
+  ctx.streaming(reader);
+  try {
+    const first = await reader.read();
+    if (first.done) {
+      const ok = await ctx.wire.write(
+        encoder.encode(headText(status, headers, 0, false, keepAlive, ctx.minor)),
+      );
+      return ok && keepAlive && declared <= 0;
+    }
+    const second = reader.read();
+    if (await settlesAtOnce(second)) {
+      const next = await second;
+      if (next.done) {
+        // All of it at once: one write with its length.
+        const bytes = first.value;
+        if (declared >= 0 && declared !== bytes.length) keepAlive = false;
+        const ok = await ctx.wire.write(
+          concat(
+            encoder.encode(
+              headText(
+                status,
+                headers,
+                declared >= 0 ? declared : bytes.length,
+                false,
+                keepAlive,
+                ctx.minor,
+              ),
+            ),
+            bytes,
+          ),
+        );
+        return ok && keepAlive && (declared < 0 || declared === bytes.length);
+      }
+      return await streamBody(ctx, reader, status, headers, declared, keepAlive, [
+        first.value,
+        next.value,
+      ], null);
+    }
+    return await streamBody(
+      ctx,
+      reader,
+      status,
+      headers,
+      declared,
+      keepAlive,
+      [first.value],
+      second,
+    );
+  } catch {
+    await reader.cancel().catch(() => {});
+    return false;
+  } finally {
+    ctx.streaming(null);
+  }
+}
+
+async function streamBody(
+  ctx: AnswerContext,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  status: number,
+  headers: Headers,
+  declared: number,
+  keepAlive: boolean,
+  pending: Uint8Array[],
+  next: Promise<ReadableStreamReadResult<Uint8Array>> | null,
+): Promise<boolean> {
+  // An HTTP/1.0 client has no chunks: its body ends with the connection.
+  const chunked = declared < 0 && ctx.minor === 1;
+  if (declared < 0 && !chunked) keepAlive = false;
+  const wire = ctx.wire;
+  let sent = 0;
+  const send = async (piece: Uint8Array, head?: Uint8Array): Promise<boolean> => {
+    if (declared >= 0 && sent + piece.length > declared) {
+      throw new RangeError(`The body is longer than its Content-Length ${declared}`);
+    }
+    sent += piece.length;
+    if (!chunked) return await wire.write(head ? concat(head, piece) : piece);
+    const size = encoder.encode(`${piece.length.toString(16)}\r\n`);
+    const framed = new Uint8Array((head?.length ?? 0) + size.length + piece.length + 2);
+    let at = 0;
+    if (head) {
+      framed.set(head);
+      at = head.length;
+    }
+    framed.set(size, at);
+    framed.set(piece, at + size.length);
+    framed[framed.length - 2] = 13;
+    framed[framed.length - 1] = 10;
+    return await wire.write(framed);
+  };
+  let head: Uint8Array | undefined = encoder.encode(
+    headText(status, headers, declared, chunked, keepAlive, ctx.minor),
+  );
+  for (const piece of pending) {
+    if (piece.length === 0) continue;
+    if (!await send(piece, head)) throw new Deno.errors.BrokenPipe("The client left");
+    head = undefined;
+  }
+  if (head && !await wire.write(head)) throw new Deno.errors.BrokenPipe("The client left");
+  while (true) {
+    const result = await (next ?? reader.read());
+    next = null;
+    if (result.done) break;
+    if (result.value.length === 0) continue;
+    if (!await send(result.value)) throw new Deno.errors.BrokenPipe("The client left");
+  }
+  if (chunked && !await wire.write(encoder.encode("0\r\n\r\n"))) return false;
+  // A body shorter than it said: the client must not take it as complete, so the connection ends.
+  if (declared >= 0 && sent !== declared) return false;
+  return keepAlive;
+}

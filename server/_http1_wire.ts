@@ -1,0 +1,131 @@
+// SandD's HTTP/1.1 engine, part 2: one connection's bytes. A read buffer that request heads and chunk-size lines are
+// parsed in, reads for bodies straight into the chunks handed to the handler, and writes.
+
+/** A connection's read side and write side, as the engine uses them. */
+export class Wire {
+  readonly conn: Deno.Conn;
+  /** Received bytes not consumed yet: `buffer[start, end)`. */
+  buffer: Uint8Array<ArrayBuffer> = new Uint8Array(16 * 1024);
+  start = 0;
+  end = 0;
+  /** The peer ended its side (or the connection failed). */
+  eof = false;
+  /** The connection failed or was closed here. */
+  broken = false;
+  #reading: Promise<boolean> | null = null;
+  #closed = false;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  /** Bytes received and not consumed. */
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  /** Whether a read is on its way (nothing else may read until it lands). */
+  get reading(): boolean {
+    return this.#reading !== null;
+  }
+
+  /**
+   * Read more into the buffer (keeping what is there, growing it up to `limit` bytes); false at the end of the
+   * peer's data. Concurrent calls share one read.
+   */
+  fill(limit: number): Promise<boolean> {
+    return this.#reading ??= this.#read(limit).finally(() => this.#reading = null);
+  }
+
+  async #read(limit: number): Promise<boolean> {
+    if (this.eof) return false;
+    if (this.end === this.buffer.length) {
+      if (this.start > 0) {
+        this.buffer.copyWithin(0, this.start, this.end);
+        this.end -= this.start;
+        this.start = 0;
+      } else {
+        if (this.buffer.length >= limit) throw new RangeError(`Over ${limit} bytes buffered`);
+        const grown = new Uint8Array(Math.min(limit, this.buffer.length * 2));
+        grown.set(this.buffer.subarray(0, this.end));
+        this.buffer = grown;
+      }
+    } else if (this.start === this.end) {
+      this.start = this.end = 0;
+    }
+    let n: number | null;
+    try {
+      n = await this.conn.read(this.buffer.subarray(this.end));
+    } catch {
+      this.broken = true;
+      n = null;
+    }
+    if (n === null) {
+      this.eof = true;
+      return false;
+    }
+    this.end += n;
+    return true;
+  }
+
+  /**
+   * Up to `max` body bytes in a new array: the buffered ones first, else one read straight into it. Null at the end
+   * of the peer's data.
+   */
+  async take(max: number): Promise<Uint8Array<ArrayBuffer> | null> {
+    if (this.#reading) await this.#reading;
+    const buffered = this.end - this.start;
+    if (buffered > 0) {
+      const n = Math.min(buffered, max);
+      const chunk = this.buffer.slice(this.start, this.start + n);
+      this.start += n;
+      return chunk;
+    }
+    if (this.eof) return null;
+    const chunk = new Uint8Array(Math.min(max, 256 * 1024));
+    let n: number | null;
+    try {
+      n = await this.conn.read(chunk);
+    } catch {
+      this.broken = true;
+      n = null;
+    }
+    if (n === null) {
+      this.eof = true;
+      return null;
+    }
+    return n === chunk.length ? chunk : chunk.subarray(0, n);
+  }
+
+  /** Write all of `bytes`; false when the connection failed. */
+  async write(bytes: Uint8Array): Promise<boolean> {
+    if (this.broken) return false;
+    try {
+      for (let at = 0; at < bytes.length;) at += await this.conn.write(bytes.subarray(at));
+      return true;
+    } catch {
+      this.broken = true;
+      return false;
+    }
+  }
+
+  /** The socket now belongs to someone else (a WebSocket): this wire never touches it again. */
+  detach(): void {
+    this.#closed = true;
+    this.broken = true;
+    this.eof = true;
+  }
+
+  /** Close the socket (once; never after {@linkcode Wire.detach}). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.broken = true;
+    this.eof = true;
+    try {
+      this.conn.close();
+    } catch {
+      // Closed already.
+    }
+  }
+}
