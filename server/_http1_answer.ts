@@ -138,7 +138,12 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
   const reader = body.getReader();
   ctx.streaming(reader);
   try {
-    const first = await reader.read();
+    const firstRead = reader.read();
+    // A live stream with nothing yet (process output, events): the head goes out now, the body as it comes.
+    if (!await settlesAtOnce(firstRead)) {
+      return await streamBody(ctx, reader, status, headers, declared, keepAlive, [], firstRead);
+    }
+    const first = await firstRead;
     if (first.done) {
       const ok = await ctx.wire.write(
         encoder.encode(headText(status, headers, 0, false, keepAlive, ctx.minor)),

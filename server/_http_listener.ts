@@ -31,7 +31,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { connRid, serveConnection as serveEngine } from "./_http1_connection.ts";
-import type { EngineRequest, HttpRequest } from "./_http1_request.ts";
+import type { HttpRequest } from "./_http1_request.ts";
 
 const log = getLogger(["sandd", "server"]);
 
