@@ -90,6 +90,11 @@ Deno.test({
     "process output through another cluster node: BYOB and default readers get every byte though frames share NATS reads",
   ignore: !haveNats(),
   async fn() {
+    // On the reading node every relayed frame is a view of a NATS message that holds other frames too (a batch
+    // envelope, server/cluster/_relay_batch.ts, inside one NATS read): neither reader may detach or transfer it.
+    // With the inbound stream's copy guard switched off (`owned` always true in server/_inbound_stream.ts) this
+    // test fails (the default reader's `enqueue` transfers a buffer the BYOB reader's release had detached, or the
+    // other way round); with it on, every byte arrives.
     await using cluster = await TestCluster.start();
     await cluster.daemon("w-byob", 0);
     // stdout and stderr written at once: their frames travel in the same NATS reads on the reading node.

@@ -73,7 +73,11 @@ export function encodeBatch(messages: readonly (string | Uint8Array)[]): Uint8Ar
 }
 
 /**
- * Decode a batch envelope, calling `each` for every message (binary ones copied into their own buffers).
+ * Decode a batch envelope, calling `each` for every message. A binary message is a view of `data` (not copied):
+ * the receiver must not detach or transfer its buffer (the batch's other messages are in it); the inbound streams
+ * copy such a payload into the reader's buffer or their own (server/_message_buffers.ts `ownsBuffer`), which is
+ * the one copy of a relayed byte on the reading node (a copy here first cost a fresh buffer, and its page faults,
+ * per frame).
  *
  * @throws {Error} For a truncated entry or an unknown entry type, naming the offset (entries before it were given).
  */
@@ -93,9 +97,7 @@ export function decodeBatch(data: Uint8Array, each: (message: string | Uint8Arra
       );
     }
     const bytes = data.subarray(start, start + length);
-    // A binary message gets its own buffer, as a WebSocket message has: a reader may take it over (a byte
-    // stream's `enqueue` transfers it), which must not detach the batch's other messages.
-    each(type === 0 ? decoder.decode(bytes) : bytes.slice());
+    each(type === 0 ? decoder.decode(bytes) : bytes);
     at = start + length;
   }
 }

@@ -100,6 +100,7 @@ export class Cluster {
       changed: (id) => this.#refresh(id),
       nodeGone: (slot) => this.#owner.nodeGone(slot),
       beat: () => this.#pingQuiet(),
+      lapsed: () => this.#relinkAll(),
     });
     this.#owner = new OwnerRelay({
       nc,
@@ -326,6 +327,32 @@ export class Cluster {
     );
   }
 
+  /**
+   * This node's loop stalled past its key's life: the owners may have taken it for dead and reset the streams it
+   * followed on their daemons (their handles here would wait on a link that no longer carries them). So every
+   * relayed link ends, telling its owner (`bye`: what is still open there is reset, in order before anything new),
+   * and is made again: handles re-attach from their offsets, nothing lost or doubled.
+   */
+  #relinkAll(): void {
+    for (const id of [...this.#virtuals.keys()]) {
+      this.#bye(id);
+      this.#dropVirtual(id, true);
+      this.#refresh(id);
+    }
+  }
+
+  /** Tell a daemon's owner that this node let go of its relayed link (it resets the streams still open there). */
+  #bye(id: string): void {
+    const entry = this.#registry.entry(id);
+    if (!entry) return;
+    const h = headers();
+    h.set("d", id);
+    h.set("k", "bye");
+    this.#nc.publish(`${this.#prefix}.to.${entry.slot}.${this.name}`, new Uint8Array(0), {
+      headers: h,
+    });
+  }
+
   /** Time the relayed link's round trip (the owner answers `pong` with its own link's). */
   #ping(id: string, virtual: Virtual): void {
     const entry = this.#registry.entry(id);
@@ -374,20 +401,8 @@ export class Cluster {
   async close(): Promise<void> {
     if (this.#closed) return;
     for (const id of [...this.#virtuals.keys()]) {
-      const virtual = this.#virtuals.get(id)!;
-      if (this.#up) {
-        const entry = this.#registry.entry(id);
-        if (entry) {
-          const h = headers();
-          h.set("d", id);
-          h.set("k", "bye");
-          this.#nc.publish(`${this.#prefix}.to.${entry.slot}.${this.name}`, new Uint8Array(0), {
-            headers: h,
-          });
-        }
-      }
+      if (this.#up) this.#bye(id);
       this.#dropVirtual(id, false);
-      void virtual;
     }
     this.#owner.close();
     // Registry updates of the daemons the hub just dropped, then this node's keys.
