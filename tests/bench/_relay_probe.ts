@@ -34,7 +34,7 @@ try {
   };
   const snap = () =>
     Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, processCounters(pid)]));
-  async function stream(id: string): Promise<number> {
+  const stream = async (id: string): Promise<number> => {
     const p = await front.spawn(id, ["head", "-c", String(size), "/dev/zero"], { stdin: false });
     let n = 0;
     const t = performance.now();
@@ -53,7 +53,7 @@ try {
     await p.status;
     if (n !== size) throw new Error(`got ${n}`);
     return mib / ((performance.now() - t) / 1000);
-  }
+  };
   await stream("near");
   await stream("far");
   const rows: Record<
