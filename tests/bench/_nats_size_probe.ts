@@ -1,4 +1,5 @@
 import { TestNats } from "/work/wt/relay3/tests/_nats.ts";
+import { headers } from "@nats-io/transport-node";
 import { connectDeno } from "/work/wt/relay3/server/cluster/_nats_transport.ts";
 import { processCounters } from "/work/wt/relay3/tests/bench/_websocket_sender.ts";
 await using nats = await TestNats.start();
@@ -11,6 +12,8 @@ const pid = Number(
 const pub = await connectDeno({ servers: nats.url });
 const sub = await connectDeno({ servers: nats.url });
 const total = 128 * 1024 * 1024;
+const withHeaders = Deno.env.get("H") === "1";
+const inflight = Number(Deno.env.get("INFLIGHT") ?? 2097152);
 for (
   const size
     of (Deno.args.length
@@ -33,8 +36,13 @@ for (
   // windowed: at most 2 MiB in flight
   let sent = 0;
   while (sent < total) {
-    while (sent - got < 2 * 1024 * 1024 && sent < total) {
-      pub.publish("x." + size, payload);
+    while (sent - got < inflight && sent < total) {
+      if (withHeaders) {
+        const h = headers();
+        h.set("d", "bench-cluster");
+        h.set("k", "b");
+        pub.publish("x." + size, payload, { headers: h });
+      } else pub.publish("x." + size, payload);
       sent += size;
     }
     await new Promise((r) => setTimeout(r, 0));

@@ -19,7 +19,12 @@ function natsPid(port: number): number {
 
 await using nats = await TestNats.start();
 const owner = await startServe(["--cluster", nats.url, "--cluster-name", "probe-owner"]);
-const front = await Server.listen({ port: 0, cluster: { servers: nats.url, name: "probe-front" } });
+const window = Number(Deno.env.get("PROBE_WINDOW") ?? 0);
+const front = await Server.listen({
+  port: 0,
+  cluster: { servers: nats.url, name: "probe-front" },
+  ...(window > 0 ? { streamWindow: window, maxStreamWindow: window } : {}),
+});
 const far = new TestDaemon({ id: "far", url: owner.wsUrl });
 const near = new TestDaemon({ id: "near", url: front.url });
 try {
@@ -82,7 +87,11 @@ try {
   }
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const load = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-  console.log(`${mib} MiB x ${rounds} rounds, ${byob ? "BYOB" : "default"} reader, load ${load}`);
+  console.log(
+    `${mib} MiB x ${rounds} rounds, ${byob ? "BYOB" : "default"} reader, window ${
+      window || "default"
+    }, load ${load}`,
+  );
   for (const [kind, row] of Object.entries(rows)) {
     const parts = Object.keys(pids).map((k) =>
       `${k} ${med(row.cpu[k]!).toFixed(1)}ms/${med(row.faults[k]!).toFixed(0)}f`
