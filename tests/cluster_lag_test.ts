@@ -9,7 +9,7 @@ import { eventually, TestDaemon } from "./_daemon.ts";
 import { type DaemonEvent, Server } from "../mod.ts";
 
 const NATS = haveNats();
-const BEAT_MS = 500;
+const BEAT_MS = 1_000;
 
 /** Block this process's event loop for `ms` (as a node starved of CPU, or a long synchronous task). */
 function busy(ms: number): void {
