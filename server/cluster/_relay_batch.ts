@@ -82,10 +82,8 @@ export function encodeBatch(messages: readonly (string | Uint8Array)[]): Uint8Ar
 
 /**
  * Decode a batch envelope, calling `each` for every message. A binary message is a view of `data` (not copied):
- * the receiver must not detach or transfer its buffer (the batch's other messages are in it); the inbound streams
- * copy such a payload into the reader's buffer or their own (server/_message_buffers.ts `ownsBuffer`), which is
- * the one copy of a relayed byte on the reading node (a copy here first cost a fresh buffer, and its page faults,
- * per frame).
+ * the receiver copies what it keeps before `each` returns (the reading node's NATS reads are reused:
+ * server/cluster/cluster.ts #fromOwner), and never detaches or transfers it (the batch's other messages are in it).
  *
  * @throws {Error} For a truncated entry or an unknown entry type, naming the offset (entries before it were given).
  */

@@ -126,7 +126,10 @@ export class Cluster {
     const prefix = options.prefix ?? "sandd";
     const heartbeatMs = options.heartbeatMs ?? 2_000;
     // Deno's own TCP (server/cluster/_nats_transport.ts), but for TLS client certificates (node's sockets only).
-    const dial = options.tls?.certFile !== undefined ? connect : connectDeno;
+    // Its read buffers are reused for the relay's messages back to this node (#fromOwner copies what it keeps).
+    const dial = options.tls?.certFile !== undefined
+      ? connect
+      : (o: Parameters<typeof connect>[0]) => connectDeno(o ?? {}, `${prefix}.back.`);
     const nc = await dial({
       servers: options.servers,
       name: `sandd-${name}`,
@@ -380,11 +383,17 @@ export class Cluster {
     const virtual = this.#virtuals.get(id);
     if (!virtual) return;
     const hub = this.#host!.hub;
+    // `data` is a view of a NATS read that is read into again once this returns: a data frame is copied into a
+    // buffer of its own (which the inbound stream hands to its reader, or frees once read), text is decoded.
     if (kind === "t") hub.deliver(virtual.conn, decoder.decode(data));
-    else if (kind === "b") hub.deliver(virtual.conn, data);
+    else if (kind === "b") hub.deliver(virtual.conn, data.slice());
     else if (kind === "m") {
       try {
-        decodeBatch(data, (message) => hub.deliver(virtual.conn, message));
+        decodeBatch(
+          data,
+          (message) =>
+            hub.deliver(virtual.conn, typeof message === "string" ? message : message.slice()),
+        );
       } catch (error) {
         log.warn("Dropped a bad relayed batch for daemon {id}: {message}", {
           id,
