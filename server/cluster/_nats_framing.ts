@@ -43,7 +43,7 @@ function lastNumber(buf: Uint8Array, start: number, lineEnd: number): number {
  * import { protocolCut } from "./_nats_framing.ts";
  * const bytes = new TextEncoder().encode("PING\r\nMSG a 1 5\r\nhel");
  * const cut = protocolCut(bytes, bytes.length);
- * console.assert(cut.end === 6 && cut.want === 7 + 5 + 2);
+ * console.assert(cut.end === 6 && cut.want === 11 + 5 + 2); // its line, payload and CRLF
  * ```
  */
 export function protocolCut(buf: Uint8Array, length: number): ProtocolCut {
@@ -71,6 +71,13 @@ export function protocolCut(buf: Uint8Array, length: number): ProtocolCut {
  * Whether every protocol message in `buf[0, end)` (whole messages, as {@linkcode protocolCut} found them) is a
  * `MSG`/`HMSG` whose subject starts with `prefix`: a read holding only such messages may be read over again once
  * the client's parser has handled it, when their subscriber keeps no view of their bytes.
+ *
+ * @example
+ * ```ts
+ * import { onlyMessagesUnder } from "./_nats_framing.ts";
+ * const bytes = new TextEncoder().encode("MSG sandd.back.1 3 2\r\nhi\r\n");
+ * console.assert(onlyMessagesUnder(bytes, bytes.length, new TextEncoder().encode("sandd.back.")));
+ * ```
  */
 export function onlyMessagesUnder(buf: Uint8Array, end: number, prefix: Uint8Array): boolean {
   const filled = end < buf.length ? buf.subarray(0, end) : buf;
