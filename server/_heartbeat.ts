@@ -20,6 +20,7 @@
 // be dropped, so a healthy loop pays nothing per link and its bound stays HEARTBEAT_MISSES x interval.
 import { HEARTBEAT_MISSES } from "@sandd/protocol/constants";
 import type { Connection } from "./_connection.ts";
+import { LoopStall } from "./_loop_stall.ts";
 
 /** Slots per interval: the check granularity is interval / SLOTS_PER_INTERVAL. */
 const SLOTS_PER_INTERVAL = 4;
@@ -32,8 +33,6 @@ const CHECK_EVERY = 32;
  * slow moment (a loaded machine, a send that takes long) cannot stretch a batch into a stall.
  */
 const SLICE_MS = 4;
-/** Lateness of a timer up to this is timer noise, not a stall, in ms; above it, only the excess counts. */
-export const LAG_SLACK_MS = 20;
 /** Ticks of stall history kept: 64 intervals (older stalls no longer extend a link's bound). */
 const STALL_RING = 64 * SLOTS_PER_INTERVAL;
 
@@ -64,20 +63,18 @@ export class Heartbeat {
   #yielded: (() => void) | undefined;
   /** When the wheel's timer last fired (`Date.now()`): its lateness on the next fire is loop lag. */
   #lastFire = Date.now();
-  /** Stall history: the tick each ring entry holds, and the ms the loop was stalled during that tick. */
-  readonly #stallTick = new Float64Array(STALL_RING).fill(-1);
-  readonly #stallMs = new Float64Array(STALL_RING);
-  /** Total stall measured since the start, in ms. */
-  #stalledTotal = 0;
+  /** Stall history (server/_loop_stall.ts), in ticks of the wheel. */
+  readonly #stall: LoopStall;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
     this.#interval = options.intervalMs;
     this.#slotMs = this.#interval / SLOTS_PER_INTERVAL;
     this.#dropAfter = HEARTBEAT_MISSES * this.#interval - this.#slotMs;
+    this.#stall = new LoopStall({ tickMs: this.#slotMs, ticks: STALL_RING, origin: this.#origin });
     this.#timer = setInterval(() => {
       const now = Date.now();
-      this.#stalled(this.#lastFire + this.#slotMs, now);
+      this.#stall.late(this.#lastFire + this.#slotMs, now);
       this.#lastFire = now;
       if (this.#running) return;
       this.#running = this.#drain().finally(() => this.#running = null);
@@ -86,7 +83,7 @@ export class Heartbeat {
 
   /** Total time this loop was measured stalled (timer lateness beyond `LAG_SLACK_MS`), in ms. */
   get stalledMs(): number {
-    return this.#stalledTotal;
+    return this.#stall.totalMs;
   }
 
   add(conn: Connection): void {
@@ -152,50 +149,10 @@ export class Heartbeat {
       this.#yielded = resolve;
       this.#yieldTimer = setTimeout(() => {
         // A 0 ms timer that comes back late measures how long the loop's other work held it.
-        this.#stalled(since, Date.now());
+        this.#stall.late(since, Date.now());
         resolve();
       }, 0);
     });
-  }
-
-  /** A timer due at `due` fired at `now`: lateness beyond LAG_SLACK_MS is recorded as a stall ending at `now`. */
-  #stalled(due: number, now: number): void {
-    const late = now - due - LAG_SLACK_MS;
-    if (!(late > 0)) return;
-    this.#stalledTotal += late;
-    // Spread [now - late, now) over the ticks it covers (at most the ring: older stall time is forgotten).
-    let from = now - late;
-    let tick = Math.floor((from - this.#origin) / this.#slotMs);
-    const last = Math.floor((now - this.#origin) / this.#slotMs);
-    if (last - tick >= STALL_RING) {
-      tick = last - STALL_RING + 1;
-      from = this.#origin + tick * this.#slotMs;
-    }
-    for (; tick <= last; tick++) {
-      const end = Math.min(now, this.#origin + (tick + 1) * this.#slotMs);
-      const i = tick % STALL_RING;
-      if (this.#stallTick[i] !== tick) {
-        this.#stallTick[i] = tick;
-        this.#stallMs[i] = 0;
-      }
-      this.#stallMs[i]! += end - from;
-      from = end;
-    }
-  }
-
-  /** How long this loop was stalled since `since` (whole ticks: the tick of `since` counts fully), in ms. */
-  #stalledSince(since: number, now: number): number {
-    const last = Math.floor((now - this.#origin) / this.#slotMs);
-    const first = Math.max(
-      Math.floor((since - this.#origin) / this.#slotMs),
-      last - STALL_RING + 1,
-    );
-    let sum = 0;
-    for (let tick = first; tick <= last; tick++) {
-      const i = tick % STALL_RING;
-      if (this.#stallTick[i] === tick) sum += this.#stallMs[i]!;
-    }
-    return sum;
   }
 
   #check(conn: Connection): void {
@@ -204,7 +161,7 @@ export class Heartbeat {
     const silent = now - conn.lastSeen;
     // The time this loop was stalled since the link's last message is not the link's silence (summed only here,
     // for a link that would be dropped otherwise).
-    const stalled = silent >= this.#dropAfter ? this.#stalledSince(conn.lastSeen, now) : 0;
+    const stalled = silent >= this.#dropAfter ? this.#stall.since(conn.lastSeen, now) : 0;
     if (silent - stalled >= this.#dropAfter) {
       this.#options.drop(conn, silent, stalled);
       return;

@@ -5,7 +5,7 @@ import { hasOpenssl, makeTestCerts } from "./_certs.ts";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Status } from "@nats-io/transport-node";
 import { connectDeno, DenoNatsTransport } from "../server/cluster/_nats_transport.ts";
-import { protocolCut } from "../server/cluster/_nats_framing.ts";
+import { onlyMessagesUnder, protocolCut } from "../server/cluster/_nats_framing.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { haveNats, TestNats } from "./_nats.ts";
 
@@ -32,6 +32,23 @@ Deno.test("nats framing: cuts after whole messages and says what the next one ne
   assertEquals(cut("MSG a 1 6\r\nMSG \r\n\r\n"), { end: 19, want: 0 });
   // A line it does not know (or a size it cannot read) counts as a whole message.
   assertEquals(cut("MSG a 1 x\r\n-ERR 'y'\r\n"), { end: 21, want: 0 });
+});
+
+Deno.test("nats framing: a read is reusable only when it holds nothing but messages under the prefix", () => {
+  const under = (text: string) => {
+    const bytes = encoder.encode(text);
+    return onlyMessagesUnder(bytes, bytes.length, encoder.encode("sandd.back."));
+  };
+  assert(
+    under(
+      "MSG sandd.back.1 3 5\r\nhello\r\nHMSG sandd.back.1 3 12 17\r\nNATS/1.0\r\n\r\nhello\r\n",
+    ),
+  );
+  assert(!under("")); // nothing to reuse it for is no reason to
+  assert(!under("MSG sandd.back.1 3 5\r\nhello\r\nPING\r\n")); // not a message
+  assert(!under("MSG sandd.back.1 3 5\r\nhello\r\nMSG $JS.API.x 4 2\r\nhi\r\n")); // a JetStream reply
+  assert(!under("MSG sandd.bac 3 5\r\nhello\r\n")); // a shorter subject
+  assert(!under("MSG sandd.back.1 3 5\r\nhel")); // not whole
 });
 
 /** Wait for a connection status of one type. */

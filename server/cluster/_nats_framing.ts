@@ -43,14 +43,17 @@ function lastNumber(buf: Uint8Array, start: number, lineEnd: number): number {
  * import { protocolCut } from "./_nats_framing.ts";
  * const bytes = new TextEncoder().encode("PING\r\nMSG a 1 5\r\nhel");
  * const cut = protocolCut(bytes, bytes.length);
- * console.assert(cut.end === 6 && cut.want === 7 + 5 + 2);
+ * console.assert(cut.end === 6 && cut.want === 11 + 5 + 2); // its line, payload and CRLF
  * ```
  */
 export function protocolCut(buf: Uint8Array, length: number): ProtocolCut {
+  // Search the filled part only: the rest of a large read buffer (up to a whole message's size) holds no line,
+  // and scanning it on every read that ends inside a line cost more than the read itself.
+  const filled = length < buf.length ? buf.subarray(0, length) : buf;
   let at = 0;
   while (at < length) {
-    const lf = buf.indexOf(LF, at);
-    if (lf < 0 || lf >= length) return { end: at, want: 0 };
+    const lf = filled.indexOf(LF, at);
+    if (lf < 0) return { end: at, want: 0 };
     const op = buf[at]! | 0x20; // lower case
     let next = lf + 1;
     if (op === 0x6d /* m: MSG */ || op === 0x68 /* h: HMSG */) {
@@ -62,4 +65,34 @@ export function protocolCut(buf: Uint8Array, length: number): ProtocolCut {
     at = next;
   }
   return { end: at, want: 0 };
+}
+
+/**
+ * Whether every protocol message in `buf[0, end)` (whole messages, as {@linkcode protocolCut} found them) is a
+ * `MSG`/`HMSG` whose subject starts with `prefix`: a read holding only such messages may be read over again once
+ * the client's parser has handled it, when their subscriber keeps no view of their bytes.
+ *
+ * @example
+ * ```ts
+ * import { onlyMessagesUnder } from "./_nats_framing.ts";
+ * const bytes = new TextEncoder().encode("MSG sandd.back.1 3 2\r\nhi\r\n");
+ * console.assert(onlyMessagesUnder(bytes, bytes.length, new TextEncoder().encode("sandd.back.")));
+ * ```
+ */
+export function onlyMessagesUnder(buf: Uint8Array, end: number, prefix: Uint8Array): boolean {
+  const filled = end < buf.length ? buf.subarray(0, end) : buf;
+  let at = 0;
+  while (at < end) {
+    const lf = filled.indexOf(LF, at);
+    if (lf < 0) return false;
+    const op = buf[at]! | 0x20;
+    const subject = op === 0x6d ? at + 4 : op === 0x68 ? at + 5 : -1; // "MSG " or "HMSG "
+    if (subject < 0 || subject + prefix.length > lf) return false;
+    for (let i = 0; i < prefix.length; i++) if (buf[subject + i] !== prefix[i]) return false;
+    const lineEnd = lf > at && buf[lf - 1] === 13 ? lf - 1 : lf;
+    const size = lastNumber(buf, at, lineEnd);
+    if (size < 0) return false;
+    at = lf + 1 + size + 2;
+  }
+  return end > 0 && at === end;
 }

@@ -26,7 +26,7 @@ import {
   setTransportFactory,
   type Transport,
 } from "@nats-io/transport-node";
-import { protocolCut } from "./_nats_framing.ts";
+import { onlyMessagesUnder, protocolCut } from "./_nats_framing.ts";
 
 /**
  * Bytes of the read buffer: room for a whole relayed data frame's message (256 KiB of output, its 13-byte frame
@@ -45,6 +45,8 @@ const RELEASE_BYTES = 64 * 1024;
 const HANDOFF_BYTES = 32 * 1024;
 /** Largest message read into a buffer of its own size (larger ones reach the parser in parts). */
 const MAX_ASSEMBLE_BYTES = 64 * 1024 * 1024;
+/** Read buffers kept for reuse (see `recycle` of {@linkcode DenoNatsTransport}). */
+const SPARE_BUFFERS = 2;
 
 /** Join byte arrays into one. */
 function concat(parts: readonly Uint8Array[]): Uint8Array {
@@ -76,6 +78,15 @@ function release(frame: Uint8Array): void {
 
 /** A NATS client transport over `Deno.Conn` (see the file's header). */
 export class DenoNatsTransport implements Transport {
+  /**
+   * Subject prefix of the messages whose subscriber copies what it keeps before its callback returns (the relay's
+   * `<prefix>.back.`): a read holding only such messages goes back into use once the parser has handled it, instead
+   * of a fresh buffer per large message (the reading node's largest cost per relayed byte: fresh pages).
+   */
+  readonly #recycle: Uint8Array | null;
+  /** Read buffers free for reuse, and the read buffer behind each chunk handed over for reuse. */
+  readonly #spare: Uint8Array<ArrayBuffer>[] = [];
+  readonly #reusable: WeakMap<Uint8Array, Uint8Array<ArrayBuffer>> = new WeakMap();
   readonly lang = "nats.js";
   readonly version = "sandd-deno-1";
   closeError?: Error;
@@ -92,6 +103,10 @@ export class DenoNatsTransport implements Transport {
   /** Frames waiting for the write under way. */
   #queue: Uint8Array[] = [];
   #writing: Promise<void> | null = null;
+
+  constructor(recycle?: string) {
+    this.#recycle = recycle ? new TextEncoder().encode(recycle) : null;
+  }
 
   get isClosed(): boolean {
     return this.#done;
@@ -184,8 +199,14 @@ export class DenoNatsTransport implements Transport {
         const cut = protocolCut(buf, filled);
         const want = cut.want <= MAX_ASSEMBLE_BYTES ? cut.want : 0;
         if (cut.end >= HANDOFF_BYTES) {
-          this.#yields.push(buf.subarray(0, cut.end));
-          const next = new Uint8Array(Math.max(READ_BYTES, want));
+          const handed = buf.subarray(0, cut.end);
+          if (this.#recycle && onlyMessagesUnder(buf, cut.end, this.#recycle)) {
+            this.#reusable.set(handed, buf);
+          }
+          this.#yields.push(handed);
+          const size = Math.max(READ_BYTES, want);
+          const at = this.#spare.findIndex((b) => b.length >= size);
+          const next = at >= 0 ? this.#spare.splice(at, 1)[0]! : new Uint8Array(size);
           next.set(buf.subarray(cut.end, filled));
           buf = next;
           filled -= cut.end;
@@ -224,7 +245,12 @@ export class DenoNatsTransport implements Transport {
       }
       const yields = this.#yields;
       this.#yields = [];
-      for (const chunk of yields) yield chunk;
+      for (const chunk of yields) {
+        yield chunk;
+        // The parser has handled it (and the subscriber's callbacks have returned): its buffer may be read into.
+        const buffer = this.#reusable.get(chunk);
+        if (buffer && this.#spare.length < SPARE_BUFFERS) this.#spare.push(buffer);
+      }
       if (this.#done && this.#yields.length === 0) return;
       if (this.#yields.length === 0) this.#signal = deferred<void>();
     }
@@ -323,7 +349,10 @@ export class DenoNatsTransport implements Transport {
  * The client keeps one transport factory per process: the last `connect` of either kind chooses what every
  * connection dials with from then on (both work alike).
  */
-export function connectDeno(options: ConnectionOptions): Promise<NatsConnection> {
-  setTransportFactory({ factory: () => new DenoNatsTransport() });
+export function connectDeno(
+  options: ConnectionOptions,
+  recycle?: string,
+): Promise<NatsConnection> {
+  setTransportFactory({ factory: () => new DenoNatsTransport(recycle) });
   return NatsConnectionImpl.connect(options);
 }

@@ -138,6 +138,8 @@ export class OwnerRelay {
       const subject = `${this.#host.prefix}.back.${slot}`;
       batch = new RelayBatch({
         maxBytes: batchBytesFor(this.#host.nc.info?.max_payload),
+        // The daemon's messages for other nodes are the relay's alone (server/_hub.ts: a whole WebSocket message).
+        releaseBinary: true,
         publish: (kind, payload) => {
           const h = headers();
           h.set("d", id);

@@ -12,6 +12,7 @@ import type { KV, KvWatchEntry } from "@nats-io/kv";
 import { CLOSE_CODES } from "@sandd/protocol/constants";
 import type { Connection } from "../_connection.ts";
 import type { Hub } from "../_hub.ts";
+import { LoopStall } from "../_loop_stall.ts";
 import { daemonKey, type Entry } from "./_registry_entry.ts";
 
 export { daemonKey, type Entry, infoOf } from "./_registry_entry.ts";
@@ -35,6 +36,14 @@ const encoder = new TextEncoder();
 const MAX_WRITES = 64;
 /** Attempts of one registry read or write that failed without an answer (a timeout under load). */
 const READ_TRIES = 4;
+/** Heartbeats a node's key lives in the nodes bucket (its `max_age`): silent that long, a node is gone. */
+const BEATS_ALIVE = 3;
+/**
+ * This node's own beats lapsed this long (its loop stalled): other nodes may have found its key expired and
+ * released what it followed on their daemons, so its relayed links start afresh. Less than BEATS_ALIVE: a key
+ * expires by the NATS server's clock, and a put sent late here may land after that.
+ */
+const LAPSED_BEATS = BEATS_ALIVE - 0.5;
 
 /** What the registry asks of the cluster node it belongs to. */
 export interface RegistryHost {
@@ -52,6 +61,11 @@ export interface RegistryHost {
   nodeGone(slot: number): void;
   /** A heartbeat while NATS is reachable (the node times its relayed links then). */
   beat(): void;
+  /**
+   * This node's loop stalled so long that its key may have expired (its key is put again first): other nodes may
+   * have taken it for dead and reset what it followed on their daemons, so its relayed links start afresh.
+   */
+  lapsed(): void;
 }
 
 /** The registry and liveness state of one cluster node. */
@@ -79,6 +93,11 @@ export class Registry {
    * are not refused while its next heartbeat is on the way); dropped when it leaves on purpose (its key deleted).
    */
   readonly #slots: Map<string, number> = new Map();
+  /** This event loop's stalls (server/_loop_stall.ts): not counted as other nodes' silence. */
+  readonly #stall: LoopStall;
+  /** When the heartbeat last ran, and when it last put this node's key (`Date.now()`). */
+  #lastBeat = 0;
+  #lastPut = 0;
   /** Nodes whose key is being checked. */
   readonly #suspects: Set<string> = new Set();
   /** Revision of this node's registry entry of each local daemon. */
@@ -107,6 +126,7 @@ export class Registry {
     this.#daemons = daemons;
     this.#nodes = nodes;
     this.#host = host;
+    this.#stall = new LoopStall({ tickMs: heartbeatMs / 4, ticks: 64 * 4 });
   }
 
   /** The registry entry of a daemon, if any. */
@@ -143,21 +163,45 @@ export class Registry {
   start(): void {
     this.#host.task(this.#watchNodes());
     this.#host.task(this.#watchDaemons());
+    this.#lastBeat = this.#lastPut = Date.now();
     this.#timer = setInterval(() => this.#beat(), this.#heartbeatMs);
   }
 
   // --- liveness ---
 
+  /**
+   * Lag-aware (as the daemon heartbeat, server/_heartbeat.ts): how late this timer fires is this loop's own stall,
+   * left out of other nodes' silence, so a node that was blocked does not even suspect the nodes whose beats it did
+   * not read meanwhile (and a suspect is gone only once NATS, by its own clock, has forgotten its key). A stall of
+   * this node's own beats that long may have let its key expire: it puts it again, then starts its relayed links
+   * afresh (`lapsed`).
+   */
   #beat(): void {
     if (this.#host.closed()) return;
+    const now = Date.now();
+    if (this.#lastBeat > 0) this.#stall.late(this.#lastBeat + this.#heartbeatMs, now);
+    this.#lastBeat = now;
     if (this.#host.up()) {
-      this.#host.task(Promise.all([
-        this.#nodes.put(`node.${this.#name}`, JSON.stringify({ slot: this.#slot })),
-        this.#keepSlot(),
-      ]));
-      const deadline = Date.now() - 3 * this.#heartbeatMs;
+      const sincePut = now - this.#lastPut;
+      const lapsed = sincePut >= LAPSED_BEATS * this.#heartbeatMs;
+      this.#lastPut = now;
+      const put = this.#nodes.put(`node.${this.#name}`, JSON.stringify({ slot: this.#slot }));
+      this.#host.task(Promise.all([put, this.#keepSlot()]));
+      if (lapsed) {
+        log.warn(
+          "This node's heartbeats lapsed for {ms} ms (its event loop stalled): its relayed links start afresh",
+          { ms: sincePut },
+        );
+        this.#host.task(put.then(() => {
+          if (!this.#host.closed() && this.#host.up()) this.#host.lapsed();
+        }));
+      }
+      const bound = BEATS_ALIVE * this.#heartbeatMs;
       for (const [name, state] of [...this.#peers]) {
-        if (state.seen < deadline) this.#host.task(this.#suspect(name, state));
+        const silent = now - state.seen;
+        if (silent >= bound && silent - this.#stall.since(state.seen, now) >= bound) {
+          this.#host.task(this.#suspect(name, state));
+        }
       }
       this.#sweep();
       this.#host.beat();
@@ -297,6 +341,7 @@ export class Registry {
   /** NATS is back: beat, register this node's daemons again, watch both buckets afresh. */
   reconnected(): void {
     const now = Date.now();
+    this.#lastPut = now;
     for (const state of this.#peers.values()) state.seen = now;
     this.#beat();
     const hub = this.#host.hub();

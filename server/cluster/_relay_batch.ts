@@ -11,6 +11,7 @@
 
 import { clearImmediate, setImmediate } from "node:timers";
 import { getLogger } from "@logtape/logtape";
+import { release } from "../_message_buffers.ts";
 
 const log = getLogger(["sandd", "cluster"]);
 const encoder = new TextEncoder();
@@ -36,6 +37,13 @@ export interface RelayBatchOptions {
    * message's); else a frame goes at once, after the acks held. @default true
    */
   holdBinary?: boolean;
+  /**
+   * Free the buffer of each binary message once a batch envelope has copied it (the owner's daemon messages: their
+   * buffers are the relay's alone), so the next message reuses the memory instead of touching fresh pages. Only a
+   * message that is all of its buffer is freed; one sent alone is not (the NATS client holds it until its flush).
+   * @default false
+   */
+  releaseBinary?: boolean;
 }
 
 /** The batch size for a NATS server's `max_payload` (room left for the headers), at most 512 KiB. */
@@ -73,7 +81,9 @@ export function encodeBatch(messages: readonly (string | Uint8Array)[]): Uint8Ar
 }
 
 /**
- * Decode a batch envelope, calling `each` for every message (binary ones copied into their own buffers).
+ * Decode a batch envelope, calling `each` for every message. A binary message is a view of `data` (not copied):
+ * the receiver copies what it keeps before `each` returns (the reading node's NATS reads are reused:
+ * server/cluster/cluster.ts #fromOwner), and never detaches or transfers it (the batch's other messages are in it).
  *
  * @throws {Error} For a truncated entry or an unknown entry type, naming the offset (entries before it were given).
  */
@@ -93,9 +103,7 @@ export function decodeBatch(data: Uint8Array, each: (message: string | Uint8Arra
       );
     }
     const bytes = data.subarray(start, start + length);
-    // A binary message gets its own buffer, as a WebSocket message has: a reader may take it over (a byte
-    // stream's `enqueue` transfers it), which must not detach the batch's other messages.
-    each(type === 0 ? decoder.decode(bytes) : bytes.slice());
+    each(type === 0 ? decoder.decode(bytes) : bytes);
     at = start + length;
   }
 }
@@ -105,6 +113,7 @@ export class RelayBatch {
   readonly #publish: BatchPublish;
   readonly #maxBytes: number;
   readonly #holdBinary: boolean;
+  readonly #releaseBinary: boolean;
   #held: (string | Uint8Array | null)[] = [];
   /** Index in `#held` of each stream's pending ack. */
   #acks: Map<number, number> = new Map();
@@ -118,6 +127,7 @@ export class RelayBatch {
     this.#publish = options.publish;
     this.#maxBytes = options.maxBytes ?? 512 * 1024;
     this.#holdBinary = options.holdBinary ?? true;
+    this.#releaseBinary = options.releaseBinary ?? false;
   }
 
   /** Send a message: data frames and acks wait for the next macrotask, anything else goes now (after them). */
@@ -171,7 +181,18 @@ export class RelayBatch {
       const only = held[0]!;
       if (typeof only === "string") this.#publish("t", encoder.encode(only));
       else this.#publish("b", only);
-    } else this.#publish("m", encodeBatch(held));
+    } else {
+      const envelope = encodeBatch(held);
+      if (this.#releaseBinary) {
+        for (const message of held) {
+          if (
+            typeof message !== "string" && message.byteOffset === 0 &&
+            message.byteLength === message.buffer.byteLength
+          ) release(message);
+        }
+      }
+      this.#publish("m", envelope);
+    }
   }
 
   /** Drop what is held (the link ended). */

@@ -100,6 +100,7 @@ export class Cluster {
       changed: (id) => this.#refresh(id),
       nodeGone: (slot) => this.#owner.nodeGone(slot),
       beat: () => this.#pingQuiet(),
+      lapsed: () => this.#relinkAll(),
     });
     this.#owner = new OwnerRelay({
       nc,
@@ -125,7 +126,10 @@ export class Cluster {
     const prefix = options.prefix ?? "sandd";
     const heartbeatMs = options.heartbeatMs ?? 2_000;
     // Deno's own TCP (server/cluster/_nats_transport.ts), but for TLS client certificates (node's sockets only).
-    const dial = options.tls?.certFile !== undefined ? connect : connectDeno;
+    // Its read buffers are reused for the relay's messages back to this node (#fromOwner copies what it keeps).
+    const dial = options.tls?.certFile !== undefined
+      ? connect
+      : (o: Parameters<typeof connect>[0]) => connectDeno(o ?? {}, `${prefix}.back.`);
     const nc = await dial({
       servers: options.servers,
       name: `sandd-${name}`,
@@ -326,6 +330,32 @@ export class Cluster {
     );
   }
 
+  /**
+   * This node's loop stalled past its key's life: the owners may have taken it for dead and reset the streams it
+   * followed on their daemons (their handles here would wait on a link that no longer carries them). So every
+   * relayed link ends, telling its owner (`bye`: what is still open there is reset, in order before anything new),
+   * and is made again: handles re-attach from their offsets, nothing lost or doubled.
+   */
+  #relinkAll(): void {
+    for (const id of [...this.#virtuals.keys()]) {
+      this.#bye(id);
+      this.#dropVirtual(id, true);
+      this.#refresh(id);
+    }
+  }
+
+  /** Tell a daemon's owner that this node let go of its relayed link (it resets the streams still open there). */
+  #bye(id: string): void {
+    const entry = this.#registry.entry(id);
+    if (!entry) return;
+    const h = headers();
+    h.set("d", id);
+    h.set("k", "bye");
+    this.#nc.publish(`${this.#prefix}.to.${entry.slot}.${this.name}`, new Uint8Array(0), {
+      headers: h,
+    });
+  }
+
   /** Time the relayed link's round trip (the owner answers `pong` with its own link's). */
   #ping(id: string, virtual: Virtual): void {
     const entry = this.#registry.entry(id);
@@ -353,11 +383,17 @@ export class Cluster {
     const virtual = this.#virtuals.get(id);
     if (!virtual) return;
     const hub = this.#host!.hub;
+    // `data` is a view of a NATS read that is read into again once this returns: a data frame is copied into a
+    // buffer of its own (which the inbound stream hands to its reader, or frees once read), text is decoded.
     if (kind === "t") hub.deliver(virtual.conn, decoder.decode(data));
-    else if (kind === "b") hub.deliver(virtual.conn, data);
+    else if (kind === "b") hub.deliver(virtual.conn, data.slice());
     else if (kind === "m") {
       try {
-        decodeBatch(data, (message) => hub.deliver(virtual.conn, message));
+        decodeBatch(
+          data,
+          (message) =>
+            hub.deliver(virtual.conn, typeof message === "string" ? message : message.slice()),
+        );
       } catch (error) {
         log.warn("Dropped a bad relayed batch for daemon {id}: {message}", {
           id,
@@ -374,20 +410,8 @@ export class Cluster {
   async close(): Promise<void> {
     if (this.#closed) return;
     for (const id of [...this.#virtuals.keys()]) {
-      const virtual = this.#virtuals.get(id)!;
-      if (this.#up) {
-        const entry = this.#registry.entry(id);
-        if (entry) {
-          const h = headers();
-          h.set("d", id);
-          h.set("k", "bye");
-          this.#nc.publish(`${this.#prefix}.to.${entry.slot}.${this.name}`, new Uint8Array(0), {
-            headers: h,
-          });
-        }
-      }
+      if (this.#up) this.#bye(id);
       this.#dropVirtual(id, false);
-      void virtual;
     }
     this.#owner.close();
     // Registry updates of the daemons the hub just dropped, then this node's keys.

@@ -166,7 +166,15 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
       })`,
     );
     const sizeLabel = quick ? "8 MiB" : "256 MiB";
-    const apart = await ownerInItsOwnProcess(checkout, front, nats.url, quick, size, log);
+    const apart = await ownerInItsOwnProcess(
+      checkout,
+      front,
+      nats.url,
+      nats.port,
+      quick,
+      size,
+      log,
+    );
     const figures: Figure[] = [
       {
         id: "cluster.exec_p50",
@@ -278,6 +286,65 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
           better: "higher",
           goal: "≥ 0.7×",
         },
+        {
+          id: "cluster.process_reader_cpu_ms_per_mib",
+          label:
+            `CPU of the reading node per MiB of a ${sizeLabel} stream relayed from a node in its own process`,
+          unit: "ms",
+          value: median(apart.cross.reader.cpu),
+          baseline: median(apart.local.reader.cpu),
+          baselineLabel: "the same node reading a daemon of its own",
+          comparison: "ratio",
+          better: "lower",
+          goal: "bounded",
+        },
+        {
+          id: "cluster.process_reader_faults_per_mib",
+          label:
+            `minor page faults of the reading node per MiB of a ${sizeLabel} stream relayed from a node in its own process`,
+          unit: "faults/MiB",
+          value: median(apart.cross.reader.faults),
+          baseline: median(apart.local.reader.faults),
+          baselineLabel: "the same node reading a daemon of its own",
+          comparison: "overhead",
+          better: "lower",
+          goal: "—",
+        },
+        {
+          id: "cluster.process_owner_cpu_ms_per_mib",
+          label:
+            `CPU of the owner node (its own process) per MiB it relays of a ${sizeLabel} stream`,
+          unit: "ms",
+          value: median(apart.cross.owner.cpu),
+          baseline: median(apart.local.reader.cpu),
+          baselineLabel: "the reading node per MiB of a direct stream",
+          comparison: "ratio",
+          better: "lower",
+          goal: "bounded",
+        },
+        {
+          id: "cluster.process_owner_faults_per_mib",
+          label:
+            `minor page faults of the owner node (its own process) per MiB it relays of a ${sizeLabel} stream`,
+          unit: "faults/MiB",
+          value: median(apart.cross.owner.faults),
+          baseline: median(apart.local.reader.faults),
+          baselineLabel: "the reading node per MiB of a direct stream",
+          comparison: "overhead",
+          better: "lower",
+          goal: "—",
+        },
+        {
+          id: "cluster.process_nats_cpu_ms_per_mib",
+          label: `CPU of nats-server per MiB of a ${sizeLabel} stream relayed between two nodes`,
+          unit: "ms",
+          value: median(apart.cross.nats.cpu),
+          baseline: 0,
+          baselineLabel: "nothing (a direct stream does not use NATS)",
+          comparison: "overhead",
+          better: "lower",
+          goal: "informational",
+        },
       );
     }
     return { figures, skipped };
@@ -294,6 +361,59 @@ interface Apart {
   localExec: number[];
   crossRates: number[];
   localRates: number[];
+  /** CPU ms and minor page faults per MiB of each process, by process, for the relayed and the direct streams. */
+  cross: Record<ProcessName, { cpu: number[]; faults: number[] }>;
+  local: Record<ProcessName, { cpu: number[]; faults: number[] }>;
+}
+
+/** The processes a relayed stream goes through. */
+type ProcessName = "reader" | "owner" | "nats" | "daemon";
+
+/** The pid of the `nats-server` listening on `port` (NaN when not found). */
+function natsServerPid(port: number): number {
+  try {
+    const out = new Deno.Command("pgrep", { args: ["-f", `nats-server .*-p ${port}`] })
+      .outputSync();
+    return Number(new TextDecoder().decode(out.stdout).trim().split("\n")[0] || NaN);
+  } catch {
+    return NaN;
+  }
+}
+
+/** Stream through `server` while counting the CPU and faults of each process (per MiB). */
+async function streamCounted(
+  server: Server,
+  id: string,
+  size: number,
+  pids: Record<ProcessName, number | "self">,
+  into: Record<ProcessName, { cpu: number[]; faults: number[] }>,
+): Promise<number> {
+  const read = () => {
+    const out = {} as Record<ProcessName, { faults: number; cpuMs: number }>;
+    for (const [name, pid] of Object.entries(pids) as [ProcessName, number | "self"][]) {
+      out[name] = Number.isNaN(pid) ? { faults: NaN, cpuMs: NaN } : processCounters(pid);
+    }
+    return out;
+  };
+  const before = read();
+  const rate = await streamRate(server, id, size);
+  const after = read();
+  const mib = size / (1024 * 1024);
+  for (const name of Object.keys(pids) as ProcessName[]) {
+    into[name].cpu.push((after[name].cpuMs - before[name].cpuMs) / mib);
+    into[name].faults.push((after[name].faults - before[name].faults) / mib);
+  }
+  return rate;
+}
+
+/** Empty per-process counters. */
+function perProcess(): Record<ProcessName, { cpu: number[]; faults: number[] }> {
+  return {
+    reader: { cpu: [], faults: [] },
+    owner: { cpu: [], faults: [] },
+    nats: { cpu: [], faults: [] },
+    daemon: { cpu: [], faults: [] },
+  };
 }
 
 /**
@@ -305,6 +425,7 @@ async function ownerInItsOwnProcess(
   checkout: Checkout,
   front: Server,
   natsUrl: string,
+  natsPort: number,
   quick: boolean,
   size: number,
   log: (line: string) => void,
@@ -331,7 +452,14 @@ async function ownerInItsOwnProcess(
       await front.exec(far, ["true"]);
       await front.exec(near, ["true"]);
     }
-    const out: Apart = { crossExec: [], localExec: [], crossRates: [], localRates: [] };
+    const out: Apart = {
+      crossExec: [],
+      localExec: [],
+      crossRates: [],
+      localRates: [],
+      cross: perProcess(),
+      local: perProcess(),
+    };
     const rounds = quick ? 20 : 400;
     for (let i = 0; i < rounds; i++) {
       const order = i % 2 ? [[far, out.crossExec], [near, out.localExec]] as const : [
@@ -344,10 +472,27 @@ async function ownerInItsOwnProcess(
         times.push(performance.now() - t);
       }
     }
+    const nats = natsServerPid(natsPort);
+    const crossPids = {
+      reader: "self",
+      owner: serve.child.pid,
+      nats,
+      daemon: farDaemon.pid,
+    } as const;
+    const localPids = { reader: "self", owner: NaN, nats, daemon: nearDaemon.pid } as const;
     for (let i = 0; i < (quick ? 1 : 3); i++) {
-      out.localRates.push(await streamRate(front, near, size));
-      out.crossRates.push(await streamRate(front, far, size));
+      out.localRates.push(await streamCounted(front, near, size, localPids, out.local));
+      out.crossRates.push(await streamCounted(front, far, size, crossPids, out.cross));
     }
+    const per = (row: { cpu: number[]; faults: number[] }) =>
+      `${median(row.cpu).toFixed(1)} ms ${median(row.faults).toFixed(0)} faults`;
+    log(
+      `cluster, owner in its own process, per MiB relayed: reading node ${
+        per(out.cross.reader)
+      }, owner node ${per(out.cross.owner)}, nats-server ${per(out.cross.nats)}, daemon ${
+        per(out.cross.daemon)
+      }; direct: node ${per(out.local.reader)}, daemon ${per(out.local.daemon)}`,
+    );
     log(
       `cluster, owner in its own process: exec p50 ${median(out.crossExec).toFixed(3)} vs ${
         median(out.localExec).toFixed(3)
