@@ -352,6 +352,17 @@ Deno.test("http1 attack: request targets", async (t) => {
   }
 });
 
+Deno.test("http1 attack: Host", async (t) => {
+  await gap(
+    t,
+    "two Host fields: 400",
+    "hyper serves it with the first Host; RFC 9112 3.2: a server MUST answer 400 to more than one Host",
+    async () => {
+      assertRefused(await attack("GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n"));
+    },
+  );
+});
+
 Deno.test("http1 attack: oversized heads", async (t) => {
   await t.step("200 header fields: 431", async () => {
     const fields = Array.from({ length: 200 }, (_, i) => `X-H${i}: v\r\n`).join("");

@@ -67,7 +67,8 @@ Deno.test("http1: keep-alive and connection lifetime", async (t) => {
       assertStrictEquals(response.reason, "OK");
       assertStrictEquals(text(response.body), `GET ${path} body=`);
       assertStrictEquals(response.headers.get("content-length"), String(response.body.length));
-      assertStrictEquals(response.headers.get("connection"), null);
+      // No connection header (hyper), or keep-alive: never close.
+      assert([null, "keep-alive"].includes(response.headers.get("connection")), response.head);
     }
     assertEquals(seen.length, 3);
     // All three came over the same connection.
@@ -257,6 +258,27 @@ Deno.test("http1: request bodies", async (t) => {
       assertStrictEquals(response.status, 200, text(response.body));
       assertEquals(JSON.parse(text(response.body)), { bytes: data.length, sha256: sha256(data) });
       assertEquals(await Deno.readFile(path), data);
+
+      // The same connection downloads it back: content-length framing, every byte.
+      await http.write(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      const down = await http.readResponse({ deadlineMs: 60_000 });
+      assertStrictEquals(down.status, 200);
+      assertStrictEquals(down.headers.get("content-length"), String(data.length));
+      assert(down.complete);
+      assertEquals(down.body, data);
+
+      // And uploads with Expect: 100-continue, as curl does for a file over 1 MiB.
+      const small = randomBytes(300_000);
+      await http.write(
+        `PUT ${target}&mode=0600 HTTP/1.1\r\nHost: x\r\nContent-Length: ${small.length}\r\n` +
+          `Expect: 100-continue\r\nSandd-Sha256: ${sha256(small)}\r\n\r\n`,
+      );
+      const interim = await http.readResponse({ deadlineMs: 2_000 });
+      assertStrictEquals(interim.head, "HTTP/1.1 100 Continue\r\n\r\n");
+      await http.write(small);
+      const put = await http.readResponse({ deadlineMs: 60_000 });
+      assertStrictEquals(put.status, 200, text(put.body));
+      assertEquals(await Deno.readFile(path), small);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -274,7 +296,7 @@ Deno.test("http1: Expect: 100-continue", async (t) => {
     // curl waits 1 s for the 100 before sending anyway; a 2 s deadline shows the server sent it unprompted.
     const interim = await http.readResponse({ deadlineMs: 2_000 });
     assertStrictEquals(interim.head, "HTTP/1.1 100 Continue\r\n\r\n");
-    assertEquals(seen, [], "the handler got nothing yet but the head");
+    assertEquals(seen, [], "the handler has not got a body yet");
     await http.write("hello");
     const final = await http.readResponse();
     assertStrictEquals(final.status, 200);
@@ -282,6 +304,63 @@ Deno.test("http1: Expect: 100-continue", async (t) => {
     // The connection is still usable.
     await http.write(GET("/next"));
     assertStrictEquals(text((await http.readResponse()).body), "GET /next body=");
+  });
+
+  await t.step(
+    "a handler that answers without reading: no 100, the answer, then the end",
+    async () => {
+      await using server = listen(() => new Response("no", { status: 401 }));
+      await using http = await connect(server);
+      await http.write(
+        "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+      );
+      const final = await http.readResponse();
+      assertStrictEquals(final.status, 401, "no interim answer first");
+      assertStrictEquals(text(final.body), "no");
+      // The body was never asked for: the connection ends, so nothing the client sends next is misread.
+      assertStrictEquals(final.headers.get("connection")?.toLowerCase(), "close");
+      assertStrictEquals(await http.expectClosed(), "");
+    },
+  );
+});
+
+Deno.test("http1: answers without a body, and a handler that throws", async (t) => {
+  await t.step(
+    "204 and 304: no content-length, no body; 200 with a null body: content-length 0",
+    async () => {
+      await using server = listen((request) => {
+        const status = Number(new URL(request.url).pathname.slice(1));
+        return new Response(null, { status });
+      });
+      await using http = await connect(server);
+      await http.write(GET("/204") + GET("/304") + GET("/200"));
+      const noContent = await http.readResponse();
+      assertStrictEquals(noContent.head.split("\r\n")[0], "HTTP/1.1 204 No Content");
+      assertStrictEquals(noContent.headers.get("content-length"), null);
+      assertStrictEquals(noContent.headers.get("transfer-encoding"), null);
+      const notModified = await http.readResponse();
+      assertStrictEquals(notModified.head.split("\r\n")[0], "HTTP/1.1 304 Not Modified");
+      assertStrictEquals(notModified.headers.get("transfer-encoding"), null);
+      // Bodiless answers leave no bytes behind: the next status line comes right after.
+      const empty = await http.readResponse();
+      assertStrictEquals(empty.status, 200);
+      assertStrictEquals(empty.headers.get("content-length"), "0");
+      assertStrictEquals(empty.body.length, 0);
+      assertStrictEquals(await http.somethingWithin(50), false);
+    },
+  );
+
+  await t.step("a handler that throws: 500, and the connection stays usable", async () => {
+    await using server = listen((request) => {
+      if (new URL(request.url).pathname === "/throw") throw new Error("boom");
+      return new Response("fine");
+    });
+    await using http = await connect(server);
+    await http.write(GET("/throw") + GET("/fine"));
+    const failed = await http.readResponse();
+    assertStrictEquals(failed.head.split("\r\n")[0], "HTTP/1.1 500 Internal Server Error");
+    assertStrictEquals(failed.headers.get("content-length"), String(failed.body.length));
+    assertStrictEquals(text((await http.readResponse()).body), "fine");
   });
 });
 
@@ -332,6 +411,32 @@ Deno.test("http1: streamed answers", async (t) => {
       assertStrictEquals(text(response.body), parts.join(""));
       assertStrictEquals(response.chunks?.at(-1), 0);
     }
+  });
+
+  await t.step("a stream without length to an HTTP/1.0 client: close-delimited", async () => {
+    await using server = listen(() => {
+      let i = 0;
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (i++ < 3) controller.enqueue(encoder.encode(`part${i};`));
+            else controller.close();
+          },
+        }),
+      );
+    });
+    await using http = await connect(server);
+    await http.write("GET /s HTTP/1.0\r\n\r\n");
+    const response = await http.readResponse();
+    assertStrictEquals(response.version, "HTTP/1.0");
+    assertStrictEquals(
+      response.headers.get("transfer-encoding"),
+      null,
+      "1.0 has no chunked coding",
+    );
+    assertStrictEquals(response.headers.get("content-length"), null);
+    assertStrictEquals(text(response.body), "part1;part2;part3;");
+    assert(http.eof);
   });
 
   await t.step(
