@@ -143,6 +143,28 @@ Deno.test("http1: pipelining", async (t) => {
   });
 });
 
+Deno.test("http1: a slow first answer keeps its place", async (t) => {
+  await t.step("pipelined /slow then /fast: answered in that order", async () => {
+    const release = Promise.withResolvers<void>();
+    const started: string[] = [];
+    await using server = listen(async (request) => {
+      const path = new URL(request.url).pathname;
+      started.push(path);
+      if (path === "/slow") await release.promise;
+      return new Response(path);
+    });
+    await using http = await connect(server);
+    await http.write(GET("/slow") + GET("/fast"));
+    // Hyper runs one request per connection at a time (/fast has not started); an engine may start /fast early,
+    // but nothing may be written before /slow's answer.
+    assertStrictEquals(await http.somethingWithin(200), false, "no answer before /slow's");
+    assertStrictEquals(started[0], "/slow");
+    release.resolve();
+    assertStrictEquals(text((await http.readResponse()).body), "/slow");
+    assertStrictEquals(text((await http.readResponse()).body), "/fast");
+  });
+});
+
 Deno.test("http1: heads and bodies split at every byte, or in one big write", async (t) => {
   await t.step(
     "300 requests in one write (GETs and POSTs of 0-299 bytes): 300 answers in order",
@@ -292,6 +314,32 @@ Deno.test("http1: request bodies", async (t) => {
       const next = await again.readResponse().catch((error) => error);
       if (!(next instanceof PeerClosedError)) assertStrictEquals(next.status, 200);
       assertEquals(seen.filter((s) => !s.startsWith("POST /ignore") && s !== "GET /next"), []);
+    },
+  );
+
+  await t.step(
+    "a handler that ignores a 10 MiB body: answered, then the connection ends",
+    async () => {
+      await using server = listen(() => new Response("early"));
+      await using http = await connect(server);
+      const big = new Uint8Array(10 * 1024 * 1024);
+      const writing = http.write(
+        concat([
+          encoder.encode(
+            `POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`,
+          ),
+          big,
+        ]),
+      ).catch(() => "the server stopped reading");
+      const response = await http.readResponse();
+      assertStrictEquals(response.status, 200);
+      assertStrictEquals(text(response.body), "early");
+      // Draining 10 MiB nobody wants is waste: hyper announces the close and closes (the rest of the upload then
+      // fails with EPIPE or a reset).
+      assertStrictEquals(response.headers.get("connection")?.toLowerCase(), "close");
+      await http.readToEnd();
+      assert(http.eof);
+      await writing;
     },
   );
 
