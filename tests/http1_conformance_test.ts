@@ -18,6 +18,7 @@ import {
   websocketAccept,
   within,
 } from "./_http1.ts";
+import { Server, SUBPROTOCOL } from "../mod.ts";
 import { type HttpHandler, type HttpListener, serveHttp } from "../server/_http_listener.ts";
 
 const encoder = new TextEncoder();
@@ -786,6 +787,43 @@ Deno.test("http1: WebSocket upgrades", async (t) => {
       assertStrictEquals(text((await http.readResponse()).body), "plain");
       await http.write(UPGRADE);
       await checkUpgrade(http, [], closed);
+    },
+  );
+
+  await t.step(
+    "the real controller: a daemon's hello pipelined with its upgrade is not lost",
+    async () => {
+      await using server = await Server.listen({ port: 0 });
+      const url = new URL(server.url);
+      const http = await RawHttp.connect(Number(url.port));
+      const hello = JSON.stringify({
+        t: "hello",
+        id: "h1-raw",
+        labels: {},
+        hostname: "raw",
+        platform: "linux",
+        arch: "x86_64",
+        version: "0",
+        pid: 1,
+        processes: 0,
+        instance: crypto.randomUUID(),
+      });
+      await http.write(concat([
+        encoder.encode(
+          UPGRADE.replace("GET /ws ", `GET ${url.pathname} `)
+            .replace("\r\n\r\n", `\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`),
+        ),
+        clientFrame(1, hello),
+      ]));
+      const head = await http.readResponse();
+      assertStrictEquals(head.status, 101, head.head);
+      assertStrictEquals(head.headers.get("sec-websocket-protocol"), SUBPROTOCOL);
+      await server.waitForDaemon("h1-raw", { timeout: 10_000 });
+      const welcome = await readServerFrame(http);
+      assertStrictEquals(JSON.parse(text(welcome.payload)).t, "welcome");
+      await http.write(clientFrame(8, new Uint8Array([0x03, 0xe8])));
+      while ((await readServerFrame(http)).opcode !== 8);
+      http.close();
     },
   );
 
