@@ -897,3 +897,75 @@ Deno.test("http1: a stalled body", async (t) => {
     assertMatch(result, /^rejected: /);
   });
 });
+
+Deno.test("http1: the real control API on one keep-alive connection", async (t) => {
+  await using worker = await startApiWorker("h1-api");
+  const api = "/api/v1/daemons/h1-api";
+  await using http = await RawHttp.connect(worker.server.port);
+  const post = (path: string, json: unknown) => {
+    const body = JSON.stringify(json);
+    return `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${encoder.encode(body).length}\r\n\r\n${body}`;
+  };
+  // The steps share the worker and the connection: the outer test's sanitizers cover them.
+  const step = (name: string, fn: () => Promise<void>) =>
+    t.step({ name, fn, sanitizeOps: false, sanitizeResources: false });
+
+  await step("three execs, one after the other", async () => {
+    for (const word of ["one", "two", "three"]) {
+      await http.write(post(`${api}/exec`, { command: `echo ${word}` }));
+      const response = await http.readResponse();
+      assertStrictEquals(response.status, 200, text(response.body));
+      assertStrictEquals(response.headers.get("content-length"), String(response.body.length));
+      const result = JSON.parse(text(response.body));
+      assertEquals([result.stdout, result.exitCode], [`${word}\n`, 0]);
+    }
+  });
+
+  await step("two execs pipelined in one write: answered in order", async () => {
+    await http.write(
+      post(`${api}/exec`, { command: "sleep 0.2; echo first" }) +
+        post(`${api}/exec`, { command: "echo second" }),
+    );
+    const first = JSON.parse(text((await http.readResponse()).body));
+    const second = JSON.parse(text((await http.readResponse()).body));
+    assertEquals([first.stdout, second.stdout], ["first\n", "second\n"]);
+  });
+
+  await step("a process's output followed to its end: a streamed answer", async () => {
+    await http.write(
+      post(`${api}/processes`, { command: "head -c 300000 /dev/zero | tr '\\0' x" }),
+    );
+    const spawned = await http.readResponse();
+    assertStrictEquals(spawned.status, 201, text(spawned.body));
+    const { id } = JSON.parse(text(spawned.body));
+    await http.write(GET(`${api}/processes/${id}/output?follow=true`));
+    const output = await http.readResponse({ deadlineMs: 30_000 });
+    assertStrictEquals(output.status, 200);
+    assert(output.complete);
+    assertStrictEquals(text(output.body), "x".repeat(300_000));
+  });
+
+  await step("then a terminal WebSocket upgrade on the same connection", async () => {
+    const command = encodeURIComponent("sh -c 'echo tty-ok'");
+    await http.write(UPGRADE.replace("GET /ws ", `GET ${api}/terminal?command=${command} `));
+    const head = await http.readResponse();
+    assertStrictEquals(head.status, 101, head.head);
+    assertStrictEquals(head.headers.get("sec-websocket-accept"), await websocketAccept(WS_KEY));
+    let screen = "";
+    const messages: { type: string }[] = [];
+    while (!messages.some((m) => m.type === "exit")) {
+      const frame = await readServerFrame(http, 30_000);
+      if (frame.opcode === 2) screen += text(frame.payload);
+      else if (frame.opcode === 1) messages.push(JSON.parse(text(frame.payload)));
+      else if (frame.opcode === 8) break;
+    }
+    assertStrictEquals(messages[0]?.type, "open");
+    assert(messages.some((m) => m.type === "exit"), JSON.stringify(messages));
+    assertMatch(screen, /tty-ok/);
+    await http.write(clientFrame(8, new Uint8Array([0x03, 0xe8])));
+    while (!http.eof) {
+      if ((await readServerFrame(http).catch(() => ({ opcode: 8 }))).opcode === 8) break;
+    }
+  });
+});
