@@ -21,11 +21,14 @@
 //   valid head whose body read then fails: the handler's error becomes a 500, then the close.
 // - Served although RFC 9112 says otherwise (the "hyper gaps" below): CL+TE (framed by TE, connection kept open),
 //   TE "chunked, chunked" and "gzip, chunked" (one chunked layer decoded, nothing else), targets "foo",
-//   "host:80" (as authority), "*" outside OPTIONS (url "http://x*"), two Host fields (the first wins).
+//   "host:80" (as authority), "*" outside OPTIONS (url "http://x*"), two Host fields (the first wins), and
+//   any Host value at all, pasted into request.url ("a/b", "a?b", "a#b", "u@a", "exa mple", "[::1", "a:b", "":
+//   new URL(request.url) then has another path, or throws).
 // - Also served, not tested as gaps: HTTP/1.1 without Host (the URL gets the listener's address), a NUL in a
 //   chunk extension, CONNECT (handed to the handler; a 2xx answer turns the connection into a tunnel).
 import { assert, assertEquals, assertStrictEquals } from "./_assert.ts";
 import { latin1, RawHttp, type RawResponse, text } from "./_http1.ts";
+import { Server } from "../mod.ts";
 import { serveHttp } from "../server/_http_listener.ts";
 
 /** True while hyper (Deno.serveHttp) serves plain connections: SandD's engine lives in server/_http1_*.ts. */
@@ -384,6 +387,53 @@ Deno.test("http1 attack: request targets", async (t) => {
 });
 
 Deno.test("http1 attack: Host", async (t) => {
+  // Deno builds request.url as "http://" + Host + target, so a Host with '/', '?', '#' or '@' changes the path
+  // and query a handler parses out of it: "Host: x/api/v1/admin?" with target "/public" is routed as
+  // /api/v1/admin, which defeats a path filter in front of the controller and misleads the audit log.
+  async function hostKeepsPath(host: string): Promise<void> {
+    const urls: string[] = [];
+    await using server = serveHttp({ hostname: "127.0.0.1", port: 0 }, (request) => {
+      urls.push(request.url);
+      return new Response("ok");
+    });
+    await using http = await RawHttp.connect(server.addr.port);
+    await http.write(latin1(`GET /p?q=1 HTTP/1.1\r\nHost: ${host}\r\n\r\n`));
+    const response = await http.readResponse();
+    if (response.status === 400) {
+      assertEquals(urls, []);
+      assertStrictEquals(await http.expectClosed(), "");
+    } else {
+      assertStrictEquals(response.status, 200);
+      assertStrictEquals(urls.length, 1);
+      const url = new URL(urls[0]!);
+      assertEquals([url.pathname, url.search], ["/p", "?q=1"], urls[0]);
+    }
+  }
+  await t.step("Host 'u@a': served with the target's own path", () => hostKeepsPath("u@a"));
+  for (const host of ["a/b", "a?b", "a#b", "exa mple", "[::1", "a:b", ""]) {
+    await gap(
+      t,
+      `Host ${JSON.stringify(host)}: 400, or served with the target's own path`,
+      "Deno pastes the Host into request.url unchecked; RFC 9112 3.2: an invalid Host MUST get a 400",
+      () => hostKeepsPath(host),
+    );
+  }
+
+  await gap(
+    t,
+    "the real controller: a Host header never changes the route",
+    "today GET /nothing-here with 'Host: 127.0.0.1/api/v1/daemons#' is answered with the daemon list",
+    async () => {
+      await using server = await Server.listen({ port: 0, control: true });
+      await using http = await RawHttp.connect(Number(new URL(server.url).port));
+      await http.write(
+        "GET /nothing-here HTTP/1.1\r\nHost: 127.0.0.1/api/v1/daemons#\r\n\r\n",
+      );
+      const response = await http.readResponse();
+      assert([400, 404].includes(response.status), `${response.head}${text(response.body)}`);
+    },
+  );
+
   await gap(
     t,
     "two Host fields: 400",
