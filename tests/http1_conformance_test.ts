@@ -860,6 +860,19 @@ Deno.test({
       assertEquals(new Set(seen.map((s) => s.port)).size, 1);
     });
     await t.step(
+      "a bad head over TLS: 400, the close; a pipelined request is not served",
+      async () => {
+        const seen: Seen[] = [];
+        await using server = listen(echo(seen), tls);
+        await using http = await connect(server, options);
+        await http.write("GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n" + GET("/after"));
+        const response = await http.readResponse();
+        assertStrictEquals(response.status, 400);
+        assertStrictEquals(await http.expectClosed(), "");
+        assertEquals(seen, []);
+      },
+    );
+    await t.step(
       "upgrade over TLS, a plain request first, a frame in the upgrade's write",
       async () => {
         const closed: Promise<void>[] = [];
