@@ -1,7 +1,8 @@
 // Test helper: a raw HTTP/1.1 client over one TCP or TLS connection, for conformance and attack tests that must
-// control every byte the server sees and check every byte it answers. Every read has a deadline (the connection
-// is closed when it passes, so nothing waits forever); responses are parsed strictly (status line, headers, body
-// by Content-Length, chunked or until close) and kept raw, so a test can assert the exact bytes.
+// control every byte the server sees and check every byte it answers. Every read has a deadline (it then throws
+// ReadTimeoutError and leaves the connection as it was, so nothing waits forever); responses are parsed strictly
+// (status line, headers, body by Content-Length, chunked or until close) and kept raw, so a test can assert the
+// exact bytes. Also: WebSocket frames by hand (masked client frames, server frames), chunked bodies, Latin-1 bytes.
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -88,7 +89,7 @@ export class RawHttp implements AsyncDisposable {
     return this.#buffer.subarray(this.#start, this.#end);
   }
 
-  /** Write all of `data` (a string is sent as UTF-8... or as Latin-1 bytes with {@linkcode latin1}). */
+  /** Write all of `data`; a string goes as UTF-8 (pass {@linkcode latin1}'s bytes for raw control bytes). */
   async write(data: string | Uint8Array): Promise<void> {
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     for (let at = 0; at < bytes.length;) at += await this.conn.write(bytes.subarray(at));
@@ -373,18 +374,6 @@ export function concat(parts: Uint8Array[]): Uint8Array {
     at += part.length;
   }
   return out;
-}
-
-/** A chunked body: each part as one chunk, then the last chunk and optional trailer lines. */
-export function chunked(parts: (string | Uint8Array)[], trailers: string[] = []): Uint8Array {
-  const out: Uint8Array[] = [];
-  for (const part of parts) {
-    const bytes = typeof part === "string" ? encoder.encode(part) : part;
-    if (bytes.length === 0) continue;
-    out.push(encoder.encode(`${bytes.length.toString(16)}\r\n`), bytes, encoder.encode("\r\n"));
-  }
-  out.push(encoder.encode(`0\r\n${trailers.map((t) => `${t}\r\n`).join("")}\r\n`));
-  return concat(out);
 }
 
 /** A masked client WebSocket frame (FIN set) with `opcode` (1 text, 2 binary, 8 close). */
