@@ -32,6 +32,9 @@ export interface RawResponse {
   complete: boolean;
 }
 
+/** A response's status line and fields, before its body. */
+export type ResponseHead = Omit<RawResponse, "body" | "chunks" | "trailers" | "complete">;
+
 /** Options of {@linkcode RawHttp.connect}. */
 export interface RawHttpOptions {
   /** Speak TLS, trusting these CA certificates (PEM). @default undefined (plain TCP) */
@@ -191,7 +194,7 @@ export class RawHttp implements AsyncDisposable {
    */
   async readHead(
     deadlineMs = READ_DEADLINE_MS,
-  ): Promise<Omit<RawResponse, "body" | "chunks" | "trailers" | "complete">> {
+  ): Promise<ResponseHead> {
     const statusLine = await this.readLine(deadlineMs);
     if (statusLine === null) {
       throw new PeerClosedError(
@@ -234,8 +237,16 @@ export class RawHttp implements AsyncDisposable {
   async readResponse(
     options: { method?: string; deadlineMs?: number } = {},
   ): Promise<RawResponse> {
+    const head = await this.readHead(options.deadlineMs);
+    return await this.readBody(head, options);
+  }
+
+  /** Read the body that `head` (from {@linkcode readHead}) announces, as {@linkcode readResponse} does. */
+  async readBody(
+    head: ResponseHead,
+    options: { method?: string; deadlineMs?: number } = {},
+  ): Promise<RawResponse> {
     const deadlineMs = options.deadlineMs ?? READ_DEADLINE_MS;
-    const head = await this.readHead(deadlineMs);
     const base = { ...head, chunks: undefined, trailers: [] as [string, string][] };
     if (
       options.method === "HEAD" || (head.status >= 100 && head.status < 200) ||
@@ -259,7 +270,7 @@ export class RawHttp implements AsyncDisposable {
   }
 
   async #readChunked(
-    head: Omit<RawResponse, "body" | "chunks" | "trailers" | "complete">,
+    head: ResponseHead,
     deadlineMs: number,
   ): Promise<RawResponse> {
     const parts: Uint8Array[] = [];

@@ -648,6 +648,38 @@ Deno.test("http1: streamed answers", async (t) => {
       await within(cancelled.promise, 10_000, "the stream's cancel after the client left");
     },
   );
+
+  await t.step("a client that pauses, then reads on: all 64 MiB arrive, in order", async () => {
+    const chunk = 64 * 1024;
+    const chunks = 1024;
+    let pulled = 0;
+    await using server = listen(() =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (pulled === chunks) return controller.close();
+            controller.enqueue(new Uint8Array(chunk).fill(pulled++ & 0xff));
+          },
+        }, { highWaterMark: 0 }),
+      )
+    );
+    await using http = await connect(server);
+    await http.write(GET("/big"));
+    const head = await http.readHead();
+    assertStrictEquals(head.headers.get("transfer-encoding"), "chunked");
+    const stalled = await settled(() => pulled, { everyMs: 100, stableFor: 5 });
+    assert(
+      stalled < chunks,
+      `the whole stream was pulled (${stalled} chunks) while the client read none`,
+    );
+    const response = await http.readBody(head, { deadlineMs: 60_000 });
+    assert(response.complete);
+    assertStrictEquals(response.body.length, chunk * chunks);
+    for (let i = 0; i < chunks; i++) {
+      const part = response.body.subarray(i * chunk, (i + 1) * chunk);
+      if (!part.every((byte) => byte === (i & 0xff))) throw new Error(`Chunk ${i} is wrong`);
+    }
+  });
 });
 
 Deno.test("http1: targets and Host", async (t) => {
