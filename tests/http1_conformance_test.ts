@@ -53,6 +53,16 @@ function echo(seen: Seen[] = []): HttpHandler {
   };
 }
 
+/**
+ * The version an HTTP/1.0 request is answered with: hyper says HTTP/1.0; RFC 9110 2.5 prefers the server's own
+ * highest version (HTTP/1.1), which a 1.0 client also reads.
+ */
+const HTTP1_0_ANSWER = ["HTTP/1.0", "HTTP/1.1"];
+
+function assertOneOf(actual: string, allowed: string[]): void {
+  assert(allowed.includes(actual), `${actual} is none of ${allowed.join(", ")}`);
+}
+
 const GET = (path: string, extra = "") => `GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
 
 Deno.test("http1: keep-alive and connection lifetime", async (t) => {
@@ -86,7 +96,7 @@ Deno.test("http1: keep-alive and connection lifetime", async (t) => {
     await using http = await connect(server);
     await http.write("GET /old HTTP/1.0\r\n\r\n");
     const response = await http.readResponse();
-    assertStrictEquals(response.version, "HTTP/1.0");
+    assertOneOf(response.version, HTTP1_0_ANSWER);
     assertStrictEquals(response.status, 200);
     assertStrictEquals(text(response.body), "GET /old body=");
     assertStrictEquals(await http.expectClosed(), "");
@@ -98,7 +108,7 @@ Deno.test("http1: keep-alive and connection lifetime", async (t) => {
     for (const path of ["/a", "/b"]) {
       await http.write(`GET ${path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n`);
       const response = await http.readResponse();
-      assertStrictEquals(response.version, "HTTP/1.0");
+      assertOneOf(response.version, HTTP1_0_ANSWER);
       assertStrictEquals(response.status, 200);
       assertStrictEquals(response.headers.get("connection")?.toLowerCase(), "keep-alive");
       assertStrictEquals(response.headers.get("content-length"), String(response.body.length));
@@ -542,7 +552,7 @@ Deno.test("http1: streamed answers", async (t) => {
     await using http = await connect(server);
     await http.write("GET /s HTTP/1.0\r\n\r\n");
     const response = await http.readResponse();
-    assertStrictEquals(response.version, "HTTP/1.0");
+    assertOneOf(response.version, HTTP1_0_ANSWER);
     assertStrictEquals(
       response.headers.get("transfer-encoding"),
       null,
