@@ -2,7 +2,8 @@
 // else, the failure limit, protocol negotiation and the upgrade. `serveHttp` is the one place that opens the
 // listener, so it can be swapped for a hardened one.
 import { serveHttp as serveHardened } from "./_http_listener.ts";
-import { type HttpRequest, toRequest, upgradeWebSocket } from "./_http1_request.ts";
+import { EngineRequest, type HttpRequest, toRequest, upgradeWebSocket } from "./_http1_request.ts";
+import { validHost } from "./_http1_head.ts";
 import { getLogger } from "@logtape/logtape";
 import { selectSubprotocol, SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
 import type { Security } from "./_security.ts";
@@ -91,6 +92,16 @@ export async function handleHttp(
   request: HttpRequest,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ): Promise<Response> {
+  // Deno's server builds the URL as scheme + Host + target: a Host with `/`, `?` or `#` would move the path a mount
+  // routes on (SandD's own engine refuses such a head itself).
+  if (!(request instanceof EngineRequest)) {
+    const host = request.headers.get("host");
+    if (host !== null && !validHost(host)) {
+      return Response.json({ code: "BAD_REQUEST", message: "Invalid Host header" }, {
+        status: 400,
+      });
+    }
+  }
   // The path without a URL parse where that gives the same (a mount such as the control API pays for every call).
   const pathname = fastPath(request.url)?.pathname ?? new URL(request.url).pathname;
   if (request.method === "GET" && pathname === "/health") {

@@ -70,7 +70,10 @@ export interface AnswerContext {
   minor: 0 | 1;
   /** Whether the connection stays open after this answer (before the answer has its say). */
   keepAlive: boolean;
-  /** Called with the body's reader while it streams, so the connection can cancel it when the client leaves. */
+  /**
+   * Called with a streamed body's reader while it streams (null when over), so the connection can cancel it when
+   * the client leaves.
+   */
   streaming(reader: ReadableStreamDefaultReader<Uint8Array> | null): void;
 }
 
@@ -101,6 +104,25 @@ async function settlesAtOnce(promise: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
+/** The length of a body that is all there at once (then consumed), or -1 (then cancelled). */
+async function staticLength(body: ReadableStream<Uint8Array>): Promise<number> {
+  const reader = body.getReader();
+  try {
+    let length = 0;
+    for (let i = 0; i < 2; i++) {
+      const read = reader.read();
+      if (!await settlesAtOnce(read)) return -1;
+      const result = await read;
+      if (result.done) return length;
+      length += result.value.length;
+    }
+    return -1;
+  } finally {
+    await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
 function concat(head: Uint8Array, body: Uint8Array | null): Uint8Array {
   if (body === null || body.length === 0) return head;
   const out = new Uint8Array(head.length + body.length);
@@ -121,8 +143,12 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
   if (declaredText !== null && /^\d{1,15}$/.test(declaredText)) declared = Number(declaredText);
   let keepAlive = ctx.keepAlive && headers.get("connection")?.toLowerCase() !== "close";
   const body = response.body;
+  if (ctx.head && body !== null && declared < 0) {
+    // HEAD: the length the GET would have, when its body is all there at once.
+    declared = await staticLength(body);
+  }
   if (body === null || noBody) {
-    if (body !== null) await body.cancel().catch(() => {});
+    if (body !== null && !body.locked) await body.cancel().catch(() => {});
     const length = status === 204 || status === 304 || status < 200
       ? -1
       : declared >= 0
@@ -136,7 +162,6 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
     return ok && keepAlive;
   }
   const reader = body.getReader();
-  ctx.streaming(reader);
   try {
     const firstRead = reader.read();
     // A live stream with nothing yet (process output, events): the head goes out now, the body as it comes.
@@ -211,6 +236,8 @@ async function streamBody(
   const chunked = declared < 0 && ctx.minor === 1;
   if (declared < 0 && !chunked) keepAlive = false;
   const wire = ctx.wire;
+  // A live stream is cancelled when the client leaves (an answer all there at once is just written).
+  ctx.streaming(reader);
   let sent = 0;
   const send = async (piece: Uint8Array, head?: Uint8Array): Promise<boolean> => {
     if (declared >= 0 && sent + piece.length > declared) {

@@ -21,9 +21,6 @@ export interface EngineHooks {
   answered(error: Error | undefined): void;
 }
 
-/** Most body bytes a handler may leave unread before the connection is closed instead of drained. */
-const DRAIN_LIMIT = 256 * 1024;
-
 const encoder = new TextEncoder();
 
 /** The `Deno.internal.rid` property of a `Deno.Conn` (own, not registered with `Symbol.for`), found once. */
@@ -43,13 +40,7 @@ export function connRid(conn: Deno.Conn): number | null {
 
 function refusal(error: HeadError): Uint8Array {
   const body = JSON.stringify({ code: "BAD_REQUEST", message: error.message });
-  const reason = error.status === 431
-    ? "Request Header Fields Too Large"
-    : error.status === 501
-    ? "Not Implemented"
-    : error.status === 505
-    ? "HTTP Version Not Supported"
-    : "Bad Request";
+  const reason = error.status === 431 ? "Request Header Fields Too Large" : "Bad Request";
   return encoder.encode(
     `HTTP/1.1 ${error.status} ${reason}\r\ncontent-type: application/json\r\n` +
       `content-length: ${encoder.encode(body).length}\r\nconnection: close\r\n\r\n${body}`,
@@ -152,7 +143,7 @@ export async function serveConnection(
         wire,
         head: head.method === "HEAD",
         minor: head.minor,
-        keepAlive: head.keepAlive && !broken,
+        keepAlive: head.keepAlive && !broken && request.settleBody(),
         streaming: (reader) => {
           streaming = reader;
           if (reader !== null && wire.eof) void reader.cancel().catch(() => {});
@@ -161,8 +152,7 @@ export async function serveConnection(
       hooks.answered(wire.broken ? new Deno.errors.BrokenPipe("The client left") : undefined);
       request.abort(new DOMException("The answer is over", "AbortError"));
       current = null;
-      if (!keepAlive || broken || wire.broken) return false;
-      if (!await request.drain(DRAIN_LIMIT)) return false;
+      if (!keepAlive || broken || wire.broken || !request.bodyDone) return false;
       if (wire.eof && wire.buffered === 0) return false;
     }
   } finally {

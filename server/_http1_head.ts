@@ -7,9 +7,9 @@ export const MAX_HEAD_BYTES = 64 * 1024;
 /** Most header lines accepted; more: 431. */
 export const MAX_HEADERS = 100;
 
-/** A request head that cannot be served: answered with `status` and the connection closed. */
+/** A request head that cannot be served: answered with `status` (400 or 431) and the connection closed. */
 export class HeadError extends Error {
-  /** The answer's status (400, 431, 501, 505). */
+  /** The answer's status (400 or 431). */
   readonly status: number;
 
   constructor(status: number, message: string) {
@@ -65,6 +65,24 @@ export function headEnd(bytes: Uint8Array, from: number, to: number): number {
     if (i - 2 >= from && bytes[i - 2] === LF) return i + 1;
   }
   return -1;
+}
+
+/** A Host header: a name or IPv4 address, or a bracketed IPv6 address, and an optional port (RFC 9110 §7.2). */
+const HOST = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * Whether `host` is a valid Host header value (name or address, optional port): one with `/`, `?`, `#`, `@` or
+ * spaces would change the path a handler sees in `request.url` (`scheme://` + Host + target).
+ *
+ * @example
+ * ```ts
+ * import { validHost } from "./_http1_head.ts";
+ * console.assert(validHost("127.0.0.1:8765") && validHost("[::1]:80"));
+ * console.assert(!validHost("127.0.0.1/api/v1/daemons#"));
+ * ```
+ */
+export function validHost(host: string): boolean {
+  return HOST.test(host);
 }
 
 /** tchar of RFC 9110 §5.6.2, by byte. */
@@ -131,12 +149,12 @@ export function parseHead(bytes: Uint8Array, from: number, to: number): RequestH
   let minor: 0 | 1;
   if (version === "HTTP/1.1") minor = 1;
   else if (version === "HTTP/1.0") minor = 0;
-  else if (/^HTTP\/\d\.\d$/.test(version)) {
+  else {
     throw new HeadError(
-      505,
+      400,
       `HTTP version ${shown(version)} is not supported (HTTP/1.1 and HTTP/1.0 are)`,
     );
-  } else throw new HeadError(400, `Invalid HTTP version ${shown(version)}`);
+  }
   if (target[0] !== "/") {
     const absolute = target.startsWith("http://") || target.startsWith("https://");
     if (!absolute && !(target === "*" && method === "OPTIONS")) {
@@ -237,7 +255,7 @@ export function parseHead(bytes: Uint8Array, from: number, to: number): RequestH
     }
     if (transferEncoding.trim().toLowerCase() !== "chunked") {
       throw new HeadError(
-        501,
+        400,
         `Transfer-Encoding ${shown(transferEncoding)} is not supported (only "chunked", once)`,
       );
     }
@@ -246,7 +264,7 @@ export function parseHead(bytes: Uint8Array, from: number, to: number): RequestH
   if (host === null && minor === 1) {
     throw new HeadError(400, "An HTTP/1.1 request needs a Host header");
   }
-  if (host !== null && !/^[A-Za-z0-9._~!$&'()*+,;=:\[\]%-]*$/.test(host)) {
+  if (host !== null && !HOST.test(host)) {
     throw new HeadError(400, `Invalid Host header ${shown(host)}`);
   }
   const close = connection !== "" && lists(connection, "close");

@@ -161,6 +161,18 @@ class BodyReader {
     }
   }
 
+  /** Skip the rest of the body when all of it is already buffered (a `Content-Length` body); false otherwise. */
+  skipBuffered(): boolean {
+    if (this.done) return true;
+    if (this.#chunked) return false;
+    const wire = this.#wire;
+    if (wire.end - wire.start < this.#remaining) return false;
+    wire.start += this.#remaining;
+    this.#remaining = 0;
+    this.#finish();
+    return true;
+  }
+
   /** Everything left, as one array. */
   async all(): Promise<Uint8Array<ArrayBuffer>> {
     const pieces: Uint8Array<ArrayBuffer>[] = [];
@@ -302,21 +314,16 @@ export class EngineRequest implements HttpRequest {
     return JSON.parse(await this.text());
   }
 
-  /** Drain what the handler left of the body, up to `limit` bytes; false when more was left (close then). */
-  async drain(limit: number): Promise<boolean> {
+  /**
+   * Whether the connection can carry another request after this one: the body was read to its end, or what is left
+   * of it is already buffered (then skipped). A body left unread beyond that ends the connection (as Deno's server
+   * does), rather than reading megabytes nobody wants.
+   */
+  settleBody(): boolean {
     const reader = this.#reader;
     if (reader === null || reader.done) return true;
     if (this.#body !== undefined && this.#body !== null && this.#body.locked) return false;
-    let total = 0;
-    try {
-      for (let piece = await reader.next(); piece !== null; piece = await reader.next()) {
-        total += piece.length;
-        if (total > limit) return false;
-      }
-      return true;
-    } catch {
-      return false;
-    }
+    return reader.skipBuffered();
   }
 
   /** A real `Request` with the same method, URL, headers and body (made once). */

@@ -73,7 +73,8 @@ export class Wire {
    * of the peer's data.
    */
   async take(max: number): Promise<Uint8Array<ArrayBuffer> | null> {
-    if (this.#reading) await this.#reading;
+    // A read already on its way lands after the buffered bytes: those go first, without waiting for it.
+    if (this.#reading && this.end === this.start) await this.#reading;
     const buffered = this.end - this.start;
     if (buffered > 0) {
       const n = Math.min(buffered, max);

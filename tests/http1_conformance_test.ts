@@ -20,6 +20,7 @@ import {
 } from "./_http1.ts";
 import { Server, SUBPROTOCOL } from "../mod.ts";
 import { type HttpHandler, type HttpListener, serveHttp } from "../server/_http_listener.ts";
+import { upgradeWebSocket } from "../server/_http1_request.ts";
 
 const encoder = new TextEncoder();
 
@@ -766,7 +767,7 @@ Deno.test("http1: header semantics", async (t) => {
 function wsEcho(closed: Promise<void>[]): HttpHandler {
   return (request) => {
     if (new URL(request.url).pathname !== "/ws") return new Response("plain");
-    const { socket, response } = Deno.upgradeWebSocket(request);
+    const { socket, response } = upgradeWebSocket(request);
     const done = Promise.withResolvers<void>();
     closed.push(done.promise);
     socket.onmessage = (event) => socket.send(event.data);
