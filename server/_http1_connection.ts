@@ -1,7 +1,7 @@
 // SandD's HTTP/1.1 engine, part 5: serving one connection. Requests one at a time (pipelined ones wait in the
 // buffer), each answered before the next head is parsed; a bad head gets its status and the connection closes; an
-// upgraded connection leaves the engine. While a handler works with the whole request read, one read waits on the
-// socket, so a client that leaves is seen at once (its request's signal aborts, a streamed answer is cancelled).
+// upgraded connection leaves the engine. While a live answer streams, one read waits on the socket, so a client
+// that leaves is seen at once (its request's signal aborts, the answer's stream is cancelled).
 import { headEnd, HeadError, MAX_HEAD_BYTES, parseHead, type RequestHead } from "./_http1_head.ts";
 import { type BodyEvents, EngineRequest, type UpgradeHost } from "./_http1_request.ts";
 import { writeAnswer } from "./_http1_answer.ts";
@@ -80,7 +80,7 @@ export async function serveConnection(
     });
   };
   const events: BodyEvents = {
-    bodyDone: watch,
+    bodyDone: () => {},
     bodyBroken: () => broken = true,
   };
   const host: UpgradeHost = {
@@ -133,7 +133,6 @@ export async function serveConnection(
       const request: EngineRequest = new EngineRequest(head, url, wire, host, events);
       current = request;
       broken = false;
-      if (request.bodyDone && !head.upgrade) watch();
       const response = await hooks.respond(request);
       if (upgraded) {
         hooks.answered(undefined);
@@ -146,7 +145,10 @@ export async function serveConnection(
         keepAlive: head.keepAlive && !broken && request.settleBody(),
         streaming: (reader) => {
           streaming = reader;
-          if (reader !== null && wire.eof) void reader.cancel().catch(() => {});
+          if (reader === null) return;
+          if (wire.eof) void reader.cancel().catch(() => {});
+          // A live answer: one read waits on the socket, so a client that leaves cancels it at once.
+          else if (request.bodyDone) watch();
         },
       });
       hooks.answered(wire.broken ? new Deno.errors.BrokenPipe("The client left") : undefined);

@@ -1,5 +1,6 @@
 // The control API's error answers: JSON `{ code, message }` with the stable codes of the TypeScript error classes
 // (server/errors.ts) and the statuses of the contract.
+import { fixedAnswer } from "../_http1_answer.ts";
 import { AuthenticationError } from "../auth.ts";
 import {
   ClusterUnavailableError,
@@ -104,5 +105,5 @@ export function errorResponse(error: unknown): Response {
     body.rule = error.rule;
     if (error.path !== undefined) body.path = error.path;
   }
-  return new Response(JSON.stringify(body), { status, headers });
+  return fixedAnswer(JSON.stringify(body), status, headers);
 }
