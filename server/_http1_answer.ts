@@ -67,7 +67,11 @@ const fixed = new WeakMap<Response, Fixed>();
  * console.assert(response.status === 200);
  * ```
  */
-export function fixedAnswer(body: string, status: number, headers: Record<string, string>): Response {
+export function fixedAnswer(
+  body: string,
+  status: number,
+  headers: Record<string, string>,
+): Response {
   const response = new Response(body, { status, headers });
   let lines = "";
   for (const name in headers) lines += `${name.toLowerCase()}: ${headers[name]}\r\n`;
@@ -130,12 +134,16 @@ async function writeFixed(answer: Fixed, ctx: AnswerContext): Promise<boolean> {
   const status = answer.status;
   const noBody = ctx.head || status === 204 || status === 304;
   const body = encoder.encode(answer.body);
-  let text = `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\ndate: ${httpDate()}\r\n${answer.lines}`;
+  let text = `HTTP/1.1 ${status} ${
+    REASONS[status] ?? "Unknown"
+  }\r\ndate: ${httpDate()}\r\n${answer.lines}`;
   if (status !== 204 && status !== 304) text += `content-length: ${body.length}\r\n`;
   if (!ctx.keepAlive) text += "connection: close\r\n";
   else if (ctx.minor === 0) text += "connection: keep-alive\r\n";
   text += "\r\n";
-  const ok = await ctx.wire.write(noBody ? encoder.encode(text) : concat(encoder.encode(text), body));
+  const ok = await ctx.wire.write(
+    noBody ? encoder.encode(text) : concat(encoder.encode(text), body),
+  );
   return ok && ctx.keepAlive;
 }
 

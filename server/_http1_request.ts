@@ -326,6 +326,33 @@ export class EngineRequest implements HttpRequest {
     return reader.skipBuffered();
   }
 
+  /**
+   * The whole body, failing with `tooLarge()` as soon as it is over `max` bytes (before reading anything when its
+   * declared length is), without making a body stream.
+   */
+  async bytesUpTo(max: number, tooLarge: () => Error): Promise<Uint8Array<ArrayBuffer>> {
+    if (this.#used) throw new TypeError("Body already consumed");
+    this.#used = true;
+    const reader = this.#reader;
+    if (reader === null) return new Uint8Array(0);
+    if (this.#head.contentLength > max) throw tooLarge();
+    const pieces: Uint8Array<ArrayBuffer>[] = [];
+    let size = 0;
+    for (let piece = await reader.next(); piece !== null; piece = await reader.next()) {
+      size += piece.length;
+      if (size > max) throw tooLarge();
+      pieces.push(piece);
+    }
+    if (pieces.length === 1) return pieces[0]!;
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const piece of pieces) {
+      out.set(piece, at);
+      at += piece.length;
+    }
+    return out;
+  }
+
   /** A real `Request` with the same method, URL, headers and body (made once). */
   toRequest(): Request {
     const body = this.method === "GET" || this.method === "HEAD" ? null : this.body;
@@ -374,6 +401,18 @@ export class EngineRequest implements HttpRequest {
     host.upgrading();
     return upgraded;
   }
+}
+
+/**
+ * One header of any request (lower-case `name`): without building a `Headers` for one of SandD's engine.
+ *
+ * @example
+ * ```ts ignore
+ * const auth = headerOf(request, "authorization");
+ * ```
+ */
+export function headerOf(request: HttpRequest, name: string): string | null {
+  return request instanceof EngineRequest ? request.header(name) : request.headers.get(name);
 }
 
 /**

@@ -1,7 +1,7 @@
 // Client authentication of the control API: bearer tokens compared in constant time (over their SHA-256, so
 // neither the length nor the content leaks through timing), scopes, and the guard that keeps client tokens off
 // the daemon endpoint.
-import type { HttpRequest } from "../_http1_request.ts";
+import { headerOf, type HttpRequest } from "../_http1_request.ts";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Authenticator } from "../auth.ts";
 import type { ClientIdentity } from "./_context.ts";
@@ -18,7 +18,7 @@ function digest(token: string): Uint8Array {
 
 /** The bearer token of a request, or null. */
 export function bearer(request: HttpRequest): string | null {
-  const header = request.headers.get("authorization");
+  const header = headerOf(request, "authorization");
   if (header === null) return null;
   const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
   return match ? match[1]! : null;

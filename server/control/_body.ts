@@ -1,6 +1,6 @@
 // Strict input of the control API: JSON bodies read under a size limit and checked field by field (unknown fields,
 // wrong types and bad values are 400 naming the field), and query parameters.
-import type { HttpRequest } from "../_http1_request.ts";
+import { EngineRequest, type HttpRequest } from "../_http1_request.ts";
 import { badRequest, HttpError } from "./_errors.ts";
 
 /** How one field is checked. */
@@ -21,6 +21,7 @@ export interface BodySchema {
 
 /** Read a request body as bytes, at most `max` (413 beyond). */
 export async function readLimited(request: HttpRequest, max: number): Promise<Uint8Array> {
+  if (request instanceof EngineRequest) return await request.bytesUpTo(max, () => tooLarge(max));
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > max) {
     await request.body?.cancel().catch(() => {});
