@@ -173,6 +173,7 @@ export interface ListenOptions {
   key?: string;
   maxConnections?: number | undefined;
   headerTimeoutMs?: number | undefined;
+  engine?: "sandd" | "deno" | undefined;
 }
 
 /** Open the listener; resolves once it listens. */
@@ -189,6 +190,7 @@ export async function serveHttp(
     port: options.port,
     maxConnections: options.maxConnections,
     headerTimeoutMs: options.headerTimeoutMs,
+    engine: options.engine,
     onListen: () => resolve(),
     onError: (error) => {
       log.error("HTTP handler failed: {error}", { error: String(error) });

@@ -113,6 +113,13 @@ export interface ServerOptions {
    */
   headerTimeoutMs?: number;
   /**
+   * What serves HTTP on plain (not TLS) connections: `"sandd"`, SandD's own strict HTTP/1.1 engine (lighter per
+   * request: the control API's answers and request bodies skip Deno's `Request`/`Response` plumbing), or
+   * `"deno"`, Deno's per-connection server. TLS connections are always served by Deno's server (HTTP/2 included).
+   * @default "sandd"
+   */
+  httpEngine?: "sandd" | "deno";
+  /**
    * Serve the HTTP control API under `/api/v1` (`true`: with defaults). Clients authenticate with their own
    * tokens (`control.tokens`), never with the daemons' credentials; without client tokens the API is open, which
    * is only allowed on a loopback `hostname` unless `control.insecure` is set. @default undefined (no API)

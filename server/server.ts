@@ -277,6 +277,7 @@ export class Server extends EventTarget implements Controller {
         ...(options.key !== undefined ? { key: options.key } : {}),
         maxConnections: options.maxConnections,
         headerTimeoutMs: options.headerTimeoutMs,
+        engine: options.httpEngine,
       }, (request, info) => handleHttp(holder.server!.#routes, request, info));
     } catch (error) {
       await cluster?.close();

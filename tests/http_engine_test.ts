@@ -1,0 +1,85 @@
+// The controller's choice of HTTP engine (`httpEngine`): SandD's own HTTP/1.1 engine (the default for plain
+// connections) and Deno's server both carry daemons, the control API and terminals; a bad choice is refused; and on
+// Deno's server (always used for TLS) a Host header that would move the routed path is refused.
+import { assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
+import { call, startApiWorker } from "./_control.ts";
+import { hasOpenssl, makeTestCerts } from "./_certs.ts";
+import { Server } from "../mod.ts";
+
+for (const engine of ["sandd", "deno"] as const) {
+  Deno.test(`http engine ${engine}: a daemon connects, the API executes, a terminal opens`, async () => {
+    await using w = await startApiWorker(`engine-${engine}`, { httpEngine: engine });
+    const answer = await call(`${w.base}/daemons/engine-${engine}/exec`, {
+      method: "POST",
+      json: { command: ["sh", "-c", "echo hi"] },
+    });
+    assertStrictEquals(answer.status, 200);
+    assertEquals((answer.body as { stdout: string; exitCode: number }).stdout, "hi\n");
+    const ws = new WebSocket(
+      `ws://127.0.0.1:${w.server.port}/api/v1/daemons/engine-${engine}/terminal?command=cat`,
+    );
+    ws.binaryType = "arraybuffer";
+    const opened = Promise.withResolvers<unknown>();
+    ws.onmessage = (event) => {
+      if (typeof event.data === "string") opened.resolve(JSON.parse(event.data));
+    };
+    ws.onerror = () => opened.reject(new Error("the terminal WebSocket failed"));
+    const first = await opened.promise as { type: string };
+    assertStrictEquals(first.type, "open");
+    const closed = new Promise((resolve) => ws.onclose = resolve);
+    ws.close();
+    await closed;
+  });
+}
+
+Deno.test("http engine: an unknown engine is refused before listening", async () => {
+  await assertRejects(
+    // deno-lint-ignore no-explicit-any
+    () => Server.listen({ port: 0, httpEngine: "hyper" as any }),
+    TypeError,
+    'engine must be "sandd" or "deno", got "hyper"',
+  );
+});
+
+Deno.test({
+  name: "http engine: over TLS (Deno's server) a Host that would move the path is 400, not routed",
+  ignore: !await hasOpenssl(),
+  fn: async () => {
+    await using certs = await makeTestCerts();
+    await using server = await Server.listen({
+      port: 0,
+      cert: certs.cert,
+      key: certs.key,
+      control: true,
+    });
+    const ask = async (host: string) => {
+      const conn = await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port: server.port,
+        caCerts: [certs.caCert],
+      });
+      try {
+        await conn.write(
+          new TextEncoder().encode(
+            `GET /nothing-here HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        const chunks: Uint8Array[] = [];
+        const buffer = new Uint8Array(16 * 1024);
+        while (true) {
+          const n = await conn.read(buffer).catch(() => null);
+          if (n === null) break;
+          chunks.push(buffer.slice(0, n));
+        }
+        return new TextDecoder().decode(
+          chunks.reduce((all, c) => new Uint8Array([...all, ...c]), new Uint8Array()),
+        );
+      } finally {
+        conn.close();
+      }
+    };
+    // Before: Deno's server built request.url from the Host, and this was answered with the daemon list.
+    assertMatch(await ask("127.0.0.1/api/v1/daemons#"), /^HTTP\/1\.1 400 /);
+    assertMatch(await ask(`127.0.0.1:${server.port}`), /^HTTP\/1\.1 404 /);
+  },
+});
