@@ -22,6 +22,15 @@
  * - A connection must finish its request head (with the TLS handshake, when serving TLS) within `headerTimeoutMs`
  *   of being accepted or of its previous response, else it is closed.
  *
+ * Plain connections are served by SandD's own HTTP/1.1 engine (`_http1_head.ts`, `_http1_wire.ts`,
+ * `_http1_request.ts`, `_http1_answer.ts`, `_http1_connection.ts`; option `engine`, default `"sandd"`): it parses
+ * heads strictly (anything RFC 9112 forbids or two parsers could read two ways is 400/431 and the connection
+ * closes: both Content-Length and Transfer-Encoding, codings other than one `chunked`, obs-fold, bare CR or LF,
+ * bad Host), hands handlers a light `HttpRequest` instead of a `Request`, writes the control API's JSON answers as
+ * recorded, streams bodies with backpressure, and upgrades WebSockets on the raw socket through
+ * `Deno.upgradeWebSocket`'s `socket` option (what node:http uses). Measured on the control API's exec (quiet
+ * machine, same run): see server/control/README.md. TLS connections stay on `Deno.serveHttp` (HTTP/2 included).
+ *
  * Known limit (Deno 2.9.6, checked): a TLS connection closed before its handshake completes keeps its socket
  * until the peer sends something or leaves, whoever closes it (this listener or `Deno.serve`). It stops counting
  * against `maxConnections` at the deadline, but a client that connects and stays silent still holds a descriptor;
