@@ -5,6 +5,8 @@
 import type { Wire } from "./_http1_wire.ts";
 
 const encoder = new TextEncoder();
+/** Largest first piece of a body without a declared length that is checked for being the whole body. */
+const SMALL_BODY = 64 * 1024;
 
 const REASONS: Record<number, string> = {
   100: "Continue",
@@ -217,8 +219,9 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
   const reader = body.getReader();
   try {
     const firstRead = reader.read();
-    // A live stream with nothing yet (process output, events): the head goes out now, the body as it comes.
-    if (!await settlesAtOnce(firstRead)) {
+    // A live stream with nothing yet (process output, events), or a body of declared length (a download): the head
+    // goes out now, the body as it comes.
+    if (declared >= 0 || !await settlesAtOnce(firstRead)) {
       return await streamBody(ctx, reader, status, headers, declared, keepAlive, [], firstRead);
     }
     const first = await firstRead;
@@ -228,12 +231,27 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
       );
       return ok && keepAlive && declared <= 0;
     }
+    // Is that all of it? Asked only with the first piece copied (and only for a small one: a large one is simply
+    // streamed): a producer may reuse or detach a piece's memory once the next one is read.
+    if (first.value.length > SMALL_BODY) {
+      return await streamBody(
+        ctx,
+        reader,
+        status,
+        headers,
+        declared,
+        keepAlive,
+        [first.value],
+        null,
+      );
+    }
+    const firstPiece = first.value.slice();
     const second = reader.read();
     if (await settlesAtOnce(second)) {
       const next = await second;
       if (next.done) {
         // All of it at once: one write with its length.
-        const bytes = first.value;
+        const bytes = firstPiece;
         if (declared >= 0 && declared !== bytes.length) keepAlive = false;
         const ok = await ctx.wire.write(
           concat(
@@ -253,7 +271,7 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
         return ok && keepAlive && (declared < 0 || declared === bytes.length);
       }
       return await streamBody(ctx, reader, status, headers, declared, keepAlive, [
-        first.value,
+        firstPiece,
         next.value,
       ], null);
     }
@@ -264,7 +282,7 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
       headers,
       declared,
       keepAlive,
-      [first.value],
+      [firstPiece],
       second,
     );
   } catch {

@@ -5,6 +5,7 @@ import { assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./
 import { call, startApiWorker } from "./_control.ts";
 import { hasOpenssl, makeTestCerts } from "./_certs.ts";
 import { Server } from "../mod.ts";
+import { serveHttp } from "../server/_http_listener.ts";
 
 for (const engine of ["sandd", "deno"] as const) {
   Deno.test(`http engine ${engine}: a daemon connects, the API executes, a terminal opens`, async () => {
@@ -82,4 +83,36 @@ Deno.test({
     assertMatch(await ask("127.0.0.1/api/v1/daemons#"), /^HTTP\/1\.1 400 /);
     assertMatch(await ask(`127.0.0.1:${server.port}`), /^HTTP\/1\.1 404 /);
   },
+});
+
+Deno.test("http engine: a body whose producer reuses its buffer after each read arrives intact", async () => {
+  // Like the controller's download and output streams, which hand out views of memory they reuse (or detach) once
+  // the next piece is read: the engine must write each piece before it reads the next (it once held the first
+  // piece while it looked whether a second one followed).
+  const shared = new Uint8Array(1024);
+  const pieces = 5;
+  const expected: number[] = [];
+  const server = serveHttp({ port: 0 }, () => {
+    let n = 0;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (n === pieces) return controller.close();
+          shared.fill(65 + n++);
+          controller.enqueue(shared);
+        },
+      }, { highWaterMark: 0 }),
+    );
+  });
+  for (let i = 0; i < pieces; i++) for (let k = 0; k < 1024; k++) expected.push(65 + i);
+  try {
+    for (const declared of [false, true]) {
+      const response = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
+        headers: declared ? { "x-declared": "1" } : {},
+      });
+      assertEquals([...new Uint8Array(await response.arrayBuffer())], expected);
+    }
+  } finally {
+    await server.shutdown();
+  }
 });
