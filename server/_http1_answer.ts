@@ -229,7 +229,7 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
       const ok = await ctx.wire.write(
         encoder.encode(headText(status, headers, 0, false, keepAlive, ctx.minor)),
       );
-      return ok && keepAlive && declared <= 0;
+      return ok && keepAlive;
     }
     // Is that all of it? Asked only with the first piece copied (and only for a small one: a large one is simply
     // streamed): a producer may reuse or detach a piece's memory once the next one is read.
@@ -247,44 +247,26 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
     }
     const firstPiece = first.value.slice();
     const second = reader.read();
-    if (await settlesAtOnce(second)) {
-      const next = await second;
-      if (next.done) {
-        // All of it at once: one write with its length.
-        const bytes = firstPiece;
-        if (declared >= 0 && declared !== bytes.length) keepAlive = false;
-        const ok = await ctx.wire.write(
-          concat(
-            encoder.encode(
-              headText(
-                status,
-                headers,
-                declared >= 0 ? declared : bytes.length,
-                false,
-                keepAlive,
-                ctx.minor,
-              ),
-            ),
-            bytes,
-          ),
-        );
-        return ok && keepAlive && (declared < 0 || declared === bytes.length);
-      }
-      return await streamBody(ctx, reader, status, headers, declared, keepAlive, [
-        firstPiece,
-        next.value,
-      ], null);
+    if (!await settlesAtOnce(second)) {
+      return await streamBody(ctx, reader, status, headers, -1, keepAlive, [firstPiece], second);
     }
-    return await streamBody(
-      ctx,
-      reader,
-      status,
-      headers,
-      declared,
-      keepAlive,
-      [firstPiece],
-      second,
-    );
+    const next = await second;
+    if (!next.done) {
+      // The second piece is written before the next read; the first was copied.
+      return await streamBody(
+        ctx,
+        reader,
+        status,
+        headers,
+        -1,
+        keepAlive,
+        [firstPiece, next.value],
+        null,
+      );
+    }
+    // All of it at once: one write, with its length.
+    const head = headText(status, headers, firstPiece.length, false, keepAlive, ctx.minor);
+    return await ctx.wire.write(concat(encoder.encode(head), firstPiece)) && keepAlive;
   } catch {
     await reader.cancel().catch(() => {});
     return false;

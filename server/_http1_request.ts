@@ -173,13 +173,14 @@ class BodyReader {
     return true;
   }
 
-  /** Everything left, as one array. */
-  async all(): Promise<Uint8Array<ArrayBuffer>> {
+  /** Everything left, as one array; `tooLarge()` is thrown as soon as it is over `max` bytes. */
+  async all(max: number, tooLarge: () => Error): Promise<Uint8Array<ArrayBuffer>> {
     const pieces: Uint8Array<ArrayBuffer>[] = [];
     let size = 0;
     for (let piece = await this.next(); piece !== null; piece = await this.next()) {
-      pieces.push(piece);
       size += piece.length;
+      if (size > max) throw tooLarge();
+      pieces.push(piece);
     }
     if (pieces.length === 1) return pieces[0]!;
     const out = new Uint8Array(size);
@@ -296,7 +297,7 @@ export class EngineRequest implements HttpRequest {
     if (this.#body !== undefined && this.#body !== null) {
       return new Uint8Array(await new Response(this.#body).arrayBuffer());
     }
-    return await this.#reader.all();
+    return await this.#reader.all(Infinity, () => new RangeError("Unreachable"));
   }
 
   async arrayBuffer(): Promise<ArrayBuffer> {
@@ -336,21 +337,7 @@ export class EngineRequest implements HttpRequest {
     const reader = this.#reader;
     if (reader === null) return new Uint8Array(0);
     if (this.#head.contentLength > max) throw tooLarge();
-    const pieces: Uint8Array<ArrayBuffer>[] = [];
-    let size = 0;
-    for (let piece = await reader.next(); piece !== null; piece = await reader.next()) {
-      size += piece.length;
-      if (size > max) throw tooLarge();
-      pieces.push(piece);
-    }
-    if (pieces.length === 1) return pieces[0]!;
-    const out = new Uint8Array(size);
-    let at = 0;
-    for (const piece of pieces) {
-      out.set(piece, at);
-      at += piece.length;
-    }
-    return out;
+    return await reader.all(max, tooLarge);
   }
 
   /** A real `Request` with the same method, URL, headers and body (made once). */
