@@ -196,7 +196,7 @@ export async function writeAnswer(response: Response, ctx: AnswerContext): Promi
   const declaredText = headers.get("content-length");
   let declared = -1;
   if (declaredText !== null && /^\d{1,15}$/.test(declaredText)) declared = Number(declaredText);
-  let keepAlive = ctx.keepAlive && headers.get("connection")?.toLowerCase() !== "close";
+  const keepAlive = ctx.keepAlive && headers.get("connection")?.toLowerCase() !== "close";
   const body = response.body;
   if (ctx.head && body !== null && declared < 0) {
     // HEAD: the length the GET would have, when its body is all there at once.
