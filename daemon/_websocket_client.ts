@@ -4,7 +4,7 @@
 // It implements the subset of the WebSocket interface the daemon uses.
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-import { CLOSE_CODES } from "@sandd/protocol/constants";
+import { CLOSE_CODES, RETRY_AFTER_MS_HEADER } from "@sandd/protocol/constants";
 import { dialThroughProxy } from "./_proxy.ts";
 
 const MAX_MESSAGE = 64 * 1024 * 1024;
@@ -101,6 +101,11 @@ export class WebSocketClient {
    * the upgrade succeeded or never got an answer.
    */
   upgradeStatus: number | undefined = undefined;
+  /**
+   * A refused upgrade's admission hint (`sandd-retry-after-ms`, protocol/SPEC.md section 1) in milliseconds, set
+   * with `upgradeStatus`; undefined when the answer had none (or an invalid one).
+   */
+  upgradeRetryAfterMs: number | undefined = undefined;
 
   #conn: Deno.Conn | null = null;
   #queue: Uint8Array[] = [];
@@ -176,6 +181,8 @@ export class WebSocketClient {
     }));
     if (status !== 101) {
       this.upgradeStatus = Number.isInteger(status) ? status : undefined;
+      const hint = headers.get(RETRY_AFTER_MS_HEADER);
+      if (hint !== undefined && /^[0-9]{1,9}$/.test(hint)) this.upgradeRetryAfterMs = Number(hint);
       const body = decoder.decode(pending.subarray(headEnd + 4)).slice(0, 300);
       throw new Error(
         `WebSocket upgrade refused: ${statusLine?.slice(9) ?? status}${body ? `: ${body}` : ""}`,

@@ -29,7 +29,8 @@
 // A,B,C: even daemons A,B,C, odd ones A,C,B), as a fleet configured with the other nodes in varied order; with two
 // URLs every daemon has A,B. Each answers like a "sandd" one once welcomed. Prints "started", then answers stdin
 // lines: `go` starts every daemon at once, `go RATE` RATE per second (answers "going" once all are started);
-// `stats` prints `{ connected: [per URL], attempts }`; `times` prints `{ welcomes: [[ms since epoch, URL index],
+// `stats` prints `{ connected: [per URL], attempts, deferred }` (deferred: upgrades answered 503 with an admission
+// hint, waited as the daemon waits them); `times` prints `{ welcomes: [[ms since epoch, URL index],
 // ...] }` since the previous `times` (or `go`), where a link that dropped is listed as -1 - its URL index. Stdin
 // closing closes every link and exits.
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
@@ -212,14 +213,20 @@ Deno.exit(0);
 /** The "failover" mode (see the top of this file). */
 async function failover(): Promise<void> {
   const urls = url!.split(",");
-  const { reconnectDelay } = await import(new URL(Deno.args[5]!, "file:///").href) as {
+  const { reconnectDelay, admissionDelay } = await import(
+    new URL(Deno.args[5]!, "file:///").href
+  ) as {
     reconnectDelay: (attempt: number, sinceLostMs: number) => number;
+    /** Absent in a checkout without admission. */
+    admissionDelay?: (hintMs: number) => number;
   };
   const connected = urls.map(() => 0);
   let attempts = 0;
+  /** Upgrades answered 503 with an admission hint. */
+  let deferred = 0;
   let welcomes: [number, number][] = [];
   let stopping = false;
-  const sockets = new Set<WebSocket>();
+  const sockets = new Set<SimSocket>();
 
   function start(i: number): void {
     let attempt = 0;
@@ -235,7 +242,8 @@ async function failover(): Promise<void> {
       if (stopping) return;
       attempts++;
       const at = order[index]!;
-      const socket = new WebSocket(urls[at]!, [subprotocol!]);
+      // The daemon's own client (it reads an admission hint off a refused upgrade, as the daemon does).
+      const socket = new WebSocketClient(urls[at]!, { protocols: subprotocol!.split(",") });
       sockets.add(socket);
       let welcomed = false;
       const handshake = setTimeout(() => socket.close(), 10_000);
@@ -262,7 +270,13 @@ async function failover(): Promise<void> {
           attempt = 0;
           lostAt = Date.now();
         }
-        const delay = reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity);
+        const hint = !welcomed && socket.upgradeStatus === 503
+          ? socket.upgradeRetryAfterMs
+          : undefined;
+        if (hint !== undefined) deferred++;
+        const delay = hint !== undefined && admissionDelay
+          ? (attempt++, admissionDelay(hint))
+          : reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity);
         index = (index + 1) % urls.length;
         setTimeout(once, delay);
       };
@@ -291,7 +305,7 @@ async function failover(): Promise<void> {
         }
         console.log("going");
       } else if (command === "stats") {
-        console.log(JSON.stringify({ connected, attempts }));
+        console.log(JSON.stringify({ connected, attempts, deferred }));
       } else if (command === "times") {
         console.log(JSON.stringify({ welcomes }));
         welcomes = [];
