@@ -72,6 +72,12 @@ export interface WebSocketClientOptions {
   caCerts?: string[];
   /** Reach the server through this proxy (see _proxy.ts). */
   proxy?: URL | null;
+  /**
+   * Size of the buffer the socket is read into (frame heads and small frames; a large frame's payload is read into
+   * its own buffer). Programs holding thousands of links (the benches' simulated daemons) use a small one.
+   * @default 65_536
+   */
+  readBufferBytes?: number;
 }
 
 export interface ClientMessageEvent {
@@ -162,7 +168,7 @@ export class WebSocketClient {
     // Read the response head.
     let pending: Uint8Array = new Uint8Array(0);
     let headEnd = -1;
-    const buffer = new Uint8Array(64 * 1024);
+    const buffer = new Uint8Array(Math.max(1024, options.readBufferBytes ?? 64 * 1024));
     while (headEnd < 0) {
       const n = await conn.read(buffer);
       if (n === null) throw new Error("Connection closed during the WebSocket handshake");

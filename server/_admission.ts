@@ -2,11 +2,13 @@
 // network coming back) takes on new daemon links only as fast as it finishes them, and tells the rest when to come
 // back, spread at the pace it is finishing them, so the links it already holds keep their heartbeats answered.
 //
-// A connect is "pending" from its upgrade until its hello is through and, in a cluster, until its registry claim
-// has been written. While `maxPending` are pending, a new upgrade is answered 503 before any WebSocket, TLS-free
-// HTTP work only, with a hint (`sandd-retry-after-ms`, and `retry-after` in whole seconds for other clients): the
-// next free slot of a schedule that hands out slots at the measured rate of welcomes. The daemon waits that long
-// with jitter (daemon/backoff.ts, admissionDelay) and tries its next controller URL.
+// A connect is "pending" from its upgrade until its hello has been handled: upgrades answered whose hello waits
+// behind other work say how far behind the controller's loop is. (Registry claims in a cluster are not counted:
+// they wait on NATS, not on this process, and a dead node's cleanup queues thousands of writes before them.)
+// While `maxPending` are pending, a new upgrade is answered 503 before any WebSocket work, with a hint
+// (`sandd-retry-after-ms`, and `retry-after` in whole seconds for other clients): the next free slot of a schedule
+// that hands out slots at the measured rate of welcomes. The daemon waits that long with jitter
+// (daemon/backoff.ts, admissionDelay) and tries its next controller URL.
 
 /** Width of one bucket of the welcome rate. */
 const BUCKET_MS = 250;
@@ -23,7 +25,7 @@ export const MAX_HINT_MS = 20_000;
 export interface AdmissionOptions {
   /** Daemon connects taken on at once; 0 or Infinity: no limit. */
   maxPending: number;
-  /** Connects pending now (handshakes without a hello, registry claims not written). */
+  /** Connects pending now (upgraded links whose hello has not been handled). */
   pending: () => number;
   /** The clock. @default Date.now */
   now?: () => number;

@@ -36,8 +36,7 @@ export interface ServerOptions {
   /** A connection must say hello within this long. @default 10_000 */
   handshakeTimeoutMs?: number;
   /**
-   * Daemon connects taken on at once: links upgraded whose hello (and, in a cluster, whose registry claim) is not
-   * through yet. An upgrade beyond it is answered 503 before any WebSocket work, with a hint of when to come back
+   * Daemon connects taken on at once: links upgraded whose hello has not been handled yet. An upgrade beyond it is answered 503 before any WebSocket work, with a hint of when to come back
    * (`sandd-retry-after-ms`; `retry-after` in whole seconds), spread at the pace this controller is welcoming
    * daemons. A reconnect storm (a restart with a large fleet, a cluster node's death) is then taken on as fast as
    * the controller finishes connects, not at the cost of the heartbeats of the links it already holds. The daemon

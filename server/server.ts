@@ -166,7 +166,7 @@ export class Server extends EventTarget implements Controller {
     );
     this.#admission = new Admission({
       maxPending: options.maxPendingConnects ?? 256,
-      pending: () => this.#hub.pendingHandshakes + (cluster?.pendingClaims ?? 0),
+      pending: () => this.#hub.pendingHandshakes,
     });
     this.#hub = new Hub({
       heartbeatMs: options.heartbeatMs ?? 5_000,

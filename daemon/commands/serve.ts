@@ -42,10 +42,10 @@ Options:
   --cluster-token-file FILE NATS token (first line of FILE)
   --cluster-ca FILE         PEM CA of the NATS servers' certificates (TLS to NATS)
   --cluster-heartbeat-ms N  node heartbeat; a node silent for 3 of them is dead (default 2000)
-  --max-pending-connects N  daemon connects taken on at once (upgrades whose hello, and in a cluster
-                            registry claim, is not through); beyond it a daemon is answered 503 with a
-                            hint of when to come back, so a reconnect storm is taken on at the pace the
-                            controller finishes connects; 0: no limit (default 256)
+  --max-pending-connects N  daemon connects taken on at once (upgrades whose hello has not been
+                            handled); beyond it a daemon is answered 503 with a hint of when to come
+                            back, so a reconnect storm is taken on at the pace the controller finishes
+                            connects; 0: no limit (default 256)
   --log-format FORMAT       text | json (default text)
   --log-level LEVEL         debug | info | warning | error (default info)
   -h, --help                print this and exit
