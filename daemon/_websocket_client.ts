@@ -4,7 +4,7 @@
 // It implements the subset of the WebSocket interface the daemon uses.
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-import { CLOSE_CODES, RETRY_AFTER_MS_HEADER } from "@sandd/protocol/constants";
+import { CLOSE_CODES } from "@sandd/protocol/constants";
 import { dialThroughProxy } from "./_proxy.ts";
 
 const MAX_MESSAGE = 64 * 1024 * 1024;
@@ -72,12 +72,6 @@ export interface WebSocketClientOptions {
   caCerts?: string[];
   /** Reach the server through this proxy (see _proxy.ts). */
   proxy?: URL | null;
-  /**
-   * Size of the buffer the socket is read into (frame heads and small frames; a large frame's payload is read into
-   * its own buffer). Programs holding thousands of links (the benches' simulated daemons) use a small one.
-   * @default 65_536
-   */
-  readBufferBytes?: number;
 }
 
 export interface ClientMessageEvent {
@@ -107,11 +101,6 @@ export class WebSocketClient {
    * the upgrade succeeded or never got an answer.
    */
   upgradeStatus: number | undefined = undefined;
-  /**
-   * A refused upgrade's admission hint (`sandd-retry-after-ms`, protocol/SPEC.md section 1) in milliseconds, set
-   * with `upgradeStatus`; undefined when the answer had none (or an invalid one).
-   */
-  upgradeRetryAfterMs: number | undefined = undefined;
 
   #conn: Deno.Conn | null = null;
   #queue: Uint8Array[] = [];
@@ -168,7 +157,7 @@ export class WebSocketClient {
     // Read the response head.
     let pending: Uint8Array = new Uint8Array(0);
     let headEnd = -1;
-    const buffer = new Uint8Array(Math.max(1024, options.readBufferBytes ?? 64 * 1024));
+    const buffer = new Uint8Array(64 * 1024);
     while (headEnd < 0) {
       const n = await conn.read(buffer);
       if (n === null) throw new Error("Connection closed during the WebSocket handshake");
@@ -187,8 +176,6 @@ export class WebSocketClient {
     }));
     if (status !== 101) {
       this.upgradeStatus = Number.isInteger(status) ? status : undefined;
-      const hint = headers.get(RETRY_AFTER_MS_HEADER);
-      if (hint !== undefined && /^[0-9]{1,9}$/.test(hint)) this.upgradeRetryAfterMs = Number(hint);
       const body = decoder.decode(pending.subarray(headEnd + 4)).slice(0, 300);
       throw new Error(
         `WebSocket upgrade refused: ${statusLine?.slice(9) ?? status}${body ? `: ${body}` : ""}`,

@@ -5,8 +5,6 @@
  * @module
  */
 
-import { MAX_RETRY_AFTER_MS } from "@sandd/protocol/constants";
-
 /** Options of {@linkcode backoffDelay}. */
 export interface BackoffOptions {
   /** Upper bound of the first delay. @default 1_000 */
@@ -78,26 +76,4 @@ export function reconnectDelay(
   const max = options.maxMs ?? 30_000;
   const recent = sinceLostMs < (options.recentMs ?? 300_000);
   return backoffDelay(attempt, { ...options, maxMs: recent ? Math.min(max, RECENT_MAX_MS) : max });
-}
-
-/**
- * The daemon's delay after a controller deferred its upgrade with an admission hint (`sandd-retry-after-ms`,
- * protocol/SPEC.md section 1): uniform in [0.5, 1.5) times the hint, the hint capped at `MAX_RETRY_AFTER_MS`, so
- * daemons handed neighbouring slots spread around them instead of arriving together.
- *
- * @example Around the hint, never past the cap
- * ```ts
- * import { admissionDelay } from "./backoff.ts";
- * const delay = admissionDelay(1_000);
- * console.assert(delay >= 500 && delay < 1_500);
- * console.assert(admissionDelay(10 ** 9, () => 0.99) < 90_000);
- * ```
- *
- * @param hintMs The controller's hint in milliseconds.
- * @param random Source of randomness in [0, 1). @default Math.random
- * @returns Milliseconds to wait.
- */
-export function admissionDelay(hintMs: number, random: () => number = Math.random): number {
-  const hint = Math.min(Math.max(0, hintMs), MAX_RETRY_AFTER_MS);
-  return Math.floor(hint * (0.5 + random()));
 }

@@ -28,7 +28,7 @@ import {
   VERSION_MISMATCH_STATUS,
 } from "@sandd/protocol/constants";
 import { SUBPROTOCOL, SUBPROTOCOLS, VERSION } from "@sandd/protocol/version";
-import { admissionDelay, reconnectDelay } from "./backoff.ts";
+import { reconnectDelay } from "./backoff.ts";
 import { Link } from "./_link.ts";
 import { SilenceWatch } from "./_silence_watch.ts";
 import { parseProxyUrl } from "./_proxy.ts";
@@ -98,8 +98,6 @@ interface Attempt {
   welcomed: boolean;
   /** Set when the daemon must stop reconnecting. */
   refused?: RefusedError;
-  /** The controller deferred the upgrade (503, admission) and said when to come back, in milliseconds. */
-  retryAfterMs?: number;
 }
 
 /** Cut `text` to `max` characters, saying so, so an error naming a huge value still fits the protocol. */
@@ -348,7 +346,7 @@ export class Daemon implements AsyncDisposable {
     let index = 0;
     while (!this.#abort.signal.aborted) {
       const target = this.#targets[index]!;
-      const { welcomed, refused, retryAfterMs } = await this.#connectOnce(target);
+      const { welcomed, refused } = await this.#connectOnce(target);
       if (this.#abort.signal.aborted) break;
       if (refused) {
         log.error("{message}; not reconnecting", { message: refused.message });
@@ -363,26 +361,15 @@ export class Daemon implements AsyncDisposable {
       // Fit the controller's grace: for a while after a link that was up dropped, retry at least every
       // RECENT_MAX_MS (still with full jitter against a stampede), so a daemon is back within about that long
       // of the controller or the network returning, while its handles still wait.
-      // A controller taking on a storm of connects said when it will have room: that, with jitter, instead.
-      const delay = retryAfterMs !== undefined
-        ? (attempt++, admissionDelay(retryAfterMs))
-        : reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity, {
-          initialMs: this.#options.reconnectInitialMs ?? 1_000,
-          maxMs: this.#options.reconnectMaxMs ?? 30_000,
-          recentMs: this.#options.reconnectRecentMs ?? 300_000,
-        });
+      const delay = reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity, {
+        initialMs: this.#options.reconnectInitialMs ?? 1_000,
+        maxMs: this.#options.reconnectMaxMs ?? 30_000,
+        recentMs: this.#options.reconnectRecentMs ?? 300_000,
+      });
       // Fail over: whether the connect failed or a link that was up dropped, the next attempt goes to the next
       // URL (round robin). The delay above still grows per failed attempt, so a round of dead URLs does not spin.
       index = (index + 1) % this.#targets.length;
-      if (retryAfterMs !== undefined) {
-        log.info("{busy} is taking on other daemons; trying {url} in {delay} ms", {
-          busy: target.url,
-          url: this.#targets[index]!.url,
-          delay,
-        });
-      } else {
-        log.debug("Reconnecting to {url} in {delay} ms", { url: this.#targets[index]!.url, delay });
-      }
+      log.debug("Reconnecting to {url} in {delay} ms", { url: this.#targets[index]!.url, delay });
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
         this.#sleepTimer = setTimeout(resolve, delay);
@@ -434,14 +421,7 @@ export class Daemon implements AsyncDisposable {
         this.#table.linkClosed(link);
         if (this.#link === link) this.#link = null;
         if (this.#connecting === link) this.#connecting = null;
-        const retryAfterMs = !welcomed && socket.upgradeStatus === 503
-          ? socket.upgradeRetryAfterMs
-          : undefined;
-        resolve({
-          welcomed,
-          ...(refused ? { refused } : {}),
-          ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-        });
+        resolve(refused ? { welcomed, refused } : { welcomed });
       };
       this.#connecting = link;
       socket.onopen = () => {

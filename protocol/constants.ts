@@ -138,15 +138,6 @@ export const MAX_TEXT_MESSAGE_LENGTH: number = 4 * 1024 * 1024;
  */
 export const MAX_EXIT_EOFS: number = 16;
 
-/**
- * Header of a controller's 503 answer to a daemon's upgrade deferred by admission: milliseconds until the daemon
- * should try again (SPEC.md section 1, Admission).
- */
-export const RETRY_AFTER_MS_HEADER = "sandd-retry-after-ms";
-
-/** Longest admission hint a daemon honours, in milliseconds; a longer one is taken as this. */
-export const MAX_RETRY_AFTER_MS: number = 60_000;
-
 /** Largest first (`hello`) message a controller accepts from a connection, in bytes; bigger closes with 1009. */
 export const MAX_HELLO_BYTES: number = 64 * 1024;
 

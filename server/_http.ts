@@ -9,8 +9,6 @@ import { selectSubprotocol, SUBPROTOCOL, VERSION } from "@sandd/protocol/version
 import type { Security } from "./_security.ts";
 import { ENDPOINT_DAEMON, type MetricsState } from "./_metrics_state.ts";
 import type { Identity } from "./auth.ts";
-import type { Admission } from "./_admission.ts";
-import { RETRY_AFTER_MS_HEADER } from "@sandd/protocol/constants";
 import type { ServerStats } from "./options.ts";
 
 const log = getLogger(["sandd", "server"]);
@@ -48,8 +46,6 @@ export interface HttpRoutes {
   closing(): boolean;
   /** Hand an upgraded socket to the hub. */
   accept(socket: WebSocket, remoteAddress: string, identity: Identity): void;
-  /** Admission of daemon connects. */
-  admission: Admission;
 }
 
 /** Characters of a request target whose path `new URL` leaves as it is (no percent-encoding, no `\\`). */
@@ -123,26 +119,6 @@ export async function handleHttp(
   const stats = request.method === "GET" && pathname === "/stats";
   if (!stats && pathname !== routes.path) {
     return new Response("Not found\n", { status: 404 });
-  }
-  // A reconnect storm: past its pending connects, a daemon is told when to come back before any other work
-  // (authentication included: only upgrades that were taken on count as pending).
-  if (!stats) {
-    const waitMs = routes.admission.check();
-    if (waitMs > 0) {
-      routes.metrics.connectsDeferred++;
-      await request.body?.cancel().catch(() => {});
-      return Response.json({
-        code: "BUSY",
-        message: `Too many daemon connects in progress; retry in ${waitMs} ms`,
-        retryAfterMs: waitMs,
-      }, {
-        status: 503,
-        headers: {
-          "retry-after": String(Math.ceil(waitMs / 1000)),
-          [RETRY_AFTER_MS_HEADER]: String(waitMs),
-        },
-      });
-    }
   }
   const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
   // Authenticate before anything else is looked at; a refusal says nothing about why (the log does). Only

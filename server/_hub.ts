@@ -165,11 +165,6 @@ export class Hub {
     else this.#onBinary(conn, data);
   }
 
-  /** Upgraded sockets whose hello has not been handled yet (connects pending, for admission). */
-  get pendingHandshakes(): number {
-    return this.#pendingSockets.size;
-  }
-
   /** Take an upgraded socket: it must say hello within the handshake timeout. */
   accept(socket: WebSocket, remoteAddress: string, identity: Identity): void {
     socket.binaryType = "arraybuffer";

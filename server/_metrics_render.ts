@@ -190,11 +190,10 @@ export function renderMetrics(state: MetricsState, extras: RenderExtras): string
   w.family(
     "sandd_rate_limited_total",
     "counter",
-    "Refusals by a rate limit: exec/spawn (limit=commands), repeated failed authentications (limit=auth_failures), daemon connects told to come back later (limit=connects).",
+    "Refusals by a rate limit: exec/spawn (limit=commands), repeated failed authentications (limit=auth_failures).",
   );
   w.sample("sandd_rate_limited_total", [["limit", "commands"]], state.commandsRateLimited);
   w.sample("sandd_rate_limited_total", [["limit", "auth_failures"]], state.authRateLimited);
-  w.sample("sandd_rate_limited_total", [["limit", "connects"]], state.connectsDeferred);
   w.family("sandd_policy_refusals_total", "counter", "Requests daemons refused by their policy.");
   w.sample("sandd_policy_refusals_total", [], state.policyRefusals);
   w.family("sandd_heartbeat_pings_total", "counter", "Heartbeat pings sent to quiet daemons.");

@@ -143,8 +143,6 @@ export class MetricsState {
   readonly authFailures: Float64Array = new Float64Array(ENDPOINTS.length);
   /** Authentication failures answered 429 (the per-address failure limit). */
   authRateLimited = 0;
-  /** Daemon upgrades answered 503 by admission (too many connects pending). */
-  connectsDeferred = 0;
   /** exec/spawn refused by the command rate limits. */
   commandsRateLimited = 0;
   /** Requests a daemon refused with its policy (`POLICY`). */

@@ -138,7 +138,6 @@ export function checkServerOptions(options: ServerOptions): void {
   }
   positiveInt("heartbeatMs", options.heartbeatMs, 100);
   positiveInt("handshakeTimeoutMs", options.handshakeTimeoutMs);
-  positiveInt("maxPendingConnects", options.maxPendingConnects, 0);
   positiveInt("reconnectGraceMs", options.reconnectGraceMs, 0);
   positiveInt("requestTimeoutMs", options.requestTimeoutMs, 1);
   positiveInt("streamWindow", options.streamWindow, 1024);

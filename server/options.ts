@@ -36,14 +36,6 @@ export interface ServerOptions {
   /** A connection must say hello within this long. @default 10_000 */
   handshakeTimeoutMs?: number;
   /**
-   * Daemon connects taken on at once: links upgraded whose hello has not been handled yet. An upgrade beyond it is answered 503 before any WebSocket work, with a hint of when to come back
-   * (`sandd-retry-after-ms`; `retry-after` in whole seconds), spread at the pace this controller is welcoming
-   * daemons. A reconnect storm (a restart with a large fleet, a cluster node's death) is then taken on as fast as
-   * the controller finishes connects, not at the cost of the heartbeats of the links it already holds. The daemon
-   * waits the hint with jitter and tries its next URL. 0: no limit. @default 256
-   */
-  maxPendingConnects?: number;
-  /**
    * How long a command, process, terminal or transfer waits for its daemon to come back after the link drops
    * (a daemon retries at least every 2 s for 5 minutes after losing a link, so an outage shorter than this
    * costs no handle). @default 30_000

@@ -49,7 +49,6 @@ import {
   tarFileError,
 } from "./errors.ts";
 import { Cluster } from "./cluster/cluster.ts";
-import { Admission } from "./_admission.ts";
 import { checkClusterOptions } from "./cluster/options.ts";
 import { withClusterMetrics } from "./cluster/_metrics.ts";
 import type {
@@ -140,8 +139,6 @@ export class Server extends EventTarget implements Controller {
   readonly #forwarding: ForwardService;
   /** Cluster mode: the NATS registry and relay (server/cluster/), or null for a standalone controller. */
   readonly #cluster: Cluster | null;
-  /** Admission of daemon connects (a reconnect storm is taken on at the pace connects finish). */
-  readonly #admission: Admission;
 
   private constructor(
     options: ServerOptions,
@@ -164,10 +161,6 @@ export class Server extends EventTarget implements Controller {
       (id) => hub().connection(id),
       options.reconnectGraceMs ?? 30_000,
     );
-    this.#admission = new Admission({
-      maxPending: options.maxPendingConnects ?? 256,
-      pending: () => this.#hub.pendingHandshakes,
-    });
     this.#hub = new Hub({
       heartbeatMs: options.heartbeatMs ?? 5_000,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
@@ -177,10 +170,7 @@ export class Server extends EventTarget implements Controller {
       auditor: this.#auditor,
       registry: this.#registry,
       metrics: this.#metrics,
-      onConnect: (info) => {
-        this.#admission.welcomed();
-        this.dispatchEvent(new DaemonEvent("connect", info));
-      },
+      onConnect: (info) => this.dispatchEvent(new DaemonEvent("connect", info)),
       onDisconnect: (info) => this.dispatchEvent(new DaemonEvent("disconnect", info)),
       ...(cluster ? { relay: cluster.relay } : {}),
     });
@@ -216,7 +206,6 @@ export class Server extends EventTarget implements Controller {
       stats: () => this.stats(),
       closing: () => this.#closing !== null,
       accept: (socket, remote, identity) => this.#hub.accept(socket, remote, identity),
-      admission: this.#admission,
     };
     const metrics = metricsMount(options, {
       state: this.#metrics,

@@ -42,10 +42,6 @@ Options:
   --cluster-token-file FILE NATS token (first line of FILE)
   --cluster-ca FILE         PEM CA of the NATS servers' certificates (TLS to NATS)
   --cluster-heartbeat-ms N  node heartbeat; a node silent for 3 of them is dead (default 2000)
-  --max-pending-connects N  daemon connects taken on at once (upgrades whose hello has not been
-                            handled); beyond it a daemon is answered 503 with a hint of when to come
-                            back, so a reconnect storm is taken on at the pace the controller finishes
-                            connects; 0: no limit (default 256)
   --log-format FORMAT       text | json (default text)
   --log-level LEVEL         debug | info | warning | error (default info)
   -h, --help                print this and exit
@@ -83,7 +79,6 @@ export async function serve(args: string[]): Promise<number> {
     "cluster-token-file": { type: "string" },
     "cluster-ca": { type: "string" },
     "cluster-heartbeat-ms": { type: "string" },
-    "max-pending-connects": { type: "string" },
     "log-format": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean", short: "h" },
@@ -117,16 +112,6 @@ export async function serve(args: string[]): Promise<number> {
   };
   const path = str(values, "path");
   if (path !== undefined) options.path = path;
-  const pendingText = str(values, "max-pending-connects");
-  if (pendingText !== undefined) {
-    const pending = Number(pendingText);
-    if (pendingText.trim() === "" || !Number.isInteger(pending) || pending < 0) {
-      throw usageError(
-        `--max-pending-connects must be an integer >= 0, got '${pendingText}'`,
-      );
-    }
-    options.maxPendingConnects = pending;
-  }
   const tokenFile = str(values, "token-file");
   if (tokenFile !== undefined) {
     const token = readFile(tokenFile, "token-file").split(/\r?\n/)[0]!.trim();

@@ -110,8 +110,6 @@ export class Registry {
   readonly #cleanups: Set<ReturnType<typeof setTimeout>> = new Set();
   /** Registry writes in flight (at most MAX_WRITES), and those waiting for a turn. */
   #writing = 0;
-  /** Claims of local connects queued or in flight. */
-  #pendingClaims = 0;
   readonly #waiting: (() => void)[] = [];
 
   constructor(
@@ -490,24 +488,12 @@ export class Registry {
     }));
   }
 
-  /** Claims of daemons that connected here not written yet (connects pending, for admission). */
-  get pendingClaims(): number {
-    return this.#pendingClaims;
-  }
-
   /** A daemon connected here: register it. */
   localConnected(conn: Connection): void {
     const id = conn.info.id;
     this.#claimed.delete(id);
     this.#host.changed(id);
-    this.#pendingClaims++;
-    this.#serial(id, async () => {
-      try {
-        await this.#claim(conn);
-      } finally {
-        this.#pendingClaims--;
-      }
-    });
+    this.#serial(id, () => this.#claim(conn));
   }
 
   /** A daemon held here dropped: remove its entry (only if still this link's). */

@@ -187,11 +187,6 @@ export class Cluster {
     return entry ? infoOf(entry) : undefined;
   }
 
-  /** Registry claims of daemons that connected to this node, not written yet (0 while NATS is unreachable). */
-  get pendingClaims(): number {
-    return this.#up ? this.#registry.pendingClaims : 0;
-  }
-
   /** Daemons in the whole cluster by the node that holds them (alive nodes only). */
   daemonsByNode(): Map<string, number> {
     return this.#registry.daemonsByNode();

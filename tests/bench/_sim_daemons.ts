@@ -29,8 +29,7 @@
 // A,B,C: even daemons A,B,C, odd ones A,C,B), as a fleet configured with the other nodes in varied order; with two
 // URLs every daemon has A,B. Each answers like a "sandd" one once welcomed. Prints "started", then answers stdin
 // lines: `go` starts every daemon at once, `go RATE` RATE per second (answers "going" once all are started);
-// `stats` prints `{ connected: [per URL], attempts, deferred }` (deferred: upgrades answered 503 with an admission
-// hint, waited as the daemon waits them); `times` prints `{ welcomes: [[ms since epoch, URL index],
+// `stats` prints `{ connected: [per URL], attempts }`; `times` prints `{ welcomes: [[ms since epoch, URL index],
 // ...] }` since the previous `times` (or `go`), where a link that dropped is listed as -1 - its URL index. Stdin
 // closing closes every link and exits.
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
@@ -213,20 +212,14 @@ Deno.exit(0);
 /** The "failover" mode (see the top of this file). */
 async function failover(): Promise<void> {
   const urls = url!.split(",");
-  const { reconnectDelay, admissionDelay } = await import(
-    new URL(Deno.args[5]!, "file:///").href
-  ) as {
+  const { reconnectDelay } = await import(new URL(Deno.args[5]!, "file:///").href) as {
     reconnectDelay: (attempt: number, sinceLostMs: number) => number;
-    /** Absent in a checkout without admission. */
-    admissionDelay?: (hintMs: number) => number;
   };
   const connected = urls.map(() => 0);
   let attempts = 0;
-  /** Upgrades answered 503 with an admission hint. */
-  let deferred = 0;
   let welcomes: [number, number][] = [];
   let stopping = false;
-  const sockets = new Set<SimSocket>();
+  const sockets = new Set<WebSocket>();
 
   function start(i: number): void {
     let attempt = 0;
@@ -242,29 +235,10 @@ async function failover(): Promise<void> {
       if (stopping) return;
       attempts++;
       const at = order[index]!;
-      // The daemon's own client (it reads an admission hint off a refused upgrade, as the daemon does), with a
-      // small read buffer: with the daemon's 64 KiB, 2,500 links cost this process 1.8x the memory and 1.5x the CPU
-      // per connect of Deno's WebSocket (0.48 against 0.26-0.43 ms); with 4 KiB, 0.32-0.34 ms.
-      const socket = new WebSocketClient(urls[at]!, {
-        protocols: subprotocol!.split(","),
-        readBufferBytes: 4096,
-      });
+      const socket = new WebSocket(urls[at]!, [subprotocol!]);
       sockets.add(socket);
       let welcomed = false;
-      // The daemon's 10 s handshake timeout, less this process's own stalls: one process stands for thousands of
-      // machines, and a real daemon's machine is not starved by its neighbours' connects. Without it, on 2 cores
-      // the simulated fleet timed its own backlog out and churned (178,862 attempts, 514 back in 120 s) while the
-      // surviving nodes used 12 % of a core each.
-      const stalledAtStart = stalled;
-      const startedAt = Date.now();
-      let handshake: ReturnType<typeof setTimeout>;
-      const arm = (ms: number) =>
-        handshake = setTimeout(() => {
-          const left = 10_000 - (Date.now() - startedAt - (stalled - stalledAtStart));
-          if (left > 0) arm(left);
-          else socket.close();
-        }, ms);
-      arm(10_000);
+      const handshake = setTimeout(() => socket.close(), 10_000);
       socket.onopen = () => socket.send(text);
       socket.onmessage = (event) => {
         const data = event.data as string;
@@ -288,13 +262,7 @@ async function failover(): Promise<void> {
           attempt = 0;
           lostAt = Date.now();
         }
-        const hint = !welcomed && socket.upgradeStatus === 503
-          ? socket.upgradeRetryAfterMs
-          : undefined;
-        if (hint !== undefined) deferred++;
-        const delay = hint !== undefined && admissionDelay
-          ? (attempt++, admissionDelay(hint))
-          : reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity);
+        const delay = reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity);
         index = (index + 1) % urls.length;
         setTimeout(once, delay);
       };
@@ -302,15 +270,6 @@ async function failover(): Promise<void> {
     once();
   }
 
-  // This process's stalls (how late a 50 ms tick comes back beyond 20 ms), for the handshake timeouts above.
-  let stalled = 0;
-  let tickAt = Date.now();
-  const ticker = setInterval(() => {
-    const now = Date.now();
-    const late = now - tickAt - 50;
-    if (late > 20) stalled += late;
-    tickAt = now;
-  }, 50);
   console.log("started");
   const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
   let pending = "";
@@ -332,7 +291,7 @@ async function failover(): Promise<void> {
         }
         console.log("going");
       } else if (command === "stats") {
-        console.log(JSON.stringify({ connected, attempts, deferred }));
+        console.log(JSON.stringify({ connected, attempts }));
       } else if (command === "times") {
         console.log(JSON.stringify({ welcomes }));
         welcomes = [];
@@ -340,6 +299,5 @@ async function failover(): Promise<void> {
     }
   }
   stopping = true;
-  clearInterval(ticker);
   for (const socket of sockets) socket.close();
 }

@@ -14,6 +14,11 @@ import {
 import { startServe } from "./cli.ts";
 import type { Checkout } from "./_checkout.ts";
 import { TestNats } from "../_nats.ts";
+import { natsStreamFloor } from "./_nats_stream.ts";
+
+/** Message size and credit window of the bare NATS stream (the fastest of those tried here, see _nats_stream.ts). */
+const FLOOR_MESSAGE_BYTES = 128 * 1024;
+const FLOOR_WINDOW_BYTES = 4 * 1024 * 1024;
 import { NatsEcho } from "./_nats_echo.ts";
 import { processCounters } from "./_websocket_sender.ts";
 import type { Server } from "./_checkout.ts";
@@ -147,7 +152,10 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     const directFaults: number[] = [];
     const relayedFaults: number[] = [];
     const mib = size / (1024 * 1024);
+    /** The floor: the same bytes through NATS alone (a writer process, nats-server, a reader here; no SandD). */
+    const bare: number[] = [];
     for (let i = 0; i < (quick ? 1 : 3); i++) {
+      bare.push(await natsStreamFloor(nats.url, size, FLOOR_MESSAGE_BYTES, FLOOR_WINDOW_BYTES));
       direct.push(await streamRate(owner, id, size));
       directCpu.push(lastCpuMs / mib);
       directFaults.push(lastFaults / mib);
@@ -219,6 +227,20 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         comparison: "ratio",
         better: "higher",
         goal: "≥ 0.7×",
+      },
+      {
+        id: "cluster.nats_stream_mib_per_second",
+        label: `floor: ${sizeLabel} through NATS alone (a writer process → nats-server → a reader, credit ` +
+          `flow control, ${FLOOR_MESSAGE_BYTES / 1024} KiB messages, ${
+            FLOOR_WINDOW_BYTES / 1024 / 1024
+          } MiB window; no SandD)`,
+        unit: "MiB/s",
+        value: median(bare),
+        baseline: median(direct),
+        baselineLabel: "a stream through the node holding the daemon",
+        comparison: "ratio",
+        better: "higher",
+        goal: "informational: the most a stream routed through NATS can keep of a direct one here",
       },
     ];
     figures.push({

@@ -230,10 +230,6 @@ async function cluster(
     "--cluster-heartbeat-ms",
     String(HEARTBEAT_MS),
     ...(NODE_LOG ? ["--log-level", NODE_LOG] : []),
-    // Diagnostics: BENCH_CAPACITY_PENDING sets the nodes' admission limit (0: none).
-    ...(Deno.env.get("BENCH_CAPACITY_PENDING") !== undefined
-      ? ["--max-pending-connects", Deno.env.get("BENCH_CAPACITY_PENDING")!]
-      : []),
   ];
   const trim = Number(
     Deno.env.get("BENCH_CAPACITY_TRIM") ??
@@ -343,9 +339,7 @@ async function cluster(
     const live = groups.flat();
     const others = groups.flatMap((g, n) => g.map(() => [[1, 2], [0, 1], [0, 2]][n]!));
     await Promise.all(live.map((f) => f.welcomes()));
-    const stats0 = await Promise.all(live.map((f) => f.stats()));
-    const attempts0 = stats0.map((s) => s.attempts);
-    const deferred0 = stats0.map((s) => s.deferred ?? 0);
+    const attempts0 = await Promise.all(live.map(async (f) => (await f.stats()).attempts));
     const fleetCpu = () => live.reduce((sum, f) => sum + f.cpu(), 0);
     const cpu0 = { b: cpuOf(b.child.pid), c: cpuOf(c.child.pid), fleet: fleetCpu() };
     const onA = registry.follow("cap-a", ["cap-b", "cap-c"]);
@@ -361,10 +355,8 @@ async function cluster(
     const welcomedAll = movedInTime;
     const times = (await Promise.all(live.map((f, i) => f.welcomes(...others[i]!))))
       .flat(2).sort((x, y) => x - y);
-    const stats1 = await Promise.all(live.map((f) => f.stats()));
-    const attempts = stats1.reduce((sum, s, i) => sum + s.attempts - attempts0[i]!, 0);
-    // Upgrades the survivors deferred with an admission hint (0 on a checkout without admission).
-    const deferred = stats1.reduce((sum, s, i) => sum + (s.deferred ?? 0) - deferred0[i]!, 0);
+    const attempts = (await Promise.all(live.map(async (f) => (await f.stats()).attempts)))
+      .reduce((sum, n, i) => sum + n - attempts0[i]!, 0);
     const span = times.length > 1 ? times[times.length - 1]! - times[0]! : 1;
     log(
       `cluster-capacity: after A's SIGKILL: registered on B/C in ${
@@ -372,9 +364,7 @@ async function cluster(
       } ms, ` +
         `${times.length} welcomed by B and C (A held ${onA}), last at ${
           times.length ? times[times.length - 1]! - killedAt : "-"
-        } ms; ${attempts} attempts (${deferred} deferred with a hint); CPU B ${
-          cpu.b.toFixed(0)
-        } ms, C ${cpu.c.toFixed(0)} ms, ` +
+        } ms; ${attempts} attempts; CPU B ${cpu.b.toFixed(0)} ms, C ${cpu.c.toFixed(0)} ms, ` +
         `daemons ${cpu.fleet.toFixed(0)} ms; load average ${Deno.loadavg()[0]!.toFixed(1)}`,
     );
     // A's key leaves the nodes bucket three heartbeats after its last beat; then no entry of A may be left.

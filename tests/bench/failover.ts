@@ -131,16 +131,15 @@ export class Fleet {
   }
 
   /** Connected daemons per URL, and connect attempts so far, summed over the helpers. */
-  async stats(): Promise<{ connected: number[]; attempts: number; deferred: number }> {
+  async stats(): Promise<{ connected: number[]; attempts: number }> {
     const answers = (await this.#ask("stats")).map((l) =>
-      JSON.parse(l) as { connected: number[]; attempts: number; deferred?: number }
+      JSON.parse(l) as { connected: number[]; attempts: number }
     );
     return {
       connected: answers[0]!.connected.map((_, u) =>
         answers.reduce((sum, a) => sum + a.connected[u]!, 0)
       ),
       attempts: answers.reduce((sum, a) => sum + a.attempts, 0),
-      deferred: answers.reduce((sum, a) => sum + (a.deferred ?? 0), 0),
     };
   }
 
