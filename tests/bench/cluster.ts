@@ -230,7 +230,8 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
       },
       {
         id: "cluster.nats_stream_mib_per_second",
-        label: `floor: ${sizeLabel} through NATS alone (a writer process → nats-server → a reader, credit ` +
+        label:
+          `floor: ${sizeLabel} through NATS alone (a writer process → nats-server → a reader, credit ` +
           `flow control, ${FLOOR_MESSAGE_BYTES / 1024} KiB messages, ${
             FLOOR_WINDOW_BYTES / 1024 / 1024
           } MiB window; no SandD)`,
