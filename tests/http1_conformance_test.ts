@@ -16,8 +16,8 @@ import {
   settled,
   text,
   websocketAccept,
-  within,
 } from "./_http1.ts";
+import { within } from "./_raw_daemon.ts";
 import { Server, SUBPROTOCOL } from "../mod.ts";
 import { type HttpHandler, type HttpListener, serveHttp } from "../server/_http_listener.ts";
 import { upgradeWebSocket } from "../server/_http1_request.ts";
