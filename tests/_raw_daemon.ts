@@ -6,6 +6,22 @@ import { SUBPROTOCOL } from "../mod.ts";
 // deno-lint-ignore no-explicit-any
 export type RawMessage = any;
 
+/** A daemon's `hello` as sent on the wire: daemon `id` on `hostname`, a new instance each time. */
+export function helloText(id: string, hostname: string): string {
+  return JSON.stringify({
+    t: "hello",
+    id,
+    labels: {},
+    hostname,
+    platform: "linux",
+    arch: "x86_64",
+    version: "0",
+    pid: 1,
+    processes: 0,
+    instance: crypto.randomUUID(),
+  });
+}
+
 /**
  * Open a WebSocket to `url` as daemon `id`: it says hello on open and answers every ping; every other text
  * message goes to `onMessage`, parsed. Binary frames are left to the caller (`socket.binaryType` is
@@ -22,19 +38,7 @@ export function rawDaemonSocket(
     headers: { authorization: `Bearer ${token}` },
   });
   socket.binaryType = "arraybuffer";
-  socket.onopen = () =>
-    socket.send(JSON.stringify({
-      t: "hello",
-      id,
-      labels: {},
-      hostname: "hostile",
-      platform: "linux",
-      arch: "x86_64",
-      version: "0",
-      pid: 1,
-      processes: 0,
-      instance: crypto.randomUUID(),
-    }));
+  socket.onopen = () => socket.send(helloText(id, "hostile"));
   socket.onmessage = (event) => {
     if (typeof event.data !== "string") return;
     const message = JSON.parse(event.data);

@@ -8,6 +8,7 @@ import { assert, assertEquals, assertLess } from "./_assert.ts";
 import { Server, SUBPROTOCOL } from "../mod.ts";
 import { encodeDataFrame } from "../protocol/frame.ts";
 import { TestDaemon } from "./_daemon.ts";
+import { helloText } from "./_raw_daemon.ts";
 
 const TOKEN = "fuzz-token-0123456789abcdef";
 const FRAMES = Number(Deno.env.get("SANDD_FUZZ_FRAMES") ?? 100_000);
@@ -288,18 +289,7 @@ class FuzzClient {
     this.opened = opened;
     this.closed = closed;
     this.socket.onopen = () => {
-      this.socket.send(JSON.stringify({
-        t: "hello",
-        id,
-        labels: {},
-        hostname: "fuzz",
-        platform: "linux",
-        arch: "x86_64",
-        version: "0",
-        pid: 1,
-        processes: 0,
-        instance: crypto.randomUUID(),
-      }));
+      this.socket.send(helloText(id, "fuzz"));
     };
     this.socket.onmessage = (event) => {
       if (typeof event.data !== "string") return;

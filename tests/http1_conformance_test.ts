@@ -17,7 +17,7 @@ import {
   text,
   websocketAccept,
 } from "./_http1.ts";
-import { within } from "./_raw_daemon.ts";
+import { helloText, within } from "./_raw_daemon.ts";
 import { Server, SUBPROTOCOL } from "../mod.ts";
 import { type HttpHandler, type HttpListener, serveHttp } from "../server/_http_listener.ts";
 import { upgradeWebSocket } from "../server/_http1_request.ts";
@@ -839,18 +839,7 @@ Deno.test("http1: WebSocket upgrades", async (t) => {
       await using server = await Server.listen({ port: 0 });
       const url = new URL(server.url);
       const http = await RawHttp.connect(Number(url.port));
-      const hello = JSON.stringify({
-        t: "hello",
-        id: "h1-raw",
-        labels: {},
-        hostname: "raw",
-        platform: "linux",
-        arch: "x86_64",
-        version: "0",
-        pid: 1,
-        processes: 0,
-        instance: crypto.randomUUID(),
-      });
+      const hello = helloText("h1-raw", "raw");
       await http.write(concat([
         encoder.encode(
           UPGRADE.replace("GET /ws ", `GET ${url.pathname} `)
