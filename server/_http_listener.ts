@@ -17,8 +17,10 @@
  *   backoff that ends early when a connection closes; pending connections wait in the kernel's backlog.
  * - At most `maxConnections` connections that are still HTTP (a connection upgraded to a WebSocket stops counting:
  *   it belongs to an authenticated daemon). At the cap, a new connection replaces the oldest one that is waiting
- *   for a request head, so a flood of slow heads cannot lock out a client that sends its head at once; when every
- *   connection is busy, the new one is closed.
+ *   for a request head, once that one has waited `evictAfterMs`, so a flood of slow heads cannot lock out a client
+ *   that sends its head at once; until then new connections wait in the kernel's backlog (a burst of clients whose
+ *   heads are only unread yet, such as thousands of daemons failing over at once, is served, not closed); when
+ *   every connection is busy, the new one is closed.
  * - A connection must finish its request head (with the TLS handshake, when serving TLS) within `headerTimeoutMs`
  *   of being accepted or of its previous response, else it is closed.
  *
@@ -62,9 +64,16 @@ export interface HttpListenerOptions {
   key?: string | undefined;
   /**
    * Most connections open at once that have not been upgraded to a WebSocket. At the cap, the oldest one waiting
-   * for a request head is closed to make room, or the new one when none is waiting. @default 1_024
+   * for a request head is closed to make room once it has waited `evictAfterMs` (until then, new connections wait
+   * in the kernel's backlog), or the new one when none is waiting. @default 1_024
    */
   maxConnections?: number | undefined;
+  /**
+   * At `maxConnections`, how long a connection may wait for its request head before a new connection may take its
+   * place. Closing younger ones made a burst of clients close one another's connections before the loop had read
+   * their heads (server/CLUSTER.md, "Capacity"). @default 1_000
+   */
+  evictAfterMs?: number | undefined;
   /**
    * A connection must finish its request head (and TLS handshake) within this long of being accepted or of its
    * previous response, else it is closed. @default 10_000
@@ -96,6 +105,8 @@ export interface HttpListener extends Deno.HttpServer<Deno.NetAddr> {
 
 /** The default of {@linkcode HttpListenerOptions.maxConnections}. */
 export const DEFAULT_MAX_CONNECTIONS = 1_024;
+/** The default of {@linkcode HttpListenerOptions.evictAfterMs}. */
+export const DEFAULT_EVICT_AFTER_MS = 1_000;
 /** The default of {@linkcode HttpListenerOptions.headerTimeoutMs}. */
 export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
 
@@ -156,6 +167,10 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
   if (!Number.isSafeInteger(headerTimeoutMs) || headerTimeoutMs < 1) {
     throw new RangeError(`headerTimeoutMs must be an integer >= 1, got ${headerTimeoutMs}`);
   }
+  const evictAfterMs = options.evictAfterMs ?? DEFAULT_EVICT_AFTER_MS;
+  if (!Number.isSafeInteger(evictAfterMs) || evictAfterMs < 0) {
+    throw new RangeError(`evictAfterMs must be an integer >= 0, got ${evictAfterMs}`);
+  }
   const port = options.port ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`port must be from 0 to 65535, got ${port}`);
@@ -186,6 +201,7 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
   const server = new HardenedListener(listener, serveConnection, handler, onError, {
     maxConnections,
     headerTimeoutMs,
+    evictAfterMs,
     engine: engine === "sandd" && !tls && engineUsable(),
   });
   options.onListen?.(server.addr);
@@ -325,6 +341,7 @@ class HardenedListener implements HttpListener {
   #onError: (error: unknown) => Response | Promise<Response>;
   #maxConnections: number;
   #headerTimeoutMs: number;
+  #evictAfterMs: number;
   /** Plain connections are served by SandD's engine. */
   #engine: boolean;
   /** Every connection still HTTP. */
@@ -354,7 +371,12 @@ class HardenedListener implements HttpListener {
     serveConnection: LegacyServeHttp,
     handler: HttpHandler,
     onError: (error: unknown) => Response | Promise<Response>,
-    limits: { maxConnections: number; headerTimeoutMs: number; engine: boolean },
+    limits: {
+      maxConnections: number;
+      headerTimeoutMs: number;
+      evictAfterMs: number;
+      engine: boolean;
+    },
   ) {
     this.#engine = limits.engine;
     this.#listener = listener;
@@ -363,6 +385,7 @@ class HardenedListener implements HttpListener {
     this.#onError = onError;
     this.#maxConnections = limits.maxConnections;
     this.#headerTimeoutMs = limits.headerTimeoutMs;
+    this.#evictAfterMs = limits.evictAfterMs;
     this.finished = this.#run();
   }
 
@@ -382,6 +405,8 @@ class HardenedListener implements HttpListener {
   async #acceptLoop(): Promise<void> {
     let backoff = 0;
     while (!this.#closing) {
+      await this.#roomForOneMore();
+      if (this.#closing) break;
       let conn: Deno.Conn;
       try {
         conn = await this.#listener.accept();
@@ -399,6 +424,21 @@ class HardenedListener implements HttpListener {
         break;
       }
       this.#admit(conn);
+    }
+  }
+
+  /**
+   * At the cap, wait (new connections stay in the kernel's backlog) until a connection closes or the oldest one
+   * waiting for a head has waited `evictAfterMs` (then `#admit` closes it for the next). When every connection is
+   * busy, nothing waiting, do not wait: `#admit` closes the new one, an answer the client gets at once.
+   */
+  async #roomForOneMore(): Promise<void> {
+    while (!this.#closing && this.#open.size >= this.#maxConnections) {
+      const oldest: Connection | undefined = this.#waiting.values().next().value;
+      if (oldest === undefined) return;
+      const waited = performance.now() - (oldest.deadline - this.#headerTimeoutMs);
+      if (waited >= this.#evictAfterMs) return;
+      await this.#pause(Math.ceil(this.#evictAfterMs - waited));
     }
   }
 

@@ -122,20 +122,108 @@ Deno.test("http listener: staggered waits each get their own full headerTimeoutM
   }
 });
 
-Deno.test("http listener: at maxConnections the oldest connection waiting for a head makes room", async () => {
-  await using server = listen({ maxConnections: 4, headerTimeoutMs: 60_000 });
+Deno.test("http listener: at maxConnections the oldest connection waiting for a head makes room after evictAfterMs", async () => {
+  await using server = listen({ maxConnections: 4, headerTimeoutMs: 60_000, evictAfterMs: 300 });
   const slow: Deno.Conn[] = [];
   try {
     for (let i = 0; i < 4; i++) slow.push(await slowHead(server.addr.port));
-    // The fifth client is served at once: the first slow head was closed to make room.
+    const firstAt = performance.now();
+    // The fifth client is served once the first slow head has waited 300 ms: it is closed to make room.
     const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
     assertEquals(await response.text(), "ok");
+    const servedAfter = performance.now() - firstAt;
     assertEquals(await readToClose(slow[0]!), "");
+    assert(
+      servedAfter >= 250,
+      `served ${servedAfter} ms after the first slow head, before it waited 300 ms`,
+    );
+    assertLess(servedAfter, 5_000);
     assert(server.connections <= 4, `${server.connections} connections open`);
   } finally {
     for (const conn of slow) conn.close();
   }
 });
+
+Deno.test("http listener: a burst of clients past maxConnections whose heads are sent but unread is served, not closed", async () => {
+  // 40 clients connect and send whole heads while the server's loop is blocked (as a busy controller's is when
+  // thousands of daemons fail over to it): when it runs again it accepts faster than it reads. Closing the oldest
+  // waiting connection at once closed clients whose heads were only unread (most of the 40 were).
+  await using server = listen({ maxConnections: 4, headerTimeoutMs: 60_000 });
+  const marker = await Deno.makeTempFile();
+  await Deno.remove(marker);
+  const child = new Deno.Command("python3", {
+    args: ["-c", BURST_CLIENTS, String(server.addr.port), "40", marker],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  const line = async () => {
+    while (!out.includes("\n")) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error(`The clients ended: ${out}`);
+      out += value;
+    }
+    const at = out.indexOf("\n");
+    const text = out.slice(0, at);
+    out = out.slice(at + 1);
+    return text;
+  };
+  try {
+    assertEquals(await line(), "ready");
+    const stdin = child.stdin.getWriter();
+    await stdin.write(encoder.encode("go\n"));
+    await stdin.close();
+    // Block this loop (the server's) until every client has connected and sent its head.
+    const deadline = performance.now() + 20_000;
+    while (!existsSync(marker)) {
+      if (performance.now() > deadline) throw new Error("The clients did not connect within 20 s");
+    }
+    assertEquals(await line(), "40 answered");
+  } finally {
+    await lines.cancel().catch(() => {});
+    await child.status;
+    await Deno.remove(marker).catch(() => {});
+  }
+});
+
+/** Python: connect ARGV[2] clients to port ARGV[1] on "go", each sending a whole head; touch ARGV[3]; count 200s. */
+const BURST_CLIENTS = `
+import socket, sys
+port, n, marker = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+print("ready", flush=True)
+sys.stdin.readline()
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+    socks.append(s)
+open(marker, "w").close()
+answered = 0
+for s in socks:
+    s.settimeout(30)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    if data.startswith(b"HTTP/1.1 200"):
+        answered += 1
+print(f"{answered} answered", flush=True)
+`;
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 Deno.test("http listener: at maxConnections with every connection busy, a new one is closed", async () => {
   const { promise: release, resolve } = Promise.withResolvers<void>();
@@ -251,6 +339,7 @@ Deno.test("http listener: shutdown closes waiting connections; an aborted signal
 Deno.test("http listener: options are validated before binding", () => {
   assertThrows(() => listen({ maxConnections: 0 }), RangeError, "maxConnections must be");
   assertThrows(() => listen({ maxConnections: 1.5 }), RangeError, "got 1.5");
+  assertThrows(() => listen({ evictAfterMs: -1 }), RangeError, "evictAfterMs must be");
   assertThrows(() => listen({ headerTimeoutMs: -1 }), RangeError, "headerTimeoutMs must be");
   assertThrows(() => listen({ port: 70_000 }), RangeError, "got 70000");
   assertThrows(() => listen({ cert: "x" }), TypeError, "cert and key");

@@ -103,8 +103,8 @@ export interface ServerOptions {
   maxBufferedBytes?: number;
   /**
    * Most connections open at once that are still HTTP (a daemon's WebSocket stops counting once upgraded). At the
-   * cap, the oldest connection still waiting for its request head makes room, or the new one is closed when every
-   * connection is busy. @default 1_024
+   * cap, the oldest connection still waiting for its request head makes room once it has waited 1 s (new ones wait
+   * in the kernel's backlog until then), or the new one is closed when every connection is busy. @default 1_024
    */
   maxConnections?: number;
   /**
