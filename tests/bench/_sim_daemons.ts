@@ -20,8 +20,11 @@
 // (up to 20 tries, 200 ms more apart each time);
 // past that the process exits 1 naming the client. Prints "ready" once all are open, then waits for stdin to close.
 //
-// `deno run -A _sim_daemons.ts failover URL,URL,... COUNT PREFIX SUBPROTOCOL BACKOFF_MODULE`: COUNT simulated
-// daemons that fail over like the real one (daemon/daemon.ts, several `--server-url`s): each holds one link,
+// `deno run -A _sim_daemons.ts failover URL,URL,... COUNT PREFIX SUBPROTOCOL BACKOFF_MODULE [LOCAL_ADDRESS]`: COUNT
+// simulated daemons that fail over like the real one (daemon/daemon.ts, several `--server-url`s), each over the
+// lean client of _sim_link.ts from LOCAL_ADDRESS (default 127.0.0.1; the bench gives each helper process its own
+// 127.1.x.y, as a fleet has many addresses: from one, the kernel's search for a free port dominated at 15,000 per
+// node); `go RATE` is paced by the clock, not by a sleep per daemon (which held it near 100/s). Each holds one link,
 // starting on the first URL; when a connect fails or a link drops, it waits the REAL `reconnectDelay` of
 // BACKOFF_MODULE (the checkout's daemon/backoff.ts, default options: 1 s first bound, 2 s cap for 5 minutes after a
 // drop, 30 s otherwise) and tries the next URL (round robin); a link without a welcome within 10 s is dropped (the
@@ -41,7 +44,7 @@ if (
   !(count > 0) || !prefix
 ) {
   console.error(
-    "Usage: _sim_daemons.ts sandd|echo|idle|heartbeat URL COUNT PREFIX SUBPROTOCOL [HEARTBEAT_MS] | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF",
+    "Usage: _sim_daemons.ts sandd|echo|idle|heartbeat URL COUNT PREFIX SUBPROTOCOL [HEARTBEAT_MS] | failover URL,... COUNT PREFIX SUBPROTOCOL BACKOFF [LOCAL_ADDRESS]",
   );
   Deno.exit(2);
 }
@@ -50,6 +53,7 @@ if (mode === "failover") {
   Deno.exit(0);
 }
 import { WebSocketClient } from "../../daemon/_websocket_client.ts";
+import { SimLink } from "./_sim_link.ts";
 
 /** A "sandd" daemon's socket is the real daemon's WebSocket client; the other modes use Deno's. */
 type SimSocket = WebSocket | WebSocketClient;
@@ -212,6 +216,8 @@ Deno.exit(0);
 /** The "failover" mode (see the top of this file). */
 async function failover(): Promise<void> {
   const urls = url!.split(",");
+  const parsed = urls.map((u) => new URL(u));
+  const localAddress = Deno.args[6] ?? "127.0.0.1";
   const { reconnectDelay } = await import(new URL(Deno.args[5]!, "file:///").href) as {
     reconnectDelay: (attempt: number, sinceLostMs: number) => number;
   };
@@ -219,7 +225,7 @@ async function failover(): Promise<void> {
   let attempts = 0;
   let welcomes: [number, number][] = [];
   let stopping = false;
-  const sockets = new Set<WebSocket>();
+  const links = new Set<SimLink>();
 
   function start(i: number): void {
     let attempt = 0;
@@ -235,37 +241,37 @@ async function failover(): Promise<void> {
       if (stopping) return;
       attempts++;
       const at = order[index]!;
-      const socket = new WebSocket(urls[at]!, [subprotocol!]);
-      sockets.add(socket);
       let welcomed = false;
-      const handshake = setTimeout(() => socket.close(), 10_000);
-      socket.onopen = () => socket.send(text);
-      socket.onmessage = (event) => {
-        const data = event.data as string;
-        if (welcomed) {
-          answer(socket, data, procs);
-        } else if (data.startsWith('{"t":"welcome"')) {
-          welcomed = true;
+      let handshake: ReturnType<typeof setTimeout> | undefined = undefined;
+      const link = new SimLink(parsed[at]!, subprotocol!, localAddress, {
+        onOpen: (link) => link.send(text),
+        onText: (link, data) => {
+          if (welcomed) {
+            answer(link, data, procs);
+          } else if (data.startsWith('{"t":"welcome"')) {
+            welcomed = true;
+            clearTimeout(handshake);
+            connected[at]!++;
+            welcomes.push([Date.now(), at]);
+          }
+        },
+        onClose: (link) => {
           clearTimeout(handshake);
-          connected[at]!++;
-          welcomes.push([Date.now(), at]);
-        }
-      };
-      socket.onerror = () => {};
-      socket.onclose = () => {
-        clearTimeout(handshake);
-        sockets.delete(socket);
-        if (stopping) return;
-        if (welcomed) {
-          connected[at]!--;
-          welcomes.push([Date.now(), -1 - at]);
-          attempt = 0;
-          lostAt = Date.now();
-        }
-        const delay = reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity);
-        index = (index + 1) % urls.length;
-        setTimeout(once, delay);
-      };
+          links.delete(link);
+          if (stopping) return;
+          if (welcomed) {
+            connected[at]!--;
+            welcomes.push([Date.now(), -1 - at]);
+            attempt = 0;
+            lostAt = Date.now();
+          }
+          const delay = reconnectDelay(attempt++, lostAt > 0 ? Date.now() - lostAt : Infinity);
+          index = (index + 1) % urls.length;
+          setTimeout(once, delay);
+        },
+      });
+      links.add(link);
+      handshake = setTimeout(() => link.close(), 10_000);
     };
     once();
   }
@@ -282,12 +288,14 @@ async function failover(): Promise<void> {
       if (command === "go" || command.startsWith("go ")) {
         welcomes = [];
         const perSecond = Number(command.slice(3)) || Infinity;
-        for (let i = 0; i < count; i++) {
-          start(i);
-          // Paced: 1/100 of the rate every 10 ms.
-          if (perSecond < Infinity && i % Math.max(1, Math.round(perSecond / 100)) === 0) {
-            await new Promise((resolve) => setTimeout(resolve, 10));
-          }
+        // Paced by the clock: every 10 ms, those due by then (a sleep per daemon would cap the rate near 100/s).
+        const begun = performance.now();
+        for (let i = 0; i < count;) {
+          const due = perSecond === Infinity
+            ? count
+            : Math.min(count, Math.floor((performance.now() - begun) * perSecond / 1_000) + 1);
+          while (i < due) start(i++);
+          if (i < count) await new Promise((resolve) => setTimeout(resolve, 10));
         }
         console.log("going");
       } else if (command === "stats") {
@@ -299,5 +307,5 @@ async function failover(): Promise<void> {
     }
   }
   stopping = true;
-  for (const socket of sockets) socket.close();
+  for (const link of links) link.close();
 }

@@ -74,6 +74,15 @@ function freePort(): number {
   return port;
 }
 
+/** Helper processes started so far: each connects from its own loopback address (see _sim_link.ts). */
+let helpers = 0;
+
+/** The next helper's local address: 127.1.0.1, 127.1.0.2, ... (all of 127.0.0.0/8 is this machine). */
+function nextLocalAddress(): string {
+  const n = ++helpers;
+  return `127.1.${(n >> 8) & 255}.${n & 255}`;
+}
+
 /** The simulated daemons: helper processes of at most PER_PROCESS each. */
 export class Fleet {
   readonly #children: Deno.ChildProcess[];
@@ -96,6 +105,7 @@ export class Fleet {
         `${prefix}${i}`,
         checkout.subprotocol,
         `${checkout.root}/daemon/backoff.ts`,
+        nextLocalAddress(),
       ]);
     });
     this.#outs = this.#children.map((c) => lineReader(c.stdout));
