@@ -17,10 +17,14 @@
 // counted against a link leaves out the time this process's loop was measured stalled since the link's last
 // message: how late the wheel's timer fired, and how late a sweep resumed after yielding, beyond LAG_SLACK_MS. The
 // stalls are kept per tick in a ring (STALL_RING ticks: 64 intervals), and summed only for a link that is about to
-// be dropped, so a healthy loop pays nothing per link and its bound stays HEARTBEAT_MISSES x interval.
+// be dropped, so a healthy loop pays nothing per link and its bound stays HEARTBEAT_MISSES x interval. Timers do
+// not see every stall: under a backlog of inbound messages some reads complete seconds late while timers fire
+// nearly on time, so a read this process sends itself every slot (server/_read_canary.ts) is measured too, and a
+// read of it still in flight counts as a stall going on.
 import { HEARTBEAT_MISSES } from "@sandd/protocol/constants";
 import type { Connection } from "./_connection.ts";
 import { LoopStall } from "./_loop_stall.ts";
+import { ReadCanary } from "./_read_canary.ts";
 
 /** Slots per interval: the check granularity is interval / SLOTS_PER_INTERVAL. */
 const SLOTS_PER_INTERVAL = 4;
@@ -65,6 +69,9 @@ export class Heartbeat {
   #lastFire = Date.now();
   /** Stall history (server/_loop_stall.ts), in ticks of the wheel. */
   readonly #stall: LoopStall;
+  /** Measures how late this loop's reads complete (server/_read_canary.ts), once started. */
+  #canary: ReadCanary | undefined;
+  readonly #canaryStarted: Promise<void>;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -72,6 +79,12 @@ export class Heartbeat {
     this.#slotMs = this.#interval / SLOTS_PER_INTERVAL;
     this.#dropAfter = HEARTBEAT_MISSES * this.#interval - this.#slotMs;
     this.#stall = new LoopStall({ tickMs: this.#slotMs, ticks: STALL_RING, origin: this.#origin });
+    this.#canaryStarted = ReadCanary.start({ stall: this.#stall, everyMs: this.#slotMs }).then(
+      async (canary) => {
+        if (this.#closed) await canary?.close();
+        else this.#canary = canary;
+      },
+    );
     this.#timer = setInterval(() => {
       const now = Date.now();
       this.#stall.late(this.#lastFire + this.#slotMs, now);
@@ -101,6 +114,8 @@ export class Heartbeat {
     clearTimeout(this.#yieldTimer);
     this.#yielded?.();
     await this.#running;
+    await this.#canaryStarted;
+    await this.#canary?.close();
     for (let s = 0; s < SLOTS; s++) {
       this.#slots[s] = [];
       this.#counts[s] = 0;
@@ -161,7 +176,9 @@ export class Heartbeat {
     const silent = now - conn.lastSeen;
     // The time this loop was stalled since the link's last message is not the link's silence (summed only here,
     // for a link that would be dropped otherwise).
-    const stalled = silent >= this.#dropAfter ? this.#stall.since(conn.lastSeen, now) : 0;
+    const stalled = silent >= this.#dropAfter
+      ? this.#stall.since(conn.lastSeen, now) + (this.#canary?.ongoing(conn.lastSeen, now) ?? 0)
+      : 0;
     if (silent - stalled >= this.#dropAfter) {
       this.#options.drop(conn, silent, stalled);
       return;

@@ -44,6 +44,8 @@ export class LoopStall {
   readonly #tick: Float64Array;
   readonly #ms: Float64Array;
   #total = 0;
+  /** The end of the latest stall recorded: an overlapping one adds only what lies beyond it. */
+  #recordedUntil = -Infinity;
 
   constructor(options: LoopStallOptions) {
     this.#tickMs = options.tickMs;
@@ -59,12 +61,16 @@ export class LoopStall {
   }
 
   /**
-   * A timer due at `due` fired at `now`: lateness beyond LAG_SLACK_MS is recorded as a stall ending at `now`.
+   * A timer due at `due` fired at `now` (or a read expected then completed): lateness beyond LAG_SLACK_MS is
+   * recorded as a stall ending at `now`, from no earlier than the end of the latest stall recorded (two measures
+   * of one stall count it once; calls come in time order, so at worst a little is left out, never counted twice).
    * Returns the stall recorded (0 for a timer on time).
    */
   late(due: number, now: number): number {
-    const late = now - due - LAG_SLACK_MS;
+    // Several measures (timers, reads) may see the same stall: only time not recorded yet counts.
+    const late = now - Math.max(due + LAG_SLACK_MS, this.#recordedUntil);
     if (!(late > 0)) return 0;
+    this.#recordedUntil = now;
     this.#total += late;
     // Spread [now - late, now) over the ticks it covers (at most the ring: older stall time is forgotten).
     let from = now - late;

@@ -18,3 +18,15 @@ Deno.test("loop stall: history older than the ring is forgotten", () => {
   assertEquals(stall.since(0, 1_020), 320); // ticks 7-10: [700, 1020)
   assertEquals(stall.since(0, 5_000), 0);
 });
+
+Deno.test("loop stall: two measures of one stall (a timer, a read) count it once", () => {
+  const stall = new LoopStall({ tickMs: 100, ticks: 16, origin: 0 });
+  // A read sent at 100 completes at 900: [120, 900). A timer due at 300 fired at 700 saw part of the same stall.
+  assertEquals(stall.late(300, 700), 380); // [320, 700)
+  assertEquals(stall.late(100, 900), 200); // only [700, 900) is new
+  assertEquals(stall.totalMs, 580);
+  assertEquals(stall.since(0, 1_000), 580);
+  // A later stall that does not overlap counts whole.
+  assertEquals(stall.late(1_000, 1_100), 80);
+  assertEquals(stall.totalMs, 660);
+});

@@ -210,3 +210,94 @@ Deno.test("a daemon drops a controller that stops pinging within 3 x heartbeatMs
     await controller.stop();
   }
 });
+
+Deno.test("a controller whose reads lag behind a flood of inbound messages keeps a daemon that answers", async () => {
+  // Timers alone do not see this stall: reading a backlog, the loop completes some sockets' reads seconds late
+  // while its timers fire nearly on time (server/_read_canary.ts). Before the read canary, the daemon below,
+  // answering every ping from its own process, was dropped as silent during the flood. (It is hand-written, with
+  // no silence watch of its own: the controller's pings are late too, and a real daemon with a healthy loop
+  // rightly counts that as the controller's silence, protocol/SPEC.md section 3.)
+  const heartbeatMs = 500;
+  await using server = await Server.listen({ port: 0, heartbeatMs });
+  const target = new URL(server.url);
+  const daemon = new Deno.Command("python3", {
+    args: ["-c", ANSWERING_DAEMON, target.hostname, target.port, target.pathname, SUBPROTOCOL],
+    stdin: "piped",
+    stdout: "null",
+  }).spawn();
+  const flood = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./_read_flood.ts", import.meta.url).pathname, server.url, "1000"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const out = flood.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await server.waitForDaemon("answering-1", { timeout: 30_000 });
+    const dropped = new Promise<string>((resolve) =>
+      server.addEventListener("disconnect", (event) => {
+        if (event.daemon.id === "answering-1") resolve("dropped");
+      })
+    );
+    assertEquals((await within(out.read(), 60_000, "the flood's links")).value?.trim(), "flooding");
+    // Twelve silence bounds of flood: the answering daemon's link must live through all of it.
+    const outcome = await Promise.race([
+      dropped,
+      new Promise<string>((resolve) =>
+        timer = setTimeout(() => resolve("kept"), 12 * 3 * heartbeatMs)
+      ),
+    ]);
+    assertEquals(
+      outcome,
+      "kept",
+      "the controller dropped an answering daemon while its reads lagged",
+    );
+    assertEquals(server.daemons().some((d) => d.id === "answering-1"), true);
+  } finally {
+    clearTimeout(timer);
+    await flood.stdin.close().catch(() => {});
+    await out.cancel().catch(() => {});
+    await flood.status;
+    await daemon.stdin.close().catch(() => {});
+    await daemon.status;
+  }
+});
+
+/** Python: daemon "answering-1" on HOST PORT PATH (SUBPROTOCOL): hello, then a pong for every ping; stdin ends it. */
+const ANSWERING_DAEMON = `
+import json, os, socket, struct, sys, threading
+host, port, path, protocol = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = socket.create_connection((host, port))
+s.sendall((f"GET {path} HTTP/1.1\\r\\nHost: {host}:{port}\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+    f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n"
+    f"Sec-WebSocket-Protocol: {protocol}\\r\\n\\r\\n").encode())
+def frame(text):
+    data = text.encode()
+    head = bytes([0x81, 0x80 | len(data)]) if len(data) < 126 else bytes([0x81, 0x80 | 126]) + struct.pack(">H", len(data))
+    return head + b"\\0\\0\\0\\0" + data
+buf = b""
+while b"\\r\\n\\r\\n" not in buf:
+    buf += s.recv(4096)
+head, buf = buf.split(b"\\r\\n\\r\\n", 1)
+assert head.startswith(b"HTTP/1.1 101"), head
+s.sendall(frame(json.dumps({"t": "hello", "id": "answering-1", "labels": {}, "hostname": "py", "platform": "linux",
+    "arch": "x86_64", "version": "0", "pid": os.getpid(), "processes": 0, "instance": "answering-1"})))
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+while True:
+    while len(buf) >= 2:
+        n, at = buf[1] & 0x7f, 2
+        if n == 126:
+            if len(buf) < 4: break
+            n, at = struct.unpack(">H", buf[2:4])[0], 4
+        elif n == 127:
+            if len(buf) < 10: break
+            n, at = struct.unpack(">Q", buf[2:10])[0], 10
+        if len(buf) < at + n: break
+        payload, buf = buf[at:at + n], buf[at + n:]
+        if buf is not None and b'"ping"' in payload:
+            s.sendall(frame('{"t":"pong"}'))
+    chunk = s.recv(65536)
+    if not chunk:
+        os._exit(0)
+    buf += chunk
+`;
