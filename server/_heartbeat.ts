@@ -99,6 +99,14 @@ export class Heartbeat {
     return this.#stall.totalMs;
   }
 
+  /**
+   * How long this loop was measured stalled since `since` (timers, reads: see the top of this file), in ms, for
+   * other waits that must not blame a peer for this loop's lag (a daemon's hello).
+   */
+  stalledSince(since: number, now: number): number {
+    return this.#stall.since(since, now) + (this.#canary?.ongoing(since, now) ?? 0);
+  }
+
   add(conn: Connection): void {
     this.#schedule(conn, Date.now() + this.#interval);
   }
@@ -176,9 +184,7 @@ export class Heartbeat {
     const silent = now - conn.lastSeen;
     // The time this loop was stalled since the link's last message is not the link's silence (summed only here,
     // for a link that would be dropped otherwise).
-    const stalled = silent >= this.#dropAfter
-      ? this.#stall.since(conn.lastSeen, now) + (this.#canary?.ongoing(conn.lastSeen, now) ?? 0)
-      : 0;
+    const stalled = silent >= this.#dropAfter ? this.stalledSince(conn.lastSeen, now) : 0;
     if (silent - stalled >= this.#dropAfter) {
       this.#options.drop(conn, silent, stalled);
       return;

@@ -27,6 +27,7 @@ import {
   messageBytes,
 } from "./_security.ts";
 import { Heartbeat } from "./_heartbeat.ts";
+import { LAG_SLACK_MS } from "./_loop_stall.ts";
 import { AcceptedSocket } from "./_accepted_socket.ts";
 import type { Auditor } from "./_audited.ts";
 import type { MetricsState } from "./_metrics_state.ts";
@@ -171,10 +172,34 @@ export class Hub {
     const accepted = new AcceptedSocket(socket, remoteAddress, identity);
     this.#pendingSockets.add(socket);
     this.#openSockets.set(socket, accepted);
-    accepted.handshake = setTimeout(() => {
-      log.warn("No hello from {remote} within the handshake timeout", { remote: remoteAddress });
-      socket.close(CLOSE_CODES.TIMEOUT, "handshake timeout");
-    }, this.#options.handshakeTimeoutMs);
+    // Lag-aware, as the heartbeat: the time this loop was stalled since the upgrade (its timers late, its reads
+    // late: a hello can wait unread behind a backlog) is not the daemon's delay. The timer's own lateness is
+    // such a stall too (it may fire before the heartbeat has seen the stall that delayed it).
+    const acceptedAt = Date.now();
+    const timeoutMs = this.#options.handshakeTimeoutMs;
+    const arm = (waitMs: number) => {
+      const due = Date.now() + waitMs;
+      accepted.handshake = setTimeout(() => {
+        const now = Date.now();
+        const stalled = Math.max(
+          this.#heartbeat.stalledSince(acceptedAt, now),
+          now - due - LAG_SLACK_MS,
+        );
+        const waited = now - acceptedAt - Math.max(0, stalled);
+        if (waited < timeoutMs) {
+          arm(timeoutMs - waited);
+          return;
+        }
+        // Late: a hello that came while this loop was held is read in the next turn; look once more then.
+        if (now - due > LAG_SLACK_MS) {
+          arm(0);
+          return;
+        }
+        log.warn("No hello from {remote} within the handshake timeout", { remote: remoteAddress });
+        socket.close(CLOSE_CODES.TIMEOUT, "handshake timeout");
+      }, waitMs);
+    };
+    arm(timeoutMs);
     socket.onmessage = this.#onSocketMessage;
     socket.onclose = this.#onSocketClose;
     socket.onerror = ignore;

@@ -263,7 +263,10 @@ Deno.test("a controller whose reads lag behind a flood of inbound messages keeps
   }
 });
 
-/** Python: daemon "answering-1" on HOST PORT PATH (SUBPROTOCOL): hello, then a pong for every ping; stdin ends it. */
+/**
+ * Python: daemon "answering-1" on HOST PORT PATH (SUBPROTOCOL): hello, then a pong for every ping; stdin ends it.
+ * With a 6th argument it prints "upgraded" after the 101 and sends its hello only once a line comes on stdin.
+ */
 const ANSWERING_DAEMON = `
 import json, os, socket, struct, sys, threading
 host, port, path, protocol = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -280,6 +283,9 @@ while b"\\r\\n\\r\\n" not in buf:
     buf += s.recv(4096)
 head, buf = buf.split(b"\\r\\n\\r\\n", 1)
 assert head.startswith(b"HTTP/1.1 101"), head
+if len(sys.argv) > 5:
+    print("upgraded", flush=True)
+    sys.stdin.readline()
 s.sendall(frame(json.dumps({"t": "hello", "id": "answering-1", "labels": {}, "hostname": "py", "platform": "linux",
     "arch": "x86_64", "version": "0", "pid": os.getpid(), "processes": 0, "instance": "answering-1"})))
 threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
@@ -301,3 +307,37 @@ while True:
         os._exit(0)
     buf += chunk
 `;
+
+Deno.test("a controller whose loop was blocked past the handshake timeout takes the hello that waited", async () => {
+  // The daemon's hello arrives while the controller's loop is blocked for three handshake timeouts: it waits
+  // unread, which is the controller's lag, not the daemon's. Before, the handshake timer fired first and closed it.
+  const handshakeTimeoutMs = 500;
+  await using server = await Server.listen({ port: 0, handshakeTimeoutMs });
+  const target = new URL(server.url);
+  const daemon = new Deno.Command("python3", {
+    args: [
+      "-c",
+      ANSWERING_DAEMON,
+      target.hostname,
+      target.port,
+      target.pathname,
+      SUBPROTOCOL,
+      "wait",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const out = daemon.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stdin = daemon.stdin.getWriter();
+  try {
+    assertEquals((await within(out.read(), 30_000, "the upgrade")).value?.trim(), "upgraded");
+    await stdin.write(new TextEncoder().encode("go\n"));
+    block(3 * handshakeTimeoutMs);
+    const info = await server.waitForDaemon("answering-1", { timeout: 10_000 });
+    assertEquals(info.id, "answering-1");
+  } finally {
+    await stdin.close().catch(() => {});
+    await out.cancel().catch(() => {});
+    await daemon.status;
+  }
+});
