@@ -173,6 +173,8 @@ export interface ListenOptions {
   key?: string;
   maxConnections?: number | undefined;
   headerTimeoutMs?: number | undefined;
+  /** See `stalledSince` of server/_http_listener.ts. */
+  stalledSince?: ((since: number, now: number) => number) | undefined;
   engine?: "sandd" | "deno" | undefined;
 }
 
@@ -190,6 +192,7 @@ export async function serveHttp(
     port: options.port,
     maxConnections: options.maxConnections,
     headerTimeoutMs: options.headerTimeoutMs,
+    stalledSince: options.stalledSince,
     engine: options.engine,
     onListen: () => resolve(),
     onError: (error) => {

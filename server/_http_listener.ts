@@ -75,6 +75,13 @@ export interface HttpListenerOptions {
    */
   evictAfterMs?: number | undefined;
   /**
+   * How long this process's loop was measured stalled since `since` (ms since the epoch), e.g. the controller's
+   * heartbeat (`server/_heartbeat.ts`: late timers and reads). That time is left out of a waiting connection's
+   * wait for `evictAfterMs`: a head that waits unread behind a busy loop is the loop's delay, not the client's.
+   * @default no stall is measured
+   */
+  stalledSince?: ((since: number, now: number) => number) | undefined;
+  /**
    * A connection must finish its request head (and TLS handshake) within this long of being accepted or of its
    * previous response, else it is closed. @default 10_000
    */
@@ -202,6 +209,7 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
     maxConnections,
     headerTimeoutMs,
     evictAfterMs,
+    stalledSince: options.stalledSince,
     engine: engine === "sandd" && !tls && engineUsable(),
   });
   options.onListen?.(server.addr);
@@ -342,6 +350,7 @@ class HardenedListener implements HttpListener {
   #maxConnections: number;
   #headerTimeoutMs: number;
   #evictAfterMs: number;
+  #stalledSince: ((since: number, now: number) => number) | undefined;
   /** Plain connections are served by SandD's engine. */
   #engine: boolean;
   /** Every connection still HTTP. */
@@ -375,6 +384,7 @@ class HardenedListener implements HttpListener {
       maxConnections: number;
       headerTimeoutMs: number;
       evictAfterMs: number;
+      stalledSince: ((since: number, now: number) => number) | undefined;
       engine: boolean;
     },
   ) {
@@ -386,6 +396,7 @@ class HardenedListener implements HttpListener {
     this.#maxConnections = limits.maxConnections;
     this.#headerTimeoutMs = limits.headerTimeoutMs;
     this.#evictAfterMs = limits.evictAfterMs;
+    this.#stalledSince = limits.stalledSince;
     this.finished = this.#run();
   }
 
@@ -429,14 +440,19 @@ class HardenedListener implements HttpListener {
 
   /**
    * At the cap, wait (new connections stay in the kernel's backlog) until a connection closes or the oldest one
-   * waiting for a head has waited `evictAfterMs` (then `#admit` closes it for the next). When every connection is
+   * waiting for a head has waited `evictAfterMs`, less the time this loop was stalled meanwhile (then `#admit`
+   * closes it for the next). When every connection is
    * busy, nothing waiting, do not wait: `#admit` closes the new one, an answer the client gets at once.
    */
   async #roomForOneMore(): Promise<void> {
     while (!this.#closing && this.#open.size >= this.#maxConnections) {
       const oldest: Connection | undefined = this.#waiting.values().next().value;
       if (oldest === undefined) return;
-      const waited = performance.now() - (oldest.deadline - this.#headerTimeoutMs);
+      let waited = performance.now() - (oldest.deadline - this.#headerTimeoutMs);
+      if (waited >= this.#evictAfterMs && this.#stalledSince !== undefined) {
+        const now = Date.now();
+        waited -= this.#stalledSince(now - waited, now);
+      }
       if (waited >= this.#evictAfterMs) return;
       await this.#pause(Math.ceil(this.#evictAfterMs - waited));
     }

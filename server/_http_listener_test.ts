@@ -144,6 +144,41 @@ Deno.test("http listener: at maxConnections the oldest connection waiting for a 
   }
 });
 
+Deno.test("http listener: time the loop was stalled does not count toward evictAfterMs", async () => {
+  // The measure says this loop has been stalled all along (as the heartbeat's would while a backlog is read):
+  // the slow heads are not closed for a newcomer however long they have waited. When it says the loop is
+  // healthy again, the oldest makes room.
+  let stalled = true;
+  await using server = listen({
+    maxConnections: 4,
+    headerTimeoutMs: 60_000,
+    evictAfterMs: 100,
+    stalledSince: (since, now) => stalled ? now - since : 0,
+  });
+  const slow: Deno.Conn[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    for (let i = 0; i < 4; i++) slow.push(await slowHead(server.addr.port));
+    const fifth = fetch(`http://127.0.0.1:${server.addr.port}/`);
+    const first = await Promise.race([
+      fifth.then(() => "served"),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("waiting"), 600)),
+    ]);
+    assertEquals(
+      first,
+      "waiting",
+      "a slow head was closed for a newcomer while the loop was stalled",
+    );
+    assertEquals(server.connections, 4);
+    stalled = false;
+    assertEquals(await (await fifth).text(), "ok");
+    assertEquals(await readToClose(slow[0]!), "");
+  } finally {
+    clearTimeout(timer);
+    for (const conn of slow) conn.close();
+  }
+});
+
 Deno.test("http listener: a burst of clients past maxConnections whose heads are sent but unread is served, not closed", async () => {
   // 40 clients connect and send whole heads while the server's loop is blocked (as a busy controller's is when
   // thousands of daemons fail over to it): when it runs again it accepts faster than it reads. Closing the oldest

@@ -166,6 +166,11 @@ export class Hub {
     else this.#onBinary(conn, data);
   }
 
+  /** How long this loop was measured stalled since `since` (server/_heartbeat.ts), in ms. */
+  stalledSince(since: number, now: number): number {
+    return this.#heartbeat.stalledSince(since, now);
+  }
+
   /** Take an upgraded socket: it must say hello within the handshake timeout. */
   accept(socket: WebSocket, remoteAddress: string, identity: Identity): void {
     socket.binaryType = "arraybuffer";

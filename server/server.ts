@@ -277,6 +277,9 @@ export class Server extends EventTarget implements Controller {
         ...(options.key !== undefined ? { key: options.key } : {}),
         maxConnections: options.maxConnections,
         headerTimeoutMs: options.headerTimeoutMs,
+        // The heartbeat's stall measure: a head unread behind this loop's backlog is not the client's slowness.
+        stalledSince: (since, now) =>
+          holder.server ? holder.server.#hub.stalledSince(since, now) : 0,
         engine: options.httpEngine,
       }, (request, info) => handleHttp(holder.server!.#routes, request, info));
     } catch (error) {
