@@ -37,6 +37,8 @@ const CHECK_EVERY = 32;
  * slow moment (a loaded machine, a send that takes long) cannot stretch a batch into a stall.
  */
 const SLICE_MS = 4;
+/** The read canary's period at most, in ms: its lag also gates new connections (server/_http_listener.ts). */
+const CANARY_EVERY_MS = 100;
 /** Ticks of stall history kept: 64 intervals (older stalls no longer extend a link's bound). */
 const STALL_RING = 64 * SLOTS_PER_INTERVAL;
 
@@ -79,7 +81,10 @@ export class Heartbeat {
     this.#slotMs = this.#interval / SLOTS_PER_INTERVAL;
     this.#dropAfter = HEARTBEAT_MISSES * this.#interval - this.#slotMs;
     this.#stall = new LoopStall({ tickMs: this.#slotMs, ticks: STALL_RING, origin: this.#origin });
-    this.#canaryStarted = ReadCanary.start({ stall: this.#stall, everyMs: this.#slotMs }).then(
+    this.#canaryStarted = ReadCanary.start({
+      stall: this.#stall,
+      everyMs: Math.min(this.#slotMs, CANARY_EVERY_MS),
+    }).then(
       async (canary) => {
         if (this.#closed) await canary?.close();
         else this.#canary = canary;
@@ -105,6 +110,11 @@ export class Heartbeat {
    */
   stalledSince(since: number, now: number): number {
     return this.#stall.since(since, now) + (this.#canary?.ongoing(since, now) ?? 0);
+  }
+
+  /** This loop's read lag now (server/_read_canary.ts), in ms; 0 when it is not measured. */
+  readLagMs(now: number): number {
+    return this.#canary?.lagMs(now) ?? 0;
   }
 
   add(conn: Connection): void {

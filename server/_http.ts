@@ -175,6 +175,8 @@ export interface ListenOptions {
   headerTimeoutMs?: number | undefined;
   /** See `stalledSince` of server/_http_listener.ts. */
   stalledSince?: ((since: number, now: number) => number) | undefined;
+  /** See `readLagMs` of server/_http_listener.ts. */
+  readLagMs?: ((now: number) => number) | undefined;
   engine?: "sandd" | "deno" | undefined;
 }
 
@@ -193,6 +195,7 @@ export async function serveHttp(
     maxConnections: options.maxConnections,
     headerTimeoutMs: options.headerTimeoutMs,
     stalledSince: options.stalledSince,
+    readLagMs: options.readLagMs,
     engine: options.engine,
     onListen: () => resolve(),
     onError: (error) => {

@@ -21,6 +21,9 @@
  *   that sends its head at once; until then new connections wait in the kernel's backlog (a burst of clients whose
  *   heads are only unread yet, such as thousands of daemons failing over at once, is served, not closed); when
  *   every connection is busy, the new one is closed.
+ * - With `readLagMs` (the controller's read canary), nothing new is accepted while this loop's reads lag more than
+ *   ADMIT_LAG_MS, for up to ADMIT_HOLD_MS at a time: connections wait in the kernel's backlog instead of adding
+ *   their reads to a loop that already reads its links late (server/CLUSTER.md, "Capacity").
  * - A connection must finish its request head (with the TLS handshake, when serving TLS) within `headerTimeoutMs`
  *   of being accepted or of its previous response, else it is closed.
  *
@@ -82,6 +85,14 @@ export interface HttpListenerOptions {
    */
   stalledSince?: ((since: number, now: number) => number) | undefined;
   /**
+   * This process's read lag now, in ms (the controller's read canary, `server/_read_canary.ts`). While it is over
+   * {@linkcode ADMIT_LAG_MS}, no new connection is accepted (they wait in the kernel's backlog) for up to
+   * {@linkcode ADMIT_HOLD_MS} at a time: a loop that already reads its links seconds late would only read them
+   * later for each connection it takes on, and links dropped as silent come back as more connections.
+   * @default no gate
+   */
+  readLagMs?: ((now: number) => number) | undefined;
+  /**
    * A connection must finish its request head (and TLS handshake) within this long of being accepted or of its
    * previous response, else it is closed. @default 10_000
    */
@@ -112,6 +123,12 @@ export interface HttpListener extends Deno.HttpServer<Deno.NetAddr> {
 
 /** The default of {@linkcode HttpListenerOptions.maxConnections}. */
 export const DEFAULT_MAX_CONNECTIONS = 1_024;
+/** Read lag above which new connections are held in the kernel's backlog (see `readLagMs`), in ms. */
+export const ADMIT_LAG_MS = 250;
+/** The longest accepting is held in a row for read lag, in ms: then one connection is taken all the same. */
+export const ADMIT_HOLD_MS = 1_000;
+/** How often a held accept looks at the read lag again, in ms. */
+const ADMIT_RECHECK_MS = 25;
 /** The default of {@linkcode HttpListenerOptions.evictAfterMs}. */
 export const DEFAULT_EVICT_AFTER_MS = 1_000;
 /** The default of {@linkcode HttpListenerOptions.headerTimeoutMs}. */
@@ -210,6 +227,7 @@ export function serveHttp(options: HttpListenerOptions, handler: HttpHandler): H
     headerTimeoutMs,
     evictAfterMs,
     stalledSince: options.stalledSince,
+    readLagMs: options.readLagMs,
     engine: engine === "sandd" && !tls && engineUsable(),
   });
   options.onListen?.(server.addr);
@@ -351,6 +369,7 @@ class HardenedListener implements HttpListener {
   #headerTimeoutMs: number;
   #evictAfterMs: number;
   #stalledSince: ((since: number, now: number) => number) | undefined;
+  #readLagMs: ((now: number) => number) | undefined;
   /** Plain connections are served by SandD's engine. */
   #engine: boolean;
   /** Every connection still HTTP. */
@@ -385,6 +404,7 @@ class HardenedListener implements HttpListener {
       headerTimeoutMs: number;
       evictAfterMs: number;
       stalledSince: ((since: number, now: number) => number) | undefined;
+      readLagMs: ((now: number) => number) | undefined;
       engine: boolean;
     },
   ) {
@@ -397,6 +417,7 @@ class HardenedListener implements HttpListener {
     this.#headerTimeoutMs = limits.headerTimeoutMs;
     this.#evictAfterMs = limits.evictAfterMs;
     this.#stalledSince = limits.stalledSince;
+    this.#readLagMs = limits.readLagMs;
     this.finished = this.#run();
   }
 
@@ -417,6 +438,7 @@ class HardenedListener implements HttpListener {
     let backoff = 0;
     while (!this.#closing) {
       await this.#roomForOneMore();
+      await this.#whileReadsLag();
       if (this.#closing) break;
       let conn: Deno.Conn;
       try {
@@ -455,6 +477,18 @@ class HardenedListener implements HttpListener {
       }
       if (waited >= this.#evictAfterMs) return;
       await this.#pause(Math.ceil(this.#evictAfterMs - waited));
+    }
+  }
+
+  /** Hold accepting while this loop's reads lag past ADMIT_LAG_MS, ADMIT_HOLD_MS at most. */
+  async #whileReadsLag(): Promise<void> {
+    if (this.#readLagMs === undefined) return;
+    const heldSince = performance.now();
+    while (
+      !this.#closing && this.#readLagMs(Date.now()) > ADMIT_LAG_MS &&
+      performance.now() - heldSince < ADMIT_HOLD_MS
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, ADMIT_RECHECK_MS));
     }
   }
 

@@ -3,7 +3,12 @@
 // tests/security_listener_test.ts.
 import { assert, assertEquals, assertLess, assertRejects, assertThrows } from "../tests/_assert.ts";
 import { hasOpenssl, makeTestCerts } from "../tests/_certs.ts";
-import { type HttpHandler, type HttpListenerOptions, serveHttp } from "./_http_listener.ts";
+import {
+  ADMIT_HOLD_MS,
+  type HttpHandler,
+  type HttpListenerOptions,
+  serveHttp,
+} from "./_http_listener.ts";
 import { upgradeWebSocket } from "./_http1_request.ts";
 
 const encoder = new TextEncoder();
@@ -177,6 +182,26 @@ Deno.test("http listener: time the loop was stalled does not count toward evictA
     clearTimeout(timer);
     for (const conn of slow) conn.close();
   }
+});
+
+Deno.test("http listener: while reads lag, new connections wait in the kernel's backlog, ADMIT_HOLD_MS at most", async () => {
+  let lag = 10_000;
+  await using server = listen({ readLagMs: () => lag });
+  const url = `http://127.0.0.1:${server.addr.port}/`;
+  // The accept in progress takes the first; the lag is looked at before each next one.
+  assertEquals(await (await fetch(url, { headers: { connection: "close" } })).text(), "ok");
+  const heldAt = performance.now();
+  const second = await fetch(url, { headers: { connection: "close" } });
+  const held = performance.now() - heldAt;
+  assertEquals(await second.text(), "ok");
+  assert(held >= ADMIT_HOLD_MS - 200, `served after ${held} ms: not held while reads lagged`);
+  assertLess(held, ADMIT_HOLD_MS + 2_000);
+  // Reads on time again: the next is taken at once.
+  lag = 0;
+  const freeAt = performance.now();
+  const third = await fetch(url, { headers: { connection: "close" } });
+  assertEquals(await third.text(), "ok");
+  assertLess(performance.now() - freeAt, ADMIT_HOLD_MS - 100);
 });
 
 Deno.test("http listener: a burst of clients past maxConnections whose heads are sent but unread is served, not closed", async () => {

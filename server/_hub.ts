@@ -171,6 +171,11 @@ export class Hub {
     return this.#heartbeat.stalledSince(since, now);
   }
 
+  /** This loop's read lag now (server/_heartbeat.ts), in ms. */
+  readLagMs(now: number): number {
+    return this.#heartbeat.readLagMs(now);
+  }
+
   /** Take an upgraded socket: it must say hello within the handshake timeout. */
   accept(socket: WebSocket, remoteAddress: string, identity: Identity): void {
     socket.binaryType = "arraybuffer";

@@ -31,6 +31,8 @@ export class ReadCanary {
   readonly #byte = new Uint8Array([1]);
   /** When the byte in flight was sent (`Date.now()`), or 0. */
   #sentAt = 0;
+  /** How late the last byte's read completed, in ms. */
+  #lastLagMs = 0;
   #closed = false;
   readonly #done: Promise<void>;
 
@@ -76,6 +78,11 @@ export class ReadCanary {
     return Math.max(0, now - Math.max(this.#sentAt, since) - LAG_SLACK_MS);
   }
 
+  /** The read lag now: how long the byte in flight has waited, or how long the last one took. */
+  lagMs(now: number): number {
+    return this.#sentAt === 0 ? this.#lastLagMs : Math.max(this.#lastLagMs, now - this.#sentAt);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -101,7 +108,11 @@ export class ReadCanary {
     try {
       while (!this.#closed) {
         if (await this.#reader.read(buffer) === null) return;
-        if (this.#sentAt !== 0) this.#stall.late(this.#sentAt, Date.now());
+        if (this.#sentAt !== 0) {
+          const now = Date.now();
+          this.#stall.late(this.#sentAt, now);
+          this.#lastLagMs = now - this.#sentAt;
+        }
         this.#sentAt = 0;
       }
     } catch {

@@ -280,6 +280,8 @@ export class Server extends EventTarget implements Controller {
         // The heartbeat's stall measure: a head unread behind this loop's backlog is not the client's slowness.
         stalledSince: (since, now) =>
           holder.server ? holder.server.#hub.stalledSince(since, now) : 0,
+        // New connections wait in the kernel's backlog while this loop's reads lag (a failover burst).
+        readLagMs: (now) => holder.server ? holder.server.#hub.readLagMs(now) : 0,
         engine: options.httpEngine,
       }, (request, info) => handleHttp(holder.server!.#routes, request, info));
     } catch (error) {
