@@ -128,6 +128,10 @@ Deno.test("failover: a URL nothing listens on is skipped with backoff, never in 
   });
   try {
     await waitForWorker(b.url, id);
+    // B registered the daemon; the daemon must also have its welcome before B dies, or from its side no link was
+    // ever up and its backoff rightly grows past the bound of a recently dropped link (one CI run: B killed between
+    // the two, then a 12,271 ms delay).
+    await daemon.waitForLog(`Connected to "${b.wsUrl}"`);
     assertStringIncludes(daemon.log, `Connecting to "${dead}"`);
     assertStringIncludes(daemon.log, `Link error ("${dead}")`);
 
