@@ -6,6 +6,7 @@
 // deno run -A tests/_read_flood.ts URL COUNT
 import { SUBPROTOCOL } from "../mod.ts";
 import { helloText } from "./_raw_daemon.ts";
+import { textFrame } from "./bench/_sim_link.ts";
 
 const [url, countText] = Deno.args;
 const count = Number(countText);
@@ -13,24 +14,7 @@ const BATCH = 64;
 const target = new URL(url!);
 const encoder = new TextEncoder();
 
-/** A client text frame (under 64 KiB) masked with the all-zero key (the payload goes as it is). */
-function frame(text: string): Uint8Array {
-  const payload = encoder.encode(text);
-  const head = payload.length < 126 ? 2 : 4;
-  const bytes = new Uint8Array(head + 4 + payload.length);
-  bytes[0] = 0x81;
-  if (head === 2) {
-    bytes[1] = 0x80 | payload.length;
-  } else {
-    bytes[1] = 0x80 | 126;
-    bytes[2] = payload.length >> 8;
-    bytes[3] = payload.length & 0xff;
-  }
-  bytes.set(payload, head + 4);
-  return bytes;
-}
-
-const pong = frame('{"t":"pong"}');
+const pong = textFrame('{"t":"pong"}');
 const batch = new Uint8Array(pong.length * BATCH);
 for (let i = 0; i < BATCH; i++) batch.set(pong, i * pong.length);
 
@@ -64,7 +48,7 @@ async function open(i: number): Promise<Deno.TcpConn> {
         throw new Error(`flood link ${i}: ${seen.slice(0, 200)}`);
       }
       helloSent = true;
-      await writeAll(conn, frame(hello));
+      await writeAll(conn, textFrame(hello));
     }
   }
   void (async () => {

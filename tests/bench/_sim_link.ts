@@ -21,6 +21,27 @@ const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** A client's text frame, masked with the all-zero key (the payload goes as it is). */
+export function textFrame(text: string): Uint8Array {
+  const payload = encoder.encode(text);
+  const n = payload.length;
+  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const frame = new Uint8Array(head + 4 + n);
+  frame[0] = 0x81;
+  if (n < 126) {
+    frame[1] = 0x80 | n;
+  } else if (n < 65536) {
+    frame[1] = 0x80 | 126;
+    frame[2] = n >> 8;
+    frame[3] = n & 0xff;
+  } else {
+    frame[1] = 0x80 | 127;
+    new DataView(frame.buffer).setBigUint64(2, BigInt(n));
+  }
+  frame.set(payload, head + 4);
+  return frame;
+}
+
 /** What a simulated daemon does with its link. */
 export interface SimLinkHandlers {
   /** The upgrade was accepted (101 with the right accept value). */
@@ -65,24 +86,7 @@ export class SimLink {
   /** Sends one text message. */
   send(text: string): void {
     if (this.#closed) return;
-    const payload = encoder.encode(text);
-    const n = payload.length;
-    const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-    const frame = new Uint8Array(head + 4 + n);
-    frame[0] = 0x81;
-    if (n < 126) {
-      frame[1] = 0x80 | n;
-    } else if (n < 65536) {
-      frame[1] = 0x80 | 126;
-      frame[2] = n >> 8;
-      frame[3] = n & 0xff;
-    } else {
-      frame[1] = 0x80 | 127;
-      new DataView(frame.buffer).setBigUint64(2, BigInt(n));
-    }
-    // The four mask bytes stay zero: the payload goes as it is.
-    frame.set(payload, head + 4);
-    this.#socket.write(frame);
+    this.#socket.write(textFrame(text));
   }
 
   /** Ends the link (no close handshake: a simulated daemon just goes). */
