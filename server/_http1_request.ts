@@ -25,6 +25,8 @@ const MAX_CHUNK_LINE = 4 * 1024;
 const MAX_TRAILERS = 16 * 1024;
 /** Largest piece of body handed over at once. */
 const BODY_PIECE = 256 * 1024;
+/** Bytes of each read of a body stream by a default (not BYOB) reader. */
+const BODY_AUTO_BYTES = 64 * 1024;
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 const decoder = new TextDecoder();
@@ -57,8 +59,10 @@ class BodyReader {
     if (!head.chunked && this.#remaining === 0) this.done = true;
   }
 
-  /** The next piece, or null at the end. Throws on a malformed or cut body. */
-  async next(): Promise<Uint8Array<ArrayBuffer> | null> {
+  /**
+   * The next piece, or null at the end; into `into` when given (a view of it). Throws on a malformed or cut body.
+   */
+  async next(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
     if (this.done) return null;
     if (this.#continue) {
       this.#continue = false;
@@ -66,7 +70,7 @@ class BodyReader {
       await this.#wire.write(CONTINUE);
     }
     try {
-      const piece = this.#chunked ? await this.#nextChunk() : await this.#nextBytes();
+      const piece = this.#chunked ? await this.#nextChunk(into) : await this.#nextBytes(into);
       if (piece === null) this.#finish();
       return piece;
     } catch (error) {
@@ -81,9 +85,9 @@ class BodyReader {
     this.#events.bodyDone();
   }
 
-  async #nextBytes(): Promise<Uint8Array<ArrayBuffer> | null> {
+  async #nextBytes(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
     if (this.#remaining === 0) return null;
-    const piece = await this.#wire.take(Math.min(this.#remaining, BODY_PIECE));
+    const piece = await this.#wire.take(Math.min(this.#remaining, BODY_PIECE), into);
     if (piece === null) {
       throw new Deno.errors.UnexpectedEof(
         `The client closed the connection with ${this.#remaining} byte(s) of the body unsent`,
@@ -94,10 +98,10 @@ class BodyReader {
     return piece;
   }
 
-  async #nextChunk(): Promise<Uint8Array<ArrayBuffer> | null> {
+  async #nextChunk(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
     while (true) {
       if (this.#chunkLeft > 0) {
-        const piece = await this.#wire.take(Math.min(this.#chunkLeft, BODY_PIECE));
+        const piece = await this.#wire.take(Math.min(this.#chunkLeft, BODY_PIECE), into);
         if (piece === null) {
           throw new Deno.errors.UnexpectedEof("The client closed the connection mid-chunk");
         }
@@ -258,17 +262,29 @@ export class EngineRequest implements HttpRequest {
     if (this.#body !== undefined) return this.#body;
     const reader = this.#reader;
     if (reader === null) return this.#body = null;
-    return this.#body = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    // A byte stream: a BYOB reader's buffer is read into straight from the socket (an upload through the control
+    // API then makes no garbage per read); a default reader gets a new array per read.
+    return this.#body = new ReadableStream({
+      type: "bytes",
+      autoAllocateChunkSize: BODY_AUTO_BYTES,
       pull: async (controller) => {
         this.#used = true;
-        const piece = await reader.next();
-        if (piece === null) controller.close();
-        else controller.enqueue(piece);
+        const request = controller.byobRequest!;
+        const view = request.view!;
+        const piece = await reader.next(
+          new Uint8Array(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength),
+        );
+        if (piece === null) {
+          controller.close();
+          request.respond(0);
+        } else {
+          request.respond(piece.length);
+        }
       },
       cancel: () => {
         this.#used = true;
       },
-    }, { highWaterMark: 0 });
+    }, { highWaterMark: 0 }) as ReadableStream<Uint8Array<ArrayBuffer>>;
   }
 
   get bodyUsed(): boolean {

@@ -3,6 +3,8 @@
 
 /** Size of a connection's first read buffer. */
 const BUFFER_BYTES = 16 * 1024;
+/** Largest read of body bytes into a new array (a reader that brings its own buffer sets its own size). */
+const BODY_READ_BYTES = 64 * 1024;
 /** Read buffers of ended connections kept for new ones (at most this many). */
 const POOL_MAX = 256;
 /**
@@ -81,24 +83,28 @@ export class Wire {
   }
 
   /**
-   * Up to `max` body bytes in a new array: the buffered ones first, else one read straight into it. Null at the end
-   * of the peer's data.
+   * Up to `max` body bytes: the buffered ones first, else one read straight from the socket. Into `into` when given
+   * (at most its length; the result is a view of it at its start), else into a new array. Null at the end of the
+   * peer's data.
    */
-  async take(max: number): Promise<Uint8Array<ArrayBuffer> | null> {
+  async take(max: number, into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
+    if (into !== undefined) max = Math.min(max, into.length);
     // A read already on its way lands after the buffered bytes: those go first, without waiting for it.
     if (this.#reading && this.end === this.start) await this.#reading;
     const buffered = this.end - this.start;
     if (buffered > 0) {
       const n = Math.min(buffered, max);
-      const chunk = this.buffer.slice(this.start, this.start + n);
+      const source = this.buffer.subarray(this.start, this.start + n);
       this.start += n;
-      return chunk;
+      if (into === undefined) return source.slice();
+      into.set(source);
+      return into.subarray(0, n);
     }
     if (this.eof) return null;
-    const chunk = new Uint8Array(Math.min(max, 256 * 1024));
+    const chunk = into ?? new Uint8Array(Math.min(max, BODY_READ_BYTES));
     let n: number | null;
     try {
-      n = await this.conn.read(chunk);
+      n = await this.conn.read(chunk.length > max ? chunk.subarray(0, max) : chunk);
     } catch {
       this.broken = true;
       n = null;

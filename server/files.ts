@@ -221,8 +221,10 @@ export interface FileHost {
 // --- uploads ---
 
 /**
- * The chunks of an upload stream. A byte stream (a file's `readable`, for one) is read into one reused buffer, so
- * a large upload makes no garbage per chunk; other streams are iterated as they are. Stopping early cancels the
+ * The chunks of an upload stream. A byte stream (a file's `readable`, or a control API request's body) is read into
+ * one reused buffer, filled to a whole frame's size before it is handed on (uploads gather small chunks into frames
+ * anyway, so nothing waits longer), so a large upload makes no garbage per chunk and one copy less; other streams are
+ * iterated as they are. Stopping early cancels the
  * stream, as `for await` over it would.
  */
 async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
@@ -237,15 +239,22 @@ async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncGenerator
   let buffer = new ArrayBuffer(COALESCE);
   let done = false;
   try {
-    while (true) {
-      const result = await reader.read(new Uint8Array(buffer));
-      if (result.done) {
-        done = true;
-        return;
+    while (!done) {
+      // Reads fill the buffer (a socket gives 64 KiB or less at a time) before it goes out as one whole frame.
+      let filled = 0;
+      while (filled < COALESCE) {
+        const result = await reader.read(new Uint8Array(buffer, filled));
+        if (result.done) {
+          done = true;
+          // The buffer comes back (empty) with the end, unless the stream was closed before this read.
+          if (result.value) buffer = result.value.buffer as ArrayBuffer;
+          break;
+        }
+        // The view's buffer was transferred to the stream and back: keep using the one it came back in.
+        buffer = result.value.buffer as ArrayBuffer;
+        filled += result.value.length;
       }
-      // The view's buffer was transferred to the stream and back: keep using the one it came back in.
-      buffer = result.value.buffer as ArrayBuffer;
-      yield result.value;
+      if (filled > 0) yield new Uint8Array(buffer, 0, filled);
     }
   } finally {
     if (!done) await reader.cancel().catch(() => {});
