@@ -8,6 +8,7 @@
 // - `requestBody`: an upload's request body from a stream or chunks, counted and hashed on the way, read from a
 //   byte stream (a file) in 1 MiB pieces whose buffers are freed once the runtime has taken them.
 import { type ResumableInit, Resumer } from "./_client_resume.ts";
+import { SocketBody } from "./_client_socket_get.ts";
 
 /** Most bytes one read of a download's HTTP body takes (what has arrived, up to this). */
 const READ_BYTES = 1024 * 1024;
@@ -19,15 +20,23 @@ const UPLOAD_PIECE = 1024 * 1024;
 /** What a download body is made with: the same as `resumable`. */
 export type DownloadBodyInit = ResumableInit;
 
-/** Reads an HTTP body into a caller's view: BYOB into a reused scratch buffer, or chunk by chunk. */
+/**
+ * Reads an HTTP body into a caller's view: from its socket straight into the view, BYOB into a reused scratch
+ * buffer, or chunk by chunk.
+ */
 class BodyReader {
-  readonly #byob: ReadableStreamBYOBReader | null;
-  readonly #default: ReadableStreamDefaultReader<Uint8Array> | null;
+  readonly #socket: SocketBody | null = null;
+  readonly #byob: ReadableStreamBYOBReader | null = null;
+  readonly #default: ReadableStreamDefaultReader<Uint8Array> | null = null;
   #scratch: ArrayBuffer | null = null;
   /** The rest of a default reader's chunk that did not fit. */
   #rest: Uint8Array | null = null;
 
-  constructor(body: ReadableStream<Uint8Array>) {
+  constructor(body: ReadableStream<Uint8Array> | SocketBody) {
+    if (body instanceof SocketBody) {
+      this.#socket = body;
+      return;
+    }
     let byob: ReadableStreamBYOBReader | null = null;
     try {
       byob = body.getReader({ mode: "byob" });
@@ -40,6 +49,7 @@ class BodyReader {
 
   /** Read into `target`; resolves with the count, or null at the end of the body. */
   async read(target: Uint8Array): Promise<number | null> {
+    if (this.#socket) return await this.#socket.read(target);
     if (this.#byob) {
       const want = Math.min(target.length, READ_BYTES);
       const scratch = this.#scratch ?? new ArrayBuffer(READ_BYTES);
@@ -64,7 +74,7 @@ class BodyReader {
   }
 
   async cancel(): Promise<void> {
-    await (this.#byob ?? this.#default)!.cancel().catch(() => {});
+    await (this.#socket ?? this.#byob ?? this.#default)!.cancel().catch(() => {});
   }
 }
 

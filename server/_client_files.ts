@@ -151,7 +151,7 @@ export async function downloadFileStream(
     : transport.closed;
   let total: number | undefined;
   const request = async (offset: number, signal: AbortSignal) => {
-    const response = await transport.call("GET", url, {
+    const response = await transport.get(url, {
       query: { path, from: offset },
       signal,
       context: { daemonId: id, path, operation: "download" },

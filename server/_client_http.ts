@@ -1,6 +1,7 @@
 // The Client's HTTP transport: one base URL, one bearer token, one pooled HTTP client, deadlines, and the API's
 // JSON errors mapped back to the embedded controller's error classes (`_client_errors.ts`).
 import { apiError, ControlApiError, type ErrorContext } from "./_client_errors.ts";
+import { type SocketBody, socketGet, socketGetUsable } from "./_client_socket_get.ts";
 
 /** Query parameters: a value per key, or several (repeated keys); undefined ones are left out. */
 export type Query = Record<string, string | number | boolean | string[] | undefined>;
@@ -140,6 +141,50 @@ export class Transport {
       // not JSON: the generic error below names the status
     }
     throw apiError(response.status, parsed, options.context, response.headers);
+  }
+
+  /**
+   * A GET whose 2xx answer's body is read as bytes (a file download): on a connection of its own, read straight
+   * from the socket where that is possible (`_client_socket_get.ts`), else through `fetch` as {@linkcode call}.
+   * Errors and deadlines as `call`'s.
+   */
+  async get(
+    path: string,
+    options: CallOptions = {},
+  ): Promise<{ headers: Headers; body: ReadableStream<Uint8Array> | SocketBody | null }> {
+    const url = this.url(path, options.query);
+    if (!socketGetUsable(url)) return await this.call("GET", path, options);
+    const timeout = options.timeout === undefined ? this.requestTimeoutMs : options.timeout;
+    const signals = [this.#closing.signal];
+    if (options.signal) signals.push(options.signal);
+    const expiry = timeout === null ? undefined : new AbortController();
+    const timer = expiry ? setTimeout(() => expiry.abort(), timeout!) : undefined;
+    const deadline = expiry?.signal;
+    if (deadline) signals.push(deadline);
+    let answer;
+    try {
+      answer = await socketGet(url, {
+        headers: { ...this.authorization(), ...options.headers },
+        caCerts: this.#caCerts,
+        signal: AbortSignal.any(signals),
+        bodySignal: options.signal
+          ? AbortSignal.any([this.#closing.signal, options.signal])
+          : this.#closing.signal,
+      });
+    } catch (error) {
+      throw this.#failure(error, "GET", url, options.signal, deadline, timeout);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (answer.unframed) return await this.call("GET", path, options);
+    if (answer.body) return { headers: answer.headers, body: answer.body };
+    let parsed: unknown = null;
+    try {
+      parsed = JSON.parse(answer.text);
+    } catch {
+      // not JSON: the generic error below names the status
+    }
+    throw apiError(answer.status, parsed, options.context, answer.headers);
   }
 
   /** A call whose 2xx answer is JSON (or empty: then `undefined`). */

@@ -3,6 +3,7 @@
 // resource is asked for again from the first byte not received. Used by process output and file downloads.
 import { DaemonDisconnectedError, DaemonNotFoundError } from "./errors.ts";
 import { isNetworkError, pause, type Transport } from "./_client_http.ts";
+import type { SocketBody } from "./_client_socket_get.ts";
 
 /** First and longest pause between attempts to reach the controller again. */
 const RETRY_FIRST_MS = 50;
@@ -53,8 +54,8 @@ export class Retry {
 export interface Opened {
   /** Offset of the body's first byte (greater than asked for when older bytes are gone). */
   start: number;
-  /** The body. */
-  body: ReadableStream<Uint8Array> | null;
+  /** The body: an answer's stream, or (file downloads) the body on its socket. */
+  body: ReadableStream<Uint8Array> | SocketBody | null;
 }
 
 /** What a resumable stream is made with. */
@@ -86,7 +87,7 @@ export interface BodySource {
  */
 export class Resumer<R extends BodySource> {
   readonly #init: ResumableInit;
-  readonly #wrap: (body: ReadableStream<Uint8Array>) => R;
+  readonly #wrap: (body: ReadableStream<Uint8Array> | SocketBody) => R;
   readonly #cancelled = new AbortController();
   readonly #stop: AbortSignal;
   readonly #retry: Retry;
@@ -95,7 +96,7 @@ export class Resumer<R extends BodySource> {
   #ended = false;
   #fail: ((error: unknown) => void) | null = null;
 
-  constructor(init: ResumableInit, wrap: (body: ReadableStream<Uint8Array>) => R) {
+  constructor(init: ResumableInit, wrap: (body: ReadableStream<Uint8Array> | SocketBody) => R) {
     this.#init = init;
     this.#wrap = wrap;
     this.#offset = init.from;
@@ -192,7 +193,8 @@ interface ChunkSource extends BodySource {
  */
 export function resumable(init: ResumableInit): ReadableStream<Uint8Array> {
   const resumer = new Resumer<ChunkSource>(init, (body) => {
-    const reader = body.getReader();
+    // Process output is asked for with `fetch` (`Transport.call`): always a stream.
+    const reader = (body as ReadableStream<Uint8Array>).getReader();
     return { reader, cancel: () => reader.cancel().catch(() => {}) };
   });
   return new ReadableStream<Uint8Array>({
