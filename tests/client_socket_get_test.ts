@@ -1,9 +1,13 @@
 // The Client's download GET on a socket of its own (server/_client_socket_get.ts), against raw HTTP peers that
 // answer well, oddly and badly: the body arrives exact however it is split, errors are read whole, an answer it
 // cannot frame is handed back to fetch, and a bad head, a cut body, an abort or a header with a line break each
-// fail clearly with the connection closed (the resource sanitizer checks that).
+// fail clearly with the connection closed (the resource sanitizer checks that); and a real Client download over
+// https with a private CA, whole and from an offset.
 import { assert, assertEquals, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { type SocketAnswer, socketGet } from "../server/_client_socket_get.ts";
+import { hasOpenssl, makeTestCerts } from "./_certs.ts";
+import { TestDaemon } from "./_daemon.ts";
+import { Client, Server } from "../mod.ts";
 
 const encoder = new TextEncoder();
 
@@ -237,4 +241,43 @@ Deno.test("socket get: the Client's transport asks fetch again for an answer it 
   assertStrictEquals(heads.length, 3);
   assert(heads[0]!.includes("connection: close"), "the socket GET first");
   assert(!heads[1]!.includes("connection: close"), "then fetch");
+});
+
+Deno.test({
+  name:
+    "socket get: a Client download over https with a private CA arrives whole, and resumes from an offset",
+  ignore: !(await hasOpenssl()),
+  fn: async () => {
+    await using certs = await makeTestCerts();
+    await using server = await Server.listen({
+      port: 0,
+      cert: certs.cert,
+      key: certs.key,
+      control: { tokens: [{ token: "client-token-0123456789" }] },
+    });
+    await using daemon = new TestDaemon({
+      id: "tls-dl",
+      url: server.url,
+      args: ["--ca-cert", certs.caFile],
+    });
+    await server.waitForDaemon("tls-dl");
+    const dir = await Deno.makeTempDir();
+    try {
+      const data = new Uint8Array(3 * 1024 * 1024 + 17).map((_, i) => (i * 31 + (i >> 11)) & 0xff);
+      await Deno.writeFile(`${dir}/f.bin`, data);
+      const base = `https://127.0.0.1:${server.port}`;
+      await using client = await Client.connect(base, {
+        token: "client-token-0123456789",
+        caCerts: [certs.caCert],
+      });
+      const whole = await client.download("tls-dl", `${dir}/f.bin`);
+      assertEquals(whole.length, data.length);
+      assert(whole.every((b, i) => b === data[i]), "the bytes differ");
+      const tail = await client.download("tls-dl", `${dir}/f.bin`, { from: 1_000_000 });
+      assertEquals(tail.length, data.length - 1_000_000);
+      assert(tail.every((b, i) => b === data[i + 1_000_000]), "the tail's bytes differ");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
