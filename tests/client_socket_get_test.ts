@@ -255,7 +255,7 @@ Deno.test({
       key: certs.key,
       control: { tokens: [{ token: "client-token-0123456789" }] },
     });
-    await using daemon = new TestDaemon({
+    await using _daemon = new TestDaemon({
       id: "tls-dl",
       url: server.url,
       args: ["--ca-cert", certs.caFile],
