@@ -2,7 +2,14 @@
 // else, the failure limit, protocol negotiation and the upgrade. `serveHttp` is the one place that opens the
 // listener, so it can be swapped for a hardened one.
 import { serveHttp as serveHardened } from "./_http_listener.ts";
-import { EngineRequest, type HttpRequest, toRequest, upgradeWebSocket } from "./_http1_request.ts";
+import {
+  EngineRequest,
+  headerOf,
+  type HttpRequest,
+  toRequest,
+  upgradeWebSocket,
+} from "./_http1_request.ts";
+import { authenticateHeader } from "./_header_auth.ts";
 import { validHost } from "./_http1_head.ts";
 import { getLogger } from "@logtape/logtape";
 import { selectSubprotocol, SUBPROTOCOL, VERSION } from "@sandd/protocol/version";
@@ -123,7 +130,11 @@ export async function handleHttp(
   const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
   // Authenticate before anything else is looked at; a refusal says nothing about why (the log does). Only
   // failures are limited per address: valid credentials are never refused because of others' failures.
-  const identity = await routes.security.authenticator(toRequest(request));
+  const identity = await authenticateHeader(
+    routes.security.authenticator,
+    headerOf(request, "authorization"),
+    () => toRequest(request),
+  );
   if (identity === null) {
     routes.metrics.authFailures[ENDPOINT_DAEMON]!++;
     const retryMs = routes.security.failures.failed(info.remoteAddr.hostname);
@@ -141,10 +152,10 @@ export async function handleHttp(
     });
   }
   if (stats) return Response.json(routes.stats());
-  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+  if (headerOf(request, "upgrade")?.toLowerCase() !== "websocket") {
     return Response.json({ error: "Expected a WebSocket upgrade" }, { status: 400 });
   }
-  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",")
+  const offered = (headerOf(request, "sec-websocket-protocol") ?? "").split(",")
     .map((s) => s.trim())
     .filter(Boolean);
   // The highest revision of version 1 both sides speak (sandd.v1.1, else sandd.v1).

@@ -29,6 +29,15 @@ const BODY_PIECE = 256 * 1024;
 const BODY_AUTO_BYTES = 64 * 1024;
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+/** The request headers a WebSocket upgrade is decided by. */
+const HANDSHAKE_HEADERS = [
+  "upgrade",
+  "connection",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+] as const;
 const decoder = new TextDecoder();
 
 /** What a request tells its connection. */
@@ -375,7 +384,13 @@ export class EngineRequest implements HttpRequest {
     if (wire.reading) {
       throw new TypeError("The connection is being read: it cannot be upgraded now");
     }
-    const request = new Request(this.url, { headers: this.headers });
+    // Deno's upgrade reads only the handshake's headers: a Request of those costs a fraction of one with all.
+    const handshake: [string, string][] = [];
+    for (const name of HANDSHAKE_HEADERS) {
+      const value = this.header(name);
+      if (value !== null) handshake.push([name, value]);
+    }
+    const request = new Request(this.url, { headers: handshake });
     const head = wire.buffer.slice(wire.start, wire.end);
     const encoder = new TextEncoder();
     const rid = host.rid;

@@ -10,6 +10,7 @@
  */
 
 import { createHash, createPublicKey, timingSafeEqual } from "node:crypto";
+import { registerHeaderCheck } from "./_header_auth.ts";
 import {
   createLocalJWKSet,
   importSPKI,
@@ -179,7 +180,10 @@ const TOKEN_PATTERN = /^[\x21-\x7e]+$/;
 const BEARER_PATTERN = /^Bearer +([\x21-\x7e]+) *$/i;
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
-type Method = (request: Request, credential: string | undefined) => Promise<Identity | string>;
+type Method = (
+  request: () => Request,
+  credential: string | undefined,
+) => Promise<Identity | string>;
 
 /**
  * Build an authenticator from options. Options are validated now; bad ones throw.
@@ -226,7 +230,9 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     methods.push(["custom", customMethod(options.authenticate)]);
   }
   if (methods.length === 0) {
-    return () => Promise.resolve({ subject: "anonymous", method: "none" });
+    const open: Authenticator = () => Promise.resolve({ subject: "anonymous", method: "none" });
+    registerHeaderCheck(open, () => Promise.resolve({ subject: "anonymous", method: "none" }));
+    return open;
   }
   function refuse(reason: string): null {
     try {
@@ -236,11 +242,14 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     }
     return null;
   }
-  return async (request) => {
+  // The check itself needs only the Authorization header; a custom hook gets the Request (`request()`).
+  const check = async (
+    header: string | null,
+    request: () => Request,
+  ): Promise<Identity | null> => {
     let credential: string | undefined;
     let headerProblem: string | undefined;
-    try {
-      const header = request.headers.get("authorization");
+    {
       if (header === null) {
         headerProblem = "missing Authorization header";
       } else if (header.length > MAX_AUTHORIZATION_LENGTH) {
@@ -250,8 +259,6 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
         if (match === null) headerProblem = "Authorization header is not 'Bearer <credential>'";
         else credential = match[1];
       }
-    } catch (error) {
-      return refuse(`cannot read request headers: ${describe(error)}`);
     }
     const reasons: string[] = [];
     for (const [name, method] of methods) {
@@ -266,6 +273,17 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     if (headerProblem !== undefined) reasons.unshift(headerProblem);
     return refuse(reasons.join("; "));
   };
+  const authenticator: Authenticator = (request) => {
+    let header: string | null;
+    try {
+      header = request.headers.get("authorization");
+    } catch (error) {
+      return Promise.resolve(refuse(`cannot read request headers: ${describe(error)}`));
+    }
+    return check(header, () => request);
+  };
+  registerHeaderCheck(authenticator, check);
+  return authenticator;
 }
 
 function tokenMethod(token: unknown): Method {
@@ -472,7 +490,7 @@ function customMethod(hook: unknown): Method {
   }
   const authenticate = hook as NonNullable<AuthOptions["authenticate"]>;
   return async (request) => {
-    const identity = await authenticate(request);
+    const identity = await authenticate(request());
     if (identity === null || identity === undefined) return "custom hook refused the request";
     if (
       typeof identity !== "object" || typeof identity.subject !== "string" ||

@@ -259,8 +259,11 @@ Deno.test("JWT: EdDSA and ES256 daemons connect as their subject; expired, forge
 Deno.test("a custom authenticate hook names the identity, which must match the daemon id", async () => {
   await using server = await Server.listen({
     port: 0,
+    // The hook gets the whole request (the controller checks its own authenticators by the header alone).
     authenticate: (request) =>
-      request.headers.get("authorization") === "Bearer key-for-alpha"
+      request.headers.get("authorization") === "Bearer key-for-alpha" &&
+        request.headers.get("upgrade")?.toLowerCase() === "websocket" &&
+        new URL(request.url).pathname === "/ws"
         ? { subject: "alpha", method: "custom" }
         : null,
   });
