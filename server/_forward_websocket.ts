@@ -291,7 +291,17 @@ function relay(
         while (
           socket.readyState === WebSocket.OPEN && socket.bufferedAmount > MAX_BROWSER_BUFFERED_BYTES
         ) {
-          await new Promise((resolve) => setTimeout(resolve, 10));
+          // A WebSocket has no event for its buffer draining: look again in 10 ms, or at once when it closes
+          // (a timer left behind a closed socket outlived the tunnel).
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              clearTimeout(timer);
+              socket.removeEventListener("close", done);
+              resolve();
+            };
+            const timer = setTimeout(done, 10);
+            socket.addEventListener("close", done, { once: true });
+          });
         }
         const bytes = await tunnel.read();
         if (bytes === null) {

@@ -196,8 +196,15 @@ Deno.test({
     });
     await readText(pty, "$ ");
     await pty.write(`sh -c 'trap "" HUP; echo IGN""ORING; exec sleep 100' & echo BG=$!\r`);
-    const background = Number(/BG=(\d+)/.exec(await readText(pty, /BG=\d+\r\n/))?.[1]);
-    await readText(pty, "IGNORING");
+    // The job may print before the shell echoes its pid, into the same read: wait for both in one.
+    const seen = decoder.decode(
+      await readUntil(
+        pty,
+        (_, text) => /BG=\d+\r\n/.test(text) && text.includes("IGNORING"),
+        "the job's pid and its IGNORING",
+      ),
+    );
+    const background = Number(/BG=(\d+)/.exec(seen)?.[1]);
     await within(8_000, "close()", pty.close());
     await waitGone(background, 1_000);
   },
