@@ -148,13 +148,16 @@ export async function socketGet(url: URL, options: SocketGetOptions): Promise<So
   const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const tls = url.protocol === "https:";
   const port = url.port ? Number(url.port) : tls ? 443 : 80;
-  const conn: Deno.Conn = tls
-    ? await Deno.connectTls({
-      hostname,
-      port,
-      ...(options.caCerts ? { caCerts: options.caCerts } : {}),
-    })
-    : await Deno.connect({ hostname, port });
+  const conn = await abortable(
+    tls
+      ? Deno.connectTls({
+        hostname,
+        port,
+        ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+      })
+      : Deno.connect({ hostname, port }),
+    options.signal,
+  );
   const onAbort = () => {
     try {
       conn.close();
@@ -258,4 +261,31 @@ export async function socketGet(url: URL, options: SocketGetOptions): Promise<So
       onAbort();
     }
   }
+}
+
+/**
+ * A connect that `signal` can abort: it rejects with the signal's reason at once, and the connection, should it
+ * still come, is closed.
+ */
+function abortable(connecting: Promise<Deno.Conn>, signal: AbortSignal): Promise<Deno.Conn> {
+  return new Promise((resolve, reject) => {
+    // A connection that comes after the abort is closed below.
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    connecting.then(
+      (conn) => {
+        signal.removeEventListener("abort", onAbort);
+        if (!signal.aborted) return resolve(conn);
+        try {
+          conn.close();
+        } catch {
+          // closed already
+        }
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
 }

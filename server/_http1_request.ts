@@ -25,8 +25,6 @@ const MAX_CHUNK_LINE = 4 * 1024;
 const MAX_TRAILERS = 16 * 1024;
 /** Largest piece of body handed over at once. */
 const BODY_PIECE = 256 * 1024;
-/** Bytes of each read of a body stream by a default (not BYOB) reader. */
-const BODY_AUTO_BYTES = 64 * 1024;
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 /** The request headers a WebSocket upgrade is decided by. */
@@ -272,13 +270,20 @@ export class EngineRequest implements HttpRequest {
     const reader = this.#reader;
     if (reader === null) return this.#body = null;
     // A byte stream: a BYOB reader's buffer is read into straight from the socket (an upload through the control
-    // API then makes no garbage per read); a default reader gets a new array per read.
+    // API then makes no garbage per read); a default reader gets each piece as an array of its own size (a buffer
+    // allocated ahead for it would be kept whole behind every short piece: 64 KiB per byte of a body sent in
+    // one-byte chunks).
     return this.#body = new ReadableStream({
       type: "bytes",
-      autoAllocateChunkSize: BODY_AUTO_BYTES,
       pull: async (controller) => {
         this.#used = true;
-        const request = controller.byobRequest!;
+        const request = controller.byobRequest;
+        if (request === null) {
+          const piece = await reader.next();
+          if (piece === null) controller.close();
+          else controller.enqueue(piece);
+          return;
+        }
         const view = request.view!;
         const piece = await reader.next(
           new Uint8Array(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength),

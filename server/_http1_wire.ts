@@ -113,7 +113,10 @@ export class Wire {
       this.eof = true;
       return null;
     }
-    return n === chunk.length ? chunk : chunk.subarray(0, n);
+    if (n === chunk.length) return chunk;
+    // A short read into an array of ours is copied out at its size: a view would keep the whole array alive (a
+    // client sending a byte per packet would make the handler hold 64 KiB per byte).
+    return into === undefined && n < chunk.length ? chunk.slice(0, n) : chunk.subarray(0, n);
   }
 
   /** Write all of `bytes`; false when the connection failed. */

@@ -281,3 +281,73 @@ Deno.test({
     }
   },
 });
+
+Deno.test("socket get: an abort while the connect is still waiting rejects at once, and a late connection is closed", async () => {
+  // A listener whose accept queue is full drops new SYNs, so the connect waits (the kernel retries it); once the
+  // queue is emptied the connect completes, and the abandoned connection must be closed by the client.
+  const script = `
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+port = s.getsockname()[1]
+fill = []
+for i in range(4):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(("127.0.0.1", port))
+    except BlockingIOError: pass
+    fill.append(c)
+print(port, flush=True)
+sys.stdin.readline()
+mine = [f.getsockname() for f in fill]
+while True:
+    c, peer = s.accept()
+    if peer in mine: continue
+    c.settimeout(30)
+    print("eof" if c.recv(1) == b"" else "data", flush=True)
+    break
+`;
+  const python = new Deno.Command("python3", {
+    args: ["-c", script],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const lines = python.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const line = async () => {
+    while (!text.includes("\n")) {
+      const { done, value } = await lines.read();
+      if (done) throw new Error(`python3 ended: ${text}`);
+      text += value;
+    }
+    const [first, ...rest] = text.split("\n");
+    text = rest.join("\n");
+    return first!;
+  };
+  const writer = python.stdin.getWriter();
+  try {
+    const port = Number(await line());
+    const abort = new AbortController();
+    const started = performance.now();
+    const pending = socketGet(
+      new URL(`http://127.0.0.1:${port}/x`),
+      options({ signal: abort.signal }),
+    );
+    abort.abort(new Error("given up"));
+    // Bounded, so that a client ignoring the abort fails here rather than waiting for a connect that cannot come.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      pending.then(() => "answered", (error: Error) => error.message),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("still pending"), 2_000)),
+    ]);
+    clearTimeout(timer);
+    pending.catch(() => {});
+    assertStrictEquals(outcome, "given up");
+    assert(performance.now() - started < 500, "rejected at once, not when the connect completed");
+    // Let the connect complete: the client closes it, which the listener sees as an end.
+    await writer.write(new TextEncoder().encode("go\n"));
+    assertStrictEquals(await line(), "eof");
+  } finally {
+    await writer.close().catch(() => {});
+    await lines.cancel().catch(() => {});
+    await python.status;
+  }
+});

@@ -67,6 +67,29 @@ Deno.test("console over HTTP: sign-in, cookie, scopes, cross-site refusals, reco
       [403, "FORBIDDEN"],
     );
     assertEquals(await status(await signIn("not-a-token-0123456789")), [401, "UNAUTHORIZED"]);
+    // A sign-in body over 8 KiB is refused as soon as it is: declared, or streamed in chunks that never end.
+    assertEquals(await status(await signIn("x".repeat(9000))), [413, "TOO_LARGE"]);
+    {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      try {
+        const encoder = new TextEncoder();
+        await conn.write(encoder.encode(
+          `POST /console/session HTTP/1.1\r\nhost: 127.0.0.1:${server.port}\r\n` +
+            "content-type: application/json\r\nx-sandd-console: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+        ));
+        for (let i = 0; i < 16; i++) {
+          await conn.write(encoder.encode(`400\r\n${"a".repeat(1024)}\r\n`));
+        }
+        const buffer = new Uint8Array(4096);
+        const n = await conn.read(buffer);
+        assert(
+          new TextDecoder().decode(buffer.subarray(0, n ?? 0)).startsWith("HTTP/1.1 413 "),
+          "an endless chunked sign-in body is answered 413",
+        );
+      } finally {
+        conn.close();
+      }
+    }
     const ok = await signIn(TOKEN);
     assertEquals(ok.status, 200);
     await ok.body?.cancel();

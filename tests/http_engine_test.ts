@@ -1,7 +1,7 @@
 // The controller's choice of HTTP engine (`httpEngine`): SandD's own HTTP/1.1 engine (the default for plain
 // connections) and Deno's server both carry daemons, the control API and terminals; a bad choice is refused; and on
 // Deno's server (always used for TLS) a Host header that would move the routed path is refused.
-import { assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { call, startApiWorker } from "./_control.ts";
 import { hasOpenssl, makeTestCerts } from "./_certs.ts";
 import { Server } from "../mod.ts";
@@ -272,6 +272,49 @@ Deno.test("http engine: a request body is a byte stream, read straight into a BY
         } catch {
           // closed by the readable's end
         }
+      }
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("http engine: a default reader's body pieces are arrays of their own size (no 64 KiB kept per byte)", async () => {
+  // A body in one-byte chunks (or a byte per packet) must not make the handler hold a large buffer per piece: that
+  // turned 120 KB of chunked body into over a GiB of memory, before any sign-in, through a handler reading text.
+  let held = 0;
+  let got = 0;
+  const server = serveHttp({ port: 0 }, async (request) => {
+    for await (const piece of request.body!) {
+      held += piece.buffer.byteLength;
+      got += piece.length;
+    }
+    return new Response("ok");
+  });
+  const encoder = new TextEncoder();
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    conn.setNoDelay(true);
+    try {
+      const pieces = 3000;
+      await conn.write(encoder.encode(
+        "POST /up HTTP/1.1\r\nhost: a\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n",
+      ));
+      // A chunk per write, so that most reach the engine in reads of their own.
+      for (let i = 0; i < pieces; i++) await conn.write(encoder.encode("1\r\nX\r\n"));
+      await conn.write(encoder.encode("0\r\n\r\n"));
+      const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+      assertMatch(answer, /^HTTP\/1\.1 200 /);
+      assertStrictEquals(got, pieces);
+      assert(
+        held <= 2 * pieces + 64 * 1024,
+        `the handler was given ${held} bytes of buffers for ${got} bytes`,
+      );
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // closed by the readable's end
       }
     }
   } finally {

@@ -18,6 +18,8 @@ import { toRequest } from "../_http1_request.ts";
 import { auditActor } from "../_audited.ts";
 import type { Server } from "../server.ts";
 import { ClientAuth } from "../control/_auth.ts";
+import { readLimited } from "../control/_body.ts";
+import { HttpError } from "../control/_errors.ts";
 import type { ControlOptions } from "../control/options.ts";
 import { ASSETS, type ConsoleAsset } from "./_assets.generated.ts";
 import { serveTerminalSocket } from "../control/terminal.ts";
@@ -344,9 +346,17 @@ class ConsoleHandler {
       return problem(429, "RATE_LIMITED", "Too many failed sign-ins; wait a minute");
     }
     let token: unknown;
+    let text: string;
     try {
-      const text = await request.text();
-      if (text.length > 8192) return problem(413, "TOO_LARGE", "Sign-in body over 8 KiB");
+      // Read under the limit: this is before any sign-in, and a body read whole first could be any size.
+      text = new TextDecoder().decode(await readLimited(request, 8192));
+    } catch (error) {
+      if (error instanceof HttpError && error.status === 413) {
+        return problem(413, "TOO_LARGE", "Sign-in body over 8 KiB");
+      }
+      return problem(400, "BAD_REQUEST", "The sign-in body could not be read");
+    }
+    try {
       const body = JSON.parse(text);
       if (typeof body !== "object" || body === null || Array.isArray(body)) throw new TypeError();
       for (const key of Object.keys(body)) {
