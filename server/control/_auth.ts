@@ -4,6 +4,7 @@
 import { headerOf, type HttpRequest } from "../_http1_request.ts";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Authenticator } from "../auth.ts";
+import { authenticateHeader, registerHeaderCheck } from "../_header_auth.ts";
 import type { ClientIdentity } from "./_context.ts";
 import { type ClientToken, type Scope, SCOPES } from "./options.ts";
 
@@ -18,7 +19,11 @@ function digest(token: string): Uint8Array {
 
 /** The bearer token of a request, or null. */
 export function bearer(request: HttpRequest): string | null {
-  const header = headerOf(request, "authorization");
+  return bearerOf(headerOf(request, "authorization"));
+}
+
+/** The credential of an Authorization header's value, if it is `Bearer <credential>`. */
+function bearerOf(header: string | null): string | null {
   if (header === null) return null;
   const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
   return match ? match[1]! : null;
@@ -78,9 +83,16 @@ const ANONYMOUS: ClientIdentity = { name: "anonymous", scopes: new Set(SCOPES) }
  */
 export function refuseClientTokens(auth: ClientAuth, inner: Authenticator): Authenticator {
   if (auth.open) return inner;
-  return (request: Request) => {
+  const wrapped: Authenticator = (request: Request) => {
     const token = bearer(request);
     if (token !== null && auth.isClientToken(token)) return Promise.resolve(null);
     return inner(request);
   };
+  // The same by the header alone, for a daemon's connect (server/_header_auth.ts).
+  registerHeaderCheck(wrapped, (authorization, request) => {
+    const token = bearerOf(authorization);
+    if (token !== null && auth.isClientToken(token)) return Promise.resolve(null);
+    return authenticateHeader(inner, authorization, request);
+  });
+  return wrapped;
 }
