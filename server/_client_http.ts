@@ -105,14 +105,7 @@ export class Transport {
    */
   async call(method: string, path: string, options: CallOptions = {}): Promise<Response> {
     const url = this.url(path, options.query);
-    const timeout = options.timeout === undefined ? this.requestTimeoutMs : options.timeout;
-    const signals = [this.#closing.signal];
-    if (options.signal) signals.push(options.signal);
-    // The deadline covers the answer's head only: a stream's body may take as long as it takes.
-    const expiry = timeout === null ? undefined : new AbortController();
-    const timer = expiry ? setTimeout(() => expiry.abort(), timeout!) : undefined;
-    const deadline = expiry?.signal;
-    if (deadline) signals.push(deadline);
+    const { signal, deadline, timer, timeout } = this.#headDeadline(options);
     const headers: Record<string, string> = { ...this.authorization(), ...options.headers };
     let body = options.body;
     if (options.json !== undefined) {
@@ -125,7 +118,7 @@ export class Transport {
         method,
         headers,
         ...(body !== undefined ? { body } : {}),
-        signal: AbortSignal.any(signals),
+        signal,
         client: this.#client,
       });
     } catch (error) {
@@ -154,19 +147,13 @@ export class Transport {
   ): Promise<{ headers: Headers; body: ReadableStream<Uint8Array> | SocketBody | null }> {
     const url = this.url(path, options.query);
     if (!socketGetUsable(url)) return await this.call("GET", path, options);
-    const timeout = options.timeout === undefined ? this.requestTimeoutMs : options.timeout;
-    const signals = [this.#closing.signal];
-    if (options.signal) signals.push(options.signal);
-    const expiry = timeout === null ? undefined : new AbortController();
-    const timer = expiry ? setTimeout(() => expiry.abort(), timeout!) : undefined;
-    const deadline = expiry?.signal;
-    if (deadline) signals.push(deadline);
+    const { signal, deadline, timer, timeout } = this.#headDeadline(options);
     let answer;
     try {
       answer = await socketGet(url, {
         headers: { ...this.authorization(), ...options.headers },
         caCerts: this.#caCerts,
-        signal: AbortSignal.any(signals),
+        signal,
         bodySignal: options.signal
           ? AbortSignal.any([this.#closing.signal, options.signal])
           : this.#closing.signal,
@@ -185,6 +172,26 @@ export class Transport {
       // not JSON: the generic error below names the status
     }
     throw apiError(answer.status, parsed, options.context, answer.headers);
+  }
+
+  /**
+   * What ends a call before its answer's head: the client closing, the caller's signal, and the deadline (which
+   * covers the head only: a stream's body may take as long as it takes). Clear `timer` once the head is in.
+   */
+  #headDeadline(options: CallOptions): {
+    signal: AbortSignal;
+    deadline: AbortSignal | undefined;
+    timer: ReturnType<typeof setTimeout> | undefined;
+    timeout: number | null;
+  } {
+    const timeout = options.timeout === undefined ? this.requestTimeoutMs : options.timeout;
+    const signals = [this.#closing.signal];
+    if (options.signal) signals.push(options.signal);
+    const expiry = timeout === null ? undefined : new AbortController();
+    const timer = expiry ? setTimeout(() => expiry.abort(), timeout!) : undefined;
+    const deadline = expiry?.signal;
+    if (deadline) signals.push(deadline);
+    return { signal: AbortSignal.any(signals), deadline, timer, timeout };
   }
 
   /** A call whose 2xx answer is JSON (or empty: then `undefined`). */

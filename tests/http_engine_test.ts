@@ -196,6 +196,24 @@ Deno.test("http engine: read buffers of ended connections serve new ones without
   }
 });
 
+/** One request on a connection of its own: `parts` written one by one (each whole), the answer read to its end. */
+async function exchange(port: number, parts: readonly Uint8Array[]): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  conn.setNoDelay(true);
+  try {
+    for (const part of parts) {
+      for (let at = 0; at < part.length;) at += await conn.write(part.subarray(at));
+    }
+    return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // closed by the readable's end
+    }
+  }
+}
+
 Deno.test("http engine: a request body is a byte stream, read straight into a BYOB reader's own buffer", async () => {
   // The control API's uploads read the body into one reused buffer (no new array per socket read): each read lands
   // in the buffer the reader passed (it comes back, transferred, at the offset asked for), whether the bytes were
@@ -238,41 +256,27 @@ Deno.test("http engine: a request body is a byte stream, read straight into a BY
   const encoder = new TextEncoder();
   try {
     for (const chunked of [false, true]) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
-      try {
-        const head = `POST /up HTTP/1.1\r\nhost: a\r\nconnection: close\r\n` +
-          (chunked
-            ? "transfer-encoding: chunked\r\n\r\n"
-            : `content-length: ${body.length}\r\n\r\n`);
-        // The first part goes with the head (buffered by the engine), the rest a piece at a time.
-        const parts: Uint8Array[] = [];
-        for (let at = 0, size = 1000; at < body.length; at += size, size = size * 3 + 1) {
-          const piece = body.subarray(at, at + size);
-          parts.push(
-            chunked
-              ? new Uint8Array([
-                ...encoder.encode(`${piece.length.toString(16)}\r\n`),
-                ...piece,
-                ...encoder.encode("\r\n"),
-              ])
-              : piece,
-          );
-        }
-        if (chunked) parts.push(encoder.encode("0\r\n\r\n"));
-        await conn.write(new Uint8Array([...encoder.encode(head), ...parts[0]!]));
-        for (const part of parts.slice(1)) {
-          for (let at = 0; at < part.length;) at += await conn.write(part.subarray(at));
-        }
-        const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
-        assertMatch(answer, /^HTTP\/1\.1 200 /);
-        assertStrictEquals(answer.slice(answer.indexOf("\r\n\r\n") + 4), expected);
-      } finally {
-        try {
-          conn.close();
-        } catch {
-          // closed by the readable's end
-        }
+      const head = `POST /up HTTP/1.1\r\nhost: a\r\nconnection: close\r\n` +
+        (chunked ? "transfer-encoding: chunked\r\n\r\n" : `content-length: ${body.length}\r\n\r\n`);
+      // The first part goes with the head (buffered by the engine), the rest a piece at a time.
+      const parts: Uint8Array[] = [];
+      for (let at = 0, size = 1000; at < body.length; at += size, size = size * 3 + 1) {
+        const piece = body.subarray(at, at + size);
+        parts.push(
+          chunked
+            ? new Uint8Array([
+              ...encoder.encode(`${piece.length.toString(16)}\r\n`),
+              ...piece,
+              ...encoder.encode("\r\n"),
+            ])
+            : piece,
+        );
       }
+      if (chunked) parts.push(encoder.encode("0\r\n\r\n"));
+      parts[0] = new Uint8Array([...encoder.encode(head), ...parts[0]!]);
+      const answer = await exchange(server.addr.port, parts);
+      assertMatch(answer, /^HTTP\/1\.1 200 /);
+      assertStrictEquals(answer.slice(answer.indexOf("\r\n\r\n") + 4), expected);
     }
   } finally {
     await server.shutdown();
@@ -293,30 +297,21 @@ Deno.test("http engine: a default reader's body pieces are arrays of their own s
   });
   const encoder = new TextEncoder();
   try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
-    conn.setNoDelay(true);
-    try {
-      const pieces = 3000;
-      await conn.write(encoder.encode(
+    const pieces = 3000;
+    // A chunk per write, so that most reach the engine in reads of their own.
+    const answer = await exchange(server.addr.port, [
+      encoder.encode(
         "POST /up HTTP/1.1\r\nhost: a\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n",
-      ));
-      // A chunk per write, so that most reach the engine in reads of their own.
-      for (let i = 0; i < pieces; i++) await conn.write(encoder.encode("1\r\nX\r\n"));
-      await conn.write(encoder.encode("0\r\n\r\n"));
-      const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
-      assertMatch(answer, /^HTTP\/1\.1 200 /);
-      assertStrictEquals(got, pieces);
-      assert(
-        held <= 2 * pieces + 64 * 1024,
-        `the handler was given ${held} bytes of buffers for ${got} bytes`,
-      );
-    } finally {
-      try {
-        conn.close();
-      } catch {
-        // closed by the readable's end
-      }
-    }
+      ),
+      ...Array.from({ length: pieces }, () => encoder.encode("1\r\nX\r\n")),
+      encoder.encode("0\r\n\r\n"),
+    ]);
+    assertMatch(answer, /^HTTP\/1\.1 200 /);
+    assertStrictEquals(got, pieces);
+    assert(
+      held <= 2 * pieces + 64 * 1024,
+      `the handler was given ${held} bytes of buffers for ${got} bytes`,
+    );
   } finally {
     await server.shutdown();
   }
