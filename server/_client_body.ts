@@ -152,14 +152,14 @@ async function* pieces(
 
 /**
  * A request body from a stream or chunks, each chunk passed to `onChunk` (count, hash, progress; throw to fail)
- * and `onEnd` at the end. An error of the source or of the checks is kept in `failure`, so that the call can throw
+ * and `onEnd` at the end (what it returns is sent last). An error of the source or of the checks is kept in `failure`, so that the call can throw
  * it instead of the fetch's generic one. Pieces read here from a byte stream are freed once the runtime has
  * taken them (it holds its own reference until they are sent).
  */
 export function requestBody(
   source: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
   onChunk: (chunk: Uint8Array) => void,
-  onEnd: () => void = () => {},
+  onEnd: () => Uint8Array | void = () => {},
 ): { body: ReadableStream<Uint8Array>; failure: () => unknown } {
   let failure: unknown = undefined;
   const iterator = pieces(source);
@@ -172,7 +172,8 @@ export function requestBody(
       try {
         const next = await iterator.next();
         if (next.done) {
-          onEnd();
+          const last = onEnd();
+          if (last && last.length > 0) controller.enqueue(last);
           controller.close();
           return;
         }

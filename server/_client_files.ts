@@ -1,5 +1,5 @@
 // File transfer and the remote file system over the control API: uploads as streamed `PUT .../files` bodies
-// (SHA-256 sent ahead for bytes, compared after for streams), downloads as streamed bodies that resume from the
+// (SHA-256 sent ahead for bytes, after the body for streams, and compared with the stored file's), downloads as streamed bodies that resume from the
 // first byte not received when the connection drops, directories as tar streams through `/dirs` packed and
 // unpacked here with the shared tar helpers, and `fs` calls. The checks mirror the embedded controller's.
 import { createHash } from "node:crypto";
@@ -58,9 +58,11 @@ export async function uploadFile(
   const hash = createHash("sha256");
   let sent = 0;
   const headers: Record<string, string> = { "content-type": "application/octet-stream" };
-  // Bytes are hashed once, ahead (the controller checks the body against it); a stream as it is sent.
+  // Bytes are hashed once, ahead; a stream as it is sent, its digest sent after it (the body's last 64 bytes).
+  // The daemon checks the bytes against the digest before it puts the file in place.
   const ahead = data instanceof Uint8Array ? createHash("sha256").update(data).digest("hex") : null;
-  if (ahead !== null) headers["sandd-sha256"] = ahead;
+  headers["sandd-sha256"] = ahead ?? "trailing";
+  let trailing: string | null = null;
   const { body, failure } = requestBody(
     data instanceof Uint8Array ? chunksOf(data) : data,
     (chunk) => {
@@ -75,6 +77,9 @@ export async function uploadFile(
       if (total !== undefined && sent !== total) {
         throw new RangeError(`Upload stream ended at ${sent} bytes, short of its size (${total})`);
       }
+      if (ahead !== null) return;
+      trailing = hash.digest("hex");
+      return new TextEncoder().encode(trailing);
     },
   );
   const query: Query = {
@@ -96,7 +101,7 @@ export async function uploadFile(
     throw failure() ?? error;
   }
   const result = object("upload result", answer);
-  const digest = ahead ?? hash.digest("hex");
+  const digest = ahead ?? trailing ?? hash.digest("hex");
   if (typeof result.bytes !== "number" || typeof result.sha256 !== "string") {
     throw new ControlApiError(
       "BAD_RESPONSE",

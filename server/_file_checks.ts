@@ -55,6 +55,7 @@ export function checkUpload(
     onProgress?: unknown;
     signal?: unknown;
     mkdirs?: unknown;
+    sha256?: unknown;
   },
 ): void {
   checkPath("path", path);
@@ -67,4 +68,18 @@ export function checkUpload(
   if (size !== undefined && (!Number.isSafeInteger(size) || (size as number) < 0)) {
     throw new RangeError(`size must be a non-negative integer, got ${size}`);
   }
+  const sha256 = options.sha256;
+  if (
+    sha256 !== undefined && typeof sha256 !== "function" &&
+    (typeof sha256 !== "string" || !SHA256_HEX.test(sha256))
+  ) {
+    throw new TypeError(
+      `sha256 must be 64 lowercase hex digits or a function, got ${
+        typeof sha256 === "string" ? `'${sha256.slice(0, 100)}'` : typeof sha256
+      }`,
+    );
+  }
 }
+
+/** A SHA-256 as the protocol carries it: 64 lowercase hex digits. */
+export const SHA256_HEX: RegExp = /^[0-9a-f]{64}$/;

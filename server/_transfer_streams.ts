@@ -11,6 +11,7 @@ import type { DaemonEvent } from "./events.ts";
 import type { FileHost, TransferProgress } from "./files.ts";
 import { OutboundStream } from "./_outbound_stream.ts";
 import { KIND_FILE } from "./_metrics_state.ts";
+import { SHA256_HEX } from "./_file_checks.ts";
 
 /** Flow-control window of a file transfer, in bytes. */
 export const FILE_WINDOW = 8 * 1024 * 1024;
@@ -92,7 +93,11 @@ export async function sendUpload(
   args: Omit<RequestArgs<"upload">, "sid" | "window">,
   source: AsyncIterable<Uint8Array>,
   total: number | undefined,
-  options: { onProgress?: (p: TransferProgress) => void; signal?: AbortSignal },
+  options: {
+    onProgress?: (p: TransferProgress) => void;
+    signal?: AbortSignal;
+    sha256?: string | (() => string);
+  },
 ): Promise<UploadReply> {
   if (resumable(host)) args = { ...args, transfer: transferKey() };
   const first = { conn, sid: conn.nextSid() };
@@ -109,7 +114,10 @@ export async function sendUpload(
   });
   const onAbort = () => out.fail(options.signal!.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  const hash = createHash("sha256");
+  // A digest the caller knows (ahead, or once its stream ends) goes to the daemon, which checks the bytes
+  // against it: hashing them here as well would check nothing more.
+  const known = options.sha256;
+  const hash = known === undefined ? createHash("sha256") : null;
   let bytes = 0;
   try {
     options.signal?.throwIfAborted();
@@ -118,7 +126,7 @@ export async function sendUpload(
     let filled = 0;
     const flush = async () => {
       const piece = buffer.subarray(0, filled);
-      hash.update(piece);
+      hash?.update(piece);
       await out.write(piece);
       bytes += filled;
       filled = 0; // `out.write` has copied the piece: the buffer is free again.
@@ -129,7 +137,7 @@ export async function sendUpload(
         throw new TypeError(`Upload stream chunks must be Uint8Array, got ${typeof chunk}`);
       }
       if (chunk.length >= COALESCE && filled === 0) {
-        hash.update(chunk);
+        hash?.update(chunk);
         await out.write(chunk);
         bytes += chunk.length;
         options.onProgress?.({ bytes, total });
@@ -144,7 +152,15 @@ export async function sendUpload(
       }
     }
     if (filled > 0) await flush();
-    out.end(hash.digest("hex"));
+    const digest = hash ? hash.digest("hex") : typeof known === "function" ? known() : known!;
+    if (typeof digest !== "string" || !SHA256_HEX.test(digest)) {
+      throw new TypeError(
+        `sha256 must give 64 lowercase hex digits, got ${
+          typeof digest === "string" ? `'${digest.slice(0, 100)}'` : typeof digest
+        }`,
+      );
+    }
+    out.end(digest);
     return await response;
   } catch (error) {
     stop.abort();

@@ -64,6 +64,13 @@ export interface UploadOptions {
   mkdirs?: boolean;
   /** Bytes a stream will carry; the daemon checks it. @default {undefined} (unchecked) */
   size?: number;
+  /**
+   * The SHA-256 the bytes must have (64 lowercase hex digits), when the caller knows it: the controller then
+   * does not hash them itself, and the daemon refuses bytes with another digest (`EINTEGRITY`, nothing written).
+   * A function is called once the stream has ended, for a digest known only then (one a client sends after its
+   * body); what it throws fails the upload. @default {undefined} (the controller hashes what it sends)
+   */
+  sha256?: string | (() => string);
   /** Called as bytes are sent. */
   onProgress?: (progress: TransferProgress) => void;
   /** Cancel the upload; the target stays untouched and the promise rejects with the reason. */

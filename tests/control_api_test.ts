@@ -252,6 +252,51 @@ Deno.test("control API: files go up and down streamed, verified and atomic; fs o
     assertStrictEquals(bad.status, 422);
     assertStrictEquals(codeOf(bad), "EINTEGRITY");
     assertEquals(await Deno.readFile(target), data);
+    // A digest after the body (`trailing`: its last 64 bytes), streamed: the bytes before it are stored.
+    const withDigest = (body: Uint8Array, digest: string) =>
+      new Blob([body as Uint8Array<ArrayBuffer>, digest]).stream();
+    const next = data.map((b) => b ^ 0x5a);
+    const other = `${dir}/other.bin`;
+    const trailing = await call(`${files}?path=${encodeURIComponent(other)}`, {
+      method: "PUT",
+      body: withDigest(next, hex(next)),
+      headers: { "sandd-sha256": "trailing" },
+    });
+    assertStrictEquals(trailing.status, 200);
+    assertEquals(trailing.body, { bytes: next.length, sha256: hex(next) });
+    assertEquals(await Deno.readFile(other), next);
+    // A trailing digest that does not match, or is no digest at all, or a body too short to carry one: the file
+    // is not replaced (the controller does not hash the bytes: the daemon checks them against the digest).
+    const lies = await call(`${files}?path=${encodeURIComponent(target)}`, {
+      method: "PUT",
+      body: withDigest(data, hex(next)),
+      headers: { "sandd-sha256": "trailing" },
+    });
+    assertStrictEquals(lies.status, 422);
+    assertStrictEquals(codeOf(lies), "EINTEGRITY");
+    const garbage = await call(`${files}?path=${encodeURIComponent(target)}`, {
+      method: "PUT",
+      body: withDigest(data, "Z".repeat(64)),
+      headers: { "sandd-sha256": "trailing" },
+    });
+    assertStrictEquals(garbage.status, 400);
+    assertMatch((garbage.body as { message: string }).message, /lowercase hex/);
+    const short = await call(`${files}?path=${encodeURIComponent(target)}`, {
+      method: "PUT",
+      body: new Uint8Array(10),
+      headers: { "sandd-sha256": "trailing" },
+    });
+    assertStrictEquals(short.status, 400);
+    assertMatch((short.body as { message: string }).message, /Content-Length is 10/);
+    const unknown = await call(`${files}?path=${encodeURIComponent(other)}`, {
+      method: "PUT",
+      body: data,
+      headers: { "sandd-sha256": "after" },
+    });
+    assertStrictEquals(unknown.status, 400);
+    assertMatch((unknown.body as { message: string }).message, /or 'trailing', got 'after'/);
+    assertEquals(await Deno.readFile(other), next);
+    await Deno.remove(other);
     const down = await fetch(`${files}?path=${encodeURIComponent(target)}`);
     assertStrictEquals(down.headers.get("content-length"), String(data.length));
     assertStrictEquals(down.headers.get("sandd-size"), String(data.length));

@@ -1,7 +1,6 @@
 // File resources: download (streamed, Content-Length, integrity checked against the daemon's SHA-256), upload
-// (streamed, atomic, optional expected SHA-256), stat/list/mkdir/remove/move, and directories as tar streams.
+// (streamed, atomic, an expected SHA-256 ahead of the body or after it), stat/list/mkdir/remove/move, and directories as tar streams.
 import type { HttpRequest } from "../_http1_request.ts";
-import { createHash } from "node:crypto";
 import {
   downloadTarStream,
   type FileEntry,
@@ -9,7 +8,7 @@ import {
   openFileDownload,
   uploadTarStream,
 } from "../files.ts";
-import { FileError } from "../errors.ts";
+import { SHA256_HEX } from "../_file_checks.ts";
 import type { ControlContext, RouteParams } from "./_context.ts";
 import {
   type BodySchema,
@@ -22,6 +21,7 @@ import {
 } from "./_body.ts";
 import { json, noContent } from "./_daemons.ts";
 import { badRequest } from "./_errors.ts";
+import { DIGEST_LENGTH, trailingDigest } from "./_trailing_digest.ts";
 
 const MKDIR: BodySchema = {
   required: { path: { type: "string", nonEmpty: true } },
@@ -92,35 +92,6 @@ export async function downloadFile(
   return new Response(readable, { headers });
 }
 
-/** A stream that hashes what passes and fails at its end when the digest differs from `expected`. */
-function verifying(
-  body: ReadableStream<Uint8Array>,
-  expected: string,
-  id: string,
-  path: string,
-): ReadableStream<Uint8Array> {
-  const hash = createHash("sha256");
-  return body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        hash.update(chunk);
-        controller.enqueue(chunk);
-      },
-      flush() {
-        const actual = hash.digest("hex");
-        if (actual !== expected) {
-          throw new FileError(id, {
-            code: "EINTEGRITY",
-            message:
-              `Upload of '${path}' has SHA-256 ${actual}, expected ${expected}; nothing was written`,
-            path,
-          });
-        }
-      },
-    }),
-  );
-}
-
 /** `PUT /daemons/{id}/files?path=&mode=&mkdirs=`: the body, streamed into the file atomically. */
 export async function uploadFile(
   ctx: ControlContext,
@@ -132,31 +103,43 @@ export async function uploadFile(
   const mode = modeParam(ctx);
   const mkdirs = boolParam(ctx.url, "mkdirs", false);
   const id = params.id!;
+  // A digest sent ahead, or after the body (`trailing`: the body's last 64 bytes), goes to the daemon, which
+  // checks the bytes against it before the file is put in place; the controller does not hash them again.
   const expected = request.headers.get("sandd-sha256");
-  if (expected !== null && !/^[0-9a-f]{64}$/.test(expected)) {
+  const trailing = expected === "trailing";
+  if (expected !== null && !trailing && !SHA256_HEX.test(expected)) {
     throw badRequest(
-      `Header 'Sandd-Sha256' must be 64 lowercase hex digits, got '${expected.slice(0, 100)}'`,
+      `Header 'Sandd-Sha256' must be 64 lowercase hex digits or 'trailing', got '${
+        expected.slice(0, 100)
+      }'`,
     );
   }
   const length = request.headers.get("content-length");
-  const size = length !== null && /^\d{1,16}$/.test(length) ? Number(length) : undefined;
+  let size = length !== null && /^\d{1,16}$/.test(length) ? Number(length) : undefined;
+  if (trailing && size !== undefined) {
+    if (size < DIGEST_LENGTH) {
+      throw badRequest(
+        `With 'Sandd-Sha256: trailing' the body must end with 64 hex digits of SHA-256; Content-Length is ${size}`,
+      );
+    }
+    size -= DIGEST_LENGTH;
+  }
   const abort = new AbortController();
   const onAbort = () => abort.abort(new Error("Client went away"));
   request.signal.addEventListener("abort", onAbort, { once: true });
   let data: Uint8Array | ReadableStream<Uint8Array> = request.body ?? new Uint8Array(0);
-  if (expected !== null) {
-    data = verifying(
-      data instanceof ReadableStream ? data : new Blob([data as Uint8Array<ArrayBuffer>]).stream(),
-      expected,
-      id,
-      path,
-    );
+  let sha256: string | (() => string) | undefined = expected ?? undefined;
+  if (trailing) {
+    const split = trailingDigest(request.body);
+    data = split.data;
+    sha256 = split.digest;
   }
   try {
     const result = await ctx.server.upload(id, path, data, {
       ...(mode !== undefined ? { mode } : {}),
       ...(mkdirs ? { mkdirs } : {}),
       ...(size !== undefined ? { size } : {}),
+      ...(sha256 !== undefined ? { sha256 } : {}),
       signal: abort.signal,
     });
     return json({ bytes: result.bytes, sha256: result.sha256 });

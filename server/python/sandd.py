@@ -572,7 +572,8 @@ class Client:
     def upload(self, daemon: str, path: str, data: Union[bytes, BinaryIO, Iterable[bytes]], *,
                mode: Optional[int] = None, mkdirs: bool = False) -> dict:
         """Upload bytes, a binary file or an iterable of bytes to ``path`` on the worker, streamed in chunks.
-        The target is replaced atomically; the SHA-256 the daemon computed is checked against the bytes sent.
+        The target is replaced atomically, once the daemon has checked the bytes against the SHA-256 sent with
+        them (ahead of bytes, after a stream's).
         Returns ``{bytes, sha256}``."""
         query = {"path": path}
         if mode is not None:
@@ -588,7 +589,9 @@ class Client:
             headers["content-length"] = str(len(body))
             chunked = False
         else:
-            body = _hashing(_chunks(data), hasher)
+            # The digest goes after the body: the daemon checks the bytes against it before the file is in place.
+            headers["sandd-sha256"] = "trailing"
+            body = _digest_after(_chunks(data), hasher)
             chunked = True
         conn, response = self._open("PUT", f"{API}/daemons/{_q(daemon)}/files?{urllib.parse.urlencode(query)}",
                                     body, headers, timeout=self._timeout, chunked=chunked)
@@ -775,6 +778,12 @@ def _hashing(chunks: Iterator[bytes], hasher: Any) -> Iterator[bytes]:
     for chunk in chunks:
         hasher.update(chunk)
         yield chunk
+
+
+def _digest_after(chunks: Iterator[bytes], hasher: Any) -> Iterator[bytes]:
+    """The chunks, then their SHA-256 in hex (the body of ``Sandd-Sha256: trailing``)."""
+    yield from _hashing(chunks, hasher)
+    yield hasher.hexdigest().encode("ascii")
 
 
 def _body(data: Any):
