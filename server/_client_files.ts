@@ -34,6 +34,7 @@ import {
   checkTransferOptions,
   checkUpload,
   chunksOf,
+  SHA256_HEX,
 } from "./_file_checks.ts";
 
 function enc(value: string): string {
@@ -59,8 +60,14 @@ export async function uploadFile(
   let sent = 0;
   const headers: Record<string, string> = { "content-type": "application/octet-stream" };
   // Bytes are hashed once, ahead; a stream as it is sent, its digest sent after it (the body's last 64 bytes).
-  // The daemon checks the bytes against the digest before it puts the file in place.
-  const ahead = data instanceof Uint8Array ? createHash("sha256").update(data).digest("hex") : null;
+  // The daemon checks the bytes against the digest before it puts the file in place. A digest the caller gives
+  // (`sha256`) is sent instead, and nothing is hashed here.
+  const known = options.sha256;
+  const ahead = typeof known === "string"
+    ? known
+    : known === undefined && data instanceof Uint8Array
+    ? createHash("sha256").update(data).digest("hex")
+    : null;
   headers["sandd-sha256"] = ahead ?? "trailing";
   let trailing: string | null = null;
   const { body, failure } = requestBody(
@@ -70,7 +77,7 @@ export async function uploadFile(
       if (total !== undefined && sent > total) {
         throw new RangeError(`Upload stream carries more than its size (${total} bytes)`);
       }
-      if (ahead === null) hash.update(chunk);
+      if (ahead === null && known === undefined) hash.update(chunk);
       options.onProgress?.({ bytes: sent, total });
     },
     () => {
@@ -78,7 +85,15 @@ export async function uploadFile(
         throw new RangeError(`Upload stream ended at ${sent} bytes, short of its size (${total})`);
       }
       if (ahead !== null) return;
-      trailing = hash.digest("hex");
+      const digest = typeof known === "function" ? known() : hash.digest("hex");
+      if (typeof digest !== "string" || !SHA256_HEX.test(digest)) {
+        throw new TypeError(
+          `sha256 must give 64 lowercase hex digits, got ${
+            typeof digest === "string" ? `'${digest.slice(0, 100)}'` : typeof digest
+          }`,
+        );
+      }
+      trailing = digest;
       return new TextEncoder().encode(trailing);
     },
   );

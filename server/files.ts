@@ -269,6 +269,17 @@ async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncGenerator
   }
 }
 
+/** Progress and signal alone: a directory's tar has no digest known to its caller (`sha256` is for files). */
+function transferOptions(options: UploadDirOptions): {
+  onProgress?: (progress: TransferProgress) => void;
+  signal?: AbortSignal;
+} {
+  return {
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+}
+
 /**
  * @internal Upload bytes or a stream to a file on a worker (`server.upload`).
  */
@@ -334,7 +345,7 @@ export async function uploadDirectory(
       },
       tar,
       undefined,
-      options,
+      transferOptions(options),
     );
     return {
       bytes: data.bytes,
@@ -573,7 +584,7 @@ export async function uploadTarStream(
     },
     streamChunks(tar),
     undefined,
-    options,
+    transferOptions(options),
   );
   return {
     bytes: data.bytes,

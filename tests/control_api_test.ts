@@ -503,3 +503,38 @@ Deno.test("control API: a link that drops and comes back within the grace is inv
   assertStrictEquals(result.status, 200);
   assertStrictEquals((result.body as { stdout: string }).stdout, "done\n");
 });
+
+Deno.test("control API: an upload refused before its body is read keeps the connection, whatever its digest mode", async () => {
+  await using w = await startApiWorker("api-early");
+  const port = Number(new URL(w.base).port);
+  const body = new Uint8Array(1000).fill(7);
+  const decoder = new TextDecoder();
+  for (const mode of ["trailing", hex(body), null]) {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const sent = mode === "trailing"
+      ? new Uint8Array([...body, ...new TextEncoder().encode(hex(body))])
+      : body;
+    const head = `PUT /api/v1/daemons/nobody/files?path=%2Ftmp%2Fx HTTP/1.1\r\nhost: x\r\n` +
+      (mode === null ? "" : `sandd-sha256: ${mode}\r\n`) + `content-length: ${sent.length}\r\n\r\n`;
+    await conn.write(new Uint8Array([...new TextEncoder().encode(head), ...sent]));
+    // The 404, then the same connection answers the next request.
+    let text = "";
+    const buffer = new Uint8Array(65536);
+    const readUntil = async (done: (t: string) => boolean) => {
+      while (!done(text)) {
+        const n = await conn.read(buffer);
+        if (n === null) throw new Error(`closed after: ${text}`);
+        text += decoder.decode(buffer.subarray(0, n));
+      }
+    };
+    await readUntil((t) => /\r\n\r\n\{[^]*\}/.test(t));
+    assertMatch(text, /^HTTP\/1\.1 404/);
+    assertMatch(text, /DAEMON_NOT_FOUND/);
+    text = "";
+    await conn.write(
+      new TextEncoder().encode(`GET /api/v1/daemons/api-early HTTP/1.1\r\nhost: x\r\n\r\n`),
+    );
+    await readUntil((t) => /\r\n\r\n\{[^]*\}/.test(t));
+    assertMatch(text, /^HTTP\/1\.1 200/, `mode ${mode}`);
+  }
+});

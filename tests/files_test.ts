@@ -10,6 +10,7 @@ import {
   PolicyError,
   Server,
   type TransferProgress,
+  type UploadOptions,
 } from "../mod.ts";
 import { eventually, TestDaemon } from "./_daemon.ts";
 import { LinkProxy } from "./_proxy.ts";
@@ -95,6 +96,69 @@ testBoth("100 MB of random bytes stream up and down with matching checksums", as
   assertEquals(length, total);
   assertEquals(received.digest("hex"), expected);
 });
+
+testBoth(
+  "a digest given with an upload is what the bytes must have: else EINTEGRITY and the target stays",
+  async (kind) => {
+    await using t = await setup(kind);
+    const path = `${t.dir}/given.bin`;
+    const old = random(1000);
+    await Deno.writeFile(path, old);
+    const data = random(FRAME + 17);
+    const stream = () => new Blob([data as Uint8Array<ArrayBuffer>]).stream();
+    // The right digest, ahead or at the end: stored.
+    assertEquals(await t.c.upload("w1", path, data, { sha256: sha256(data) }), {
+      bytes: data.length,
+      sha256: sha256(data),
+    });
+    assertEquals(
+      (await t.c.upload("w1", path, stream(), { sha256: () => sha256(data) })).sha256,
+      sha256(data),
+    );
+    await Deno.writeFile(path, old);
+    // Another digest: refused by the daemon, for bytes and streams, ahead and at the end.
+    const wrong = sha256(old);
+    for (
+      const [data_, sha] of [[data, wrong], [stream(), wrong], [stream(), () => wrong]] as const
+    ) {
+      const error = await assertRejects(
+        () => t.c.upload("w1", path, data_, { sha256: sha }),
+        FileError,
+      );
+      assertEquals(error.code, "EINTEGRITY");
+      assertEquals(await Deno.readFile(path), old);
+    }
+    // A digest function that throws fails the upload with its error; one that gives no digest is a TypeError.
+    await assertRejects(
+      () =>
+        t.c.upload("w1", path, stream(), {
+          sha256: () => {
+            throw new RangeError("no digest today");
+          },
+        }),
+      RangeError,
+      "no digest today",
+    );
+    await assertRejects(
+      () => t.c.upload("w1", path, stream(), { sha256: () => "ABC" }),
+      TypeError,
+      "64 lowercase hex digits",
+    );
+    await assertRejects(() => t.c.upload("w1", path, data, { sha256: "xyz" }), TypeError, "sha256");
+    assertEquals(await Deno.readFile(path), old);
+    assertEquals(tempLeftovers(t.dir), []);
+    // Options shared with a directory upload carry no digest there: the tree's tar is hashed as before.
+    const tree = await Deno.makeTempDir();
+    try {
+      await Deno.writeFile(`${tree}/a.txt`, new TextEncoder().encode("a"));
+      const shared: UploadOptions = { mkdirs: true, sha256: wrong };
+      const result = await t.c.uploadDir("w1", tree, `${t.dir}/tree`, shared);
+      assertEquals(result.files, 1);
+    } finally {
+      await Deno.remove(tree, { recursive: true });
+    }
+  },
+);
 
 testBoth("a missing file is ENOENT, a directory is EISDIR, never empty bytes", async (kind) => {
   await using t = await setup(kind);

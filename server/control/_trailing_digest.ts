@@ -44,14 +44,21 @@ export function trailingDigest(body: ReadableStream<Uint8Array> | null): Trailin
   let byob: ReadableStreamBYOBReader | null = null;
   let plain: ReadableStreamDefaultReader<Uint8Array> | null = null;
   let rest: Uint8Array | null = null; // what a plain reader's chunk had beyond the room given
-  let scratch: Uint8Array = new Uint8Array(PIECE); // read into for a reader that brings no buffer (or too small a one)
-  if (body) {
+  let scratch: Uint8Array | null = null; // read into for a reader that brings no buffer (or too small a one)
+  let locked = false;
+  /**
+   * Take the body at the first read, not before: a call that fails before it reads anything (an unknown
+   * daemon) leaves the body to the HTTP engine, which drains it and keeps the connection.
+   */
+  const lock = () => {
+    if (locked || !body) return;
+    locked = true;
     try {
       byob = body.getReader({ mode: "byob" });
     } catch {
       plain = body.getReader();
     }
-  }
+  };
 
   /**
    * Read into `into` from `at`: the region filled so far (the same memory: a BYOB read transfers the buffer and
@@ -110,6 +117,7 @@ export function trailingDigest(body: ReadableStream<Uint8Array> | null): Trailin
   const data: ReadableStream<Uint8Array<ArrayBuffer>> = new ReadableStream({
     type: "bytes",
     async pull(controller: ReadableByteStreamController) {
+      lock();
       const request = controller.byobRequest;
       const view = request?.view && request.view.byteLength >= MIN_VIEW
         ? new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength)
@@ -119,7 +127,7 @@ export function trailingDigest(body: ReadableStream<Uint8Array> | null): Trailin
         request?.respond(0);
         return;
       }
-      const out = await fill(view ?? scratch);
+      const out = await fill(view ?? (scratch ??= new Uint8Array(PIECE)));
       if (out.length === 0) {
         controller.close();
         if (view) request!.respondWithNewView(new Uint8Array(out.buffer, out.byteOffset, 0));
@@ -138,6 +146,7 @@ export function trailingDigest(body: ReadableStream<Uint8Array> | null): Trailin
       }
     },
     async cancel(reason: unknown) {
+      lock();
       await (byob ?? plain)?.cancel(reason);
     },
   });
