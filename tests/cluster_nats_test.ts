@@ -55,6 +55,17 @@ Deno.test({
       await eventually(() => node.daemons().length === 2, 30_000, "the registry to be rebuilt");
     }
     assertEquals((await c.exec("w-b", "echo back")).stdout, "back\n");
+    // The registry works again, not only the cache the nodes kept: a daemon that connects now (after a restart
+    // that lost the buckets held in memory) is seen from every node.
+    await cluster.daemon("w-late", 1);
+    for (const node of cluster.nodes) {
+      await eventually(
+        () => node.daemons().some((d) => d.id === "w-late"),
+        30_000,
+        "a daemon connected after the restart to be seen everywhere",
+      );
+    }
+    assertEquals((await c.exec("w-late", "echo late")).stdout, "late\n");
     await a.exec("w-a", ["touch", `${dir}/go`]);
     assertEquals((await a.exec("w-b", "echo back")).stdout, "back\n");
     stop = true;

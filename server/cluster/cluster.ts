@@ -19,7 +19,7 @@
 import { hostname } from "node:os";
 import { getLogger } from "@logtape/logtape";
 import { connect, headers, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { type KV, Kvm } from "@nats-io/kv";
+import { type KV, Kvm, type KvOptions } from "@nats-io/kv";
 import type { Connection, DaemonInfo } from "../_connection.ts";
 import type { Hub, HubRelay } from "../_hub.ts";
 import { OwnerRelay } from "./_owner_relay.ts";
@@ -143,9 +143,7 @@ export class Cluster {
       ...(options.tls !== undefined ? { tls: { ...options.tls } } : {}),
     });
     try {
-      const kvm = new Kvm(nc);
-      const daemons = await kvm.create(`${prefix}_daemons`, { history: 1 });
-      const nodes = await kvm.create(`${prefix}_nodes`, { history: 1, ttl: 3 * heartbeatMs });
+      const { daemons, nodes } = await openBuckets(nc, prefix, heartbeatMs);
       // The bucket's max_age was set by the node that made it: beat often enough for it.
       const ttl = (await nodes.status()).ttl;
       const beat = ttl > 0 ? Math.min(heartbeatMs, Math.max(50, Math.floor(ttl / 3))) : heartbeatMs;
@@ -263,9 +261,32 @@ export class Cluster {
       } else if (status.type === "reconnect") {
         this.#up = true;
         log.info("NATS is back: registering this node's daemons again");
-        this.#registry.reconnected();
+        this.#task(this.#reconnected());
       }
     }
+  }
+
+  /**
+   * NATS is back. A restarted server has lost the buckets (they are held in memory): make them again (the same
+   * configuration: nothing changes where they survived), then register this node's daemons and watch afresh.
+   */
+  async #reconnected(): Promise<void> {
+    for (let attempt = 1; !this.#closed; attempt++) {
+      try {
+        await openBuckets(this.#nc, this.#prefix, this.#heartbeatMs);
+        break;
+      } catch (error) {
+        // JetStream may still be starting on a server that just came back.
+        if (attempt >= 40) {
+          log.warn("Could not make the cluster's buckets again: {message}", {
+            message: String(error),
+          });
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+    if (!this.#closed) this.#registry.reconnected();
   }
 
   // --- the registry's view: events and relayed links ---
@@ -425,4 +446,23 @@ export class Cluster {
     await this.#nc.close().catch(() => {});
     await Promise.allSettled([...this.#tasks]);
   }
+}
+
+/**
+ * Make (or open) the registry's buckets, held in nats-server's memory: the registry is soft state, kept current
+ * by the nodes (a node registers its daemons again whenever NATS comes back), so it need not be written to disk
+ * (in a failover of 15,000 daemons the file store cost nats-server CPU the nodes needed). A bucket that exists
+ * already (made by another node, or earlier with file storage) is used as it is: NATS does not change it.
+ */
+async function openBuckets(
+  nc: NatsConnection,
+  prefix: string,
+  heartbeatMs: number,
+): Promise<{ daemons: KV; nodes: KV }> {
+  const kvm = new Kvm(nc);
+  const open = (name: string, config: { history: number; ttl?: number }) =>
+    kvm.create(name, { ...config, storage: "memory" as KvOptions["storage"] });
+  const daemons = await open(`${prefix}_daemons`, { history: 1 });
+  const nodes = await open(`${prefix}_nodes`, { history: 1, ttl: 3 * heartbeatMs });
+  return { daemons, nodes };
 }
