@@ -343,6 +343,7 @@ async function cluster(
     const fleetCpu = () => live.reduce((sum, f) => sum + f.cpu(), 0);
     const cpu0 = { b: cpuOf(b.child.pid), c: cpuOf(c.child.pid), fleet: fleetCpu() };
     const onA = registry.follow("cap-a", ["cap-b", "cap-c"]);
+    const overflows0 = listenOverflows();
     const killedAt = Date.now();
     await a.stop("SIGKILL");
     const movedInTime = await registry.until(() => registry!.left() === 0, LIMIT_MS);
@@ -366,6 +367,20 @@ async function cluster(
           times.length ? times[times.length - 1]! - killedAt : "-"
         } ms; ${attempts} attempts; CPU B ${cpu.b.toFixed(0)} ms, C ${cpu.c.toFixed(0)} ms, ` +
         `daemons ${cpu.fleet.toFixed(0)} ms; load average ${Deno.loadavg()[0]!.toFixed(1)}`,
+    );
+    // Where the time goes: welcomes on B and C per 250 ms after the kill (arrivals paced by the daemons' jitter, or
+    // a node that cannot keep up).
+    const slices: number[] = [];
+    for (const t of times) {
+      const k = Math.max(0, Math.floor((t - killedAt) / 250));
+      while (slices.length <= k) slices.push(0);
+      slices[k]!++;
+    }
+    log(
+      `cluster-capacity: welcomes per 250 ms after the kill: ${slices.join(" ")}; ` +
+        `connections the kernel dropped with a full accept queue meanwhile: ${
+          listenOverflows() - overflows0
+        }`,
     );
     // A's key leaves the nodes bucket three heartbeats after its last beat; then no entry of A may be left.
     await pause(3 * HEARTBEAT_MS + 2_000);
@@ -474,3 +489,18 @@ export const clusterCapacity: Section = {
     "3 nodes × N simulated daemons: RSS per node vs one node alone; a node SIGKILLed: time until its daemons are registered elsewhere",
   run,
 };
+
+/** The kernel's count of connections dropped because a listener's accept queue was full (Linux), else NaN. */
+function listenOverflows(): number {
+  try {
+    const lines = Deno.readTextFileSync("/proc/net/netstat").split("\n");
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const names = lines[i]!.split(/\s+/);
+      const at = names.indexOf("ListenOverflows");
+      if (at > 0) return Number(lines[i + 1]!.split(/\s+/)[at]);
+    }
+  } catch {
+    // not Linux
+  }
+  return NaN;
+}
