@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "../../tests/_assert.ts";
 import { HttpError } from "./_errors.ts";
+import { concat } from "../../tests/_http1.ts";
 import { trailingDigest } from "./_trailing_digest.ts";
 
 const DIGEST = "0123456789abcdef".repeat(4);
@@ -65,23 +66,13 @@ async function readByob(
   return new Uint8Array(await new Blob(parts as Uint8Array<ArrayBuffer>[]).arrayBuffer());
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 Deno.test("trailing digest: the bytes before the last 64 pass, the digest after, whatever the piece sizes", async () => {
   const cuts: number[][] = [[1], [63], [64], [65], [100, 1], [65_536], [299_999, 65_536], [
     300_064,
   ]];
   for (const sizes of cuts) {
     const data = bytes(Math.min(...sizes) <= 100 ? 5_000 : 300_000);
-    const body = concat(data, encoder.encode(DIGEST));
+    const body = concat([data, encoder.encode(DIGEST)]);
     for (const reader of ["byob", "small byob", "default"] as const) {
       const split_ = trailingDigest(byteSource(split(body, sizes)));
       const got = reader === "default"
