@@ -3,6 +3,7 @@
 // the digest before it puts the file in place. Here: a byte stream of the bytes before the digest (a BYOB reader's
 // buffer is read into straight from the socket, as the body's own stream does), and the digest once it has ended.
 import { badRequest } from "./_errors.ts";
+import { SHA256_HEX } from "../_file_checks.ts";
 
 /** Length of the digest at the end of the body: a SHA-256 in hex. */
 export const DIGEST_LENGTH = 64;
@@ -10,7 +11,6 @@ export const DIGEST_LENGTH = 64;
 const MIN_VIEW = 2 * DIGEST_LENGTH;
 /** Size of the pieces a default reader gets. */
 const PIECE = 256 * 1024;
-const HEX = /^[0-9a-f]{64}$/;
 
 /** A body split into its bytes and the digest at its end. */
 export interface TrailingDigest {
@@ -158,7 +158,7 @@ export function trailingDigest(body: ReadableStream<Uint8Array> | null): Trailin
         throw badRequest("The body's trailing SHA-256 was asked for before the body ended");
       }
       const text = kept === DIGEST_LENGTH ? new TextDecoder().decode(tail) : "";
-      if (!HEX.test(text)) {
+      if (!SHA256_HEX.test(text)) {
         throw badRequest(
           kept < DIGEST_LENGTH
             ? `With 'Sandd-Sha256: trailing' the body must end with 64 hex digits of SHA-256; it had ${kept} bytes in all`
