@@ -33,7 +33,8 @@
 // URLs every daemon has A,B. Each answers like a "sandd" one once welcomed. Prints "started", then answers stdin
 // lines: `go` starts every daemon at once, `go RATE` RATE per second (answers "going" once all are started);
 // `stats` prints `{ connected: [per URL], attempts }`; `times` prints `{ welcomes: [[ms since epoch, URL index],
-// ...] }` since the previous `times` (or `go`), where a link that dropped is listed as -1 - its URL index. Stdin
+// ...] }` since the previous `times` (or `go`), where a link that dropped is listed as -1 - its URL index and the
+// start of a connect attempt as 1000 + its URL index. Stdin
 // closing closes every link and exits.
 const [mode, url, countText, prefix, subprotocol] = Deno.args;
 const count = Number(countText);
@@ -241,6 +242,7 @@ async function failover(): Promise<void> {
       if (stopping) return;
       attempts++;
       const at = order[index]!;
+      welcomes.push([Date.now(), 1000 + at]); // an attempt begins (listed as 1000 + its URL index)
       let welcomed = false;
       let handshake: ReturnType<typeof setTimeout> | undefined = undefined;
       const link = new SimLink(parsed[at]!, subprotocol!, localAddress, {

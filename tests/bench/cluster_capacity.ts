@@ -354,8 +354,11 @@ async function cluster(
       fleet: fleetCpu() - cpu0.fleet,
     };
     const welcomedAll = movedInTime;
-    const times = (await Promise.all(live.map((f, i) => f.welcomes(...others[i]!))))
-      .flat(2).sort((x, y) => x - y);
+    const lists = await Promise.all(
+      live.map((f, i) => f.welcomes(...others[i]!, 1000, 1001, 1002)),
+    );
+    const times = lists.map((l) => l.slice(0, -3)).flat(2).sort((x, y) => x - y);
+    const starts = lists.map((l) => l.slice(-3)).flat(2).sort((x, y) => x - y);
     const attempts = (await Promise.all(live.map(async (f) => (await f.stats()).attempts)))
       .reduce((sum, n, i) => sum + n - attempts0[i]!, 0);
     const span = times.length > 1 ? times[times.length - 1]! - times[0]! : 1;
@@ -370,14 +373,18 @@ async function cluster(
     );
     // Where the time goes: welcomes on B and C per 250 ms after the kill (arrivals paced by the daemons' jitter, or
     // a node that cannot keep up).
-    const slices: number[] = [];
-    for (const t of times) {
-      const k = Math.max(0, Math.floor((t - killedAt) / 250));
-      while (slices.length <= k) slices.push(0);
-      slices[k]!++;
-    }
+    const perSlice = (list: number[]) => {
+      const slices: number[] = [];
+      for (const t of list) {
+        const k = Math.max(0, Math.floor((t - killedAt) / 250));
+        while (slices.length <= k) slices.push(0);
+        slices[k]!++;
+      }
+      return slices.join(" ");
+    };
     log(
-      `cluster-capacity: welcomes per 250 ms after the kill: ${slices.join(" ")}; ` +
+      `cluster-capacity: per 250 ms after the kill, connect attempts begun: ${perSlice(starts)}; ` +
+        `welcomes: ${perSlice(times)}; ` +
         `connections the kernel dropped with a full accept queue meanwhile: ${
           listenOverflows() - overflows0
         }`,
