@@ -195,14 +195,20 @@ async function bench({ checkout, quick, log }: BenchContext): Promise<SectionRes
     await writeRandomFile(source, size);
     const rates: Record<string, number[]> = {};
     const add = (name: string, ms: number) => (rates[name] ??= []).push(sizeMiB / (ms / 1000));
-    const growth = { up: { start: 0, grew: 0 }, down: { start: 0, grew: 0 } };
+    // The largest growth of each direction. The first copy always counts: a small copy that grows nothing can
+    // read a peak a little under the RSS read before it (a quick run reported "0.0 MiB at the start" for
+    // downloads when only growths of 0 or more were kept).
+    const growth = {
+      up: { start: 0, grew: -Infinity },
+      down: { start: 0, grew: -Infinity },
+    };
     // The RSS growth counts the warm-up round too: the controller's first transfer is where it grows most.
     const measure = async (direction: "up" | "down", counted: boolean, fn: () => Promise<void>) => {
       const start = resetPeak(serve.child.pid);
       const ms = await milliseconds(fn);
       if (counted) add(`sandd ${direction}`, ms);
       const grew = peakOf(serve.child.pid) - start;
-      if (grew >= growth[direction].grew) growth[direction] = { start, grew };
+      if (grew > growth[direction].grew) growth[direction] = { start, grew };
     };
     // A warm-up round first, not counted (in a full run): the first copies of a run write into memory the VM
     // has not used lately, which costs the first of them, whichever program it is, milliseconds per MiB more
@@ -267,7 +273,7 @@ async function bench({ checkout, quick, log }: BenchContext): Promise<SectionRes
           direction === "up" ? "uploads" : "downloads"
         } (${sizeMiB} MiB)`,
         unit: "MiB",
-        value: toMiB(growth[direction].start + growth[direction].grew),
+        value: toMiB(growth[direction].start + Math.max(0, growth[direction].grew)),
         baseline: toMiB(growth[direction].start),
         baselineLabel: "at the start",
         comparison: "growth",
