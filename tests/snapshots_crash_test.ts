@@ -64,6 +64,13 @@ Deno.test("a daemon killed mid-snapshot leaves a consistent store; the next one 
     }
     await Deno.writeFile(join(tree, `d${d}`, "big.bin"), random(4 * 1024 * 1024));
   }
+  // Last in the walk (siblings go by name): 1 GiB to read, hash and store, so that the snapshot is still running
+  // when the kill lands however fast the machine (a fast VM finished the rest first now and then). Sparse: it
+  // takes no room here, and the killed daemon's partial blob of it is what the next one cleans up.
+  {
+    using slow = await Deno.open(join(tree, "zz-slow.bin"), { write: true, create: true });
+    await slow.truncate(1024 * 1024 * 1024);
+  }
   const server = await Server.listen({ port: 0 });
   let daemon = new TestDaemon({ id: "w1", url: server.url, args: ["--state-dir", state] });
   try {
@@ -94,6 +101,7 @@ Deno.test("a daemon killed mid-snapshot leaves a consistent store; the next one 
 
     // Half the tree goes away: the crash's blobs of those files are orphans for good.
     for (let d = 10; d < 20; d++) await Deno.remove(join(tree, `d${d}`), { recursive: true });
+    await Deno.remove(join(tree, "zz-slow.bin"));
     daemon = new TestDaemon({ id: "w1", url: server.url, args: ["--state-dir", state] });
     await server.waitForDaemon("w1", { timeout: 20_000 });
     const next = await snaps.create(tree, { message: "after the crash" });
