@@ -14,6 +14,7 @@ import type { Connection } from "../_connection.ts";
 import type { Hub } from "../_hub.ts";
 import { LoopStall } from "../_loop_stall.ts";
 import { daemonKey, type Entry } from "./_registry_entry.ts";
+import type { KvWriter } from "./_kv_writer.ts";
 
 export { daemonKey, type Entry, infoOf } from "./_registry_entry.ts";
 
@@ -27,6 +28,13 @@ interface NodeState {
 }
 
 const encoder = new TextEncoder();
+
+/** Whether two byte arrays hold the same bytes. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /**
  * Registry writes (claims, removals, a dead node's cleanup) in flight at once on one node. 15,000 daemons connecting
@@ -74,6 +82,8 @@ export class Registry {
   readonly #slot: number;
   readonly #heartbeatMs: number;
   readonly #daemons: KV;
+  /** Writes to the daemons bucket (server/cluster/_kv_writer.ts). */
+  readonly #writer: KvWriter;
   readonly #nodes: KV;
   readonly #host: RegistryHost;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -102,6 +112,11 @@ export class Registry {
   readonly #suspects: Set<string> = new Set();
   /** Revision of this node's registry entry of each local daemon. */
   readonly #claimed: Map<string, number> = new Map();
+  /**
+   * This node's own registry writes by key (the bytes and the entry they encode): the watch brings each back, and
+   * its bytes are compared rather than parsed again.
+   */
+  readonly #mine: Map<string, { value: Uint8Array; entry: Entry }> = new Map();
   /** Registry writes per daemon, one at a time. */
   readonly #chains: Map<string, Promise<void>> = new Map();
   /** The daemon id of each registry key in the cache. */
@@ -117,6 +132,7 @@ export class Registry {
     slot: number,
     heartbeatMs: number,
     daemons: KV,
+    writer: KvWriter,
     nodes: KV,
     host: RegistryHost,
   ) {
@@ -124,6 +140,7 @@ export class Registry {
     this.#slot = slot;
     this.#heartbeatMs = heartbeatMs;
     this.#daemons = daemons;
+    this.#writer = writer;
     this.#nodes = nodes;
     this.#host = host;
     this.#stall = new LoopStall({ tickMs: heartbeatMs / 4, ticks: 64 * 4 });
@@ -319,7 +336,7 @@ export class Registry {
       this.#host.task(
         this.#gated(async () => {
           if (!this.#host.up() || this.#entries.get(id)?.revision !== revision) return;
-          await this.#daemons.delete(daemonKey(id), { previousSeq: revision });
+          await this.#writer.delete(daemonKey(id), revision);
         }).catch(() => {}),
       );
     }
@@ -379,7 +396,7 @@ export class Registry {
         if (!this.#host.up() || hub.local(id) || this.#entries.get(id)?.revision !== revision) {
           return;
         }
-        await this.#daemons.delete(daemonKey(id), { previousSeq: revision }).catch(() => {
+        await this.#writer.delete(daemonKey(id), revision).catch(() => {
           // changed meanwhile (taken over elsewhere): the watch brings the new entry
         });
       });
@@ -447,10 +464,16 @@ export class Registry {
       return;
     }
     let entry: Entry;
-    try {
-      entry = e.json() as Entry;
-    } catch {
-      return;
+    const mine = this.#mine.get(e.key);
+    if (mine && sameBytes(mine.value, e.value)) {
+      this.#mine.delete(e.key);
+      entry = mine.entry;
+    } else {
+      try {
+        entry = e.json() as Entry;
+      } catch {
+        return;
+      }
     }
     if (typeof entry?.id !== "string" || daemonKey(entry.id) !== e.key) return;
     this.#entries.set(entry.id, { entry, revision: e.revision, generation: this.#generation });
@@ -510,7 +533,7 @@ export class Registry {
       if (!current || current.operation !== "PUT") return;
       const entry = current.json() as Entry;
       if (entry.node !== this.#name || entry.instance !== conn.instance) return;
-      await this.#daemons.delete(daemonKey(id), { previousSeq: current.revision }).catch(
+      await this.#writer.delete(daemonKey(id), current.revision).catch(
         async (error) => {
           // Changed since the read: fine when it is no longer this link's (taken over elsewhere); otherwise
           // the failure is reported, and the next sweep removes the entry.
@@ -565,9 +588,7 @@ export class Registry {
       }
       let revision: number;
       try {
-        if (!other) {
-          revision = await this.#daemons.create(key, value);
-        } else {
+        if (other) {
           if (
             other.node !== this.#name && this.alive(other.node) &&
             (other.instance !== conn.instance || other.identity !== info.identity)
@@ -584,13 +605,16 @@ export class Registry {
             );
             return;
           }
-          revision = await this.#daemons.update(key, value, previous);
         }
+        // `previous`: 0 for a key never written, else the revision read (a delete marker's, for a deleted one).
+        this.#mine.set(key, { value, entry });
+        revision = await this.#writer.put(key, value, previous);
       } catch {
+        if (this.#mine.get(key)?.value === value) this.#mine.delete(key);
         continue; // someone wrote in between: decide again
       }
       if (conn.closed) {
-        await this.#daemons.delete(key, { previousSeq: revision }).catch(() => {});
+        await this.#writer.delete(key, revision).catch(() => {});
         return;
       }
       this.#claimed.set(id, revision);

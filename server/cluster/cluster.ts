@@ -22,6 +22,7 @@ import { connect, headers, type NatsConnection, type Subscription } from "@nats-
 import { type KV, Kvm, type KvOptions } from "@nats-io/kv";
 import type { Connection, DaemonInfo } from "../_connection.ts";
 import type { Hub, HubRelay } from "../_hub.ts";
+import { KvWriter } from "./_kv_writer.ts";
 import { OwnerRelay } from "./_owner_relay.ts";
 import { type Entry, infoOf, Registry } from "./_registry.ts";
 import { VirtualSocket } from "./_virtual_socket.ts";
@@ -68,6 +69,8 @@ export class Cluster {
   #closed = false;
   readonly #subs: Subscription[] = [];
   readonly #tasks: Set<Promise<unknown>> = new Set();
+  /** Compare-and-set writes to the daemons bucket (server/cluster/_kv_writer.ts). */
+  readonly #writer: KvWriter;
   /** The registry cache and node liveness (server/cluster/_registry.ts). */
   readonly #registry: Registry;
   /** Daemons held elsewhere that this node announced (`connect`), by id. */
@@ -88,11 +91,12 @@ export class Cluster {
     nodes: KV,
   ) {
     this.#nc = nc;
+    this.#writer = new KvWriter(nc, `${prefix}_daemons`);
     this.name = name;
     this.slot = slot;
     this.#prefix = prefix;
     this.#heartbeatMs = heartbeatMs;
-    this.#registry = new Registry(name, slot, heartbeatMs, daemons, nodes, {
+    this.#registry = new Registry(name, slot, heartbeatMs, daemons, this.#writer, nodes, {
       hub: () => this.#host?.hub ?? null,
       up: () => this.#up,
       closed: () => this.#closed,
@@ -442,6 +446,7 @@ export class Cluster {
     await this.#registry.settle();
     this.#closed = true;
     await this.#registry.stop();
+    this.#writer.close();
     for (const sub of this.#subs) sub.unsubscribe();
     await this.#nc.close().catch(() => {});
     await Promise.allSettled([...this.#tasks]);

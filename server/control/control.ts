@@ -63,11 +63,16 @@ export function createControlMount(
   };
   host.server.addEventListener(
     "connect",
-    (e) => state.events.publish("connect", daemonJson(e.daemon)),
+    (e) => {
+      // Described only for subscribers: a failover brings thousands of these within seconds.
+      if (state.events.size > 0) state.events.publish("connect", daemonJson(e.daemon));
+    },
   );
   host.server.addEventListener(
     "disconnect",
-    (e) => state.events.publish("disconnect", daemonJson(e.daemon)),
+    (e) => {
+      if (state.events.size > 0) state.events.publish("disconnect", daemonJson(e.daemon));
+    },
   );
   const audited = security.audit !== undefined;
 

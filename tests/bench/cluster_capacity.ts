@@ -43,6 +43,8 @@ const SURVIVOR_MAX = 17_500;
 const HEARTBEAT_MS = 2_000;
 /** Diagnostics: the nodes' log level (BENCH_CAPACITY_NODE_LOG, e.g. "warning"; default: errors only). */
 const NODE_LOG = Deno.env.get("BENCH_CAPACITY_NODE_LOG");
+/** Diagnostics: a directory for a CPU profile of node B, one of the survivors (BENCH_CAPACITY_PROFILE_B). */
+const PROFILE_B = Deno.env.get("BENCH_CAPACITY_PROFILE_B");
 
 function natsInstalled(): boolean {
   try {
@@ -240,7 +242,10 @@ async function cluster(
   let registry: RegistryWatch | undefined;
   try {
     for (const name of ["cap-a", "cap-b", "cap-c"]) {
-      nodes.push(await startController(checkout, 0, flags(name)));
+      const profile = name === "cap-b" && PROFILE_B
+        ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_B}`]
+        : [];
+      nodes.push(await startController(checkout, 0, flags(name), profile));
     }
     const [a, b, c] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0]];
     registry = await RegistryWatch.open(natsUrl);
@@ -407,7 +412,8 @@ async function cluster(
     };
   } finally {
     for (const f of fleets) await f.close();
-    for (const n of nodes) await n.stop("SIGKILL");
+    // A profiled node is let close, which is when its profile is written.
+    for (const n of nodes) await n.stop(PROFILE_B && n === nodes[1] ? "SIGTERM" : "SIGKILL");
     await registry?.close();
   }
 }

@@ -18,11 +18,15 @@ const SETUP_RATE = Number(Deno.env.get("BENCH_FAILOVER_SETUP_RATE") ?? 2_000);
 /** Simulated daemons per helper process. */
 const PER_PROCESS = 5_000;
 
-/** A `sandd serve` child with a raised descriptor limit (`extra`: more `sandd serve` flags). */
+/**
+ * A `sandd serve` child with a raised descriptor limit (`extra`: more `sandd serve` flags; `denoFlags`: more
+ * `deno run` flags, e.g. `--cpu-prof`).
+ */
 export async function startController(
   checkout: Checkout,
   port = 0,
   extra: string[] = [],
+  denoFlags: string[] = [],
 ): Promise<
   { wsUrl: string; child: Deno.ChildProcess; stop: (signal: Deno.Signal) => Promise<void> }
 > {
@@ -30,6 +34,7 @@ export async function startController(
     "run",
     ...checkout.daemonFlags,
     ...checkout.runFlags,
+    ...denoFlags,
     checkout.daemonMain,
     "serve",
     "--port",
