@@ -299,6 +299,18 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
           goal: "≤ +0.5 ms",
         },
         {
+          id: "cluster.process_nats_request_p50",
+          label:
+            "floor: a bare NATS request/reply answered by another process (no SandD), p50, interleaved with the above",
+          unit: "ms",
+          value: median(apart.floorExec),
+          baseline: 0,
+          baselineLabel: "nothing",
+          comparison: "overhead",
+          better: "lower",
+          goal: "informational: what routing a request to a node in another process adds here",
+        },
+        {
           id: "cluster.process_stream_mib_per_second",
           label: `stream ${sizeLabel} through another node in its own process`,
           unit: "MiB/s",
@@ -382,6 +394,8 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
 interface Apart {
   crossExec: number[];
   localExec: number[];
+  /** A bare NATS request/reply answered by another process (the floor of `crossExec`), ms. */
+  floorExec: number[];
   crossRates: number[];
   localRates: number[];
   /** CPU ms and minor page faults per MiB of each process, by process, for the relayed and the direct streams. */
@@ -475,9 +489,12 @@ async function ownerInItsOwnProcess(
       await front.exec(far, ["true"]);
       await front.exec(near, ["true"]);
     }
+    await using echo = await NatsEcho.start(natsUrl, { apart: true });
+    for (let i = 0; i < 20; i++) await echo.request();
     const out: Apart = {
       crossExec: [],
       localExec: [],
+      floorExec: [],
       crossRates: [],
       localRates: [],
       cross: perProcess(),
@@ -494,6 +511,9 @@ async function ownerInItsOwnProcess(
         await front.exec(id, ["true"]);
         times.push(performance.now() - t);
       }
+      const t = performance.now();
+      await echo.request();
+      out.floorExec.push(performance.now() - t);
     }
     const nats = natsServerPid(natsPort);
     const crossPids = {
@@ -519,7 +539,9 @@ async function ownerInItsOwnProcess(
     log(
       `cluster, owner in its own process: exec p50 ${median(out.crossExec).toFixed(3)} vs ${
         median(out.localExec).toFixed(3)
-      } ms, stream ${median(out.crossRates).toFixed(0)} vs ${
+      } ms (bare NATS request/reply to another process ${
+        median(out.floorExec).toFixed(3)
+      } ms), stream ${median(out.crossRates).toFixed(0)} vs ${
         median(out.localRates).toFixed(0)
       } MiB/s`,
     );
