@@ -82,6 +82,8 @@ Deno.test("cli: bad input fails with exit 64 and one 'sandd:' line naming the pr
     [["daemons", "--url", "ftp://x"], "Bad controller URL 'ftp://x'"],
     [["serve", "--port", "99999"], "--port must be an integer from 0 to 65535"],
     [["serve", "--cert", "/x"], "--cert and --key go together"],
+    [["serve", "--backlog", "lots"], "--backlog must be an integer from 0 to 65535, got 'lots'"],
+    [["serve", "--backlog", "70000"], "--backlog must be an integer from 0 to 65535"],
     [["help", "nothing"], "Unknown help topic 'nothing'"],
   ];
   const results = await Promise.all(cases.map(([args]) => sandd(args)));
@@ -219,4 +221,47 @@ Deno.test("cli: client tokens: none or a wrong one is exit 77, a read-only one c
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** The accept queue (`ss`'s Send-Q of a listening socket) of the TCP listener on `port`, or null without `ss`. */
+async function listenBacklog(port: number): Promise<number | null> {
+  let output;
+  try {
+    output = await new Deno.Command("ss", { args: ["-Hltn", `sport = :${port}`], stderr: "null" })
+      .output();
+  } catch {
+    return null;
+  }
+  const fields = new TextDecoder().decode(output.stdout).trim().split(/\s+/);
+  return fields[0] === "LISTEN" ? Number(fields[2]) : NaN;
+}
+
+Deno.test({
+  name:
+    "cli: sandd serve raises its listener's accept queue (--backlog; default: the system's maximum)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const somaxconn = Number(await Deno.readTextFile("/proc/sys/net/core/somaxconn"));
+    const cases: [string[], number][] = [
+      [[], Math.min(65535, somaxconn)],
+      [["--backlog", "100"], 100],
+      // 0 keeps what Deno listens with
+      [["--backlog", "0"], Math.min(511, somaxconn)],
+    ];
+    for (const [args, expected] of cases) {
+      const serve = await startServe(args);
+      try {
+        const backlog = await listenBacklog(Number(new URL(serve.url).port));
+        if (backlog === null) {
+          console.log("skipped: no ss (iproute2) to read the accept queue with");
+          return;
+        }
+        assertEquals(backlog, expected, args.join(" ") || "(default)");
+      } finally {
+        const { code, stderr } = await serve.stop();
+        assertEquals(code, 0, stderr);
+        assert(!stderr.includes("warning: --backlog"), stderr);
+      }
+    }
+  },
 });

@@ -18,6 +18,7 @@ import {
 import { parse, str } from "./_args.ts";
 import { CliError, EXIT, usageError } from "./exit_codes.ts";
 import { out } from "./_format.ts";
+import { raiseListenBacklog } from "../ffi/listen_backlog.ts";
 
 /** Help of `sandd serve`. */
 export const SERVE_USAGE = `Usage: sandd serve [options]
@@ -42,12 +43,31 @@ Options:
   --cluster-token-file FILE NATS token (first line of FILE)
   --cluster-ca FILE         PEM CA of the NATS servers' certificates (TLS to NATS)
   --cluster-heartbeat-ms N  node heartbeat; a node silent for 3 of them is dead (default 2000)
+  --backlog N               the kernel's queue of connections waiting to be accepted (Linux, macOS;
+                            capped by net.core.somaxconn): thousands of daemons reconnecting at once
+                            overflow Deno's 511, and each dropped connect waits 1-3 s for TCP to retry
+                            it (default 65535, i.e. the system's maximum; 0 keeps Deno's)
   --log-format FORMAT       text | json (default text)
   --log-level LEVEL         debug | info | warning | error (default info)
   -h, --help                print this and exit
 
 It prints 'listening on URL' once ready. SIGINT/SIGTERM close the daemon links and the listener (processes
 on the workers keep running) and exit 0. Exit 64 for bad flags, 78 for an unreadable file.`;
+
+/** `--backlog`: raise the listener's accept queue where the platform allows (a warning where it could not). */
+function raiseBacklog(port: number, backlog: number): void {
+  if (Deno.build.os === "windows") return;
+  let raised = 0;
+  try {
+    raised = raiseListenBacklog(port, backlog);
+  } catch (error) {
+    console.error(`sandd: warning: --backlog: ${(error as Error).message}`);
+    return;
+  }
+  if (raised === 0) {
+    console.error(`sandd: warning: --backlog: no listening socket on port ${port} found to raise`);
+  }
+}
 
 function readFile(path: string, flag: string): string {
   try {
@@ -79,6 +99,7 @@ export async function serve(args: string[]): Promise<number> {
     "cluster-token-file": { type: "string" },
     "cluster-ca": { type: "string" },
     "cluster-heartbeat-ms": { type: "string" },
+    backlog: { type: "string" },
     "log-format": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean", short: "h" },
@@ -100,6 +121,11 @@ export async function serve(args: string[]): Promise<number> {
   const logLevel = str(values, "log-level") ?? "info";
   if (!["debug", "info", "warning", "error"].includes(logLevel)) {
     throw usageError(`--log-level must be debug, info, warning or error, got '${logLevel}'`);
+  }
+  const backlogText = str(values, "backlog") ?? "65535";
+  const backlog = Number(backlogText);
+  if (backlogText.trim() === "" || !Number.isInteger(backlog) || backlog < 0 || backlog > 65535) {
+    throw usageError(`--backlog must be an integer from 0 to 65535, got '${backlogText}'`);
   }
   const cert = str(values, "cert");
   const key = str(values, "key");
@@ -226,6 +252,9 @@ export async function serve(args: string[]): Promise<number> {
       throw error;
     }
     const http = new URL(server.url);
+    if (backlog > 0) {
+      raiseBacklog(Number(http.port) || (http.protocol === "wss:" ? 443 : 80), backlog);
+    }
     http.protocol = http.protocol === "wss:" ? "https:" : "http:";
     const base = http.origin;
     await out(`listening on ${base} (daemons: ${server.url}, API: ${base}/api/v1)`);

@@ -106,6 +106,10 @@ const PROCESS_SYMBOLS = {
     nonblocking: true,
     optional: true,
   },
+  /** Sockets: finding a listening socket by its port and raising its accept queue (`listen_backlog.ts`). */
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
   /** `ioctl(fd, request, pointer)` in registers (Linux, x86_64 macOS). */
   ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
   /** `ioctl(fd, request, pointer)` on Apple arm64, whose variadic arguments go on the stack. */

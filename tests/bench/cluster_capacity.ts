@@ -348,11 +348,14 @@ async function cluster(
     const fleetCpu = () => live.reduce((sum, f) => sum + f.cpu(), 0);
     const cpu0 = { b: cpuOf(b.child.pid), c: cpuOf(c.child.pid), fleet: fleetCpu() };
     const onA = registry.follow("cap-a", ["cap-b", "cap-c"]);
-    const overflows0 = listenOverflows();
+    const overflows0 = netstat("ListenOverflows");
+    const synRetrans0 = netstat("TCPSynRetrans");
+    const machine0 = machineCpu();
     const killedAt = Date.now();
     await a.stop("SIGKILL");
     const movedInTime = await registry.until(() => registry!.left() === 0, LIMIT_MS);
     const registeredMs = movedInTime ? Date.now() - killedAt : null;
+    const machine1 = machineCpu();
     const cpu = {
       b: cpuOf(b.child.pid) - cpu0.b,
       c: cpuOf(c.child.pid) - cpu0.c,
@@ -391,8 +394,10 @@ async function cluster(
       `cluster-capacity: per 250 ms after the kill, connect attempts begun: ${perSlice(starts)}; ` +
         `welcomes: ${perSlice(times)}; ` +
         `connections the kernel dropped with a full accept queue meanwhile: ${
-          listenOverflows() - overflows0
-        }`,
+          netstat("ListenOverflows") - overflows0
+        }, SYNs sent again: ${netstat("TCPSynRetrans") - synRetrans0}; the machine's cores were ${
+          (100 * (machine1.busy - machine0.busy) / (machine1.total - machine0.total)).toFixed(0)
+        } % busy until all were registered`,
     );
     // A's key leaves the nodes bucket three heartbeats after its last beat; then no entry of A may be left.
     await pause(3 * HEARTBEAT_MS + 2_000);
@@ -503,17 +508,32 @@ export const clusterCapacity: Section = {
   run,
 };
 
-/** The kernel's count of connections dropped because a listener's accept queue was full (Linux), else NaN. */
-function listenOverflows(): number {
+/**
+ * A counter of the kernel's TCP extensions (Linux `/proc/net/netstat`), else NaN: `ListenOverflows` counts
+ * connections dropped because a listener's accept queue was full, `TCPSynRetrans` the SYNs sent again.
+ */
+function netstat(name: string): number {
   try {
     const lines = Deno.readTextFileSync("/proc/net/netstat").split("\n");
     for (let i = 0; i + 1 < lines.length; i += 2) {
       const names = lines[i]!.split(/\s+/);
-      const at = names.indexOf("ListenOverflows");
+      const at = names.indexOf(name);
       if (at > 0) return Number(lines[i + 1]!.split(/\s+/)[at]);
     }
   } catch {
     // not Linux
   }
   return NaN;
+}
+
+/** The machine's CPU time so far, busy and in all (Linux `/proc/stat`, in clock ticks), else NaN. */
+function machineCpu(): { busy: number; total: number } {
+  try {
+    const fields = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).slice(1)
+      .map(Number);
+    const total = fields.slice(0, 8).reduce((x, y) => x + y, 0);
+    return { busy: total - fields[3]! - fields[4]!, total };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
 }

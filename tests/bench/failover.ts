@@ -89,6 +89,16 @@ function nextLocalAddress(): string {
 }
 
 /** The simulated daemons: helper processes of at most PER_PROCESS each. */
+/**
+ * Diagnostics: CPU profiles of the helper processes whose prefix starts with PREFIX, into DIR
+ * (BENCH_FLEET_PROFILE=PREFIX:DIR; written when the helper exits).
+ */
+const FLEET_PROFILE = (() => {
+  const value = Deno.env.get("BENCH_FLEET_PROFILE");
+  const at = value?.indexOf(":") ?? -1;
+  return value && at > 0 ? { prefix: value.slice(0, at), dir: value.slice(at + 1) } : null;
+})();
+
 export class Fleet {
   readonly #children: Deno.ChildProcess[];
   readonly #outs: ReturnType<typeof lineReader>[];
@@ -100,9 +110,13 @@ export class Fleet {
     const processes = Math.ceil(count / PER_PROCESS);
     this.#children = Array.from({ length: processes }, (_, i) => {
       const n = Math.floor(count / processes) + (i < count % processes ? 1 : 0);
+      const profile = FLEET_PROFILE && prefix.startsWith(FLEET_PROFILE.prefix)
+        ? ["--cpu-prof", `--cpu-prof-dir=${FLEET_PROFILE.dir}`]
+        : [];
       return raised([
         "run",
         "-A",
+        ...profile,
         `${here}_sim_daemons.ts`,
         "failover",
         urls.join(","),
