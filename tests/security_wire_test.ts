@@ -313,6 +313,9 @@ const LIBSYSTEM_FUNCTIONS = new Set([
   "unlockpt",
   "ptsname",
   "ioctl",
+  "getsockopt",
+  "getsockname",
+  "listen",
 ]); // deno-fmt-ignore
 
 Deno.test("the libc binding loads on macOS: every symbol libSystem lacks is optional", () => {
