@@ -86,3 +86,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "cluster kv writer: a write waiting when the NATS connection closes fails then, not at its deadline",
+  ignore: !NATS,
+  async fn() {
+    await using nats = await TestNats.start();
+    const nc = await connect({ servers: nats.url, name: "test-kv-writer-close" });
+    // Nobody answers `$KV.silent.>`: the write waits for its (long) deadline.
+    const writer = new KvWriter(nc, "silent", 60_000);
+    const sub = nc.subscribe("$KV.silent.>", { callback: () => {} });
+    try {
+      await nc.flush();
+      const waiting = writer.put("d.a", encoder.encode("{}"), 0);
+      const started = performance.now();
+      await nc.close();
+      await assertRejects(() => waiting, KvWriteError, "closed");
+      assert(performance.now() - started < 5_000, "failed at once, not at the deadline");
+      assertEquals(writer.waiting, 0);
+      await assertRejects(
+        () => writer.put("d.b", encoder.encode("{}"), 0),
+        KvWriteError,
+        "NATS closed",
+      );
+    } finally {
+      sub.unsubscribe();
+      writer.close();
+    }
+  },
+});

@@ -61,13 +61,25 @@ export class KvWriter {
     this.#timeoutMs = timeoutMs;
     this.#sub = nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
-        if (error) return;
+        if (error) {
+          this.#failAll(`the reply subscription failed: ${error.message}`);
+          return;
+        }
         const n = Number(msg.subject.slice(this.#inbox.length + 1));
         const waiting = this.#waiting.get(n);
         if (!waiting) return; // timed out already
         this.#waiting.delete(n);
         this.#answer(waiting, msg.data, msg.headers?.code ?? 0, msg.headers?.description ?? "");
       },
+    });
+    // The connection closed, or the server ended the subscription (a permission violation): what waits fails now,
+    // not at its deadline, and what comes after fails at once (`#publish`).
+    void this.#sub.closed.then((error) => {
+      this.#failAll(
+        error instanceof Error
+          ? `the reply subscription ended: ${error.message}`
+          : "the NATS connection closed",
+      );
     });
   }
 
@@ -102,6 +114,11 @@ export class KvWriter {
 
   #publish(key: string, value: Uint8Array, h: ReturnType<typeof headers>): Promise<number> {
     if (this.#closed) return Promise.reject(new KvWriteError("The registry writer is closed", 0));
+    if (this.#sub.isClosed()) {
+      return Promise.reject(
+        new KvWriteError("The registry writer's reply subscription has ended (NATS closed)", 0),
+      );
+    }
     const n = this.#next++;
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#waiting.set(n, { resolve, reject, deadline: Date.now() + this.#timeoutMs });
@@ -157,6 +174,16 @@ export class KvWriter {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }
+  }
+
+  /** Fail every waiting write with `why`. */
+  #failAll(why: string): void {
+    if (this.#waiting.size === 0) return;
+    const error = new KvWriteError(`Registry write failed: ${why}`, 0);
+    for (const waiting of this.#waiting.values()) waiting.reject(error);
+    this.#waiting.clear();
+    clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   /** Fail every waiting write and stop listening. */

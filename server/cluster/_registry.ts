@@ -430,6 +430,7 @@ export class Registry {
    * entries deleted meanwhile (known before, absent from the bucket now and not delivered again since).
    */
   async #rewatch(): Promise<void> {
+    this.#mine.clear(); // echoes lost with the old watch: the new one is parsed
     const generation = ++this.#generation;
     this.#host.task(this.#watchNodes());
     this.#host.task(this.#watchDaemons());
@@ -450,6 +451,9 @@ export class Registry {
   }
 
   #onEntry(e: KvWatchEntry): void {
+    // This node's write of the key was overtaken (or is being delivered now, below): forget it either way.
+    const mine = this.#mine.get(e.key);
+    if (mine) this.#mine.delete(e.key);
     if (e.operation !== "PUT") {
       const id = this.#idOfKey.get(e.key);
       const known = id === undefined ? undefined : this.#entries.get(id);
@@ -464,9 +468,7 @@ export class Registry {
       return;
     }
     let entry: Entry;
-    const mine = this.#mine.get(e.key);
     if (mine && sameBytes(mine.value, e.value)) {
-      this.#mine.delete(e.key);
       entry = mine.entry;
     } else {
       try {
@@ -606,7 +608,8 @@ export class Registry {
             return;
           }
         }
-        // `previous`: 0 for a key never written, else the revision read (a delete marker's, for a deleted one).
+        // `previous`: the cached revision (0 when none: a key with a delete marker then loses the compare-and-set,
+        // and the next attempt writes on the marker's revision, read from the bucket).
         this.#mine.set(key, { value, entry });
         revision = await this.#writer.put(key, value, previous);
       } catch {
