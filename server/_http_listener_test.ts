@@ -5,6 +5,7 @@ import { assert, assertEquals, assertLess, assertRejects, assertThrows } from ".
 import { hasOpenssl, makeTestCerts } from "../tests/_certs.ts";
 import {
   ADMIT_HOLD_MS,
+  DEFAULT_EVICT_AFTER_MS,
   type HttpHandler,
   type HttpListenerOptions,
   serveHttp,
@@ -146,6 +147,25 @@ Deno.test("http listener: at maxConnections the oldest connection waiting for a 
     assert(server.connections <= 4, `${server.connections} connections open`);
   } finally {
     for (const conn of slow) conn.close();
+  }
+});
+
+Deno.test("http listener: by default a head waits 3 s before a new connection may take its place", async () => {
+  // At 1 s, heads that were only unread behind a busy loop were closed in a failover of 15,000 daemons, each one a
+  // daemon's backoff (server/CLUSTER.md, "Failed connects, not CPU, made the slow runs").
+  assertEquals(DEFAULT_EVICT_AFTER_MS, 3_000);
+  await using server = listen({ maxConnections: 1, headerTimeoutMs: 60_000 });
+  const slow = await slowHead(server.addr.port);
+  const firstAt = performance.now();
+  try {
+    const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+    assertEquals(await response.text(), "ok");
+    const servedAfter = performance.now() - firstAt;
+    assertEquals(await readToClose(slow), "");
+    assert(servedAfter >= 2_900, `the slow head was closed for room after ${servedAfter} ms`);
+    assertLess(servedAfter, 10_000);
+  } finally {
+    slow.close();
   }
 });
 
