@@ -25,21 +25,35 @@ export class TestNats implements AsyncDisposable {
   readonly port: number;
   readonly storeDir: string;
   readonly #args: string[];
+  readonly #env: Record<string, string>;
   #child: Deno.ChildProcess | null = null;
   #log: Promise<string> | null = null;
 
-  private constructor(port: number, storeDir: string, args: string[]) {
+  private constructor(
+    port: number,
+    storeDir: string,
+    args: string[],
+    env: Record<string, string>,
+  ) {
     this.port = port;
     this.storeDir = storeDir;
     this.#args = args;
+    this.#env = env;
   }
 
-  /** Start one; `args` are extra `nats-server` flags (e.g. `--auth TOKEN`). */
-  static async start(args: string[] = []): Promise<TestNats> {
+  /**
+   * Start one; `args` are extra `nats-server` flags (e.g. `--auth TOKEN`), `env` extra environment variables
+   * (e.g. `GOGC`).
+   */
+  static async start(
+    args: string[] = [],
+    { env = {} }: { env?: Record<string, string> } = {},
+  ): Promise<TestNats> {
     const nats = new TestNats(
       freePort(),
       await Deno.makeTempDir({ prefix: "sandd-nats-" }),
       args,
+      env,
     );
     await nats.#spawn();
     return nats;
@@ -62,6 +76,7 @@ export class TestNats implements AsyncDisposable {
         this.storeDir,
         ...this.#args,
       ],
+      env: this.#env,
       stdin: "null",
       stdout: "null",
       stderr: "piped",

@@ -19,6 +19,13 @@ import { natsStreamFloor } from "./_nats_stream.ts";
 /** Message size and credit window of the bare NATS stream (the fastest of those tried here, see _nats_stream.ts). */
 const FLOOR_MESSAGE_BYTES = 128 * 1024;
 const FLOOR_WINDOW_BYTES = 4 * 1024 * 1024;
+/**
+ * The nats-server garbage collector setting the bench runs NATS with: the one server/CLUSTER.md recommends for
+ * relayed streams ("Running nats-server"). The relayed stream is also timed through a second nats-server left at
+ * Go's default (`GOGC=100`), interleaved, so the table shows what the setting buys. `BENCH_NATS_GOGC` sets
+ * another value.
+ */
+const NATS_GOGC = Deno.env.get("BENCH_NATS_GOGC") ?? "400";
 import { NatsEcho } from "./_nats_echo.ts";
 import { processCounters } from "./_websocket_sender.ts";
 import type { Server } from "./_checkout.ts";
@@ -86,7 +93,8 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     return { figures: [], skipped: [{ id: "cluster", reason: "nats-server is not installed" }] };
   }
   const monitor = freePort();
-  await using nats = await TestNats.start(["-m", String(monitor)]);
+  await using nats = await TestNats.start(["-m", String(monitor)], { env: { GOGC: NATS_GOGC } });
+  await using natsDefaultGc = await TestNats.start();
   const listen = (name: string) =>
     checkout.mod.Server.listen(
       {
@@ -106,8 +114,21 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
   const front = await listen("bench-b");
   const id = "bench-cluster";
   const daemon = new BenchDaemon(checkout, { id, url: owner.url });
+  /** Two nodes on the nats-server left at the default GOGC, and a daemon of one of them. */
+  const listenDefaultGc = (name: string) =>
+    checkout.mod.Server.listen(
+      {
+        port: 0,
+        cluster: { servers: natsDefaultGc.url, name },
+      } as Parameters<typeof checkout.mod.Server.listen>[0],
+    );
+  const ownerDefaultGc = await listenDefaultGc("bench-gc-a");
+  const frontDefaultGc = await listenDefaultGc("bench-gc-b");
+  const idDefaultGc = "bench-cluster-gc";
+  const daemonDefaultGc = new BenchDaemon(checkout, { id: idDefaultGc, url: ownerDefaultGc.url });
   try {
     await front.waitForDaemon(id, { timeout: 60_000 });
+    await frontDefaultGc.waitForDaemon(idDefaultGc, { timeout: 60_000 });
     await owner.exec(id, "true");
     await front.exec(id, "true");
     // exec: rounds alternate the node (same node first in even rounds); each round also times one bare NATS
@@ -154,18 +175,43 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     const mib = size / (1024 * 1024);
     /** The floor: the same bytes through NATS alone (a writer process, nats-server, a reader here; no SandD). */
     const bare: number[] = [];
+    /** The relayed stream through the nats-server at the default GOGC, and each nats-server's CPU ms per MiB. */
+    const relayedDefaultGc: number[] = [];
+    const natsCpu: number[] = [];
+    const natsDefaultGcCpu: number[] = [];
+    const natsPid = natsServerPid(nats.port);
+    const natsDefaultGcPid = natsServerPid(natsDefaultGc.port);
+    const natsCpuMs = (pid: number) => Number.isNaN(pid) ? NaN : processCounters(pid).cpuMs;
+    resetPeakRss(natsPid);
+    resetPeakRss(natsDefaultGcPid);
     for (let i = 0; i < (quick ? 1 : 3); i++) {
       bare.push(await natsStreamFloor(nats.url, size, FLOOR_MESSAGE_BYTES, FLOOR_WINDOW_BYTES));
       direct.push(await streamRate(owner, id, size));
       directCpu.push(lastCpuMs / mib);
       directFaults.push(lastFaults / mib);
       const before = await natsMessages(monitor);
+      let natsBefore = natsCpuMs(natsPid);
       relayed.push(await streamRate(front, id, size));
+      natsCpu.push((natsCpuMs(natsPid) - natsBefore) / mib);
       relayedCpu.push(lastCpuMs / mib);
       relayedFaults.push(lastFaults / mib);
       perMib.push(((await natsMessages(monitor)) - before) / mib);
       chunksPerMib.push(lastChunks / mib);
+      natsBefore = natsCpuMs(natsDefaultGcPid);
+      relayedDefaultGc.push(await streamRate(frontDefaultGc, idDefaultGc, size));
+      natsDefaultGcCpu.push((natsCpuMs(natsDefaultGcPid) - natsBefore) / mib);
     }
+    const natsPeakRss = peakRssMiB(natsPid);
+    const natsDefaultGcPeakRss = peakRssMiB(natsDefaultGcPid);
+    log(
+      `cluster stream through another node: nats-server GOGC=${NATS_GOGC} ${
+        median(relayed).toFixed(0)
+      } MiB/s, ${median(natsCpu).toFixed(2)} ms CPU/MiB, peak RSS ${
+        natsPeakRss.toFixed(0)
+      } MiB; default GOGC ${median(relayedDefaultGc).toFixed(0)} MiB/s, ${
+        median(natsDefaultGcCpu).toFixed(2)
+      } ms CPU/MiB, peak RSS ${natsDefaultGcPeakRss.toFixed(0)} MiB`,
+    );
     log(
       `cluster stream: direct ${median(direct).toFixed(0)} MiB/s, relayed ${
         median(relayed).toFixed(0)
@@ -227,6 +273,40 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
         comparison: "ratio",
         better: "higher",
         goal: "≥ 0.7×",
+      },
+      {
+        id: "cluster.stream_default_gc_mib_per_second",
+        label: `stream ${sizeLabel} through another node, nats-server at Go's default GOGC=100`,
+        unit: "MiB/s",
+        value: median(relayedDefaultGc),
+        baseline: median(direct),
+        baselineLabel: "through the node holding the daemon",
+        comparison: "ratio",
+        better: "higher",
+        goal: `informational: the rows above run nats-server with GOGC=${NATS_GOGC}`,
+      },
+      {
+        id: "cluster.nats_cpu_gogc_ms_per_mib",
+        label:
+          `CPU of nats-server per MiB of a ${sizeLabel} stream through another node, GOGC=${NATS_GOGC}`,
+        unit: "ms",
+        value: median(natsCpu),
+        baseline: median(natsDefaultGcCpu),
+        baselineLabel: "the same at the default GOGC=100 (interleaved)",
+        comparison: "ratio",
+        better: "lower",
+        goal: "informational",
+      },
+      {
+        id: "cluster.nats_peak_rss_gogc_mib",
+        label: `peak RSS of nats-server over those streams, GOGC=${NATS_GOGC}`,
+        unit: "MiB",
+        value: natsPeakRss,
+        baseline: natsDefaultGcPeakRss,
+        baselineLabel: "the same at the default GOGC=100",
+        comparison: "ratio",
+        better: "lower",
+        goal: "informational: what the setting costs",
       },
       {
         id: "cluster.nats_stream_mib_per_second",
@@ -385,8 +465,31 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     return { figures, skipped };
   } finally {
     await daemon.stop();
+    await daemonDefaultGc.stop();
     await front.close();
     await owner.close();
+    await frontDefaultGc.close();
+    await ownerDefaultGc.close();
+  }
+}
+
+/** Start a new peak of the resident set of `pid` (`VmHWM`; Linux: "5" to /proc/PID/clear_refs). */
+function resetPeakRss(pid: number): void {
+  if (Number.isNaN(pid)) return;
+  try {
+    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
+  } catch {
+    // not Linux, or not allowed: the peak is since the start
+  }
+}
+
+/** The peak resident set of `pid` in MiB (`VmHWM`), or NaN. */
+function peakRssMiB(pid: number): number {
+  try {
+    const match = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmHWM:\s+(\d+) kB/m);
+    return match ? Number(match[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
   }
 }
 

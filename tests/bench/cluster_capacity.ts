@@ -45,6 +45,12 @@ const HEARTBEAT_MS = 2_000;
 const NODE_LOG = Deno.env.get("BENCH_CAPACITY_NODE_LOG");
 /** Diagnostics: a directory for a CPU profile of node B, one of the survivors (BENCH_CAPACITY_PROFILE_B). */
 const PROFILE_B = Deno.env.get("BENCH_CAPACITY_PROFILE_B");
+/**
+ * nats-server's garbage collector setting: the one server/CLUSTER.md recommends ("Running nats-server"; another
+ * with BENCH_NATS_GOGC). The failover measured the same with Go's default (3.97 and 4.23 s against 3.93 and 3.82
+ * s, interleaved, 2026-12-03).
+ */
+const NATS_GOGC = Deno.env.get("BENCH_NATS_GOGC") ?? "400";
 
 function natsInstalled(): boolean {
   try {
@@ -448,7 +454,13 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
   log(`cluster-capacity: one node alone with ${held} daemons: ${single.toFixed(0)} MiB`);
   // Diagnostics: BENCH_CAPACITY_NATS_MONITOR=PORT serves nats-server's monitoring (varz, jsz) on that port.
   const monitor = Deno.env.get("BENCH_CAPACITY_NATS_MONITOR");
-  await using nats = await TestNats.start(monitor ? ["-m", monitor] : []);
+  await using nats = await TestNats.start(monitor ? ["-m", monitor] : [], {
+    env: { GOGC: NATS_GOGC },
+  });
+  log(
+    `cluster-capacity: nats-server with GOGC=${NATS_GOGC}; the nodes' accept queues are capped by ` +
+      `net.core.somaxconn = ${somaxconn()}`,
+  );
   const m = await cluster(checkout, nats.url, count, settleMs, log);
   if ("reason" in m) {
     return { figures: [], skipped: [{ id: "cluster-capacity", reason: m.reason }] };
@@ -524,6 +536,15 @@ function netstat(name: string): number {
     // not Linux
   }
   return NaN;
+}
+
+/** Linux's cap on a listening socket's accept queue (`net.core.somaxconn`), or "unknown". */
+function somaxconn(): string {
+  try {
+    return Deno.readTextFileSync("/proc/sys/net/core/somaxconn").trim();
+  } catch {
+    return "unknown";
+  }
 }
 
 /** The machine's CPU time so far, busy and in all (Linux `/proc/stat`, in clock ticks), else NaN. */
