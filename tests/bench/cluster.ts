@@ -7,9 +7,12 @@ import {
   type Figure,
   median,
   mibPerSecond,
+  peakOf,
   quantile,
+  resetPeak,
   type SectionResult,
   type Skipped,
+  toMiB,
 } from "./_stats.ts";
 import { startServe } from "./cli.ts";
 import type { Checkout } from "./_checkout.ts";
@@ -197,19 +200,21 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
       directFaults.push(lastFaults / mib);
       const before = await natsMessages(monitor);
       let natsBefore = natsCpuMs(natsPid);
-      resetPeakRss(natsPid);
+      if (!Number.isNaN(natsPid)) resetPeak(natsPid);
       relayed.push(await streamRate(front, id, size));
       natsCpu.push((natsCpuMs(natsPid) - natsBefore) / mib);
-      natsPeaks.push(peakRssMiB(natsPid));
+      natsPeaks.push(Number.isNaN(natsPid) ? NaN : toMiB(peakOf(natsPid)));
       relayedCpu.push(lastCpuMs / mib);
       relayedFaults.push(lastFaults / mib);
       perMib.push(((await natsMessages(monitor)) - before) / mib);
       chunksPerMib.push(lastChunks / mib);
       natsBefore = natsCpuMs(natsDefaultGcPid);
-      resetPeakRss(natsDefaultGcPid);
+      if (!Number.isNaN(natsDefaultGcPid)) resetPeak(natsDefaultGcPid);
       relayedDefaultGc.push(await streamRate(frontDefaultGc, idDefaultGc, size));
       natsDefaultGcCpu.push((natsCpuMs(natsDefaultGcPid) - natsBefore) / mib);
-      natsDefaultGcPeaks.push(peakRssMiB(natsDefaultGcPid));
+      natsDefaultGcPeaks.push(
+        Number.isNaN(natsDefaultGcPid) ? NaN : toMiB(peakOf(natsDefaultGcPid)),
+      );
     }
     const natsPeakRss = Math.max(...natsPeaks);
     const natsDefaultGcPeakRss = Math.max(...natsDefaultGcPeaks);
@@ -481,26 +486,6 @@ async function run({ checkout, quick, log }: BenchContext): Promise<SectionResul
     await owner.close();
     await frontDefaultGc.close();
     await ownerDefaultGc.close();
-  }
-}
-
-/** Start a new peak of the resident set of `pid` (`VmHWM`; Linux: "5" to /proc/PID/clear_refs). */
-function resetPeakRss(pid: number): void {
-  if (Number.isNaN(pid)) return;
-  try {
-    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
-  } catch {
-    // not Linux, or not allowed: the peak is since the start
-  }
-}
-
-/** The peak resident set of `pid` in MiB (`VmHWM`), or NaN. */
-function peakRssMiB(pid: number): number {
-  try {
-    const match = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmHWM:\s+(\d+) kB/m);
-    return match ? Number(match[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
   }
 }
 
